@@ -1,0 +1,71 @@
+//! The merchant-facing HTTP API (axum). `router(state)` builds the whole
+//! service so tests can drive it in-process or on a real port.
+
+pub mod auth;
+pub mod error;
+mod health;
+mod metrics;
+mod openapi;
+pub mod orders;
+
+pub use error::{ApiError, FieldError};
+pub use metrics::Metrics;
+pub use openapi::ApiDoc;
+
+use crate::config::Settings;
+use crate::crypto::Vault;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub metrics: Arc<Metrics>,
+    pub merchant_cache: Arc<auth::MerchantCache>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// What `/readyz` reports beyond the database: filled in by the components
+/// that start later (the ARI connection).
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// `None` while no ARI client runs in this process.
+    pub ari_connected: std::sync::Mutex<Option<bool>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.http.max_body_bytes;
+    let v1 = Router::new()
+        .route("/orders", post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/cancel", post(orders::cancel));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // Path and method only: never headers (keys) or bodies (card data).
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,304 @@
+//! `/v1/orders`: create, read and cancel.
+
+pub mod request;
+pub mod view;
+
+use super::error::{ApiError, ErrorBody};
+use super::{auth::Merchant, AppState};
+use crate::crypto::{random_hex, sha256_hex};
+use crate::domain::{CardKind, OrderStatus, ResultCode};
+use crate::store::{now_ms, IdempotencyEntry, OrderRow, StoreError};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use request::NewOrder;
+use view::OrderView;
+
+/// Create an order. The cardholder is then called (callback), awaits a
+/// transfer (transfer) or dials in (inbound).
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "orders",
+    request_body = request::CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h when the body is the same")),
+    responses(
+        (status = 201, description = "Order created", body = OrderView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid fields, or no card bound to the phone (`no_binding`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::MalformedJson("the body could not be read".into()),
+    })?;
+    require_json(&headers)?;
+    let idem_key = idempotency_key(&headers)?;
+    let request_hash = sha256_hex(&body);
+    let now = now_ms();
+    let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
+    if let Some(key) = &idem_key {
+        if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await? {
+            return Ok(replay);
+        }
+    }
+    let new = request::parse(&body, state.settings.orders.max_amount)?;
+
+    for _ in 0..5 {
+        let row = order_row(&state, &merchant, &new, now).await?;
+        let view = OrderView::new(&row, &[]);
+        let json = serde_json::to_string(&view).map_err(anyhow::Error::from)?;
+        let idem = idem_key.as_deref().map(|key| IdempotencyEntry {
+            key,
+            request_hash: &request_hash,
+            status_code: 201,
+            body: &json,
+            stale_before,
+        });
+        match state.store.create_order(&row, idem).await {
+            Ok(()) => {
+                state.metrics.orders_created.inc();
+                tracing::info!(order = %row.id, merchant = %merchant.id, mode = %row.mode, card = %row.card_masked, amount = row.amount, "order created");
+                return Ok(created(&row.id, json));
+            }
+            Err(StoreError::Conflict) => {
+                if let Some(key) = &idem_key {
+                    if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await? {
+                        return Ok(replay);
+                    }
+                }
+                if state
+                    .store
+                    .merchant_order_exists(&merchant.id, new.merchant_order_id.as_str())
+                    .await?
+                {
+                    return Err(ApiError::Conflict {
+                        code: "duplicate_order",
+                        message: "an order with this merchant_order_id already exists".into(),
+                    });
+                }
+                // Otherwise a transfer code collided: draw another.
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!("could not allocate a unique order")))
+}
+
+/// Get an order, with its result once final and its call attempts.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "voicepay order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such order for this merchant", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let order = find(&state, &merchant.id, &id).await?;
+    let attempts = state.store.attempts_for(&order.id).await?;
+    Ok(axum::Json(OrderView::new(&order, &attempts)))
+}
+
+/// Cancel an order that has not reached the bank yet. Cancelling twice is
+/// harmless; once authorization has started the answer is 409.
+#[utoipa::path(
+    post, path = "/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = String, Path, description = "voicepay order id")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such order for this merchant", body = ErrorBody),
+        (status = 409, description = "Authorization has started or the order is final (`order_not_cancellable`)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+) -> Result<axum::Json<OrderView>, ApiError> {
+    let order = find(&state, &merchant.id, &id).await?;
+    let stopped = state
+        .store
+        .stop_order(&order.id, OrderStatus::Cancelled, ResultCode::MerchantCancelled)
+        .await?;
+    match stopped {
+        Some(row) => {
+            tracing::info!(order = %row.id, "order cancelled by merchant");
+            let attempts = state.store.attempts_for(&row.id).await?;
+            Ok(axum::Json(OrderView::new(&row, &attempts)))
+        }
+        None => {
+            let now = state.store.order(&order.id).await?.map(|o| o.status);
+            Err(ApiError::Conflict {
+                code: "order_not_cancellable",
+                message: format!(
+                    "the order is {} and can no longer be cancelled",
+                    now.as_deref().unwrap_or("gone")
+                ),
+            })
+        }
+    }
+}
+
+async fn find(state: &AppState, merchant_id: &str, id: &str) -> Result<OrderRow, ApiError> {
+    if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .store
+        .order_for_merchant(merchant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
+/// Builds the row to store: seals the card, or copies the phone's binding.
+async fn order_row(
+    state: &AppState,
+    merchant: &crate::store::MerchantRow,
+    new: &NewOrder,
+    now: i64,
+) -> Result<OrderRow, ApiError> {
+    let vault = &state.vault;
+    let (card_enc, card_masked, card_type, card_fp, id_enc, id_masked, binding_id) = match &new.card {
+        Some((card, idn)) => (
+            vault.seal("card_number", card.expose().as_bytes()),
+            card.masked(),
+            card.kind(),
+            vault.fingerprint("card_number", card.expose()),
+            vault.seal("id_number", idn.expose().as_bytes()),
+            idn.masked(),
+            None,
+        ),
+        None => {
+            let b = state
+                .store
+                .binding_for_phone(&merchant.id, new.phone.as_str())
+                .await?
+                .ok_or(ApiError::Unprocessable {
+                    code: "no_binding",
+                    message: "no card is bound to this phone; send card_number and id_number".into(),
+                })?;
+            (
+                b.card_enc,
+                b.card_masked,
+                CardKind::parse(&b.card_type),
+                b.card_fp,
+                b.id_enc,
+                b.id_masked,
+                Some(b.id),
+            )
+        }
+    };
+    let transfer_code = (new.mode == crate::domain::Mode::Transfer).then(transfer_code);
+    Ok(OrderRow {
+        id: format!("ord_{}", random_hex(12)),
+        merchant_id: merchant.id.clone(),
+        merchant_order_id: new.merchant_order_id.as_str().to_owned(),
+        status: OrderStatus::Pending.as_str().to_owned(),
+        mode: new.mode.as_str().to_owned(),
+        amount: new.amount.fen(),
+        currency: "CNY".into(),
+        description: new.description.as_ref().map(|d| d.as_str().to_owned()),
+        phone: new.phone.as_str().to_owned(),
+        language: new.language.as_str().to_owned(),
+        notify_url: new.notify_url.as_ref().map(|u| u.as_str().to_owned()),
+        card_enc,
+        card_masked,
+        card_type: card_type.as_str().to_owned(),
+        card_fp,
+        id_enc,
+        id_masked,
+        binding_id,
+        transfer_code,
+        result_code: None,
+        resp_code: None,
+        result_message: None,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + state.settings.orders.expiry_secs as i64 * 1000,
+    })
+}
+
+/// An 8-digit one-time code (leading zeros allowed).
+fn transfer_code() -> String {
+    use rand::Rng;
+    format!("{:08}", rand::rngs::OsRng.gen_range(0..100_000_000u32))
+}
+
+fn created(id: &str, json: String) -> Response {
+    let mut resp = (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json).into_response();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/v1/orders/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// The stored first response when this key was used with the same body;
+/// 409 when it was used with another.
+async fn replay(
+    state: &AppState,
+    merchant_id: &str,
+    key: &str,
+    request_hash: &str,
+    stale_before: i64,
+) -> Result<Option<Response>, ApiError> {
+    let Some(stored) = state.store.idempotent_response(merchant_id, key, stale_before).await? else {
+        return Ok(None);
+    };
+    if stored.request_hash != request_hash {
+        return Err(ApiError::Conflict {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used with a different request body".into(),
+        });
+    }
+    let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK);
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], stored.body).into_response();
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(Some(resp))
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s.to_owned())),
+        _ => Err(ApiError::Validation(vec![super::error::FieldError::new(
+            "Idempotency-Key",
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )])),
+    }
+}

@@ -1,0 +1,138 @@
+//! Wiring: opens the store, loads keys, builds the router, starts background
+//! workers, and runs until the shutdown token fires.
+
+use crate::api::{self, auth::MerchantCache, AppState, Metrics, Readiness};
+use crate::config::Settings;
+use crate::crypto::{KeyRing, Vault};
+use crate::domain::{OrderStatus, ResultCode};
+use crate::store::{now_ms, Store, Transition};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built, bound, not yet running voicepay.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Connects and migrates the database, loads the keys and binds the
+    /// listener (port 0 picks a free port: see [`App::local_addr`]).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let ring = KeyRing::load(&settings.crypto)?;
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+        let state = AppState {
+            settings: Arc::new(settings),
+            store,
+            vault: Arc::new(Vault::new(&ring)),
+            metrics: Arc::new(Metrics::default()),
+            merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
+            readiness: Arc::new(Readiness::default()),
+        };
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
+        tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
+        let router = api::router(self.state.clone());
+        let stop = shutdown.clone();
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("http server")?;
+        shutdown.cancel();
+        let _ = sweeper.await;
+        self.state.store.close().await;
+        tracing::info!("voicepay stopped");
+        Ok(())
+    }
+}
+
+/// Connects to `database.url` and applies the migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database.url, settings.database.max_connections)
+        .await
+        .context("connecting to database.url")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// Expires orders past their window and forgets old idempotency keys.
+async fn sweep(state: AppState, shutdown: CancellationToken) {
+    let every = Duration::from_secs(state.settings.orders.sweep_interval_secs);
+    let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = expire_due(&state.store).await {
+            tracing::warn!(error = %e, "expiry sweep failed");
+        }
+        if last_purge.elapsed() > Duration::from_secs(600) {
+            let ttl = state.settings.orders.idempotency_ttl_secs as i64 * 1000;
+            match state.store.purge_idempotency_keys(now_ms() - ttl).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "idempotency keys purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+            last_purge = std::time::Instant::now();
+        }
+    }
+}
+
+/// Moves every order past its `expires_at` (and not yet at the bank) to
+/// `expired`. Returns how many it moved.
+pub async fn expire_due(store: &Store) -> anyhow::Result<usize> {
+    let mut moved = 0;
+    for (id, from) in store.due_for_expiry(now_ms(), 500).await? {
+        let t = Transition {
+            from,
+            to: OrderStatus::Expired,
+            result: Some(ResultCode::OrderExpired),
+            detail: None,
+        };
+        if store.transition(&id, t, now_ms()).await? {
+            tracing::info!(order = %id, "order expired");
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}

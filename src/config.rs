@@ -1,0 +1,345 @@
+//! Typed settings, layered: built-in defaults, then an optional TOML file
+//! (`--config PATH`), then `VOICEPAY__SECTION__KEY` environment variables.
+//! Every value is checked at start-up; an error names the key at fault.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub ari: AriSettings,
+    pub telephony: TelephonySettings,
+    pub orders: OrderSettings,
+    pub crypto: CryptoSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address the merchant API listens on.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path.db` (created if missing) or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Connections for readers (SQLite always writes through one connection).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AriSettings {
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    /// The Stasis application name; each node sharing one Asterisk needs its own.
+    pub app: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelephonySettings {
+    /// Dial string for callbacks; `{phone}` is replaced by the cardholder's number.
+    pub callback_endpoint: String,
+    /// Caller ID presented on callbacks.
+    pub caller_id: String,
+    /// How long a callback rings before it counts as no answer, in seconds.
+    pub ring_timeout_secs: u64,
+    /// Callback attempts per order (first call included).
+    pub max_attempts: u32,
+    /// Pause between callback attempts, in seconds.
+    pub retry_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderSettings {
+    /// Largest amount accepted, in fen.
+    pub max_amount: i64,
+    /// How long an order waits to be paid before it expires, in seconds.
+    pub expiry_secs: u64,
+    /// How long an `Idempotency-Key` is remembered, in seconds.
+    pub idempotency_ttl_secs: u64,
+    /// How often expired orders and keys are swept, in seconds.
+    pub sweep_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CryptoSettings {
+    /// The key id that new ciphertexts are sealed with.
+    pub active_key: String,
+    /// AES-256 data keys, base64 (32 bytes) by key id. Old ids stay for reading.
+    pub keys: BTreeMap<String, String>,
+    /// HMAC key (base64, 32 bytes) for card and ID fingerprints used in lookups.
+    pub fingerprint_key: String,
+    /// Used when `keys` is empty: a key file, generated on first start (0600).
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `voicepay=debug,info`.
+    pub level: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::default(),
+            database: DatabaseSettings::default(),
+            ari: AriSettings::default(),
+            telephony: TelephonySettings::default(),
+            orders: OrderSettings::default(),
+            crypto: CryptoSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://voicepay.db".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for AriSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8088".into(),
+            username: "voicepay".into(),
+            password: String::new(),
+            app: "voicepay".into(),
+        }
+    }
+}
+
+impl Default for TelephonySettings {
+    fn default() -> Self {
+        Self {
+            callback_endpoint: "PJSIP/{phone}@carrier".into(),
+            caller_id: "voicepay <95516>".into(),
+            ring_timeout_secs: 30,
+            max_attempts: 3,
+            retry_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            max_amount: 100_000_000,
+            expiry_secs: 900,
+            idempotency_ttl_secs: 24 * 3600,
+            sweep_interval_secs: 5,
+        }
+    }
+}
+
+impl Default for CryptoSettings {
+    fn default() -> Self {
+        Self {
+            active_key: String::new(),
+            keys: BTreeMap::new(),
+            fingerprint_key: String::new(),
+            key_file: PathBuf::from("voicepay.keys"),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Settings {
+    /// Defaults, then the file (if any), then `VOICEPAY__…` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let env = config::Environment::with_prefix("VOICEPAY")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return invalid("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        match reqwest::Url::parse(&self.ari.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return invalid("ari.url", "must be an http:// or https:// URL"),
+        }
+        if self.ari.app.is_empty() || !self.ari.app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return invalid("ari.app", "must be letters, digits, - or _");
+        }
+        if !self.telephony.callback_endpoint.contains("{phone}") {
+            return invalid("telephony.callback_endpoint", "must contain {phone}");
+        }
+        if self.telephony.max_attempts == 0 {
+            return invalid("telephony.max_attempts", "must be at least 1");
+        }
+        if self.telephony.ring_timeout_secs == 0 {
+            return invalid("telephony.ring_timeout_secs", "must be at least 1");
+        }
+        if self.orders.max_amount < 1 {
+            return invalid("orders.max_amount", "must be at least 1 fen");
+        }
+        if self.orders.expiry_secs < 60 {
+            return invalid("orders.expiry_secs", "must be at least 60");
+        }
+        if self.orders.sweep_interval_secs == 0 {
+            return invalid("orders.sweep_interval_secs", "must be at least 1");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return invalid("log.format", "must be text or json");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", "is not a valid tracing filter");
+        }
+        if !self.crypto.keys.is_empty() {
+            if !self.crypto.keys.contains_key(&self.crypto.active_key) {
+                return invalid("crypto.active_key", "must name one of crypto.keys");
+            }
+            if self.crypto.fingerprint_key.is_empty() {
+                return invalid("crypto.fingerprint_key", "is required when crypto.keys is set");
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings as TOML with every secret replaced by `****`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |s: &mut String| {
+            if !s.is_empty() {
+                *s = "****".into();
+            }
+        };
+        hide(&mut shown.ari.password);
+        hide(&mut shown.crypto.fingerprint_key);
+        shown.crypto.keys.values_mut().for_each(hide);
+        shown.database.url = redact_url_password(&shown.database.url);
+        toml_string(&shown)
+    }
+}
+
+fn redact_url_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn toml_string(s: &Settings) -> String {
+    // serde_json -> a simple TOML rendering keeps us off a second TOML crate.
+    let value = serde_json::to_value(s).unwrap_or_default();
+    let mut out = String::new();
+    if let serde_json::Value::Object(sections) = value {
+        for (section, body) in sections {
+            out.push_str(&format!("[{section}]\n"));
+            if let serde_json::Value::Object(keys) = body {
+                for (k, v) in keys {
+                    out.push_str(&format!("{k} = {v}\n"));
+                }
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://voicepay.db");
+        assert_eq!(s.ari.app, "voicepay");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let mut s = Settings::default();
+        s.telephony.callback_endpoint = "PJSIP/carrier".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("telephony.callback_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let mut s = Settings::default();
+        s.ari.password = "hunter2".into();
+        s.database.url = "postgres://vp:dbsecret@localhost/vp".into();
+        s.crypto.keys.insert("k1".into(), "c2VjcmV0".into());
+        let shown = s.redacted_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains("dbsecret") && !shown.contains("c2VjcmV0"));
+        assert!(shown.contains("[ari]"));
+    }
+}

@@ -1,0 +1,143 @@
+use crate::config::CryptoSettings;
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// The data keys by id, which one seals new values, and the fingerprint key.
+pub struct KeyRing {
+    pub active_id: String,
+    pub data_keys: BTreeMap<String, Zeroizing<Vec<u8>>>,
+    pub fingerprint_key: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("active_id", &self.active_id)
+            .field("key_ids", &self.data_keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// On-disk form of a generated key file.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    active_key: String,
+    keys: BTreeMap<String, String>,
+    fingerprint_key: String,
+}
+
+impl KeyRing {
+    /// Keys from the configuration, or else from `crypto.key_file`, which is
+    /// created with fresh random keys (mode 0600) the first time.
+    pub fn load(cfg: &CryptoSettings) -> anyhow::Result<Self> {
+        if !cfg.keys.is_empty() {
+            return Self::from_parts(&cfg.active_key, &cfg.keys, &cfg.fingerprint_key)
+                .context("crypto settings");
+        }
+        let path = &cfg.key_file;
+        if !path.exists() {
+            let generated = KeyFile {
+                active_key: "k1".into(),
+                keys: BTreeMap::from([("k1".into(), STANDARD.encode(random32()))]),
+                fingerprint_key: STANDARD.encode(random32()),
+            };
+            write_private(path, &serde_json::to_vec_pretty(&generated)?)
+                .with_context(|| format!("creating key file {}", path.display()))?;
+            tracing::warn!(path = %path.display(), "generated new data keys; back this file up, or set crypto.keys in production");
+        }
+        let text = std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+        let file: KeyFile = serde_json::from_slice(&text)
+            .with_context(|| format!("key file {} is not valid", path.display()))?;
+        Self::from_parts(&file.active_key, &file.keys, &file.fingerprint_key)
+            .with_context(|| format!("key file {}", path.display()))
+    }
+
+    fn from_parts(active: &str, keys: &BTreeMap<String, String>, fp: &str) -> anyhow::Result<Self> {
+        let mut data_keys = BTreeMap::new();
+        for (id, b64) in keys {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                bail!("key id `{id}` must be letters, digits, - or _");
+            }
+            data_keys.insert(id.clone(), decode32(b64).with_context(|| format!("key `{id}`"))?);
+        }
+        if !data_keys.contains_key(active) {
+            bail!("active key `{active}` is not among the keys");
+        }
+        Ok(Self {
+            active_id: active.to_owned(),
+            data_keys,
+            fingerprint_key: decode32(fp).context("fingerprint key")?,
+        })
+    }
+
+    /// Fixed keys for unit tests only.
+    #[doc(hidden)]
+    pub fn for_tests() -> Self {
+        Self {
+            active_id: "test".into(),
+            data_keys: BTreeMap::from([("test".into(), Zeroizing::new(vec![1u8; 32]))]),
+            fingerprint_key: Zeroizing::new(vec![2u8; 32]),
+        }
+    }
+}
+
+fn decode32(b64: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let raw = Zeroizing::new(STANDARD.decode(b64.trim()).context("must be base64")?);
+    if raw.len() != 32 {
+        bail!("must decode to 32 bytes, got {}", raw.len());
+    }
+    Ok(raw)
+}
+
+fn random32() -> Zeroizing<Vec<u8>> {
+    use rand::RngCore;
+    let mut k = Zeroizing::new(vec![0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    k
+}
+
+fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CryptoSettings {
+            key_file: dir.path().join("keys.json"),
+            ..CryptoSettings::default()
+        };
+        let a = KeyRing::load(&cfg).unwrap();
+        let b = KeyRing::load(&cfg).unwrap();
+        assert_eq!(a.data_keys["k1"], b.data_keys["k1"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cfg.key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        let keys = BTreeMap::from([("k1".to_string(), STANDARD.encode([0u8; 16]))]);
+        let err = KeyRing::from_parts("k1", &keys, &STANDARD.encode([0u8; 32])).unwrap_err();
+        assert!(format!("{err:#}").contains("32 bytes"));
+    }
+}

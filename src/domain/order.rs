@@ -1,0 +1,327 @@
+use super::Invalid;
+use serde::Serialize;
+
+/// Where an order is in its life. Transitions only go forward, and only along
+/// the edges of [`OrderStatus::can_become`]; the store enforces them with
+/// conditional updates so two workers can never both move one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Calling,
+    InCall,
+    Authorizing,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 8] = [
+        OrderStatus::Pending,
+        OrderStatus::Calling,
+        OrderStatus::InCall,
+        OrderStatus::Authorizing,
+        OrderStatus::Succeeded,
+        OrderStatus::Failed,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Calling => "calling",
+            OrderStatus::InCall => "in_call",
+            OrderStatus::Authorizing => "authorizing",
+            OrderStatus::Succeeded => "succeeded",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Succeeded
+                | OrderStatus::Failed
+                | OrderStatus::Cancelled
+                | OrderStatus::Expired
+        )
+    }
+
+    /// Whether the order may still be cancelled or expire: nothing has been
+    /// sent to the bank yet.
+    pub fn before_authorization(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Pending | OrderStatus::Calling | OrderStatus::InCall
+        )
+    }
+
+    /// The allowed edges of the lifecycle:
+    /// `pending → calling → in_call → authorizing → succeeded | failed`,
+    /// `pending | calling | in_call → cancelled | expired | failed`
+    /// (a call outcome such as no answer fails the order before the bank),
+    /// `calling → pending` (a retry waits for its slot), `in_call → calling`
+    /// (a lost call is placed again) and `authorizing → in_call` (a wrong
+    /// secret with tries left goes back to the caller).
+    pub fn can_become(self, to: OrderStatus) -> bool {
+        use OrderStatus::*;
+        match (self, to) {
+            (Pending, Calling | InCall) => true,
+            (Calling, InCall | Pending) => true,
+            (InCall, Authorizing | Calling) => true,
+            (Authorizing, Succeeded | Failed | InCall) => true,
+            (Pending | Calling | InCall, Cancelled | Expired | Failed) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How the cardholder is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// voicepay calls the cardholder back.
+    Callback,
+    /// The merchant's call centre transfers the live call with a one-time code.
+    Transfer,
+    /// The cardholder dials voicepay's access number.
+    Inbound,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Callback => "callback",
+            Mode::Transfer => "transfer",
+            Mode::Inbound => "inbound",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "callback" => Ok(Mode::Callback),
+            "transfer" => Ok(Mode::Transfer),
+            "inbound" => Ok(Mode::Inbound),
+            _ => Err(Invalid::new(
+                "invalid_mode",
+                "mode must be one of callback, transfer, inbound",
+            )),
+        }
+    }
+}
+
+/// The language of the voice prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    Zh,
+    En,
+}
+
+impl Language {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Zh => "zh",
+            Language::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "zh" => Ok(Language::Zh),
+            "en" => Ok(Language::En),
+            _ => Err(Invalid::new("invalid_language", "language must be zh or en")),
+        }
+    }
+}
+
+/// The outcome of a final order, with the UnionPay-style response code where
+/// the bank gave one. The snake_case names are a stable API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultCode {
+    Approved,
+    InvalidCard,
+    InsufficientFunds,
+    WrongSecret,
+    IdMismatch,
+    PinTriesExceeded,
+    InputTimeout,
+    CardExpired,
+    CardRestricted,
+    OverLimit,
+    IssuerUnavailable,
+    NoAnswer,
+    Busy,
+    CallFailed,
+    CallerHungUp,
+    CallerCancelled,
+    MerchantCancelled,
+    OrderExpired,
+}
+
+impl ResultCode {
+    pub const ALL: [ResultCode; 18] = [
+        ResultCode::Approved,
+        ResultCode::InvalidCard,
+        ResultCode::InsufficientFunds,
+        ResultCode::WrongSecret,
+        ResultCode::IdMismatch,
+        ResultCode::PinTriesExceeded,
+        ResultCode::InputTimeout,
+        ResultCode::CardExpired,
+        ResultCode::CardRestricted,
+        ResultCode::OverLimit,
+        ResultCode::IssuerUnavailable,
+        ResultCode::NoAnswer,
+        ResultCode::Busy,
+        ResultCode::CallFailed,
+        ResultCode::CallerHungUp,
+        ResultCode::CallerCancelled,
+        ResultCode::MerchantCancelled,
+        ResultCode::OrderExpired,
+    ];
+
+    pub fn code(self) -> &'static str {
+        use ResultCode::*;
+        match self {
+            Approved => "approved",
+            InvalidCard => "invalid_card",
+            InsufficientFunds => "insufficient_funds",
+            WrongSecret => "wrong_secret",
+            IdMismatch => "id_mismatch",
+            PinTriesExceeded => "pin_tries_exceeded",
+            InputTimeout => "input_timeout",
+            CardExpired => "card_expired",
+            CardRestricted => "card_restricted",
+            OverLimit => "over_limit",
+            IssuerUnavailable => "issuer_unavailable",
+            NoAnswer => "no_answer",
+            Busy => "busy",
+            CallFailed => "call_failed",
+            CallerHungUp => "caller_hung_up",
+            CallerCancelled => "caller_cancelled",
+            MerchantCancelled => "merchant_cancelled",
+            OrderExpired => "order_expired",
+        }
+    }
+
+    /// The issuer's numeric code, for outcomes the bank decided.
+    pub fn resp_code(self) -> Option<&'static str> {
+        use ResultCode::*;
+        Some(match self {
+            Approved => "00",
+            InvalidCard => "61",
+            InsufficientFunds => "64",
+            WrongSecret => "65",
+            IdMismatch => "66",
+            PinTriesExceeded => "67",
+            InputTimeout => "69",
+            CardExpired => "73",
+            CardRestricted => "63",
+            OverLimit => "33",
+            IssuerUnavailable => "03",
+            _ => return None,
+        })
+    }
+
+    pub fn message(self) -> &'static str {
+        use ResultCode::*;
+        match self {
+            Approved => "Payment approved",
+            InvalidCard => "The card number is not valid at the issuer",
+            InsufficientFunds => "Insufficient funds",
+            WrongSecret => "Wrong PIN or wrong expiry date / CVN2",
+            IdMismatch => "The ID number does not match the cardholder",
+            PinTriesExceeded => "Too many wrong PIN tries today; PIN payments are locked until tomorrow",
+            InputTimeout => "The cardholder did not key the input in time",
+            CardExpired => "The card has expired",
+            CardRestricted => "The card is restricted (reported lost or blocked)",
+            OverLimit => "The amount is over the card's limit",
+            IssuerUnavailable => "The issuing bank is unavailable",
+            NoAnswer => "The cardholder did not answer the call",
+            Busy => "The cardholder's line was busy",
+            CallFailed => "The call could not be placed",
+            CallerHungUp => "The cardholder hung up before the payment completed",
+            CallerCancelled => "The cardholder cancelled the payment on the phone",
+            MerchantCancelled => "The merchant cancelled the order",
+            OrderExpired => "The order expired before it was paid",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderStatus::{self, *};
+    use super::ResultCode;
+
+    const ALLOWED: &[(OrderStatus, OrderStatus)] = &[
+        (Pending, Calling),
+        (Pending, InCall),
+        (Calling, InCall),
+        (Calling, Pending),
+        (InCall, Authorizing),
+        (InCall, Calling),
+        (Authorizing, Succeeded),
+        (Authorizing, Failed),
+        (Authorizing, InCall),
+        (Pending, Cancelled),
+        (Calling, Cancelled),
+        (InCall, Cancelled),
+        (Pending, Expired),
+        (Calling, Expired),
+        (InCall, Expired),
+        (Pending, Failed),
+        (Calling, Failed),
+        (InCall, Failed),
+    ];
+
+    #[test]
+    fn every_allowed_transition_is_allowed_and_nothing_else() {
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                let expected = ALLOWED.contains(&(from, to));
+                assert_eq!(from.can_become(to), expected, "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_go_nowhere() {
+        for from in [Succeeded, Failed, Cancelled, Expired] {
+            assert!(from.is_final());
+            assert!(OrderStatus::ALL.iter().all(|to| !from.can_become(*to)));
+        }
+    }
+
+    #[test]
+    fn authorizing_can_no_longer_be_cancelled_or_expire() {
+        assert!(!Authorizing.can_become(Cancelled));
+        assert!(!Authorizing.can_become(Expired));
+        assert!(!Authorizing.before_authorization());
+    }
+
+    #[test]
+    fn status_and_result_names_round_trip() {
+        for s in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
+        }
+        for c in ResultCode::ALL {
+            assert_eq!(ResultCode::parse(c.code()), Some(c));
+        }
+        assert_eq!(ResultCode::WrongSecret.resp_code(), Some("65"));
+        assert_eq!(ResultCode::NoAnswer.resp_code(), None);
+    }
+}

@@ -1,0 +1,310 @@
+use super::{conflict_aware, now_ms, Result, Store, StoreError};
+use crate::domain::{OrderStatus, ResultCode};
+
+/// One order as stored. Card and ID numbers only in sealed or masked form.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub merchant_order_id: String,
+    pub status: String,
+    pub mode: String,
+    pub amount: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub phone: String,
+    pub language: String,
+    pub notify_url: Option<String>,
+    pub card_enc: String,
+    pub card_masked: String,
+    pub card_type: String,
+    pub card_fp: String,
+    pub id_enc: String,
+    pub id_masked: String,
+    pub binding_id: Option<String>,
+    pub transfer_code: Option<String>,
+    pub result_code: Option<String>,
+    pub resp_code: Option<String>,
+    pub result_message: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+}
+
+impl OrderRow {
+    pub fn status(&self) -> OrderStatus {
+        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Failed)
+    }
+}
+
+/// One call placed or taken for an order.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub channel_id: String,
+    pub started_at: i64,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// One entry of the append-only order event log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// A conditional move of an order from one status to another.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+    /// Recorded on the order when set (final outcomes).
+    pub result: Option<ResultCode>,
+    /// Free text for the audit log; never a secret.
+    pub detail: Option<&'a str>,
+}
+
+/// An idempotency entry written in the same transaction as the order.
+pub struct IdempotencyEntry<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub status_code: u16,
+    pub body: &'a str,
+    /// Entries created before this are stale and may be replaced.
+    pub stale_before: i64,
+}
+
+const ORDER_COLUMNS: &str = "id, merchant_id, merchant_order_id, status, mode, amount, currency, \
+    description, phone, language, notify_url, card_enc, card_masked, card_type, card_fp, id_enc, \
+    id_masked, binding_id, transfer_code, result_code, resp_code, result_message, attempts, \
+    created_at, updated_at, expires_at";
+
+impl Store {
+    /// Inserts a new order, its `created` event and (optionally) the
+    /// idempotency entry, atomically. [`StoreError::Conflict`] when the
+    /// merchant order id, the transfer code or the idempotency key is taken.
+    pub async fn create_order(&self, o: &OrderRow, idem: Option<IdempotencyEntry<'_>>) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        if let Some(e) = &idem {
+            sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3")
+                .bind(&o.merchant_id)
+                .bind(e.key)
+                .bind(e.stale_before)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&o.merchant_id)
+            .bind(e.key)
+            .bind(e.request_hash)
+            .bind(i64::from(e.status_code))
+            .bind(e.body)
+            .bind(o.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_aware)?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+              $20, $21, $22, $23, $24, $25, $26)"
+        ))
+        .bind(&o.id)
+        .bind(&o.merchant_id)
+        .bind(&o.merchant_order_id)
+        .bind(&o.status)
+        .bind(&o.mode)
+        .bind(o.amount)
+        .bind(&o.currency)
+        .bind(&o.description)
+        .bind(&o.phone)
+        .bind(&o.language)
+        .bind(&o.notify_url)
+        .bind(&o.card_enc)
+        .bind(&o.card_masked)
+        .bind(&o.card_type)
+        .bind(&o.card_fp)
+        .bind(&o.id_enc)
+        .bind(&o.id_masked)
+        .bind(&o.binding_id)
+        .bind(&o.transfer_code)
+        .bind(&o.result_code)
+        .bind(&o.resp_code)
+        .bind(&o.result_message)
+        .bind(o.attempts)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+        .bind(o.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_aware)?;
+        insert_event(&mut tx, &o.id, "created", None, Some(&o.status), None, o.created_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The order if it exists and belongs to this merchant.
+    pub async fn order_for_merchant(&self, merchant_id: &str, id: &str) -> Result<Option<OrderRow>> {
+        Ok(sqlx::query_as::<_, OrderRow>(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2"
+        ))
+        .bind(id)
+        .bind(merchant_id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// The order by id, whoever owns it (internal use: calls, matcher).
+    pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
+        Ok(sqlx::query_as::<_, OrderRow>(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Whether this merchant already used `merchant_order_id`.
+    pub async fn merchant_order_exists(&self, merchant_id: &str, merchant_order_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE merchant_id = $1 AND merchant_order_id = $2")
+            .bind(merchant_id)
+            .bind(merchant_order_id)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Moves the order if, and only if, it is still in `t.from`; appends the
+    /// event in the same transaction. Returns whether this caller moved it.
+    pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
+        if !t.from.can_become(t.to) {
+            return Err(StoreError::IllegalTransition { from: t.from, to: t.to });
+        }
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET status = $1, updated_at = $2, \
+                result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
+                result_message = COALESCE($5, result_message), \
+                transfer_code = CASE WHEN $6 = 1 THEN NULL ELSE transfer_code END \
+             WHERE id = $7 AND status = $8",
+        )
+        .bind(t.to.as_str())
+        .bind(now)
+        .bind(t.result.map(|r| r.code()))
+        .bind(t.result.and_then(|r| r.resp_code()))
+        .bind(t.result.map(|r| r.message()))
+        .bind(i64::from(t.to.is_final()))
+        .bind(order_id)
+        .bind(t.from.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let detail = match (t.result, t.detail) {
+            (Some(r), Some(d)) => Some(format!("{}: {d}", r.code())),
+            (Some(r), None) => Some(r.code().to_owned()),
+            (None, d) => d.map(str::to_owned),
+        };
+        insert_event(&mut tx, order_id, "status", Some(t.from.as_str()), Some(t.to.as_str()), detail.as_deref(), now)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Orders past their window that nobody has sent to the bank yet.
+    pub async fn due_for_expiry(&self, now: i64, limit: i64) -> Result<Vec<(String, OrderStatus)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, status FROM orders WHERE status IN ('pending', 'calling', 'in_call') \
+             AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, s)| OrderStatus::parse(&s).map(|s| (id, s)))
+            .collect())
+    }
+
+    /// Order counts by status, for `/metrics`.
+    pub async fn order_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    pub async fn attempts_for(&self, order_id: &str) -> Result<Vec<AttemptRow>> {
+        Ok(sqlx::query_as::<_, AttemptRow>(
+            "SELECT attempt, channel_id, started_at, answered_at, ended_at, outcome, cause \
+             FROM call_attempts WHERE order_id = $1 ORDER BY attempt",
+        )
+        .bind(order_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    pub async fn events_for(&self, order_id: &str) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as::<_, EventRow>(
+            "SELECT id, kind, from_status, to_status, detail, created_at \
+             FROM order_events WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(order_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Cancels or expires an order whatever pre-authorization status it is
+    /// in, retrying when a worker moved it meanwhile. Returns the final row,
+    /// or `None` when the order is past the point where it can be stopped.
+    pub async fn stop_order(&self, order_id: &str, to: OrderStatus, result: ResultCode) -> Result<Option<OrderRow>> {
+        for _ in 0..5 {
+            let Some(row) = self.order(order_id).await? else { return Ok(None) };
+            let from = row.status();
+            if from == to {
+                return Ok(Some(row));
+            }
+            if !from.before_authorization() {
+                return Ok(None);
+            }
+            let t = Transition { from, to, result: Some(result), detail: None };
+            if self.transition(order_id, t, now_ms()).await? {
+                return self.order(order_id).await;
+            }
+        }
+        Ok(None)
+    }
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: &str,
+    kind: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(order_id)
+    .bind(kind)
+    .bind(from)
+    .bind(to)
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
