@@ -1,0 +1,224 @@
+//! `spawn_app()`: a real voicepay on port 0 with its own database (a fresh
+//! SQLite file, or a fresh PostgreSQL database), and a merchant to call it as.
+#![allow(dead_code)]
+
+use sqlx::AnyPool;
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
+use voicepay::app::App;
+use voicepay::config::Settings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub api_key: String,
+    pub merchant_id: String,
+    /// A second connection to the same database, for assertions.
+    pub pool: AnyPool,
+    pub db: Db,
+    /// The SQLite file (and its folder), when `db` is SQLite.
+    pub sqlite_path: Option<std::path::PathBuf>,
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Base URL of a PostgreSQL server that tests may create databases on, from
+/// `VOICEPAY_TEST_DATABASE_URL` (scripts/test sets it). Without it the test is
+/// skipped, except under `CI=true`, where that is a failure.
+pub fn postgres_base_url() -> Option<String> {
+    match std::env::var("VOICEPAY_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but VOICEPAY_TEST_DATABASE_URL is not set: PostgreSQL tests cannot be skipped in CI (run scripts/test)")
+        }
+        _ => {
+            eprintln!("skipping: PostgreSQL not configured (set VOICEPAY_TEST_DATABASE_URL or run scripts/test)");
+            None
+        }
+    }
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_db(base: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("vp_test_{}", voicepay::crypto::random_hex(6));
+    let admin = AnyPool::connect(base)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at VOICEPAY_TEST_DATABASE_URL is not reachable: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let mut url = reqwest::Url::parse(base).expect("VOICEPAY_TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Settings for a test instance on `db`, with fixed test keys.
+pub async fn test_settings(db: Db, dir: &std::path::Path) -> Option<Settings> {
+    let mut s = Settings::default();
+    s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.database.max_connections = 4;
+    s.crypto.key_file = dir.join("voicepay.keys");
+    s.database.url = match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("voicepay.db").display()),
+        Db::Postgres => fresh_postgres_db(&postgres_base_url()?).await,
+    };
+    Some(s)
+}
+
+pub async fn spawn_app(db: Db) -> Option<TestApp> {
+    spawn_app_with(db, |_| {}).await
+}
+
+/// Like [`spawn_app`], letting the test adjust the settings first.
+pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = test_settings(db, dir.path()).await?;
+    tweak(&mut settings);
+    let app = App::build(settings.clone()).await.expect("voicepay builds");
+    let addr = app.local_addr();
+    let creds = voicepay::merchants::create(&app.state().store, &app.state().vault, "Test shop", None)
+        .await
+        .expect("merchant");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run(shutdown.clone()));
+    let pool = AnyPool::connect(&settings.database.url).await.expect("assertion pool");
+    Some(TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        api_key: creds.api_key,
+        merchant_id: creds.merchant_id,
+        pool,
+        db,
+        sqlite_path: (db == Db::Sqlite).then(|| dir.path().join("voicepay.db")),
+        settings,
+        _dir: dir,
+        shutdown,
+    })
+}
+
+impl TestApp {
+    /// A second merchant on the same instance: (id, api key).
+    pub async fn another_merchant(&self) -> (String, String) {
+        let out = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .expect("alive");
+        assert!(out.status().is_success());
+        // Merchants are created through the library, as the CLI does.
+        let store = voicepay::store::Store::connect(&self.settings.database.url, 1)
+            .await
+            .expect("store");
+        let ring = voicepay::crypto::KeyRing::load(&self.settings.crypto).expect("keys");
+        let vault = voicepay::crypto::Vault::new(&ring);
+        let m = voicepay::merchants::create(&store, &vault, "Other shop", None)
+            .await
+            .expect("merchant");
+        store.close().await;
+        (m.merchant_id, m.api_key)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST /v1/orders as this app's merchant.
+    pub async fn create_order(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.post_json("/v1/orders", &self.api_key, body).await
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Rows in a table, read straight from the database.
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count")
+    }
+
+    /// Orders, events and idempotency keys: what a rejected request must not change.
+    pub async fn footprint(&self) -> (i64, i64, i64) {
+        (
+            self.count("orders").await,
+            self.count("order_events").await,
+            self.count("idempotency_keys").await,
+        )
+    }
+}
+
+/// A valid new-card order body; `merchant_order_id` varies per call.
+pub fn order_body(merchant_order_id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "merchant_order_id": merchant_order_id,
+        "amount": 12345,
+        "currency": "CNY",
+        "description": "Membership top-up",
+        "phone": "+8613800138000",
+        "card_number": "6222000000000017",
+        "id_number": "11010519491231002X",
+        "language": "zh",
+    })
+}
+
+/// Runs each listed `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = $crate::support::spawn_app($crate::support::Db::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = $crate::support::spawn_app($crate::support::Db::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
