@@ -34,30 +34,47 @@ const HANDSET: &str = "13700000001";
 
 #[tokio::test]
 async fn ari_answers_with_asterisk_22() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let info = lab.info().await?;
     let version = info["system"]["version"].as_str().unwrap_or_default();
-    ensure!(version.starts_with("22."), "expected Asterisk 22.x, ARI reports {version:?}");
+    ensure!(
+        version.starts_with("22."),
+        "expected Asterisk 22.x, ARI reports {version:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn config_and_dialplan_load_without_warnings() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.write().await;
     let log = lab.log_dir().await?.join("messages.log");
 
     // This run's start-up, up to "Asterisk Ready.", had no warning or error.
-    let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
-    let startup: Vec<&str> = text.lines().take_while(|l| !l.contains("Asterisk Ready.")).collect();
+    let text =
+        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    let startup: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.contains("Asterisk Ready."))
+        .collect();
     let bad: Vec<&&str> = startup.iter().filter(|l| is_problem(l)).collect();
-    ensure!(bad.is_empty(), "Asterisk start-up logged problems:\n{bad:#?}");
+    ensure!(
+        bad.is_empty(),
+        "Asterisk start-up logged problems:\n{bad:#?}"
+    );
 
     // Reloading the dialplan and PJSIP logs nothing bad either.
     let before = std::fs::metadata(&log)?.len() as usize;
     let out = lab.cli("dialplan reload").await?;
-    ensure!(out.contains("Dialplan reloaded"), "dialplan reload said {out:?}");
+    ensure!(
+        out.contains("Dialplan reloaded"),
+        "dialplan reload said {out:?}"
+    );
     lab.cli("module reload res_pjsip.so").await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let text = std::fs::read(&log)?;
@@ -67,7 +84,10 @@ async fn config_and_dialplan_load_without_warnings() -> Result<()> {
 
     for ctx in CONTEXTS {
         let out = lab.cli(&format!("dialplan show {ctx}")).await?;
-        ensure!(out.contains(&format!("[ Context '{ctx}'")), "context {ctx} is not loaded: {out}");
+        ensure!(
+            out.contains(&format!("[ Context '{ctx}'")),
+            "context {ctx} is not loaded: {out}"
+        );
     }
     Ok(())
 }
@@ -78,13 +98,21 @@ fn is_problem(line: &str) -> bool {
 
 #[tokio::test]
 async fn logging_never_carries_keypad_digits() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let out = lab.cli("logger show channels").await?;
-    for line in out.lines().filter(|l| l.contains("messages") || l.contains("Console")) {
+    for line in out
+        .lines()
+        .filter(|l| l.contains("messages") || l.contains("Console"))
+    {
         let upper = line.to_uppercase();
         ensure!(!upper.contains("DTMF"), "a log channel takes DTMF: {line}");
-        ensure!(!upper.contains("DEBUG"), "a log channel takes DEBUG: {line}");
+        ensure!(
+            !upper.contains("DEBUG"),
+            "a log channel takes DEBUG: {line}"
+        );
     }
     let settings = lab.cli("core show settings").await?;
     let debug: u32 = settings
@@ -99,7 +127,9 @@ async fn logging_never_carries_keypad_digits() -> Result<()> {
 
 #[tokio::test]
 async fn every_prompt_exists_in_zh_and_en() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let prompts = prompt_names(&lab)?;
     for lang in ["zh", "en"] {
@@ -111,12 +141,16 @@ async fn every_prompt_exists_in_zh_and_en() -> Result<()> {
             .collect();
         for name in &prompts {
             let id = format!("voicepay/{name}");
-            let sound = known.get(&id).with_context(|| format!("Asterisk has no {lang} sound {id}"))?;
+            let sound = known
+                .get(&id)
+                .with_context(|| format!("Asterisk has no {lang} sound {id}"))?;
             let has_lang = sound["formats"]
                 .as_array()
                 .is_some_and(|f| f.iter().any(|f| f["language"] == lang));
             ensure!(has_lang, "{id} has no {lang} file: {sound}");
-            let file = lab.repo().join(format!("sounds/{lang}/voicepay/{name}.wav"));
+            let file = lab
+                .repo()
+                .join(format!("sounds/{lang}/voicepay/{name}.wav"));
             ensure!(file.is_file(), "{} is not committed", file.display());
         }
     }
@@ -125,7 +159,9 @@ async fn every_prompt_exists_in_zh_and_en() -> Result<()> {
 
 #[tokio::test]
 async fn every_prompt_plays_to_the_end_in_both_languages() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let prompts = prompt_names(&lab)?;
     // Three channels per language play their share side by side (~2 min of
@@ -152,15 +188,21 @@ async fn play_all(phone: String, lang: &'static str, prompts: Vec<String>) -> Re
     let mut app = lab.app(&format!("prompts-{lang}")).await?;
     lab.script_handset(&phone, "answer=0;hold=600").await?;
     let id = unique("prompts");
-    lab.originate(&Originate::to_app(lab.handset(&phone), app.name(), &id).timeout(10)).await?;
+    lab.originate(&Originate::to_app(lab.handset(&phone), app.name(), &id).timeout(10))
+        .await?;
     app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
     let mut result = Ok(());
     for name in &prompts {
         let media = format!("sound:voicepay/{name}");
-        match app.play_and_wait(&lab, &id, &[&media], Some(lang), secs(30)).await {
+        match app
+            .play_and_wait(&lab, &id, &[&media], Some(lang), secs(30))
+            .await
+        {
             Ok(state) if state == "done" => {}
             Ok(state) => {
-                result = Err(anyhow::anyhow!("{media} ({lang}) finished in state {state:?}"));
+                result = Err(anyhow::anyhow!(
+                    "{media} ({lang}) finished in state {state:?}"
+                ));
                 break;
             }
             Err(e) => {
@@ -183,7 +225,11 @@ fn prompt_names(lab: &Lab) -> Result<Vec<String>> {
         .skip(1) // header
         .map(|l| l.split('\t').next().unwrap_or_default().to_string())
         .collect();
-    ensure!(names.len() > 40, "prompts.tsv lists only {} prompts", names.len());
+    ensure!(
+        names.len() > 40,
+        "prompts.tsv lists only {} prompts",
+        names.len()
+    );
     for code in [
         "invalid_card",
         "insufficient_funds",
@@ -198,23 +244,33 @@ fn prompt_names(lab: &Lab) -> Result<Vec<String>> {
         "caller_cancelled",
         "order_expired",
     ] {
-        ensure!(names.contains(&format!("fail-{code}")), "no prompt fail-{code}");
+        ensure!(
+            names.contains(&format!("fail-{code}")),
+            "no prompt fail-{code}"
+        );
     }
     Ok(names)
 }
 
 #[tokio::test]
 async fn lab_handset_keys_its_script_in_order() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let mut app = lab.app("dtmf").await?;
-    lab.script_handset(HANDSET, "answer=1;delay=0.5;keys=1w805137#;hold=20").await?;
+    lab.script_handset(HANDSET, "answer=1;delay=0.5;keys=1w805137#;hold=20")
+        .await?;
     let id = unique("dtmf");
     let started = std::time::Instant::now();
-    lab.originate(&Originate::to_app(lab.handset(HANDSET), app.name(), &id).timeout(10)).await?;
+    lab.originate(&Originate::to_app(lab.handset(HANDSET), app.name(), &id).timeout(10))
+        .await?;
     app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
     let rang = started.elapsed();
-    ensure!(rang >= Duration::from_millis(900), "answered after {rang:?}, script says ring 1 s");
+    ensure!(
+        rang >= Duration::from_millis(900),
+        "answered after {rang:?}, script says ring 1 s"
+    );
     let digits = app.dtmf_digits(&id, 8, secs(15)).await?;
     lab.hangup(&id).await?;
     app.close().await;
@@ -222,31 +278,44 @@ async fn lab_handset_keys_its_script_in_order() -> Result<()> {
 
     // The keys (a test PIN) reached no log.
     let log = std::fs::read_to_string(lab.log_dir().await?.join("messages.log"))?;
-    ensure!(!log.contains("805137"), "the handset's keys appear in messages.log");
+    ensure!(
+        !log.contains("805137"),
+        "the handset's keys appear in messages.log"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn lab_handset_that_never_answers_gives_noanswer() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000002";
     // Rings 2 s, then the "network" gives up: cause 19, Dial status NOANSWER.
     lab.script_handset(phone, "answer=never;hold=2").await?;
     let (status, cause) = dial_status(&lab, phone, 10).await?;
-    ensure!(status == "NOANSWER" && cause == 19, "dialstatus {status:?}, cause {cause}");
+    ensure!(
+        status == "NOANSWER" && cause == 19,
+        "dialstatus {status:?}, cause {cause}"
+    );
 
     // When our own originate timeout ends the ringing first, ARI sends no
     // final Dial status: only ChannelDestroyed with cause 19 (no answer).
     lab.script_handset(phone, "answer=never;hold=30").await?;
     let (status, cause) = dial_status(&lab, phone, 2).await?;
-    ensure!(status.is_empty() && cause == 19, "dialstatus {status:?}, cause {cause}");
+    ensure!(
+        status.is_empty() && cause == 19,
+        "dialstatus {status:?}, cause {cause}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn lab_handset_that_is_busy_gives_busy() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000003";
     lab.script_handset(phone, "answer=busy").await?;
@@ -263,9 +332,15 @@ async fn lab_handset_that_is_busy_gives_busy() -> Result<()> {
 async fn dial_status(lab: &Lab, phone: &str, timeout: u32) -> Result<(String, u64)> {
     let mut app = lab.app("dial").await?;
     let id = unique("dial");
-    lab.originate(&Originate::to_app(lab.handset(phone), app.name(), &id).timeout(timeout)).await?;
-    let events = app.channel_events_until(&id, "ChannelDestroyed", secs(u64::from(timeout) + 10)).await?;
-    ensure!(!events.iter().any(|e| e["type"] == "StasisStart"), "the call was answered");
+    lab.originate(&Originate::to_app(lab.handset(phone), app.name(), &id).timeout(timeout))
+        .await?;
+    let events = app
+        .channel_events_until(&id, "ChannelDestroyed", secs(u64::from(timeout) + 10))
+        .await?;
+    ensure!(
+        !events.iter().any(|e| e["type"] == "StasisStart"),
+        "the call was answered"
+    );
     let status = events
         .iter()
         .filter(|e| e["type"] == "Dial")
@@ -279,14 +354,18 @@ async fn dial_status(lab: &Lab, phone: &str, timeout: u32) -> Result<(String, u6
 
 #[tokio::test]
 async fn lab_handset_hangs_up_when_scripted() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000004";
     // Hangs up 2 s after answering, in the middle of its (slow) keys.
-    lab.script_handset(phone, "answer=0;hangup=2;keys=1WWWW2;hold=20").await?;
+    lab.script_handset(phone, "answer=0;hangup=2;keys=1WWWW2;hold=20")
+        .await?;
     let mut app = lab.app("hangup").await?;
     let id = unique("hangup");
-    lab.originate(&Originate::to_app(lab.handset(phone), app.name(), &id).timeout(10)).await?;
+    lab.originate(&Originate::to_app(lab.handset(phone), app.name(), &id).timeout(10))
+        .await?;
     app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
     let t0 = std::time::Instant::now();
     let events = app.channel_events_until(&id, "StasisEnd", secs(10)).await?;
@@ -298,13 +377,18 @@ async fn lab_handset_hangs_up_when_scripted() -> Result<()> {
         .filter_map(|e| e["digit"].as_str())
         .collect();
     ensure!(digits == "1", "keys before the hang-up: {digits:?}");
-    ensure!(after >= Duration::from_millis(1500) && after < secs(5), "hung up after {after:?}");
+    ensure!(
+        after >= Duration::from_millis(1500) && after < secs(5),
+        "hung up after {after:?}"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn inbound_access_number_enters_voicepay() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000005";
     lab.script_handset(phone, "answer=0;hold=30").await?;
@@ -319,34 +403,61 @@ async fn inbound_access_number_enters_voicepay() -> Result<()> {
     let start = app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
     lab.hangup(&id).await?;
     app.close().await;
-    ensure!(start["args"] == serde_json::json!(["inbound"]), "args {}", start["args"]);
-    ensure!(start["channel"]["caller"]["number"] == phone, "caller {}", start["channel"]["caller"]);
-    ensure!(start["channel"]["language"] == "zh", "language {}", start["channel"]["language"]);
+    ensure!(
+        start["args"] == serde_json::json!(["inbound"]),
+        "args {}",
+        start["args"]
+    );
+    ensure!(
+        start["channel"]["caller"]["number"] == phone,
+        "caller {}",
+        start["channel"]["caller"]
+    );
+    ensure!(
+        start["channel"]["language"] == "zh",
+        "language {}",
+        start["channel"]["language"]
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn transfer_returns_the_result_to_the_merchant() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000006";
     let code = format!("{}", 100000 + std::process::id() % 800000);
-    lab.script_handset(phone, "answer=0;delay=0.5;keys=805137#;hold=30").await?;
+    lab.script_handset(phone, "answer=0;delay=0.5;keys=805137#;hold=30")
+        .await?;
     let mut app = lab.app("transfer").await?;
     let id = unique("transfer");
-    let o = Originate::to_dialplan(lab.handset(phone), "voicepay-lab-merchant", "callcentre", &id)
-        .var("LAB_TRANSFER_CODE", &code)
-        .var("VOICEPAY_APP", app.name())
-        .timeout(10);
+    let o = Originate::to_dialplan(
+        lab.handset(phone),
+        "voicepay-lab-merchant",
+        "callcentre",
+        &id,
+    )
+    .var("LAB_TRANSFER_CODE", &code)
+    .var("VOICEPAY_APP", app.name())
+    .timeout(10);
     lab.originate(&o).await?;
     let start = app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
-    ensure!(start["args"] == serde_json::json!(["transfer", code]), "args {}", start["args"]);
+    ensure!(
+        start["args"] == serde_json::json!(["transfer", code]),
+        "args {}",
+        start["args"]
+    );
     // Acting as the daemon: collect the secret, then hand the call back.
     let digits = app.dtmf_digits(&id, 7, secs(10)).await?;
     ensure!(digits == "805137#", "digits {digits:?}");
-    lab.set_channel_var(&id, "VOICEPAY_RESULT", "success").await?;
-    lab.set_channel_var(&id, "VOICEPAY_CODE", "approved").await?;
-    lab.continue_in_dialplan(&id, "voicepay-transfer-return", "s", 1).await?;
+    lab.set_channel_var(&id, "VOICEPAY_RESULT", "success")
+        .await?;
+    lab.set_channel_var(&id, "VOICEPAY_CODE", "approved")
+        .await?;
+    lab.continue_in_dialplan(&id, "voicepay-transfer-return", "s", 1)
+        .await?;
     let result = wait_global(&lab, &format!("LAB_RESULT_{code}"), secs(10)).await?;
     lab.hangup(&id).await?;
     app.close().await;
@@ -356,22 +467,32 @@ async fn transfer_returns_the_result_to_the_merchant() -> Result<()> {
 
 #[tokio::test]
 async fn transfer_while_voicepay_is_down_falls_back_to_the_merchant() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
     let phone = "13700000007";
     let code = format!("{}", 900000 + std::process::id() % 90000);
     lab.script_handset(phone, "answer=0;hold=30").await?;
     let id = unique("fallback");
-    let o = Originate::to_dialplan(lab.handset(phone), "voicepay-lab-merchant", "callcentre", &id)
-        .var("LAB_TRANSFER_CODE", &code)
-        .var("VOICEPAY_APP", &unique("nobody-listens"))
-        .timeout(10);
+    let o = Originate::to_dialplan(
+        lab.handset(phone),
+        "voicepay-lab-merchant",
+        "callcentre",
+        &id,
+    )
+    .var("LAB_TRANSFER_CODE", &code)
+    .var("VOICEPAY_APP", &unique("nobody-listens"))
+    .timeout(10);
     lab.set_global(&format!("LAB_RESULT_{code}"), "").await?;
     lab.originate(&o).await?;
     // The unavailable prompt plays first, then the merchant gets the result.
     let result = wait_global(&lab, &format!("LAB_RESULT_{code}"), secs(20)).await?;
     lab.hangup(&id).await?;
-    ensure!(result == "failure:service_unavailable", "merchant saw {result:?}");
+    ensure!(
+        result == "failure:service_unavailable",
+        "merchant saw {result:?}"
+    );
     Ok(())
 }
 
@@ -382,19 +503,27 @@ async fn wait_global(lab: &Lab, name: &str, timeout: Duration) -> Result<String>
         if !v.is_empty() {
             return Ok(v);
         }
-        ensure!(std::time::Instant::now() < deadline, "{name} still unset after {timeout:?}");
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{name} still unset after {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 #[tokio::test]
 async fn softphone_answers_and_keys_rfc4733_dtmf() -> Result<()> {
-    let Some(lab) = require_asterisk() else { return Ok(()) };
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
     let _g = LOG_WINDOW.read().await;
-    let Some(mut phone) = require_softphone(&lab, "13800138000").await else { return Ok(()) };
+    let Some(mut phone) = require_softphone(&lab, "13800138000").await else {
+        return Ok(());
+    };
     let mut app = lab.app("sip").await?;
     let id = unique("sip");
-    lab.originate(&Originate::to_app("PJSIP/13800138000", app.name(), &id).timeout(15)).await?;
+    lab.originate(&Originate::to_app("PJSIP/13800138000", app.name(), &id).timeout(15))
+        .await?;
     let start = app.wait_channel_event(&id, "StasisStart", secs(15)).await;
     let result = async {
         start.with_context(|| format!("baresip log:\n{}", phone.log_tail()))?;

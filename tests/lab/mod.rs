@@ -73,8 +73,15 @@ pub fn under_ci() -> bool {
 /// ids chosen by the client (events may arrive before the HTTP response).
 pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{nanos:x}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Returns the lab when ARI answers. Otherwise prints
@@ -124,7 +131,8 @@ impl Lab {
     pub fn from_env() -> Result<Lab> {
         let repo = repo_root()?;
         let get = |key: &str| -> Result<String> {
-            setting(&repo, key).with_context(|| format!("{key} is not set and scripts/lab.env has no default"))
+            setting(&repo, key)
+                .with_context(|| format!("{key} is not set and scripts/lab.env has no default"))
         };
         let ari_url = get("VOICEPAY__ARI__URL")?.trim_end_matches('/').to_string();
         if !ari_url.starts_with("http://") {
@@ -174,17 +182,26 @@ impl Lab {
             .map_err(|e| Probe::Unreachable(e.to_string()))?
             .next()
             .ok_or_else(|| Probe::Unreachable(format!("{hostport} does not resolve")))?;
-        let mut stream = TcpStream::connect_timeout(&addr, secs(2)).map_err(|e| Probe::Unreachable(e.to_string()))?;
+        let mut stream = TcpStream::connect_timeout(&addr, secs(2))
+            .map_err(|e| Probe::Unreachable(e.to_string()))?;
         let _ = stream.set_read_timeout(Some(secs(5)));
         let request = format!(
             "GET /ari/asterisk/info HTTP/1.0\r\nHost: {hostport}\r\nAuthorization: {}\r\n\r\n",
             self.basic_auth()
         );
-        stream.write_all(request.as_bytes()).map_err(|e| Probe::Unreachable(e.to_string()))?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| Probe::Unreachable(e.to_string()))?;
         let mut head = [0u8; 64];
-        let n = stream.read(&mut head).map_err(|e| Probe::Unreachable(e.to_string()))?;
+        let n = stream
+            .read(&mut head)
+            .map_err(|e| Probe::Unreachable(e.to_string()))?;
         let line = String::from_utf8_lossy(&head[..n]);
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         match status {
             200 => Ok(()),
             401 | 403 => Err(Probe::Refused(status)),
@@ -194,7 +211,10 @@ impl Lab {
 
     fn basic_auth(&self) -> String {
         let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 
     // --- ARI REST --------------------------------------------------------
@@ -204,25 +224,43 @@ impl Lab {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value> {
-        let resp = req.basic_auth(&self.username, Some(&self.password)).send().await.with_context(|| what.to_string())?;
+        let resp = req
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await
+            .with_context(|| what.to_string())?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(AriError { status: status.as_u16(), body: text }).with_context(|| what.to_string());
+            return Err(AriError {
+                status: status.as_u16(),
+                body: text,
+            })
+            .with_context(|| what.to_string());
         }
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).with_context(|| format!("{what}: ARI returned non-JSON {text:?}"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{what}: ARI returned non-JSON {text:?}"))
     }
 
     /// `GET /ari{path}` with query parameters.
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value> {
-        self.send(self.http.get(self.url(path)).query(query), &format!("GET {path}")).await
+        self.send(
+            self.http.get(self.url(path)).query(query),
+            &format!("GET {path}"),
+        )
+        .await
     }
 
     /// `POST /ari{path}` with query parameters and an optional JSON body.
-    pub async fn post(&self, path: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<Value> {
+    pub async fn post(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value> {
         let mut req = self.http.post(self.url(path)).query(query);
         if let Some(body) = body {
             req = req.json(&body);
@@ -232,7 +270,11 @@ impl Lab {
 
     /// `DELETE /ari{path}` with query parameters.
     pub async fn delete(&self, path: &str, query: &[(&str, &str)]) -> Result<Value> {
-        self.send(self.http.delete(self.url(path)).query(query), &format!("DELETE {path}")).await
+        self.send(
+            self.http.delete(self.url(path)).query(query),
+            &format!("DELETE {path}"),
+        )
+        .await
     }
 
     /// `GET /asterisk/info`.
@@ -242,12 +284,20 @@ impl Lab {
 
     /// Sets a dialplan global variable.
     pub async fn set_global(&self, name: &str, value: &str) -> Result<()> {
-        self.post("/asterisk/variable", &[("variable", name), ("value", value)], None).await.map(|_| ())
+        self.post(
+            "/asterisk/variable",
+            &[("variable", name), ("value", value)],
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Reads a dialplan global variable ("" when unset).
     pub async fn global(&self, name: &str) -> Result<String> {
-        let v = self.get("/asterisk/variable", &[("variable", name)]).await?;
+        let v = self
+            .get("/asterisk/variable", &[("variable", name)])
+            .await?;
         Ok(v["value"].as_str().unwrap_or_default().to_string())
     }
 
@@ -294,17 +344,23 @@ impl Lab {
             q.push(("callerId", cid));
         }
         let body = json!({ "variables": o.variables });
-        self.post(&format!("/channels/{}", o.channel_id), &q, Some(body)).await
+        self.post(&format!("/channels/{}", o.channel_id), &q, Some(body))
+            .await
     }
 
     /// Answers a channel that is in our app.
     pub async fn answer(&self, channel_id: &str) -> Result<()> {
-        self.post(&format!("/channels/{channel_id}/answer"), &[], None).await.map(|_| ())
+        self.post(&format!("/channels/{channel_id}/answer"), &[], None)
+            .await
+            .map(|_| ())
     }
 
     /// Hangs a channel up; a channel that is already gone (404) is fine.
     pub async fn hangup(&self, channel_id: &str) -> Result<()> {
-        match self.delete(&format!("/channels/{channel_id}"), &[("reason", "normal")]).await {
+        match self
+            .delete(&format!("/channels/{channel_id}"), &[("reason", "normal")])
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if ari_status(&e) == Some(404) => Ok(()),
             Err(e) => Err(e),
@@ -313,37 +369,69 @@ impl Lab {
 
     /// Sets a channel variable.
     pub async fn set_channel_var(&self, channel_id: &str, name: &str, value: &str) -> Result<()> {
-        self.post(&format!("/channels/{channel_id}/variable"), &[("variable", name), ("value", value)], None)
+        self.post(
+            &format!("/channels/{channel_id}/variable"),
+            &[("variable", name), ("value", value)],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Sends a channel in our app back to the dialplan.
+    pub async fn continue_in_dialplan(
+        &self,
+        channel_id: &str,
+        context: &str,
+        extension: &str,
+        priority: u32,
+    ) -> Result<()> {
+        let priority = priority.to_string();
+        let q = [
+            ("context", context),
+            ("extension", extension),
+            ("priority", priority.as_str()),
+        ];
+        self.post(&format!("/channels/{channel_id}/continue"), &q, None)
             .await
             .map(|_| ())
     }
 
-    /// Sends a channel in our app back to the dialplan.
-    pub async fn continue_in_dialplan(&self, channel_id: &str, context: &str, extension: &str, priority: u32) -> Result<()> {
-        let priority = priority.to_string();
-        let q = [("context", context), ("extension", extension), ("priority", priority.as_str())];
-        self.post(&format!("/channels/{channel_id}/continue"), &q, None).await.map(|_| ())
-    }
-
     /// Starts playing `media` (e.g. `sound:voicepay/welcome`, several in a
     /// row) on a channel, with a client-chosen playback id and language.
-    pub async fn play(&self, channel_id: &str, playback_id: &str, media: &[&str], lang: Option<&str>) -> Result<Value> {
+    pub async fn play(
+        &self,
+        channel_id: &str,
+        playback_id: &str,
+        media: &[&str],
+        lang: Option<&str>,
+    ) -> Result<Value> {
         let mut q: Vec<(&str, &str)> = media.iter().map(|m| ("media", *m)).collect();
         if let Some(lang) = lang {
             q.push(("lang", lang));
         }
-        self.post(&format!("/channels/{channel_id}/play/{playback_id}"), &q, None).await
+        self.post(
+            &format!("/channels/{channel_id}/play/{playback_id}"),
+            &q,
+            None,
+        )
+        .await
     }
 
     /// Sounds Asterisk knows in `lang` (`GET /sounds?lang=`): id + formats.
     pub async fn sounds(&self, lang: &str) -> Result<Vec<Value>> {
         let v = self.get("/sounds", &[("lang", lang)]).await?;
-        v.as_array().cloned().ok_or_else(|| anyhow!("GET /sounds: not a list"))
+        v.as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("GET /sounds: not a list"))
     }
 
     /// The state of an endpoint (`online`, `offline`, …), None if unknown.
     pub async fn endpoint_state(&self, tech: &str, resource: &str) -> Result<Option<String>> {
-        match self.get(&format!("/endpoints/{tech}/{resource}"), &[]).await {
+        match self
+            .get(&format!("/endpoints/{tech}/{resource}"), &[])
+            .await
+        {
             Ok(v) => Ok(v["state"].as_str().map(str::to_string)),
             Err(e) if ari_status(&e) == Some(404) => Ok(None),
             Err(e) => Err(e),
@@ -360,7 +448,10 @@ impl Lab {
             .await
             .context("running scripts/asterisk")?;
         if !out.status.success() {
-            bail!("scripts/asterisk {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "scripts/asterisk {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -382,7 +473,9 @@ pub fn check_handset_script(phone: &str, script: &str) -> Result<()> {
         bail!("lab handset number must be digits, got {phone:?}");
     }
     for item in script.split(';').filter(|i| !i.trim().is_empty()) {
-        let (key, value) = item.split_once('=').ok_or_else(|| anyhow!("script item {item:?} is not key=value"))?;
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("script item {item:?} is not key=value"))?;
         if !HANDSET_SCRIPT_KEYS.contains(&key) {
             bail!("unknown lab handset script key {key:?} (known: {HANDSET_SCRIPT_KEYS:?})");
         }
@@ -450,11 +543,19 @@ impl Originate {
 
     /// Calls `endpoint`; when answered, the channel enters Stasis `app`.
     pub fn to_app(endpoint: impl Into<String>, app: &str, channel_id: &str) -> Self {
-        Originate { app: Some(app.to_string()), ..Self::new(endpoint, channel_id) }
+        Originate {
+            app: Some(app.to_string()),
+            ..Self::new(endpoint, channel_id)
+        }
     }
 
     /// Calls `endpoint`; when answered, the channel runs `context,extension,1`.
-    pub fn to_dialplan(endpoint: impl Into<String>, context: &str, extension: &str, channel_id: &str) -> Self {
+    pub fn to_dialplan(
+        endpoint: impl Into<String>,
+        context: &str,
+        extension: &str,
+        channel_id: &str,
+    ) -> Self {
         Originate {
             context: Some(context.to_string()),
             extension: Some(extension.to_string()),
@@ -497,7 +598,9 @@ pub fn event_channel_id(ev: &Value) -> Option<&str> {
     if let Some(id) = ev["peer"]["id"].as_str() {
         return Some(id);
     }
-    ev["playback"]["target_uri"].as_str().and_then(|t| t.strip_prefix("channel:"))
+    ev["playback"]["target_uri"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("channel:"))
 }
 
 /// A Stasis app registered by a test, with its events WebSocket. Events are
@@ -528,7 +631,8 @@ impl App {
             lab.ari_url.replacen("http://", "ws://", 1)
         );
         let mut req = ws_url.as_str().into_client_request()?;
-        req.headers_mut().insert("Authorization", HeaderValue::from_str(&lab.basic_auth())?);
+        req.headers_mut()
+            .insert("Authorization", HeaderValue::from_str(&lab.basic_auth())?);
         let (mut ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .with_context(|| format!("connecting the ARI events WebSocket for app {name}"))?;
@@ -567,11 +671,19 @@ impl App {
         loop {
             match lab.get(&format!("/applications/{name}"), &[]).await {
                 Ok(_) => break,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => return Err(e).context(format!("app {name} did not register")),
             }
         }
-        Ok(App { name: name.to_string(), rx, backlog: VecDeque::new(), reader: Some(reader), stop: Some(stop) })
+        Ok(App {
+            name: name.to_string(),
+            rx,
+            backlog: VecDeque::new(),
+            reader: Some(reader),
+            stop: Some(stop),
+        })
     }
 
     /// Closes the events WebSocket cleanly (the app unregisters).
@@ -591,7 +703,12 @@ impl App {
 
     /// Waits for the first event matching `pred` (earlier ones kept for
     /// later calls). `what` names it in the timeout error.
-    pub async fn wait_for(&mut self, what: &str, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Result<Value> {
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Value> {
         if let Some(pos) = self.backlog.iter().position(&mut pred) {
             return Ok(self.backlog.remove(pos).expect("position is in range"));
         }
@@ -600,7 +717,10 @@ impl App {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
                 Ok(Some(ev)) if pred(&ev) => return Ok(ev),
                 Ok(Some(ev)) => self.backlog.push_back(ev),
-                Ok(None) => bail!("app {}: events WebSocket closed while waiting for {what}", self.name),
+                Ok(None) => bail!(
+                    "app {}: events WebSocket closed while waiting for {what}",
+                    self.name
+                ),
                 Err(_) => bail!(
                     "app {}: no {what} within {timeout:?}; other events: {}",
                     self.name,
@@ -611,21 +731,35 @@ impl App {
     }
 
     /// Waits for an event of `event_type` about channel `channel_id`.
-    pub async fn wait_channel_event(&mut self, channel_id: &str, event_type: &str, timeout: Duration) -> Result<Value> {
+    pub async fn wait_channel_event(
+        &mut self,
+        channel_id: &str,
+        event_type: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
         let what = format!("{event_type} for {channel_id}");
-        self.wait_for(&what, timeout, |ev| ev["type"] == event_type && event_channel_id(ev) == Some(channel_id))
-            .await
+        self.wait_for(&what, timeout, |ev| {
+            ev["type"] == event_type && event_channel_id(ev) == Some(channel_id)
+        })
+        .await
     }
 
     /// Collects every event about `channel_id`, in order, up to and including
     /// the first of type `until` (e.g. `ChannelDestroyed`).
-    pub async fn channel_events_until(&mut self, channel_id: &str, until: &str, timeout: Duration) -> Result<Vec<Value>> {
+    pub async fn channel_events_until(
+        &mut self,
+        channel_id: &str,
+        until: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let ev = self
-                .wait_for(&format!("{until} for {channel_id}"), left, |ev| event_channel_id(ev) == Some(channel_id))
+                .wait_for(&format!("{until} for {channel_id}"), left, |ev| {
+                    event_channel_id(ev) == Some(channel_id)
+                })
                 .await
                 .with_context(|| format!("events so far: {}", summarize(&seen)))?;
             let done = ev["type"] == until;
@@ -638,7 +772,12 @@ impl App {
 
     /// Waits for `count` ChannelDtmfReceived events on `channel_id` and
     /// returns their digits in arrival order.
-    pub async fn dtmf_digits(&mut self, channel_id: &str, count: usize, timeout: Duration) -> Result<String> {
+    pub async fn dtmf_digits(
+        &mut self,
+        channel_id: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<String> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut digits = String::new();
         while digits.len() < count {
@@ -654,14 +793,26 @@ impl App {
 
     /// Plays `media` on a channel of this app and waits for PlaybackFinished;
     /// returns the final state (`done`, or `failed` when a file is missing).
-    pub async fn play_and_wait(&mut self, lab: &Lab, channel_id: &str, media: &[&str], lang: Option<&str>, timeout: Duration) -> Result<String> {
+    pub async fn play_and_wait(
+        &mut self,
+        lab: &Lab,
+        channel_id: &str,
+        media: &[&str],
+        lang: Option<&str>,
+        timeout: Duration,
+    ) -> Result<String> {
         let playback_id = unique("pb");
         lab.play(channel_id, &playback_id, media, lang).await?;
         let what = format!("PlaybackFinished of {media:?} on {channel_id}");
         let ev = self
-            .wait_for(&what, timeout, |ev| ev["type"] == "PlaybackFinished" && ev["playback"]["id"] == playback_id.as_str())
+            .wait_for(&what, timeout, |ev| {
+                ev["type"] == "PlaybackFinished" && ev["playback"]["id"] == playback_id.as_str()
+            })
             .await?;
-        Ok(ev["playback"]["state"].as_str().unwrap_or_default().to_string())
+        Ok(ev["playback"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
     }
 }
 
@@ -670,10 +821,18 @@ fn summarize(events: impl IntoIterator<Item = impl std::borrow::Borrow<Value>>) 
         .into_iter()
         .map(|ev| {
             let ev = ev.borrow();
-            format!("{}({})", ev["type"].as_str().unwrap_or("?"), event_channel_id(ev).unwrap_or("-"))
+            format!(
+                "{}({})",
+                ev["type"].as_str().unwrap_or("?"),
+                event_channel_id(ev).unwrap_or("-")
+            )
         })
         .collect();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The repository root, found from this file's real location, so the helper
@@ -683,7 +842,8 @@ fn repo_root() -> Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab");
-    let real = std::fs::canonicalize(&here).with_context(|| format!("resolving {}", here.display()))?;
+    let real =
+        std::fs::canonicalize(&here).with_context(|| format!("resolving {}", here.display()))?;
     real.parent()
         .and_then(Path::parent)
         .map(Path::to_path_buf)
@@ -703,7 +863,10 @@ fn setting(repo: &Path, key: &str) -> Option<String> {
     let default_prefix = format!("${{{key}:-");
     text.lines().map(str::trim).find_map(|line| {
         let rest = line.strip_prefix(&prefix)?;
-        let value = rest.strip_prefix(&default_prefix).and_then(|r| r.strip_suffix('}')).unwrap_or(rest);
+        let value = rest
+            .strip_prefix(&default_prefix)
+            .and_then(|r| r.strip_suffix('}'))
+            .unwrap_or(rest);
         Some(value.trim_matches(|c| c == '\'' || c == '"').to_string())
     })
 }

@@ -62,7 +62,12 @@ impl Softphone {
             .spawn()
             .context("starting baresip")?;
         let ctrl = connect_ctrl(ctrl_port, &dir).await?;
-        let mut sp = Softphone { phone: phone.to_string(), dir, child, ctrl };
+        let mut sp = Softphone {
+            phone: phone.to_string(),
+            dir,
+            child,
+            ctrl,
+        };
         sp.wait_registered(lab, Duration::from_secs(15)).await?;
         Ok(sp)
     }
@@ -77,7 +82,11 @@ impl Softphone {
                 bail!("baresip exited ({status}); log: {}", self.log_tail());
             }
             if Instant::now() > deadline {
-                bail!("PJSIP/{} did not register within {timeout:?}; baresip log: {}", self.phone, self.log_tail());
+                bail!(
+                    "PJSIP/{} did not register within {timeout:?}; baresip log: {}",
+                    self.phone,
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -99,13 +108,15 @@ impl Softphone {
 
     /// Sends one ctrl_tcp command (a JSON netstring) and returns the reply.
     pub async fn command(&mut self, command: &str, params: &str) -> Result<serde_json::Value> {
-        let body = serde_json::json!({ "command": command, "params": params, "token": "t" }).to_string();
+        let body =
+            serde_json::json!({ "command": command, "params": params, "token": "t" }).to_string();
         let frame = format!("{}:{},", body.len(), body);
         self.ctrl.write_all(frame.as_bytes()).await?;
         // Replies and events share the socket; the reply carries our token.
         loop {
             let msg = read_netstring(&mut self.ctrl).await?;
-            let v: serde_json::Value = serde_json::from_str(&msg).with_context(|| format!("baresip said {msg:?}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&msg).with_context(|| format!("baresip said {msg:?}"))?;
             if v["response"] == true {
                 if v["ok"] != true {
                     bail!("baresip refused {command} {params}: {msg}");
@@ -134,7 +145,11 @@ impl Softphone {
 async fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().await.context("running scripts/softphone")?;
     if !out.status.success() {
-        bail!("{:?} failed: {}", cmd.as_std(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{:?} failed: {}",
+            cmd.as_std(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -144,7 +159,9 @@ async fn connect_ctrl(port: u16, dir: &std::path::Path) -> Result<TcpStream> {
     loop {
         match TcpStream::connect(("127.0.0.1", port)).await {
             Ok(s) => return Ok(s),
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Err(e) => {
                 let log = std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default();
                 return Err(anyhow!("baresip ctrl_tcp port {port}: {e}; log: {log}"));
@@ -170,9 +187,13 @@ async fn read_netstring(s: &mut TcpStream) -> Result<String> {
 }
 
 fn free_tcp_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn free_udp_port() -> Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
