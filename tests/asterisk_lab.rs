@@ -401,8 +401,10 @@ async fn inbound_access_number_enters_voicepay() -> Result<()> {
         .timeout(10);
     lab.originate(&o).await?;
     let start = app.wait_channel_event(&id, "StasisStart", secs(10)).await?;
+    let dnis = lab.channel_var(&id, "VOICEPAY_DNIS").await?;
     lab.hangup(&id).await?;
     app.close().await;
+    ensure!(dnis == "95516", "VOICEPAY_DNIS {dnis:?}");
     ensure!(
         start["args"] == serde_json::json!(["inbound"]),
         "args {}",
@@ -417,6 +419,38 @@ async fn inbound_access_number_enters_voicepay() -> Result<()> {
         start["channel"]["language"] == "zh",
         "language {}",
         start["channel"]["language"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn inbound_while_voicepay_is_down_says_unavailable_and_hangs_up() -> Result<()> {
+    let Some(lab) = require_asterisk() else {
+        return Ok(());
+    };
+    let _g = LOG_WINDOW.read().await;
+    let phone = "13700000008";
+    lab.script_handset(phone, "answer=0;hold=30").await?;
+    let mut watcher = lab.app("watch").await?;
+    let id = unique("inbound-down");
+    let o = Originate::to_dialplan(lab.handset(phone), "voicepay-inbound", "95516", &id)
+        .caller_id(phone)
+        .var("VOICEPAY_APP", &unique("nobody-listens"))
+        .timeout(10);
+    lab.originate(&o).await?;
+    lab.subscribe(watcher.name(), &format!("channel:{id}"))
+        .await?;
+    let t0 = std::time::Instant::now();
+    let gone = watcher
+        .wait_channel_event(&id, "ChannelDestroyed", secs(20))
+        .await?;
+    let after = t0.elapsed();
+    watcher.close().await;
+    // voicepay-fallback: the service-unavailable prompt, then cause 41.
+    ensure!(gone["cause"] == 41, "hang-up cause {}", gone["cause"]);
+    ensure!(
+        after >= secs(2),
+        "hung up after {after:?}, before the prompt could play"
     );
     Ok(())
 }

@@ -348,6 +348,29 @@ impl Lab {
             .await
     }
 
+    /// Subscribes `app` to an event source such as `channel:<id>`, to watch
+    /// a channel that is not in the app (e.g. one running dialplan).
+    pub async fn subscribe(&self, app: &str, event_source: &str) -> Result<()> {
+        self.post(
+            &format!("/applications/{app}/subscription"),
+            &[("eventSource", event_source)],
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads a channel variable.
+    pub async fn channel_var(&self, channel_id: &str, name: &str) -> Result<String> {
+        let v = self
+            .get(
+                &format!("/channels/{channel_id}/variable"),
+                &[("variable", name)],
+            )
+            .await?;
+        Ok(v["value"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Answers a channel that is in our app.
     pub async fn answer(&self, channel_id: &str) -> Result<()> {
         self.post(&format!("/channels/{channel_id}/answer"), &[], None)
