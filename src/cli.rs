@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "voicepay", version, about = "Dual-channel card payments on Asterisk")]
+#[command(
+    name = "voicepay",
+    version,
+    about = "Dual-channel card payments on Asterisk"
+)]
 pub struct Cli {
     /// TOML configuration file; `VOICEPAY__SECTION__KEY` variables override it.
     #[arg(long, global = true, env = "VOICEPAY_CONFIG")]
@@ -78,7 +82,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Merchant {
-            command: MerchantCommand::Add { name, notify_url, json },
+            command:
+                MerchantCommand::Add {
+                    name,
+                    notify_url,
+                    json,
+                },
         } => {
             let store = app::open_store(&settings).await?;
             let vault = Vault::new(&KeyRing::load(&settings.crypto)?);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub http: HttpSettings,
@@ -95,20 +95,6 @@ pub struct LogSettings {
     pub format: String,
     /// A tracing filter, e.g. `info` or `voicepay=debug,info`.
     pub level: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::default(),
-            database: DatabaseSettings::default(),
-            ari: AriSettings::default(),
-            telephony: TelephonySettings::default(),
-            orders: OrderSettings::default(),
-            crypto: CryptoSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for HttpSettings {
@@ -216,7 +202,10 @@ impl Settings {
             })
         };
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             return invalid("database.url", "must start with sqlite: or postgres://");
         }
         if self.database.max_connections == 0 {
@@ -226,7 +215,13 @@ impl Settings {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return invalid("ari.url", "must be an http:// or https:// URL"),
         }
-        if self.ari.app.is_empty() || !self.ari.app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if self.ari.app.is_empty()
+            || !self
+                .ari
+                .app
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return invalid("ari.app", "must be letters, digits, - or _");
         }
         if !self.telephony.callback_endpoint.contains("{phone}") {
@@ -261,7 +256,10 @@ impl Settings {
                 return invalid("crypto.active_key", "must name one of crypto.keys");
             }
             if self.crypto.fingerprint_key.is_empty() {
-                return invalid("crypto.fingerprint_key", "is required when crypto.keys is set");
+                return invalid(
+                    "crypto.fingerprint_key",
+                    "is required when crypto.keys is set",
+                );
             }
         }
         Ok(())
@@ -339,7 +337,11 @@ mod tests {
         s.database.url = "postgres://vp:dbsecret@localhost/vp".into();
         s.crypto.keys.insert("k1".into(), "c2VjcmV0".into());
         let shown = s.redacted_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("dbsecret") && !shown.contains("c2VjcmV0"));
+        assert!(
+            !shown.contains("hunter2")
+                && !shown.contains("dbsecret")
+                && !shown.contains("c2VjcmV0")
+        );
         assert!(shown.contains("[ari]"));
     }
 }

@@ -15,9 +15,17 @@ pub struct NewMerchant {
     pub webhook_secret: String,
 }
 
-pub async fn create(store: &Store, vault: &Vault, name: &str, notify_url: Option<&str>) -> anyhow::Result<NewMerchant> {
+pub async fn create(
+    store: &Store,
+    vault: &Vault,
+    name: &str,
+    notify_url: Option<&str>,
+) -> anyhow::Result<NewMerchant> {
     let name = name.trim();
-    anyhow::ensure!(!name.is_empty() && name.chars().count() <= 100, "--name must be 1 to 100 characters");
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= 100,
+        "--name must be 1 to 100 characters"
+    );
     if let Some(url) = notify_url {
         NotifyUrl::parse(url).map_err(|e| anyhow::anyhow!("--notify-url: {}", e.message))?;
     }

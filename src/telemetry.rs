@@ -5,7 +5,12 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// `RUST_LOG` overrides `log.level` when set.
 pub fn init(cfg: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    use std::io::IsTerminal;
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
     let _ = if cfg.format == "json" {
         builder.json().flatten_event(true).try_init()
     } else {

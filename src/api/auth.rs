@@ -12,7 +12,10 @@ pub struct Merchant(pub MerchantRow);
 impl FromRequestParts<AppState> for Merchant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let key = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -18,13 +18,21 @@ pub async fn healthz() -> &'static str {
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.store.ping().await;
-    let ari = *state.readiness.ari_connected.lock().unwrap_or_else(|p| p.into_inner());
+    let ari = *state
+        .readiness
+        .ari_connected
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let ready = db && ari != Some(false);
     let body = json!({
         "ready": ready,
         "database": if db { "ok" } else { "down" },
         "ari": match ari { None => "not_running", Some(true) => "connected", Some(false) => "disconnected" },
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

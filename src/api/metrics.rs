@@ -47,11 +47,25 @@ impl Default for Metrics {
         });
         let orders_created = Counter::default();
         let orders = Family::<StatusLabels, Gauge>::default();
-        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         registry.register("orders_created", "Orders accepted", orders_created.clone());
         registry.register("orders", "Orders by current status", orders.clone());
-        Self { registry, requests, latency, orders_created, orders }
+        Self {
+            registry,
+            requests,
+            latency,
+            orders_created,
+            orders,
+        }
     }
 }
 
@@ -69,12 +83,18 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     state
         .metrics
         .latency
-        .get_or_create(&RouteLabels { route: route.clone() })
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
         .observe(started.elapsed().as_secs_f64());
     state
         .metrics
         .requests
-        .get_or_create(&RequestLabels { method, route, status: resp.status().as_u16() })
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: resp.status().as_u16(),
+        })
         .inc();
     resp
 }
@@ -84,8 +104,17 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(counts) = state.store.order_counts().await {
         for status in crate::domain::OrderStatus::ALL {
-            let n = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
-            state.metrics.orders.get_or_create(&StatusLabels { status: status.as_str().into() }).set(n);
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            state
+                .metrics
+                .orders
+                .get_or_create(&StatusLabels {
+                    status: status.as_str().into(),
+                })
+                .set(n);
         }
     }
     let mut out = String::new();
@@ -93,7 +122,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         out,
     )
         .into_response()

@@ -28,7 +28,12 @@ impl Modify for BearerAuth {
         let components = api.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("The merchant API key from `voicepay merchant add`")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The merchant API key from `voicepay merchant add`"))
+                    .build(),
+            ),
         );
     }
 }

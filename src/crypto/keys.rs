@@ -49,7 +49,8 @@ impl KeyRing {
                 .with_context(|| format!("creating key file {}", path.display()))?;
             tracing::warn!(path = %path.display(), "generated new data keys; back this file up, or set crypto.keys in production");
         }
-        let text = std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
+        let text =
+            std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
         let file: KeyFile = serde_json::from_slice(&text)
             .with_context(|| format!("key file {} is not valid", path.display()))?;
         Self::from_parts(&file.active_key, &file.keys, &file.fingerprint_key)
@@ -59,10 +60,17 @@ impl KeyRing {
     fn from_parts(active: &str, keys: &BTreeMap<String, String>, fp: &str) -> anyhow::Result<Self> {
         let mut data_keys = BTreeMap::new();
         for (id, b64) in keys {
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
                 bail!("key id `{id}` must be letters, digits, - or _");
             }
-            data_keys.insert(id.clone(), decode32(b64).with_context(|| format!("key `{id}`"))?);
+            data_keys.insert(
+                id.clone(),
+                decode32(b64).with_context(|| format!("key `{id}`"))?,
+            );
         }
         if !data_keys.contains_key(active) {
             bail!("active key `{active}` is not among the keys");
@@ -130,7 +138,10 @@ mod tests {
         let b = KeyRing::load(&cfg).unwrap();
         assert_eq!(a.data_keys["k1"], b.data_keys["k1"]);
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&cfg.key_file).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&cfg.key_file)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

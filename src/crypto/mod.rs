@@ -49,7 +49,8 @@ impl Vault {
             .data_keys
             .iter()
             .map(|(id, key)| {
-                let cipher = Aes256Gcm::new_from_slice(key).expect("32-byte key checked by KeyRing");
+                let cipher =
+                    Aes256Gcm::new_from_slice(key).expect("32-byte key checked by KeyRing");
                 (id.clone(), cipher)
             })
             .collect();
@@ -65,7 +66,13 @@ impl Vault {
         let cipher = &self.ciphers[&self.active_id];
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = cipher
-            .encrypt(&nonce, Payload { msg: plain, aad: field.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: field.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption cannot fail for in-memory buffers");
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&ct);
@@ -88,7 +95,13 @@ impl Vault {
         }
         let (nonce, ct) = blob.split_at(12);
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: field.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: field.as_bytes(),
+                },
+            )
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Tampered)
     }
@@ -141,7 +154,10 @@ mod tests {
         let sealed = v.seal("card_number", b"6222000000000017");
         assert!(sealed.starts_with("v1.test."));
         assert!(!sealed.contains("6222000000000017"));
-        assert_eq!(&**v.open("card_number", &sealed).unwrap(), b"6222000000000017");
+        assert_eq!(
+            &**v.open("card_number", &sealed).unwrap(),
+            b"6222000000000017"
+        );
         // a fresh nonce each time
         assert_ne!(sealed, v.seal("card_number", b"6222000000000017"));
     }
@@ -150,14 +166,25 @@ mod tests {
     fn ciphertext_is_bound_to_its_field_and_key() {
         let v = vault();
         let sealed = v.seal("card_number", b"6222000000000017");
-        assert!(matches!(v.open("id_number", &sealed), Err(CryptoError::Tampered)));
+        assert!(matches!(
+            v.open("id_number", &sealed),
+            Err(CryptoError::Tampered)
+        ));
         let mut flipped = sealed.clone().into_bytes();
         let last = flipped.len() - 2;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-        assert!(v.open("card_number", std::str::from_utf8(&flipped).unwrap()).is_err());
+        assert!(v
+            .open("card_number", std::str::from_utf8(&flipped).unwrap())
+            .is_err());
         let other = sealed.replacen("v1.test.", "v1.gone.", 1);
-        assert!(matches!(v.open("card_number", &other), Err(CryptoError::UnknownKey(_))));
-        assert!(matches!(v.open("card_number", "garbage"), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            v.open("card_number", &other),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            v.open("card_number", "garbage"),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     #[test]
@@ -165,7 +192,8 @@ mod tests {
         let old = KeyRing::for_tests();
         let sealed = Vault::new(&old).seal("card_number", b"x");
         let mut new = KeyRing::for_tests();
-        new.data_keys.insert("k2".into(), Zeroizing::new(vec![7u8; 32]));
+        new.data_keys
+            .insert("k2".into(), Zeroizing::new(vec![7u8; 32]));
         new.active_id = "k2".into();
         let v = Vault::new(&new);
         assert_eq!(&**v.open("card_number", &sealed).unwrap(), b"x");
@@ -175,8 +203,14 @@ mod tests {
     #[test]
     fn fingerprints_are_stable_and_field_scoped() {
         let v = vault();
-        assert_eq!(v.fingerprint("card", "6222000000000017"), v.fingerprint("card", "6222000000000017"));
-        assert_ne!(v.fingerprint("card", "6222000000000017"), v.fingerprint("id", "6222000000000017"));
+        assert_eq!(
+            v.fingerprint("card", "6222000000000017"),
+            v.fingerprint("card", "6222000000000017")
+        );
+        assert_ne!(
+            v.fingerprint("card", "6222000000000017"),
+            v.fingerprint("id", "6222000000000017")
+        );
         assert!(!v.fingerprint("card", "6222000000000017").contains("6222"));
     }
 }

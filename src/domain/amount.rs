@@ -36,6 +36,9 @@ mod tests {
         assert!(Amount::parse(-5, 100).is_err());
         assert_eq!(Amount::parse(1, 100).unwrap().fen(), 1);
         assert_eq!(Amount::parse(100, 100).unwrap().fen(), 100);
-        assert_eq!(Amount::parse(101, 100).unwrap_err().code, "amount_too_large");
+        assert_eq!(
+            Amount::parse(101, 100).unwrap_err().code,
+            "amount_too_large"
+        );
     }
 }

@@ -90,7 +90,11 @@ mod tests {
 
     #[test]
     fn wrong_check_character_is_refused() {
-        for bad in ["110105194912310021", "110105194912310020", "11010519491231002Y"] {
+        for bad in [
+            "110105194912310021",
+            "110105194912310020",
+            "11010519491231002Y",
+        ] {
             assert!(IdNumber::parse(bad).is_err(), "{bad}");
         }
     }

@@ -74,14 +74,14 @@ impl OrderStatus {
     /// secret with tries left goes back to the caller).
     pub fn can_become(self, to: OrderStatus) -> bool {
         use OrderStatus::*;
-        match (self, to) {
-            (Pending, Calling | InCall) => true,
-            (Calling, InCall | Pending) => true,
-            (InCall, Authorizing | Calling) => true,
-            (Authorizing, Succeeded | Failed | InCall) => true,
-            (Pending | Calling | InCall, Cancelled | Expired | Failed) => true,
-            _ => false,
-        }
+        matches!(
+            (self, to),
+            (Pending, Calling | InCall)
+                | (Calling, InCall | Pending)
+                | (InCall, Authorizing | Calling)
+                | (Authorizing, Succeeded | Failed | InCall)
+                | (Pending | Calling | InCall, Cancelled | Expired | Failed)
+        )
     }
 }
 
@@ -139,7 +139,10 @@ impl Language {
         match s {
             "zh" => Ok(Language::Zh),
             "en" => Ok(Language::En),
-            _ => Err(Invalid::new("invalid_language", "language must be zh or en")),
+            _ => Err(Invalid::new(
+                "invalid_language",
+                "language must be zh or en",
+            )),
         }
     }
 }
@@ -241,7 +244,9 @@ impl ResultCode {
             InsufficientFunds => "Insufficient funds",
             WrongSecret => "Wrong PIN or wrong expiry date / CVN2",
             IdMismatch => "The ID number does not match the cardholder",
-            PinTriesExceeded => "Too many wrong PIN tries today; PIN payments are locked until tomorrow",
+            PinTriesExceeded => {
+                "Too many wrong PIN tries today; PIN payments are locked until tomorrow"
+            }
             InputTimeout => "The cardholder did not key the input in time",
             CardExpired => "The card has expired",
             CardRestricted => "The card is restricted (reported lost or blocked)",

@@ -42,8 +42,17 @@ mod tests {
 
     #[test]
     fn prefixes_are_removed() {
-        for input in ["13800138000", "+8613800138000", "008613800138000", "8613800138000"] {
-            assert_eq!(Phone::parse(input).unwrap().as_str(), "13800138000", "{input}");
+        for input in [
+            "13800138000",
+            "+8613800138000",
+            "008613800138000",
+            "8613800138000",
+        ] {
+            assert_eq!(
+                Phone::parse(input).unwrap().as_str(),
+                "13800138000",
+                "{input}"
+            );
         }
     }
 

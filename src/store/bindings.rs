@@ -15,7 +15,11 @@ pub struct BindingRow {
 
 impl Store {
     /// The card bound to `phone` for this merchant.
-    pub async fn binding_for_phone(&self, merchant_id: &str, phone: &str) -> Result<Option<BindingRow>> {
+    pub async fn binding_for_phone(
+        &self,
+        merchant_id: &str,
+        phone: &str,
+    ) -> Result<Option<BindingRow>> {
         let row = sqlx::query(
             "SELECT id, card_enc, card_masked, card_type, card_fp, id_enc, id_masked \
              FROM bindings WHERE merchant_id = $1 AND phone = $2",

@@ -72,14 +72,22 @@ impl Store {
             let url = sqlite_url(url);
             let write = sqlite_pool(&url, 1).await?;
             let read = sqlite_pool(&url, max_connections).await?;
-            Ok(Self { write, read, backend: Backend::Sqlite })
+            Ok(Self {
+                write,
+                read,
+                backend: Backend::Sqlite,
+            })
         } else {
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(5))
                 .connect(url)
                 .await?;
-            Ok(Self { write: pool.clone(), read: pool, backend: Backend::Postgres })
+            Ok(Self {
+                write: pool.clone(),
+                read: pool,
+                backend: Backend::Postgres,
+            })
         }
     }
 

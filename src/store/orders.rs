@@ -91,7 +91,11 @@ impl Store {
     /// Inserts a new order, its `created` event and (optionally) the
     /// idempotency entry, atomically. [`StoreError::Conflict`] when the
     /// merchant order id, the transfer code or the idempotency key is taken.
-    pub async fn create_order(&self, o: &OrderRow, idem: Option<IdempotencyEntry<'_>>) -> Result<()> {
+    pub async fn create_order(
+        &self,
+        o: &OrderRow,
+        idem: Option<IdempotencyEntry<'_>>,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         if let Some(e) = &idem {
             sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3")
@@ -148,13 +152,26 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(conflict_aware)?;
-        insert_event(&mut tx, &o.id, "created", None, Some(&o.status), None, o.created_at).await?;
+        insert_event(
+            &mut tx,
+            &o.id,
+            "created",
+            None,
+            Some(&o.status),
+            None,
+            o.created_at,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// The order if it exists and belongs to this merchant.
-    pub async fn order_for_merchant(&self, merchant_id: &str, id: &str) -> Result<Option<OrderRow>> {
+    pub async fn order_for_merchant(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> Result<Option<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2"
         ))
@@ -166,19 +183,27 @@ impl Store {
 
     /// The order by id, whoever owns it (internal use: calls, matcher).
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
-        Ok(sqlx::query_as::<_, OrderRow>(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(sqlx::query_as::<_, OrderRow>(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?)
     }
 
     /// Whether this merchant already used `merchant_order_id`.
-    pub async fn merchant_order_exists(&self, merchant_id: &str, merchant_order_id: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE merchant_id = $1 AND merchant_order_id = $2")
-            .bind(merchant_id)
-            .bind(merchant_order_id)
-            .fetch_one(&self.write)
-            .await?;
+    pub async fn merchant_order_exists(
+        &self,
+        merchant_id: &str,
+        merchant_order_id: &str,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM orders WHERE merchant_id = $1 AND merchant_order_id = $2",
+        )
+        .bind(merchant_id)
+        .bind(merchant_order_id)
+        .fetch_one(&self.write)
+        .await?;
         Ok(n > 0)
     }
 
@@ -186,7 +211,10 @@ impl Store {
     /// event in the same transaction. Returns whether this caller moved it.
     pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
         if !t.from.can_become(t.to) {
-            return Err(StoreError::IllegalTransition { from: t.from, to: t.to });
+            return Err(StoreError::IllegalTransition {
+                from: t.from,
+                to: t.to,
+            });
         }
         let mut tx = self.write.begin().await?;
         let done = sqlx::query(
@@ -214,8 +242,16 @@ impl Store {
             (Some(r), None) => Some(r.code().to_owned()),
             (None, d) => d.map(str::to_owned),
         };
-        insert_event(&mut tx, order_id, "status", Some(t.from.as_str()), Some(t.to.as_str()), detail.as_deref(), now)
-            .await?;
+        insert_event(
+            &mut tx,
+            order_id,
+            "status",
+            Some(t.from.as_str()),
+            Some(t.to.as_str()),
+            detail.as_deref(),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -238,9 +274,11 @@ impl Store {
 
     /// Order counts by status, for `/metrics`.
     pub async fn order_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
-            .fetch_all(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+                .fetch_all(&self.read)
+                .await?,
+        )
     }
 
     pub async fn attempts_for(&self, order_id: &str) -> Result<Vec<AttemptRow>> {
@@ -266,9 +304,16 @@ impl Store {
     /// Cancels or expires an order whatever pre-authorization status it is
     /// in, retrying when a worker moved it meanwhile. Returns the final row,
     /// or `None` when the order is past the point where it can be stopped.
-    pub async fn stop_order(&self, order_id: &str, to: OrderStatus, result: ResultCode) -> Result<Option<OrderRow>> {
+    pub async fn stop_order(
+        &self,
+        order_id: &str,
+        to: OrderStatus,
+        result: ResultCode,
+    ) -> Result<Option<OrderRow>> {
         for _ in 0..5 {
-            let Some(row) = self.order(order_id).await? else { return Ok(None) };
+            let Some(row) = self.order(order_id).await? else {
+                return Ok(None);
+            };
             let from = row.status();
             if from == to {
                 return Ok(Some(row));
@@ -276,7 +321,12 @@ impl Store {
             if !from.before_authorization() {
                 return Ok(None);
             }
-            let t = Transition { from, to, result: Some(result), detail: None };
+            let t = Transition {
+                from,
+                to,
+                result: Some(result),
+                detail: None,
+            };
             if self.transition(order_id, t, now_ms()).await? {
                 return self.order(order_id).await;
             }

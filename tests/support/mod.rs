@@ -56,9 +56,9 @@ pub fn postgres_base_url() -> Option<String> {
 pub async fn fresh_postgres_db(base: &str) -> String {
     sqlx::any::install_default_drivers();
     let name = format!("vp_test_{}", voicepay::crypto::random_hex(6));
-    let admin = AnyPool::connect(base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at VOICEPAY_TEST_DATABASE_URL is not reachable: {e}"));
+    let admin = AnyPool::connect(base).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at VOICEPAY_TEST_DATABASE_URL is not reachable: {e}")
+    });
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
@@ -93,12 +93,15 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
     tweak(&mut settings);
     let app = App::build(settings.clone()).await.expect("voicepay builds");
     let addr = app.local_addr();
-    let creds = voicepay::merchants::create(&app.state().store, &app.state().vault, "Test shop", None)
-        .await
-        .expect("merchant");
+    let creds =
+        voicepay::merchants::create(&app.state().store, &app.state().vault, "Test shop", None)
+            .await
+            .expect("merchant");
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
-    let pool = AnyPool::connect(&settings.database.url).await.expect("assertion pool");
+    let pool = AnyPool::connect(&settings.database.url)
+        .await
+        .expect("assertion pool");
     Some(TestApp {
         addr,
         base: format!("http://{addr}"),
@@ -146,7 +149,12 @@ impl TestApp {
         self.post_json("/v1/orders", &self.api_key, body).await
     }
 
-    pub async fn post_json(&self, path: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         self.http
             .post(self.url(path))
             .bearer_auth(key)

@@ -49,7 +49,8 @@ pub async fn create(
     let now = now_ms();
     let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
     if let Some(key) = &idem_key {
-        if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await? {
+        if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await?
+        {
             return Ok(replay);
         }
     }
@@ -74,7 +75,9 @@ pub async fn create(
             }
             Err(StoreError::Conflict) => {
                 if let Some(key) = &idem_key {
-                    if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await? {
+                    if let Some(replay) =
+                        replay(&state, &merchant.id, key, &request_hash, stale_before).await?
+                    {
                         return Ok(replay);
                     }
                 }
@@ -93,7 +96,9 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Internal(anyhow::anyhow!("could not allocate a unique order")))
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "could not allocate a unique order"
+    )))
 }
 
 /// Get an order, with its result once final and its call attempts.
@@ -138,7 +143,11 @@ pub async fn cancel(
     let order = find(&state, &merchant.id, &id).await?;
     let stopped = state
         .store
-        .stop_order(&order.id, OrderStatus::Cancelled, ResultCode::MerchantCancelled)
+        .stop_order(
+            &order.id,
+            OrderStatus::Cancelled,
+            ResultCode::MerchantCancelled,
+        )
         .await?;
     match stopped {
         Some(row) => {
@@ -178,7 +187,8 @@ async fn order_row(
     now: i64,
 ) -> Result<OrderRow, ApiError> {
     let vault = &state.vault;
-    let (card_enc, card_masked, card_type, card_fp, id_enc, id_masked, binding_id) = match &new.card {
+    let (card_enc, card_masked, card_type, card_fp, id_enc, id_masked, binding_id) = match &new.card
+    {
         Some((card, idn)) => (
             vault.seal("card_number", card.expose().as_bytes()),
             card.masked(),
@@ -195,7 +205,8 @@ async fn order_row(
                 .await?
                 .ok_or(ApiError::Unprocessable {
                     code: "no_binding",
-                    message: "no card is bound to this phone; send card_number and id_number".into(),
+                    message: "no card is bound to this phone; send card_number and id_number"
+                        .into(),
                 })?;
             (
                 b.card_enc,
@@ -246,7 +257,12 @@ fn transfer_code() -> String {
 }
 
 fn created(id: &str, json: String) -> Response {
-    let mut resp = (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json).into_response();
+    let mut resp = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/orders/{id}")) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
@@ -262,7 +278,11 @@ async fn replay(
     request_hash: &str,
     stale_before: i64,
 ) -> Result<Option<Response>, ApiError> {
-    let Some(stored) = state.store.idempotent_response(merchant_id, key, stale_before).await? else {
+    let Some(stored) = state
+        .store
+        .idempotent_response(merchant_id, key, stale_before)
+        .await?
+    else {
         return Ok(None);
     };
     if stored.request_hash != request_hash {
@@ -272,7 +292,12 @@ async fn replay(
         });
     }
     let status = StatusCode::from_u16(stored.status_code).unwrap_or(StatusCode::OK);
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], stored.body).into_response();
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        stored.body,
+    )
+        .into_response();
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(Some(resp))
@@ -292,9 +317,13 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     match v.to_str() {
-        Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(s.to_owned())),
+        Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_owned()))
+        }
         _ => Err(ApiError::Validation(vec![super::error::FieldError::new(
             "Idempotency-Key",
             "invalid_idempotency_key",

@@ -4,8 +4,8 @@
 
 use crate::api::error::{ApiError, FieldError};
 use crate::domain::{
-    Amount, CardNumber, Description, IdNumber, Invalid, Language, MerchantOrderId, Mode,
-    NotifyUrl, Phone,
+    Amount, CardNumber, Description, IdNumber, Invalid, Language, MerchantOrderId, Mode, NotifyUrl,
+    Phone,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -74,9 +74,8 @@ pub struct NewOrder {
 
 /// Parses and validates the raw body.
 pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column()))
-    })?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column())))?;
     let Value::Object(obj) = value else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "",
@@ -132,7 +131,9 @@ pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
     let (Some(merchant_order_id), Some(amount), Some(()), Some(phone)) =
         (merchant_order_id, amount, currency, phone)
     else {
-        return Err(ApiError::Internal(anyhow::anyhow!("validation lost a field error")));
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "validation lost a field error"
+        )));
     };
     Ok(NewOrder {
         merchant_order_id,
@@ -157,7 +158,11 @@ impl Fields<'_> {
         self.errors.push(FieldError::new(field, e.code, e.message));
     }
 
-    fn required_str<T>(&mut self, k: &str, parse: impl FnOnce(&str) -> Result<T, Invalid>) -> Option<T> {
+    fn required_str<T>(
+        &mut self,
+        k: &str,
+        parse: impl FnOnce(&str) -> Result<T, Invalid>,
+    ) -> Option<T> {
         match self.obj.get(k) {
             None | Some(Value::Null) => {
                 self.fail(k, Invalid::new("required", format!("{k} is required")));
@@ -168,30 +173,54 @@ impl Fields<'_> {
     }
 
     /// `Some(None)` when absent or null; `None` when present but bad.
-    fn optional_str<T>(&mut self, k: &str, parse: impl FnOnce(&str) -> Result<T, Invalid>) -> Option<Option<T>> {
+    fn optional_str<T>(
+        &mut self,
+        k: &str,
+        parse: impl FnOnce(&str) -> Result<T, Invalid>,
+    ) -> Option<Option<T>> {
         match self.obj.get(k) {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.string(k, v, parse).map(Some),
         }
     }
 
-    fn string<T>(&mut self, k: &str, v: &Value, parse: impl FnOnce(&str) -> Result<T, Invalid>) -> Option<T> {
+    fn string<T>(
+        &mut self,
+        k: &str,
+        v: &Value,
+        parse: impl FnOnce(&str) -> Result<T, Invalid>,
+    ) -> Option<T> {
         let Value::String(s) = v else {
-            self.fail(k, Invalid::new("wrong_type", format!("{k} must be a string")));
+            self.fail(
+                k,
+                Invalid::new("wrong_type", format!("{k} must be a string")),
+            );
             return None;
         };
         parse(s).map_err(|e| self.fail(k, e)).ok()
     }
 
-    fn required_int<T>(&mut self, k: &str, parse: impl FnOnce(i64) -> Result<T, Invalid>) -> Option<T> {
+    fn required_int<T>(
+        &mut self,
+        k: &str,
+        parse: impl FnOnce(i64) -> Result<T, Invalid>,
+    ) -> Option<T> {
         match self.obj.get(k) {
             None | Some(Value::Null) => {
                 self.fail(k, Invalid::new("required", format!("{k} is required")));
                 None
             }
-            Some(Value::Number(n)) if n.is_i64() => parse(n.as_i64().unwrap_or_default()).map_err(|e| self.fail(k, e)).ok(),
+            Some(Value::Number(n)) if n.is_i64() => parse(n.as_i64().unwrap_or_default())
+                .map_err(|e| self.fail(k, e))
+                .ok(),
             Some(_) => {
-                self.fail(k, Invalid::new("wrong_type", format!("{k} must be an integer number of fen")));
+                self.fail(
+                    k,
+                    Invalid::new(
+                        "wrong_type",
+                        format!("{k} must be an integer number of fen"),
+                    ),
+                );
                 None
             }
         }
@@ -230,8 +259,16 @@ mod tests {
         );
         let names: Vec<&str> = got.iter().map(|(f, _)| f.as_str()).collect();
         for f in [
-            "merchant_order_id", "amount", "currency", "phone", "card_number", "id_number",
-            "mode", "language", "notify_url", "colour",
+            "merchant_order_id",
+            "amount",
+            "currency",
+            "phone",
+            "card_number",
+            "id_number",
+            "mode",
+            "language",
+            "notify_url",
+            "colour",
         ] {
             assert!(names.contains(&f), "{f} missing from {got:?}");
         }
@@ -244,15 +281,21 @@ mod tests {
         assert!(got.contains(&("phone".into(), "wrong_type".into())));
         assert!(got.contains(&("merchant_order_id".into(), "required".into())));
         assert!(got.contains(&("currency".into(), "required".into())));
-        let got = fields(r#"{"merchant_order_id":"A","amount":1.5,"currency":"CNY","phone":"13800138000"}"#);
+        let got = fields(
+            r#"{"merchant_order_id":"A","amount":1.5,"currency":"CNY","phone":"13800138000"}"#,
+        );
         assert_eq!(got, vec![("amount".into(), "wrong_type".into())]);
     }
 
     #[test]
     fn card_without_id_and_id_without_card() {
-        let got = fields(r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","card_number":"6222000000000017"}"#);
+        let got = fields(
+            r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","card_number":"6222000000000017"}"#,
+        );
         assert_eq!(got, vec![("id_number".into(), "required".into())]);
-        let got = fields(r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","id_number":"11010519491231002X"}"#);
+        let got = fields(
+            r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","id_number":"11010519491231002X"}"#,
+        );
         assert_eq!(got, vec![("card_number".into(), "required".into())]);
     }
 
@@ -265,7 +308,9 @@ mod tests {
     #[test]
     fn errors_never_echo_the_card_number() {
         let body = r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","card_number":"6222000000000018","id_number":"11010519491231002X"}"#;
-        let Err(ApiError::Validation(f)) = parse(body.as_bytes(), 10) else { panic!() };
+        let Err(ApiError::Validation(f)) = parse(body.as_bytes(), 10) else {
+            panic!()
+        };
         assert!(!format!("{f:?}").contains("6222000000000018"));
     }
 }

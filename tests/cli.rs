@@ -1,0 +1,169 @@
+//! The `voicepay` binary as an operator uses it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn voicepay(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    c.current_dir(dir);
+    // The caller's environment must not leak lab settings into these tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn merchant_add_prints_credentials_once_and_stores_only_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = voicepay(dir.path())
+        .args(["merchant", "add", "--name", "Shop", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = m["api_key"].as_str().unwrap();
+    assert!(m["merchant_id"].as_str().unwrap().starts_with("mch_"));
+    assert!(key.starts_with("vpk_") && key.len() > 40);
+    assert!(m["webhook_secret"].as_str().unwrap().starts_with("whsec_"));
+    let mut db = std::fs::read(dir.path().join("voicepay.db")).unwrap();
+    db.extend(std::fs::read(dir.path().join("voicepay.db-wal")).unwrap_or_default());
+    let db = String::from_utf8_lossy(&db);
+    assert!(!db.contains(key), "the API key is stored in plain text");
+    assert!(
+        !db.contains(m["webhook_secret"].as_str().unwrap()),
+        "the webhook secret is stored in plain text"
+    );
+    let keys = std::fs::metadata(dir.path().join("voicepay.keys")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(keys.permissions().mode() & 0o777, 0o600);
+
+    let bad = voicepay(dir.path())
+        .args(["merchant", "add", "--name", "X", "--notify-url", "ftp://x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--notify-url"));
+}
+
+#[test]
+fn config_check_masks_secrets_and_names_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vp.toml");
+    std::fs::write(
+        &file,
+        "[ari]\npassword = \"s3cret-pw\"\n[http]\nlisten = \"127.0.0.1:9999\"\n",
+    )
+    .unwrap();
+    let out = voicepay(dir.path())
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("listen = \"127.0.0.1:9999\""), "{text}");
+    assert!(!text.contains("s3cret-pw"));
+    assert!(text.contains("password = \"****\""));
+
+    // the environment overrides the file
+    let out = voicepay(dir.path())
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:7777")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:7777"));
+
+    for (var, value, key) in [
+        ("VOICEPAY__HTTP__LISTEN", "not-an-address", "http.listen"),
+        (
+            "VOICEPAY__TELEPHONY__CALLBACK_ENDPOINT",
+            "PJSIP/carrier",
+            "telephony.callback_endpoint",
+        ),
+        ("VOICEPAY__DATABASE__URL", "mysql://x", "database.url"),
+        ("VOICEPAY__ORDERS__MAX_AMOUNT", "-1", "orders.max_amount"),
+    ] {
+        let out = voicepay(dir.path())
+            .args(["config", "check"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key),
+            "error for {var} does not name {key}: {err}"
+        );
+    }
+    let out = voicepay(dir.path())
+        .args(["config", "check"])
+        .env("VOICEPAY__HTTP__LISTN", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a misspelt key is refused");
+}
+
+#[test]
+fn serve_runs_on_defaults_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = voicepay(dir.path())
+        .arg("serve")
+        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr on a thread so a missing line fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let addr = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("serve did not log its listen address within 30 s")
+        });
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    assert!(
+        dir.path().join("voicepay.db").exists(),
+        "the SQLite file is created on first start"
+    );
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    let rest: Vec<String> = rx.iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains("voicepay stopped")),
+        "{rest:?}"
+    );
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
