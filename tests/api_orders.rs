@@ -20,10 +20,16 @@ async fn assert_rejected(app: &TestApp, body: Value, field: &str, code: &str) {
     assert_eq!(err["error"]["code"], "invalid_request");
     let fields = err["error"]["fields"].as_array().expect("fields listed");
     assert!(
-        fields.iter().any(|f| f["field"] == field && f["code"] == code && f["message"].as_str().is_some_and(|m| !m.is_empty())),
+        fields.iter().any(|f| f["field"] == field
+            && f["code"] == code
+            && f["message"].as_str().is_some_and(|m| !m.is_empty())),
         "expected {field}/{code} in {fields:?}"
     );
-    assert_eq!(app.footprint().await, before, "a rejected request stored something");
+    assert_eq!(
+        app.footprint().await,
+        before,
+        "a rejected request stored something"
+    );
 }
 
 fn with(field: &str, value: Value) -> Value {
@@ -43,7 +49,10 @@ async fn create_returns_the_pending_order_with_a_masked_card(app: TestApp) {
     assert_eq!(resp.status(), 201);
     let location = resp.headers()["location"].to_str().unwrap().to_owned();
     let text = resp.text().await.unwrap();
-    assert!(!text.contains("6222000000000017") && !text.contains("11010519491231002X"), "{text}");
+    assert!(
+        !text.contains("6222000000000017") && !text.contains("11010519491231002X"),
+        "{text}"
+    );
     let order: Value = serde_json::from_str(&text).unwrap();
     let id = order["id"].as_str().unwrap();
     assert!(id.starts_with("ord_"));
@@ -58,8 +67,16 @@ async fn create_returns_the_pending_order_with_a_masked_card(app: TestApp) {
     assert_eq!(order["bound"], false);
     assert!(order.get("transfer_code").is_none());
     assert!(order["result"].is_null());
-    let created = time::OffsetDateTime::parse(order["created_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
-    let expires = time::OffsetDateTime::parse(order["expires_at"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let created = time::OffsetDateTime::parse(
+        order["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        order["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     assert_eq!((expires - created).whole_seconds(), 900);
 
     let got = json_of(app.get(&location, &app.api_key).await).await;
@@ -88,49 +105,123 @@ async fn transfer_orders_carry_a_one_time_code(app: TestApp) {
     }
     assert_ne!(a["transfer_code"], b["transfer_code"]);
     // cancelling ends the code's life
-    let cancelled = json_of(app.post_json(&format!("/v1/orders/{}/cancel", a["id"].as_str().unwrap()), &app.api_key, &json!({})).await).await;
+    let cancelled = json_of(
+        app.post_json(
+            &format!("/v1/orders/{}/cancel", a["id"].as_str().unwrap()),
+            &app.api_key,
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
     assert!(cancelled.get("transfer_code").is_none());
 }
 
 async fn bad_card_number_luhn(app: TestApp) {
-    assert_rejected(&app, with("card_number", json!("6222000000000018")), "card_number", "invalid_card_number").await;
+    assert_rejected(
+        &app,
+        with("card_number", json!("6222000000000018")),
+        "card_number",
+        "invalid_card_number",
+    )
+    .await;
 }
 async fn bad_card_number_length(app: TestApp) {
-    assert_rejected(&app, with("card_number", json!("622200000000001")), "card_number", "invalid_card_number").await;
+    assert_rejected(
+        &app,
+        with("card_number", json!("622200000000001")),
+        "card_number",
+        "invalid_card_number",
+    )
+    .await;
 }
 async fn bad_id_number_check_digit(app: TestApp) {
-    assert_rejected(&app, with("id_number", json!("110105194912310021")), "id_number", "invalid_id_number").await;
+    assert_rejected(
+        &app,
+        with("id_number", json!("110105194912310021")),
+        "id_number",
+        "invalid_id_number",
+    )
+    .await;
 }
 async fn bad_id_number_birth_date(app: TestApp) {
     // 1990-02-30 with a correct check character
-    assert_rejected(&app, with("id_number", json!("11010519900230001X")), "id_number", "invalid_id_number").await;
+    assert_rejected(
+        &app,
+        with("id_number", json!("11010519900230001X")),
+        "id_number",
+        "invalid_id_number",
+    )
+    .await;
 }
 async fn bad_phone(app: TestApp) {
-    assert_rejected(&app, with("phone", json!("12800138000")), "phone", "invalid_phone").await;
+    assert_rejected(
+        &app,
+        with("phone", json!("12800138000")),
+        "phone",
+        "invalid_phone",
+    )
+    .await;
 }
 async fn bad_merchant_order_id(app: TestApp) {
-    assert_rejected(&app, with("merchant_order_id", json!("order-1")), "merchant_order_id", "invalid_merchant_order_id").await;
+    assert_rejected(
+        &app,
+        with("merchant_order_id", json!("order-1")),
+        "merchant_order_id",
+        "invalid_merchant_order_id",
+    )
+    .await;
 }
 async fn bad_notify_url(app: TestApp) {
-    assert_rejected(&app, with("notify_url", json!("ftp://shop.example/h")), "notify_url", "invalid_notify_url").await;
+    assert_rejected(
+        &app,
+        with("notify_url", json!("ftp://shop.example/h")),
+        "notify_url",
+        "invalid_notify_url",
+    )
+    .await;
 }
 async fn bad_currency(app: TestApp) {
-    assert_rejected(&app, with("currency", json!("USD")), "currency", "invalid_currency").await;
+    assert_rejected(
+        &app,
+        with("currency", json!("USD")),
+        "currency",
+        "invalid_currency",
+    )
+    .await;
 }
 async fn bad_amount_zero(app: TestApp) {
     assert_rejected(&app, with("amount", json!(0)), "amount", "invalid_amount").await;
 }
 async fn bad_amount_over_limit(app: TestApp) {
-    assert_rejected(&app, with("amount", json!(100_000_001)), "amount", "amount_too_large").await;
+    assert_rejected(
+        &app,
+        with("amount", json!(100_000_001)),
+        "amount",
+        "amount_too_large",
+    )
+    .await;
 }
 async fn bad_amount_type(app: TestApp) {
-    assert_rejected(&app, with("amount", json!("123.45")), "amount", "wrong_type").await;
+    assert_rejected(
+        &app,
+        with("amount", json!("123.45")),
+        "amount",
+        "wrong_type",
+    )
+    .await;
 }
 async fn bad_mode(app: TestApp) {
     assert_rejected(&app, with("mode", json!("sms")), "mode", "invalid_mode").await;
 }
 async fn bad_language(app: TestApp) {
-    assert_rejected(&app, with("language", json!("fr")), "language", "invalid_language").await;
+    assert_rejected(
+        &app,
+        with("language", json!("fr")),
+        "language",
+        "invalid_language",
+    )
+    .await;
 }
 async fn missing_phone(app: TestApp) {
     assert_rejected(&app, without("phone"), "phone", "required").await;
@@ -145,15 +236,33 @@ async fn unknown_field(app: TestApp) {
 async fn every_bad_field_is_listed_at_once(app: TestApp) {
     let body = json!({"merchant_order_id": "x-y", "amount": -1, "currency": "CNY", "phone": "1", "card_number": "1", "id_number": "2"});
     let err = json_of(app.create_order(&body).await).await;
-    let fields: Vec<&str> = err["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
-    for f in ["merchant_order_id", "amount", "phone", "card_number", "id_number"] {
+    let fields: Vec<&str> = err["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "merchant_order_id",
+        "amount",
+        "phone",
+        "card_number",
+        "id_number",
+    ] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
 }
 
 async fn malformed_json_is_400(app: TestApp) {
-    let resp = app.http.post(app.url("/v1/orders")).bearer_auth(&app.api_key)
-        .header("content-type", "application/json").body("{\"amount\": 1,").send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "application/json")
+        .body("{\"amount\": 1,")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     assert_eq!(json_of(resp).await["error"]["code"], "malformed_json");
     assert_eq!(app.footprint().await, (0, 0, 0));
@@ -169,23 +278,50 @@ async fn oversize_body_is_413(app: TestApp) {
 }
 
 async fn non_json_content_type_is_415(app: TestApp) {
-    let resp = app.http.post(app.url("/v1/orders")).bearer_auth(&app.api_key)
-        .header("content-type", "text/plain").body(order_body("A1").to_string()).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/orders"))
+        .bearer_auth(&app.api_key)
+        .header("content-type", "text/plain")
+        .body(order_body("A1").to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
     assert_eq!(app.footprint().await, (0, 0, 0));
 }
 
 async fn missing_and_wrong_keys_are_401(app: TestApp) {
-    let resp = app.http.post(app.url("/v1/orders")).json(&order_body("A1")).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/orders"))
+        .json(&order_body("A1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     assert_eq!(json_of(resp).await["error"]["code"], "unauthorized");
-    let resp = app.post_json("/v1/orders", "vpk_not-a-real-key", &order_body("A1")).await;
+    let resp = app
+        .post_json("/v1/orders", "vpk_not-a-real-key", &order_body("A1"))
+        .await;
     assert_eq!(resp.status(), 401);
-    let resp = app.http.post(app.url("/v1/orders")).header("authorization", format!("Basic {}", app.api_key)).json(&order_body("A1")).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/orders"))
+        .header("authorization", format!("Basic {}", app.api_key))
+        .json(&order_body("A1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     assert_eq!(app.footprint().await, (0, 0, 0));
-    assert_eq!(app.get("/v1/orders/ord_000000000000000000000000", "wrong").await.status(), 401);
+    assert_eq!(
+        app.get("/v1/orders/ord_000000000000000000000000", "wrong")
+            .await
+            .status(),
+        401
+    );
 }
 
 async fn another_merchant_cannot_read_or_cancel(app: TestApp) {
@@ -195,17 +331,32 @@ async fn another_merchant_cannot_read_or_cancel(app: TestApp) {
     let resp = app.get(&format!("/v1/orders/{id}"), &other_key).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(json_of(resp).await["error"]["code"], "not_found");
-    let resp = app.post_json(&format!("/v1/orders/{id}/cancel"), &other_key, &json!({})).await;
+    let resp = app
+        .post_json(&format!("/v1/orders/{id}/cancel"), &other_key, &json!({}))
+        .await;
     assert_eq!(resp.status(), 404);
     let mine = json_of(app.get(&format!("/v1/orders/{id}"), &app.api_key).await).await;
-    assert_eq!(mine["status"], "pending", "the other merchant's cancel changed nothing");
+    assert_eq!(
+        mine["status"], "pending",
+        "the other merchant's cancel changed nothing"
+    );
     // the other merchant may reuse the same merchant_order_id: ids are per merchant
-    assert_eq!(app.post_json("/v1/orders", &other_key, &order_body("A1")).await.status(), 201);
+    assert_eq!(
+        app.post_json("/v1/orders", &other_key, &order_body("A1"))
+            .await
+            .status(),
+        201
+    );
 }
 
 async fn idempotency_key_replays_the_first_response(app: TestApp) {
     let send = |body: Value| {
-        app.http.post(app.url("/v1/orders")).bearer_auth(&app.api_key).header("idempotency-key", "k-123").json(&body).send()
+        app.http
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&app.api_key)
+            .header("idempotency-key", "k-123")
+            .json(&body)
+            .send()
     };
     let first = send(order_body("A1")).await.unwrap();
     assert_eq!(first.status(), 201);
@@ -220,15 +371,25 @@ async fn idempotency_key_replays_the_first_response(app: TestApp) {
     changed["amount"] = json!(1);
     let conflict = send(changed).await.unwrap();
     assert_eq!(conflict.status(), 409);
-    assert_eq!(json_of(conflict).await["error"]["code"], "idempotency_key_reused");
+    assert_eq!(
+        json_of(conflict).await["error"]["code"],
+        "idempotency_key_reused"
+    );
     assert_eq!(app.count("orders").await, 1);
 }
 
 async fn concurrent_retries_with_one_key_make_one_order(app: TestApp) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let req = app.http.post(app.url("/v1/orders")).bearer_auth(&app.api_key).header("idempotency-key", "race").json(&order_body("R1"));
-        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
+        let req = app
+            .http
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&app.api_key)
+            .header("idempotency-key", "race")
+            .json(&order_body("R1"));
+        tasks.push(tokio::spawn(async move {
+            req.send().await.unwrap().status().as_u16()
+        }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 201);
@@ -262,20 +423,42 @@ async fn cancel_before_authorization_and_409_after(app: TestApp) {
     let c = json_of(resp).await;
     assert_eq!(c["status"], "cancelled");
     assert_eq!(c["result"]["code"], "merchant_cancelled");
-    assert_eq!(app.post_json(&path, &app.api_key, &json!({})).await.status(), 200, "cancel is idempotent");
+    assert_eq!(
+        app.post_json(&path, &app.api_key, &json!({}))
+            .await
+            .status(),
+        200,
+        "cancel is idempotent"
+    );
 
     let b = json_of(app.create_order(&order_body("B1")).await).await;
     let id = b["id"].as_str().unwrap();
     // A worker has sent it to the bank.
-    sqlx::query("UPDATE orders SET status = 'authorizing' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
-    let resp = app.post_json(&format!("/v1/orders/{id}/cancel"), &app.api_key, &json!({})).await;
+    sqlx::query("UPDATE orders SET status = 'authorizing' WHERE id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let resp = app
+        .post_json(&format!("/v1/orders/{id}/cancel"), &app.api_key, &json!({}))
+        .await;
     assert_eq!(resp.status(), 409);
-    assert_eq!(json_of(resp).await["error"]["code"], "order_not_cancellable");
-    assert_eq!(json_of(app.get(&format!("/v1/orders/{id}"), &app.api_key).await).await["status"], "authorizing");
+    assert_eq!(
+        json_of(resp).await["error"]["code"],
+        "order_not_cancellable"
+    );
+    assert_eq!(
+        json_of(app.get(&format!("/v1/orders/{id}"), &app.api_key).await).await["status"],
+        "authorizing"
+    );
 }
 
 async fn unknown_order_is_404(app: TestApp) {
-    for id in ["ord_000000000000000000000000", "../../etc/passwd", "x%27%20OR%201%3D1"] {
+    for id in [
+        "ord_000000000000000000000000",
+        "../../etc/passwd",
+        "x%27%20OR%201%3D1",
+    ] {
         let resp = app.get(&format!("/v1/orders/{id}"), &app.api_key).await;
         assert_eq!(resp.status(), 404, "{id}");
     }
@@ -284,49 +467,107 @@ async fn unknown_order_is_404(app: TestApp) {
 async fn every_transition_is_in_the_event_log(app: TestApp) {
     let a = json_of(app.create_order(&order_body("A1")).await).await;
     let id = a["id"].as_str().unwrap();
-    app.post_json(&format!("/v1/orders/{id}/cancel"), &app.api_key, &json!({})).await;
-    let rows: Vec<(String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT kind, from_status, to_status FROM order_events WHERE order_id = $1 ORDER BY id")
-            .bind(id).fetch_all(&app.pool).await.unwrap();
-    assert_eq!(rows, vec![
-        ("created".into(), None, Some("pending".into())),
-        ("status".into(), Some("pending".into()), Some("cancelled".into())),
-    ]);
-    let tamper = sqlx::query("UPDATE order_events SET kind = 'x' WHERE order_id = $1").bind(id).execute(&app.pool).await;
+    app.post_json(&format!("/v1/orders/{id}/cancel"), &app.api_key, &json!({}))
+        .await;
+    let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT kind, from_status, to_status FROM order_events WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            ("created".into(), None, Some("pending".into())),
+            (
+                "status".into(),
+                Some("pending".into()),
+                Some("cancelled".into())
+            ),
+        ]
+    );
+    let tamper = sqlx::query("UPDATE order_events SET kind = 'x' WHERE order_id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await;
     assert!(tamper.is_err(), "order_events must be append-only");
-    let delete = sqlx::query("DELETE FROM order_events WHERE order_id = $1").bind(id).execute(&app.pool).await;
+    let delete = sqlx::query("DELETE FROM order_events WHERE order_id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await;
     assert!(delete.is_err(), "order_events must be append-only");
 }
 
 async fn orders_past_their_window_expire(app: TestApp) {
     let a = json_of(app.create_order(&order_body("A1")).await).await;
     let id = a["id"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE orders SET expires_at = 0 WHERE id = $1").bind(&id).execute(&app.pool).await.unwrap();
-    let store = voicepay::store::Store::connect(&app.settings.database.url, 1).await.unwrap();
+    sqlx::query("UPDATE orders SET expires_at = 0 WHERE id = $1")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let store = voicepay::store::Store::connect(&app.settings.database.url, 1)
+        .await
+        .unwrap();
     assert_eq!(voicepay::app::expire_due(&store).await.unwrap(), 1);
     let got = json_of(app.get(&format!("/v1/orders/{id}"), &app.api_key).await).await;
     assert_eq!(got["status"], "expired");
     assert_eq!(got["result"]["code"], "order_expired");
-    assert_eq!(voicepay::app::expire_due(&store).await.unwrap(), 0, "an expired order stays expired");
+    assert_eq!(
+        voicepay::app::expire_due(&store).await.unwrap(),
+        0,
+        "an expired order stays expired"
+    );
 }
 
 async fn ops_endpoints(app: TestApp) {
-    assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(json_of(ready).await["database"], "ok");
     app.create_order(&order_body("A1")).await;
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("voicepay_orders{status=\"pending\"} 1"), "{metrics}");
-    assert!(metrics.contains("voicepay_orders_created_total 1"), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("voicepay_orders{status=\"pending\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("voicepay_orders_created_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"/v1/orders\""), "{metrics}");
     let doc = json_of(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (path, method) in [
-        ("/v1/orders", "post"), ("/v1/orders/{id}", "get"), ("/v1/orders/{id}/cancel", "post"),
-        ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"), ("/openapi.json", "get"),
+        ("/v1/orders", "post"),
+        ("/v1/orders/{id}", "get"),
+        ("/v1/orders/{id}/cancel", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from the OpenAPI document");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"]["OrderView"].is_object());
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
@@ -373,7 +614,13 @@ on_both_stores!(
 #[tokio::test]
 async fn sqlite_file_holds_no_plain_card_or_id_number() {
     let app = support::spawn_app(support::Db::Sqlite).await.unwrap();
-    for (i, (card, idn)) in [("6222000000000017", "11010519491231002X"), ("6250000000000012", "310115198506154322")].iter().enumerate() {
+    for (i, (card, idn)) in [
+        ("6222000000000017", "11010519491231002X"),
+        ("6250000000000012", "310115198506154322"),
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut b = order_body(&format!("S{i}"));
         b["card_number"] = json!(card);
         b["id_number"] = json!(idn);
@@ -386,8 +633,19 @@ async fn sqlite_file_holds_no_plain_card_or_id_number() {
     }
     assert!(bytes.len() > 4096);
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.contains("622200******0017"), "the masked form is stored");
-    for secret in ["6222000000000017", "6250000000000012", "11010519491231002X", "310115198506154322"] {
-        assert!(!text.contains(secret), "{secret} found in plain text in the database file");
+    assert!(
+        text.contains("622200******0017"),
+        "the masked form is stored"
+    );
+    for secret in [
+        "6222000000000017",
+        "6250000000000012",
+        "11010519491231002X",
+        "310115198506154322",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret} found in plain text in the database file"
+        );
     }
 }
