@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod ivr;
 pub mod merchants;
 pub mod store;
 pub mod telemetry;
