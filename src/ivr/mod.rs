@@ -11,11 +11,15 @@
 //! timers run only while no prompt plays; each step allows
 //! [`IvrConfig::attempts_per_step`] failed attempts.
 
+#![warn(missing_docs)]
+
+mod event;
 mod secret;
 pub mod speech;
 #[cfg(test)]
 mod tests;
 
+pub use event::{Action, CallOutcome, Event, Outcome, TimerId};
 pub use secret::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
 
 use crate::domain::{CardKind, Language, ResultCode};
@@ -78,121 +82,6 @@ pub struct CallInfo {
     pub bound: bool,
     /// The current month, to refuse an expiry in the past without a clock.
     pub today: YearMonth,
-}
-
-/// A timer the runner arms on [`Action::StartTimer`] and reports back with
-/// [`Event::TimerFired`]. Every arming gets a new id, so a timer that fires
-/// after it was cancelled or replaced is recognised as stale and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TimerId(pub u64);
-
-/// The bank's answer to a submitted secret, as the matcher reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Paid.
-    Approved,
-    /// Wrong PIN or card details; the caller may try again while tries are left.
-    WrongSecret {
-        /// Tries the bank still allows today.
-        tries_left: u8,
-    },
-    /// A final refusal (insufficient funds, PIN tries exceeded, issuer
-    /// unavailable…): the call says so and ends.
-    Failed(ResultCode),
-}
-
-/// How the call ended, reported once with [`Action::Finish`] so the matcher
-/// can settle the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallOutcome {
-    /// The bank approved and the caller is told so.
-    Approved,
-    /// No payment: caller_cancelled, input_timeout, caller_hung_up,
-    /// wrong_secret (tries exhausted) or the bank's failure code.
-    Failed(ResultCode),
-    /// The caller hung up after the secret was submitted: the bank's answer,
-    /// not the call, decides the order.
-    HungUpAwaitingBank,
-}
-
-/// What happens to the call, delivered to the machine in order.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The answered call entered our Stasis app.
-    Start,
-    /// One of our playbacks ended: done, stopped or failed alike.
-    PlaybackFinished {
-        /// The id from [`Action::Play`].
-        playback_id: String,
-    },
-    /// A DTMF digit: 0-9, `*` or `#`; anything else is ignored.
-    Digit(char),
-    /// A timer from [`Action::StartTimer`] expired.
-    TimerFired {
-        /// The id it was armed with.
-        timer: TimerId,
-    },
-    /// The matcher's answer to [`Action::Submit`].
-    VerificationResult(Outcome),
-    /// The caller hung up (or the channel is gone).
-    Hangup,
-}
-
-/// Hand-written so that logging events never logs a keyed digit.
-impl std::fmt::Debug for Event {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Event::Start => f.write_str("Start"),
-            Event::PlaybackFinished { playback_id } => f
-                .debug_struct("PlaybackFinished")
-                .field("playback_id", playback_id)
-                .finish(),
-            Event::Digit(_) => f.write_str("Digit(*)"),
-            Event::TimerFired { timer } => {
-                f.debug_struct("TimerFired").field("timer", timer).finish()
-            }
-            Event::VerificationResult(o) => f.debug_tuple("VerificationResult").field(o).finish(),
-            Event::Hangup => f.write_str("Hangup"),
-        }
-    }
-}
-
-/// What the runner must do, in order. Only [`Action::Submit`] carries a
-/// secret, and its `Debug` prints `***`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Play the media in one playback (cheaper than one playback each) with
-    /// this id, unique within the call; the runner may prefix the channel id.
-    Play {
-        /// Our id for the playback, "p1", "p2", …
-        playback_id: String,
-        /// Media URIs: `sound:voicepay/<prompt>`, `number:<n>`.
-        media: Vec<String>,
-    },
-    /// Stop a playback (barge-in, or a prompt superseded). 404 means it
-    /// already ended; a `PlaybackFinished` for it may still arrive.
-    StopPlayback {
-        /// The id from [`Action::Play`].
-        playback_id: String,
-    },
-    /// Arm a timer and send [`Event::TimerFired`] when it expires.
-    StartTimer {
-        /// The id to report back.
-        timer: TimerId,
-        /// Delay from now.
-        after: Duration,
-    },
-    /// The timer is no longer wanted (firing it anyway is harmless).
-    CancelTimer {
-        /// The id from [`Action::StartTimer`].
-        timer: TimerId,
-    },
-    /// Send the secret to the matcher; answer with [`Event::VerificationResult`].
-    Submit(Verification),
-    /// Hang up the channel (after the closing prompt).
-    Hangup,
-    /// The call's outcome, emitted exactly once.
-    Finish(CallOutcome),
 }
 
 /// The secret being keyed.
@@ -519,8 +408,8 @@ impl Ivr {
             self.expired = true;
             match self.phase {
                 Phase::Confirm | Phase::Entry(_) => self.end_timeout(out),
-                Phase::Ending { .. } => self.hang_up(out),
-                // The bank has the secret: its answer ends the call.
+                // Verifying: the bank has the secret and its answer ends the
+                // call. Ending: the closing prompt has its own limit.
                 _ => {}
             }
         } else if self.final_timer == Some(timer) {

@@ -403,6 +403,18 @@ fn max_call_is_enforced_by_the_clock_if_its_timer_is_lost() {
 }
 
 #[test]
+fn a_late_max_call_timer_does_not_cut_the_goodbye() {
+    let mut call = Call::at_entry(CardKind::Debit);
+    call.after(181);
+    assert_eq!(
+        call.key("1")[1],
+        play("p3", &["fail-input_timeout", "goodbye"])
+    );
+    assert!(call.fire(1).is_empty());
+    assert_eq!(call.done("p3"), [Action::Hangup, cancel(4)]);
+}
+
+#[test]
 fn max_call_during_verification_waits_for_the_bank() {
     let mut call = Call::at_entry(CardKind::Debit);
     call.key("111111");
