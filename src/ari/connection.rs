@@ -1,0 +1,363 @@
+//! The events WebSocket: connect, keep alive, read, reconnect.
+//!
+//! One task owns the socket and the [`Dispatcher`]. Each session: open
+//! `/ari/events` (Basic auth header, never `api_key` in the URL, which ends
+//! up in logs), then read `/asterisk/info` and `GET /channels` — in that
+//! order, so no event is missed between the snapshot and the stream — and
+//! announce [`Notice::Connected`]. A ping goes out every `ping_interval`; a
+//! ping still unanswered at the next tick, a read error or a close ends the
+//! session with [`Notice::Disconnected`]. Reconnects back off exponentially
+//! with jitter, so a down or misconfigured Asterisk is not hammered.
+//!
+//! A frame that does not parse is logged by type and position only and
+//! skipped: a frame can hold a keyed digit, so no payload is ever logged.
+
+use super::dispatch::Dispatcher;
+use super::events::{self, Event};
+use super::rest::{basic_auth, AriError, AriRest};
+use super::Notice;
+use crate::config::AriSettings;
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroize;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Timing of the events connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    /// How often to ping; a ping unanswered by the next one drops the
+    /// socket (a half-open TCP connection otherwise looks alive for ever).
+    pub ping_interval: Duration,
+    /// First reconnect delay; it doubles after each failure.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay. A session that lasted at least this long
+    /// resets the delay to `backoff_min`.
+    pub backoff_max: Duration,
+    /// Limit for the TCP connect plus WebSocket handshake.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The events URL: `ws://host:port/ari/events?app=<app>&subscribeAll=false`.
+pub(crate) fn events_url(settings: &AriSettings) -> Result<reqwest::Url, AriError> {
+    let mut url = super::rest::ari_base(settings)?
+        .join("events")
+        .expect("relative path");
+    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+    url.set_scheme(scheme).expect("http(s) to ws(s)");
+    url.query_pairs_mut()
+        .append_pair("app", &settings.app)
+        .append_pair("subscribeAll", "false");
+    Ok(url)
+}
+
+/// How a session ended.
+enum End {
+    /// Shutdown was requested: stop.
+    Shutdown,
+    /// Nobody reads notices any more: stop.
+    SupervisorGone,
+    /// Never got to `Connected`.
+    Failed(AriError),
+    /// Was connected, then lost the socket.
+    Dropped(String),
+}
+
+/// Doubling delay with jitter: each delay is uniform in [d/2, d], so nodes
+/// that lost Asterisk together do not reconnect in lockstep.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        let half = d / 2;
+        half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// The connection task: sessions until shutdown or until the supervisor is
+/// gone. Dropping the dispatcher at the end closes every call's queue.
+pub(crate) async fn run(
+    settings: AriSettings,
+    rest: AriRest,
+    options: ConnectionOptions,
+    notices: mpsc::UnboundedSender<Notice>,
+    shutdown: CancellationToken,
+) {
+    let mut conn = Connection {
+        dispatcher: Dispatcher::new(notices.clone(), rest.clone()),
+        settings,
+        rest,
+        notices,
+        entity_id: None,
+        options: options.clone(),
+    };
+    let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
+    loop {
+        let started = Instant::now();
+        let end = conn.session(&shutdown).await;
+        match end {
+            End::Shutdown => break,
+            End::SupervisorGone => {
+                tracing::warn!("ARI notices have no reader; stopping the ARI connection");
+                break;
+            }
+            End::Failed(error) => {
+                let retry_in = backoff.delay();
+                tracing::warn!(%error, ?retry_in, "ARI events connection failed");
+                if !conn.notify(Notice::ConnectFailed { error, retry_in }) {
+                    break;
+                }
+                if !sleep_or_shutdown(retry_in, &shutdown).await {
+                    break;
+                }
+            }
+            End::Dropped(reason) => {
+                if started.elapsed() >= options.backoff_max {
+                    backoff.reset();
+                }
+                let retry_in = backoff.delay();
+                tracing::warn!(%reason, ?retry_in, "ARI events connection lost");
+                if !conn.notify(Notice::Disconnected { reason }) {
+                    break;
+                }
+                if !sleep_or_shutdown(retry_in, &shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("ARI events connection stopped");
+}
+
+/// Sleeps unless shutdown comes first; false on shutdown.
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
+struct Connection {
+    settings: AriSettings,
+    rest: AriRest,
+    options: ConnectionOptions,
+    dispatcher: Dispatcher,
+    notices: mpsc::UnboundedSender<Notice>,
+    /// The entity id seen on the previous connection.
+    entity_id: Option<String>,
+}
+
+impl Connection {
+    fn notify(&self, notice: Notice) -> bool {
+        self.notices.send(notice).is_ok()
+    }
+
+    async fn session(&mut self, shutdown: &CancellationToken) -> End {
+        let ws = tokio::select! {
+            r = self.open() => r,
+            _ = shutdown.cancelled() => return End::Shutdown,
+        };
+        let mut ws = match ws {
+            Ok(ws) => ws,
+            Err(e) => return End::Failed(e),
+        };
+        let snapshot = tokio::select! {
+            r = async { Ok::<_, AriError>((self.rest.asterisk_info().await?, self.rest.channels().await?)) } => r,
+            _ = shutdown.cancelled() => return close(ws).await,
+        };
+        let (info, channels) = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = close(ws).await;
+                return End::Failed(e);
+            }
+        };
+        let restarted = self
+            .entity_id
+            .as_ref()
+            .is_some_and(|old| *old != info.entity_id);
+        if restarted {
+            tracing::warn!(entity_id = %info.entity_id, "Asterisk restarted: its old channels are gone");
+        }
+        self.entity_id = Some(info.entity_id.clone());
+        self.dispatcher.reconcile(restarted, &channels);
+        tracing::info!(entity_id = %info.entity_id, version = %info.version, "ARI events connected");
+        if !self.notify(Notice::Connected {
+            entity_id: info.entity_id,
+            asterisk_restarted: restarted,
+            channels,
+        }) {
+            return End::SupervisorGone;
+        }
+        self.read(&mut ws, shutdown).await
+    }
+
+    async fn open(&self) -> Result<Socket, AriError> {
+        let url = events_url(&self.settings)?;
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| AriError::Config(e.to_string()))?;
+        req.headers_mut()
+            .insert(http::header::AUTHORIZATION, basic_auth(&self.settings)?);
+        let connect = tokio_tungstenite::connect_async(req);
+        match tokio::time::timeout(self.options.connect_timeout, connect).await {
+            Err(_) => Err(AriError::Transport(
+                "events WebSocket: connect timed out".into(),
+            )),
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(tungstenite::Error::Http(resp))) => Err(match resp.status().as_u16() {
+                401 => AriError::Unauthorized,
+                code => AriError::Status(code, "events WebSocket refused".into()),
+            }),
+            Ok(Err(e)) => Err(AriError::Transport(format!("events WebSocket: {e}"))),
+        }
+    }
+
+    async fn read(&mut self, ws: &mut Socket, shutdown: &CancellationToken) -> End {
+        let every = self.options.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut awaiting_pong = false;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = close_ref(ws).await;
+                    return End::Shutdown;
+                }
+                msg = ws.next() => match msg {
+                    None => return End::Dropped("closed by Asterisk".into()),
+                    Some(Err(e)) => return End::Dropped(e.to_string()),
+                    Some(Ok(Message::Text(mut text))) => {
+                        let end = self.on_text(&text);
+                        text.zeroize();
+                        if let Some(end) = end {
+                            return end;
+                        }
+                    }
+                    Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                    // Pings are answered by tungstenite; a Close is followed
+                    // by the end of the stream.
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if awaiting_pong {
+                        return End::Dropped(format!("no pong within {every:?}"));
+                    }
+                    if let Err(e) = ws.send(Message::Ping(Vec::new())).await {
+                        return End::Dropped(format!("ping failed: {e}"));
+                    }
+                    awaiting_pong = true;
+                }
+            }
+        }
+    }
+
+    /// Parses and routes one frame; `Some` ends the session.
+    fn on_text(&mut self, text: &str) -> Option<End> {
+        match events::parse(text) {
+            Ok(Event::Unknown) => {
+                // Nothing can act on a type we do not model.
+                tracing::trace!(event = ?events::type_of(text), "unmodelled ARI event ignored");
+                None
+            }
+            Ok(event) => {
+                let replaced = matches!(event, Event::ApplicationReplaced);
+                if !self.dispatcher.dispatch(event) {
+                    return Some(End::SupervisorGone);
+                }
+                replaced.then(|| {
+                    tracing::error!(app = %self.settings.app, "another connection took over our ARI app; each node needs its own app name");
+                    End::Dropped("application replaced by another connection".into())
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%error, "malformed ARI event skipped");
+                None
+            }
+        }
+    }
+}
+
+/// Closes politely (Asterisk logs "closed abruptly" otherwise), briefly
+/// waiting for its close frame.
+async fn close(mut ws: Socket) -> End {
+    let _ = close_ref(&mut ws).await;
+    End::Shutdown
+}
+
+async fn close_ref(ws: &mut Socket) -> Result<(), tungstenite::Error> {
+    ws.close(None).await?;
+    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_url_is_ws_with_app_and_no_credentials() {
+        let s = AriSettings {
+            url: "http://127.0.0.1:8088/".into(),
+            username: "u".into(),
+            password: "secret".into(),
+            app: "voicepay node1".into(),
+        };
+        let url = events_url(&s).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "ws://127.0.0.1:8088/ari/events?app=voicepay+node1&subscribeAll=false"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_max() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+        let mut expect = Duration::from_millis(500);
+        for _ in 0..8 {
+            let d = b.delay();
+            assert!(d >= expect / 2 && d <= expect, "{d:?} vs {expect:?}");
+            expect = (expect * 2).min(Duration::from_secs(10));
+        }
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(500));
+    }
+}

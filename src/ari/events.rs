@@ -1,0 +1,478 @@
+//! ARI events as typed values, with no IO: the socket reader parses each text
+//! frame with [`parse`] and routes the [`Event`] by [`Event::channel_id`].
+//!
+//! Every Asterisk release adds event types and enum values, so nothing here
+//! may fail an event for something new: unknown event types become
+//! [`Event::Unknown`], unknown channel/playback states become `Other(..)`,
+//! and every field a channel or playback can lack is optional or defaulted.
+//! Shapes follow ARI's swagger (`events.json`, `channels.json`,
+//! `playbacks.json`); `tests/ari_swagger.rs` checks them against it.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// One ARI event, tagged by its `type` field. Only the types a payment call
+/// needs have a variant; all others parse as [`Event::Unknown`] so that a
+/// newer Asterisk never breaks the stream.
+///
+/// `Debug` never shows a keyed digit (see [`DtmfDigit`]), so events can be
+/// logged with `?event`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// A channel entered our Stasis app: `args` are `Stasis(app,arg1,…)`'s
+    /// arguments or the originate's `appArgs`.
+    StasisStart {
+        /// The application arguments, never a secret.
+        #[serde(default)]
+        args: Vec<String>,
+        /// The channel now under our control.
+        channel: Channel,
+        /// The channel this one replaces (masquerade, transfer), if any.
+        #[serde(default)]
+        replace_channel: Option<Channel>,
+    },
+    /// The channel left our app (hang-up, `continue`, redirect): we may no
+    /// longer control it.
+    StasisEnd {
+        /// The channel that left.
+        channel: Channel,
+    },
+    /// A DTMF digit ended (ARI reports it when the tone stops).
+    ChannelDtmfReceived {
+        /// The key: 0-9, A-D, `*` or `#`. Possibly part of a secret.
+        digit: DtmfDigit,
+        /// How long the key was held.
+        #[serde(default)]
+        duration_ms: i64,
+        /// The channel it was keyed on.
+        channel: Channel,
+    },
+    /// A playback began: timers that wait for input must not start yet.
+    PlaybackStarted {
+        /// The playback.
+        playback: Playback,
+    },
+    /// A playback with several media moved on to the next one.
+    PlaybackContinuing {
+        /// The playback.
+        playback: Playback,
+    },
+    /// A playback ended: played out, stopped or failed (see its `state`).
+    PlaybackFinished {
+        /// The playback.
+        playback: Playback,
+    },
+    /// Someone asked to hang the channel up (usually the caller): the call
+    /// is ending even if the channel still exists for a moment.
+    ChannelHangupRequest {
+        /// Q.850 cause, when known.
+        #[serde(default)]
+        cause: Option<i64>,
+        /// Technology-specific cause (e.g. SIP status), when known.
+        #[serde(default)]
+        tech_cause: Option<i64>,
+        /// A soft hang-up (the channel is asked, not forced).
+        #[serde(default)]
+        soft: Option<bool>,
+        /// The channel.
+        channel: Channel,
+    },
+    /// The channel is gone; the cause tells an unanswered originate's end
+    /// (16 normal, 17 busy, 19 no answer, 21 rejected, …).
+    ChannelDestroyed {
+        /// Q.850 cause.
+        cause: i64,
+        /// The cause's text.
+        #[serde(default)]
+        cause_txt: String,
+        /// Technology-specific cause, when known.
+        #[serde(default)]
+        tech_cause: Option<i64>,
+        /// The channel.
+        channel: Channel,
+    },
+    /// The channel's state changed (Ringing, Up, …).
+    ChannelStateChange {
+        /// The channel, with its new state.
+        channel: Channel,
+    },
+    /// Dialing progress of an originated channel (`peer`): `dialstatus` is
+    /// empty while ringing, then ANSWER, BUSY, NOANSWER, CONGESTION, …
+    Dial {
+        /// Empty while in progress, then the final Dial status.
+        dialstatus: String,
+        /// The channel being dialed: for an originate, the one we created.
+        peer: Channel,
+        /// The calling channel, absent for an originate.
+        #[serde(default)]
+        caller: Option<Channel>,
+        /// The dial string, when reported.
+        #[serde(default)]
+        dialstring: Option<String>,
+        /// Where the call was forwarded to, if it was.
+        #[serde(default)]
+        forward: Option<String>,
+        /// The channel created by the forward, if any.
+        #[serde(default)]
+        forwarded: Option<Channel>,
+    },
+    /// Another WebSocket took our app name over: this connection will get no
+    /// more events for it (each node needs its own app name).
+    ApplicationReplaced,
+    /// Any event type this version does not model.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Event {
+    /// The `type` names that have a variant, for checks against the swagger.
+    pub const KNOWN_TYPES: &'static [&'static str] = &[
+        "StasisStart",
+        "StasisEnd",
+        "ChannelDtmfReceived",
+        "PlaybackStarted",
+        "PlaybackContinuing",
+        "PlaybackFinished",
+        "ChannelHangupRequest",
+        "ChannelDestroyed",
+        "ChannelStateChange",
+        "Dial",
+        "ApplicationReplaced",
+    ];
+
+    /// The ARI `type` of this event (`"Unknown"` for unmodelled types), for
+    /// logs and metrics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::StasisStart { .. } => "StasisStart",
+            Event::StasisEnd { .. } => "StasisEnd",
+            Event::ChannelDtmfReceived { .. } => "ChannelDtmfReceived",
+            Event::PlaybackStarted { .. } => "PlaybackStarted",
+            Event::PlaybackContinuing { .. } => "PlaybackContinuing",
+            Event::PlaybackFinished { .. } => "PlaybackFinished",
+            Event::ChannelHangupRequest { .. } => "ChannelHangupRequest",
+            Event::ChannelDestroyed { .. } => "ChannelDestroyed",
+            Event::ChannelStateChange { .. } => "ChannelStateChange",
+            Event::Dial { .. } => "Dial",
+            Event::ApplicationReplaced => "ApplicationReplaced",
+            Event::Unknown => "Unknown",
+        }
+    }
+
+    /// Which call this event belongs to: the channel's id; for `Dial` the
+    /// dialed `peer` (the channel we originated); for playbacks the
+    /// `channel:<id>` target, or else the channel named by the playback id
+    /// (see [`playback_channel`]). `None` for app-wide events.
+    pub fn channel_id(&self) -> Option<&str> {
+        match self {
+            Event::StasisStart { channel, .. }
+            | Event::StasisEnd { channel }
+            | Event::ChannelDtmfReceived { channel, .. }
+            | Event::ChannelHangupRequest { channel, .. }
+            | Event::ChannelDestroyed { channel, .. }
+            | Event::ChannelStateChange { channel } => Some(&channel.id),
+            Event::Dial { peer, .. } => Some(&peer.id),
+            Event::PlaybackStarted { playback }
+            | Event::PlaybackContinuing { playback }
+            | Event::PlaybackFinished { playback } => playback.channel_id(),
+            Event::ApplicationReplaced | Event::Unknown => None,
+        }
+    }
+}
+
+/// Why a text frame is not an event. Carries no payload text: a frame can
+/// hold a keyed digit, and serde's messages quote the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed ARI {event_type} event ({category} error at line {line}, column {column})")]
+pub struct ParseError {
+    /// The frame's `type`, or `"?"` when even that is unreadable.
+    pub event_type: String,
+    /// serde_json's error category: syntax, data, eof or io.
+    pub category: &'static str,
+    /// Where in the frame parsing failed.
+    pub line: usize,
+    /// Where in the frame parsing failed.
+    pub column: usize,
+}
+
+/// Parses one text frame of the events socket. Unknown types give
+/// [`Event::Unknown`]; an error never quotes the frame (see [`ParseError`]).
+pub fn parse(text: &str) -> Result<Event, ParseError> {
+    serde_json::from_str(text).map_err(|e| ParseError {
+        event_type: type_of(text).unwrap_or_else(|| "?".into()),
+        category: match e.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "eof",
+        },
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+/// The `type` of a frame, for logging an unknown or malformed event without
+/// its content. Limited to a short identifier so a log never carries more.
+pub fn type_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Tag<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+    }
+    let tag: Tag<'_> = serde_json::from_str(text).ok()?;
+    let ok = tag.kind.len() <= 64 && tag.kind.chars().all(|c| c.is_ascii_alphanumeric());
+    ok.then(|| tag.kind.into_owned())
+}
+
+/// A DTMF key as ARI reported it. It may be a PIN digit, so it is wiped when
+/// dropped and prints as `*` in `Debug`; read it with [`DtmfDigit::expose`].
+#[derive(Clone, PartialEq, Eq, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(transparent)]
+pub struct DtmfDigit(String);
+
+impl DtmfDigit {
+    /// Wraps a key (tests and fakes; the socket reader gets it from serde).
+    pub fn new(digit: impl Into<String>) -> Self {
+        Self(digit.into())
+    }
+
+    /// The key, when it is one character (ARI always sends one). Only the
+    /// IVR machine should look at it.
+    pub fn expose(&self) -> Option<char> {
+        let mut chars = self.0.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DtmfDigit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DtmfDigit(*)")
+    }
+}
+
+/// A channel as ARI describes it in events and in `GET /channels`. Only `id`
+/// is required here; everything else defaults, so a channel from an older
+/// or newer Asterisk still parses.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Channel {
+    /// Unique id: Asterisk's (`1712345678.42`) or the one we chose.
+    pub id: String,
+    /// Channel name, e.g. `PJSIP/trunk-00000001`.
+    #[serde(default)]
+    pub name: String,
+    /// Its state (Up once answered).
+    #[serde(default)]
+    pub state: ChannelState,
+    /// The caller's id: who calls us, or whom we called.
+    #[serde(default)]
+    pub caller: CallerId,
+    /// The other party's id as connected-line information.
+    #[serde(default)]
+    pub connected: CallerId,
+    /// Account code, usually empty.
+    #[serde(default)]
+    pub accountcode: String,
+    /// Where the channel is in the dialplan (absent in some events).
+    #[serde(default)]
+    pub dialplan: Option<DialplanCep>,
+    /// When the channel was created (ARI's date string).
+    #[serde(default)]
+    pub creationtime: Option<String>,
+    /// The channel's language, for prompts.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Channel variables configured in ari.conf's `channelvars`, if any.
+    #[serde(default)]
+    pub channelvars: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A caller id pair; either part may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CallerId {
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Number, as the network gave it.
+    #[serde(default)]
+    pub number: String,
+}
+
+/// A dialplan location: context, extension, priority.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DialplanCep {
+    /// Context.
+    #[serde(default)]
+    pub context: String,
+    /// Extension.
+    #[serde(default)]
+    pub exten: String,
+    /// Priority.
+    #[serde(default)]
+    pub priority: i64,
+    /// The application running there (e.g. `Stasis`).
+    #[serde(default)]
+    pub app_name: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub app_data: Option<String>,
+}
+
+/// A playback (a prompt on a channel or bridge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Playback {
+    /// The playback id; ours are `<channelId>:<n>` (see [`playback_id`]).
+    pub id: String,
+    /// The media playing now.
+    #[serde(default)]
+    pub media_uri: String,
+    /// The media that plays next, for a list.
+    #[serde(default)]
+    pub next_media_uri: Option<String>,
+    /// `channel:<id>` or `bridge:<id>`.
+    #[serde(default)]
+    pub target_uri: String,
+    /// Language used for sound files.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Its state; `done` and `failed` are final.
+    #[serde(default = "PlaybackState::unknown")]
+    pub state: PlaybackState,
+}
+
+impl Playback {
+    /// The channel this playback plays on: its `channel:` target, or the
+    /// channel named in our id convention.
+    pub fn channel_id(&self) -> Option<&str> {
+        self.target_uri
+            .strip_prefix("channel:")
+            .filter(|id| !id.is_empty())
+            .or_else(|| playback_channel(&self.id))
+    }
+}
+
+/// The playback id for the `n`th prompt of a call: `<channelId>:<n>`. ARI
+/// accepts any client-chosen id; naming the channel in it lets a playback
+/// event be routed even without a `channel:` target, and makes ids unique
+/// across calls without coordination.
+pub fn playback_id(channel_id: &str, n: u64) -> String {
+    format!("{channel_id}:{n}")
+}
+
+/// The channel named by a playback id made with [`playback_id`], if it
+/// follows the convention.
+pub fn playback_channel(playback_id: &str) -> Option<&str> {
+    let (channel, n) = playback_id.rsplit_once(':')?;
+    let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    (numbered && !channel.is_empty()).then_some(channel)
+}
+
+/// Declares a string enum whose unlisted values parse as `Other(..)`, so a
+/// new value from Asterisk never fails the event carrying it.
+macro_rules! open_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(from = "String", into = "String")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+            /// A value this version does not know, kept as sent.
+            Other(String),
+        }
+
+        impl $name {
+            /// The value as ARI spells it.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                match s.as_str() {
+                    $($text => $name::$variant,)*
+                    _ => $name::Other(s),
+                }
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                match v {
+                    $name::Other(s) => s,
+                    known => known.as_str().to_owned(),
+                }
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// A channel's state, as in the swagger's `Channel.state` list.
+    ChannelState {
+        /// Down: available.
+        Down = "Down",
+        /// Reserved.
+        Rsrved = "Rsrved",
+        /// Off hook.
+        OffHook = "OffHook",
+        /// Digits being dialed.
+        Dialing = "Dialing",
+        /// Ringing out (we are calling).
+        Ring = "Ring",
+        /// Ringing here (we are called).
+        Ringing = "Ringing",
+        /// Answered.
+        Up = "Up",
+        /// Line busy.
+        Busy = "Busy",
+        /// Dialing while off hook.
+        DialingOffhook = "Dialing Offhook",
+        /// Before ringing.
+        PreRing = "Pre-ring",
+        /// Asterisk's own "Unknown" state.
+        Unknown = "Unknown",
+    }
+}
+
+/// A channel whose state was not sent is in no state we know.
+impl Default for ChannelState {
+    fn default() -> Self {
+        ChannelState::Unknown
+    }
+}
+
+open_enum! {
+    /// A playback's state, as in the swagger's `Playback.state` list plus
+    /// `paused`, which Asterisk returns though the model omits it.
+    PlaybackState {
+        /// Waiting to start.
+        Queued = "queued",
+        /// Playing.
+        Playing = "playing",
+        /// Moving to the next media of a list.
+        Continuing = "continuing",
+        /// Finished: played out or stopped.
+        Done = "done",
+        /// Could not play (e.g. missing sound file).
+        Failed = "failed",
+        /// Paused by a control request.
+        Paused = "paused",
+    }
+}
+
+impl PlaybackState {
+    fn unknown() -> Self {
+        PlaybackState::Other(String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests;
