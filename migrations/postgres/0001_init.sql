@@ -118,3 +118,15 @@ END;
 $$;
 CREATE TRIGGER order_events_no_change BEFORE UPDATE OR DELETE ON order_events
 FOR EACH ROW EXECUTE FUNCTION order_events_append_only();
+
+-- The 'created' event is written by the database itself, in the same
+-- statement as the order: no order can exist without its first event.
+CREATE FUNCTION order_created_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at)
+    VALUES (NEW.id, 'created', NULL, NEW.status, NULL, NEW.created_at);
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER orders_created_event AFTER INSERT ON orders
+FOR EACH ROW EXECUTE FUNCTION order_created_event();

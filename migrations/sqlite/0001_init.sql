@@ -62,7 +62,7 @@ CREATE INDEX orders_phone_status ON orders (phone, status);
 
 -- Append-only audit trail of every transition; never a secret.
 CREATE TABLE order_events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     order_id    TEXT NOT NULL REFERENCES orders(id),
     kind        TEXT NOT NULL,
     from_status TEXT,
@@ -71,13 +71,21 @@ CREATE TABLE order_events (
     created_at  BIGINT NOT NULL
 );
 CREATE INDEX order_events_order ON order_events (order_id, id);
+-- The 'created' event is written by the database itself, in the same
+-- statement as the order: one round trip per new order, and no order can
+-- exist without its first event.
+CREATE TRIGGER orders_created_event AFTER INSERT ON orders
+BEGIN
+    INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at)
+    VALUES (NEW.id, 'created', NULL, NEW.status, NULL, NEW.created_at);
+END;
 CREATE TRIGGER order_events_no_update BEFORE UPDATE ON order_events
 BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END;
 CREATE TRIGGER order_events_no_delete BEFORE DELETE ON order_events
 BEGIN SELECT RAISE(ABORT, 'order_events is append-only'); END;
 
 CREATE TABLE call_attempts (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          INTEGER PRIMARY KEY,
     order_id    TEXT NOT NULL REFERENCES orders(id),
     attempt     BIGINT NOT NULL,
     channel_id  TEXT NOT NULL,

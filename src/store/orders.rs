@@ -96,72 +96,41 @@ impl Store {
         o: &OrderRow,
         idem: Option<IdempotencyEntry<'_>>,
     ) -> Result<()> {
+        // The `created` event comes from a trigger on `orders`, so without an
+        // idempotency key the whole write is one statement (one round trip).
+        let Some(e) = idem else {
+            insert_order(o)
+                .execute(&self.write)
+                .await
+                .map_err(conflict_aware)?;
+            return Ok(());
+        };
         let mut tx = self.write.begin().await?;
-        if let Some(e) = &idem {
-            sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3")
-                .bind(&o.merchant_id)
-                .bind(e.key)
-                .bind(e.stale_before)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&o.merchant_id)
-            .bind(e.key)
-            .bind(e.request_hash)
-            .bind(i64::from(e.status_code))
-            .bind(e.body)
-            .bind(o.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_aware)?;
-        }
-        sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-              $20, $21, $22, $23, $24, $25, $26)"
-        ))
-        .bind(&o.id)
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3",
+        )
         .bind(&o.merchant_id)
-        .bind(&o.merchant_order_id)
-        .bind(&o.status)
-        .bind(&o.mode)
-        .bind(o.amount)
-        .bind(&o.currency)
-        .bind(&o.description)
-        .bind(&o.phone)
-        .bind(&o.language)
-        .bind(&o.notify_url)
-        .bind(&o.card_enc)
-        .bind(&o.card_masked)
-        .bind(&o.card_type)
-        .bind(&o.card_fp)
-        .bind(&o.id_enc)
-        .bind(&o.id_masked)
-        .bind(&o.binding_id)
-        .bind(&o.transfer_code)
-        .bind(&o.result_code)
-        .bind(&o.resp_code)
-        .bind(&o.result_message)
-        .bind(o.attempts)
+        .bind(e.key)
+        .bind(e.stale_before)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&o.merchant_id)
+        .bind(e.key)
+        .bind(e.request_hash)
+        .bind(i64::from(e.status_code))
+        .bind(e.body)
         .bind(o.created_at)
-        .bind(o.updated_at)
-        .bind(o.expires_at)
         .execute(&mut *tx)
         .await
         .map_err(conflict_aware)?;
-        insert_event(
-            &mut tx,
-            &o.id,
-            "created",
-            None,
-            Some(&o.status),
-            None,
-            o.created_at,
-        )
-        .await?;
+        insert_order(o)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_aware)?;
         tx.commit().await?;
         Ok(())
     }
@@ -333,6 +302,45 @@ impl Store {
         }
         Ok(None)
     }
+}
+
+/// `INSERT INTO orders …` with every column bound.
+fn insert_order(o: &OrderRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+              $20, $21, $22, $23, $24, $25, $26)"
+        )
+    });
+    sqlx::query(sql)
+        .bind(&o.id)
+        .bind(&o.merchant_id)
+        .bind(&o.merchant_order_id)
+        .bind(&o.status)
+        .bind(&o.mode)
+        .bind(o.amount)
+        .bind(&o.currency)
+        .bind(&o.description)
+        .bind(&o.phone)
+        .bind(&o.language)
+        .bind(&o.notify_url)
+        .bind(&o.card_enc)
+        .bind(&o.card_masked)
+        .bind(&o.card_type)
+        .bind(&o.card_fp)
+        .bind(&o.id_enc)
+        .bind(&o.id_masked)
+        .bind(&o.binding_id)
+        .bind(&o.transfer_code)
+        .bind(&o.result_code)
+        .bind(&o.resp_code)
+        .bind(&o.result_message)
+        .bind(o.attempts)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+        .bind(o.expires_at)
 }
 
 async fn insert_event(
