@@ -1,0 +1,399 @@
+//! A scripted fake of Asterisk's ARI on 127.0.0.1:0: the events WebSocket
+//! and the REST calls the client makes, over a minimal HTTP/1.1 server (one
+//! request per connection), so tests control every byte and every outage.
+//!
+//! The test pushes events ([`FakeAri::push`]), drops or freezes the socket,
+//! changes the entity id (an Asterisk restart), marks channels as gone (404),
+//! and asserts on the recorded requests ([`FakeAri::calls`]).
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
+use tokio_tungstenite::WebSocketStream;
+use voicepay::config::AriSettings;
+
+pub const USER: &str = "voicepay";
+pub const PASSWORD: &str = "s3cret";
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// The path, still percent-encoded.
+    pub path: String,
+    /// Decoded query pairs, in order (repeated keys repeat).
+    pub query: Vec<(String, String)>,
+    pub body: String,
+    /// The raw `Authorization` header, if any.
+    pub authorization: Option<String>,
+}
+
+impl Recorded {
+    /// The first value of a query parameter.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated query parameter.
+    pub fn params(&self, key: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+enum SocketCmd {
+    Text(String),
+    /// Close the TCP connection without a close frame.
+    Drop,
+    /// Stop reading (so no pong is ever sent) and stay silent.
+    Freeze,
+}
+
+struct State {
+    entity_id: Mutex<String>,
+    channels: Mutex<Vec<Value>>,
+    gone: Mutex<HashSet<String>>,
+    calls: Mutex<Vec<Recorded>>,
+    socket: Mutex<Option<mpsc::UnboundedSender<SocketCmd>>>,
+    /// Successful WebSocket upgrades so far.
+    connections: watch::Sender<usize>,
+    /// Upgrade attempts, accepted or not.
+    ws_attempts: AtomicUsize,
+}
+
+/// The fake server; stops accepting when dropped.
+pub struct FakeAri {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAri {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl FakeAri {
+    pub async fn start() -> FakeAri {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            entity_id: Mutex::new("52:54:00:00:00:01".into()),
+            channels: Mutex::new(Vec::new()),
+            gone: Mutex::new(HashSet::new()),
+            calls: Mutex::new(Vec::new()),
+            socket: Mutex::new(None),
+            connections: watch::channel(0).0,
+            ws_attempts: AtomicUsize::new(0),
+        });
+        let st = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp, st.clone()));
+            }
+        });
+        FakeAri {
+            addr,
+            state,
+            accept,
+        }
+    }
+
+    /// Settings that the fake accepts.
+    pub fn settings(&self) -> AriSettings {
+        AriSettings {
+            url: format!("http://{}", self.addr),
+            username: USER.into(),
+            password: PASSWORD.into(),
+            app: "voicepay-test".into(),
+        }
+    }
+
+    /// Sends one event frame on the current socket.
+    pub fn push(&self, event: Value) {
+        self.push_raw(event.to_string());
+    }
+
+    /// Sends a frame as is (for malformed input).
+    pub fn push_raw(&self, text: impl Into<String>) {
+        self.socket_cmd(SocketCmd::Text(text.into()));
+    }
+
+    /// Cuts the socket abruptly, like a crash or a network failure.
+    pub fn drop_socket(&self) {
+        self.socket_cmd(SocketCmd::Drop);
+        self.state.socket.lock().unwrap().take();
+    }
+
+    /// Leaves the socket open but unresponsive (no pongs, no events).
+    pub fn freeze_socket(&self) {
+        self.socket_cmd(SocketCmd::Freeze);
+        self.state.socket.lock().unwrap().take();
+    }
+
+    fn socket_cmd(&self, cmd: SocketCmd) {
+        let guard = self.state.socket.lock().unwrap();
+        let tx = guard.as_ref().expect("no events socket is connected");
+        tx.send(cmd).expect("socket task gone");
+    }
+
+    /// A new entity id: the next connection looks like a restarted Asterisk.
+    pub fn set_entity_id(&self, id: &str) {
+        *self.state.entity_id.lock().unwrap() = id.into();
+    }
+
+    /// What `GET /channels` returns.
+    pub fn set_channels(&self, channels: Vec<Value>) {
+        *self.state.channels.lock().unwrap() = channels;
+    }
+
+    /// Every request naming this channel (or one of its `<id>:<n>`
+    /// playbacks) answers 404 from now on, as after a hang-up.
+    pub fn gone(&self, channel_id: &str) {
+        self.state.gone.lock().unwrap().insert(channel_id.into());
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    /// REST requests only (not the WebSocket upgrades).
+    pub fn rest_calls(&self) -> Vec<Recorded> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path != "/ari/events")
+            .collect()
+    }
+
+    pub fn ws_attempts(&self) -> usize {
+        self.state.ws_attempts.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        *self.state.connections.borrow()
+    }
+
+    /// Waits until `n` WebSocket connections were accepted in total.
+    pub async fn wait_connections(&self, n: usize, within: Duration) {
+        let mut rx = self.state.connections.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|c| *c >= n))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} events connections within {within:?}"))
+            .unwrap();
+    }
+}
+
+/// A channel as Asterisk 22 sends it.
+pub fn channel(id: &str, state: &str) -> Value {
+    json!({
+        "id": id, "name": format!("PJSIP/trunk-{id}"), "state": state, "protocol_id": "",
+        "caller": {"name": "", "number": "13700000001"},
+        "connected": {"name": "", "number": ""},
+        "accountcode": "",
+        "dialplan": {"context": "voicepay-callback", "exten": "s", "priority": 1,
+                     "app_name": "Stasis", "app_data": "voicepay-test"},
+        "creationtime": "2025-01-01T10:00:00.000+0800", "language": "zh"
+    })
+}
+
+/// An event frame with the common fields.
+pub fn event(kind: &str, fields: Value) -> Value {
+    let mut v = json!({"type": kind, "application": "voicepay-test",
+                       "timestamp": "2025-01-01T10:00:01.000+0800",
+                       "asterisk_id": "52:54:00:00:00:01"});
+    v.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    v
+}
+
+fn authorized(header: Option<&str>) -> bool {
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    header == Some(&format!("Basic {want}"))
+}
+
+async fn serve(tcp: TcpStream, state: Arc<State>) {
+    let mut io = BufReader::new(tcp);
+    let Some((method, target, headers)) = read_head(&mut io).await else {
+        return;
+    };
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    if io.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    let url = reqwest::Url::parse(&format!("http://fake{target}")).unwrap();
+    let rec = Recorded {
+        method,
+        path: url.path().to_string(),
+        query: url
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into(),
+        authorization: header("authorization"),
+    };
+    state.calls.lock().unwrap().push(rec.clone());
+    let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if rec.path == "/ari/events" && upgrade {
+        state.ws_attempts.fetch_add(1, Ordering::SeqCst);
+    }
+    if !authorized(rec.authorization.as_deref()) {
+        let _ = respond(&mut io, 401, &json!({"message": "Authentication required"})).await;
+        return;
+    }
+    if rec.path == "/ari/events" && upgrade {
+        let key = header("sec-websocket-key").unwrap_or_default();
+        return websocket(io, &key, state).await;
+    }
+    let (status, body) = rest(&rec, &state);
+    let _ = respond(&mut io, status, &body).await;
+}
+
+async fn read_head(
+    io: &mut BufReader<TcpStream>,
+) -> Option<(String, String, Vec<(String, String)>)> {
+    let mut line = String::new();
+    io.read_line(&mut line).await.ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if io.read_line(&mut h).await.ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Some((method, target, headers))
+}
+
+async fn respond(io: &mut BufReader<TcpStream>, status: u16, body: &Value) -> std::io::Result<()> {
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let reason = match status {
+        200 => "OK",
+        204 => "No Content",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        409 => "Conflict",
+        _ => "Other",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    );
+    io.write_all(head.as_bytes()).await?;
+    io.write_all(text.as_bytes()).await?;
+    io.flush().await
+}
+
+/// Answers a REST request the way Asterisk would, for the calls we use.
+fn rest(rec: &Recorded, state: &State) -> (u16, Value) {
+    let segs: Vec<&str> = rec.path.trim_start_matches("/ari/").split('/').collect();
+    let gone = state.gone.lock().unwrap();
+    let names_gone = segs
+        .iter()
+        .any(|s| gone.contains(*s) || s.rsplit_once(':').is_some_and(|(c, _)| gone.contains(c)));
+    if names_gone {
+        return (404, json!({"message": "Channel not found"}));
+    }
+    match (rec.method.as_str(), segs.as_slice()) {
+        ("GET", ["asterisk", "info"]) => (
+            200,
+            json!({
+                "build": {"os": "Linux", "kernel": "6", "options": "", "machine": "x86_64",
+                          "date": "2025-01-01", "user": "debian"},
+                "system": {"version": "22.0.0", "entity_id": *state.entity_id.lock().unwrap()},
+                "config": {"name": "", "default_language": "en"},
+                "status": {"startup_time": "2025-01-01T10:00:00.000+0800"}
+            }),
+        ),
+        ("GET", ["channels"]) => (200, Value::Array(state.channels.lock().unwrap().clone())),
+        ("POST", ["channels", id]) => (200, channel(id, "Down")),
+        ("POST", ["channels", id, "play", pb]) => (
+            201,
+            json!({"id": pb, "media_uri": rec.param("media").unwrap_or_default(),
+                   "target_uri": format!("channel:{id}"), "state": "queued"}),
+        ),
+        _ => (204, Value::Null),
+    }
+}
+
+async fn websocket(mut io: BufReader<TcpStream>, key: &str, state: Arc<State>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Registered before the 101 goes out, so a test that saw the client
+    // connect can always push.
+    *state.socket.lock().unwrap() = Some(tx);
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if io.write_all(head.as_bytes()).await.is_err() || io.flush().await.is_err() {
+        return;
+    }
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    state.connections.send_modify(|c| *c += 1);
+    use futures_util::{SinkExt, StreamExt};
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(SocketCmd::Text(t)) => {
+                    if ws.send(Message::Text(t)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(SocketCmd::Drop) => return,
+                Some(SocketCmd::Freeze) => {
+                    // Hold the socket without reading: pings go unanswered.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                // Replaced by a newer socket or the fake was dropped.
+                None => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                // Reading lets tungstenite answer pings.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
