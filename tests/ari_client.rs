@@ -384,31 +384,27 @@ async fn hundred_concurrent_calls_each_get_exactly_their_events_in_order() {
     // The supervisor: one task per call, collecting its playback ids.
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut notices = std::mem::replace(&mut client.ari.notices, mpsc::unbounded_channel().1);
+    // It keeps reading notices: dropping them would stop the client.
     let supervisor = tokio::spawn(async move {
-        let mut spawned = 0;
-        while spawned < CALLS {
-            match notices.recv().await {
-                Some(Notice::Call(mut call)) => {
-                    spawned += 1;
-                    let done = done_tx.clone();
-                    tokio::spawn(async move {
-                        let mut seen = Vec::new();
-                        let slow = call.channel_id.ends_with('7');
-                        while let Some(ev) = call.events.recv().await {
-                            if slow {
-                                tokio::time::sleep(Duration::from_millis(1)).await;
-                            }
-                            assert_eq!(ev.channel_id(), Some(call.channel_id.as_str()));
-                            if let Event::PlaybackStarted { playback } = ev {
-                                seen.push(playback.id);
-                            }
-                        }
-                        done.send((call.channel_id, seen)).unwrap();
-                    });
+        while let Some(notice) = notices.recv().await {
+            let Notice::Call(mut call) = notice else {
+                panic!("unexpected {notice:?}")
+            };
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let slow = call.channel_id.ends_with('7');
+                while let Some(ev) = call.events.recv().await {
+                    if slow {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    assert_eq!(ev.channel_id(), Some(call.channel_id.as_str()));
+                    if let Event::PlaybackStarted { playback } = ev {
+                        seen.push(playback.id);
+                    }
                 }
-                Some(other) => panic!("unexpected {other:?}"),
-                None => return,
-            }
+                done.send((call.channel_id, seen)).unwrap();
+            });
         }
     });
 
@@ -445,7 +441,8 @@ async fn hundred_concurrent_calls_each_get_exactly_their_events_in_order() {
         let want: Vec<String> = (1..=ROUNDS).map(|n| format!("{id}:{n}")).collect();
         assert_eq!(results[id], want, "{id}");
     }
-    supervisor.await.unwrap();
+    assert!(!supervisor.is_finished(), "the supervisor saw only calls");
+    supervisor.abort();
 }
 
 #[tokio::test]
@@ -514,4 +511,59 @@ async fn shutdown_closes_the_socket_and_every_call_queue() {
         .expect("connection task ends")
         .unwrap();
     assert!(next_event(&mut call).await.is_none());
+}
+
+#[tokio::test]
+async fn an_unanswered_originate_is_a_call_from_dial_to_destroyed() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&fake.settings(), fast_options());
+    client.connected().await;
+    // No StasisStart ever comes for a call nobody answers.
+    fake.push(event(
+        "Dial",
+        json!({"dialstatus": "", "peer": channel("vp-o2-1", "Down")}),
+    ));
+    fake.push(event(
+        "ChannelStateChange",
+        json!({"channel": channel("vp-o2-1", "Ringing")}),
+    ));
+    fake.push(event(
+        "Dial",
+        json!({"dialstatus": "NOANSWER", "peer": channel("vp-o2-1", "Ringing")}),
+    ));
+    fake.push(event(
+        "ChannelDestroyed",
+        json!({"cause": 19, "cause_txt": "No user responding",
+               "channel": channel("vp-o2-1", "Ringing")}),
+    ));
+    let mut call = client.call().await;
+    assert_eq!(call.channel_id, "vp-o2-1");
+    assert!(matches!(&call.first, Event::Dial { dialstatus, .. } if dialstatus.is_empty()));
+    assert!(matches!(
+        next_event(&mut call).await,
+        Some(Event::ChannelStateChange { .. })
+    ));
+    assert!(
+        matches!(next_event(&mut call).await, Some(Event::Dial { dialstatus, .. }) if dialstatus == "NOANSWER")
+    );
+    assert!(matches!(
+        next_event(&mut call).await,
+        Some(Event::ChannelDestroyed { cause: 19, .. })
+    ));
+    assert!(next_event(&mut call).await.is_none());
+}
+
+#[tokio::test]
+async fn dropping_the_notices_stops_the_client() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&fake.settings(), fast_options());
+    client.connected().await;
+    drop(std::mem::replace(
+        &mut client.ari.notices,
+        mpsc::unbounded_channel().1,
+    ));
+    tokio::time::timeout(WAIT, &mut client.ari.task)
+        .await
+        .expect("connection task ends without a reader")
+        .unwrap();
 }

@@ -261,6 +261,10 @@ impl Connection {
                     let _ = close_ref(ws).await;
                     return End::Shutdown;
                 }
+                _ = self.notices.closed() => {
+                    let _ = close_ref(ws).await;
+                    return End::SupervisorGone;
+                }
                 msg = ws.next() => match msg {
                     None => return End::Dropped("closed by Asterisk".into()),
                     Some(Err(e)) => return End::Dropped(e.to_string()),

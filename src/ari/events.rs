@@ -17,7 +17,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// newer Asterisk never breaks the stream.
 ///
 /// `Debug` never shows a keyed digit (see [`DtmfDigit`]), so events can be
-/// logged with `?event`.
+/// logged with `?event`. Rarely present extra channels are boxed to keep
+/// every queued event small.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
@@ -31,7 +32,7 @@ pub enum Event {
         channel: Channel,
         /// The channel this one replaces (masquerade, transfer), if any.
         #[serde(default)]
-        replace_channel: Option<Channel>,
+        replace_channel: Option<Box<Channel>>,
     },
     /// The channel left our app (hang-up, `continue`, redirect): we may no
     /// longer control it.
@@ -107,7 +108,7 @@ pub enum Event {
         peer: Channel,
         /// The calling channel, absent for an originate.
         #[serde(default)]
-        caller: Option<Channel>,
+        caller: Option<Box<Channel>>,
         /// The dial string, when reported.
         #[serde(default)]
         dialstring: Option<String>,
@@ -116,7 +117,7 @@ pub enum Event {
         forward: Option<String>,
         /// The channel created by the forward, if any.
         #[serde(default)]
-        forwarded: Option<Channel>,
+        forwarded: Option<Box<Channel>>,
     },
     /// Another WebSocket took our app name over: this connection will get no
     /// more events for it (each node needs its own app name).

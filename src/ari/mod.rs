@@ -24,6 +24,7 @@
 //! Conventions: channel ids of originates and playback ids are chosen by us;
 //! a playback id is `<channelId>:<n>` ([`events::playback_id`]), so playback
 //! events reach the call that started them.
+#![warn(missing_docs)]
 
 pub mod connection;
 pub mod dispatch;

@@ -145,6 +145,10 @@ pub struct Originate {
 /// The REST calls the call flows make, as a trait so tests and benchmarks
 /// can stand in for Asterisk. [`AriRest`] is the real one.
 pub trait AriCommands: Send + Sync {
+    /// Places a call into our app with our channel id. Not retried: after a
+    /// timeout the call may exist; watch for its events or `GET /channels`
+    /// (a second attempt with the same id answers 409).
+    fn originate(&self, o: &Originate) -> impl Future<Output = Result<Channel>> + Send;
     /// Answers an inbound channel.
     fn answer(&self, channel_id: &str) -> impl Future<Output = Result<()>> + Send;
     /// Starts one playback of `media` (played in order) with our id.
@@ -285,29 +289,6 @@ impl AriRest {
             .await?)
     }
 
-    /// Places a call into our app with our channel id. Not retried: on a
-    /// timeout the call may exist; look for its events or `GET /channels`.
-    pub async fn originate(&self, o: &Originate) -> Result<Channel> {
-        let mut query: Vec<(&str, String)> = vec![
-            ("endpoint", o.endpoint.clone()),
-            ("app", o.app.clone()),
-            ("timeout", o.timeout_secs.to_string()),
-        ];
-        if !o.app_args.is_empty() {
-            query.push(("appArgs", o.app_args.join(",")));
-        }
-        if let Some(cid) = &o.caller_id {
-            query.push(("callerId", cid.clone()));
-        }
-        let mut req = self
-            .request(Method::POST, &["channels", &o.channel_id])
-            .query(&query);
-        if !o.variables.is_empty() {
-            req = req.json(&serde_json::json!({ "variables": o.variables }));
-        }
-        Ok(self.send(req).await?.json().await?)
-    }
-
     /// Sets a global dialplan variable (`POST /asterisk/variable`), for
     /// switches the dialplan reads (e.g. whether payments are open).
     pub async fn set_global(&self, name: &str, value: &str) -> Result<()> {
@@ -367,6 +348,27 @@ fn gone_is_done(r: Result<()>) -> Result<()> {
 }
 
 impl AriCommands for AriRest {
+    async fn originate(&self, o: &Originate) -> Result<Channel> {
+        let mut query: Vec<(&str, String)> = vec![
+            ("endpoint", o.endpoint.clone()),
+            ("app", o.app.clone()),
+            ("timeout", o.timeout_secs.to_string()),
+        ];
+        if !o.app_args.is_empty() {
+            query.push(("appArgs", o.app_args.join(",")));
+        }
+        if let Some(cid) = &o.caller_id {
+            query.push(("callerId", cid.clone()));
+        }
+        let mut req = self
+            .request(Method::POST, &["channels", &o.channel_id])
+            .query(&query);
+        if !o.variables.is_empty() {
+            req = req.json(&serde_json::json!({ "variables": o.variables }));
+        }
+        Ok(self.send(req).await?.json().await?)
+    }
+
     async fn answer(&self, channel_id: &str) -> Result<()> {
         let req = self.request(Method::POST, &["channels", channel_id, "answer"]);
         self.send(req).await.map(drop)

@@ -261,3 +261,10 @@ fn garbage_is_an_error_not_a_panic() {
     assert_eq!(err.event_type, "StasisStart");
     assert_eq!(type_of(r#"{"type":"has space"}"#), None);
 }
+
+#[test]
+fn events_stay_small_in_queues() {
+    // Every queued event costs this much per slot; keep the rare channels boxed.
+    let size = std::mem::size_of::<Event>();
+    assert!(size <= 512, "Event is {size} bytes");
+}
