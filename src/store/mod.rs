@@ -131,6 +131,9 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
+        // A local file cannot drop like a socket: skip the ping round trip
+        // that would otherwise precede every query.
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute(
