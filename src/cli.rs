@@ -78,7 +78,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let store = app::open_store(&settings).await?;
             store.close().await;
-            println!("migrations applied to {}", redact(&settings.database.url));
+            println!(
+                "migrations applied to {}",
+                crate::config::redact_url_password(&settings.database.url)
+            );
             Ok(())
         }
         Command::Merchant {
@@ -110,15 +113,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("# configuration is valid");
             Ok(())
         }
-    }
-}
-
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("****"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
     }
 }

@@ -281,7 +281,8 @@ impl Settings {
     }
 }
 
-fn redact_url_password(url: &str) -> String {
+/// The URL with its password (if any) replaced by `****`.
+pub fn redact_url_password(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("****"));
