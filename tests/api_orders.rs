@@ -397,6 +397,41 @@ async fn concurrent_retries_with_one_key_make_one_order(app: TestApp) {
     assert_eq!(app.count("orders").await, 1);
 }
 
+/// Many orders at once (on SQLite they are written in groups): a duplicate
+/// among them is refused on its own and every other order is stored with its
+/// `created` event.
+async fn concurrent_orders_with_a_duplicate_among_them(app: TestApp) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let reference = if i % 20 == 0 {
+            "DUP".to_owned()
+        } else {
+            format!("N{i}")
+        };
+        let req = app
+            .http
+            .post(app.url("/v1/orders"))
+            .bearer_auth(&app.api_key)
+            .json(&order_body(&reference));
+        tasks.push(tokio::spawn(async move {
+            (reference, req.send().await.unwrap().status().as_u16())
+        }));
+    }
+    let mut dup = Vec::new();
+    for t in tasks {
+        let (reference, status) = t.await.unwrap();
+        if reference == "DUP" {
+            dup.push(status);
+        } else {
+            assert_eq!(status, 201, "{reference}");
+        }
+    }
+    dup.sort();
+    assert_eq!(dup, vec![201, 409]);
+    assert_eq!(app.count("orders").await, 39);
+    assert_eq!(app.count("order_events").await, 39);
+}
+
 async fn duplicate_merchant_order_id_is_409(app: TestApp) {
     assert_eq!(app.create_order(&order_body("A1")).await.status(), 201);
     let before = app.footprint().await;

@@ -3,6 +3,7 @@
 //! `BIGINT` times in Unix milliseconds, `TEXT` everywhere else) and run through
 //! sqlx's `Any` driver, so the code above never knows which database it has.
 
+mod batch;
 mod bindings;
 mod idempotency;
 mod merchants;
@@ -63,6 +64,8 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    /// SQLite only: group commit of new orders (see `batch`).
+    batcher: Option<batch::OrderBatcher>,
 }
 
 impl Store {
@@ -72,10 +75,12 @@ impl Store {
             let url = sqlite_url(url);
             let write = sqlite_pool(&url, 1).await?;
             let read = sqlite_pool(&url, max_connections).await?;
+            let batcher = Some(batch::OrderBatcher::start(write.clone()));
             Ok(Self {
                 write,
                 read,
                 backend: Backend::Sqlite,
+                batcher,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -87,6 +92,7 @@ impl Store {
                 write: pool.clone(),
                 read: pool,
                 backend: Backend::Postgres,
+                batcher: None,
             })
         }
     }

@@ -82,7 +82,8 @@ pub struct IdempotencyEntry<'a> {
     pub stale_before: i64,
 }
 
-const ORDER_COLUMNS: &str = "id, merchant_id, merchant_order_id, status, mode, amount, currency, \
+pub(super) const ORDER_COLUMNS: &str =
+    "id, merchant_id, merchant_order_id, status, mode, amount, currency, \
     description, phone, language, notify_url, card_enc, card_masked, card_type, card_fp, id_enc, \
     id_masked, binding_id, transfer_code, result_code, resp_code, result_message, attempts, \
     created_at, updated_at, expires_at";
@@ -99,6 +100,9 @@ impl Store {
         // The `created` event comes from a trigger on `orders`, so without an
         // idempotency key the whole write is one statement (one round trip).
         let Some(e) = idem else {
+            if let Some(batcher) = &self.batcher {
+                return batcher.insert(o.clone()).await;
+            }
             insert_order(o)
                 .execute(&self.write)
                 .await
@@ -305,7 +309,7 @@ impl Store {
 }
 
 /// `INSERT INTO orders …` with every column bound.
-fn insert_order(o: &OrderRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+pub(super) fn insert_order(o: &OrderRow) -> AnyQuery<'_> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         format!(
@@ -314,8 +318,14 @@ fn insert_order(o: &OrderRow) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::An
               $20, $21, $22, $23, $24, $25, $26)"
         )
     });
-    sqlx::query(sql)
-        .bind(&o.id)
+    bind_order(sqlx::query(sql), o)
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the 26 columns of [`ORDER_COLUMNS`], in order.
+pub(super) fn bind_order<'q>(q: AnyQuery<'q>, o: &'q OrderRow) -> AnyQuery<'q> {
+    q.bind(&o.id)
         .bind(&o.merchant_id)
         .bind(&o.merchant_order_id)
         .bind(&o.status)
