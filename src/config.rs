@@ -17,6 +17,7 @@ pub struct Settings {
     pub orders: OrderSettings,
     pub crypto: CryptoSettings,
     pub log: LogSettings,
+    pub bank: BankSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -86,6 +87,10 @@ pub struct CryptoSettings {
     pub fingerprint_key: String,
     /// Used when `keys` is empty: a key file, generated on first start (0600).
     pub key_file: PathBuf,
+    /// AES key (base64, 16 or 32 bytes) for ISO 9564 format 4 PIN blocks,
+    /// shared with the issuer link. Empty: the key file's, else derived from
+    /// the fingerprint key (see `KeyRing::zone_pin_key`).
+    pub zone_pin_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -156,6 +161,7 @@ impl Default for CryptoSettings {
             keys: BTreeMap::new(),
             fingerprint_key: String::new(),
             key_file: PathBuf::from("voicepay.keys"),
+            zone_pin_key: String::new(),
         }
     }
 }
@@ -167,6 +173,16 @@ impl Default for LogSettings {
             level: "info".into(),
         }
     }
+}
+
+/// The issuing bank behind the adapter layer (`bank/`). Only the stub issuer
+/// exists so far.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BankSettings {
+    /// A TOML file of test banks and cards for the stub issuer, replacing the
+    /// built-in table (`src/bank/test_cards.toml`). Empty: the built-in one.
+    pub stub_cards: PathBuf,
 }
 
 /// A configuration problem, naming the key.
@@ -275,6 +291,7 @@ impl Settings {
         };
         hide(&mut shown.ari.password);
         hide(&mut shown.crypto.fingerprint_key);
+        hide(&mut shown.crypto.zone_pin_key);
         shown.crypto.keys.values_mut().for_each(hide);
         shown.database.url = redact_url_password(&shown.database.url);
         toml_string(&shown)

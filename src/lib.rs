@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod ari;
+pub mod bank;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -1,17 +1,30 @@
+use super::ZonePinKey;
 use crate::config::CryptoSettings;
 use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
-/// The data keys by id, which one seals new values, and the fingerprint key.
+/// The data keys by id, which one seals new values, the fingerprint key and
+/// the zone PIN key.
 pub struct KeyRing {
     pub active_id: String,
     pub data_keys: BTreeMap<String, Zeroizing<Vec<u8>>>,
     pub fingerprint_key: Zeroizing<Vec<u8>>,
+    /// AES key (16 or 32 bytes) for ISO 9564 format 4 PIN blocks, shared with
+    /// the issuer link. From `crypto.zone_pin_key` or the key file; when
+    /// neither has one (key files written before it existed), derived from
+    /// the fingerprint key as HMAC-SHA256(fingerprint key, [`ZPK_LABEL`]), so
+    /// old key files keep working and the key stays the same across starts.
+    pub zone_pin_key: Zeroizing<Vec<u8>>,
 }
+
+/// The derivation label for a zone PIN key not given explicitly.
+pub const ZPK_LABEL: &[u8] = b"voicepay zone PIN key v1";
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,6 +41,9 @@ struct KeyFile {
     active_key: String,
     keys: BTreeMap<String, String>,
     fingerprint_key: String,
+    /// Absent from files written before PIN blocks existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    zone_pin_key: String,
 }
 
 impl KeyRing {
@@ -35,8 +51,13 @@ impl KeyRing {
     /// created with fresh random keys (mode 0600) the first time.
     pub fn load(cfg: &CryptoSettings) -> anyhow::Result<Self> {
         if !cfg.keys.is_empty() {
-            return Self::from_parts(&cfg.active_key, &cfg.keys, &cfg.fingerprint_key)
-                .context("crypto settings");
+            return Self::from_parts(
+                &cfg.active_key,
+                &cfg.keys,
+                &cfg.fingerprint_key,
+                &cfg.zone_pin_key,
+            )
+            .context("crypto settings");
         }
         let path = &cfg.key_file;
         if !path.exists() {
@@ -44,6 +65,7 @@ impl KeyRing {
                 active_key: "k1".into(),
                 keys: BTreeMap::from([("k1".into(), STANDARD.encode(random32()))]),
                 fingerprint_key: STANDARD.encode(random32()),
+                zone_pin_key: STANDARD.encode(random32()),
             };
             write_private(path, &serde_json::to_vec_pretty(&generated)?)
                 .with_context(|| format!("creating key file {}", path.display()))?;
@@ -53,11 +75,21 @@ impl KeyRing {
             std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
         let file: KeyFile = serde_json::from_slice(&text)
             .with_context(|| format!("key file {} is not valid", path.display()))?;
-        Self::from_parts(&file.active_key, &file.keys, &file.fingerprint_key)
-            .with_context(|| format!("key file {}", path.display()))
+        Self::from_parts(
+            &file.active_key,
+            &file.keys,
+            &file.fingerprint_key,
+            &file.zone_pin_key,
+        )
+        .with_context(|| format!("key file {}", path.display()))
     }
 
-    fn from_parts(active: &str, keys: &BTreeMap<String, String>, fp: &str) -> anyhow::Result<Self> {
+    fn from_parts(
+        active: &str,
+        keys: &BTreeMap<String, String>,
+        fp: &str,
+        zpk: &str,
+    ) -> anyhow::Result<Self> {
         let mut data_keys = BTreeMap::new();
         for (id, b64) in keys {
             if id.is_empty()
@@ -75,11 +107,23 @@ impl KeyRing {
         if !data_keys.contains_key(active) {
             bail!("active key `{active}` is not among the keys");
         }
+        let fingerprint_key = decode32(fp).context("fingerprint key")?;
+        let zone_pin_key = if zpk.trim().is_empty() {
+            derive_zpk(&fingerprint_key)
+        } else {
+            decode_aes_key(zpk).context("zone PIN key")?
+        };
         Ok(Self {
             active_id: active.to_owned(),
             data_keys,
-            fingerprint_key: decode32(fp).context("fingerprint key")?,
+            fingerprint_key,
+            zone_pin_key,
         })
+    }
+
+    /// The zone PIN key ready for [`crate::crypto::PinBlock`].
+    pub fn zpk(&self) -> ZonePinKey {
+        ZonePinKey::from_bytes(&self.zone_pin_key).expect("key length checked at load")
     }
 
     /// Fixed keys for unit tests only.
@@ -89,6 +133,7 @@ impl KeyRing {
             active_id: "test".into(),
             data_keys: BTreeMap::from([("test".into(), Zeroizing::new(vec![1u8; 32]))]),
             fingerprint_key: Zeroizing::new(vec![2u8; 32]),
+            zone_pin_key: Zeroizing::new(vec![3u8; 32]),
         }
     }
 }
@@ -99,6 +144,21 @@ fn decode32(b64: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
         bail!("must decode to 32 bytes, got {}", raw.len());
     }
     Ok(raw)
+}
+
+fn decode_aes_key(b64: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let raw = Zeroizing::new(STANDARD.decode(b64.trim()).context("must be base64")?);
+    if raw.len() != 16 && raw.len() != 32 {
+        bail!("must decode to 16 or 32 bytes, got {}", raw.len());
+    }
+    Ok(raw)
+}
+
+fn derive_zpk(fingerprint_key: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(fingerprint_key).expect("HMAC takes any key length");
+    mac.update(ZPK_LABEL);
+    Zeroizing::new(mac.finalize().into_bytes().to_vec())
 }
 
 fn random32() -> Zeroizing<Vec<u8>> {
@@ -148,7 +208,46 @@ mod tests {
     #[test]
     fn short_keys_are_refused() {
         let keys = BTreeMap::from([("k1".to_string(), STANDARD.encode([0u8; 16]))]);
-        let err = KeyRing::from_parts("k1", &keys, &STANDARD.encode([0u8; 32])).unwrap_err();
+        let err = KeyRing::from_parts("k1", &keys, &STANDARD.encode([0u8; 32]), "").unwrap_err();
         assert!(format!("{err:#}").contains("32 bytes"));
+    }
+
+    #[test]
+    fn zone_pin_key_is_generated_given_or_derived() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CryptoSettings {
+            key_file: dir.path().join("keys.json"),
+            ..CryptoSettings::default()
+        };
+        let fresh = KeyRing::load(&cfg).unwrap();
+        assert_eq!(fresh.zone_pin_key.len(), 32);
+        assert_ne!(fresh.zone_pin_key, derive_zpk(&fresh.fingerprint_key));
+        let _ = fresh.zpk();
+
+        // a key file from before PIN blocks: no zone_pin_key field
+        let old = dir.path().join("old.json");
+        let fp = STANDARD.encode([5u8; 32]);
+        std::fs::write(
+            &old,
+            format!(
+                r#"{{"active_key":"k1","keys":{{"k1":"{}"}},"fingerprint_key":"{fp}"}}"#,
+                STANDARD.encode([4u8; 32])
+            ),
+        )
+        .unwrap();
+        let cfg_old = CryptoSettings {
+            key_file: old,
+            ..CryptoSettings::default()
+        };
+        let a = KeyRing::load(&cfg_old).unwrap();
+        let b = KeyRing::load(&cfg_old).unwrap();
+        assert_eq!(a.zone_pin_key, b.zone_pin_key);
+        assert_eq!(a.zone_pin_key, derive_zpk(&[5u8; 32]));
+
+        let keys = BTreeMap::from([("k1".to_string(), STANDARD.encode([4u8; 32]))]);
+        let given = KeyRing::from_parts("k1", &keys, &fp, &STANDARD.encode([6u8; 16])).unwrap();
+        assert_eq!(&**given.zone_pin_key, &[6u8; 16]);
+        let err = KeyRing::from_parts("k1", &keys, &fp, &STANDARD.encode([6u8; 20])).unwrap_err();
+        assert!(format!("{err:#}").contains("zone PIN key"), "{err:#}");
     }
 }

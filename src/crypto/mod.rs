@@ -1,13 +1,16 @@
 //! Protection of card data at rest: AES-256-GCM sealing with rotating key ids,
-//! keyed fingerprints for lookups, and zeroizing key material.
+//! keyed fingerprints for lookups, and zeroizing key material; and ISO 9564
+//! format 4 PIN blocks under the zone PIN key ([`PinBlock`]).
 //!
 //! A sealed value is `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`; the
 //! field name is bound in as associated data so a ciphertext cannot be moved
 //! from one column to another.
 
 mod keys;
+mod pinblock;
 
 pub use keys::KeyRing;
+pub use pinblock::{PinBlock, PinBlockError, ZonePinKey};
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Nonce};

@@ -1,0 +1,493 @@
+//! The stub issuer against the issue's test-card table, with a fake clock and
+//! short latencies.
+
+use super::*;
+use crate::crypto::ZonePinKey;
+use crate::ivr::PinDigits;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::macros::datetime;
+use time::OffsetDateTime;
+
+const HOLDER: &str = "11010519491231002X";
+const PIN: &str = "805137";
+
+fn zpk() -> ZonePinKey {
+    ZonePinKey::from_bytes(&[3u8; 32]).unwrap()
+}
+
+/// A clock the test moves by hand.
+fn fake_clock(start: OffsetDateTime) -> (Arc<Mutex<OffsetDateTime>>, Clock) {
+    let now = Arc::new(Mutex::new(start));
+    let read = now.clone();
+    (now, Arc::new(move || *read.lock().unwrap()))
+}
+
+fn stub() -> StubIssuer {
+    StubIssuer::builtin(zpk()).with_latency(Latency {
+        slow: Duration::from_millis(60),
+        no_answer: Duration::from_millis(200),
+    })
+}
+
+fn card(pan: &str) -> CardNumber {
+    CardNumber::parse(pan).unwrap()
+}
+
+fn request(key: &str, pan: &str, id: &str, fen: i64, secret: Secret) -> AuthRequest {
+    AuthRequest {
+        idempotency_key: key.into(),
+        amount: Amount::parse(fen, i64::MAX).unwrap(),
+        card: card(pan),
+        id_number: IdNumber::parse(id).unwrap(),
+        secret,
+    }
+}
+
+fn pin_block(pin: &str, pan: &str) -> Secret {
+    let pin = PinDigits::parse(pin).unwrap();
+    Secret::PinBlock(PinBlock::from_pin(&pin, &card(pan), &zpk()))
+}
+
+fn card_secret(expiry: &str, cvn2: &str) -> Secret {
+    Secret::Card {
+        expiry: Expiry::parse(expiry).unwrap(),
+        cvn2: Cvn2::parse(cvn2).unwrap(),
+    }
+}
+
+fn debit(key: &str, pan: &str, pin: &str, fen: i64) -> AuthRequest {
+    request(key, pan, HOLDER, fen, pin_block(pin, pan))
+}
+
+fn credit(key: &str, pan: &str, expiry: &str, cvn2: &str, fen: i64) -> AuthRequest {
+    request(key, pan, HOLDER, fen, card_secret(expiry, cvn2))
+}
+
+async fn code(s: &StubIssuer, req: AuthRequest) -> ResultCode {
+    s.authorize(req).await.unwrap().result_code()
+}
+
+#[tokio::test]
+async fn approving_cards_debit_their_balance() {
+    let s = stub();
+    let r = s
+        .authorize(debit("o1:1", "6222000000000017", PIN, 12_345))
+        .await
+        .unwrap();
+    assert!(matches!(&r.outcome, Outcome::Approved { auth_code } if auth_code.len() == 6));
+    assert_eq!(
+        s.available_fen(&card("6222000000000017")),
+        Some(10_000_000 - 12_345)
+    );
+
+    let bank2 = request(
+        "o2:1",
+        "6217000000000014",
+        "310115198506154322",
+        100,
+        pin_block("246810", "6217000000000014"),
+    );
+    assert_eq!(code(&s, bank2).await, ResultCode::Approved);
+    let c = credit("o3:1", "6250000000000012", "1230", "123", 500);
+    assert_eq!(code(&s, c).await, ResultCode::Approved);
+    assert_eq!(
+        s.available_fen(&card("6250000000000012")),
+        Some(10_000_000 - 500)
+    );
+}
+
+#[tokio::test]
+async fn each_declining_card_gives_its_code() {
+    let s = stub();
+    let cases = [
+        (debit("a", "6222000000000025", PIN, 100), "64"),
+        (debit("b", "6222000000000033", PIN, 100), "63"),
+        (debit("c", "6222000000000066", PIN, 100), "03"),
+        (credit("d", "6250000000000020", "1230", "123", 100), "73"),
+        (credit("e", "6250000000000038", "1230", "123", 100), "64"),
+        (debit("f", "6222000000000074", PIN, 100), "61"), // not on file
+        (debit("g", "6222000000000017", PIN, 5_000_001), "33"),
+    ];
+    for (req, resp) in cases {
+        let key = req.idempotency_key.clone();
+        assert_eq!(code(&s, req).await.resp_code(), Some(resp), "{key}");
+    }
+    // nothing was debited anywhere
+    assert_eq!(s.available_fen(&card("6222000000000017")), Some(10_000_000));
+    // ¥50,000.00 itself is allowed
+    let at_limit = debit("h", "6222000000000017", PIN, 5_000_000);
+    assert_eq!(code(&s, at_limit).await, ResultCode::Approved);
+    // an unavailable issuer recorded nothing: the attempt can be queried as unseen
+    assert_eq!(s.query("c").await.unwrap(), None);
+    assert_eq!(
+        s.query("a").await.unwrap().unwrap().result_code(),
+        ResultCode::InsufficientFunds
+    );
+}
+
+#[tokio::test]
+async fn every_card_checks_the_cardholder_id() {
+    let s = stub();
+    let other = "310115198506154322";
+    let d = request(
+        "d",
+        "6222000000000017",
+        other,
+        100,
+        pin_block(PIN, "6222000000000017"),
+    );
+    let c = request(
+        "c",
+        "6250000000000012",
+        other,
+        100,
+        card_secret("1230", "123"),
+    );
+    assert_eq!(code(&s, d).await.resp_code(), Some("66"));
+    assert_eq!(code(&s, c).await.resp_code(), Some("66"));
+    assert_eq!(s.available_fen(&card("6222000000000017")), Some(10_000_000));
+}
+
+#[tokio::test]
+async fn wrong_credit_secret_or_wrong_kind_of_secret_is_wrong_secret() {
+    let s = stub();
+    for (key, req) in [
+        ("1", credit("1", "6250000000000012", "1130", "123", 100)),
+        ("2", credit("2", "6250000000000012", "1230", "124", 100)),
+        ("3", debit("3", "6250000000000012", PIN, 100)),
+        (
+            "4",
+            request(
+                "4",
+                "6222000000000017",
+                HOLDER,
+                100,
+                card_secret("1230", "123"),
+            ),
+        ),
+    ] {
+        let r = s.authorize(req).await.unwrap();
+        assert_eq!(
+            r.outcome,
+            Outcome::WrongSecret { tries_left: None },
+            "{key}"
+        );
+    }
+    // expiry/CVN2 mistakes do not lock the card's PIN
+    let ok = debit("5", "6222000000000017", PIN, 100);
+    assert_eq!(code(&s, ok).await, ResultCode::Approved);
+}
+
+#[tokio::test]
+async fn third_wrong_pin_locks_until_the_next_shanghai_day() {
+    // 23:58 in Shanghai on 1 March (15:58 UTC)
+    let (now, clock) = fake_clock(datetime!(2026-03-01 15:58 UTC));
+    let s = &stub().with_clock(clock);
+    let pan = "6222000000000017";
+    let tries = |n| async move {
+        s.authorize(debit(&format!("w{n}"), pan, "000000", 100))
+            .await
+            .unwrap()
+            .outcome
+    };
+    assert_eq!(
+        tries(1).await,
+        Outcome::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    assert_eq!(
+        tries(2).await,
+        Outcome::WrongSecret {
+            tries_left: Some(1)
+        }
+    );
+    assert_eq!(
+        tries(3).await,
+        Outcome::Declined(ResultCode::PinTriesExceeded)
+    );
+    // the right PIN is refused for the rest of the day, without debiting
+    assert_eq!(
+        code(s, debit("r1", pan, PIN, 100)).await,
+        ResultCode::PinTriesExceeded
+    );
+    *now.lock().unwrap() = datetime!(2026-03-01 15:59:59 UTC);
+    assert_eq!(
+        code(s, debit("r2", pan, PIN, 100)).await,
+        ResultCode::PinTriesExceeded
+    );
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000));
+    // midnight in Shanghai: a new day, a fresh allowance
+    *now.lock().unwrap() = datetime!(2026-03-01 16:00 UTC);
+    assert_eq!(
+        code(s, debit("r3", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(
+        tries(4).await,
+        Outcome::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+}
+
+#[tokio::test]
+async fn failures_on_either_side_of_midnight_do_not_add_up() {
+    let (now, clock) = fake_clock(datetime!(2026-03-01 15:59 UTC));
+    let s = stub().with_clock(clock);
+    let pan = "6222000000000017";
+    for key in ["a", "b"] {
+        let r = s.authorize(debit(key, pan, "111111", 100)).await.unwrap();
+        assert!(matches!(r.outcome, Outcome::WrongSecret { .. }));
+    }
+    // 00:01 on 2 March in Shanghai: a new day
+    *now.lock().unwrap() = datetime!(2026-03-01 16:01 UTC);
+    let r = s.authorize(debit("c", pan, "111111", 100)).await.unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    // the UTC date changes, Shanghai's (08:30 on the 2nd) does not
+    *now.lock().unwrap() = datetime!(2026-03-02 00:30 UTC);
+    let r = s.authorize(debit("d", pan, "111111", 100)).await.unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome::WrongSecret {
+            tries_left: Some(1)
+        }
+    );
+    // a right PIN does not reset the day's count
+    assert_eq!(
+        code(&s, debit("e", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
+    let r = s.authorize(debit("f", pan, "111111", 100)).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Declined(ResultCode::PinTriesExceeded));
+}
+
+#[tokio::test]
+async fn a_block_for_another_card_counts_as_a_wrong_pin() {
+    let s = stub();
+    let pan = "6222000000000017";
+    let elsewhere = request("x", pan, HOLDER, 100, pin_block(PIN, "6222000000000025"));
+    let r = s.authorize(elsewhere).await.unwrap();
+    assert_eq!(
+        r.outcome,
+        Outcome::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+}
+
+#[tokio::test]
+async fn repeated_authorize_returns_the_first_answer_and_debits_once() {
+    let s = stub();
+    let pan = "6222000000000017";
+    let first = s.authorize(debit("o9:1", pan, PIN, 700)).await.unwrap();
+    // same key, even with a different PIN or amount: the first answer
+    let again = s.authorize(debit("o9:1", pan, PIN, 700)).await.unwrap();
+    let other = s
+        .authorize(debit("o9:1", pan, "000000", 9_999))
+        .await
+        .unwrap();
+    assert!(first.is_approved());
+    assert_eq!(first, again);
+    assert_eq!(first, other);
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 700));
+    assert_eq!(s.query("o9:1").await.unwrap(), Some(first));
+    assert_eq!(s.query("never").await.unwrap(), None);
+    // a wrong-secret answer is final for its key too
+    let wrong = s.authorize(debit("o8:1", pan, "000000", 1)).await.unwrap();
+    let retry = s.authorize(debit("o8:1", pan, PIN, 1)).await.unwrap();
+    assert_eq!(wrong, retry);
+}
+
+#[tokio::test]
+async fn concurrent_authorizes_with_one_key_debit_once() {
+    let s = Arc::new(stub());
+    let pan = "6222000000000017";
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.authorize(debit("race", pan, PIN, 1_000)).await })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap().unwrap());
+    }
+    assert!(codes.iter().all(|c| *c == codes[0] && c.is_approved()));
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 1_000));
+}
+
+#[tokio::test]
+async fn slow_card_answers_late_and_approves() {
+    assert_eq!(Latency::default().slow, Duration::from_secs(5));
+    let s = stub();
+    let started = std::time::Instant::now();
+    let r = s
+        .authorize(debit("s", "6222000000000041", PIN, 100))
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert!(r.is_approved());
+}
+
+#[tokio::test]
+async fn no_answer_card_is_processed_once_and_found_by_query() {
+    let s = stub();
+    let pan = "6222000000000058";
+    // the caller's own timeout fires first
+    let first = tokio::time::timeout(
+        Duration::from_millis(30),
+        s.authorize(debit("n:1", pan, PIN, 2_500)),
+    )
+    .await;
+    assert!(first.is_err(), "no answer");
+    let found = s.query("n:1").await.unwrap().expect("processed");
+    assert!(found.is_approved());
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 2_500));
+    // asking again with the key answers at once, still one debit
+    assert_eq!(
+        s.authorize(debit("n:1", pan, PIN, 2_500)).await.unwrap(),
+        found
+    );
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 2_500));
+    // a caller that waits long enough hears a timeout, not an answer
+    let waited = s.authorize(debit("n:2", pan, PIN, 100)).await;
+    assert_eq!(waited, Err(IssuerError::Timeout));
+    assert!(s.query("n:2").await.unwrap().unwrap().is_approved());
+}
+
+#[tokio::test]
+async fn reversal_returns_the_money_once() {
+    let s = stub();
+    let pan = "6250000000000012";
+    let r = s
+        .authorize(credit("v", pan, "1230", "123", 4_000))
+        .await
+        .unwrap();
+    assert!(r.is_approved());
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 4_000));
+    assert!(s.reverse("v").await.unwrap());
+    assert!(!s.reverse("v").await.unwrap());
+    assert!(!s.reverse("unknown").await.unwrap());
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000));
+    // the key stays spent: no new debit
+    assert_eq!(
+        s.authorize(credit("v", pan, "1230", "123", 4_000))
+            .await
+            .unwrap(),
+        r
+    );
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000));
+}
+
+#[tokio::test]
+async fn an_offline_issuer_processes_nothing() {
+    let s = stub();
+    s.set_offline(true);
+    let pan = "6222000000000017";
+    assert_eq!(
+        s.authorize(debit("k", pan, PIN, 100)).await,
+        Err(IssuerError::Unavailable)
+    );
+    assert_eq!(s.query("k").await, Err(IssuerError::Unavailable));
+    assert_eq!(s.reverse("k").await, Err(IssuerError::Unavailable));
+    s.set_offline(false);
+    assert_eq!(s.query("k").await, Ok(None));
+    assert_eq!(
+        code(&s, debit("k", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
+}
+
+#[test]
+fn builtin_table_is_the_issue_table() {
+    let s = stub();
+    let f = &s.fixtures_for_tests();
+    assert_eq!(f.cards.len(), 10);
+    for c in &f.cards {
+        let secret: &[u8] = match (c.pan.expose(), c.kind) {
+            ("6217000000000014", _) => b"246810",
+            (_, fixtures::Kind::Debit) => PIN.as_bytes(),
+            (_, fixtures::Kind::Credit) => b"1230123",
+        };
+        assert!(c.secret_matches(secret), "{:?}", c.pan);
+        assert!(!c.secret_matches(b"000000"), "{:?}", c.pan);
+    }
+    assert_eq!(s.bank_name(&card("6222000000000017")), Some("Test Bank 1"));
+    assert_eq!(s.bank_name(&card("6217000000000014")), Some("Test Bank 2"));
+    assert_eq!(
+        s.bank_name(&card("6250000000000012")),
+        Some("Test Bank 3 (credit)")
+    );
+    assert_eq!(s.bank_name(&card("4111111111111111")), None);
+}
+
+const ONE_CARD: &str = r#"
+[[banks]]
+id = "b"
+name = "B"
+bins = ["622200"]
+
+[[cards]]
+pan = "6222000000000017"
+kind = "debit"
+holder_id = "11010519491231002X"
+available_fen = 5
+salt = "00112233445566778899aabbccddeeff"
+secret_hash = "2d4c0c5b7d1b4d9c1cd0b8ac1a3f07c9e2f1b0e4c2d7f8a9b0c1d2e3f4a5b6c7"
+"#;
+
+#[test]
+fn fixture_files_are_checked_row_by_row() {
+    assert!(StubIssuer::from_toml(ONE_CARD, zpk()).is_ok());
+    let broken = [
+        ONE_CARD.replace("kind = \"debit\"", "kind = \"prepaid\""),
+        ONE_CARD.replace("available_fen = 5", "available_fen = 5\npin = \"805137\""),
+        ONE_CARD.replace("bins = [\"622200\"]", "bins = [\"621700\"]"),
+        ONE_CARD.replace("secret_hash = \"2d", "secret_hash = \""),
+        ONE_CARD.replace("available_fen = 5", "available_fen = -5"),
+        ONE_CARD.replace("002X", "0021"),
+        ONE_CARD.replace("0017", "0018"),
+        format!(
+            "{ONE_CARD}\n{}",
+            &ONE_CARD[ONE_CARD.find("[[cards]]").unwrap()..]
+        ),
+    ];
+    for text in broken {
+        let err = StubIssuer::from_toml(&text, zpk()).unwrap_err().to_string();
+        assert!(!err.contains("6222000000000017"), "{err}");
+        assert!(!err.is_empty());
+    }
+}
+
+#[test]
+fn load_reads_a_file_or_falls_back_to_the_builtin_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cards.toml");
+    std::fs::write(&path, ONE_CARD).unwrap();
+    let s = StubIssuer::load(&path, zpk()).unwrap();
+    assert_eq!(s.available_fen(&card("6222000000000017")), Some(5));
+    assert_eq!(s.available_fen(&card("6250000000000012")), None);
+    let b = StubIssuer::load(std::path::Path::new(""), zpk()).unwrap();
+    assert_eq!(b.available_fen(&card("6250000000000012")), Some(10_000_000));
+    let missing = StubIssuer::load(&dir.path().join("none.toml"), zpk()).unwrap_err();
+    assert!(format!("{missing:#}").contains("none.toml"));
+}
+
+#[test]
+fn requests_print_no_secret_and_no_full_number() {
+    let req = credit("k", "6250000000000012", "1230", "123", 100);
+    let shown = format!("{req:?}");
+    for secret in ["6250000000000012", "1230", "123\"", "11010519491231002X"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    let req = debit("k", "6222000000000017", PIN, 100);
+    let shown = format!("{req:?}");
+    assert!(!shown.contains(PIN) && !shown.contains("6222000000000017"));
+}
