@@ -28,6 +28,8 @@ use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, ResultCode};
 use crate::ivr::{Cvn2, Expiry};
 use std::future::Future;
+use std::sync::Arc;
+use time::{Date, OffsetDateTime};
 
 /// Wrong PIN tries a card gets per Asia/Shanghai calendar day; the last one
 /// locks PIN payments until the next day (respCode 67).
@@ -37,8 +39,15 @@ pub const PIN_TRIES_PER_DAY: u8 = 3;
 /// `over_limit` (33).
 pub const SINGLE_PAYMENT_LIMIT_FEN: i64 = 5_000_000;
 
+/// The Asia/Shanghai calendar day of `now`: the day the issuer's wrong-PIN
+/// allowance belongs to. China has one UTC+8 offset and no daylight saving.
+pub fn shanghai_day(now: OffsetDateTime) -> Date {
+    now.to_offset(time::macros::offset!(+8)).date()
+}
+
 /// An issuing bank, reached through some protocol. Async without boxing:
-/// callers hold a concrete `I: Issuer` (generic, not `dyn`).
+/// callers hold a concrete `I: Issuer` (generic, not `dyn`); `Arc<I>` is one
+/// too, so a test can keep a handle on the stub it gave the matcher.
 pub trait Issuer: Send + Sync {
     /// Asks the issuer to approve and debit one payment.
     fn authorize(
@@ -67,9 +76,14 @@ pub trait Issuer: Send + Sync {
 pub struct AuthRequest {
     /// One per attempt; see the module's contract.
     pub idempotency_key: String,
+    /// What to debit.
     pub amount: Amount,
+    /// The card from the order (or the binding).
     pub card: CardNumber,
+    /// The cardholder ID number from the order; the issuer compares it with
+    /// its records.
     pub id_number: IdNumber,
+    /// What the cardholder keyed.
     pub secret: Secret,
 }
 
@@ -78,20 +92,31 @@ pub struct AuthRequest {
 pub enum Secret {
     /// Debit card: the PIN, enciphered for this card with the zone PIN key.
     PinBlock(PinBlock),
-    /// Credit card: the expiry (MMYY) and the CVN2, zeroized on drop.
-    Card { expiry: Expiry, cvn2: Cvn2 },
+    /// Credit card: zeroized on drop.
+    Card {
+        /// MMYY as keyed.
+        expiry: Expiry,
+        /// The 3 digits on the back.
+        cvn2: Cvn2,
+    },
 }
 
 /// The issuer's final answer to one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthResponse {
+    /// What the issuer decided.
     pub outcome: Outcome,
 }
 
+/// The three kinds of final answer, which the matcher handles differently:
+/// success, a retry in the same call, or a final failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Approved and debited.
-    Approved { auth_code: String },
+    Approved {
+        /// The issuer's approval code, for the merchant's records.
+        auth_code: String,
+    },
     /// The secret was wrong. `tries_left` is the card's remaining wrong-PIN
     /// allowance today (PIN only); `None` for expiry/CVN2.
     WrongSecret { tries_left: Option<u8> },
@@ -100,6 +125,7 @@ pub enum Outcome {
 }
 
 impl AuthResponse {
+    /// A response with this outcome.
     pub fn new(outcome: Outcome) -> Self {
         Self { outcome }
     }
@@ -113,6 +139,7 @@ impl AuthResponse {
         }
     }
 
+    /// Whether money moved.
     pub fn is_approved(&self) -> bool {
         matches!(self.outcome, Outcome::Approved { .. })
     }
@@ -127,4 +154,27 @@ pub enum IssuerError {
     /// The request did not reach the issuer; nothing was processed.
     #[error("the issuer cannot be reached")]
     Unavailable,
+}
+
+impl<I: Issuer> Issuer for Arc<I> {
+    fn authorize(
+        &self,
+        req: AuthRequest,
+    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
+        (**self).authorize(req)
+    }
+
+    fn query(
+        &self,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Option<AuthResponse>, IssuerError>> + Send {
+        (**self).query(idempotency_key)
+    }
+
+    fn reverse(
+        &self,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<bool, IssuerError>> + Send {
+        (**self).reverse(idempotency_key)
+    }
 }

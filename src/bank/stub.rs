@@ -12,8 +12,8 @@
 
 use super::fixtures::{self, Behaviour, Fixtures, Kind, Status, TestCard};
 use super::{
-    AuthRequest, AuthResponse, Issuer, IssuerError, Outcome, Secret, PIN_TRIES_PER_DAY,
-    SINGLE_PAYMENT_LIMIT_FEN,
+    shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Outcome, Secret,
+    PIN_TRIES_PER_DAY, SINGLE_PAYMENT_LIMIT_FEN,
 };
 use crate::crypto::ZonePinKey;
 use crate::domain::{CardNumber, ResultCode};
@@ -23,13 +23,10 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::{Date, OffsetDateTime, UtcOffset};
+use time::{Date, OffsetDateTime};
 
 /// The wall clock, injectable so tests can cross midnight in Shanghai.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
-
-/// China Standard Time; no daylight saving, so no tz database is needed.
-const SHANGHAI: UtcOffset = time::macros::offset!(+8);
 
 /// How long the slow and silent cards take. Tests shorten these.
 #[derive(Debug, Clone, Copy)]
@@ -229,7 +226,7 @@ impl StubIssuer {
         }
         match (card.kind, &req.secret) {
             (Kind::Debit, Secret::PinBlock(block)) => {
-                let today = now.to_offset(SHANGHAI).date();
+                let today = shanghai_day(now);
                 let failures = match st.pin_failures.get(&index) {
                     Some(&(day, n)) if day == today => n,
                     _ => 0,

@@ -305,14 +305,32 @@ async fn repeated_authorize_returns_the_first_answer_and_debits_once() {
     assert_eq!(wrong, retry);
 }
 
+#[test]
+fn shanghai_day_turns_at_16_utc() {
+    use time::macros::date;
+    assert_eq!(
+        shanghai_day(datetime!(2026-03-01 15:59:59 UTC)),
+        date!(2026 - 03 - 01)
+    );
+    assert_eq!(
+        shanghai_day(datetime!(2026-03-01 16:00 UTC)),
+        date!(2026 - 03 - 02)
+    );
+    assert_eq!(
+        shanghai_day(datetime!(2026-03-02 01:00 +09:00)),
+        date!(2026 - 03 - 02)
+    );
+}
+
 #[tokio::test]
 async fn concurrent_authorizes_with_one_key_debit_once() {
+    // through `Arc<StubIssuer>`'s own `Issuer` impl, as a matcher holds it
     let s = Arc::new(stub());
     let pan = "6222000000000017";
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.authorize(debit("race", pan, PIN, 1_000)).await })
+            tokio::spawn(async move { Issuer::authorize(&s, debit("race", pan, PIN, 1_000)).await })
         })
         .collect();
     let mut codes = Vec::new();
