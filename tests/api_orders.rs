@@ -637,6 +637,7 @@ on_both_stores!(
     idempotency_key_replays_the_first_response,
     concurrent_retries_with_one_key_make_one_order,
     duplicate_merchant_order_id_is_409,
+    concurrent_orders_with_a_duplicate_among_them,
     phone_only_order_without_binding_is_no_binding,
     cancel_before_authorization_and_409_after,
     unknown_order_is_404,
