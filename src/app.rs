@@ -52,6 +52,13 @@ impl App {
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
+        // Calls only when ARI is configured (a password is set): an API-only
+        // daemon never touches an order's call state.
+        let calls = if crate::calls::enabled(&self.state) {
+            Some(crate::calls::start(self.state.clone(), shutdown.clone())?)
+        } else {
+            None
+        };
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
         let router = api::router(self.state.clone());
         let stop = shutdown.clone();
@@ -61,6 +68,9 @@ impl App {
             .context("http server")?;
         shutdown.cancel();
         let _ = sweeper.await;
+        if let Some(calls) = calls {
+            let _ = calls.await;
+        }
         self.state.store.close().await;
         tracing::info!("voicepay stopped");
         Ok(())

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod ari;
 pub mod bank;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod crypto;

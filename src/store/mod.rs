@@ -5,11 +5,13 @@
 
 mod batch;
 mod bindings;
+mod calls;
 mod idempotency;
 mod merchants;
 mod orders;
 
 pub use bindings::BindingRow;
+pub use calls::ActiveCall;
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};

@@ -1,0 +1,498 @@
+//! The callback flow: claim a due `pending` callback order from the
+//! database, ring the cardholder through ARI, run the IVR when they answer,
+//! and retry or fail the order when they do not.
+//!
+//! Each originate gets our channel id `vp-<order>-<attempt>` and is
+//! registered in [`Callbacks`] before the request is sent, since its first
+//! events can beat the HTTP response. `appArgs` is `callback,<order>`:
+//! never anything secret. A semaphore bounds simultaneous calls per node;
+//! when it is full the worker waits (orders stay `pending`), it never fails
+//! an order for lack of capacity.
+
+use super::matcher::Matcher;
+use super::runner::CallRunner;
+use crate::ari::{self, AriCommands, AriRest, Call, HangupReason, Originate};
+use crate::config::Settings;
+use crate::crypto::Vault;
+use crate::domain::{CardKind, Language, OrderStatus, ResultCode};
+use crate::ivr::{CallInfo, Ivr, IvrConfig, YearMonth};
+use crate::store::{now_ms, ActiveCall, OrderRow, Store, Transition};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Calls one node runs at once (ringing or answered); more due orders wait
+/// in `pending` until a call ends. A constant until the limit becomes a
+/// `telephony` setting.
+pub const MAX_CALLS: usize = 100;
+
+/// How often the worker looks for due orders when it found none.
+const POLL: Duration = Duration::from_millis(500);
+
+/// One originate of ours, from claim until its call task ends.
+struct Placed {
+    order_id: String,
+    attempt: i64,
+    /// Held until the call ends; taken by the call task.
+    permit: Option<OwnedSemaphorePermit>,
+    /// Its events reached a call task (so that task settles it).
+    running: bool,
+}
+
+/// Why an unanswered call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unanswered {
+    NoAnswer,
+    Busy,
+    Failed,
+}
+
+impl Unanswered {
+    /// From the last Dial status and the channel's hang-up cause. When our
+    /// own originate timeout ends the ringing, ARI sends no final Dial
+    /// status, only ChannelDestroyed with cause 19.
+    fn classify(dialstatus: &str, cause: Option<i64>) -> Self {
+        match (dialstatus, cause) {
+            ("BUSY", _) | (_, Some(17)) => Unanswered::Busy,
+            ("NOANSWER", _) | (_, Some(19)) => Unanswered::NoAnswer,
+            _ => Unanswered::Failed,
+        }
+    }
+
+    fn outcome(self) -> &'static str {
+        match self {
+            Unanswered::NoAnswer => "no_answer",
+            Unanswered::Busy => "busy",
+            Unanswered::Failed => "failed",
+        }
+    }
+
+    fn result(self) -> ResultCode {
+        match self {
+            Unanswered::NoAnswer => ResultCode::NoAnswer,
+            Unanswered::Busy => ResultCode::Busy,
+            Unanswered::Failed => ResultCode::CallFailed,
+        }
+    }
+}
+
+/// The callback flow of one node: the claim worker, the placed calls and
+/// their tasks. Shared by the worker and the ARI supervisor.
+pub struct Callbacks<M> {
+    store: Store,
+    vault: Arc<Vault>,
+    settings: Arc<Settings>,
+    rest: AriRest,
+    matcher: Arc<M>,
+    /// This node's name in `orders.claimed_by`: its Stasis app name, which
+    /// is unique per node anyway (one WebSocket owns an app).
+    node: String,
+    placed: Mutex<HashMap<String, Placed>>,
+    permits: Arc<Semaphore>,
+    connected: AtomicBool,
+    wake: Notify,
+}
+
+impl<M: Matcher + 'static> Callbacks<M> {
+    /// The flow for `settings`, calling through `rest`.
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        settings: Arc<Settings>,
+        rest: AriRest,
+        matcher: Arc<M>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            vault,
+            node: settings.ari.app.clone(),
+            permits: Arc::new(Semaphore::new(MAX_CALLS)),
+            settings,
+            rest,
+            matcher,
+            placed: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(false),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Claims and originates due orders until `shutdown`, only while ARI
+    /// is connected (an originate needs the socket to see its events).
+    pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if !self.connected.load(Ordering::Acquire) {
+                self.pause(&shutdown).await;
+                continue;
+            }
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            match self.claim(permit).await {
+                Ok(Some((order, channel_id))) => self.originate(&order, &channel_id).await,
+                Ok(None) => self.pause(&shutdown).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "callback claim failed");
+                    self.pause(&shutdown).await;
+                }
+            }
+        }
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+
+    /// Claims one due order and registers its channel; the permit stays
+    /// with the placed call. None (permit released) when nothing is due.
+    async fn claim(
+        &self,
+        permit: OwnedSemaphorePermit,
+    ) -> anyhow::Result<Option<(OrderRow, String)>> {
+        let mut placed = self.placed.lock().await;
+        let now = now_ms();
+        let hold = (self.settings.telephony.ring_timeout_secs as i64 + 600) * 1000;
+        let Some(order) = self
+            .store
+            .claim_callback(&self.node, now, now + hold)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let channel_id = format!("vp-{}-{}", order.id, order.attempts);
+        self.store
+            .insert_attempt(&order.id, order.attempts, &channel_id, now)
+            .await?;
+        placed.insert(
+            channel_id.clone(),
+            Placed {
+                order_id: order.id.clone(),
+                attempt: order.attempts,
+                permit: Some(permit),
+                running: false,
+            },
+        );
+        Ok(Some((order, channel_id)))
+    }
+
+    async fn originate(&self, order: &OrderRow, channel_id: &str) {
+        let t = &self.settings.telephony;
+        let request = Originate {
+            endpoint: t.callback_endpoint.replace("{phone}", &order.phone),
+            app: self.settings.ari.app.clone(),
+            app_args: vec!["callback".into(), order.id.clone()],
+            caller_id: Some(t.caller_id.clone()).filter(|c| !c.is_empty()),
+            timeout_secs: u32::try_from(t.ring_timeout_secs).unwrap_or(u32::MAX),
+            channel_id: channel_id.to_owned(),
+            variables: BTreeMap::new(),
+        };
+        tracing::info!(order = %order.id, channel = %channel_id, attempt = order.attempts, "placing callback");
+        if let Err(e) = self.rest.originate(&request).await {
+            // Not retried here: a timed-out POST may have placed the call;
+            // the attempt fails and the order's retry schedule applies.
+            tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate failed");
+            let gone = self.placed.lock().await.remove(channel_id);
+            if gone.is_some() {
+                self.unanswered(
+                    &order.id,
+                    order.attempts,
+                    channel_id,
+                    Unanswered::Failed,
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Whether `channel_id` is one of our originates still waiting for its
+    /// call task.
+    pub async fn owns(&self, channel_id: &str) -> bool {
+        self.placed.lock().await.contains_key(channel_id)
+    }
+
+    /// Runs the call of one of our originates to its end: unanswered (retry
+    /// or fail) or answered (the IVR). Returns false, doing nothing, when the
+    /// channel is not ours.
+    pub async fn take_call(self: &Arc<Self>, call: Call) -> bool {
+        let (order_id, attempt, permit) = {
+            let mut placed = self.placed.lock().await;
+            let Some(p) = placed.get_mut(&call.channel_id) else {
+                return false;
+            };
+            p.running = true;
+            (p.order_id.clone(), p.attempt, p.permit.take())
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let channel_id = call.channel_id.clone();
+            this.drive(call, &order_id, attempt).await;
+            this.placed.lock().await.remove(&channel_id);
+            drop(permit);
+            this.wake.notify_one();
+        });
+        true
+    }
+
+    async fn drive(&self, call: Call, order_id: &str, attempt: i64) {
+        let Call {
+            channel_id,
+            first,
+            mut events,
+            ..
+        } = call;
+        let mut dialstatus = String::new();
+        let mut cause = None;
+        let mut next = Some(first);
+        loop {
+            let event = match next.take() {
+                Some(e) => e,
+                None => match events.recv().await {
+                    Some(e) => e,
+                    None => break,
+                },
+            };
+            match event {
+                ari::Event::StasisStart { .. } => {
+                    self.answered(order_id, &channel_id, &mut events).await;
+                    return;
+                }
+                ari::Event::Dial { dialstatus: s, .. } if !s.is_empty() => dialstatus = s,
+                ari::Event::ChannelHangupRequest { cause: Some(c), .. } => cause = Some(c),
+                ari::Event::ChannelDestroyed { cause: c, .. } => {
+                    cause = Some(c);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let why = Unanswered::classify(&dialstatus, cause);
+        tracing::info!(order = %order_id, channel = %channel_id, %dialstatus, ?cause, ?why, "callback not answered");
+        let cause = cause.map(|c| c.to_string());
+        self.unanswered(order_id, attempt, &channel_id, why, cause.as_deref())
+            .await;
+    }
+
+    /// Records the failed attempt, then `pending` again after the retry
+    /// interval while attempts remain, else `failed`.
+    async fn unanswered(
+        &self,
+        order_id: &str,
+        attempt: i64,
+        channel_id: &str,
+        why: Unanswered,
+        cause: Option<&str>,
+    ) {
+        let now = now_ms();
+        if let Err(e) = self
+            .store
+            .attempt_ended(channel_id, why.outcome(), cause, now)
+            .await
+        {
+            tracing::warn!(order = %order_id, error = %e, "cannot record the call attempt");
+        }
+        self.retry_or_fail(order_id, attempt, why.result()).await;
+    }
+
+    /// From `calling`: back to the queue while attempts remain, else
+    /// `failed` with `result`.
+    async fn retry_or_fail(&self, order_id: &str, attempts: i64, result: ResultCode) {
+        let t = &self.settings.telephony;
+        let now = now_ms();
+        let outcome = if attempts < i64::from(t.max_attempts) {
+            let at = now + t.retry_interval_secs as i64 * 1000;
+            self.store
+                .retry_callback_later(order_id, at, result.code(), now)
+                .await
+        } else {
+            let fail = Transition {
+                from: OrderStatus::Calling,
+                to: OrderStatus::Failed,
+                result: Some(result),
+                detail: Some("no attempts left"),
+            };
+            self.store.transition(order_id, fail, now).await
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(order = %order_id, "order left calling meanwhile"),
+            Err(e) => tracing::warn!(order = %order_id, error = %e, "cannot settle the order"),
+        }
+    }
+
+    /// The cardholder answered: `calling` → `in_call`, the IVR, the order
+    /// settled by the runner.
+    async fn answered(
+        &self,
+        order_id: &str,
+        channel_id: &str,
+        events: &mut tokio::sync::mpsc::UnboundedReceiver<ari::Event>,
+    ) {
+        let now = now_ms();
+        let _ = self.store.attempt_answered(channel_id, now).await;
+        let t = Transition {
+            from: OrderStatus::Calling,
+            to: OrderStatus::InCall,
+            result: None,
+            detail: Some("answered"),
+        };
+        let order = match self.store.transition(order_id, t, now).await {
+            Ok(true) => self.store.order(order_id).await.ok().flatten(),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(order = %order_id, error = %e, "cannot move order to in_call");
+                None
+            }
+        };
+        let Some(order) = order else {
+            // Cancelled or expired while ringing: nothing to pay.
+            let _ = self.rest.hangup(channel_id, HangupReason::Normal).await;
+            let _ = self
+                .store
+                .attempt_ended(channel_id, "answered", Some("order_not_payable"), now_ms())
+                .await;
+            return;
+        };
+        if let Err(e) = self.rest.answer(channel_id).await {
+            tracing::debug!(channel = %channel_id, error = %e, "answer failed (already up?)");
+        }
+        let lang = Language::parse(&order.language).unwrap_or(Language::Zh);
+        let ivr = Ivr::new(IvrConfig::default(), self.call_info(&order, lang));
+        let runner = CallRunner {
+            ari: &self.rest,
+            matcher: self.matcher.as_ref(),
+            store: &self.store,
+            order_id,
+            channel_id,
+            lang: lang.as_str(),
+        };
+        let outcome = runner.run(ivr, events).await;
+        let code = match outcome {
+            Some(crate::ivr::CallOutcome::Approved) => "approved",
+            Some(crate::ivr::CallOutcome::Failed(c)) => c.code(),
+            Some(crate::ivr::CallOutcome::HungUpAwaitingBank) => "hung_up_awaiting_bank",
+            None => "caller_hung_up",
+        };
+        if outcome.is_none() {
+            let t = Transition {
+                from: OrderStatus::InCall,
+                to: OrderStatus::Failed,
+                result: Some(ResultCode::CallerHungUp),
+                detail: None,
+            };
+            let _ = self.store.transition(order_id, t, now_ms()).await;
+        }
+        if let Err(e) = self
+            .store
+            .attempt_ended(channel_id, "answered", Some(code), now_ms())
+            .await
+        {
+            tracing::warn!(order = %order_id, error = %e, "cannot record the call attempt");
+        }
+    }
+
+    /// What the IVR says about the order: amount, last four digits (from
+    /// the sealed card; the plain number is wiped at once), card kind.
+    fn call_info(&self, order: &OrderRow, language: Language) -> CallInfo {
+        let last4 = match self.vault.open("card_number", &order.card_enc) {
+            Ok(pan) => {
+                let tail = pan.len().saturating_sub(4);
+                String::from_utf8_lossy(&pan[tail..]).into_owned()
+            }
+            Err(_) => {
+                let m = &order.card_masked;
+                m[m.len().saturating_sub(4)..].to_owned()
+            }
+        };
+        let today = time::OffsetDateTime::now_utc();
+        CallInfo {
+            language,
+            amount_fen: order.amount,
+            card_last4: last4,
+            card_kind: CardKind::parse(&order.card_type),
+            bound: order.binding_id.is_some(),
+            today: YearMonth {
+                year: u16::try_from(today.year()).unwrap_or(2000),
+                month: u8::from(today.month()),
+            },
+        }
+    }
+
+    /// The events socket is up (true) or down (false).
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+        if up {
+            self.wake.notify_one();
+        }
+    }
+
+    /// After a (re)connect: settles the orders this node holds in `calling`
+    /// or `in_call` whose call nobody is driving any more (a previous run of
+    /// the daemon, or an originate whose channel vanished with an Asterisk
+    /// restart). Calls with a running task are left to it: if their channel
+    /// is gone, their event stream ends and the task settles them.
+    pub async fn reconcile(&self, asterisk_restarted: bool, channels: &[ari::Channel]) {
+        let alive: HashSet<&str> = if asterisk_restarted {
+            HashSet::new()
+        } else {
+            channels.iter().map(|c| c.id.as_str()).collect()
+        };
+        let mut placed = self.placed.lock().await;
+        placed.retain(|channel, p| p.running || alive.contains(channel.as_str()));
+        let active = match self.store.active_calls(&self.node).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciliation: cannot list active calls");
+                return;
+            }
+        };
+        for call in active {
+            let channel = call.channel_id.as_deref().unwrap_or("");
+            if placed.contains_key(channel) {
+                continue;
+            }
+            if alive.contains(channel) {
+                // A call from before our restart: its IVR state is lost.
+                let _ = self.rest.hangup(channel, HangupReason::Normal).await;
+            }
+            self.settle_lost(&call).await;
+        }
+    }
+
+    async fn settle_lost(&self, call: &ActiveCall) {
+        tracing::warn!(order = %call.order_id, status = ?call.status, "call lost; settling the order");
+        if let Some(channel) = &call.channel_id {
+            let _ = self
+                .store
+                .attempt_ended(channel, "failed", Some("call_lost"), now_ms())
+                .await;
+        }
+        if call.status == OrderStatus::InCall {
+            let back = Transition {
+                from: OrderStatus::InCall,
+                to: OrderStatus::Calling,
+                result: None,
+                detail: Some("call lost"),
+            };
+            match self.store.transition(&call.order_id, back, now_ms()).await {
+                Ok(true) => {}
+                _ => return,
+            }
+        }
+        self.retry_or_fail(&call.order_id, call.attempts, ResultCode::CallFailed)
+            .await;
+    }
+}

@@ -1,0 +1,120 @@
+//! Payment calls: the flows that turn orders into phone calls and phone
+//! calls into verified payments (DESIGN.md "Payment flows").
+//!
+//! - [`matcher`]: the [`Matcher`] interface to the bank, with a placeholder.
+//! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
+//! - [`callback`]: claim due callback orders, originate, retry.
+//!
+//! [`start`] runs it all for `voicepay serve` when ARI is configured: the
+//! ARI client, the supervisor that consumes its notices (readiness,
+//! reconciliation, one task per call) and the callback worker.
+
+pub mod callback;
+pub mod matcher;
+pub mod runner;
+
+pub use callback::Callbacks;
+pub use matcher::{Matcher, PlaceholderMatcher};
+pub use runner::CallRunner;
+
+use crate::api::AppState;
+use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
+use anyhow::Context;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Whether this configuration runs calls: ARI is switched on by giving it a
+/// password (`ari.password`; Asterisk's ARI always requires one), so a
+/// daemon without telephony settings serves the API alone and never touches
+/// an order's call state.
+pub fn enabled(state: &AppState) -> bool {
+    !state.settings.ari.password.is_empty()
+}
+
+/// Starts the ARI client, the supervisor and the callback worker. The
+/// returned task ends after `shutdown` once the socket is closed.
+pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+    let client = AriClient::start(&state.settings.ari, shutdown.clone())
+        .context("starting the ARI client")?;
+    *state
+        .readiness
+        .ari_connected
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(false);
+    let callbacks = Callbacks::new(
+        state.store.clone(),
+        state.vault.clone(),
+        state.settings.clone(),
+        client.rest.clone(),
+        Arc::new(PlaceholderMatcher::new()),
+    );
+    let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
+    Ok(tokio::spawn(async move {
+        supervise(state, client, callbacks, shutdown).await;
+        let _ = worker.await;
+    }))
+}
+
+/// Consumes the client's notices in order until shutdown.
+async fn supervise<M: Matcher + 'static>(
+    state: AppState,
+    mut client: AriClient,
+    callbacks: Arc<Callbacks<M>>,
+    shutdown: CancellationToken,
+) {
+    let ready = |up: bool| {
+        *state
+            .readiness
+            .ari_connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(up);
+    };
+    loop {
+        let notice = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            n = client.notices.recv() => match n {
+                Some(n) => n,
+                None => break,
+            },
+        };
+        match notice {
+            Notice::Connected {
+                entity_id,
+                asterisk_restarted,
+                channels,
+            } => {
+                tracing::info!(%entity_id, asterisk_restarted, channels = channels.len(), "ARI connected");
+                callbacks.reconcile(asterisk_restarted, &channels).await;
+                ready(true);
+                callbacks.set_connected(true);
+            }
+            Notice::Disconnected { reason } => {
+                tracing::warn!(%reason, "ARI disconnected");
+                ready(false);
+                callbacks.set_connected(false);
+            }
+            Notice::ConnectFailed { error, retry_in } => {
+                tracing::warn!(%error, ?retry_in, "ARI connection failed");
+                ready(false);
+                callbacks.set_connected(false);
+            }
+            Notice::Call(call) => {
+                let channel_id = call.channel_id.clone();
+                let entered_app = matches!(call.first, ari::Event::StasisStart { .. });
+                if !callbacks.take_call(call).await && entered_app {
+                    // Not a call we placed (the other flows are not built
+                    // yet): do not leave it hanging in our app.
+                    tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
+                    let _ = client.rest.hangup(&channel_id, HangupReason::Normal).await;
+                }
+            }
+            Notice::Unrouted(event) => tracing::debug!(?event, "unrouted ARI event"),
+        }
+    }
+    ready(false);
+    let _ = (&mut client.task).await;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! Drives one answered call: ARI events and fired timers go into the pure
+//! [`Ivr`], its actions come out as ARI commands, matcher requests and order
+//! transitions. One task per call, fed by the call's ordered queue.
+//!
+//! Order lifecycle while the call runs (DESIGN.md, `OrderStatus::can_become`):
+//! - a submitted secret: `in_call` → `authorizing`, then the matcher's answer:
+//!   approved → `succeeded`; wrong secret → back to `in_call` for another
+//!   try; a bank refusal → `failed` with its code;
+//! - the call ends without a bank decision (caller pressed 2, input timeout,
+//!   hang-up, tries exhausted): `in_call` → `failed` with that code.
+//!
+//! The secret exists here only inside [`Action::Submit`], which is moved
+//! straight into [`Matcher::verify`]; nothing logs an action's content.
+
+use super::matcher::Matcher;
+use crate::ari::{self, AriCommands, HangupReason};
+use crate::domain::{OrderStatus, ResultCode};
+use crate::ivr::{Action, CallOutcome, Event, Ivr, Outcome, TimerId, Verification};
+use crate::store::{now_ms, Store, Transition};
+use std::collections::{HashMap, VecDeque};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+/// One answered call of one order, and what it acts through.
+pub struct CallRunner<'a, A, M> {
+    /// ARI commands for the channel.
+    pub ari: &'a A,
+    /// Where secrets go.
+    pub matcher: &'a M,
+    /// Where the order moves.
+    pub store: &'a Store,
+    /// The order paid on this call.
+    pub order_id: &'a str,
+    /// The call's channel.
+    pub channel_id: &'a str,
+    /// Prompt language for ARI's `lang` play parameter (`zh`, `en`).
+    pub lang: &'a str,
+}
+
+/// The per-call bookkeeping that turns IVR ids into ARI ids and back.
+#[derive(Default)]
+struct Session {
+    /// ARI playback id → the IVR's id.
+    playbacks: HashMap<String, String>,
+    /// The IVR's playback id → ARI's.
+    ari_ids: HashMap<String, String>,
+    next_playback: u64,
+    timers: HashMap<TimerId, AbortHandle>,
+    outcome: Option<CallOutcome>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for (_, t) in self.timers.drain() {
+            t.abort();
+        }
+    }
+}
+
+impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
+    /// Runs the IVR from `Start` until it hangs up or the channel is gone
+    /// (the event stream ends). Returns how the call ended, None only if the
+    /// IVR never reported an outcome (it always does on hang-up).
+    pub async fn run(
+        &self,
+        mut ivr: Ivr,
+        events: &mut mpsc::UnboundedReceiver<ari::Event>,
+    ) -> Option<CallOutcome> {
+        let began = Instant::now();
+        let (timer_tx, mut timer_rx) = mpsc::unbounded_channel::<TimerId>();
+        let mut session = Session::default();
+        let mut queue = VecDeque::from([Event::Start]);
+        let mut stream_open = true;
+        loop {
+            while let Some(event) = queue.pop_front() {
+                for action in ivr.step(event, began.elapsed()) {
+                    if let Some(back) = self.execute(action, &mut session, &timer_tx).await {
+                        queue.push_back(back);
+                    }
+                }
+            }
+            if ivr.is_done() || !stream_open {
+                break;
+            }
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => queue.extend(translate(&event, &session)),
+                    None => {
+                        // The channel left the app or is gone.
+                        stream_open = false;
+                        queue.push_back(Event::Hangup);
+                    }
+                },
+                Some(timer) = timer_rx.recv() => {
+                    session.timers.remove(&timer);
+                    queue.push_back(Event::TimerFired { timer });
+                }
+            }
+        }
+        session.outcome
+    }
+
+    /// Carries out one action; returns the event it produces at once, if any
+    /// (the matcher's answer, or the end of a playback that failed to start).
+    async fn execute(
+        &self,
+        action: Action,
+        s: &mut Session,
+        timers: &mpsc::UnboundedSender<TimerId>,
+    ) -> Option<Event> {
+        match action {
+            Action::Play { playback_id, media } => {
+                s.next_playback += 1;
+                let id = ari::playback_id(self.channel_id, s.next_playback);
+                s.playbacks.insert(id.clone(), playback_id.clone());
+                s.ari_ids.insert(playback_id.clone(), id.clone());
+                if let Err(e) = self
+                    .ari
+                    .play(self.channel_id, &id, &media, Some(self.lang))
+                    .await
+                {
+                    // No PlaybackFinished will come: end it here so the IVR
+                    // moves on (a gone channel also brings a hang-up).
+                    tracing::debug!(channel = %self.channel_id, error = %e, "play failed");
+                    return Some(Event::PlaybackFinished { playback_id });
+                }
+            }
+            Action::StopPlayback { playback_id } => {
+                if let Some(id) = s.ari_ids.get(&playback_id) {
+                    if let Err(e) = self.ari.stop_playback(id).await {
+                        tracing::debug!(channel = %self.channel_id, error = %e, "stop playback failed");
+                    }
+                }
+            }
+            Action::StartTimer { timer, after } => {
+                let tx = timers.clone();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(timer);
+                });
+                if let Some(old) = s.timers.insert(timer, task.abort_handle()) {
+                    old.abort();
+                }
+            }
+            Action::CancelTimer { timer } => {
+                if let Some(t) = s.timers.remove(&timer) {
+                    t.abort();
+                }
+            }
+            Action::Submit(verification) => {
+                let outcome = self.verify(verification).await;
+                return Some(Event::VerificationResult(outcome));
+            }
+            Action::Hangup => {
+                if let Err(e) = self.ari.hangup(self.channel_id, HangupReason::Normal).await {
+                    tracing::debug!(channel = %self.channel_id, error = %e, "hangup failed");
+                }
+            }
+            Action::Finish(outcome) => {
+                s.outcome = Some(outcome);
+                self.finish(outcome).await;
+            }
+        }
+        None
+    }
+
+    /// `in_call` → `authorizing`, the matcher, then the order follows the
+    /// bank's answer. An order that left `in_call` meanwhile (cancelled,
+    /// expired) is never sent to the matcher.
+    async fn verify(&self, verification: Verification) -> Outcome {
+        let to_bank = Transition {
+            from: OrderStatus::InCall,
+            to: OrderStatus::Authorizing,
+            result: None,
+            detail: Some("secret submitted"),
+        };
+        match self
+            .store
+            .transition(self.order_id, to_bank, now_ms())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                drop(verification);
+                return Outcome::Failed(self.stopped_reason().await);
+            }
+            Err(e) => {
+                drop(verification);
+                tracing::warn!(order = %self.order_id, error = %e, "cannot move order to authorizing");
+                return Outcome::Failed(ResultCode::IssuerUnavailable);
+            }
+        }
+        let outcome = self.matcher.verify(self.order_id, verification).await;
+        let (to, result, detail) = match outcome {
+            Outcome::Approved => (OrderStatus::Succeeded, Some(ResultCode::Approved), None),
+            Outcome::WrongSecret { .. } => (OrderStatus::InCall, None, Some("wrong secret")),
+            Outcome::Failed(code) => (OrderStatus::Failed, Some(code), None),
+        };
+        let t = Transition {
+            from: OrderStatus::Authorizing,
+            to,
+            result,
+            detail,
+        };
+        if let Err(e) = self.store.transition(self.order_id, t, now_ms()).await {
+            tracing::error!(order = %self.order_id, error = %e, ?outcome, "cannot record the bank's answer");
+        }
+        outcome
+    }
+
+    /// Why an order is no longer payable: its own result code if it has one.
+    async fn stopped_reason(&self) -> ResultCode {
+        match self.store.order(self.order_id).await {
+            Ok(Some(o)) => o
+                .result_code
+                .as_deref()
+                .and_then(ResultCode::parse)
+                .unwrap_or(ResultCode::OrderExpired),
+            _ => ResultCode::OrderExpired,
+        }
+    }
+
+    /// Settles the order when the call ends without a bank decision. After
+    /// a bank decision the order already moved in [`Self::verify`].
+    async fn finish(&self, outcome: CallOutcome) {
+        tracing::info!(order = %self.order_id, channel = %self.channel_id, ?outcome, "call finished");
+        let code = match outcome {
+            CallOutcome::Failed(code) => code,
+            CallOutcome::Approved | CallOutcome::HungUpAwaitingBank => return,
+        };
+        let t = Transition {
+            from: OrderStatus::InCall,
+            to: OrderStatus::Failed,
+            result: Some(code),
+            detail: None,
+        };
+        if let Err(e) = self.store.transition(self.order_id, t, now_ms()).await {
+            tracing::warn!(order = %self.order_id, error = %e, "cannot settle the order");
+        }
+    }
+}
+
+/// The IVR event an ARI event means for this call, if any.
+fn translate(event: &ari::Event, s: &Session) -> Option<Event> {
+    match event {
+        ari::Event::ChannelDtmfReceived { digit, .. } => digit.expose().map(Event::Digit),
+        ari::Event::PlaybackFinished { playback } => {
+            s.playbacks
+                .get(&playback.id)
+                .map(|id| Event::PlaybackFinished {
+                    playback_id: id.clone(),
+                })
+        }
+        ari::Event::StasisEnd { .. }
+        | ari::Event::ChannelHangupRequest { .. }
+        | ari::Event::ChannelDestroyed { .. } => Some(Event::Hangup),
+        _ => None,
+    }
+}

@@ -1,0 +1,213 @@
+//! The runner against a fake ARI (no Asterisk) and a temporary SQLite store:
+//! ids, barge-in, the order's moves, and that no command carries the PIN.
+
+use super::matcher::PlaceholderMatcher;
+use super::runner::CallRunner;
+use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
+use crate::config::CryptoSettings;
+use crate::crypto::{KeyRing, Vault};
+use crate::domain::{CardKind, Language};
+use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, YearMonth};
+use crate::store::{OrderRow, Store};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// Records every command as one line.
+#[derive(Default)]
+struct FakeAri {
+    log: Mutex<Vec<String>>,
+}
+
+impl FakeAri {
+    fn push(&self, line: String) {
+        self.log.lock().unwrap().push(line);
+    }
+    fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+type R<T> = Result<T, AriError>;
+
+impl AriCommands for FakeAri {
+    async fn originate(&self, o: &Originate) -> R<Channel> {
+        self.push(format!("originate {}", o.channel_id));
+        Ok(Channel::default())
+    }
+    async fn answer(&self, channel_id: &str) -> R<()> {
+        self.push(format!("answer {channel_id}"));
+        Ok(())
+    }
+    async fn play(
+        &self,
+        channel_id: &str,
+        playback_id: &str,
+        media: &[String],
+        lang: Option<&str>,
+    ) -> R<()> {
+        self.push(format!(
+            "play {channel_id} {playback_id} {lang:?} {}",
+            media.join(",")
+        ));
+        Ok(())
+    }
+    async fn stop_playback(&self, playback_id: &str) -> R<()> {
+        self.push(format!("stop {playback_id}"));
+        Ok(())
+    }
+    async fn hangup(&self, channel_id: &str, _: HangupReason) -> R<()> {
+        self.push(format!("hangup {channel_id}"));
+        Ok(())
+    }
+    async fn continue_in_dialplan(&self, c: &str, _: &str, _: &str, _: u32) -> R<()> {
+        self.push(format!("continue {c}"));
+        Ok(())
+    }
+    async fn set_variable(&self, c: &str, name: &str, value: &str) -> R<()> {
+        self.push(format!("var {c} {name}={value}"));
+        Ok(())
+    }
+}
+
+/// A store with one merchant and one debit order already `in_call`.
+async fn store_with_order(dir: &std::path::Path) -> (Store, String) {
+    let url = format!("sqlite://{}", dir.join("t.db").display());
+    let store = Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let crypto = CryptoSettings {
+        key_file: dir.join("keys"),
+        ..CryptoSettings::default()
+    };
+    let vault = Vault::new(&KeyRing::load(&crypto).unwrap());
+    let m = crate::merchants::create(&store, &vault, "Shop", None)
+        .await
+        .unwrap();
+    let now = crate::store::now_ms();
+    let order = OrderRow {
+        id: "ord_test1".into(),
+        merchant_id: m.merchant_id,
+        merchant_order_id: "m1".into(),
+        status: "in_call".into(),
+        mode: "callback".into(),
+        amount: 12345,
+        currency: "CNY".into(),
+        description: None,
+        phone: "13800138000".into(),
+        language: "zh".into(),
+        notify_url: None,
+        card_enc: vault.seal("card_number", b"6222000000000017"),
+        card_masked: "622200******0017".into(),
+        card_type: "debit".into(),
+        card_fp: "fp".into(),
+        id_enc: "x".into(),
+        id_masked: "x".into(),
+        binding_id: None,
+        transfer_code: None,
+        result_code: None,
+        resp_code: None,
+        result_message: None,
+        attempts: 1,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + 600_000,
+    };
+    store.create_order(&order, None).await.unwrap();
+    (store, order.id)
+}
+
+fn dtmf(channel: &str, digit: char) -> ari::Event {
+    ari::Event::ChannelDtmfReceived {
+        digit: ari::events::DtmfDigit::new(digit.to_string()),
+        duration_ms: 100,
+        channel: Channel {
+            id: channel.into(),
+            ..Channel::default()
+        },
+    }
+}
+
+fn ivr() -> Ivr {
+    Ivr::new(
+        IvrConfig {
+            // No PlaybackFinished comes from the fake: the closing prompt
+            // ends on this limit.
+            final_prompt_limit: std::time::Duration::from_millis(100),
+            ..IvrConfig::default()
+        },
+        CallInfo {
+            language: Language::Zh,
+            amount_fen: 12345,
+            card_last4: "0017".into(),
+            card_kind: CardKind::Debit,
+            bound: false,
+            today: YearMonth {
+                year: 2026,
+                month: 1,
+            },
+        },
+    )
+}
+
+#[tokio::test]
+async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, order_id) = store_with_order(dir.path()).await;
+    let ari = FakeAri::default();
+    let matcher = PlaceholderMatcher::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Confirm and PIN keyed ahead, over the prompts (barge-in, type-ahead).
+    for c in "1805137".chars() {
+        tx.send(dtmf("ch1", c)).unwrap();
+    }
+    let runner = CallRunner {
+        ari: &ari,
+        matcher: &matcher,
+        store: &store,
+        order_id: &order_id,
+        channel_id: "ch1",
+        lang: "zh",
+    };
+    let outcome = runner.run(ivr(), &mut rx).await;
+    assert_eq!(outcome, Some(CallOutcome::Approved));
+    let order = store.order(&order_id).await.unwrap().unwrap();
+    assert_eq!(order.status, "succeeded");
+    assert_eq!(order.result_code.as_deref(), Some("approved"));
+    let lines = ari.lines();
+    assert!(
+        lines[0].starts_with("play ch1 ch1:1 Some(\"zh\") sound:voicepay/welcome"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "stop ch1:1"),
+        "barge-in: {lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("hangup ch1"));
+    assert!(lines.iter().all(|l| !l.contains("805137")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, order_id) = store_with_order(dir.path()).await;
+    let ari = FakeAri::default();
+    let matcher = PlaceholderMatcher::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tx.send(dtmf("ch1", '1')).unwrap();
+    drop(tx); // the channel's stream ends: gone
+    let runner = CallRunner {
+        ari: &ari,
+        matcher: &matcher,
+        store: &store,
+        order_id: &order_id,
+        channel_id: "ch1",
+        lang: "zh",
+    };
+    let outcome = runner.run(ivr(), &mut rx).await;
+    assert!(
+        matches!(outcome, Some(CallOutcome::Failed(_))),
+        "{outcome:?}"
+    );
+    let order = store.order(&order_id).await.unwrap().unwrap();
+    assert_eq!(order.status, "failed");
+    assert_eq!(order.result_code.as_deref(), Some("caller_hung_up"));
+}

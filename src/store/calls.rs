@@ -1,0 +1,200 @@
+//! Calls placed for orders: claiming callback work, the `call_attempts`
+//! rows, and putting an order back in the queue for a retry.
+//!
+//! Claims are conditional updates (`… AND status = 'pending'`), so when
+//! several nodes share one PostgreSQL exactly one of them moves an order to
+//! `calling`; the loser sees zero rows and looks for the next one.
+
+use super::orders::OrderRow;
+use super::{Result, Store};
+use crate::domain::OrderStatus;
+
+/// An order in `calling` or `in_call` claimed by a node, with the channel
+/// of its latest attempt (None if the attempt row was never written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveCall {
+    pub order_id: String,
+    pub status: OrderStatus,
+    pub attempts: i64,
+    pub channel_id: Option<String>,
+}
+
+impl Store {
+    /// Claims the oldest due callback order for `node`: `pending` →
+    /// `calling`, one more attempt counted, the claim held until
+    /// `claim_until`, and the `status` event appended, in one transaction.
+    /// Returns the claimed order (its `attempts` is this attempt's number),
+    /// or None when nothing is due.
+    pub async fn claim_callback(
+        &self,
+        node: &str,
+        now: i64,
+        claim_until: i64,
+    ) -> Result<Option<OrderRow>> {
+        let mut tx = self.write.begin().await?;
+        let id: Option<String> = sqlx::query_scalar(
+            "UPDATE orders SET status = 'calling', claimed_by = $1, claim_until = $2, \
+                attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM orders WHERE status = 'pending' AND mode = 'callback' \
+                    AND (next_attempt_at IS NULL OR next_attempt_at <= $3) AND expires_at > $3 \
+                    ORDER BY created_at LIMIT 1) \
+               AND status = 'pending' \
+             RETURNING id",
+        )
+        .bind(node)
+        .bind(claim_until)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        append_event(
+            &mut tx,
+            &id,
+            "pending",
+            "calling",
+            Some("callback claimed"),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.order(&id).await
+    }
+
+    /// `calling` → `pending`, due again at `next_attempt_at`, the claim
+    /// released. False when the order is no longer `calling` (cancelled,
+    /// expired meanwhile).
+    pub async fn retry_callback_later(
+        &self,
+        order_id: &str,
+        next_attempt_at: i64,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'pending', next_attempt_at = $1, claimed_by = NULL, \
+                claim_until = NULL, updated_at = $2 \
+             WHERE id = $3 AND status = 'calling'",
+        )
+        .bind(next_attempt_at)
+        .bind(now)
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        append_event(&mut tx, order_id, "calling", "pending", Some(detail), now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a call placed for an order (before the originate, so events
+    /// that beat the HTTP response find it).
+    pub async fn insert_attempt(
+        &self,
+        order_id: &str,
+        attempt: i64,
+        channel_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(order_id)
+        .bind(attempt)
+        .bind(channel_id)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The cardholder answered the call on `channel_id`.
+    pub async fn attempt_answered(&self, channel_id: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE call_attempts SET answered_at = $1 WHERE channel_id = $2 AND answered_at IS NULL",
+        )
+        .bind(now)
+        .bind(channel_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// The call on `channel_id` ended: `outcome` is `answered`, `no_answer`,
+    /// `busy` or `failed`; `cause` a Q.850 cause or result code for people.
+    /// Only the first end is kept.
+    pub async fn attempt_ended(
+        &self,
+        channel_id: &str,
+        outcome: &str,
+        cause: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE call_attempts SET ended_at = $1, outcome = $2, cause = $3 \
+             WHERE channel_id = $4 AND ended_at IS NULL",
+        )
+        .bind(now)
+        .bind(outcome)
+        .bind(cause)
+        .bind(channel_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Orders `node` holds in `calling` or `in_call`, with their latest
+    /// channel: what reconciliation compares with Asterisk's channels.
+    pub async fn active_calls(&self, node: &str) -> Result<Vec<ActiveCall>> {
+        let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT o.id, o.status, o.attempts, \
+                (SELECT a.channel_id FROM call_attempts a WHERE a.order_id = o.id \
+                 ORDER BY a.attempt DESC LIMIT 1) \
+             FROM orders o WHERE o.claimed_by = $1 AND o.status IN ('calling', 'in_call')",
+        )
+        .bind(node)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(order_id, status, attempts, channel_id)| {
+                Some(ActiveCall {
+                    order_id,
+                    status: OrderStatus::parse(&status)?,
+                    attempts,
+                    channel_id,
+                })
+            })
+            .collect())
+    }
+}
+
+/// The `status` entry of the audit log, inside the caller's transaction.
+async fn append_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: &str,
+    from: &str,
+    to: &str,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, 'status', $2, $3, $4, $5)",
+    )
+    .bind(order_id)
+    .bind(from)
+    .bind(to)
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

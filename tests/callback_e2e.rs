@@ -1,0 +1,197 @@
+//! Issue 4, callback flow end to end: orders through the HTTP API, the
+//! daemon (in-process, port 0, its own SQLite) calls scripted lab handsets
+//! through a real Asterisk 22, and each test asserts the order's final status
+//! and result code through `GET /v1/orders/{id}`.
+//!
+//! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
+//! skips without Asterisk, fails under `CI=true`. Every test has its own
+//! Stasis app and its own handset number, so they run in parallel.
+
+mod lab;
+mod support;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::{spawn_app_with, Db, TestApp};
+
+/// A lab setting: the environment first, then `scripts/lab.env`'s default
+/// (`KEY=${KEY:-default}`).
+fn lab_setting(key: &str) -> String {
+    if let Ok(v) = std::env::var(key) {
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let env = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.env"))
+        .expect("scripts/lab.env");
+    let marker = format!("${{{key}:-");
+    env.lines()
+        .find(|l| l.starts_with(&format!("{key}=")))
+        .and_then(|l| l.split_once(&marker))
+        .map(|(_, rest)| rest.trim_end_matches('}').trim_matches('\'').to_string())
+        .unwrap_or_else(|| panic!("{key} has no default in scripts/lab.env"))
+}
+
+/// A handset number no other test uses: 1380013 and four random digits.
+fn phone() -> String {
+    format!("1380013{:04}", rand::random::<u16>() % 10_000)
+}
+
+/// A daemon wired to the lab Asterisk under a unique app name.
+async fn daemon(max_attempts: u32) -> TestApp {
+    spawn_app_with(Db::Sqlite, |s| {
+        s.ari.url = lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.app = lab::unique("vp-cb");
+        s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+        s.telephony.ring_timeout_secs = 4;
+        s.telephony.max_attempts = max_attempts;
+        s.telephony.retry_interval_secs = 1;
+    })
+    .await
+    .expect("sqlite app")
+}
+
+/// Creates a callback order for `phone` with the debit test card.
+async fn order(app: &TestApp, phone: &str) -> String {
+    let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
+    body["phone"] = Value::from(phone);
+    let res = app.create_order(&body).await;
+    let status = res.status();
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(status, 201, "order refused: {v}");
+    v["id"].as_str().expect("order id").to_string()
+}
+
+/// Polls the order until it is final and its calls have ended (an attempt
+/// is closed when the call hangs up, after the result prompt); panics with
+/// its last view after `within`.
+async fn final_view(app: &TestApp, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v: Value = app
+            .get(&format!("/v1/orders/{id}"), &app.api_key)
+            .await
+            .json()
+            .await
+            .expect("order json");
+        let status = v["status"].as_str().unwrap_or_default();
+        let calls_ended = v["attempts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
+        if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn result_code(v: &Value) -> &str {
+    v["result"]["code"].as_str().unwrap_or_default()
+}
+
+fn attempt_outcomes(v: &Value) -> Vec<String> {
+    v["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or("-").to_string())
+        .collect()
+}
+
+/// Runs one callback scenario: the handset script, the expected final
+/// status, result code and attempt outcomes.
+async fn scenario(
+    max_attempts: u32,
+    script: &str,
+    status: &str,
+    code: &str,
+    attempts: &[&str],
+) -> Option<(TestApp, String)> {
+    let lab = lab::require_asterisk()?;
+    let app = daemon(max_attempts).await;
+    let phone = phone();
+    lab.script_handset(&phone, script).await.expect("script");
+    let id = order(&app, &phone).await;
+    let v = final_view(&app, &id, Duration::from_secs(90)).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(v["status"], status, "{v:#}");
+    assert_eq!(result_code(&v), code, "{v:#}");
+    assert_eq!(attempt_outcomes(&v), attempts, "{v:#}");
+    Some((app, id))
+}
+
+/// The details of the order's audit events, oldest first.
+async fn event_details(app: &TestApp, id: &str) -> Vec<String> {
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT detail FROM order_events WHERE order_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .expect("events")
+    .into_iter()
+    .map(Option::unwrap_or_default)
+    .collect()
+}
+
+#[tokio::test]
+async fn debit_callback_succeeds() {
+    scenario(
+        1,
+        "answer=1;delay=1;keys=1wwww805137;hold=30",
+        "succeeded",
+        "approved",
+        &["answered"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn caller_presses_2_to_cancel() {
+    scenario(
+        1,
+        "answer=1;delay=1;keys=2;hold=30",
+        "failed",
+        "caller_cancelled",
+        &["answered"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_pin_then_right_pin_in_one_call() {
+    let Some((app, id)) = scenario(
+        1,
+        "answer=1;delay=1;keys=1wwww111111WWWWWWWW805137;hold=40",
+        "succeeded",
+        "approved",
+        &["answered"],
+    )
+    .await
+    else {
+        return;
+    };
+    let details = event_details(&app, &id).await;
+    let wrong = details.iter().filter(|d| *d == "wrong secret").count();
+    assert_eq!(wrong, 1, "one wrong PIN, then the right one: {details:?}");
+}
+
+#[tokio::test]
+async fn no_answer_is_retried_then_fails() {
+    scenario(
+        2,
+        "answer=never;hold=30",
+        "failed",
+        "no_answer",
+        &["no_answer", "no_answer"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn busy_line_fails_the_order() {
+    scenario(1, "answer=busy", "failed", "busy", &["busy"]).await;
+}
