@@ -177,12 +177,24 @@ impl Default for LogSettings {
 
 /// The issuing bank behind the adapter layer (`bank/`). Only the stub issuer
 /// exists so far.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BankSettings {
     /// A TOML file of test banks and cards for the stub issuer, replacing the
     /// built-in table (`src/bank/test_cards.toml`). Empty: the built-in one.
     pub stub_cards: PathBuf,
+    /// How long the matcher waits for an authorization's answer before it
+    /// resolves the attempt by query (never by a second authorization).
+    pub auth_timeout_secs: u64,
+}
+
+impl Default for BankSettings {
+    fn default() -> Self {
+        Self {
+            stub_cards: PathBuf::new(),
+            auth_timeout_secs: 10,
+        }
+    }
 }
 
 /// A configuration problem, naming the key.
@@ -245,6 +257,9 @@ impl Settings {
         }
         if self.telephony.max_attempts == 0 {
             return invalid("telephony.max_attempts", "must be at least 1");
+        }
+        if self.bank.auth_timeout_secs == 0 {
+            return invalid("bank.auth_timeout_secs", "must be at least 1");
         }
         if self.telephony.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");

@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod ivr;
+pub mod matcher;
 pub mod merchants;
 pub mod store;
 pub mod telemetry;

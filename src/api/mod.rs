@@ -2,6 +2,7 @@
 //! service so tests can drive it in-process or on a real port.
 
 pub mod auth;
+pub mod bindings;
 pub mod error;
 mod health;
 mod metrics;
@@ -16,7 +17,7 @@ use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,7 +47,9 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/orders", post(orders::create))
         .route("/orders/{id}", get(orders::get))
-        .route("/orders/{id}/cancel", post(orders::cancel));
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/bindings", get(bindings::list))
+        .route("/bindings/{id}", delete(bindings::delete));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

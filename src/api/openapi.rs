@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
         super::orders::create,
         super::orders::get,
         super::orders::cancel,
+        super::bindings::list,
+        super::bindings::delete,
         super::health::healthz,
         super::health::readyz,
         super::metrics::render,
@@ -17,7 +19,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(super::error::ErrorBody, super::error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "orders", description = "Payment orders"), (name = "ops", description = "Health and metrics"))
+    tags((name = "orders", description = "Payment orders"), (name = "bindings", description = "Phones bound to cards"), (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
 

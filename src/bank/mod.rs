@@ -45,6 +45,17 @@ pub fn shanghai_day(now: OffsetDateTime) -> Date {
     now.to_offset(time::macros::offset!(+8)).date()
 }
 
+/// The name of the bank that issued a card, by the BIN (leading digits) of
+/// its full or masked number (`622200******0017`), from the built-in test
+/// banks of `test_cards.toml`. `None` for a BIN outside that table; a real
+/// deployment would read the acquirer's BIN file instead.
+pub fn builtin_bank_name(card: &str) -> Option<&'static str> {
+    static BUILTIN: std::sync::OnceLock<fixtures::Fixtures> = std::sync::OnceLock::new();
+    let f = BUILTIN
+        .get_or_init(|| fixtures::parse(fixtures::BUILTIN).expect("built-in test cards are valid"));
+    fixtures::bank_for(&f.banks, card).map(|b| b.name.as_str())
+}
+
 /// An issuing bank, reached through some protocol. Async without boxing:
 /// callers hold a concrete `I: Issuer` (generic, not `dyn`); `Arc<I>` is one
 /// too, so a test can keep a handle on the stub it gave the matcher.

@@ -3,6 +3,7 @@
 //! `BIGINT` times in Unix milliseconds, `TEXT` everywhere else) and run through
 //! sqlx's `Any` driver, so the code above never knows which database it has.
 
+mod authorizations;
 mod batch;
 mod bindings;
 mod calls;
@@ -10,7 +11,7 @@ mod idempotency;
 mod merchants;
 mod orders;
 
-pub use bindings::BindingRow;
+pub use bindings::{BindingRow, NewBinding};
 pub use calls::ActiveCall;
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;

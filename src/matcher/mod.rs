@@ -1,0 +1,670 @@
+//! The matcher (DESIGN.md): joins what the merchant sent (channel 1: the
+//! order's sealed card and ID number) with what the cardholder keyed
+//! (channel 2: a PIN, or expiry and CVN2), asks the issuer exactly once,
+//! records the answer on the order and binds the card to the phone after
+//! its first success.
+//!
+//! Exactly-once, whatever crashes or races happen:
+//! - Only the caller whose conditional `in_call` → `authorizing` move wins
+//!   talks to the issuer; a second verification for the same order waits
+//!   for the first one's result instead of authorizing again.
+//! - Each attempt has its own idempotency key, `{order id}:{n}`, where `n`
+//!   counts the order's `in_call` → `authorizing` moves in the append-only
+//!   event log. A wrong secret sends the order back to `in_call`, so a retry
+//!   is attempt `n + 1` (the issuer's first answer per key is final); a
+//!   crash leaves the order in `authorizing` with `n` recoverable from the
+//!   log.
+//! - No answer in time is resolved by `query` under the same key with
+//!   backoff (1, 2, 4, 8 s), never by a second authorization. See
+//!   [`BankMatcher::recover`] for orders a crash left in `authorizing`.
+//!
+//! The day-wide PIN limit is kept here too (`pin_tries`, per card
+//! fingerprint and Asia/Shanghai day), so a locked card is refused (67)
+//! before its PIN ever reaches the issuer.
+//!
+//! Secrets: the PIN becomes a format 4 PIN block and is wiped at once;
+//! expiry and CVN2 go to the issuer in their zeroizing types. Nothing here
+//! logs, stores or puts in an event anything but masked numbers, attempt
+//! numbers, approval codes and result codes.
+
+#![warn(missing_docs)]
+
+mod recover;
+
+pub use recover::Recovery;
+
+use crate::bank::{
+    self, shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Secret, PIN_TRIES_PER_DAY,
+};
+use crate::config::BankSettings;
+use crate::crypto::{random_hex, PinBlock, Vault, ZonePinKey};
+use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode};
+use crate::ivr::{Outcome, Verification};
+use crate::store::{NewBinding, OrderRow, Store, Transition};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Timing of the bank conversation. Tests shorten it; production takes it
+/// from `[bank]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatcherConfig {
+    /// How long one `authorize` may take before the attempt is resolved by
+    /// query.
+    pub auth_timeout: Duration,
+    /// The pauses before each query of an unanswered attempt.
+    pub query_backoff: Vec<Duration>,
+    /// How long an order must have sat in `authorizing` before
+    /// [`BankMatcher::recover`] settles it, so that recovery never races a
+    /// live authorization (another node's, or this one's before a restart).
+    pub recover_after: Duration,
+}
+
+impl MatcherConfig {
+    /// The timing: the configured timeout, queries after 1, 2, 4
+    /// and 8 s, recovery once all of that plus a margin has passed.
+    pub fn from_settings(bank: &BankSettings) -> Self {
+        Self::with_timeout(Duration::from_secs(bank.auth_timeout_secs))
+    }
+
+    fn with_timeout(auth_timeout: Duration) -> Self {
+        let query_backoff: Vec<Duration> = [1, 2, 4, 8].map(Duration::from_secs).to_vec();
+        let recover_after =
+            auth_timeout + query_backoff.iter().sum::<Duration>() + Duration::from_secs(5);
+        Self {
+            auth_timeout,
+            query_backoff,
+            recover_after,
+        }
+    }
+
+    /// Longest one verification can keep an order in `authorizing`.
+    fn longest_authorization(&self) -> Duration {
+        self.auth_timeout + self.query_backoff.iter().sum::<Duration>() + Duration::from_secs(2)
+    }
+}
+
+impl Default for MatcherConfig {
+    fn default() -> Self {
+        Self::with_timeout(Duration::from_secs(10))
+    }
+}
+
+/// The real matcher: orders from the [`Store`], cards opened with the
+/// [`Vault`], PINs enciphered with the zone PIN key, answers from an
+/// [`Issuer`].
+pub struct BankMatcher<I: Issuer> {
+    store: Store,
+    vault: Arc<Vault>,
+    zpk: ZonePinKey,
+    issuer: I,
+    config: MatcherConfig,
+    clock: bank::Clock,
+}
+
+impl<I: Issuer> std::fmt::Debug for BankMatcher<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankMatcher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who moved the order `in_call` → `authorizing` for this verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The matcher does, conditionally; an order already in `authorizing`
+    /// belongs to another verification.
+    Matcher,
+    /// The caller did (the call runner); `authorizing` is this one's.
+    Caller,
+}
+
+/// What became of one authorization attempt.
+#[derive(Debug)]
+enum Answer {
+    /// The issuer's final answer for the key.
+    Known(AuthResponse),
+    /// The issuer says it never processed the key.
+    NotProcessed,
+    /// Nobody knows yet: the issuer could not be asked.
+    Unknown,
+}
+
+impl<I: Issuer> BankMatcher<I> {
+    /// A matcher on the wall clock.
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        zpk: ZonePinKey,
+        issuer: I,
+        config: MatcherConfig,
+    ) -> Self {
+        Self {
+            store,
+            vault,
+            zpk,
+            issuer,
+            config,
+            clock: Arc::new(OffsetDateTime::now_utc),
+        }
+    }
+
+    /// Replaces the clock (order windows, the Shanghai day of PIN tries),
+    /// so tests can cross midnight.
+    pub fn with_clock(mut self, clock: bank::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The issuer this matcher asks.
+    pub fn issuer(&self) -> &I {
+        &self.issuer
+    }
+
+    /// Verifies the keyed secret for the order and answers what the IVR
+    /// should say. The order moves with the answer: `succeeded` (and the
+    /// phone bound on the first success), back to `in_call` on a wrong
+    /// secret (the caller may retry), or `failed` with the code.
+    ///
+    /// Refused without asking the issuer: an order not in `in_call` or past
+    /// its window (`order_expired`, or the order's own result when it is
+    /// final) and, for a PIN, a card with three wrong PINs today
+    /// (`pin_tries_exceeded`). A second verification while the first is
+    /// with the issuer waits for the first one's result and answers it.
+    pub async fn verify(&self, order_id: &str, verification: Verification) -> Outcome {
+        self.verify_as(order_id, verification, Owner::Matcher).await
+    }
+
+    /// [`BankMatcher::verify`] for a caller that moved the order `in_call`
+    /// → `authorizing` itself just before, as [`crate::calls::CallRunner`]
+    /// does: its conditional move is then the exactly-once guard, and an
+    /// order found in `authorizing` is taken as this verification's own.
+    /// An order still in `in_call` is moved here as usual. The order is
+    /// settled here either way, so the caller's own move out of
+    /// `authorizing` afterwards finds nothing to do.
+    pub async fn verify_claimed(&self, order_id: &str, verification: Verification) -> Outcome {
+        self.verify_as(order_id, verification, Owner::Caller).await
+    }
+
+    async fn verify_as(&self, order_id: &str, verification: Verification, owner: Owner) -> Outcome {
+        match self.try_verify(order_id, verification, owner).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The order stays where it is: if it reached `authorizing`,
+                // recovery settles it by query.
+                tracing::error!(order = %order_id, error = format!("{e:#}"), "verification failed");
+                Outcome::Failed(ResultCode::IssuerUnavailable)
+            }
+        }
+    }
+
+    async fn try_verify(
+        &self,
+        order_id: &str,
+        verification: Verification,
+        owner: Owner,
+    ) -> anyhow::Result<Outcome> {
+        let Some(order) = self.store.order(order_id).await? else {
+            return Ok(Outcome::Failed(ResultCode::OrderExpired));
+        };
+        // `from`: where this verification holds the order while it checks.
+        let from = match (order.status(), owner) {
+            (OrderStatus::InCall, _) => OrderStatus::InCall,
+            (OrderStatus::Authorizing, Owner::Caller) => OrderStatus::Authorizing,
+            (OrderStatus::Authorizing, Owner::Matcher) => {
+                drop(verification);
+                return self.await_settled(&order).await;
+            }
+            _ => return self.settled_outcome(&order).await,
+        };
+        let now = self.now_ms();
+        if now >= order.expires_at {
+            drop(verification);
+            let code = ResultCode::OrderExpired;
+            let moved = match from {
+                OrderStatus::InCall => self
+                    .store
+                    .stop_order(order_id, OrderStatus::Expired, code)
+                    .await?
+                    .is_some(),
+                _ => {
+                    self.settle(order_id, OrderStatus::Failed, Some(code), None)
+                        .await?
+                }
+            };
+            if moved {
+                return Ok(Outcome::Failed(code));
+            }
+            return self.settled_or_wait(order_id).await;
+        }
+        let pin = matches!(verification, Verification::Pin(_));
+        if pin && self.pin_tries_today(&order).await? >= i64::from(PIN_TRIES_PER_DAY) {
+            drop(verification);
+            let t = Transition {
+                from,
+                to: OrderStatus::Failed,
+                result: Some(ResultCode::PinTriesExceeded),
+                detail: Some("PIN locked for today"),
+            };
+            if self.store.transition(order_id, t, now).await? {
+                tracing::info!(order = %order_id, card = %order.card_masked, "PIN payments locked for this card today");
+                return Ok(Outcome::Failed(ResultCode::PinTriesExceeded));
+            }
+            return self.settled_or_wait(order_id).await;
+        }
+        if from == OrderStatus::InCall {
+            let to_bank = Transition {
+                from,
+                to: OrderStatus::Authorizing,
+                result: None,
+                detail: Some(if pin {
+                    "PIN submitted"
+                } else {
+                    "card details submitted"
+                }),
+            };
+            if !self.store.transition(order_id, to_bank, now).await? {
+                drop(verification);
+                return self.settled_or_wait(order_id).await;
+            }
+        }
+        // From here this call alone speaks to the issuer for the order.
+        let attempt = self.store.authorization_attempts(order_id).await?;
+        let key = format!("{order_id}:{attempt}");
+        let req = match self.request(&order, &key, verification) {
+            Ok(req) => req,
+            Err(e) => {
+                // Nothing was sent, so failing the order cannot lose a payment.
+                tracing::error!(order = %order_id, error = format!("{e:#}"), "cannot build the authorization");
+                let code = ResultCode::IssuerUnavailable;
+                self.settle(
+                    order_id,
+                    OrderStatus::Failed,
+                    Some(code),
+                    Some("card data unreadable"),
+                )
+                .await?;
+                return Ok(Outcome::Failed(code));
+            }
+        };
+        self.event(order_id, &format!("authorize attempt {attempt}"))
+            .await?;
+        let answer = self.authorize(order_id, &key, req).await?;
+        self.record(&order, &key, pin, answer, true).await
+    }
+
+    /// The request for this attempt: the order's card and ID number opened
+    /// from the vault, the PIN enciphered into a block (the digits are wiped
+    /// when `verification` drops here) or expiry and CVN2 moved in.
+    fn request(
+        &self,
+        order: &OrderRow,
+        key: &str,
+        verification: Verification,
+    ) -> anyhow::Result<AuthRequest> {
+        let pan = self
+            .vault
+            .open("card_number", &order.card_enc)
+            .context("opening the card number")?;
+        let card = std::str::from_utf8(&pan)
+            .ok()
+            .and_then(|s| CardNumber::parse(s).ok())
+            .context("the sealed card number is not a card number")?;
+        let idn = self
+            .vault
+            .open("id_number", &order.id_enc)
+            .context("opening the ID number")?;
+        let id_number = std::str::from_utf8(&idn)
+            .ok()
+            .and_then(|s| IdNumber::parse(s).ok())
+            .context("the sealed ID number is not an ID number")?;
+        let secret = match verification {
+            Verification::Pin(digits) => {
+                Secret::PinBlock(PinBlock::from_pin(&digits, &card, &self.zpk))
+            }
+            Verification::Card { expiry, cvn2 } => Secret::Card { expiry, cvn2 },
+        };
+        Ok(AuthRequest {
+            idempotency_key: key.to_owned(),
+            // The order's cap was checked at creation; the issuer applies its own.
+            amount: Amount::parse(order.amount, i64::MAX)
+                .ok()
+                .context("the order's amount is not an amount")?,
+            card,
+            id_number,
+            secret,
+        })
+    }
+
+    /// One `authorize`, bounded by the timeout; no answer is resolved by
+    /// query under the same key.
+    async fn authorize(
+        &self,
+        order_id: &str,
+        key: &str,
+        req: AuthRequest,
+    ) -> anyhow::Result<Answer> {
+        let card = req.card.masked();
+        let first =
+            tokio::time::timeout(self.config.auth_timeout, self.issuer.authorize(req)).await;
+        match first {
+            Ok(Ok(resp)) => Ok(Answer::Known(resp)),
+            Ok(Err(IssuerError::Unavailable)) => {
+                tracing::warn!(order = %order_id, %card, "issuer unreachable; nothing was sent");
+                Ok(Answer::NotProcessed)
+            }
+            Ok(Err(IssuerError::Timeout)) | Err(_) => {
+                tracing::warn!(order = %order_id, %card, "no answer from the issuer; querying");
+                self.event(order_id, "no answer; querying").await?;
+                let backoff = self.config.query_backoff.clone();
+                self.resolve(order_id, key, backoff).await
+            }
+        }
+    }
+
+    /// Queries `key` after each pause until the issuer gives its answer.
+    async fn resolve(
+        &self,
+        order_id: &str,
+        key: &str,
+        pauses: Vec<Duration>,
+    ) -> anyhow::Result<Answer> {
+        let mut last = Answer::Unknown;
+        for (i, pause) in pauses.into_iter().enumerate() {
+            tokio::time::sleep(pause).await;
+            let n = i + 1;
+            match self.issuer.query(key).await {
+                Ok(Some(resp)) => {
+                    self.event(order_id, &format!("query {n}: answered"))
+                        .await?;
+                    return Ok(Answer::Known(resp));
+                }
+                Ok(None) => {
+                    self.event(order_id, &format!("query {n}: no record"))
+                        .await?;
+                    last = Answer::NotProcessed;
+                }
+                Err(e) => {
+                    self.event(order_id, &format!("query {n}: {e}")).await?;
+                    last = Answer::Unknown;
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Moves the order from `authorizing` by the issuer's answer and says
+    /// what the IVR should tell the caller. `live`: the caller is still on
+    /// the line (a wrong secret goes back to them); recovery passes false.
+    async fn record(
+        &self,
+        order: &OrderRow,
+        key: &str,
+        pin: bool,
+        answer: Answer,
+        live: bool,
+    ) -> anyhow::Result<Outcome> {
+        let id = order.id.as_str();
+        let resp = match answer {
+            Answer::Known(resp) => resp,
+            Answer::NotProcessed => {
+                // Belt and braces: should a late copy of the request still
+                // be processed, the reversal returns the money.
+                if let Err(e) = self.issuer.reverse(key).await {
+                    tracing::warn!(order = %id, error = %e, "reversal of an unanswered attempt failed");
+                }
+                let code = ResultCode::IssuerUnavailable;
+                self.settle(
+                    id,
+                    OrderStatus::Failed,
+                    Some(code),
+                    Some("no answer from the issuer"),
+                )
+                .await?;
+                return Ok(Outcome::Failed(code));
+            }
+            Answer::Unknown => {
+                tracing::warn!(order = %id, "the issuer's answer is unknown; left in authorizing for recovery");
+                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
+            }
+        };
+        match resp.outcome {
+            bank::Outcome::Approved { auth_code } => {
+                let detail = format!("auth {auth_code}");
+                let code = Some(ResultCode::Approved);
+                if !self
+                    .settle(id, OrderStatus::Succeeded, code, Some(&detail))
+                    .await?
+                {
+                    return self.approved_but_moved(id, key).await;
+                }
+                tracing::info!(order = %id, card = %order.card_masked, "payment approved");
+                self.bind(order).await;
+                Ok(Outcome::Approved)
+            }
+            bank::Outcome::WrongSecret { tries_left } => {
+                let mut left = tries_left.unwrap_or(PIN_TRIES_PER_DAY);
+                if pin {
+                    let used = self.count_wrong_pin(order, 1).await?;
+                    left = left.min(remaining(used));
+                }
+                let (to, code, detail) = if pin && left == 0 {
+                    (
+                        OrderStatus::Failed,
+                        Some(ResultCode::PinTriesExceeded),
+                        None,
+                    )
+                } else if live {
+                    (OrderStatus::InCall, None, Some("wrong secret"))
+                } else {
+                    (OrderStatus::Failed, Some(ResultCode::WrongSecret), None)
+                };
+                if !self.settle(id, to, code, detail).await? {
+                    return self.settled_outcome_of(id).await;
+                }
+                Ok(match code {
+                    Some(code) => Outcome::Failed(code),
+                    None => Outcome::WrongSecret { tries_left: left },
+                })
+            }
+            bank::Outcome::Declined(code) => {
+                if pin && code == ResultCode::PinTriesExceeded {
+                    self.count_wrong_pin(order, i64::from(PIN_TRIES_PER_DAY))
+                        .await?;
+                }
+                if !self
+                    .settle(id, OrderStatus::Failed, Some(code), None)
+                    .await?
+                {
+                    return self.settled_outcome_of(id).await;
+                }
+                tracing::info!(order = %id, card = %order.card_masked, result = code.code(), "payment declined");
+                Ok(Outcome::Failed(code))
+            }
+        }
+    }
+
+    /// The issuer approved, but the order had already left `authorizing`
+    /// (recovery on another node settled it meanwhile). If it settled as
+    /// paid, that is this same payment; otherwise the money goes back.
+    async fn approved_but_moved(&self, order_id: &str, key: &str) -> anyhow::Result<Outcome> {
+        let order = self
+            .store
+            .order(order_id)
+            .await?
+            .context("order vanished")?;
+        if order.status() == OrderStatus::Succeeded {
+            return Ok(Outcome::Approved);
+        }
+        match self.issuer.reverse(key).await {
+            Ok(_) => {
+                tracing::warn!(order = %order_id, "approved after the order was settled otherwise; reversed");
+                self.event(order_id, "late approval reversed").await?;
+            }
+            Err(e) => {
+                tracing::error!(order = %order_id, error = %e, "approved after the order was settled otherwise, and the reversal failed");
+            }
+        }
+        self.settled_outcome(&order).await
+    }
+
+    /// `authorizing` → `to`, conditional. Returns whether this call moved it.
+    async fn settle(
+        &self,
+        order_id: &str,
+        to: OrderStatus,
+        result: Option<ResultCode>,
+        detail: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let t = Transition {
+            from: OrderStatus::Authorizing,
+            to,
+            result,
+            detail,
+        };
+        Ok(self.store.transition(order_id, t, self.now_ms()).await?)
+    }
+
+    /// Binds the order's phone to its card after its first success, unless
+    /// the order came from a binding or the phone is bound already. A
+    /// failure here is logged: the payment itself stands.
+    async fn bind(&self, order: &OrderRow) {
+        if order.binding_id.is_some() {
+            return;
+        }
+        let id = format!("bnd_{}", random_hex(12));
+        let b = NewBinding {
+            id: &id,
+            merchant_id: &order.merchant_id,
+            phone: &order.phone,
+            card_enc: &order.card_enc,
+            card_masked: &order.card_masked,
+            card_type: &order.card_type,
+            card_fp: &order.card_fp,
+            id_enc: &order.id_enc,
+            id_masked: &order.id_masked,
+            created_at: self.now_ms(),
+        };
+        match self.store.bind_card_if_unbound(&b).await {
+            Ok(true) => {
+                let _ = self
+                    .event(&order.id, &format!("card bound to the phone ({id})"))
+                    .await;
+                tracing::info!(order = %order.id, binding = %id, card = %order.card_masked, "card bound to the phone");
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(order = %order.id, error = %e, "cannot bind the card"),
+        }
+    }
+
+    /// Another verification holds the order in `authorizing`: wait (bounded)
+    /// for its result and answer the same.
+    async fn await_settled(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
+        let deadline = tokio::time::Instant::now() + self.config.longest_authorization();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self
+                .store
+                .order(&order.id)
+                .await?
+                .context("order vanished")?;
+            if now.status() != OrderStatus::Authorizing {
+                return self.settled_outcome(&now).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
+            }
+        }
+    }
+
+    /// After losing a conditional move: the order's outcome, waiting if
+    /// someone else is authorizing it.
+    async fn settled_or_wait(&self, order_id: &str) -> anyhow::Result<Outcome> {
+        let order = self
+            .store
+            .order(order_id)
+            .await?
+            .context("order vanished")?;
+        if order.status() == OrderStatus::Authorizing {
+            return self.await_settled(&order).await;
+        }
+        self.settled_outcome(&order).await
+    }
+
+    async fn settled_outcome_of(&self, order_id: &str) -> anyhow::Result<Outcome> {
+        let order = self
+            .store
+            .order(order_id)
+            .await?
+            .context("order vanished")?;
+        self.settled_outcome(&order).await
+    }
+
+    /// What an order that this verification did not move means for the
+    /// caller: paid, failed with its code, or (back in `in_call` after
+    /// another verification's wrong secret) a wrong secret.
+    async fn settled_outcome(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
+        Ok(match order.status() {
+            OrderStatus::Succeeded => Outcome::Approved,
+            OrderStatus::InCall => {
+                let left = if order.card_type == "debit" {
+                    remaining(self.pin_tries_today(order).await?)
+                } else {
+                    PIN_TRIES_PER_DAY
+                };
+                Outcome::WrongSecret { tries_left: left }
+            }
+            OrderStatus::Authorizing => Outcome::Failed(ResultCode::IssuerUnavailable),
+            _ => Outcome::Failed(
+                order
+                    .result_code
+                    .as_deref()
+                    .and_then(ResultCode::parse)
+                    .filter(|c| *c != ResultCode::Approved)
+                    .unwrap_or(ResultCode::OrderExpired),
+            ),
+        })
+    }
+
+    async fn pin_tries_today(&self, order: &OrderRow) -> anyhow::Result<i64> {
+        let day = shanghai_day((self.clock)()).to_string();
+        Ok(self.store.pin_tries(&order.card_fp, &day).await?)
+    }
+
+    /// Counts a wrong PIN for the order's card today (at least `at_least`);
+    /// returns today's count.
+    async fn count_wrong_pin(&self, order: &OrderRow, at_least: i64) -> anyhow::Result<i64> {
+        let day = shanghai_day((self.clock)()).to_string();
+        Ok(self
+            .store
+            .record_wrong_pin(&order.card_fp, &day, at_least, self.now_ms())
+            .await?)
+    }
+
+    /// A `bank` entry in the order's audit log.
+    async fn event(&self, order_id: &str, detail: &str) -> anyhow::Result<()> {
+        self.store
+            .append_event(order_id, "bank", detail, self.now_ms())
+            .await?;
+        Ok(())
+    }
+
+    fn now_ms(&self) -> i64 {
+        ((self.clock)().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+}
+
+/// The call flows ([`crate::calls`]) move the order to `authorizing`
+/// themselves before they ask, so they get [`BankMatcher::verify_claimed`].
+impl<I: Issuer> crate::calls::Matcher for BankMatcher<I> {
+    async fn verify(&self, order_id: &str, verification: Verification) -> Outcome {
+        self.verify_claimed(order_id, verification).await
+    }
+}
+
+/// PIN tries left today after `used` wrong ones.
+fn remaining(used: i64) -> u8 {
+    u8::try_from((i64::from(PIN_TRIES_PER_DAY) - used).max(0)).unwrap_or(0)
+}

@@ -1,0 +1,94 @@
+//! What the matcher keeps beside the order itself: the day's wrong-PIN
+//! count per card, the attempt number behind each idempotency key, and the
+//! `bank` entries of the audit log. Nothing here is a secret: cards appear
+//! only as keyed fingerprints, attempts only as numbers.
+
+use super::{Result, Store};
+
+impl Store {
+    /// Wrong PINs recorded for the card (by fingerprint) on `day`
+    /// (`YYYY-MM-DD`, Asia/Shanghai).
+    pub async fn pin_tries(&self, card_fp: &str, day: &str) -> Result<i64> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT count FROM pin_tries WHERE card_fp = $1 AND day = $2")
+                .bind(card_fp)
+                .bind(day)
+                .fetch_optional(&self.write)
+                .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Counts one more wrong PIN for the card on `day`, and at least
+    /// `at_least` (the issuer's lock raises it to the daily limit at once).
+    /// Returns the new count. One statement, so concurrent calls never lose
+    /// an increment.
+    pub async fn record_wrong_pin(
+        &self,
+        card_fp: &str,
+        day: &str,
+        at_least: i64,
+        now: i64,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (card_fp, day) DO UPDATE SET \
+                count = CASE WHEN pin_tries.count + 1 > $3 THEN pin_tries.count + 1 ELSE $3 END, \
+                updated_at = $4 \
+             RETURNING count",
+        )
+        .bind(card_fp)
+        .bind(day)
+        .bind(at_least.max(1))
+        .bind(now)
+        .fetch_one(&self.write)
+        .await?)
+    }
+
+    /// How many times the order has moved `in_call` → `authorizing`: the
+    /// number of the current authorization attempt while it is
+    /// `authorizing` (no other move can happen until it leaves). Derived
+    /// from the append-only log, so it survives a crash and recovery finds
+    /// the same idempotency key the matcher used.
+    pub async fn authorization_attempts(&self, order_id: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind = 'status' \
+             AND from_status = 'in_call' AND to_status = 'authorizing'",
+        )
+        .bind(order_id)
+        .fetch_one(&self.write)
+        .await?)
+    }
+
+    /// Orders in `authorizing`, oldest move first: (id, updated_at).
+    pub async fn authorizing_orders(&self, limit: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, updated_at FROM orders WHERE status = 'authorizing' \
+             ORDER BY updated_at LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.write)
+        .await?)
+    }
+
+    /// Appends an audit entry that is not a status change, e.g. kind `bank`
+    /// with "authorize attempt 2" or "query 1: no record". Never a secret.
+    pub async fn append_event(
+        &self,
+        order_id: &str,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+             VALUES ($1, $2, NULL, NULL, $3, $4)",
+        )
+        .bind(order_id)
+        .bind(kind)
+        .bind(detail)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+}
