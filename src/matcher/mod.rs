@@ -549,9 +549,7 @@ impl<I: Issuer> BankMatcher<I> {
         };
         match self.store.bind_card_if_unbound(&b).await {
             Ok(true) => {
-                let _ = self
-                    .event(&order.id, &format!("card bound to the phone ({id})"))
-                    .await;
+                let _ = self.event(&order.id, "card bound to the phone").await;
                 tracing::info!(order = %order.id, binding = %id, card = %order.card_masked, "card bound to the phone");
             }
             Ok(false) => {}

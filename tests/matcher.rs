@@ -1,0 +1,531 @@
+//! The matcher against the stub issuer, on SQLite and on PostgreSQL: orders
+//! come in through the real API, are put `in_call` as a call would, and the
+//! keyed secret goes through `BankMatcher`. Balances on the stub prove how
+//! many times money moved.
+
+mod support;
+
+use serde_json::Value;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{order_body, TestApp};
+use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
+use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
+use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
+use voicepay::ivr::{Cvn2, Expiry, Outcome, PinDigits, Verification};
+use voicepay::matcher::{BankMatcher, MatcherConfig, Recovery};
+use voicepay::store::{Store, Transition};
+
+const PHONE: &str = "13800138000";
+const HOLDER: &str = "11010519491231002X";
+const RIGHT_PIN: &str = "805137";
+const AMOUNT: i64 = 12345;
+const START_FEN: i64 = 10_000_000;
+
+/// The app, a second store on its database, and a matcher on a stub issuer
+/// with short timings and a clock the test can move.
+struct Rig {
+    app: TestApp,
+    store: Store,
+    zpk: ZonePinKey,
+    issuer: Arc<StubIssuer>,
+    matcher: BankMatcher<Arc<StubIssuer>>,
+    /// Seconds added to the wall clock, for the matcher and the issuer.
+    skew: Arc<AtomicI64>,
+}
+
+fn fast() -> MatcherConfig {
+    MatcherConfig {
+        auth_timeout: Duration::from_millis(800),
+        query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
+        recover_after: Duration::ZERO,
+    }
+}
+
+async fn rig(app: TestApp) -> Rig {
+    let store = Store::connect(&app.settings.database.url, 4)
+        .await
+        .expect("store");
+    let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let vault = Arc::new(Vault::new(&ring));
+    let skew = Arc::new(AtomicI64::new(0));
+    let clock: voicepay::bank::Clock = {
+        let skew = skew.clone();
+        Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(skew.load(Ordering::SeqCst))
+        })
+    };
+    let issuer = Arc::new(
+        StubIssuer::builtin(ring.zpk())
+            .with_clock(clock.clone())
+            .with_latency(Latency {
+                slow: Duration::from_millis(300),
+                no_answer: Duration::from_secs(30),
+            }),
+    );
+    let matcher = BankMatcher::new(store.clone(), vault, ring.zpk(), issuer.clone(), fast())
+        .with_clock(clock);
+    Rig {
+        app,
+        store,
+        zpk: ring.zpk(),
+        issuer,
+        matcher,
+        skew,
+    }
+}
+
+fn pin(digits: &str) -> Verification {
+    Verification::Pin(PinDigits::parse(digits).unwrap())
+}
+
+fn card_details(expiry: &str, cvn2: &str) -> Verification {
+    Verification::Card {
+        expiry: Expiry::parse(expiry).unwrap(),
+        cvn2: Cvn2::parse(cvn2).unwrap(),
+    }
+}
+
+fn card(pan: &str) -> CardNumber {
+    CardNumber::parse(pan).unwrap()
+}
+
+impl Rig {
+    /// A new order for `pan` through the API, moved to `in_call` as the
+    /// call flow does when the cardholder answers.
+    async fn order_in_call(&self, pan: &str) -> String {
+        let n = voicepay::crypto::random_hex(4);
+        let mut body = order_body(&format!("M{n}"));
+        body["card_number"] = pan.into();
+        let resp = self.app.create_order(&body).await;
+        assert_eq!(resp.status(), 201);
+        let order: Value = resp.json().await.unwrap();
+        let id = order["id"].as_str().unwrap().to_owned();
+        self.moved(&id, OrderStatus::Pending, OrderStatus::InCall)
+            .await;
+        id
+    }
+
+    async fn moved(&self, id: &str, from: OrderStatus, to: OrderStatus) {
+        let t = Transition {
+            from,
+            to,
+            result: None,
+            detail: Some("test"),
+        };
+        assert!(self
+            .store
+            .transition(id, t, voicepay::store::now_ms())
+            .await
+            .unwrap());
+    }
+
+    /// The order as the merchant sees it.
+    async fn order(&self, id: &str) -> Value {
+        let resp = self
+            .app
+            .get(&format!("/v1/orders/{id}"), &self.app.api_key)
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    async fn status(&self, id: &str) -> String {
+        self.order(id).await["status"].as_str().unwrap().to_owned()
+    }
+
+    fn balance(&self, pan: &str) -> i64 {
+        self.issuer.available_fen(&card(pan)).unwrap()
+    }
+
+    /// The order's audit log details, in order.
+    async fn events(&self, id: &str) -> Vec<String> {
+        self.store
+            .events_for(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
+            .collect()
+    }
+
+    async fn bindings(&self) -> Value {
+        let resp = self
+            .app
+            .get(&format!("/v1/bindings?phone={PHONE}"), &self.app.api_key)
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    /// Sends an authorization straight to the issuer, as a matcher that
+    /// crashed right after sending would have.
+    async fn authorize_directly(&self, key: &str, pan: &str, pin_digits: &str) {
+        let pan = card(pan);
+        let block = PinBlock::from_pin(&PinDigits::parse(pin_digits).unwrap(), &pan, &self.zpk);
+        let req = AuthRequest {
+            idempotency_key: key.to_owned(),
+            amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
+            card: pan,
+            id_number: IdNumber::parse(HOLDER).unwrap(),
+            secret: Secret::PinBlock(block),
+        };
+        self.issuer.authorize(req).await.unwrap();
+    }
+}
+
+fn assert_result(order: &Value, status: &str, code: &str, resp_code: &str) {
+    assert_eq!(order["status"], status, "{order}");
+    assert_eq!(order["result"]["code"], code, "{order}");
+    assert_eq!(order["result"]["resp_code"], resp_code, "{order}");
+}
+
+/// No secret and no full number in the audit log.
+fn assert_no_secret(events: &[String]) {
+    for e in events {
+        for secret in [RIGHT_PIN, "111111", "1230", "6222000000000", HOLDER] {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+}
+
+async fn debit_right_pin_succeeds_and_binds_the_card(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    assert_eq!(
+        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+    let events = r.events(&id).await;
+    assert!(
+        events.iter().any(|e| e == "bank authorize attempt 1"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("status approved: auth ")),
+        "{events:?}"
+    );
+    assert_no_secret(&events);
+    let b = r.bindings().await;
+    let list = b["bindings"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{b}");
+    assert_eq!(list[0]["card"]["masked"], "622200******0017");
+    // A later phone-only order uses the binding, and paying it keeps the
+    // one binding.
+    let mut body = order_body("Mbound");
+    let o = body.as_object_mut().unwrap();
+    o.remove("card_number");
+    o.remove("id_number");
+    let resp = r.app.create_order(&body).await;
+    assert_eq!(resp.status(), 201);
+    let bound: Value = resp.json().await.unwrap();
+    assert_eq!(bound["bound"], true);
+    let id2 = bound["id"].as_str().unwrap().to_owned();
+    r.moved(&id2, OrderStatus::Pending, OrderStatus::InCall)
+        .await;
+    assert_eq!(
+        r.matcher.verify(&id2, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_eq!(r.balance(pan), START_FEN - 2 * AMOUNT);
+    assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 1);
+}
+
+async fn wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    assert_eq!(
+        r.matcher.verify(&id, pin("111111")).await,
+        Outcome::WrongSecret { tries_left: 2 }
+    );
+    assert_eq!(r.status(&id).await, "in_call");
+    assert_eq!(r.balance(pan), START_FEN);
+    assert_eq!(
+        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+    // One idempotency key per attempt.
+    let events = r.events(&id).await;
+    for n in [1, 2] {
+        let e = format!("bank authorize attempt {n}");
+        assert!(events.contains(&e), "{events:?}");
+    }
+    assert_no_secret(&events);
+}
+
+async fn two_verifications_at_once_authorize_once(app: TestApp) {
+    let r = rig(app).await;
+    // The slow card keeps the first authorization open while the second
+    // verification arrives.
+    let pan = "6222000000000041";
+    let id = r.order_in_call(pan).await;
+    let (a, b) = tokio::join!(
+        r.matcher.verify(&id, pin(RIGHT_PIN)),
+        r.matcher.verify(&id, pin(RIGHT_PIN))
+    );
+    assert_eq!((a, b), (Outcome::Approved, Outcome::Approved));
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
+    let events = r.events(&id).await;
+    let sent = events
+        .iter()
+        .filter(|e| e.starts_with("bank authorize"))
+        .count();
+    assert_eq!(sent, 1, "{events:?}");
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+}
+
+async fn no_answer_is_resolved_by_query_with_one_debit(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000058";
+    let id = r.order_in_call(pan).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
+    let events = r.events(&id).await;
+    assert!(
+        events.iter().any(|e| e == "bank no answer; querying"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "bank query 1: answered"),
+        "{events:?}"
+    );
+    let sent = events
+        .iter()
+        .filter(|e| e.starts_with("bank authorize"))
+        .count();
+    assert_eq!(sent, 1, "never a second authorization: {events:?}");
+}
+
+async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    for left in [2, 1] {
+        assert_eq!(
+            r.matcher.verify(&id, pin("111111")).await,
+            Outcome::WrongSecret { tries_left: left }
+        );
+    }
+    assert_eq!(
+        r.matcher.verify(&id, pin("111111")).await,
+        Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
+    );
+    assert_result(&r.order(&id).await, "failed", "pin_tries_exceeded", "67");
+    // A new order for the same card is refused the same day, even with the
+    // right PIN, and no money moves.
+    let later = r.order_in_call(pan).await;
+    assert_eq!(
+        r.matcher.verify(&later, pin(RIGHT_PIN)).await,
+        Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
+    );
+    assert_result(&r.order(&later).await, "failed", "pin_tries_exceeded", "67");
+    assert_eq!(r.balance(pan), START_FEN);
+    let events = r.events(&later).await;
+    assert!(
+        !events.iter().any(|e| e.starts_with("bank authorize")),
+        "{events:?}"
+    );
+    // The next Shanghai day the card pays again.
+    r.skew.store(86_400, Ordering::SeqCst);
+    let tomorrow = r.order_in_call(pan).await;
+    sqlx::query("UPDATE orders SET expires_at = expires_at + 86400000 WHERE id = $1")
+        .bind(&tomorrow)
+        .execute(&r.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.matcher.verify(&tomorrow, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+}
+
+async fn credit_card_expiry_and_cvn2(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6250000000000012";
+    let id = r.order_in_call(pan).await;
+    assert!(matches!(
+        r.matcher.verify(&id, card_details("1230", "124")).await,
+        Outcome::WrongSecret { .. }
+    ));
+    assert_eq!(r.status(&id).await, "in_call");
+    assert_eq!(
+        r.matcher.verify(&id, card_details("1230", "123")).await,
+        Outcome::Approved
+    );
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+    assert_no_secret(&r.events(&id).await);
+}
+
+async fn issuer_declines_fail_the_order_with_their_code(app: TestApp) {
+    use voicepay::domain::ResultCode::*;
+    let r = rig(app).await;
+    for (pan, code, name, resp) in [
+        (
+            "6222000000000025",
+            InsufficientFunds,
+            "insufficient_funds",
+            "64",
+        ),
+        ("6222000000000033", CardRestricted, "card_restricted", "63"),
+        (
+            "6222000000000066",
+            IssuerUnavailable,
+            "issuer_unavailable",
+            "03",
+        ),
+    ] {
+        let id = r.order_in_call(pan).await;
+        assert_eq!(
+            r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+            Outcome::Failed(code)
+        );
+        assert_result(&r.order(&id).await, "failed", name, resp);
+    }
+    let id = r.order_in_call("6250000000000020").await;
+    assert_eq!(
+        r.matcher.verify(&id, card_details("1230", "123")).await,
+        Outcome::Failed(CardExpired)
+    );
+    assert_result(&r.order(&id).await, "failed", "card_expired", "73");
+    assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 0);
+}
+
+async fn expired_order_is_refused_without_the_bank(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    sqlx::query("UPDATE orders SET expires_at = $1 WHERE id = $2")
+        .bind(voicepay::store::now_ms() - 1)
+        .bind(&id)
+        .execute(&r.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+    );
+    let order = r.order(&id).await;
+    assert_eq!(order["status"], "expired");
+    assert_eq!(order["result"]["code"], "order_expired");
+    assert_eq!(r.balance(pan), START_FEN);
+}
+
+async fn recover_settles_orders_left_in_authorizing(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    // Crashed after the issuer approved attempt 1.
+    let paid = r.order_in_call(pan).await;
+    r.moved(&paid, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    r.authorize_directly(&format!("{paid}:1"), pan, RIGHT_PIN)
+        .await;
+    // Crashed before anything reached the issuer.
+    let unsent = r.order_in_call(pan).await;
+    r.moved(&unsent, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    assert_eq!(
+        r.matcher.recover().await,
+        Recovery {
+            settled: 2,
+            unresolved: 0
+        }
+    );
+    assert_result(&r.order(&paid).await, "succeeded", "approved", "00");
+    assert_result(
+        &r.order(&unsent).await,
+        "failed",
+        "issuer_unavailable",
+        "03",
+    );
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
+    assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 1);
+    // Nothing left: a second run does nothing.
+    assert_eq!(r.matcher.recover().await, Recovery::default());
+}
+
+async fn recover_leaves_an_order_it_cannot_resolve(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    r.issuer.set_offline(true);
+    assert_eq!(
+        r.matcher.recover().await,
+        Recovery {
+            settled: 0,
+            unresolved: 1
+        }
+    );
+    assert_eq!(r.status(&id).await, "authorizing");
+    r.issuer.set_offline(false);
+    assert_eq!(r.matcher.recover().await.settled, 1);
+    assert_eq!(r.status(&id).await, "failed");
+}
+
+/// The call runner moves the order to `authorizing` itself, then asks
+/// through `calls::Matcher`, then tries to move the order by the answer.
+async fn call_runner_path_settles_the_order_once(app: TestApp) {
+    use voicepay::calls::Matcher;
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let id = r.order_in_call(pan).await;
+    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    assert_eq!(
+        Matcher::verify(&r.matcher, &id, pin("111111")).await,
+        Outcome::WrongSecret { tries_left: 2 }
+    );
+    assert_eq!(r.status(&id).await, "in_call");
+    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    assert_eq!(
+        Matcher::verify(&r.matcher, &id, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_result(&r.order(&id).await, "succeeded", "approved", "00");
+    // The runner's own move afterwards finds nothing to do.
+    let t = Transition {
+        from: OrderStatus::Authorizing,
+        to: OrderStatus::Succeeded,
+        result: Some(voicepay::domain::ResultCode::Approved),
+        detail: None,
+    };
+    assert!(!r
+        .store
+        .transition(&id, t, voicepay::store::now_ms())
+        .await
+        .unwrap());
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+}
+
+on_both_stores!(
+    debit_right_pin_succeeds_and_binds_the_card,
+    wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds,
+    two_verifications_at_once_authorize_once,
+    no_answer_is_resolved_by_query_with_one_debit,
+    third_wrong_pin_locks_the_card_for_the_day,
+    credit_card_expiry_and_cvn2,
+    issuer_declines_fail_the_order_with_their_code,
+    expired_order_is_refused_without_the_bank,
+    recover_settles_orders_left_in_authorizing,
+    recover_leaves_an_order_it_cannot_resolve,
+    call_runner_path_settles_the_order_once,
+);
