@@ -53,10 +53,16 @@ async fn daemon(max_attempts: u32) -> TestApp {
     .expect("sqlite app")
 }
 
-/// Creates a callback order for `phone` with the debit test card.
-async fn order(app: &TestApp, phone: &str) -> String {
+/// The debit test card (BIN 622200): verified by PIN.
+const DEBIT: &str = "6222000000000017";
+/// A credit test card (BIN 625000): verified by expiry and CVN2.
+const CREDIT: &str = "6250000000000012";
+
+/// Creates a callback order for `phone` paid with `card`.
+async fn order(app: &TestApp, phone: &str, card: &str) -> String {
     let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
+    body["card_number"] = Value::from(card);
     let res = app.create_order(&body).await;
     let status = res.status();
     let v: Value = res.json().await.expect("json");
@@ -105,6 +111,7 @@ fn attempt_outcomes(v: &Value) -> Vec<String> {
 /// status, result code and attempt outcomes.
 async fn scenario(
     max_attempts: u32,
+    card: &str,
     script: &str,
     status: &str,
     code: &str,
@@ -114,7 +121,7 @@ async fn scenario(
     let app = daemon(max_attempts).await;
     let phone = phone();
     lab.script_handset(&phone, script).await.expect("script");
-    let id = order(&app, &phone).await;
+    let id = order(&app, &phone, card).await;
     let v = final_view(&app, &id, Duration::from_secs(90)).await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], status, "{v:#}");
@@ -141,6 +148,7 @@ async fn event_details(app: &TestApp, id: &str) -> Vec<String> {
 async fn debit_callback_succeeds() {
     scenario(
         1,
+        DEBIT,
         "answer=1;delay=1;keys=1wwww805137;hold=30",
         "succeeded",
         "approved",
@@ -153,6 +161,7 @@ async fn debit_callback_succeeds() {
 async fn caller_presses_2_to_cancel() {
     scenario(
         1,
+        DEBIT,
         "answer=1;delay=1;keys=2;hold=30",
         "failed",
         "caller_cancelled",
@@ -165,6 +174,7 @@ async fn caller_presses_2_to_cancel() {
 async fn wrong_pin_then_right_pin_in_one_call() {
     let Some((app, id)) = scenario(
         1,
+        DEBIT,
         "answer=1;delay=1;keys=1wwww111111WWWWWWWW805137;hold=40",
         "succeeded",
         "approved",
@@ -183,6 +193,7 @@ async fn wrong_pin_then_right_pin_in_one_call() {
 async fn no_answer_is_retried_then_fails() {
     scenario(
         2,
+        DEBIT,
         "answer=never;hold=30",
         "failed",
         "no_answer",
@@ -193,5 +204,31 @@ async fn no_answer_is_retried_then_fails() {
 
 #[tokio::test]
 async fn busy_line_fails_the_order() {
-    scenario(1, "answer=busy", "failed", "busy", &["busy"]).await;
+    scenario(1, DEBIT, "answer=busy", "failed", "busy", &["busy"]).await;
+}
+
+#[tokio::test]
+async fn credit_callback_succeeds_with_expiry_and_cvn2() {
+    scenario(
+        1,
+        CREDIT,
+        "answer=1;delay=1;keys=1wwww1230ww123;hold=30",
+        "succeeded",
+        "approved",
+        &["answered"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn caller_hangs_up_mid_pin() {
+    scenario(
+        1,
+        DEBIT,
+        "answer=1;delay=1;keys=1wwww805;hold=2",
+        "failed",
+        "caller_hung_up",
+        &["answered"],
+    )
+    .await;
 }

@@ -47,7 +47,7 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         state.vault.clone(),
         state.settings.clone(),
         client.rest.clone(),
-        Arc::new(PlaceholderMatcher::new()),
+        Arc::new(PlaceholderMatcher::new(state.store.clone())),
     );
     let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
     Ok(tokio::spawn(async move {

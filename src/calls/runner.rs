@@ -3,11 +3,15 @@
 //! transitions. One task per call, fed by the call's ordered queue.
 //!
 //! Order lifecycle while the call runs (DESIGN.md, `OrderStatus::can_become`):
-//! - a submitted secret: `in_call` → `authorizing`, then the matcher's answer:
-//!   approved → `succeeded`; wrong secret → back to `in_call` for another
-//!   try; a bank refusal → `failed` with its code;
+//! - a submitted secret: the runner moves the order `in_call` →
+//!   `authorizing` (conditional: the exactly-once guard; a cancelled or
+//!   expired order never reaches the matcher), then the [`Matcher`] settles
+//!   it (`succeeded`, back to `in_call` after a wrong secret, `failed`), or
+//!   leaves it in `authorizing` for recovery when the bank's answer is
+//!   unknown: the runner never moves an order out of `authorizing`;
 //! - the call ends without a bank decision (caller pressed 2, input timeout,
-//!   hang-up, tries exhausted): `in_call` → `failed` with that code.
+//!   hang-up, tries exhausted): the runner moves `in_call` → `failed` with
+//!   that code.
 //!
 //! The secret exists here only inside [`Action::Submit`], which is moved
 //! straight into [`Matcher::verify`]; nothing logs an action's content.
@@ -15,7 +19,7 @@
 use super::matcher::Matcher;
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::{Action, CallOutcome, Event, Ivr, Outcome, TimerId, Verification};
+use crate::ivr::{Action, CallOutcome, Event, Ivr, Outcome, TimerId};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
@@ -28,7 +32,7 @@ pub struct CallRunner<'a, A, M> {
     pub ari: &'a A,
     /// Where secrets go.
     pub matcher: &'a M,
-    /// Where the order moves.
+    /// Where the order moves when the call ends without a bank decision.
     pub store: &'a Store,
     /// The order paid on this call.
     pub order_id: &'a str,
@@ -149,7 +153,14 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 }
             }
             Action::Submit(verification) => {
-                let outcome = self.verify(verification).await;
+                let outcome = match self.claim_for_bank().await {
+                    // Moved straight in; the matcher settles the order.
+                    Ok(()) => self.matcher.verify(self.order_id, verification).await,
+                    Err(code) => {
+                        drop(verification);
+                        Outcome::Failed(code)
+                    }
+                };
                 return Some(Event::VerificationResult(outcome));
             }
             Action::Hangup => {
@@ -165,10 +176,10 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         None
     }
 
-    /// `in_call` → `authorizing`, the matcher, then the order follows the
-    /// bank's answer. An order that left `in_call` meanwhile (cancelled,
-    /// expired) is never sent to the matcher.
-    async fn verify(&self, verification: Verification) -> Outcome {
+    /// `in_call` → `authorizing` before the secret goes to the matcher. An
+    /// order that left `in_call` meanwhile (cancelled, expired) answers
+    /// with its own result code and is never sent to the bank.
+    async fn claim_for_bank(&self) -> Result<(), ResultCode> {
         let to_bank = Transition {
             from: OrderStatus::InCall,
             to: OrderStatus::Authorizing,
@@ -180,49 +191,25 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             .transition(self.order_id, to_bank, now_ms())
             .await
         {
-            Ok(true) => {}
-            Ok(false) => {
-                drop(verification);
-                return Outcome::Failed(self.stopped_reason().await);
-            }
+            Ok(true) => Ok(()),
+            Ok(false) => Err(match self.store.order(self.order_id).await {
+                Ok(Some(o)) => o
+                    .result_code
+                    .as_deref()
+                    .and_then(ResultCode::parse)
+                    .unwrap_or(ResultCode::OrderExpired),
+                _ => ResultCode::OrderExpired,
+            }),
             Err(e) => {
-                drop(verification);
                 tracing::warn!(order = %self.order_id, error = %e, "cannot move order to authorizing");
-                return Outcome::Failed(ResultCode::IssuerUnavailable);
+                Err(ResultCode::IssuerUnavailable)
             }
-        }
-        let outcome = self.matcher.verify(self.order_id, verification).await;
-        let (to, result, detail) = match outcome {
-            Outcome::Approved => (OrderStatus::Succeeded, Some(ResultCode::Approved), None),
-            Outcome::WrongSecret { .. } => (OrderStatus::InCall, None, Some("wrong secret")),
-            Outcome::Failed(code) => (OrderStatus::Failed, Some(code), None),
-        };
-        let t = Transition {
-            from: OrderStatus::Authorizing,
-            to,
-            result,
-            detail,
-        };
-        if let Err(e) = self.store.transition(self.order_id, t, now_ms()).await {
-            tracing::error!(order = %self.order_id, error = %e, ?outcome, "cannot record the bank's answer");
-        }
-        outcome
-    }
-
-    /// Why an order is no longer payable: its own result code if it has one.
-    async fn stopped_reason(&self) -> ResultCode {
-        match self.store.order(self.order_id).await {
-            Ok(Some(o)) => o
-                .result_code
-                .as_deref()
-                .and_then(ResultCode::parse)
-                .unwrap_or(ResultCode::OrderExpired),
-            _ => ResultCode::OrderExpired,
         }
     }
 
     /// Settles the order when the call ends without a bank decision. After
-    /// a bank decision the order already moved in [`Self::verify`].
+    /// a bank decision the matcher already moved it (the move from
+    /// `in_call` then finds nothing to do).
     async fn finish(&self, outcome: CallOutcome) {
         tracing::info!(order = %self.order_id, channel = %self.channel_id, ?outcome, "call finished");
         let code = match outcome {

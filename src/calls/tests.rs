@@ -153,7 +153,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
     let dir = tempfile::tempdir().unwrap();
     let (store, order_id) = store_with_order(dir.path()).await;
     let ari = FakeAri::default();
-    let matcher = PlaceholderMatcher::new();
+    let matcher = PlaceholderMatcher::new(store.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Confirm and PIN keyed ahead, over the prompts (barge-in, type-ahead).
     for c in "1805137".chars() {
@@ -190,7 +190,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     let dir = tempfile::tempdir().unwrap();
     let (store, order_id) = store_with_order(dir.path()).await;
     let ari = FakeAri::default();
-    let matcher = PlaceholderMatcher::new();
+    let matcher = PlaceholderMatcher::new(store.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     tx.send(dtmf("ch1", '1')).unwrap();
     drop(tx); // the channel's stream ends: gone

@@ -1,0 +1,108 @@
+//! Callback claims and call attempts in the store, on SQLite and PostgreSQL:
+//! a due order is claimed once, however many workers ask; a retry waits for
+//! its time; attempts are recorded per channel.
+
+mod support;
+
+use support::{order_body, TestApp};
+use voicepay::domain::OrderStatus;
+use voicepay::store::{now_ms, Store};
+
+async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
+    let resp = app.create_order(&order_body(reference)).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (
+        Store::connect(&app.settings.database.url, 4).await.unwrap(),
+        id,
+    )
+}
+
+async fn a_due_order_is_claimed_once_and_retried_on_schedule(app: TestApp) {
+    let (store, id) = new_order(&app, "C1").await;
+    let now = now_ms();
+    let claimed = store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("the pending callback order is due");
+    assert_eq!(claimed.id, id);
+    assert_eq!(claimed.status(), OrderStatus::Calling);
+    assert_eq!(claimed.attempts, 1);
+    assert!(store
+        .claim_callback("node-b", now, now + 60_000)
+        .await
+        .unwrap()
+        .is_none());
+
+    let channel = format!("vp-{id}-1");
+    store.insert_attempt(&id, 1, &channel, now).await.unwrap();
+    let active = store.active_calls("node-a").await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].channel_id.as_deref(), Some(channel.as_str()));
+    assert!(store.active_calls("node-b").await.unwrap().is_empty());
+    store
+        .attempt_ended(&channel, "no_answer", Some("19"), now)
+        .await
+        .unwrap();
+
+    assert!(store
+        .retry_callback_later(&id, now + 60_000, "no_answer", now)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_callback("node-a", now + 1_000, now + 61_000)
+        .await
+        .unwrap()
+        .is_none());
+    let again = store
+        .claim_callback("node-b", now + 60_000, now + 120_000)
+        .await
+        .unwrap()
+        .expect("due again after the retry interval");
+    assert_eq!(again.attempts, 2);
+    let attempts = store.attempts_for(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome.as_deref(), Some("no_answer"));
+}
+
+async fn racing_workers_claim_each_order_exactly_once(app: TestApp) {
+    let mut ids = Vec::new();
+    let mut store = None;
+    for n in 0..5 {
+        let (s, id) = new_order(&app, &format!("R{n}")).await;
+        ids.push(id);
+        store = Some(s);
+    }
+    let store = store.unwrap();
+    let now = now_ms();
+    let claims = (0..8).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(o) = store
+                .claim_callback(&format!("w{w}"), now, now + 60_000)
+                .await
+                .unwrap()
+            {
+                got.push(o.id);
+            }
+            got
+        })
+    });
+    let mut claimed: Vec<String> = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.unwrap());
+    }
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids);
+}
+
+on_both_stores!(
+    a_due_order_is_claimed_once_and_retried_on_schedule,
+    racing_workers_claim_each_order_exactly_once,
+);
