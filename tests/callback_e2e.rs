@@ -146,7 +146,7 @@ async fn event_details(app: &TestApp, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn debit_callback_succeeds() {
-    scenario(
+    let Some((app, id)) = scenario(
         1,
         DEBIT,
         "answer=1;delay=1;keys=1wwww805137;hold=30",
@@ -154,7 +154,23 @@ async fn debit_callback_succeeds() {
         "approved",
         &["answered"],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
+    // Issue 4's aim: a caller who keys promptly (barge-in) is done within
+    // 15 s of answering.
+    let v = final_view(&app, &id, Duration::from_secs(5)).await;
+    let at = |s: &Value| {
+        time::OffsetDateTime::parse(
+            s.as_str().expect("timestamp"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("RFC 3339")
+    };
+    let took = at(&v["updated_at"]) - at(&v["attempts"][0]["answered_at"]);
+    eprintln!("debit callback: answer to result in {took}");
+    assert!(took < time::Duration::seconds(15), "{took}");
 }
 
 #[tokio::test]

@@ -1,0 +1,178 @@
+//! The callback flow against the scripted fake ARI server (no Asterisk):
+//! what the daemon sends when it originates and runs a call, how it routes
+//! events, and how it settles orders whose calls were lost when Asterisk
+//! restarted.
+
+#[path = "support/fake_ari.rs"]
+mod fake_ari;
+mod support;
+
+use fake_ari::{channel, event, FakeAri, Recorded};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{order_body, spawn_app_with, Db, TestApp};
+
+async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
+    let ari = fake.settings();
+    let app = spawn_app_with(Db::Sqlite, move |s| {
+        s.ari = ari;
+        s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+        s.telephony.ring_timeout_secs = 5;
+        s.telephony.max_attempts = max_attempts;
+        s.telephony.retry_interval_secs = 1;
+    })
+    .await
+    .expect("sqlite app");
+    fake.wait_connections(1, Duration::from_secs(10)).await;
+    app
+}
+
+async fn new_order(app: &TestApp, reference: &str) -> String {
+    let res = app.create_order(&order_body(reference)).await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn view(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/orders/{id}"), &app.api_key)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits for a REST request matching `what`; returns it.
+async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request not seen: {:#?}",
+            fake.rest_calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the order's view satisfies `done`.
+async fn order_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = view(app, id).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "order never got there: {v:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn originate_of(channel_id: String) -> impl Fn(&Recorded) -> bool {
+    move |r| r.method == "POST" && r.path == format!("/ari/channels/{channel_id}")
+}
+
+fn chan(id: &str) -> Value {
+    channel(id, "Up")
+}
+
+#[tokio::test]
+async fn answered_callback_runs_the_ivr_and_pays() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 1).await;
+    let id = new_order(&app, "F1").await;
+    let ch = format!("vp-{id}-1");
+
+    let o = request(&fake, originate_of(ch.clone())).await;
+    assert_eq!(o.param("endpoint"), Some("Local/13800138000@voicepay-lab"));
+    assert_eq!(o.param("app"), Some("voicepay-test"));
+    assert_eq!(o.param("appArgs"), Some(format!("callback,{id}").as_str()));
+    assert_eq!(o.param("timeout"), Some("5"));
+    assert!(!o.body.contains("6222000000000017") && !o.path.contains("6222"));
+    let v = view(&app, &id).await;
+    assert_eq!(v["status"], "calling");
+
+    fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    let play = request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{ch}/play/{ch}:1")
+    })
+    .await;
+    assert_eq!(play.param("lang"), Some("zh"));
+    assert_eq!(
+        order_until(&app, &id, |v| v["status"] == "in_call").await["status"],
+        "in_call"
+    );
+    for d in "1805137".chars() {
+        fake.push(event(
+            "ChannelDtmfReceived",
+            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(&ch)}),
+        ));
+    }
+    let v = order_until(&app, &id, |v| v["status"] == "succeeded").await;
+    assert_eq!(v["result"]["code"], "approved");
+    // The caller hangs up during the goodbye: the attempt is closed.
+    fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
+    let v = order_until(&app, &id, |v| !v["attempts"][0]["ended_at"].is_null()).await;
+    assert_eq!(v["attempts"][0]["outcome"], "answered");
+    assert!(!v["attempts"][0]["answered_at"].is_null());
+    // No request ever carried the PIN.
+    assert!(fake
+        .rest_calls()
+        .iter()
+        .all(|r| !format!("{r:?}").contains("805137")));
+}
+
+#[tokio::test]
+async fn a_stranger_in_our_app_is_hung_up() {
+    let fake = FakeAri::start().await;
+    let _app = daemon(&fake, 1).await;
+    fake.push(event(
+        "StasisStart",
+        json!({"args": [], "channel": chan("1712345678.9")}),
+    ));
+    request(&fake, |r| {
+        r.method == "DELETE" && r.path == "/ari/channels/1712345678.9"
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn calls_lost_in_an_asterisk_restart_are_retried_then_busy_fails() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    let id = new_order(&app, "F2").await;
+    request(&fake, originate_of(format!("vp-{id}-1"))).await;
+
+    // Asterisk restarts while the first call rings: its channel is gone.
+    fake.set_entity_id("52:54:00:00:00:02");
+    fake.drop_socket();
+    fake.wait_connections(2, Duration::from_secs(15)).await;
+    let ch2 = format!("vp-{id}-2");
+    request(&fake, originate_of(ch2.clone())).await;
+
+    // The second call: busy.
+    fake.push(event(
+        "Dial",
+        json!({"dialstatus": "BUSY", "peer": chan(&ch2)}),
+    ));
+    fake.push(event(
+        "ChannelDestroyed",
+        json!({"cause": 17, "cause_txt": "User busy", "channel": chan(&ch2)}),
+    ));
+    let v = order_until(&app, &id, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "busy", "{v:#}");
+    let outcomes: Vec<&str> = v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(outcomes, ["failed", "busy"], "{v:#}");
+}
