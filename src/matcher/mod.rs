@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+mod record;
 mod recover;
 
 pub use recover::Recovery;
@@ -37,10 +38,10 @@ use crate::bank::{
     self, shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Secret, PIN_TRIES_PER_DAY,
 };
 use crate::config::BankSettings;
-use crate::crypto::{random_hex, PinBlock, Vault, ZonePinKey};
+use crate::crypto::{PinBlock, Vault, ZonePinKey};
 use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode};
 use crate::ivr::{Outcome, Verification};
-use crate::store::{NewBinding, OrderRow, Store, Transition};
+use crate::store::{OrderRow, Store, Transition};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -393,237 +394,6 @@ impl<I: Issuer> BankMatcher<I> {
             }
         }
         Ok(last)
-    }
-
-    /// Moves the order from `authorizing` by the issuer's answer and says
-    /// what the IVR should tell the caller. `live`: the caller is still on
-    /// the line (a wrong secret goes back to them); recovery passes false.
-    async fn record(
-        &self,
-        order: &OrderRow,
-        key: &str,
-        pin: bool,
-        answer: Answer,
-        live: bool,
-    ) -> anyhow::Result<Outcome> {
-        let id = order.id.as_str();
-        let resp = match answer {
-            Answer::Known(resp) => resp,
-            Answer::NotProcessed => {
-                // Belt and braces: should a late copy of the request still
-                // be processed, the reversal returns the money.
-                if let Err(e) = self.issuer.reverse(key).await {
-                    tracing::warn!(order = %id, error = %e, "reversal of an unanswered attempt failed");
-                }
-                let code = ResultCode::IssuerUnavailable;
-                self.settle(
-                    id,
-                    OrderStatus::Failed,
-                    Some(code),
-                    Some("no answer from the issuer"),
-                )
-                .await?;
-                return Ok(Outcome::Failed(code));
-            }
-            Answer::Unknown => {
-                tracing::warn!(order = %id, "the issuer's answer is unknown; left in authorizing for recovery");
-                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
-            }
-        };
-        match resp.outcome {
-            bank::Outcome::Approved { auth_code } => {
-                let detail = format!("auth {auth_code}");
-                let code = Some(ResultCode::Approved);
-                if !self
-                    .settle(id, OrderStatus::Succeeded, code, Some(&detail))
-                    .await?
-                {
-                    return self.approved_but_moved(id, key).await;
-                }
-                tracing::info!(order = %id, card = %order.card_masked, "payment approved");
-                self.bind(order).await;
-                Ok(Outcome::Approved)
-            }
-            bank::Outcome::WrongSecret { tries_left } => {
-                let mut left = tries_left.unwrap_or(PIN_TRIES_PER_DAY);
-                if pin {
-                    let used = self.count_wrong_pin(order, 1).await?;
-                    left = left.min(remaining(used));
-                }
-                let (to, code, detail) = if pin && left == 0 {
-                    (
-                        OrderStatus::Failed,
-                        Some(ResultCode::PinTriesExceeded),
-                        None,
-                    )
-                } else if live {
-                    (OrderStatus::InCall, None, Some("wrong secret"))
-                } else {
-                    (OrderStatus::Failed, Some(ResultCode::WrongSecret), None)
-                };
-                if !self.settle(id, to, code, detail).await? {
-                    return self.settled_outcome_of(id).await;
-                }
-                Ok(match code {
-                    Some(code) => Outcome::Failed(code),
-                    None => Outcome::WrongSecret { tries_left: left },
-                })
-            }
-            bank::Outcome::Declined(code) => {
-                if pin && code == ResultCode::PinTriesExceeded {
-                    self.count_wrong_pin(order, i64::from(PIN_TRIES_PER_DAY))
-                        .await?;
-                }
-                if !self
-                    .settle(id, OrderStatus::Failed, Some(code), None)
-                    .await?
-                {
-                    return self.settled_outcome_of(id).await;
-                }
-                tracing::info!(order = %id, card = %order.card_masked, result = code.code(), "payment declined");
-                Ok(Outcome::Failed(code))
-            }
-        }
-    }
-
-    /// The issuer approved, but the order had already left `authorizing`
-    /// (recovery on another node settled it meanwhile). If it settled as
-    /// paid, that is this same payment; otherwise the money goes back.
-    async fn approved_but_moved(&self, order_id: &str, key: &str) -> anyhow::Result<Outcome> {
-        let order = self
-            .store
-            .order(order_id)
-            .await?
-            .context("order vanished")?;
-        if order.status() == OrderStatus::Succeeded {
-            return Ok(Outcome::Approved);
-        }
-        match self.issuer.reverse(key).await {
-            Ok(_) => {
-                tracing::warn!(order = %order_id, "approved after the order was settled otherwise; reversed");
-                self.event(order_id, "late approval reversed").await?;
-            }
-            Err(e) => {
-                tracing::error!(order = %order_id, error = %e, "approved after the order was settled otherwise, and the reversal failed");
-            }
-        }
-        self.settled_outcome(&order).await
-    }
-
-    /// `authorizing` → `to`, conditional. Returns whether this call moved it.
-    async fn settle(
-        &self,
-        order_id: &str,
-        to: OrderStatus,
-        result: Option<ResultCode>,
-        detail: Option<&str>,
-    ) -> anyhow::Result<bool> {
-        let t = Transition {
-            from: OrderStatus::Authorizing,
-            to,
-            result,
-            detail,
-        };
-        Ok(self.store.transition(order_id, t, self.now_ms()).await?)
-    }
-
-    /// Binds the order's phone to its card after its first success, unless
-    /// the order came from a binding or the phone is bound already. A
-    /// failure here is logged: the payment itself stands.
-    async fn bind(&self, order: &OrderRow) {
-        if order.binding_id.is_some() {
-            return;
-        }
-        let id = format!("bnd_{}", random_hex(12));
-        let b = NewBinding {
-            id: &id,
-            merchant_id: &order.merchant_id,
-            phone: &order.phone,
-            card_enc: &order.card_enc,
-            card_masked: &order.card_masked,
-            card_type: &order.card_type,
-            card_fp: &order.card_fp,
-            id_enc: &order.id_enc,
-            id_masked: &order.id_masked,
-            created_at: self.now_ms(),
-        };
-        match self.store.bind_card_if_unbound(&b).await {
-            Ok(true) => {
-                let _ = self.event(&order.id, "card bound to the phone").await;
-                tracing::info!(order = %order.id, binding = %id, card = %order.card_masked, "card bound to the phone");
-            }
-            Ok(false) => {}
-            Err(e) => tracing::error!(order = %order.id, error = %e, "cannot bind the card"),
-        }
-    }
-
-    /// Another verification holds the order in `authorizing`: wait (bounded)
-    /// for its result and answer the same.
-    async fn await_settled(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
-        let deadline = tokio::time::Instant::now() + self.config.longest_authorization();
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let now = self
-                .store
-                .order(&order.id)
-                .await?
-                .context("order vanished")?;
-            if now.status() != OrderStatus::Authorizing {
-                return self.settled_outcome(&now).await;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
-            }
-        }
-    }
-
-    /// After losing a conditional move: the order's outcome, waiting if
-    /// someone else is authorizing it.
-    async fn settled_or_wait(&self, order_id: &str) -> anyhow::Result<Outcome> {
-        let order = self
-            .store
-            .order(order_id)
-            .await?
-            .context("order vanished")?;
-        if order.status() == OrderStatus::Authorizing {
-            return self.await_settled(&order).await;
-        }
-        self.settled_outcome(&order).await
-    }
-
-    async fn settled_outcome_of(&self, order_id: &str) -> anyhow::Result<Outcome> {
-        let order = self
-            .store
-            .order(order_id)
-            .await?
-            .context("order vanished")?;
-        self.settled_outcome(&order).await
-    }
-
-    /// What an order that this verification did not move means for the
-    /// caller: paid, failed with its code, or (back in `in_call` after
-    /// another verification's wrong secret) a wrong secret.
-    async fn settled_outcome(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
-        Ok(match order.status() {
-            OrderStatus::Succeeded => Outcome::Approved,
-            OrderStatus::InCall => {
-                let left = if order.card_type == "debit" {
-                    remaining(self.pin_tries_today(order).await?)
-                } else {
-                    PIN_TRIES_PER_DAY
-                };
-                Outcome::WrongSecret { tries_left: left }
-            }
-            OrderStatus::Authorizing => Outcome::Failed(ResultCode::IssuerUnavailable),
-            _ => Outcome::Failed(
-                order
-                    .result_code
-                    .as_deref()
-                    .and_then(ResultCode::parse)
-                    .filter(|c| *c != ResultCode::Approved)
-                    .unwrap_or(ResultCode::OrderExpired),
-            ),
-        })
     }
 
     async fn pin_tries_today(&self, order: &OrderRow) -> anyhow::Result<i64> {
