@@ -61,6 +61,9 @@ pub struct TelephonySettings {
     pub max_attempts: u32,
     /// Pause between callback attempts, in seconds.
     pub retry_interval_secs: u64,
+    /// Calls this node runs at once, ringing or answered; further due
+    /// callback orders wait in `pending` until one ends (never failed).
+    pub max_concurrent_calls: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -139,6 +142,7 @@ impl Default for TelephonySettings {
             ring_timeout_secs: 30,
             max_attempts: 3,
             retry_interval_secs: 60,
+            max_concurrent_calls: 100,
         }
     }
 }
@@ -260,6 +264,9 @@ impl Settings {
         }
         if self.bank.auth_timeout_secs == 0 {
             return invalid("bank.auth_timeout_secs", "must be at least 1");
+        }
+        if self.telephony.max_concurrent_calls == 0 {
+            return invalid("telephony.max_concurrent_calls", "must be at least 1");
         }
         if self.telephony.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");

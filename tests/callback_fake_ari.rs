@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 use support::{order_body, spawn_app_with, Db, TestApp};
 
 async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
+    daemon_with(fake, max_attempts, 100).await
+}
+
+async fn daemon_with(fake: &FakeAri, max_attempts: u32, max_calls: usize) -> TestApp {
     let ari = fake.settings();
     let app = spawn_app_with(Db::Sqlite, move |s| {
+        s.telephony.max_concurrent_calls = max_calls;
         s.ari = ari;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 5;
@@ -175,4 +180,40 @@ async fn calls_lost_in_an_asterisk_restart_are_retried_then_busy_fails() {
         .map(|a| a["outcome"].as_str().unwrap_or("-"))
         .collect();
     assert_eq!(outcomes, ["failed", "busy"], "{v:#}");
+}
+
+#[tokio::test]
+async fn a_full_node_queues_callbacks_instead_of_failing_them() {
+    let fake = FakeAri::start().await;
+    let app = daemon_with(&fake, 1, 1).await;
+    // Ready once the client has read the channels and reconciled.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        if v["ari"] == "connected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = new_order(&app, "Q1").await;
+    let ch1 = format!("vp-{first}-1");
+    request(&fake, originate_of(ch1.clone())).await;
+    let second = new_order(&app, "Q2").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        fake.rest_calls().iter().all(|r| !r.path.contains(&second)),
+        "the second call waits for the first"
+    );
+    assert_eq!(view(&app, &second).await["status"], "pending");
+
+    // The first rings out (our originate timeout): no answer, no retry left.
+    fake.push(event(
+        "ChannelDestroyed",
+        json!({"cause": 19, "cause_txt": "No user responding", "channel": chan(&ch1)}),
+    ));
+    let v = order_until(&app, &first, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "no_answer");
+    request(&fake, originate_of(format!("vp-{second}-1"))).await;
 }

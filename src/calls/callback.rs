@@ -5,9 +5,11 @@
 //! Each originate gets our channel id `vp-<order>-<attempt>` and is
 //! registered in [`Callbacks`] before the request is sent, since its first
 //! events can beat the HTTP response. `appArgs` is `callback,<order>`:
-//! never anything secret. A semaphore bounds simultaneous calls per node;
-//! when it is full the worker waits (orders stay `pending`), it never fails
-//! an order for lack of capacity.
+//! never anything secret. A semaphore bounds simultaneous calls per node
+//! (`telephony.max_concurrent_calls`); when it is full the worker waits
+//! (orders stay `pending`), it never fails an order for lack of capacity.
+//! Originates go out one at a time per node, each awaited before the next
+//! claim.
 
 use super::matcher::Matcher;
 use super::runner::CallRunner;
@@ -23,11 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-
-/// Calls one node runs at once (ringing or answered); more due orders wait
-/// in `pending` until a call ends. A constant until the limit becomes a
-/// `telephony` setting.
-pub const MAX_CALLS: usize = 100;
 
 /// How often the worker looks for due orders when it found none.
 const POLL: Duration = Duration::from_millis(500);
@@ -109,7 +106,9 @@ impl<M: Matcher + 'static> Callbacks<M> {
             store,
             vault,
             node: settings.ari.app.clone(),
-            permits: Arc::new(Semaphore::new(MAX_CALLS)),
+            permits: Arc::new(Semaphore::new(
+                settings.telephony.max_concurrent_calls.max(1),
+            )),
             settings,
             rest,
             matcher,
