@@ -2,9 +2,11 @@
 //! workers, and runs until the shutdown token fires.
 
 use crate::api::{self, auth::MerchantCache, AppState, Metrics, Readiness};
+use crate::bank::StubIssuer;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Vault};
 use crate::domain::{OrderStatus, ResultCode};
+use crate::matcher::{BankMatcher, MatcherConfig};
 use crate::store::{now_ms, Store, Transition};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -28,10 +30,21 @@ impl App {
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
+        let vault = Arc::new(Vault::new(&ring));
+        let issuer = StubIssuer::load(&settings.bank.stub_cards, ring.zpk())
+            .context("loading bank.stub_cards")?;
+        let matcher = Arc::new(BankMatcher::new(
+            store.clone(),
+            vault.clone(),
+            ring.zpk(),
+            issuer,
+            MatcherConfig::from_settings(&settings.bank),
+        ));
         let state = AppState {
             settings: Arc::new(settings),
             store,
-            vault: Arc::new(Vault::new(&ring)),
+            vault,
+            matcher,
             metrics: Arc::new(Metrics::default()),
             merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
             readiness: Arc::new(Readiness::default()),
@@ -52,6 +65,19 @@ impl App {
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
+        // Orders a previous run left at the bank are settled by query, never
+        // by a second authorization.
+        let matcher = self.state.matcher.clone();
+        tokio::spawn(async move {
+            let r = matcher.recover().await;
+            if r.settled + r.unresolved > 0 {
+                tracing::info!(
+                    settled = r.settled,
+                    unresolved = r.unresolved,
+                    "authorizations recovered"
+                );
+            }
+        });
         // Calls only when ARI is configured (a password is set): an API-only
         // daemon never touches an order's call state.
         let calls = if crate::calls::enabled(&self.state) {

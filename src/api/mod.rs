@@ -32,6 +32,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub merchant_cache: Arc<auth::MerchantCache>,
     pub readiness: Arc<Readiness>,
+    /// Joins keyed secrets with orders and authorizes them, once per process
+    /// (the stub issuer keeps balances and PIN locks in memory).
+    pub matcher: Arc<crate::matcher::BankMatcher<crate::bank::StubIssuer>>,
 }
 
 /// What `/readyz` reports beyond the database: filled in by the components

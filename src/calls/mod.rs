@@ -1,7 +1,7 @@
 //! Payment calls: the flows that turn orders into phone calls and phone
 //! calls into verified payments (DESIGN.md "Payment flows").
 //!
-//! - [`matcher`]: the [`Matcher`] interface to the bank, with a placeholder.
+//! - [`matcher`]: the [`Matcher`] interface to the bank.
 //! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
 //! - [`callback`]: claim due callback orders, originate, retry.
 //!
@@ -11,10 +11,12 @@
 
 pub mod callback;
 pub mod matcher;
+#[cfg(test)]
+mod placeholder;
 pub mod runner;
 
 pub use callback::Callbacks;
-pub use matcher::{Matcher, PlaceholderMatcher};
+pub use matcher::Matcher;
 pub use runner::CallRunner;
 
 use crate::api::AppState;
@@ -47,7 +49,7 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         state.vault.clone(),
         state.settings.clone(),
         client.rest.clone(),
-        Arc::new(PlaceholderMatcher::new(state.store.clone())),
+        state.matcher.clone(),
     );
     let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
     Ok(tokio::spawn(async move {

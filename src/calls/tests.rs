@@ -1,7 +1,7 @@
 //! The runner against a fake ARI (no Asterisk) and a temporary SQLite store:
 //! ids, barge-in, the order's moves, and that no command carries the PIN.
 
-use super::matcher::PlaceholderMatcher;
+use super::placeholder::PlaceholderMatcher;
 use super::runner::CallRunner;
 use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
 use crate::config::CryptoSettings;
