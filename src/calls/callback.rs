@@ -12,12 +12,12 @@
 //! claim.
 
 use super::matcher::Matcher;
-use super::runner::CallRunner;
+use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriRest, Call, HangupReason, Originate};
 use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::domain::{CardKind, Language, OrderStatus, ResultCode};
-use crate::ivr::{CallInfo, Ivr, IvrConfig, YearMonth};
+use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, YearMonth};
 use crate::store::{now_ms, ActiveCall, OrderRow, Store, Transition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,13 +30,13 @@ use tokio_util::sync::CancellationToken;
 const POLL: Duration = Duration::from_millis(500);
 
 /// One originate of ours, from claim until its call task ends.
-struct Placed {
-    order_id: String,
-    attempt: i64,
+pub(super) struct Placed {
+    pub(super) order_id: String,
+    pub(super) attempt: i64,
     /// Held until the call ends; taken by the call task.
-    permit: Option<OwnedSemaphorePermit>,
+    pub(super) permit: Option<OwnedSemaphorePermit>,
     /// Its events reached a call task (so that task settles it).
-    running: bool,
+    pub(super) running: bool,
 }
 
 /// Why an unanswered call ended.
@@ -79,18 +79,18 @@ impl Unanswered {
 /// The callback flow of one node: the claim worker, the placed calls and
 /// their tasks. Shared by the worker and the ARI supervisor.
 pub struct Callbacks<M> {
-    store: Store,
-    vault: Arc<Vault>,
-    settings: Arc<Settings>,
-    rest: AriRest,
-    matcher: Arc<M>,
+    pub(super) store: Store,
+    pub(super) vault: Arc<Vault>,
+    pub(super) settings: Arc<Settings>,
+    pub(super) rest: AriRest,
+    pub(super) matcher: Arc<M>,
     /// This node's name in `orders.claimed_by`: its Stasis app name, which
     /// is unique per node anyway (one WebSocket owns an app).
-    node: String,
-    placed: Mutex<HashMap<String, Placed>>,
-    permits: Arc<Semaphore>,
+    pub(super) node: String,
+    pub(super) placed: Mutex<HashMap<String, Placed>>,
+    pub(super) permits: Arc<Semaphore>,
     connected: AtomicBool,
-    wake: Notify,
+    pub(super) wake: Notify,
 }
 
 impl<M: Matcher + 'static> Callbacks<M> {
@@ -365,11 +365,28 @@ impl<M: Matcher + 'static> Callbacks<M> {
                 .await;
             return;
         };
+        self.run_order(&order, channel_id, events, CallEnd::Hangup)
+            .await;
+    }
+
+    /// Runs the IVR for `order`, already `in_call` on `channel_id`: answers
+    /// the channel (harmless when it is up already), settles the order when
+    /// the call ends without a decision (`caller_hung_up` if the channel
+    /// vanished before the IVR said anything), and closes the attempt row.
+    /// Shared by the callback, transfer and inbound flows.
+    pub(super) async fn run_order(
+        &self,
+        order: &OrderRow,
+        channel_id: &str,
+        events: &mut tokio::sync::mpsc::UnboundedReceiver<ari::Event>,
+        end: CallEnd,
+    ) -> Option<CallOutcome> {
+        let order_id = order.id.as_str();
         if let Err(e) = self.rest.answer(channel_id).await {
             tracing::debug!(channel = %channel_id, error = %e, "answer failed (already up?)");
         }
         let lang = Language::parse(&order.language).unwrap_or(Language::Zh);
-        let ivr = Ivr::new(IvrConfig::default(), self.call_info(&order, lang));
+        let ivr = Ivr::new(IvrConfig::default(), self.call_info(order, lang));
         let runner = CallRunner {
             ari: &self.rest,
             matcher: self.matcher.as_ref(),
@@ -377,12 +394,13 @@ impl<M: Matcher + 'static> Callbacks<M> {
             order_id,
             channel_id,
             lang: lang.as_str(),
+            end,
         };
         let outcome = runner.run(ivr, events).await;
         let code = match outcome {
-            Some(crate::ivr::CallOutcome::Approved) => "approved",
-            Some(crate::ivr::CallOutcome::Failed(c)) => c.code(),
-            Some(crate::ivr::CallOutcome::HungUpAwaitingBank) => "hung_up_awaiting_bank",
+            Some(CallOutcome::Approved) => "approved",
+            Some(CallOutcome::Failed(c)) => c.code(),
+            Some(CallOutcome::HungUpAwaitingBank) => "hung_up_awaiting_bank",
             None => "caller_hung_up",
         };
         if outcome.is_none() {
@@ -401,11 +419,12 @@ impl<M: Matcher + 'static> Callbacks<M> {
         {
             tracing::warn!(order = %order_id, error = %e, "cannot record the call attempt");
         }
+        outcome
     }
 
     /// What the IVR says about the order: amount, last four digits (from
     /// the sealed card; the plain number is wiped at once), card kind.
-    fn call_info(&self, order: &OrderRow, language: Language) -> CallInfo {
+    pub(super) fn call_info(&self, order: &OrderRow, language: Language) -> CallInfo {
         let last4 = match self.vault.open("card_number", &order.card_enc) {
             Ok(pan) => {
                 let tail = pan.len().saturating_sub(4);

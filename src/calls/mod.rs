@@ -4,20 +4,27 @@
 //! - [`matcher`]: the [`Matcher`] interface to the bank.
 //! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
 //! - [`callback`]: claim due callback orders, originate, retry.
+//! - [`transfer`]: a call centre's live call with a one-time code, handed
+//!   back to the merchant's dialplan with the result.
+//! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
+//! - `live`: what transfer and inbound share (claims, prompts, order codes).
 //!
 //! [`start`] runs it all for `voicepay serve` when ARI is configured: the
 //! ARI client, the supervisor that consumes its notices (readiness,
 //! reconciliation, one task per call) and the callback worker.
 
 pub mod callback;
+pub mod inbound;
+mod live;
 pub mod matcher;
 #[cfg(test)]
 mod placeholder;
 pub mod runner;
+pub mod transfer;
 
 pub use callback::Callbacks;
 pub use matcher::Matcher;
-pub use runner::CallRunner;
+pub use runner::{CallEnd, CallRunner};
 
 use crate::api::AppState;
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
@@ -101,21 +108,47 @@ async fn supervise<M: Matcher + 'static>(
                 ready(false);
                 callbacks.set_connected(false);
             }
-            Notice::Call(call) => {
-                let channel_id = call.channel_id.clone();
-                let entered_app = matches!(call.first, ari::Event::StasisStart { .. });
-                if !callbacks.take_call(call).await && entered_app {
-                    // Not a call we placed (the other flows are not built
-                    // yet): do not leave it hanging in our app.
-                    tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
-                    let _ = client.rest.hangup(&channel_id, HangupReason::Normal).await;
-                }
-            }
+            Notice::Call(call) => route(&callbacks, &client.rest, call).await,
             Notice::Unrouted(event) => tracing::debug!(?event, "unrouted ARI event"),
         }
     }
     ready(false);
     let _ = (&mut client.task).await;
+}
+
+/// Hands a new call to its flow by its Stasis arguments: `transfer,<code>`
+/// and `inbound` come from the dialplan; our originates (`callback,<order>`
+/// and their ringing events) are known by channel id. Anything else in our
+/// app is hung up rather than left hanging.
+async fn route<M: Matcher + 'static>(
+    callbacks: &Arc<Callbacks<M>>,
+    rest: &ari::AriRest,
+    call: ari::Call,
+) {
+    let args = match &call.first {
+        ari::Event::StasisStart { args, .. } => Some(args.clone()),
+        _ => None,
+    };
+    match args.as_deref() {
+        Some([flow, code]) if flow == "transfer" => {
+            callbacks.take_transfer(call, code.clone());
+            return;
+        }
+        Some([flow]) if flow == "transfer" => {
+            callbacks.take_transfer(call, String::new());
+            return;
+        }
+        Some([flow]) if flow == "inbound" => {
+            callbacks.take_inbound(call);
+            return;
+        }
+        _ => {}
+    }
+    let channel_id = call.channel_id.clone();
+    if !callbacks.take_call(call).await && args.is_some() {
+        tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
+        let _ = rest.hangup(&channel_id, HangupReason::Normal).await;
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,19 @@ pub struct CallRunner<'a, A, M> {
     pub channel_id: &'a str,
     /// Prompt language for ARI's `lang` play parameter (`zh`, `en`).
     pub lang: &'a str,
+    /// What the IVR's closing [`Action::Hangup`] does to the channel.
+    pub end: CallEnd,
+}
+
+/// How a call leaves the IVR once its closing prompt has played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEnd {
+    /// Hang up (callback and inbound: the call was only for the payment).
+    Hangup,
+    /// Leave the channel up and return from [`CallRunner::run`]: the flow
+    /// hands it back to the dialplan (transfer: the merchant's agent gets
+    /// the caller back).
+    ReturnToDialplan,
 }
 
 /// The per-call bookkeeping that turns IVR ids into ARI ids and back.
@@ -63,8 +76,9 @@ impl Drop for Session {
 }
 
 impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
-    /// Runs the IVR from `Start` until it hangs up or the channel is gone
-    /// (the event stream ends). Returns how the call ended, None only if the
+    /// Runs the IVR from `Start` until it ends the call (hang-up, or with
+    /// [`CallEnd::ReturnToDialplan`] the end of the closing prompt) or the
+    /// channel is gone (the event stream ends). Returns how the call ended, None only if the
     /// IVR never reported an outcome (it always does on hang-up).
     pub async fn run(
         &self,
@@ -163,6 +177,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 };
                 return Some(Event::VerificationResult(outcome));
             }
+            Action::Hangup if self.end == CallEnd::ReturnToDialplan => {}
             Action::Hangup => {
                 if let Err(e) = self.ari.hangup(self.channel_id, HangupReason::Normal).await {
                     tracing::debug!(channel = %self.channel_id, error = %e, "hangup failed");

@@ -2,7 +2,7 @@
 //! ids, barge-in, the order's moves, and that no command carries the PIN.
 
 use super::placeholder::PlaceholderMatcher;
-use super::runner::CallRunner;
+use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
 use crate::config::CryptoSettings;
 use crate::crypto::{KeyRing, Vault};
@@ -166,6 +166,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
         order_id: &order_id,
         channel_id: "ch1",
         lang: "zh",
+        end: CallEnd::Hangup,
     };
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
@@ -201,6 +202,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
         order_id: &order_id,
         channel_id: "ch1",
         lang: "zh",
+        end: CallEnd::Hangup,
     };
     let outcome = runner.run(ivr(), &mut rx).await;
     assert!(
@@ -210,4 +212,35 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     let order = store.order(&order_id).await.unwrap().unwrap();
     assert_eq!(order.status, "failed");
     assert_eq!(order.result_code.as_deref(), Some("caller_hung_up"));
+}
+
+#[tokio::test]
+async fn return_to_dialplan_leaves_the_channel_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, order_id) = store_with_order(dir.path()).await;
+    let ari = FakeAri::default();
+    let matcher = PlaceholderMatcher::new(store.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for c in "1805137".chars() {
+        tx.send(dtmf("ch1", c)).unwrap();
+    }
+    let runner = CallRunner {
+        ari: &ari,
+        matcher: &matcher,
+        store: &store,
+        order_id: &order_id,
+        channel_id: "ch1",
+        lang: "zh",
+        end: CallEnd::ReturnToDialplan,
+    };
+    let outcome = runner.run(ivr(), &mut rx).await;
+    assert_eq!(outcome, Some(CallOutcome::Approved));
+    let lines = ari.lines();
+    assert!(
+        lines.iter().all(|l| !l.starts_with("hangup")),
+        "a transferred caller goes back to the agent: {lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("sound:voicepay/success")));
+    // Still open: the flow, not the runner, hands the channel back.
+    drop(tx);
 }

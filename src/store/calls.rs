@@ -5,7 +5,7 @@
 //! several nodes share one PostgreSQL exactly one of them moves an order to
 //! `calling`; the loser sees zero rows and looks for the next one.
 
-use super::orders::OrderRow;
+use super::orders::{OrderRow, ORDER_COLUMNS};
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
@@ -197,4 +197,79 @@ async fn append_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// The `pending` transfer order whose one-time code is `code`, if it is
+    /// still in its window. Used codes are gone: the code is cleared when
+    /// the order ends, and an order in a call is no longer `pending`.
+    pub async fn pending_transfer_order(&self, code: &str, now: i64) -> Result<Option<OrderRow>> {
+        Ok(sqlx::query_as::<_, OrderRow>(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE transfer_code = $1 AND mode = 'transfer' \
+             AND status = 'pending' AND expires_at > $2"
+        ))
+        .bind(code)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// The `pending` inbound orders (bound-payment ones included) for a
+    /// phone number, of every merchant, oldest first.
+    pub async fn pending_inbound_orders(&self, phone: &str, now: i64) -> Result<Vec<OrderRow>> {
+        Ok(sqlx::query_as::<_, OrderRow>(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE phone = $1 AND mode = 'inbound' \
+             AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id"
+        ))
+        .bind(phone)
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// Claims a `pending` order for a call that came to us (transfer,
+    /// inbound) on `channel_id`: `pending` → `in_call`, one more attempt,
+    /// held by `node` until `claim_until`, with the `status` event and an
+    /// answered attempt row, in one transaction. None when the order left
+    /// `pending` or its window meanwhile (another call took it first).
+    pub async fn claim_live_call(
+        &self,
+        order_id: &str,
+        node: &str,
+        channel_id: &str,
+        detail: &str,
+        now: i64,
+        claim_until: i64,
+    ) -> Result<Option<OrderRow>> {
+        let mut tx = self.write.begin().await?;
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "UPDATE orders SET status = 'in_call', claimed_by = $1, claim_until = $2, \
+                attempts = attempts + 1, updated_at = $3 \
+             WHERE id = $4 AND status = 'pending' AND expires_at > $3 \
+             RETURNING attempts",
+        )
+        .bind(node)
+        .bind(claim_until)
+        .bind(now)
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(attempt) = attempt else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        append_event(&mut tx, order_id, "pending", "in_call", Some(detail), now).await?;
+        sqlx::query(
+            "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(order_id)
+        .bind(attempt)
+        .bind(channel_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.order(order_id).await
+    }
 }

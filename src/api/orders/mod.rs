@@ -91,7 +91,7 @@ pub async fn create(
                         message: "an order with this merchant_order_id already exists".into(),
                     });
                 }
-                // Otherwise a transfer code collided: draw another.
+                // Otherwise a transfer or order code collided: draw another.
             }
             Err(e) => return Err(e.into()),
         }
@@ -219,7 +219,14 @@ async fn order_row(
             )
         }
     };
-    let transfer_code = (new.mode == crate::domain::Mode::Transfer).then(transfer_code);
+    // Transfer: the one-time code of the call centre's dialplan. Inbound:
+    // the order code a caller with several pending orders keys to pick
+    // this one (src/calls/inbound.rs). One unique column holds both.
+    let transfer_code = matches!(
+        new.mode,
+        crate::domain::Mode::Transfer | crate::domain::Mode::Inbound
+    )
+    .then(transfer_code);
     Ok(OrderRow {
         id: format!("ord_{}", random_hex(12)),
         merchant_id: merchant.id.clone(),
@@ -250,7 +257,7 @@ async fn order_row(
     })
 }
 
-/// An 8-digit one-time code (leading zeros allowed).
+/// An 8-digit code (leading zeros allowed): transfer code or order code.
 fn transfer_code() -> String {
     use rand::Rng;
     format!("{:08}", rand::rngs::OsRng.gen_range(0..100_000_000u32))

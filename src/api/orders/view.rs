@@ -28,6 +28,12 @@ pub struct OrderView {
     /// (transfer mode, until the order ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_code: Option<String>,
+    /// Inbound mode, until the order ends: the code the cardholder keys
+    /// after dialling the access number when their phone has several
+    /// pending orders. Tell it to them with the access number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "20481937")]
+    pub order_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_url: Option<String>,
     pub created_at: String,
@@ -84,7 +90,8 @@ impl OrderView {
                 kind: CardKind::parse(&o.card_type),
             },
             bound: o.binding_id.is_some(),
-            transfer_code: o.transfer_code.clone(),
+            transfer_code: o.transfer_code.clone().filter(|_| o.mode == "transfer"),
+            order_code: o.transfer_code.clone().filter(|_| o.mode == "inbound"),
             notify_url: o.notify_url.clone(),
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),

@@ -1,0 +1,210 @@
+//! What the two flows whose calls come to us (transfer, inbound) share:
+//! claiming an order for a channel that is already up, and the short
+//! prompts and key entry they run before (or instead of) the IVR.
+//!
+//! Their calls are registered in the same table as our originates
+//! ([`Callbacks`]), marked running, so reconciliation after a reconnect
+//! leaves them to their task, and they hold a call permit when one is free
+//! (a caller who is already on the line is never refused for capacity, but
+//! the callback worker waits while they talk).
+
+use super::callback::{Callbacks, Placed};
+use super::matcher::Matcher;
+use crate::ari::{self, AriCommands};
+use crate::ivr::speech::sound;
+use crate::store::{now_ms, OrderRow};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// How long a claim on an order taken by a live call lasts: the IVR's
+/// longest call plus a margin, like a callback's.
+const CLAIM_HOLD: Duration = Duration::from_secs(180 + 600);
+
+/// Playback numbers of prompts played outside the IVR start here, so they
+/// never collide with the runner's (1, 2, …) on the same channel.
+const OWN_PLAYBACKS: u64 = 1_000_000;
+
+/// The longest a prompt outside the IVR may take before we move on, in case
+/// its `PlaybackFinished` never comes.
+const PROMPT_LIMIT: Duration = Duration::from_secs(20);
+
+impl<M: Matcher + 'static> Callbacks<M> {
+    /// Claims `order_id` (`pending` → `in_call`) for the call on
+    /// `channel_id` and registers the call as running. None when the order
+    /// is no longer payable (another call took it, it ended or expired).
+    pub(super) async fn claim_incoming(
+        &self,
+        order_id: &str,
+        channel_id: &str,
+        detail: &str,
+    ) -> Option<OrderRow> {
+        let mut placed = self.placed.lock().await;
+        let now = now_ms();
+        let until = now + CLAIM_HOLD.as_millis() as i64;
+        match self
+            .store
+            .claim_live_call(order_id, &self.node, channel_id, detail, now, until)
+            .await
+        {
+            Ok(Some(order)) => {
+                placed.insert(
+                    channel_id.to_owned(),
+                    Placed {
+                        order_id: order.id.clone(),
+                        attempt: order.attempts,
+                        permit: self.permits.clone().try_acquire_owned().ok(),
+                        running: true,
+                    },
+                );
+                Some(order)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(order = %order_id, channel = %channel_id, error = %e, "cannot claim the order for the call");
+                None
+            }
+        }
+    }
+
+    /// The call of a claimed order ended: unregisters it, frees its permit.
+    pub(super) async fn release(&self, channel_id: &str) {
+        let gone = self.placed.lock().await.remove(channel_id);
+        drop(gone);
+        self.wake.notify_one();
+    }
+}
+
+/// What happened to a prompt played outside the IVR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Heard {
+    /// It played to the end (or failed to play, or took too long).
+    Played,
+    /// The channel hung up or left the app.
+    Gone,
+}
+
+/// Whether the event means the channel is no longer ours to drive.
+pub(super) fn ends_call(event: &ari::Event) -> bool {
+    matches!(
+        event,
+        ari::Event::StasisEnd { .. }
+            | ari::Event::ChannelHangupRequest { .. }
+            | ari::Event::ChannelDestroyed { .. }
+    )
+}
+
+/// Plays the named prompts in one playback and waits for its end. Digits
+/// keyed meanwhile are dropped (nothing is being asked).
+pub(super) async fn play_prompts<A: AriCommands>(
+    ari: &A,
+    channel_id: &str,
+    n: u64,
+    prompts: &[&str],
+    lang: Option<&str>,
+    events: &mut UnboundedReceiver<ari::Event>,
+) -> Heard {
+    let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
+    let media: Vec<String> = prompts.iter().map(|p| sound(p)).collect();
+    if let Err(e) = ari.play(channel_id, &id, &media, lang).await {
+        tracing::debug!(channel = %channel_id, error = %e, "play failed");
+        return Heard::Played;
+    }
+    let deadline = tokio::time::Instant::now() + PROMPT_LIMIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Heard::Played,
+            Ok(None) => return Heard::Gone,
+            Ok(Some(e)) if ends_call(&e) => return Heard::Gone,
+            Ok(Some(ari::Event::PlaybackFinished { playback })) if playback.id == id => {
+                return Heard::Played
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// A code keyed by the caller, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Keyed {
+    /// The digits, ended by `#` or by reaching the full length.
+    Code(String),
+    /// Nothing (or nothing more) was keyed in time.
+    Timeout,
+    /// The channel hung up or left the app.
+    Gone,
+}
+
+/// Timing of [`collect_code`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry {
+    /// Digits that complete the entry without `#`.
+    pub len: usize,
+    /// Wait for the first digit once the prompt has ended.
+    pub first_digit: Duration,
+    /// Wait between two digits.
+    pub inter_digit: Duration,
+}
+
+/// Plays `prompt` and collects digits: a digit during the prompt stops it
+/// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
+/// entry. Only for codes that are not secrets (order codes).
+pub(super) async fn collect_code<A: AriCommands>(
+    ari: &A,
+    channel_id: &str,
+    n: u64,
+    prompt: &[&str],
+    lang: Option<&str>,
+    entry: Entry,
+    events: &mut UnboundedReceiver<ari::Event>,
+) -> Keyed {
+    let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
+    let media: Vec<String> = prompt.iter().map(|p| sound(p)).collect();
+    let mut playing = ari.play(channel_id, &id, &media, lang).await.is_ok();
+    let mut digits = String::new();
+    let mut deadline = tokio::time::Instant::now()
+        + if playing {
+            PROMPT_LIMIT + entry.first_digit
+        } else {
+            entry.first_digit
+        };
+    loop {
+        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Keyed::Timeout,
+            Ok(None) => return Keyed::Gone,
+            Ok(Some(e)) => e,
+        };
+        let now = tokio::time::Instant::now();
+        match event {
+            e if ends_call(&e) => return Keyed::Gone,
+            ari::Event::PlaybackFinished { playback } if playing && playback.id == id => {
+                playing = false;
+                deadline = now + entry.first_digit;
+            }
+            ari::Event::ChannelDtmfReceived { digit, .. } => {
+                let Some(c) = digit.expose() else { continue };
+                if playing {
+                    playing = false;
+                    let _ = ari.stop_playback(&id).await;
+                }
+                match c {
+                    '#' if !digits.is_empty() => return Keyed::Code(digits),
+                    '*' => digits.clear(),
+                    c if c.is_ascii_digit() => {
+                        digits.push(c);
+                        if digits.len() >= entry.len {
+                            return Keyed::Code(digits);
+                        }
+                    }
+                    _ => {}
+                }
+                deadline = now
+                    + if digits.is_empty() {
+                        entry.first_digit
+                    } else {
+                        entry.inter_digit
+                    };
+            }
+            _ => {}
+        }
+    }
+}

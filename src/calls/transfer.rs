@@ -1,0 +1,192 @@
+//! The transfer flow (一线通, DESIGN.md flow 2): the merchant's call centre
+//! sends the cardholder's live call into our app with the order's one-time
+//! code (`Stasis(app, transfer, <code>)`, dialplan/transfer.conf). The code
+//! finds the `pending` transfer order, the IVR runs as for a callback, and
+//! instead of hanging up we set `VOICEPAY_RESULT` (`success` | `failure`)
+//! and `VOICEPAY_CODE` (`approved`, the result code, or
+//! `transfer_code_invalid`) on the channel and `continue` it to
+//! `voicepay-transfer-return,s,1`, which returns it to the merchant.
+//!
+//! The code is a bearer token for the order: it is logged only masked
+//! (first two digits), and it is cleared from the order when the order
+//! ends, so a used code is unknown. A caller who hangs up fails the order
+//! with `caller_hung_up`, as in a callback.
+
+use super::callback::Callbacks;
+use super::live::{play_prompts, Heard};
+use super::matcher::Matcher;
+use super::runner::CallEnd;
+use crate::ari::{AriCommands, Call};
+use crate::domain::mask;
+use crate::ivr::CallOutcome;
+use crate::store::now_ms;
+use std::sync::Arc;
+
+/// Where the call goes back to the merchant (dialplan/transfer.conf).
+pub const RETURN_CONTEXT: &str = "voicepay-transfer-return";
+
+/// `VOICEPAY_CODE` when the code finds no payable order.
+pub const CODE_INVALID: &str = "transfer_code_invalid";
+
+/// Whether `code` has the shape of a transfer code: exactly 8 digits.
+pub fn valid_code(code: &str) -> bool {
+    code.len() == 8 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The code as logs may show it: its first two digits.
+pub fn masked_code(code: &str) -> String {
+    if valid_code(code) {
+        mask(code, 2, 0)
+    } else {
+        format!("<{} chars>", code.chars().count())
+    }
+}
+
+/// The channel variables handed back for an outcome; None when the caller
+/// is gone (there is no call to hand back).
+pub fn result_vars(outcome: Option<CallOutcome>) -> Option<(&'static str, &'static str)> {
+    match outcome {
+        Some(CallOutcome::Approved) => Some(("success", "approved")),
+        Some(CallOutcome::Failed(crate::domain::ResultCode::CallerHungUp))
+        | Some(CallOutcome::HungUpAwaitingBank)
+        | None => None,
+        Some(CallOutcome::Failed(code)) => Some(("failure", code.code())),
+    }
+}
+
+impl<M: Matcher + 'static> Callbacks<M> {
+    /// Takes a call that entered the app with `["transfer", code]` and runs
+    /// it on its own task.
+    pub fn take_transfer(self: &Arc<Self>, call: Call, code: String) {
+        let this = self.clone();
+        tokio::spawn(async move { this.transfer(call, code).await });
+    }
+
+    async fn transfer(&self, call: Call, code: String) {
+        let Call {
+            channel_id,
+            first,
+            mut events,
+            ..
+        } = call;
+        let channel_lang = match &first {
+            crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
+            _ => None,
+        };
+        let masked = masked_code(&code);
+        tracing::info!(channel = %channel_id, code = %masked, "transferred call");
+        let order = if valid_code(&code) {
+            match self.store.pending_transfer_order(&code, now_ms()).await {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(channel = %channel_id, error = %e, "transfer code lookup failed");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        drop(code);
+        let claimed = match &order {
+            Some(o) => {
+                self.claim_incoming(&o.id, &channel_id, "transferred call")
+                    .await
+            }
+            None => None,
+        };
+        let Some(order) = claimed else {
+            tracing::info!(channel = %channel_id, code = %masked, "unknown, used or expired transfer code");
+            let heard = play_prompts(
+                &self.rest,
+                &channel_id,
+                1,
+                &["transfer-code-invalid"],
+                channel_lang.as_deref(),
+                &mut events,
+            )
+            .await;
+            if heard == Heard::Played {
+                self.hand_back(&channel_id, "failure", CODE_INVALID).await;
+            }
+            return;
+        };
+        tracing::info!(order = %order.id, channel = %channel_id, "transfer call claimed the order");
+        let outcome = self
+            .run_order(&order, &channel_id, &mut events, CallEnd::ReturnToDialplan)
+            .await;
+        if let Some((result, code)) = result_vars(outcome) {
+            self.hand_back(&channel_id, result, code).await;
+        }
+        self.release(&channel_id).await;
+    }
+
+    /// Sets the result variables and returns the call to the merchant.
+    async fn hand_back(&self, channel_id: &str, result: &str, code: &str) {
+        for (name, value) in [("VOICEPAY_RESULT", result), ("VOICEPAY_CODE", code)] {
+            if let Err(e) = self.rest.set_variable(channel_id, name, value).await {
+                tracing::debug!(channel = %channel_id, error = %e, "cannot set {name}");
+            }
+        }
+        match self
+            .rest
+            .continue_in_dialplan(channel_id, RETURN_CONTEXT, "s", 1)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(channel = %channel_id, %result, %code, "call handed back to the merchant")
+            }
+            Err(e) => {
+                tracing::info!(channel = %channel_id, error = %e, "cannot hand the call back (gone?)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ResultCode;
+
+    #[test]
+    fn codes_are_eight_digits() {
+        assert!(valid_code("01234567"));
+        for bad in [
+            "",
+            "1234567",
+            "123456789",
+            "1234567a",
+            "１２３４５６７８",
+            "1234 567",
+        ] {
+            assert!(!valid_code(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn logs_see_two_digits_of_the_code() {
+        assert_eq!(masked_code("12345678"), "12******");
+        assert_eq!(masked_code("secret-ish"), "<10 chars>");
+    }
+
+    #[test]
+    fn outcomes_become_the_return_contract() {
+        assert_eq!(
+            result_vars(Some(CallOutcome::Approved)),
+            Some(("success", "approved"))
+        );
+        assert_eq!(
+            result_vars(Some(CallOutcome::Failed(ResultCode::WrongSecret))),
+            Some(("failure", "wrong_secret"))
+        );
+        assert_eq!(
+            result_vars(Some(CallOutcome::Failed(ResultCode::CallerCancelled))),
+            Some(("failure", "caller_cancelled"))
+        );
+        assert_eq!(
+            result_vars(Some(CallOutcome::Failed(ResultCode::CallerHungUp))),
+            None
+        );
+        assert_eq!(result_vars(Some(CallOutcome::HungUpAwaitingBank)), None);
+        assert_eq!(result_vars(None), None);
+    }
+}

@@ -1,0 +1,307 @@
+//! Issue 4, transfer and inbound flows end to end: orders through the HTTP
+//! API, the daemon (in-process, port 0, its own SQLite, its own Stasis app)
+//! on a real Asterisk 22, and lab handsets acting as cardholders.
+//!
+//! - Transfer: the lab's sample call centre (`voicepay-lab-merchant,
+//!   callcentre`, dialplan/lab.conf) takes the handset's call and
+//!   transfers it with `LAB_TRANSFER_CODE`; when voicepay hands it back it
+//!   publishes `LAB_RESULT_<code>=<VOICEPAY_RESULT>:<VOICEPAY_CODE>`.
+//! - Inbound: the handset's call runs `voicepay-inbound` with the order's
+//!   phone as caller ID.
+//!
+//! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
+//! skips without Asterisk, fails under `CI=true`.
+
+mod lab;
+mod support;
+
+use lab::{secs, Lab, Originate};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use support::{spawn_app_with, Db, TestApp};
+
+/// A lab setting: the environment first, then `scripts/lab.env`'s default.
+fn setting(key: &str) -> String {
+    if let Ok(v) = std::env::var(key) {
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let env = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.env"))
+        .expect("scripts/lab.env");
+    let marker = format!("${{{key}:-");
+    env.lines()
+        .find(|l| l.starts_with(&format!("{key}=")))
+        .and_then(|l| l.split_once(&marker))
+        .map(|(_, rest)| rest.trim_end_matches('}').trim_matches('\'').to_string())
+        .unwrap_or_else(|| panic!("{key} has no default in scripts/lab.env"))
+}
+
+/// A handset number no other test uses: 1390013 and four random digits.
+fn phone() -> String {
+    format!("1390013{:04}", rand::random::<u16>() % 10_000)
+}
+
+/// The daemon on the lab Asterisk under the Stasis app `app`.
+async fn daemon(app: &str) -> TestApp {
+    let app = app.to_owned();
+    spawn_app_with(Db::Sqlite, move |s| {
+        s.ari.url = setting("VOICEPAY__ARI__URL");
+        s.ari.username = setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.app = app;
+        s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+    })
+    .await
+    .expect("sqlite app")
+}
+
+/// Waits until the daemon's app is registered with Asterisk.
+async fn wait_app(lab: &Lab, app: &str) {
+    let deadline = Instant::now() + secs(15);
+    while lab.get(&format!("/applications/{app}"), &[]).await.is_err() {
+        assert!(Instant::now() < deadline, "app {app} never registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The debit test card (BIN 622200), PIN 805137.
+const DEBIT: &str = "6222000000000017";
+
+/// Creates an order in `mode` for `phone`; returns the order view.
+async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
+    let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
+    body["phone"] = Value::from(phone);
+    body["card_number"] = Value::from(DEBIT);
+    body["mode"] = Value::from(mode);
+    let res = app.create_order(&body).await;
+    let status = res.status();
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(status, 201, "order refused: {v}");
+    v
+}
+
+async fn view(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/orders/{id}"), &app.api_key)
+        .await
+        .json()
+        .await
+        .expect("order json")
+}
+
+/// Polls the order until it is final and its calls have ended.
+async fn final_view(app: &TestApp, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = view(app, id).await;
+        let status = v["status"].as_str().unwrap_or_default();
+        let calls_ended = v["attempts"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
+        if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn wait_global(lab: &Lab, name: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = lab.global(name).await.expect("global");
+        if !v.is_empty() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} still unset after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The handset `phone` calls the lab call centre, which transfers it with
+/// `code`; returns what the merchant's dialplan got back.
+async fn call_centre(lab: &Lab, app: &str, phone: &str, code: &str) -> String {
+    let result = format!("LAB_RESULT_{code}");
+    lab.set_global(&result, "").await.expect("reset result");
+    let o = Originate::to_dialplan(
+        lab.handset(phone),
+        "voicepay-lab-merchant",
+        "callcentre",
+        &lab::unique("callcentre"),
+    )
+    .var("LAB_TRANSFER_CODE", code)
+    .var("VOICEPAY_APP", app)
+    .timeout(10);
+    lab.originate(&o).await.expect("originate");
+    let got = wait_global(lab, &result, secs(60)).await;
+    let _ = lab.set_global(&result, "").await;
+    got
+}
+
+#[tokio::test]
+async fn transfer_pays_and_returns_the_result_to_the_merchant() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-tr");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let created = order(&app, &phone, "transfer").await;
+    let id = created["id"].as_str().expect("id");
+    let code = created["transfer_code"].as_str().expect("transfer_code");
+    assert_eq!(code.len(), 8, "{created}");
+    lab.script_handset(&phone, "answer=0;delay=2;keys=1wwww805137;hold=40")
+        .await
+        .expect("script");
+    let got = call_centre(&lab, &name, &phone, code).await;
+    assert_eq!(got, "success:approved");
+    let v = final_view(&app, id, secs(20)).await;
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["result"]["code"], "approved", "{v:#}");
+    assert!(
+        v.get("transfer_code").is_none(),
+        "used code still shown: {v:#}"
+    );
+    assert_eq!(v["attempts"][0]["outcome"], "answered", "{v:#}");
+
+    // The code was one-time: a second transfer with it is refused.
+    lab.script_handset(&phone, "answer=0;hold=30")
+        .await
+        .expect("script");
+    let again = call_centre(&lab, &name, &phone, code).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(again, "failure:transfer_code_invalid");
+}
+
+#[tokio::test]
+async fn transfer_with_an_unknown_code_goes_back_with_transfer_code_invalid() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-tr-bad");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let pending = order(&app, &phone, "transfer").await;
+    lab.script_handset(&phone, "answer=0;hold=30")
+        .await
+        .expect("script");
+    // Not the order's code (8 digits, but another one).
+    let real = pending["transfer_code"].as_str().expect("code");
+    let wrong = format!("{:08}", (real.parse::<u32>().unwrap() + 1) % 100_000_000);
+    let got = call_centre(&lab, &name, &phone, &wrong).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(got, "failure:transfer_code_invalid");
+    let v = view(&app, pending["id"].as_str().unwrap()).await;
+    assert_eq!(
+        v["status"], "pending",
+        "an unknown code touches no order: {v:#}"
+    );
+}
+
+/// The handset `phone` dials the access number with `caller_id`.
+async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) -> String {
+    let channel = lab::unique("inbound");
+    let o = Originate::to_dialplan(lab.handset(phone), "voicepay-inbound", "95516", &channel)
+        .caller_id(caller_id)
+        .var("VOICEPAY_APP", app)
+        .timeout(10);
+    lab.originate(&o).await.expect("originate");
+    channel
+}
+
+#[tokio::test]
+async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-in");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let created = order(&app, &phone, "inbound").await;
+    assert_eq!(
+        created["order_code"].as_str().map(str::len),
+        Some(8),
+        "{created}"
+    );
+    let id = created["id"].as_str().expect("id");
+    lab.script_handset(&phone, "answer=0;delay=2;keys=1wwww805137;hold=40")
+        .await
+        .expect("script");
+    // The network's form of the number: +86 in front.
+    dial_in(&lab, &name, &phone, &format!("+86{phone}")).await;
+    let v = final_view(&app, id, secs(60)).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["result"]["code"], "approved", "{v:#}");
+    assert!(v.get("order_code").is_none(), "{v:#}");
+}
+
+#[tokio::test]
+async fn inbound_caller_with_two_orders_keys_the_order_code() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-in2");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let first = order(&app, &phone, "inbound").await;
+    let second = order(&app, &phone, "inbound").await;
+    let code = second["order_code"].as_str().expect("order_code");
+    lab.script_handset(
+        &phone,
+        &format!("answer=0;delay=2;keys={code}#WWW1wwww805137;hold=40"),
+    )
+    .await
+    .expect("script");
+    dial_in(&lab, &name, &phone, &phone).await;
+    let v = final_view(&app, second["id"].as_str().unwrap(), secs(60)).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let other = view(&app, first["id"].as_str().unwrap()).await;
+    assert_eq!(other["status"], "pending", "{other:#}");
+}
+
+#[tokio::test]
+async fn inbound_call_without_a_pending_order_is_hung_up() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-in-none");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    // Another phone's inbound order: not the caller's.
+    let elsewhere = order(
+        &app,
+        &format!("1370013{:04}", rand::random::<u16>() % 10_000),
+        "inbound",
+    )
+    .await;
+    lab.script_handset(&phone, "answer=0;hold=30")
+        .await
+        .expect("script");
+    let mut watcher = lab.app("watch").await.expect("watcher");
+    let channel = dial_in(&lab, &name, &phone, &phone).await;
+    lab.subscribe(watcher.name(), &format!("channel:{channel}"))
+        .await
+        .expect("subscribe");
+    let t0 = Instant::now();
+    watcher
+        .wait_channel_event(&channel, "ChannelDestroyed", secs(30))
+        .await
+        .expect("the call is hung up");
+    let after = t0.elapsed();
+    watcher.close().await;
+    let _ = lab.clear_handset(&phone).await;
+    assert!(after < secs(25), "hung up only after {after:?}");
+    let v = view(&app, elsewhere["id"].as_str().unwrap()).await;
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(0), "{v:#}");
+}

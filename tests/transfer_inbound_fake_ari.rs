@@ -1,0 +1,182 @@
+//! The transfer and inbound flows against the scripted fake ARI server (no
+//! Asterisk): what the daemon sends for a transferred call (result
+//! variables and `continue`, never a hang-up, never the code) and for an
+//! inbound caller without an order.
+
+#[path = "support/fake_ari.rs"]
+mod fake_ari;
+mod support;
+
+use fake_ari::{channel, event, FakeAri, Recorded};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{order_body, spawn_app_with, Db, TestApp};
+
+async fn daemon(fake: &FakeAri) -> TestApp {
+    let ari = fake.settings();
+    let app = spawn_app_with(Db::Sqlite, move |s| s.ari = ari)
+        .await
+        .expect("sqlite app");
+    fake.wait_connections(1, Duration::from_secs(10)).await;
+    app
+}
+
+/// Waits for a REST request matching `what`; returns it.
+async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request not seen: {:#?}",
+            fake.rest_calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn view(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/v1/orders/{id}"), &app.api_key)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn order_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = view(app, id).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "order never got there: {v:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
+    let path = format!("/ari/channels/{ch}/variable");
+    let (name, value) = (name.to_owned(), value.to_owned());
+    move |r| {
+        r.method == "POST"
+            && r.path == path
+            && r.param("variable") == Some(name.as_str())
+            && r.param("value") == Some(value.as_str())
+    }
+}
+
+fn is_continue(ch: &str) -> impl Fn(&Recorded) -> bool {
+    let path = format!("/ari/channels/{ch}/continue");
+    move |r| {
+        r.method == "POST"
+            && r.path == path
+            && r.param("context") == Some("voicepay-transfer-return")
+            && r.param("extension") == Some("s")
+            && r.param("priority") == Some("1")
+    }
+}
+
+/// The playback id of the first `play` on `ch` whose media includes
+/// `sound` (one `media` parameter each, or comma-separated in one).
+async fn played(fake: &FakeAri, ch: &str, sound: &str) -> String {
+    let prefix = format!("/ari/channels/{ch}/play/");
+    let r = request(fake, |r| {
+        r.path.starts_with(&prefix)
+            && r.params("media")
+                .iter()
+                .any(|m| m.split(',').any(|x| x == sound))
+    })
+    .await;
+    r.path[prefix.len()..].replace("%3A", ":")
+}
+
+fn finished(ch: &str, playback_id: &str) -> Value {
+    event(
+        "PlaybackFinished",
+        json!({"playback": {"id": playback_id, "media_uri": "sound:x",
+               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
+    )
+}
+
+#[tokio::test]
+async fn transferred_call_pays_then_goes_back_with_the_result() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let mut body = order_body("T1");
+    body["mode"] = json!("transfer");
+    let v: Value = app.create_order(&body).await.json().await.unwrap();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let code = v["transfer_code"].as_str().unwrap().to_owned();
+    let ch = "1712345678.20";
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["transfer", code], "channel": channel(ch, "Up")}),
+    ));
+    order_until(&app, &id, |v| v["status"] == "in_call").await;
+    for d in "1805137".chars() {
+        fake.push(event(
+            "ChannelDtmfReceived",
+            json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
+        ));
+    }
+    order_until(&app, &id, |v| v["status"] == "succeeded").await;
+    let closing = played(&fake, ch, "sound:voicepay/success").await;
+    fake.push(finished(ch, &closing));
+    request(&fake, is_var(ch, "VOICEPAY_RESULT", "success")).await;
+    request(&fake, is_var(ch, "VOICEPAY_CODE", "approved")).await;
+    request(&fake, is_continue(ch)).await;
+    fake.push(event("StasisEnd", json!({"channel": channel(ch, "Up")})));
+    let v = order_until(&app, &id, |v| !v["attempts"][0]["ended_at"].is_null()).await;
+    assert!(v.get("transfer_code").is_none(), "{v:#}");
+    let calls = fake.rest_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|r| r.method != "DELETE" || r.path != format!("/ari/channels/{ch}")),
+        "the transferred caller was hung up: {calls:#?}"
+    );
+    for r in &calls {
+        let text = format!("{r:?}");
+        assert!(!text.contains(&code) && !text.contains("805137"), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_transfer_code_is_said_and_handed_back() {
+    let fake = FakeAri::start().await;
+    let _app = daemon(&fake).await;
+    let ch = "1712345678.21";
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["transfer", "00000000"], "channel": channel(ch, "Up")}),
+    ));
+    let prompt = played(&fake, ch, "sound:voicepay/transfer-code-invalid").await;
+    fake.push(finished(ch, &prompt));
+    request(&fake, is_var(ch, "VOICEPAY_RESULT", "failure")).await;
+    request(&fake, is_var(ch, "VOICEPAY_CODE", "transfer_code_invalid")).await;
+    request(&fake, is_continue(ch)).await;
+}
+
+#[tokio::test]
+async fn inbound_caller_without_an_order_hears_so_and_is_hung_up() {
+    let fake = FakeAri::start().await;
+    let _app = daemon(&fake).await;
+    let ch = "1712345678.22";
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["inbound"], "channel": channel(ch, "Ring")}),
+    ));
+    request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{ch}/answer")
+    })
+    .await;
+    let prompt = played(&fake, ch, "sound:voicepay/no-pending-order").await;
+    fake.push(finished(ch, &prompt));
+    request(&fake, |r| {
+        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
+    })
+    .await;
+}
