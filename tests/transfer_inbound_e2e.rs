@@ -203,6 +203,37 @@ async fn transfer_with_an_unknown_code_goes_back_with_transfer_code_invalid() {
     );
 }
 
+#[tokio::test]
+async fn transferred_caller_hanging_up_mid_pin_fails_the_order() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let name = lab::unique("vp-tr-gone");
+    let app = daemon(&name).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let created = order(&app, &phone, "transfer").await;
+    let id = created["id"].as_str().expect("id");
+    let code = created["transfer_code"].as_str().expect("code");
+    lab.script_handset(&phone, "answer=0;delay=2;keys=1wwww805;hold=2")
+        .await
+        .expect("script");
+    let o = Originate::to_dialplan(
+        lab.handset(&phone),
+        "voicepay-lab-merchant",
+        "callcentre",
+        &lab::unique("callcentre"),
+    )
+    .var("LAB_TRANSFER_CODE", code)
+    .var("VOICEPAY_APP", &name)
+    .timeout(10);
+    lab.originate(&o).await.expect("originate");
+    let v = final_view(&app, id, secs(60)).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_eq!(v["status"], "failed", "{v:#}");
+    assert_eq!(v["result"]["code"], "caller_hung_up", "{v:#}");
+}
+
 /// The handset `phone` dials the access number with `caller_id`.
 async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) -> String {
     let channel = lab::unique("inbound");
