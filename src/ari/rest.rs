@@ -381,7 +381,10 @@ impl AriCommands for AriRest {
         media: &[String],
         lang: Option<&str>,
     ) -> Result<()> {
-        let mut query: Vec<(&str, &str)> = media.iter().map(|m| ("media", m.as_str())).collect();
+        // One comma-separated `media`: Asterisk keeps only the last of
+        // repeated query parameters, which would play only the last file.
+        let media = media.join(",");
+        let mut query: Vec<(&str, &str)> = vec![("media", media.as_str())];
         if let Some(lang) = lang {
             query.push(("lang", lang));
         }

@@ -428,7 +428,10 @@ impl Lab {
         media: &[&str],
         lang: Option<&str>,
     ) -> Result<Value> {
-        let mut q: Vec<(&str, &str)> = media.iter().map(|m| ("media", *m)).collect();
+        // One comma-separated `media`: Asterisk keeps only the last of
+        // repeated query parameters.
+        let media = media.join(",");
+        let mut q: Vec<(&str, &str)> = vec![("media", media.as_str())];
         if let Some(lang) = lang {
             q.push(("lang", lang));
         }
@@ -487,6 +490,13 @@ impl Lab {
     pub async fn log_dir(&self) -> Result<PathBuf> {
         Ok(PathBuf::from(self.script(&["logdir"]).await?.trim()))
     }
+}
+
+/// A lab setting such as `VOICEPAY__ARI__URL`: the environment first, then
+/// the default written in `scripts/lab.env`. Panics when neither has it.
+pub fn lab_setting(key: &str) -> String {
+    let repo = repo_root().expect("repository root");
+    setting(&repo, key).unwrap_or_else(|| panic!("{key} has no default in scripts/lab.env"))
 }
 
 /// Checks a lab handset script against dialplan/lab.conf's format.
