@@ -180,3 +180,48 @@ async fn inbound_caller_without_an_order_hears_so_and_is_hung_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_transfer_call_lost_in_a_daemon_restart_goes_back_to_the_merchant() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let mut body = order_body("T2");
+    body["mode"] = json!("transfer");
+    let v: Value = app.create_order(&body).await.json().await.unwrap();
+    let id = v["id"].as_str().unwrap().to_owned();
+    // As a previous run of the daemon left it: in a call on a channel that
+    // is still up, but no task of ours drives it.
+    let ch = "1712345678.23";
+    sqlx::query(
+        "UPDATE orders SET status = 'in_call', claimed_by = 'voicepay-test', attempts = 1 \
+         WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+         VALUES ($1, 1, $2, 0, 0)",
+    )
+    .bind(&id)
+    .bind(ch)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    fake.set_channels(vec![channel(ch, "Up")]);
+    fake.drop_socket();
+    fake.wait_connections(2, Duration::from_secs(15)).await;
+    request(&fake, is_var(ch, "VOICEPAY_RESULT", "failure")).await;
+    request(&fake, is_var(ch, "VOICEPAY_CODE", "service_unavailable")).await;
+    request(&fake, is_continue(ch)).await;
+    assert!(fake
+        .rest_calls()
+        .iter()
+        .all(|r| r.method != "DELETE" || r.path != format!("/ari/channels/{ch}")));
+    let v = order_until(&app, &id, |v| v["status"] != "in_call").await;
+    assert!(
+        matches!(v["status"].as_str(), Some("pending" | "failed")),
+        "{v:#}"
+    );
+}

@@ -484,9 +484,25 @@ impl<M: Matcher + 'static> Callbacks<M> {
             }
             if alive.contains(channel) {
                 // A call from before our restart: its IVR state is lost.
-                let _ = self.rest.hangup(channel, HangupReason::Normal).await;
+                self.drop_lost_channel(&call.order_id, channel).await;
             }
             self.settle_lost(&call).await;
+        }
+    }
+
+    /// Ends a still-live call whose IVR state was lost: hung up, except a
+    /// transferred caller, who goes back to the merchant's agent with
+    /// `failure`/`service_unavailable` (as when voicepay is down).
+    async fn drop_lost_channel(&self, order_id: &str, channel: &str) {
+        let transfer = matches!(
+            self.store.order(order_id).await,
+            Ok(Some(o)) if o.mode == "transfer"
+        );
+        if transfer {
+            self.hand_back(channel, "failure", "service_unavailable")
+                .await;
+        } else {
+            let _ = self.rest.hangup(channel, HangupReason::Normal).await;
         }
     }
 

@@ -121,7 +121,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     }
 
     /// Sets the result variables and returns the call to the merchant.
-    async fn hand_back(&self, channel_id: &str, result: &str, code: &str) {
+    pub(super) async fn hand_back(&self, channel_id: &str, result: &str, code: &str) {
         for (name, value) in [("VOICEPAY_RESULT", result), ("VOICEPAY_CODE", code)] {
             if let Err(e) = self.rest.set_variable(channel_id, name, value).await {
                 tracing::debug!(channel = %channel_id, error = %e, "cannot set {name}");
