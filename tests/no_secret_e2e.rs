@@ -266,11 +266,24 @@ fn log_sizes(dir: &Path) -> Vec<(PathBuf, u64)> {
         .unwrap_or_default()
 }
 
+/// A handset number no other test uses: 1380013 and four digits, from a
+/// random start then counting up, so the numbers of one run never collide
+/// (the handset's script is keyed by its number).
+fn phone() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| rand::random::<u32>() % 10_000);
+    let n = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+    format!("1380013{n:04}")
+}
+
 /// Places an order, waits until it is final and its call has ended, and
 /// returns every API answer about it (to scan them too).
 async fn pay(d: &Daemon, card: &str, id_number: &str, keys: &str) -> (Value, Vec<String>) {
     let lab = lab::Lab::from_env().expect("lab");
-    let phone = format!("1380013{:04}", rand::random::<u16>() % 10_000);
+    let phone = phone();
     lab.script_handset(
         &phone,
         &format!("answer=1;delay=1;keys=1wwww{keys};hold=40"),

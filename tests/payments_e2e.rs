@@ -28,9 +28,17 @@ const BANK2_PIN: &str = "246810";
 /// What a credit card's holder keys: expiry 12/30 (MMYY), then CVN2 123.
 const CREDIT_KEYS: &str = "1230ww123";
 
-/// A handset number no other test uses: 1380013 and four random digits.
+/// A handset number no other test uses: 1380013 and four digits, from a
+/// random start then counting up, so the numbers of one run never collide
+/// (the handset's script is keyed by its number).
 fn phone() -> String {
-    format!("1380013{:04}", rand::random::<u16>() % 10_000)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| rand::random::<u32>() % 10_000);
+    let n = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+    format!("1380013{n:04}")
 }
 
 /// A daemon wired to the lab Asterisk under a unique app name.
