@@ -1,0 +1,324 @@
+//! Real payment calls through a real Asterisk 22 with lab handsets.
+//!
+//!   scripts/bench calls [--calls N] [--style prompt|listen|both]
+//!
+//! Starts the release `voicepay serve` (SQLite, stub bank, its own Stasis
+//! app) against the lab Asterisk (`scripts/asterisk up`, `scripts/lab.env`),
+//! scripts N lab handsets, creates N debit callback orders at once and waits
+//! for all of them. A `prompt` caller keys as soon as the call is answered
+//! (barge-in); a `listen` caller waits for every prompt to finish (the
+//! prompt lengths are read from `sounds/zh/voicepay/*.wav`). Prints completed
+//! and failed calls, order→result and answer→result p50/p99, the daemon's
+//! CPU seconds and peak RSS, and Asterisk's CPU seconds over the same run.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use voicepay::domain::Language;
+use voicepay::ivr::speech;
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run through scripts/bench calls"))
+}
+
+/// Seconds of an 8 kHz 16-bit mono WAV prompt (`sound:voicepay/x` → file).
+fn prompt_secs(media: &str) -> f64 {
+    let name = media.trim_start_matches("sound:voicepay/");
+    let path = format!(
+        "{}/sounds/zh/voicepay/{name}.wav",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::metadata(&path)
+        .unwrap_or_else(|_| panic!("{path}"))
+        .len();
+    (bytes.saturating_sub(44)) as f64 / 16_000.0
+}
+
+/// The lab handset script for a caller of this style.
+fn script(style: &str) -> String {
+    match style {
+        "prompt" => "answer=1;delay=0.5;keys=1w805137;hold=40".into(),
+        "listen" => {
+            let mut confirm = vec![
+                "sound:voicepay/welcome".to_owned(),
+                "sound:voicepay/confirm-paying".into(),
+            ];
+            confirm.extend(speech::amount(12345, Language::Zh));
+            confirm.push("sound:voicepay/confirm-card-ending".into());
+            confirm.extend(speech::digits("0017", Language::Zh));
+            confirm.push("sound:voicepay/confirm-press".into());
+            let confirm_secs: f64 = confirm.iter().map(|m| prompt_secs(m)).sum();
+            let pin_secs = prompt_secs("sound:voicepay/enter-pin");
+            let waits = "W".repeat((pin_secs + 1.0).ceil() as usize);
+            format!(
+                "answer=1;delay={:.1};keys=1{waits}805137;hold=60",
+                confirm_secs + 0.5
+            )
+        }
+        other => panic!("unknown style {other}"),
+    }
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+        / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn asterisk_pid() -> u32 {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/asterisk"))
+        .arg("logdir")
+        .output()
+        .expect("scripts/asterisk");
+    let logdir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let pidfile = Path::new(&logdir)
+        .with_file_name("run")
+        .join("asterisk.pid");
+    std::fs::read_to_string(&pidfile)
+        .unwrap_or_else(|_| {
+            panic!(
+                "Asterisk is not running ({}): scripts/asterisk up",
+                pidfile.display()
+            )
+        })
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn ts(v: &serde_json::Value) -> Option<f64> {
+    let t =
+        time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+fn main() {
+    let mut calls = 20usize;
+    let mut styles = vec!["prompt".to_owned(), "listen".to_owned()];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--calls" => calls = args.next().and_then(|v| v.parse().ok()).expect("--calls N"),
+            "--style" => {
+                let s = args.next().expect("--style prompt|listen|both");
+                styles = if s == "both" {
+                    vec!["prompt".into(), "listen".into()]
+                } else {
+                    vec![s]
+                };
+            }
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    println!("style    calls  succeeded  failed  order→result p50/p99 s  answer→result p50/p99 s  daemon CPU s  daemon peak RSS MiB  Asterisk CPU s  daemon/Asterisk CPU");
+    for style in &styles {
+        rt.block_on(run(style, calls));
+    }
+}
+
+async fn run(style: &str, calls: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let app_name = format!("vpbench{}", std::process::id());
+    let voicepay = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
+        c.current_dir(dir.path())
+            .env(
+                "VOICEPAY__DATABASE__URL",
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+            )
+            .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+            .env("VOICEPAY__ARI__APP", &app_name)
+            .env(
+                "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
+                calls.to_string(),
+            )
+            .env("VOICEPAY__TELEPHONY__RING_TIMEOUT_SECS", "30")
+            .env("VOICEPAY__LOG__LEVEL", "info");
+        c
+    };
+    let out = voicepay()
+        .args(["merchant", "add", "--name", "bench", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut child = voicepay()
+        .arg("serve")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listen=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("voicepay did not start");
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    // Wait for the ARI connection.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not connect to ARI"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let ari = env("VOICEPAY__ARI__URL");
+    let (user, pass) = (
+        env("VOICEPAY__ARI__USERNAME"),
+        env("VOICEPAY__ARI__PASSWORD"),
+    );
+    let first = 13_600_000_000u64 + u64::from(std::process::id() % 50_000) * 100;
+    let script = script(style);
+    for i in 0..calls as u64 {
+        let phone = (first + i).to_string();
+        let r = http
+            .post(format!("{ari}/ari/asterisk/variable"))
+            .basic_auth(&user, Some(&pass))
+            .query(&[
+                ("variable", format!("LAB_{phone}")),
+                ("value", script.clone()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "setting the handset script: {}",
+            r.status()
+        );
+    }
+
+    let ast = asterisk_pid();
+    let (daemon_cpu0, ast_cpu0) = (cpu_secs(child.id()), cpu_secs(ast));
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..calls as u64 {
+        let body = serde_json::json!({
+            "merchant_order_id": format!("CB{i}"), "amount": 12345, "currency": "CNY",
+            "phone": (first + i).to_string(), "card_number": "6222000000000017", "id_number": "11010519491231002X",
+        });
+        let r = http
+            .post(format!("{base}/v1/orders"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        ids.push(
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut done: Vec<serde_json::Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !ids.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut left = Vec::new();
+        for id in ids {
+            let v: serde_json::Value = http
+                .get(format!("{base}/v1/orders/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if matches!(
+                v["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled" | "expired")
+            ) {
+                done.push(v);
+            } else {
+                left.push(id);
+            }
+        }
+        ids = left;
+    }
+    let wall = started.elapsed();
+    let daemon_cpu = cpu_secs(child.id()) - daemon_cpu0;
+    let ast_cpu = cpu_secs(ast) - ast_cpu0;
+    let rss = peak_rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let succeeded = done.iter().filter(|v| v["status"] == "succeeded").count();
+    let mut order_to_result: Vec<f64> = done
+        .iter()
+        .filter_map(|v| Some(ts(&v["updated_at"])? - ts(&v["created_at"])?))
+        .collect();
+    let mut answer_to_result: Vec<f64> = done
+        .iter()
+        .filter_map(|v| {
+            Some(ts(&v["updated_at"])? - ts(&v["attempts"].as_array()?.last()?["answered_at"])?)
+        })
+        .collect();
+    order_to_result.sort_by(f64::total_cmp);
+    answer_to_result.sort_by(f64::total_cmp);
+    println!(
+        "{style:<7} {calls:>6}  {succeeded:>9}  {:>6}  {:>10.1} / {:<10.1}  {:>11.1} / {:<11.1}  {daemon_cpu:>12.2}  {rss:>19.1}  {ast_cpu:>14.2}  {:>18.1}%",
+        calls - succeeded,
+        pct(&order_to_result, 0.5),
+        pct(&order_to_result, 0.99),
+        pct(&answer_to_result, 0.5),
+        pct(&answer_to_result, 0.99),
+        100.0 * daemon_cpu / ast_cpu.max(0.001),
+    );
+    eprintln!(
+        "({style}: all {calls} orders final after {:.1} s)",
+        wall.as_secs_f64()
+    );
+}
