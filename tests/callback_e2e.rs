@@ -11,26 +11,8 @@ mod lab;
 mod support;
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{spawn_app_with, Db, TestApp};
-
-/// A lab setting: the environment first, then `scripts/lab.env`'s default
-/// (`KEY=${KEY:-default}`).
-fn lab_setting(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        if !v.is_empty() {
-            return v;
-        }
-    }
-    let env = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.env"))
-        .expect("scripts/lab.env");
-    let marker = format!("${{{key}:-");
-    env.lines()
-        .find(|l| l.starts_with(&format!("{key}=")))
-        .and_then(|l| l.split_once(&marker))
-        .map(|(_, rest)| rest.trim_end_matches('}').trim_matches('\'').to_string())
-        .unwrap_or_else(|| panic!("{key} has no default in scripts/lab.env"))
-}
 
 /// A handset number no other test uses: 1380013 and four random digits.
 fn phone() -> String {
@@ -40,9 +22,9 @@ fn phone() -> String {
 /// A daemon wired to the lab Asterisk under a unique app name.
 async fn daemon(max_attempts: u32) -> TestApp {
     spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
         s.ari.app = lab::unique("vp-cb");
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 4;
@@ -68,30 +50,6 @@ async fn order(app: &TestApp, phone: &str, card: &str) -> String {
     let v: Value = res.json().await.expect("json");
     assert_eq!(status, 201, "order refused: {v}");
     v["id"].as_str().expect("order id").to_string()
-}
-
-/// Polls the order until it is final and its calls have ended (an attempt
-/// is closed when the call hangs up, after the result prompt); panics with
-/// its last view after `within`.
-async fn final_view(app: &TestApp, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let v: Value = app
-            .get(&format!("/v1/orders/{id}"), &app.api_key)
-            .await
-            .json()
-            .await
-            .expect("order json");
-        let status = v["status"].as_str().unwrap_or_default();
-        let calls_ended = v["attempts"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
-        if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn result_code(v: &Value) -> &str {
@@ -122,7 +80,7 @@ async fn scenario(
     let phone = phone();
     lab.script_handset(&phone, script).await.expect("script");
     let id = order(&app, &phone, card).await;
-    let v = final_view(&app, &id, Duration::from_secs(90)).await;
+    let v = app.final_view(&id, Duration::from_secs(90)).await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], status, "{v:#}");
     assert_eq!(result_code(&v), code, "{v:#}");
@@ -160,7 +118,7 @@ async fn debit_callback_succeeds() {
     };
     // How long a prompt caller takes is measured by `scripts/bench calls`,
     // not asserted here; the test only checks the call is recorded.
-    let v = final_view(&app, &id, Duration::from_secs(5)).await;
+    let v = app.final_view(&id, Duration::from_secs(5)).await;
     let at = |s: &Value| {
         time::OffsetDateTime::parse(
             s.as_str().expect("timestamp"),

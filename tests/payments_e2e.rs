@@ -89,29 +89,6 @@ fn body(phone: &str, card: Option<(&str, &str)>) -> Value {
     body
 }
 
-/// Polls the order until it is final and its calls have ended; panics
-/// with its last view after `within`.
-async fn final_view(app: &TestApp, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let v: Value = app
-            .get(&format!("/v1/orders/{id}"), &app.api_key)
-            .await
-            .json()
-            .await
-            .expect("order json");
-        let status = v["status"].as_str().unwrap_or_default();
-        let calls_ended = v["attempts"]
-            .as_array()
-            .is_some_and(|a| !a.is_empty() && a.iter().all(|a| !a["ended_at"].is_null()));
-        if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// (status, result code, resp_code) of a final order view.
 fn outcome(v: &Value) -> (String, String, String) {
     let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
@@ -127,7 +104,7 @@ async fn pay(app: &TestApp, phone: &str, card: Option<(&str, &str)>, script: &st
     let lab = lab::Lab::from_env().expect("lab settings");
     lab.script_handset(phone, script).await.expect("script");
     let id = order(app, phone, card).await;
-    let v = final_view(app, &id, Duration::from_secs(90)).await;
+    let v = app.final_view(&id, Duration::from_secs(90)).await;
     let _ = lab.clear_handset(phone).await;
     v
 }
@@ -418,7 +395,7 @@ async fn bound_payment_names_the_last_four_then_unbind_is_no_binding() {
         .expect("id")
         .to_string();
     let media = played_media(&lab, &id).await;
-    let v = final_view(&app, &id, Duration::from_secs(60)).await;
+    let v = app.final_view(&id, Duration::from_secs(60)).await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(
         outcome(&v),

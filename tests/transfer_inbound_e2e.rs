@@ -20,23 +20,6 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::{spawn_app_with, Db, TestApp};
 
-/// A lab setting: the environment first, then `scripts/lab.env`'s default.
-fn setting(key: &str) -> String {
-    if let Ok(v) = std::env::var(key) {
-        if !v.is_empty() {
-            return v;
-        }
-    }
-    let env = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab.env"))
-        .expect("scripts/lab.env");
-    let marker = format!("${{{key}:-");
-    env.lines()
-        .find(|l| l.starts_with(&format!("{key}=")))
-        .and_then(|l| l.split_once(&marker))
-        .map(|(_, rest)| rest.trim_end_matches('}').trim_matches('\'').to_string())
-        .unwrap_or_else(|| panic!("{key} has no default in scripts/lab.env"))
-}
-
 /// A handset number no other test uses: 1390013 and four random digits.
 fn phone() -> String {
     format!("1390013{:04}", rand::random::<u16>() % 10_000)
@@ -46,9 +29,9 @@ fn phone() -> String {
 async fn daemon(app: &str) -> TestApp {
     let app = app.to_owned();
     spawn_app_with(Db::Sqlite, move |s| {
-        s.ari.url = setting("VOICEPAY__ARI__URL");
-        s.ari.username = setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
         s.ari.app = app;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
     })
@@ -87,23 +70,6 @@ async fn view(app: &TestApp, id: &str) -> Value {
         .json()
         .await
         .expect("order json")
-}
-
-/// Polls the order until it is final and its calls have ended.
-async fn final_view(app: &TestApp, id: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let v = view(app, id).await;
-        let status = v["status"].as_str().unwrap_or_default();
-        let calls_ended = v["attempts"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
-        if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn wait_global(lab: &Lab, name: &str, within: Duration) -> String {
@@ -159,7 +125,7 @@ async fn transfer_pays_and_returns_the_result_to_the_merchant() {
         .expect("script");
     let got = call_centre(&lab, &name, &phone, code).await;
     assert_eq!(got, "success:approved");
-    let v = final_view(&app, id, secs(20)).await;
+    let v = app.final_view(id, secs(20)).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     assert!(
@@ -228,7 +194,7 @@ async fn transferred_caller_hanging_up_mid_pin_fails_the_order() {
     .var("VOICEPAY_APP", &name)
     .timeout(10);
     lab.originate(&o).await.expect("originate");
-    let v = final_view(&app, id, secs(60)).await;
+    let v = app.final_view(id, secs(60)).await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "failed", "{v:#}");
     assert_eq!(v["result"]["code"], "caller_hung_up", "{v:#}");
@@ -266,7 +232,7 @@ async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
         .expect("script");
     // The network's form of the number: +86 in front.
     dial_in(&lab, &name, &phone, &format!("+86{phone}")).await;
-    let v = final_view(&app, id, secs(60)).await;
+    let v = app.final_view(id, secs(60)).await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
@@ -292,7 +258,9 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     .await
     .expect("script");
     dial_in(&lab, &name, &phone, &phone).await;
-    let v = final_view(&app, second["id"].as_str().unwrap(), secs(60)).await;
+    let v = app
+        .final_view(second["id"].as_str().unwrap(), secs(60))
+        .await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     let other = view(&app, first["id"].as_str().unwrap()).await;

@@ -181,6 +181,33 @@ impl TestApp {
             .expect("count")
     }
 
+    /// Polls the order until it is final and every call it had has ended
+    /// (an attempt closes when the call hangs up, after the result prompt);
+    /// panics with its last view after `within`.
+    pub async fn final_view(&self, id: &str, within: std::time::Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let v: serde_json::Value = self
+                .get(&format!("/v1/orders/{id}"), &self.api_key)
+                .await
+                .json()
+                .await
+                .expect("order json");
+            let status = v["status"].as_str().unwrap_or_default();
+            let calls_ended = v["attempts"]
+                .as_array()
+                .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
+            if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order not final in time: {v:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Orders, events and idempotency keys: what a rejected request must not change.
     pub async fn footprint(&self) -> (i64, i64, i64) {
         (
