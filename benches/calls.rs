@@ -11,9 +11,11 @@
 //! and failed calls, order→result and answer→result p50/p99, the daemon's
 //! CPU seconds and peak RSS, and Asterisk's CPU seconds over the same run.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::cpu_seconds;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use voicepay::domain::Language;
 use voicepay::ivr::speech;
@@ -58,19 +60,6 @@ fn script(style: &str) -> String {
         }
         other => panic!("unknown style {other}"),
     }
-}
-
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        / 100.0
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -177,23 +166,7 @@ async fn run(style: &str, calls: usize) {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut child = voicepay()
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("voicepay did not start");
+    let (mut child, addr) = common::serve(voicepay());
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
     // Wait for the ARI connection.
@@ -239,7 +212,7 @@ async fn run(style: &str, calls: usize) {
     }
 
     let ast = asterisk_pid();
-    let (daemon_cpu0, ast_cpu0) = (cpu_secs(child.id()), cpu_secs(ast));
+    let (daemon_cpu0, ast_cpu0) = (cpu_seconds(child.id()), cpu_seconds(ast));
     let started = Instant::now();
     let mut ids = Vec::new();
     for i in 0..calls as u64 {
@@ -289,8 +262,8 @@ async fn run(style: &str, calls: usize) {
         ids = left;
     }
     let wall = started.elapsed();
-    let daemon_cpu = cpu_secs(child.id()) - daemon_cpu0;
-    let ast_cpu = cpu_secs(ast) - ast_cpu0;
+    let daemon_cpu = cpu_seconds(child.id()) - daemon_cpu0;
+    let ast_cpu = cpu_seconds(ast) - ast_cpu0;
     let rss = peak_rss_mib(child.id());
     let _ = child.kill();
     let _ = child.wait();

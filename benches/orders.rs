@@ -6,9 +6,11 @@
 //! or `scripts/bench`, which also starts the private PostgreSQL. Prints
 //! orders/s, p50/p99/p99.9 latency and the daemon's CPU time per order.
 
+mod common;
+
+use common::cpu_seconds;
 use hdrhistogram::Histogram;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -51,42 +53,6 @@ fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
         .env("VOICEPAY__DATABASE__MAX_CONNECTIONS", "16")
         .env("VOICEPAY__LOG__LEVEL", "info");
     c
-}
-
-/// Starts the daemon and returns it with its listen address.
-fn start(dir: &std::path::Path, db_url: &str) -> (Child, String) {
-    let mut child = voicepay(dir, db_url)
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("voicepay serve");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listen=").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("voicepay did not start");
-    (child, addr)
-}
-
-/// User + system CPU seconds of a process, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 fn postgres_url() -> String {
@@ -144,7 +110,7 @@ fn main() {
             .as_str()
             .unwrap()
             .to_owned();
-        let (mut child, addr) = start(dir.path(), &db_url);
+        let (mut child, addr) = common::serve(voicepay(dir.path(), &db_url));
         let cpu_before = cpu_seconds(child.id());
         let (hist, errors) =
             rt.block_on(load(&addr, &key, a.clients, Duration::from_secs(a.seconds)));
