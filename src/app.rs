@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// The demo merchant's API key, when `demo.enabled` (held in memory only).
+    demo_key: Option<zeroize::Zeroizing<String>>,
 }
 
 impl App {
@@ -48,8 +50,22 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
             readiness: Arc::new(Readiness::default()),
+            shutdown: CancellationToken::new(),
         };
-        Ok(Self { listener, state })
+        let demo_key = if state.settings.demo.enabled {
+            Some(
+                crate::demo::ensure_merchant(&state.store, &state.vault)
+                    .await
+                    .context("creating the demo merchant")?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            listener,
+            state,
+            demo_key,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -63,7 +79,8 @@ impl App {
     }
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.state.shutdown = shutdown.clone();
         let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
         // Orders a previous run left at the bank are settled by query, never
         // by a second authorization.
@@ -86,7 +103,11 @@ impl App {
             None
         };
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
-        let router = api::router(self.state.clone());
+        let mut router = api::router(self.state.clone());
+        if let Some(key) = self.demo_key.take() {
+            let demo = crate::demo::router(&self.state, key, router.clone());
+            router = router.merge(demo);
+        }
         let stop = shutdown.clone();
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })

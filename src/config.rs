@@ -18,6 +18,7 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     pub log: LogSettings,
     pub bank: BankSettings,
+    pub demo: DemoSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,6 +28,12 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How often a live status stream (`/v1/orders/{id}/events`) looks for
+    /// new events in the database, in milliseconds. Polling the shared
+    /// database is what lets a stream on one node see another node's calls.
+    pub events_poll_ms: u64,
+    /// Seconds between keep-alive comments on an idle status stream.
+    pub events_keepalive_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -110,6 +117,8 @@ impl Default for HttpSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024,
+            events_poll_ms: 250,
+            events_keepalive_secs: 15,
         }
     }
 }
@@ -201,6 +210,15 @@ impl Default for BankSettings {
     }
 }
 
+/// The demo checkout page (`/demo`): a small merchant front end for the lab.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSettings {
+    /// Serve `/demo`. The daemon then keeps a demo merchant whose API key
+    /// never leaves the server. Off by default; `scripts/run` turns it on.
+    pub enabled: bool,
+}
+
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -282,6 +300,12 @@ impl Settings {
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        if !(10..=60_000).contains(&self.http.events_poll_ms) {
+            return invalid("http.events_poll_ms", "must be 10 to 60000");
+        }
+        if !(1..=300).contains(&self.http.events_keepalive_secs) {
+            return invalid("http.events_keepalive_secs", "must be 1 to 300");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json");

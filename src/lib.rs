@@ -13,6 +13,7 @@ pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod domain;
 pub mod ivr;
 pub mod matcher;

@@ -594,6 +594,7 @@ async fn ops_endpoints(app: TestApp) {
         ("/v1/orders", "post"),
         ("/v1/orders/{id}", "get"),
         ("/v1/orders/{id}/cancel", "post"),
+        ("/v1/orders/{id}/events", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

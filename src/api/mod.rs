@@ -35,6 +35,9 @@ pub struct AppState {
     /// Joins keyed secrets with orders and authorizes them, once per process
     /// (the stub issuer keeps balances and PIN locks in memory).
     pub matcher: Arc<crate::matcher::BankMatcher<crate::bank::StubIssuer>>,
+    /// Cancelled when the daemon stops. Long-lived responses (the status
+    /// streams) end with it, so a graceful shutdown does not wait on them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// What `/readyz` reports beyond the database: filled in by the components
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/events", get(orders::events::stream))
         .route("/bindings", get(bindings::list))
         .route("/bindings/{id}", delete(bindings::delete));
     Router::new()

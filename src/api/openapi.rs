@@ -10,6 +10,7 @@ use utoipa::{Modify, OpenApi};
         super::orders::create,
         super::orders::get,
         super::orders::cancel,
+        super::orders::events::stream,
         super::bindings::list,
         super::bindings::delete,
         super::health::healthz,

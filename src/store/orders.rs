@@ -274,6 +274,20 @@ impl Store {
         .await?)
     }
 
+    /// The order's events with an id above `after_id`, oldest first (at
+    /// most 100): what a live status stream has not sent yet. Ids grow
+    /// with every insert on both databases, so `after_id` is a cursor.
+    pub async fn events_after(&self, order_id: &str, after_id: i64) -> Result<Vec<EventRow>> {
+        Ok(sqlx::query_as::<_, EventRow>(
+            "SELECT id, kind, from_status, to_status, detail, created_at \
+             FROM order_events WHERE order_id = $1 AND id > $2 ORDER BY id LIMIT 100",
+        )
+        .bind(order_id)
+        .bind(after_id)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
     /// Cancels or expires an order whatever pre-authorization status it is
     /// in, retrying when a worker moved it meanwhile. Returns the final row,
     /// or `None` when the order is past the point where it can be stopped.

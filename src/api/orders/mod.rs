@@ -1,5 +1,6 @@
 //! `/v1/orders`: create, read and cancel.
 
+pub mod events;
 pub mod request;
 pub mod view;
 
@@ -168,7 +169,11 @@ pub async fn cancel(
     }
 }
 
-async fn find(state: &AppState, merchant_id: &str, id: &str) -> Result<OrderRow, ApiError> {
+pub(crate) async fn find(
+    state: &AppState,
+    merchant_id: &str,
+    id: &str,
+) -> Result<OrderRow, ApiError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(ApiError::NotFound);
     }

@@ -1,0 +1,326 @@
+//! `GET /v1/orders/{id}/events`: the order's status changes as Server-Sent
+//! Events, on SQLite and PostgreSQL. The order is moved through its
+//! lifecycle with the store's own transitions (the daemon runs no calls
+//! here: ARI is not configured), as the call flows and the matcher do.
+
+mod support;
+
+use serde_json::Value;
+use std::time::Duration;
+use support::{order_body, spawn_app_with, TestApp};
+use voicepay::domain::{OrderStatus, ResultCode};
+use voicepay::store::{now_ms, Store, Transition};
+
+/// One parsed SSE event.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: i64,
+    event: String,
+    data: Value,
+}
+
+/// Parses a `text/event-stream` body; comments (keep-alives) are skipped.
+fn parse(body: &str) -> Vec<Sse> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let (mut id, mut event, mut data) = (None, None, String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            Some(Sse {
+                id: id?,
+                event: event?,
+                data: serde_json::from_str(&data).expect("data is JSON"),
+            })
+        })
+        .collect()
+}
+
+/// The whole stream, which must end by itself (after the final status).
+async fn read_stream(app: &TestApp, id: &str, last_event_id: Option<i64>) -> (String, Vec<Sse>) {
+    let mut req = app
+        .http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key);
+    if let Some(last) = last_event_id {
+        req = req.header("Last-Event-ID", last.to_string());
+    }
+    let resp = req.send().await.expect("stream opened");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    // A deadline against a hang, not a speed check: the stream ends itself.
+    let body = tokio::time::timeout(Duration::from_secs(60), resp.text())
+        .await
+        .expect("the stream of a final order ends")
+        .expect("stream body");
+    let events = parse(&body);
+    (body, events)
+}
+
+async fn new_order(app: &TestApp) -> String {
+    let res = app
+        .create_order(&order_body(&format!("E{:x}", rand::random::<u32>())))
+        .await;
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn store(app: &TestApp) -> Store {
+    Store::connect(&app.settings.database.url, 1)
+        .await
+        .expect("store")
+}
+
+/// Moves the order along `path` (each step from the previous status).
+async fn walk(store: &Store, id: &str, path: &[(OrderStatus, Option<&str>)]) {
+    let mut from = OrderStatus::Pending;
+    for (to, detail) in path {
+        let result = match to {
+            OrderStatus::Succeeded => Some(ResultCode::Approved),
+            OrderStatus::Failed => Some(ResultCode::PinTriesExceeded),
+            _ => None,
+        };
+        let t = Transition {
+            from,
+            to: *to,
+            result,
+            detail: *detail,
+        };
+        assert!(
+            store.transition(id, t, now_ms()).await.expect("transition"),
+            "{from:?} -> {to:?}"
+        );
+        from = *to;
+    }
+}
+
+/// The whole payment, with one wrong PIN sent back to the caller.
+const PAID_AFTER_A_WRONG_PIN: &[(OrderStatus, Option<&str>)] = &[
+    (OrderStatus::Calling, None),
+    (OrderStatus::InCall, Some("answered")),
+    (OrderStatus::Authorizing, Some("secret submitted")),
+    (OrderStatus::InCall, Some("wrong secret")),
+    (OrderStatus::Authorizing, Some("secret submitted")),
+    (OrderStatus::Succeeded, None),
+];
+
+async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestApp) {
+    let id = new_order(&app).await;
+    let store = store(&app).await;
+    walk(&store, &id, PAID_AFTER_A_WRONG_PIN).await;
+    // An audit entry that is not a status change is not streamed.
+    store
+        .append_event(&id, "bank", "authorize attempt 2", now_ms())
+        .await
+        .unwrap();
+
+    let (body, all) = read_stream(&app, &id, None).await;
+    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pending",
+            "calling",
+            "in_call",
+            "authorizing",
+            "in_call",
+            "authorizing",
+            "succeeded"
+        ],
+        "{body}"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "ids grow: {body}"
+    );
+    for e in &all {
+        assert_eq!(e.data["status"], e.event.as_str(), "{body}");
+        assert!(e.data["created"].as_str().unwrap().ends_with('Z'), "{body}");
+    }
+    assert!(all[0].data["from"].is_null(), "{body}");
+    assert_eq!(all[4].data["from"], "authorizing");
+    assert_eq!(all[4].data["detail"], "wrong secret");
+    let last = all.last().unwrap();
+    assert_eq!(last.data["from"], "authorizing");
+    assert_eq!(last.data["result_code"], "approved", "{body}");
+    assert!(all[..6].iter().all(|e| e.data.get("result_code").is_none()));
+    for secret in ["6222000000000017", "11010519491231002X", "805137"] {
+        assert!(!body.contains(secret), "{secret} in the stream: {body}");
+    }
+
+    // Reconnecting after the third event gets the four after it, no more.
+    let (_, rest) = read_stream(&app, &id, Some(all[2].id)).await;
+    let rest_ids: Vec<i64> = rest.iter().map(|e| e.id).collect();
+    let expected: Vec<i64> = all[3..].iter().map(|e| e.id).collect();
+    assert_eq!(rest_ids, expected);
+    // After the final event there is nothing left, and the stream ends.
+    let (body, none) = read_stream(&app, &id, Some(last.id)).await;
+    assert!(none.is_empty(), "{body}");
+}
+
+async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
+    let id = new_order(&app).await;
+    let mut resp = app
+        .http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("stream opened");
+    assert_eq!(resp.status(), 200);
+    // The creation is there before anything else happens.
+    let mut body = String::new();
+    while parse(&body).is_empty() {
+        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(parse(&body)[0].event, "pending");
+
+    let store = store(&app).await;
+    let mover = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            walk(
+                &store,
+                &id,
+                &[
+                    (OrderStatus::Calling, None),
+                    (OrderStatus::InCall, Some("answered")),
+                    (OrderStatus::Authorizing, Some("secret submitted")),
+                    (OrderStatus::Failed, None),
+                ],
+            )
+            .await
+        })
+    };
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(chunk) = resp.chunk().await.expect("stream") {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(
+        rest.is_ok(),
+        "the stream did not end after the final status: {body}"
+    );
+    mover.await.unwrap();
+    let events = parse(&body);
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        ["pending", "calling", "in_call", "authorizing", "failed"],
+        "{body}"
+    );
+    assert_eq!(events[4].data["result_code"], "pin_tries_exceeded");
+}
+
+async fn an_idle_stream_sends_keep_alive_comments(app: TestApp) {
+    let id = new_order(&app).await;
+    let mut resp = app
+        .http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("stream opened");
+    let mut body = String::new();
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while !body.lines().any(|l| l.starts_with(':')) {
+            let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "no keep-alive comment: {body}");
+    assert_eq!(parse(&body).len(), 1, "{body}");
+}
+
+async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
+    let id = new_order(&app).await;
+    let (_, other_key) = app.another_merchant().await;
+    let path = format!("/v1/orders/{id}/events");
+    assert_eq!(app.get(&path, &other_key).await.status(), 404);
+    assert_eq!(app.get(&path, "vpk_wrong").await.status(), 401);
+    assert_eq!(
+        app.get("/v1/orders/ord_nosuchorder/events", &app.api_key)
+            .await
+            .status(),
+        404
+    );
+    let bad = app
+        .http
+        .get(app.url(&path))
+        .bearer_auth(&app.api_key)
+        .header("Last-Event-ID", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let err: Value = bad.json().await.unwrap();
+    assert_eq!(err["error"]["fields"][0]["field"], "Last-Event-ID", "{err}");
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["paths"]["/v1/orders/{id}/events"]["get"].is_object(),
+        "the stream is not in the OpenAPI document"
+    );
+}
+
+/// Spawns with a short keep-alive so the idle test sees one.
+async fn spawn(db: support::Db) -> Option<TestApp> {
+    spawn_app_with(db, |s| {
+        s.http.events_poll_ms = 50;
+        s.http.events_keepalive_secs = 1;
+    })
+    .await
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = super::spawn(super::support::Db::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = super::spawn(super::support::Db::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    events_arrive_in_order_and_resume_gives_the_missed_ones_only,
+    a_live_stream_follows_the_order_until_it_is_final,
+    an_idle_stream_sends_keep_alive_comments,
+    only_the_orders_merchant_may_follow_it,
+);
