@@ -279,10 +279,36 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
         .json()
         .await
         .unwrap();
+    let get = &doc["paths"]["/v1/orders/{id}/events"]["get"];
+    assert!(get.is_object(), "the stream is not in the OpenAPI document");
     assert!(
-        doc["paths"]["/v1/orders/{id}/events"]["get"].is_object(),
-        "the stream is not in the OpenAPI document"
+        get["responses"]["200"]["content"]["text/event-stream"].is_object(),
+        "{get}"
     );
+    assert!(doc["components"]["schemas"]["OrderEvent"].is_object());
+}
+
+/// A stream still open when the daemon stops ends, so the graceful
+/// shutdown does not wait for the order to finish.
+#[tokio::test]
+async fn an_open_stream_ends_when_the_daemon_stops() {
+    let app = spawn(support::Db::Sqlite).await.expect("sqlite app");
+    let id = new_order(&app).await;
+    let mut resp = app
+        .http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("stream opened");
+    let first = resp.chunk().await.unwrap().expect("the creation event");
+    assert!(String::from_utf8_lossy(&first).contains("event: pending"));
+    drop(app); // cancels the daemon's shutdown token
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while resp.chunk().await.ok().flatten().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived the daemon's shutdown");
 }
 
 /// Spawns with a short keep-alive so the idle test sees one.
