@@ -54,7 +54,17 @@ struct Shown {
     reason: String,
     /// The progress steps' classes (`done`, `fail`, …), in order.
     steps: Vec<String>,
+    /// The steps seen in progress (class `active`) while waiting, in order.
+    seen_active: Vec<String>,
+    /// The notices seen while waiting (e.g. wrong PIN, key it again).
+    seen_notices: Vec<String>,
 }
+
+const READ_PROGRESS: &str = r#"
+    var a = document.querySelector('#wait-view:not([hidden]) #steps li.active');
+    var n = document.querySelector('#wait-view:not([hidden]) #notice:not([hidden])');
+    return [a ? a.getAttribute('data-step') : null, n ? n.textContent : null];
+"#;
 
 const READ_RESULT: &str = r#"
     var r = document.getElementById('result');
@@ -71,7 +81,23 @@ const READ_RESULT: &str = r#"
 /// prompts takes tens of seconds); on timeout saves `NAME-timeout.png`.
 async fn wait_for_result(b: &Browser, name: &str) -> Shown {
     let deadline = Instant::now() + Duration::from_secs(150);
+    let (mut seen_active, mut seen_notices) = (Vec::<String>::new(), Vec::<String>::new());
     loop {
+        let progress = b
+            .client
+            .execute(READ_PROGRESS, vec![])
+            .await
+            .expect("script runs");
+        for (i, seen) in [&mut seen_active, &mut seen_notices]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(text) = progress[i].as_str() {
+                if seen.last().map(String::as_str) != Some(text) {
+                    seen.push(text.to_string());
+                }
+            }
+        }
         let v = b
             .client
             .execute(READ_RESULT, vec![])
@@ -87,6 +113,8 @@ async fn wait_for_result(b: &Browser, name: &str) -> Shown {
                     .as_array()
                     .map(|a| a.iter().map(|c| c.as_str().unwrap_or("").into()).collect())
                     .unwrap_or_default(),
+                seen_active,
+                seen_notices,
             };
         }
         if Instant::now() > deadline {
@@ -172,6 +200,7 @@ async fn the_first_test_card_pays_and_the_page_shows_success() {
     assert_eq!(value_of(&b, "#card_number").await, CARD);
     assert_eq!(value_of(&b, "#id_number").await, ID_NUMBER);
     type_into(&b, "#phone", &phone).await;
+    b.screenshot("form-zh").await.expect("screenshot");
     click(&b, "#pay").await;
 
     let shown = wait_for_result(&b, "success-zh").await;
@@ -183,6 +212,9 @@ async fn the_first_test_card_pays_and_the_page_shows_success() {
         "{shown:?}"
     );
     assert!(shown.steps.iter().all(|c| c == "done"), "{shown:?}");
+    // The page followed the call live: it showed the PIN step in progress
+    // (the handset takes seconds to confirm and key it).
+    assert!(shown.seen_active.iter().any(|s| s == "secret"), "{shown:?}");
     let page = b.client.source().await.expect("source");
     assert!(!page.contains("vpk_"), "an API key reached the browser");
     assert_eq!(
@@ -254,6 +286,10 @@ async fn a_wrong_pin_shows_the_failure_reason_in_words() {
     type_into(&b, "#phone", &phone).await;
     click(&b, "#pay").await;
     let shown = wait_for_result(&b, "wrong-pin-en").await;
+    println!(
+        "seen while waiting: {:?} {:?}",
+        shown.seen_active, shown.seen_notices
+    );
     let shot = b.screenshot("wrong-pin-en").await.expect("screenshot");
     let _ = lab.clear_handset(&phone).await;
     b.close().await;
@@ -266,6 +302,14 @@ async fn a_wrong_pin_shows_the_failure_reason_in_words() {
         "{shown:?}"
     );
     assert!(shown.steps.contains(&"fail".to_string()), "{shown:?}");
+    // While the call went on, the page said to key the PIN again.
+    assert!(
+        shown
+            .seen_notices
+            .iter()
+            .any(|n| n == "Wrong PIN: key it again on the phone."),
+        "{shown:?}"
+    );
     assert_eq!(
         stored_outcome(&app, &phone).await,
         [("failed".into(), Some("pin_tries_exceeded".into()))]
