@@ -105,6 +105,7 @@ impl App {
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
         let mut router = api::router(self.state.clone());
         if let Some(key) = self.demo_key.take() {
+            tracing::info!(url = %format!("http://{}/demo", self.local_addr()), "demo checkout page on");
             let demo = crate::demo::router(&self.state, key, router.clone());
             router = router.merge(demo);
         }
