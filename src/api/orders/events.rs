@@ -87,9 +87,9 @@ pub async fn stream(
     Ok(Sse::new(futures_util::stream::unfold(feed, Feed::next)).keep_alive(keep_alive))
 }
 
-/// `Last-Event-ID`: absent means from the start.
+/// `Last-Event-ID`: absent or empty means from the start.
 fn last_event_id(headers: &HeaderMap) -> Result<i64, ApiError> {
-    let Some(v) = headers.get("last-event-id") else {
+    let Some(v) = headers.get("last-event-id").filter(|v| !v.is_empty()) else {
         return Ok(0);
     };
     v.to_str()
