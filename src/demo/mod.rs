@@ -174,12 +174,11 @@ async fn create(State(demo): State<Demo>, body: Bytes) -> Response {
             order[name] = v;
         }
     }
-    let body = Zeroizing::new(order.to_string());
     demo.call(
         Method::POST,
         "/v1/orders",
         None,
-        Body::from(body.as_bytes().to_vec()),
+        Body::from(order.to_string()),
     )
     .await
 }
