@@ -292,7 +292,15 @@ async fn a_wrong_pin_shows_the_failure_reason_in_words() {
     );
     let shot = b.screenshot("wrong-pin-en").await.expect("screenshot");
     let _ = lab.clear_handset(&phone).await;
+    // The language toggle turns the same result into Chinese.
+    click(&b, "#lang-toggle").await;
+    let in_zh = b.client.execute(READ_RESULT, vec![]).await.expect("script");
     b.close().await;
+    assert_eq!(in_zh["title"], "支付失败", "{in_zh}");
+    assert_eq!(
+        in_zh["reason"], "今日密码错误次数过多，该卡今日已暂停密码支付，请明天再试。",
+        "{in_zh}"
+    );
 
     assert_eq!(shown.outcome, "failed", "{shown:?} ({})", shot.display());
     assert_eq!(shown.title, "Payment failed", "{shown:?}");
