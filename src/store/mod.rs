@@ -12,7 +12,7 @@ mod merchants;
 mod orders;
 
 pub use bindings::{BindingRow, NewBinding};
-pub use calls::ActiveCall;
+pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
