@@ -65,6 +65,9 @@ pub struct TelephonySettings {
     /// Calls this node runs at once, ringing or answered; further due
     /// callback orders wait in `pending` until one ends (never failed).
     pub max_concurrent_calls: usize,
+    /// Callback originates (`POST /channels`) this node has in flight at
+    /// once; more due orders wait their turn.
+    pub max_concurrent_originates: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -144,6 +147,7 @@ impl Default for TelephonySettings {
             max_attempts: 3,
             retry_interval_secs: 60,
             max_concurrent_calls: 100,
+            max_concurrent_originates: 8,
         }
     }
 }
@@ -318,6 +322,9 @@ impl Settings {
         }
         if self.telephony.max_concurrent_calls == 0 {
             return invalid("telephony.max_concurrent_calls", "must be at least 1");
+        }
+        if self.telephony.max_concurrent_originates == 0 {
+            return invalid("telephony.max_concurrent_originates", "must be at least 1");
         }
         if self.telephony.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");

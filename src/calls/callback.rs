@@ -93,6 +93,8 @@ pub struct Callbacks<M> {
     pub(super) node: String,
     pub(super) placed: Mutex<HashMap<String, Placed>>,
     pub(super) permits: Arc<Semaphore>,
+    /// Originates in flight (`telephony.max_concurrent_originates`).
+    originates: Arc<Semaphore>,
     connected: AtomicBool,
     pub(super) wake: Notify,
 }
@@ -112,6 +114,9 @@ impl<M: Matcher + 'static> Callbacks<M> {
             node: settings.ari.app.clone(),
             permits: Arc::new(Semaphore::new(
                 settings.telephony.max_concurrent_calls.max(1),
+            )),
+            originates: Arc::new(Semaphore::new(
+                settings.telephony.max_concurrent_originates.max(1),
             )),
             settings,
             rest,
@@ -158,8 +163,25 @@ impl<M: Matcher + 'static> Callbacks<M> {
                     Err(_) => return,
                 },
             };
+            // The originate slot comes first, so a claimed order is placed
+            // at once rather than waiting while it counts as `calling`.
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                s = self.originates.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
             match self.claim(permit).await {
-                Ok(Some((order, channel_id))) => self.originate(&order, &channel_id).await,
+                Ok(Some((order, channel_id))) => {
+                    // Placed concurrently: one slow `POST /channels` (Asterisk
+                    // busy) does not hold back the next due order.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.originate(&order, &channel_id).await;
+                        drop(slot);
+                    });
+                }
                 Ok(None) => self.pause(&shutdown).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "callback claim failed");
