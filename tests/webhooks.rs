@@ -110,7 +110,7 @@ impl Receiver {
             hold,
         };
         let app = axum::Router::new()
-            .route("/hook", axum::routing::post(hook))
+            .route("/hook", axum::routing::any(hook))
             .with_state(me.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         me
@@ -278,6 +278,7 @@ both_stores!(
     a_redirect_is_not_followed_and_counts_as_a_failure,
     after_the_window_the_event_fails_and_redeliver_sends_it,
     a_slow_receiver_does_not_hold_up_other_merchants,
+    the_openapi_document_describes_webhooks,
 );
 
 // ---------------------------------------------------------------------------
@@ -320,6 +321,20 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
         assert!(!body.contains(secret), "{secret} in the webhook");
         assert!(!outbox(&app, &id).await[0].payload.contains(secret));
     }
+
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("voicepay_webhook_deliveries_total{outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
 
     // The merchant's check, as the README gives it.
     let sig = r.header("voicepay-signature");
@@ -758,4 +773,44 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
     })
     .await;
     assert_eq!(slow.got().len(), 2);
+}
+
+async fn the_openapi_document_describes_webhooks(db: Db) {
+    let Some(app) = support::spawn_app_with(db, quiet).await else {
+        return;
+    };
+    let doc: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [
+        ("/v1/webhooks/events", "get"),
+        ("/v1/webhooks/events/{id}/redeliver", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    let create = &doc["components"]["schemas"]["CreateOrderRequest"]["properties"];
+    assert_eq!(
+        create["notify_progress"]["type"],
+        json!(["boolean", "null"]),
+        "{create:#}"
+    );
+    assert!(doc["components"]["schemas"]["EventView"].is_object());
+    // Unknown before: orders without the new field still create as before.
+    let id = order(&app, "O1", json!({})).await;
+    let view: Value = app
+        .get(&format!("/v1/orders/{id}"), &app.api_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(view.get("notify_progress").is_none());
 }
