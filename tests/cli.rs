@@ -191,7 +191,11 @@ fn webhooks_list_and_redeliver_on_an_empty_database() {
         .args(["webhooks", "list", "--failed"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no events");
     let out = voicepay(dir.path())
         .args(["webhooks", "redeliver", "evt_nope"])

@@ -216,13 +216,20 @@ where
 {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// A worker on `clock` for the app's database.
-async fn worker(app: &TestApp, clock: Arc<FakeClock>, tweak: impl FnOnce(&mut Settings)) -> Arc<Notifier> {
+async fn worker(
+    app: &TestApp,
+    clock: Arc<FakeClock>,
+    tweak: impl FnOnce(&mut Settings),
+) -> Arc<Notifier> {
     let mut s = app.settings.clone();
     tweak(&mut s);
     let store = Store::connect(&s.database.url, 2).await.unwrap();
@@ -292,7 +299,10 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
     cancel(&app, &app.api_key, &id).await;
     cancel(&app, &app.api_key, &id).await; // twice: still one final status
     eventually("the event is delivered", || async {
-        outbox(&app, &id).await.iter().all(|r| r.status == "delivered")
+        outbox(&app, &id)
+            .await
+            .iter()
+            .all(|r| r.status == "delivered")
     })
     .await;
     let got = rx.got();
@@ -396,7 +406,10 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     .into_iter()
     .enumerate()
     {
-        assert!(store.transition(&plain, t, t0 + 1 + i as i64).await.unwrap());
+        assert!(store
+            .transition(&plain, t, t0 + 1 + i as i64)
+            .await
+            .unwrap());
     }
     // With it: an inbound call taken, a wrong PIN sent back to the caller,
     // a second try, success.
@@ -414,13 +427,21 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     .into_iter()
     .enumerate()
     {
-        assert!(store.transition(&progress, t, t0 + 1 + i as i64).await.unwrap());
+        assert!(store
+            .transition(&progress, t, t0 + 1 + i as i64)
+            .await
+            .unwrap());
     }
     let types = |rows: Vec<Row>| rows.into_iter().map(|r| r.event_type).collect::<Vec<_>>();
     assert_eq!(types(outbox(&app, &plain).await), ["order.failed"]);
     assert_eq!(
         types(outbox(&app, &progress).await),
-        ["order.answered", "order.authorizing", "order.authorizing", "order.succeeded"]
+        [
+            "order.answered",
+            "order.authorizing",
+            "order.authorizing",
+            "order.succeeded"
+        ]
     );
     eventually("all five delivered", || async { rx.got().len() == 5 }).await;
     let fail = rx
@@ -443,16 +464,26 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     )
     .await
     .unwrap();
-    let resp = app.post_json("/v1/orders", &m.api_key, &order_body("D1")).await;
-    let by_default = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let resp = app
+        .post_json("/v1/orders", &m.api_key, &order_body("D1"))
+        .await;
+    let by_default = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     cancel(&app, &m.api_key, &by_default).await;
     let nowhere = order(&app, "N1", json!({})).await;
     cancel(&app, &app.api_key, &nowhere).await;
     assert!(outbox(&app, &nowhere).await.is_empty());
     eventually("the default URL got it", || async { mrx.got().len() == 1 }).await;
     let r = &mrx.got()[0];
-    verify(&m.webhook_secret, r.header("voicepay-signature"), &r.body, now_ms() / 1000)
-        .expect("signed with that merchant's own secret");
+    verify(
+        &m.webhook_secret,
+        r.header("voicepay-signature"),
+        &r.body,
+        now_ms() / 1000,
+    )
+    .expect("signed with that merchant's own secret");
 
     // The API lists a merchant's own events only, a page at a time.
     let page: Value = app
@@ -464,7 +495,10 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
     let rest: Value = app
-        .get(&format!("/v1/webhooks/events?limit=3&before={cursor}"), &app.api_key)
+        .get(
+            &format!("/v1/webhooks/events?limit=3&before={cursor}"),
+            &app.api_key,
+        )
         .await
         .json()
         .await
@@ -489,7 +523,9 @@ async fn final_events_always_progress_events_on_request(db: Db) {
         .unwrap();
     assert_eq!(theirs["events"].as_array().unwrap().len(), 1);
     assert_eq!(
-        app.get("/v1/webhooks/events?status=lost", &app.api_key).await.status(),
+        app.get("/v1/webhooks/events?status=lost", &app.api_key)
+            .await
+            .status(),
         422
     );
 }
@@ -537,7 +573,10 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
     .await;
     let row = &outbox(&app, &id).await[0];
     assert_eq!(row.status, "pending");
-    assert!(row.last_error.as_deref().unwrap().contains("connection"), "{row:?}");
+    assert!(
+        row.last_error.as_deref().unwrap().contains("connection"),
+        "{row:?}"
+    );
 
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let rx = Receiver::serve(listener, None);
@@ -577,11 +616,19 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
     .await;
     let got = rx.got();
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].header("voicepay-event-id"), got[1].header("voicepay-event-id"));
+    assert_eq!(
+        got[0].header("voicepay-event-id"),
+        got[1].header("voicepay-event-id")
+    );
     assert_eq!(got[0].body, got[1].body, "the same event, byte for byte");
     assert_eq!(outbox(&app, &id).await[0].attempts, 2);
     // The new daemon serves the same orders.
-    assert_eq!(app.get(&format!("/v1/orders/{id}"), &app.api_key).await.status(), 200);
+    assert_eq!(
+        app.get(&format!("/v1/orders/{id}"), &app.api_key)
+            .await
+            .status(),
+        200
+    );
 }
 
 async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
@@ -600,7 +647,11 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
     let row = outbox(&app, &id).await.remove(0);
     assert_eq!((row.status.as_str(), row.attempts), ("pending", 1));
     assert_eq!(row.last_error.as_deref(), Some("HTTP 500"));
-    assert_eq!(row.next_attempt_at, t0 + 30_000, "retry_initial_ms after the first failure");
+    assert_eq!(
+        row.next_attempt_at,
+        t0 + 30_000,
+        "retry_initial_ms after the first failure"
+    );
 
     clock.advance(29_999);
     assert_eq!(w.run_once().await.unwrap(), 0, "not due yet");
@@ -616,9 +667,16 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
         .header("voicepay-signature")
         .starts_with(&format!("t={},v1=", t0 / 1000)));
     let t1 = (t0 + 30_000) / 1000;
-    assert!(got[1].header("voicepay-signature").starts_with(&format!("t={t1},v1=")));
-    verify(&app.webhook_secret, got[1].header("voicepay-signature"), &got[1].body, t1)
-        .expect("verifies at its own time");
+    assert!(got[1]
+        .header("voicepay-signature")
+        .starts_with(&format!("t={t1},v1=")));
+    verify(
+        &app.webhook_secret,
+        got[1].header("voicepay-signature"),
+        &got[1].body,
+        t1,
+    )
+    .expect("verifies at its own time");
 
     // With jitter the delay stays within its band.
     let jittery = worker(&app, clock.clone(), |s| {
@@ -633,7 +691,11 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
     clock.set(now);
     assert_eq!(jittery.run_once().await.unwrap(), 1);
     let next = outbox(&app, &id2).await[0].next_attempt_at;
-    assert!((now + 15_000..=now + 45_000).contains(&next), "{}", next - now);
+    assert!(
+        (now + 15_000..=now + 45_000).contains(&next),
+        "{}",
+        next - now
+    );
 }
 
 async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
@@ -652,7 +714,10 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
     assert!(elsewhere.got().is_empty(), "the redirect was followed");
     let row = outbox(&app, &id).await.remove(0);
     assert_eq!((row.status.as_str(), row.attempts), ("pending", 1));
-    assert_eq!(row.last_error.as_deref(), Some("HTTP 302 (redirects are not followed)"));
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("HTTP 302 (redirects are not followed)")
+    );
     assert_eq!(row.next_attempt_at, t0 + 30_000);
 }
 
@@ -681,7 +746,11 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
     assert_eq!((row.status.as_str(), row.attempts), ("failed", 2));
     assert_eq!(row.last_error.as_deref(), Some("HTTP 500"));
     clock.advance(3_600_000);
-    assert_eq!(w.run_once().await.unwrap(), 0, "a failed event is not retried");
+    assert_eq!(
+        w.run_once().await.unwrap(),
+        0,
+        "a failed event is not retried"
+    );
 
     // The operator sees it…
     let out = cli(&app, &["webhooks", "list", "--failed", "--json"]).await;
@@ -713,7 +782,10 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
         .unwrap();
     assert!(theirs["events"].as_array().unwrap().is_empty());
     let path = format!("/v1/webhooks/events/{}/redeliver", row.id);
-    assert_eq!(app.post_json(&path, &other_key, &json!({})).await.status(), 404);
+    assert_eq!(
+        app.post_json(&path, &other_key, &json!({})).await.status(),
+        404
+    );
     assert_eq!(outbox(&app, &id).await[0].status, "failed");
 
     // Redeliver from the command line: sent on the next pass.
@@ -758,7 +830,10 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
     let mut body = order_body("B1");
     body["notify_url"] = json!(quick.url);
     let resp = app.post_json("/v1/orders", &other_key, &body).await;
-    let c = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let c = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     cancel(&app, &other_key, &c).await;
     eventually("the other merchant is served", || async {
         outbox(&app, &c).await[0].status == "delivered"

@@ -35,7 +35,9 @@ impl Schedule {
     /// (passed in so tests can pin it).
     pub fn delay_ms(&self, attempt: i64, unit: f64) -> i64 {
         let factor = 1.0 - self.jitter + 2.0 * self.jitter * unit.clamp(0.0, 1.0);
-        ((self.base_delay_ms(attempt) as f64) * factor).round().max(1.0) as i64
+        ((self.base_delay_ms(attempt) as f64) * factor)
+            .round()
+            .max(1.0) as i64
     }
 
     /// When to try again after failed attempt `attempt` at `now`, or `None`

@@ -199,7 +199,9 @@ impl Notifier {
         {
             Ok(true) => {}
             Ok(false) => tracing::warn!(event = %row.id, "webhook lease lost before recording"),
-            Err(e) => tracing::warn!(event = %row.id, error = %e, "recording a webhook attempt failed"),
+            Err(e) => {
+                tracing::warn!(event = %row.id, error = %e, "recording a webhook attempt failed")
+            }
         }
     }
 
@@ -233,7 +235,10 @@ impl Notifier {
         if status.is_success() {
             Ok(())
         } else if status.is_redirection() {
-            Err(format!("HTTP {} (redirects are not followed)", status.as_u16()))
+            Err(format!(
+                "HTTP {} (redirects are not followed)",
+                status.as_u16()
+            ))
         } else {
             Err(format!("HTTP {}", status.as_u16()))
         }

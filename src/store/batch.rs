@@ -74,7 +74,9 @@ async fn insert_many(pool: &AnyPool, batch: &[Job]) -> Result<()> {
     let mut sql = format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES ");
     for i in 0..batch.len() {
         let base = i * ORDER_PARAMS;
-        let params: Vec<String> = (1..=ORDER_PARAMS).map(|p| format!("${}", base + p)).collect();
+        let params: Vec<String> = (1..=ORDER_PARAMS)
+            .map(|p| format!("${}", base + p))
+            .collect();
         if i > 0 {
             sql.push(',');
         }

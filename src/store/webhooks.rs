@@ -118,12 +118,11 @@ async fn enqueue(
     if progress && wants_progress == 0 {
         return Ok(());
     }
-    let order = sqlx::query_as::<_, OrderRow>(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
-    ))
-    .bind(order_id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let order =
+        sqlx::query_as::<_, OrderRow>(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
     let attempts = sqlx::query_as::<_, AttemptRow>(
         "SELECT attempt, channel_id, started_at, answered_at, ended_at, outcome, cause \
          FROM call_attempts WHERE order_id = $1 ORDER BY attempt",
@@ -234,7 +233,12 @@ impl Store {
             Delivery::Retry {
                 next_attempt_at,
                 error,
-            } => ("pending", Some(*next_attempt_at), Some(error.as_str()), None),
+            } => (
+                "pending",
+                Some(*next_attempt_at),
+                Some(error.as_str()),
+                None,
+            ),
             Delivery::Failed { error } => ("failed", None, Some(error.as_str()), None),
         };
         let done = sqlx::query(
@@ -296,7 +300,10 @@ impl Store {
                 " AND (created_at, id) < (SELECT created_at, id FROM webhook_outbox WHERE id = {p})"
             );
         }
-        sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", f.limit.max(0));
+        sql += &format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            f.limit.max(0)
+        );
         let mut q = sqlx::query_as::<_, OutboxRow>(&sql);
         for b in binds {
             q = q.bind(b);

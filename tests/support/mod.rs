@@ -128,7 +128,10 @@ impl TestApp {
     pub async fn restart(&mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
-            server.await.expect("daemon task").expect("daemon stopped cleanly");
+            server
+                .await
+                .expect("daemon task")
+                .expect("daemon stopped cleanly");
         }
         let app = App::build(self.settings.clone())
             .await
