@@ -4,15 +4,13 @@
 //! retry schedule is checked with the worker on a fake clock, against the
 //! due times recorded in the database, never against wall time.
 
+#[path = "support/receiver.rs"]
+mod receiver;
 mod support;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use receiver::{verify, Receiver, Reply};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use support::{order_body, Db, TestApp};
 use voicepay::config::Settings;
@@ -20,134 +18,6 @@ use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::notify::{FakeClock, Notifier};
 use voicepay::store::{now_ms, Store, Transition};
-
-// ---------------------------------------------------------------------------
-// The merchant's side: signature verification exactly as the README shows.
-
-/// Verifies `Voicepay-Signature` over the raw body; `now` in Unix seconds.
-fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), &'static str> {
-    use hmac::{Hmac, Mac};
-    let mut t = None;
-    let mut v1 = None;
-    for part in header.split(',') {
-        match part.split_once('=') {
-            Some(("t", x)) => t = x.parse::<i64>().ok(),
-            Some(("v1", x)) => v1 = hex::decode(x).ok(),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return Err("malformed header");
-    };
-    if (now - t).abs() > 300 {
-        return Err("timestamp too old or in the future");
-    }
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&v1).map_err(|_| "bad signature") // constant-time
-}
-
-// ---------------------------------------------------------------------------
-// A scripted receiver.
-
-#[derive(Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("webhook body is JSON")
-    }
-}
-
-#[derive(Default)]
-struct Script {
-    got: Vec<Received>,
-    /// Answers for the next requests; then 200.
-    replies: VecDeque<Reply>,
-}
-
-#[derive(Clone)]
-enum Reply {
-    Status(u16),
-    Redirect(String),
-}
-
-#[derive(Clone)]
-struct Receiver {
-    url: String,
-    script: Arc<Mutex<Script>>,
-    /// When set, every request waits for a permit before it is answered.
-    hold: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, None)
-    }
-
-    /// A receiver that answers nothing until `release`d.
-    async fn holding() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, Some(Arc::new(tokio::sync::Semaphore::new(0))))
-    }
-
-    fn serve(listener: tokio::net::TcpListener, hold: Option<Arc<tokio::sync::Semaphore>>) -> Self {
-        let addr = listener.local_addr().unwrap();
-        let me = Self {
-            url: format!("http://{addr}/hook"),
-            script: Arc::default(),
-            hold,
-        };
-        let app = axum::Router::new()
-            .route("/hook", axum::routing::any(hook))
-            .with_state(me.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        me
-    }
-
-    fn reply(&self, r: Reply) {
-        self.script.lock().unwrap().replies.push_back(r);
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.script.lock().unwrap().got.clone()
-    }
-
-    fn release(&self, n: usize) {
-        if let Some(h) = &self.hold {
-            h.add_permits(n);
-        }
-    }
-}
-
-async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    let reply = {
-        let mut s = r.script.lock().unwrap();
-        s.got.push(Received { headers, body });
-        s.replies.pop_front()
-    };
-    if let Some(h) = &r.hold {
-        h.acquire().await.unwrap().forget();
-    }
-    match reply {
-        None => StatusCode::OK.into_response(),
-        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
-        Some(Reply::Redirect(to)) => {
-            (StatusCode::FOUND, [(axum::http::header::LOCATION, to)]).into_response()
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -286,6 +156,7 @@ both_stores!(
     after_the_window_the_event_fails_and_redeliver_sends_it,
     a_slow_receiver_does_not_hold_up_other_merchants,
     the_openapi_document_describes_webhooks,
+    a_lease_keeps_other_nodes_off_until_it_runs_out,
 );
 
 // ---------------------------------------------------------------------------
@@ -888,4 +759,47 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
         .await
         .unwrap();
     assert!(view.get("notify_progress").is_none());
+}
+
+async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
+    let Some(app) = support::spawn_app_with(db, quiet).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let id = order(&app, "K1", json!({"notify_url": rx.url})).await;
+    cancel(&app, &app.api_key, &id).await;
+    let t0 = now_ms() + 1000;
+    let store = Store::connect(&app.settings.database.url, 2).await.unwrap();
+    // A node leases the event for 40 s, then dies without a word.
+    let leased = store
+        .claim_webhooks("node_dead", t0, t0 + 40_000, 4, 100, &[])
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert!(
+        store
+            .claim_webhooks("node_other", t0, t0 + 40_000, 4, 100, &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a leased row is not handed out twice"
+    );
+    let clock = Arc::new(FakeClock::at(t0 + 39_999));
+    let w = worker(&app, clock.clone(), schedule).await;
+    assert_eq!(w.run_once().await.unwrap(), 0);
+    assert!(rx.got().is_empty());
+    clock.set(t0 + 40_000);
+    assert_eq!(w.run_once().await.unwrap(), 1, "the lease ran out");
+    assert_eq!(rx.got().len(), 1);
+    let row = outbox(&app, &id).await.remove(0);
+    assert_eq!((row.status.as_str(), row.attempts), ("delivered", 1));
+    // The dead node's late report changes nothing.
+    let late = voicepay::store::Delivery::Failed {
+        error: "late".into(),
+    };
+    assert!(!store
+        .finish_webhook(&row.id, "node_dead", &late, t0 + 50_000)
+        .await
+        .unwrap());
+    assert_eq!(outbox(&app, &id).await[0].status, "delivered");
 }
