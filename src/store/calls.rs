@@ -6,6 +6,7 @@
 //! `calling`; the loser sees zero rows and looks for the next one.
 
 use super::orders::{OrderRow, ORDER_COLUMNS};
+use super::webhooks::record_status;
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
@@ -50,11 +51,11 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        append_event(
+        record_status(
             &mut tx,
             &id,
-            "pending",
-            "calling",
+            OrderStatus::Pending,
+            OrderStatus::Calling,
             Some("callback claimed"),
             now,
         )
@@ -88,7 +89,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        append_event(&mut tx, order_id, "calling", "pending", Some(detail), now).await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Calling,
+            OrderStatus::Pending,
+            Some(detail),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -244,29 +253,6 @@ pub struct StaleClaim {
     pub claim_until: i64,
 }
 
-/// The `status` entry of the audit log, inside the caller's transaction.
-async fn append_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    order_id: &str,
-    from: &str,
-    to: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-         VALUES ($1, 'status', $2, $3, $4, $5)",
-    )
-    .bind(order_id)
-    .bind(from)
-    .bind(to)
-    .bind(detail)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// The `pending` transfer order whose one-time code is `code`, if it is
     /// still in its window. Used codes are gone: the code is cleared when
@@ -326,7 +312,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        append_event(&mut tx, order_id, "pending", "in_call", Some(detail), now).await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Pending,
+            OrderStatus::InCall,
+            Some(detail),
+            now,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
              VALUES ($1, $2, $3, $4, $4)",
