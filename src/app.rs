@@ -1,5 +1,5 @@
 //! Wiring: opens the store, loads keys, builds the router, starts background
-//! workers, and runs until the shutdown token fires.
+//! workers (expiry sweep, calls, webhook delivery), and runs until the shutdown token fires.
 
 use crate::api::{self, auth::MerchantCache, AppState, Metrics, Readiness};
 use crate::bank::StubIssuer;
@@ -7,6 +7,7 @@ use crate::config::Settings;
 use crate::crypto::{KeyRing, Vault};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::matcher::{BankMatcher, MatcherConfig};
+use crate::notify::{Notifier, SystemClock};
 use crate::store::{now_ms, Store, Transition};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -102,6 +103,18 @@ impl App {
         } else {
             None
         };
+        let notifier = if self.state.settings.webhooks.enabled {
+            let n = Notifier::new(
+                self.state.store.clone(),
+                self.state.vault.clone(),
+                &self.state.settings.webhooks,
+                Arc::new(SystemClock),
+            )?
+            .with_metrics(self.state.metrics.clone());
+            Some(tokio::spawn(Arc::new(n).run(shutdown.clone())))
+        } else {
+            None
+        };
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
         let mut router = api::router(self.state.clone());
         if let Some(key) = self.demo_key.take() {
@@ -116,6 +129,9 @@ impl App {
             .context("http server")?;
         shutdown.cancel();
         let _ = sweeper.await;
+        if let Some(notifier) = notifier {
+            let _ = notifier.await;
+        }
         if let Some(calls) = calls {
             let _ = calls.await;
         }

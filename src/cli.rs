@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `merchant add`, `config check`.
+//! The command line: `serve`, `migrate`, `merchant add`, `webhooks list|redeliver`,
+//! `config check`.
 
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -33,6 +34,11 @@ pub enum Command {
         #[command(subcommand)]
         command: MerchantCommand,
     },
+    /// Inspect and resend webhook events.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -52,6 +58,30 @@ pub enum MerchantCommand {
         /// Print `{"merchant_id","api_key","webhook_secret"}`.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// List events, newest first.
+    List {
+        /// Only events given up on after the retry window.
+        #[arg(long)]
+        failed: bool,
+        /// Only this merchant's events.
+        #[arg(long)]
+        merchant: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an event due again now (attempts so far stay counted).
+    Redeliver {
+        /// The event id (`evt_…`).
+        event_id: String,
     },
 }
 
@@ -106,6 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Webhooks { command } => webhooks(&settings, command).await,
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -114,4 +145,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<()> {
+    use crate::api::webhooks::EventView;
+    let store = app::open_store(settings).await?;
+    let result = match command {
+        WebhooksCommand::List {
+            failed,
+            merchant,
+            limit,
+            json,
+        } => {
+            let rows = store
+                .list_webhooks(&crate::store::WebhookFilter {
+                    merchant_id: merchant.as_deref(),
+                    status: failed.then_some("failed"),
+                    before: None,
+                    limit: limit.clamp(1, 10_000),
+                })
+                .await?;
+            for r in &rows {
+                let view = EventView::new(r);
+                if json {
+                    let mut v = serde_json::to_value(&view).context("encoding")?;
+                    v["merchant_id"] = r.merchant_id.clone().into();
+                    println!("{v}");
+                } else {
+                    println!(
+                        "{}  {:<18} {}  {}  {:<9} attempts={} {}",
+                        view.id,
+                        view.kind,
+                        view.order_id,
+                        r.merchant_id,
+                        view.status,
+                        view.attempts,
+                        view.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            if !json && rows.is_empty() {
+                println!("no events");
+            }
+            Ok(())
+        }
+        WebhooksCommand::Redeliver { event_id } => {
+            match store
+                .redeliver_webhook(&event_id, None, crate::store::now_ms())
+                .await?
+            {
+                Some(r) => {
+                    println!("{} is due now (attempts so far: {})", r.id, r.attempts);
+                    Ok(())
+                }
+                None => Err(anyhow::anyhow!("no webhook event {event_id}")),
+            }
+        }
+    };
+    store.close().await;
+    result
 }

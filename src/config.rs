@@ -19,6 +19,8 @@ pub struct Settings {
     pub log: LogSettings,
     pub bank: BankSettings,
     pub demo: DemoSettings,
+    pub ivr: IvrSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -71,6 +73,9 @@ pub struct TelephonySettings {
     /// Calls this node runs at once, ringing or answered; further due
     /// callback orders wait in `pending` until one ends (never failed).
     pub max_concurrent_calls: usize,
+    /// Callback originates (`POST /channels`) this node has in flight at
+    /// once; more due orders wait their turn.
+    pub max_concurrent_originates: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -152,6 +157,7 @@ impl Default for TelephonySettings {
             max_attempts: 3,
             retry_interval_secs: 60,
             max_concurrent_calls: 100,
+            max_concurrent_originates: 8,
         }
     }
 }
@@ -217,6 +223,94 @@ pub struct DemoSettings {
     /// Serve `/demo`. The daemon then keeps a demo merchant whose API key
     /// never leaves the server. Off by default; `scripts/run` turns it on.
     pub enabled: bool,
+}
+
+/// The payment call's timing and retry limits (`ivr::IvrConfig`), so
+/// operators can fit them to their callers without a rebuild.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrSettings {
+    /// Seconds a caller may wait after a prompt ends before the first digit.
+    pub first_digit_timeout_secs: u64,
+    /// Seconds a caller may pause between two digits of one entry.
+    pub inter_digit_timeout_secs: u64,
+    /// Failed attempts (invalid input or a timeout) per step before the call
+    /// ends with `input_timeout`.
+    pub attempts_per_step: u8,
+    /// Secrets a caller may submit in one call; the bank's daily count can
+    /// only lower it.
+    pub secret_tries: u8,
+    /// The longest a payment call may last from the answer, in seconds.
+    pub max_call_secs: u64,
+    /// The longest the closing prompt may play before the call is hung up
+    /// anyway, in seconds.
+    pub final_prompt_limit_secs: u64,
+}
+
+impl Default for IvrSettings {
+    fn default() -> Self {
+        let d = crate::ivr::IvrConfig::default();
+        Self {
+            first_digit_timeout_secs: d.first_digit_timeout.as_secs(),
+            inter_digit_timeout_secs: d.inter_digit_timeout.as_secs(),
+            attempts_per_step: d.attempts_per_step,
+            secret_tries: d.secret_tries,
+            max_call_secs: d.max_call.as_secs(),
+            final_prompt_limit_secs: d.final_prompt_limit.as_secs(),
+        }
+    }
+}
+
+impl From<&IvrSettings> for crate::ivr::IvrConfig {
+    fn from(s: &IvrSettings) -> Self {
+        use std::time::Duration;
+        Self {
+            first_digit_timeout: Duration::from_secs(s.first_digit_timeout_secs),
+            inter_digit_timeout: Duration::from_secs(s.inter_digit_timeout_secs),
+            attempts_per_step: s.attempts_per_step,
+            max_call: Duration::from_secs(s.max_call_secs),
+            secret_tries: s.secret_tries,
+            final_prompt_limit: Duration::from_secs(s.final_prompt_limit_secs),
+        }
+    }
+}
+
+/// Webhook delivery (`notify`): timeouts, the retry schedule, fairness.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Whether this node runs the delivery worker (events are queued either
+    /// way; another node sharing the database may send them).
+    pub enabled: bool,
+    /// Per-request timeout, connecting included, in seconds.
+    pub timeout_secs: u64,
+    /// Delay before the first retry; each further retry doubles it.
+    pub retry_initial_ms: u64,
+    /// Longest delay between two attempts.
+    pub retry_max_ms: u64,
+    /// Each delay is multiplied by a random factor in `1 ± retry_jitter`.
+    pub retry_jitter: f64,
+    /// After this long without a 2xx the event is marked `failed`.
+    pub max_age_secs: u64,
+    /// Deliveries to one merchant in flight at once on this node.
+    pub max_in_flight_per_merchant: usize,
+    /// How often the worker looks for due events.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout_secs: 10,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 3_600_000,
+            retry_jitter: 0.2,
+            max_age_secs: 86_400,
+            max_in_flight_per_merchant: 4,
+            poll_interval_ms: 1000,
+        }
+    }
 }
 
 /// A configuration problem, naming the key.
@@ -286,8 +380,31 @@ impl Settings {
         if self.telephony.max_concurrent_calls == 0 {
             return invalid("telephony.max_concurrent_calls", "must be at least 1");
         }
+        if self.telephony.max_concurrent_originates == 0 {
+            return invalid("telephony.max_concurrent_originates", "must be at least 1");
+        }
         if self.telephony.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");
+        }
+        let ivr = &self.ivr;
+        if !(1..=60).contains(&ivr.first_digit_timeout_secs) {
+            return invalid("ivr.first_digit_timeout_secs", "must be 1 to 60");
+        }
+        if !(1..=30).contains(&ivr.inter_digit_timeout_secs) {
+            return invalid("ivr.inter_digit_timeout_secs", "must be 1 to 30");
+        }
+        if !(1..=9).contains(&ivr.attempts_per_step) {
+            return invalid("ivr.attempts_per_step", "must be 1 to 9");
+        }
+        // DESIGN.md: at most 3 secret tries per call.
+        if !(1..=3).contains(&ivr.secret_tries) {
+            return invalid("ivr.secret_tries", "must be 1 to 3");
+        }
+        if !(30..=1800).contains(&ivr.max_call_secs) {
+            return invalid("ivr.max_call_secs", "must be 30 to 1800");
+        }
+        if !(1..=120).contains(&ivr.final_prompt_limit_secs) {
+            return invalid("ivr.final_prompt_limit_secs", "must be 1 to 120");
         }
         if self.orders.max_amount < 1 {
             return invalid("orders.max_amount", "must be at least 1 fen");
@@ -306,6 +423,31 @@ impl Settings {
         }
         if !(1..=300).contains(&self.http.events_keepalive_secs) {
             return invalid("http.events_keepalive_secs", "must be 1 to 300");
+        }
+        let w = &self.webhooks;
+        if w.timeout_secs == 0 {
+            return invalid("webhooks.timeout_secs", "must be at least 1");
+        }
+        if w.retry_initial_ms == 0 {
+            return invalid("webhooks.retry_initial_ms", "must be at least 1");
+        }
+        if w.retry_max_ms < w.retry_initial_ms {
+            return invalid(
+                "webhooks.retry_max_ms",
+                "must be at least webhooks.retry_initial_ms",
+            );
+        }
+        if !(0.0..1.0).contains(&w.retry_jitter) {
+            return invalid("webhooks.retry_jitter", "must be at least 0 and below 1");
+        }
+        if w.max_age_secs == 0 {
+            return invalid("webhooks.max_age_secs", "must be at least 1");
+        }
+        if w.max_in_flight_per_merchant == 0 {
+            return invalid("webhooks.max_in_flight_per_merchant", "must be at least 1");
+        }
+        if w.poll_interval_ms < 10 {
+            return invalid("webhooks.poll_interval_ms", "must be at least 10");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be text or json");
@@ -392,6 +534,24 @@ mod tests {
         s.telephony.callback_endpoint = "PJSIP/carrier".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("telephony.callback_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn ivr_settings_reach_the_machine() {
+        let mut s = Settings::default();
+        assert_eq!(
+            crate::ivr::IvrConfig::from(&s.ivr),
+            crate::ivr::IvrConfig::default()
+        );
+        s.ivr.first_digit_timeout_secs = 7;
+        s.ivr.max_call_secs = 240;
+        s.validate().unwrap();
+        let c = crate::ivr::IvrConfig::from(&s.ivr);
+        assert_eq!(c.first_digit_timeout.as_secs(), 7);
+        assert_eq!(c.max_call.as_secs(), 240);
+        s.ivr.secret_tries = 4;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("ivr.secret_tries"), "{err}");
     }
 
     #[test]

@@ -18,5 +18,6 @@ pub mod domain;
 pub mod ivr;
 pub mod matcher;
 pub mod merchants;
+pub mod notify;
 pub mod store;
 pub mod telemetry;

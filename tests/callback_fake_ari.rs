@@ -217,3 +217,114 @@ async fn a_full_node_queues_callbacks_instead_of_failing_them() {
     assert_eq!(v["result"]["code"], "no_answer");
     request(&fake, originate_of(format!("vp-{second}-1"))).await;
 }
+
+/// A node that stopped mid-call leaves its order `in_call`, claimed until
+/// a time that passes. Another node takes the claim over, hangs up the
+/// orphaned channel and retries the order like any lost call.
+#[tokio::test]
+async fn a_stopped_nodes_call_is_taken_over_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::test_settings(Db::Sqlite, dir.path())
+        .await
+        .unwrap();
+
+    // Node B (API only) takes the order; then it "dies" mid-call.
+    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
+    let creds =
+        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
+            .await
+            .unwrap();
+    let base = format!("http://{}", node_b.local_addr());
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(node_b.run(stop_b.clone()));
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&creds.api_key)
+        .json(&support::order_body("T1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+    let orphan = format!("vp-{id}-1");
+    let pool = sqlx::AnyPool::connect(&settings.database.url)
+        .await
+        .unwrap();
+    let past = voicepay::store::now_ms() - 1_000;
+    sqlx::query(
+        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
+         attempts = 1 WHERE id = $2",
+    )
+    .bind(past)
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+         VALUES ($1, 1, $2, $3, $3)",
+    )
+    .bind(&id)
+    .bind(&orphan)
+    .bind(past - 60_000)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // Node A comes up on the same database; Asterisk still has the call.
+    let fake = FakeAri::start().await;
+    fake.set_channels(vec![chan(&orphan)]);
+    let mut s = settings.clone();
+    s.ari = fake.settings();
+    s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+    s.telephony.max_attempts = 2;
+    s.telephony.retry_interval_secs = 1;
+    let node_a = voicepay::app::App::build(s).await.unwrap();
+    let stop_a = tokio_util::sync::CancellationToken::new();
+    let base = format!("http://{}", node_a.local_addr());
+    tokio::spawn(node_a.run(stop_a.clone()));
+
+    let hangup = request(&fake, |r| {
+        r.method == "DELETE" && r.path == format!("/ari/channels/{orphan}")
+    })
+    .await;
+    assert_eq!(hangup.path, format!("/ari/channels/{orphan}"));
+    // The second attempt is placed by node A, under its own claim.
+    request(&fake, originate_of(format!("vp-{id}-2"))).await;
+    let v: Value = http
+        .get(format!("{base}/v1/orders/{id}"))
+        .bearer_auth(&creds.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "calling", "{v:#}");
+    let (by, until): (String, i64) =
+        sqlx::query_as("SELECT claimed_by, claim_until FROM orders WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(by, "voicepay-test");
+    assert!(until > voicepay::store::now_ms());
+    let outcomes: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, cause FROM call_attempts WHERE order_id = $1 ORDER BY attempt",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes[0],
+        (1, Some("call_lost".to_owned())),
+        "{outcomes:?}"
+    );
+    stop_a.cancel();
+}

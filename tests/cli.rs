@@ -183,3 +183,24 @@ fn the_example_configuration_is_valid() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("# configuration is valid"));
 }
+
+#[test]
+fn webhooks_list_and_redeliver_on_an_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = voicepay(dir.path())
+        .args(["webhooks", "list", "--failed"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no events");
+    let out = voicepay(dir.path())
+        .args(["webhooks", "redeliver", "evt_nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no webhook event evt_nope"));
+}

@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, request latency, orders
-//! created, and orders by status (read from the database at scrape time).
+//! created, orders by status (read from the database at scrape time) and
+//! webhook delivery attempts by outcome.
 
 use super::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -30,12 +31,20 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `retry` (failed, will be tried again) or `failed` (given up).
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub orders_created: Counter,
     pub orders: Family<StatusLabels, Gauge>,
+    /// Webhook delivery attempts by outcome (this node's worker).
+    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,12 +68,19 @@ impl Default for Metrics {
         );
         registry.register("orders_created", "Orders accepted", orders_created.clone());
         registry.register("orders", "Orders by current status", orders.clone());
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts by outcome",
+            webhook_deliveries.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             orders_created,
             orders,
+            webhook_deliveries,
         }
     }
 }

@@ -8,9 +8,10 @@ mod health;
 mod metrics;
 mod openapi;
 pub mod orders;
+pub mod webhooks;
 
 pub use error::{ApiError, FieldError};
-pub use metrics::Metrics;
+pub use metrics::{Metrics, OutcomeLabels};
 pub use openapi::ApiDoc;
 
 use crate::config::Settings;
@@ -56,7 +57,9 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/events", get(orders::events::stream))
         .route("/bindings", get(bindings::list))
-        .route("/bindings/{id}", delete(bindings::delete));
+        .route("/bindings/{id}", delete(bindings::delete))
+        .route("/webhooks/events", get(webhooks::list))
+        .route("/webhooks/events/{id}/redeliver", post(webhooks::redeliver));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

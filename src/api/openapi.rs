@@ -13,6 +13,8 @@ use utoipa::{Modify, OpenApi};
         super::orders::events::stream,
         super::bindings::list,
         super::bindings::delete,
+        super::webhooks::list,
+        super::webhooks::redeliver,
         super::health::healthz,
         super::health::readyz,
         super::metrics::render,
@@ -20,7 +22,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(super::error::ErrorBody, super::error::FieldError)),
     modifiers(&BearerAuth),
-    tags((name = "orders", description = "Payment orders"), (name = "bindings", description = "Phones bound to cards"), (name = "ops", description = "Health and metrics"))
+    tags((name = "orders", description = "Payment orders"), (name = "bindings", description = "Phones bound to cards"), (name = "webhooks", description = "Signed event notifications and their delivery"), (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
 

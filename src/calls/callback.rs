@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the worker looks for due orders when it found none.
 const POLL: Duration = Duration::from_millis(500);
+/// How often the worker looks for calls abandoned by a stopped node.
+const RECLAIM_EVERY: Duration = Duration::from_secs(30);
+/// Slack on top of the longest call in a claim's length.
+const CLAIM_MARGIN: Duration = Duration::from_secs(60);
 
 /// One originate of ours, from claim until its call task ends.
 pub(super) struct Placed {
@@ -89,6 +93,8 @@ pub struct Callbacks<M> {
     pub(super) node: String,
     pub(super) placed: Mutex<HashMap<String, Placed>>,
     pub(super) permits: Arc<Semaphore>,
+    /// Originates in flight (`telephony.max_concurrent_originates`).
+    originates: Arc<Semaphore>,
     connected: AtomicBool,
     pub(super) wake: Notify,
 }
@@ -109,6 +115,9 @@ impl<M: Matcher + 'static> Callbacks<M> {
             permits: Arc::new(Semaphore::new(
                 settings.telephony.max_concurrent_calls.max(1),
             )),
+            originates: Arc::new(Semaphore::new(
+                settings.telephony.max_concurrent_originates.max(1),
+            )),
             settings,
             rest,
             matcher,
@@ -118,12 +127,30 @@ impl<M: Matcher + 'static> Callbacks<M> {
         })
     }
 
+    /// How long a claim on an order lasts: longer than any call this node
+    /// can run (ringing, the longest call, the closing prompt), so only a
+    /// node that stopped lets a claim run out.
+    pub(super) fn claim_hold_ms(&self) -> i64 {
+        let secs = self.settings.telephony.ring_timeout_secs
+            + self.settings.ivr.max_call_secs
+            + self.settings.ivr.final_prompt_limit_secs
+            + CLAIM_MARGIN.as_secs();
+        secs as i64 * 1000
+    }
+
     /// Claims and originates due orders until `shutdown`, only while ARI
     /// is connected (an originate needs the socket to see its events).
+    /// Every [`RECLAIM_EVERY`] it also settles calls whose node stopped.
     pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut next_reclaim = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if self.connected.load(Ordering::Acquire) && tokio::time::Instant::now() >= next_reclaim
+            {
+                self.reclaim_stale(now_ms()).await;
+                next_reclaim = tokio::time::Instant::now() + RECLAIM_EVERY;
             }
             if !self.connected.load(Ordering::Acquire) {
                 self.pause(&shutdown).await;
@@ -136,8 +163,25 @@ impl<M: Matcher + 'static> Callbacks<M> {
                     Err(_) => return,
                 },
             };
+            // The originate slot comes first, so a claimed order is placed
+            // at once rather than waiting while it counts as `calling`.
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                s = self.originates.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
             match self.claim(permit).await {
-                Ok(Some((order, channel_id))) => self.originate(&order, &channel_id).await,
+                Ok(Some((order, channel_id))) => {
+                    // Placed concurrently: one slow `POST /channels` (Asterisk
+                    // busy) does not hold back the next due order.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.originate(&order, &channel_id).await;
+                        drop(slot);
+                    });
+                }
                 Ok(None) => self.pause(&shutdown).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "callback claim failed");
@@ -163,10 +207,9 @@ impl<M: Matcher + 'static> Callbacks<M> {
     ) -> anyhow::Result<Option<(OrderRow, String)>> {
         let mut placed = self.placed.lock().await;
         let now = now_ms();
-        let hold = (self.settings.telephony.ring_timeout_secs as i64 + 600) * 1000;
         let Some(order) = self
             .store
-            .claim_callback(&self.node, now, now + hold)
+            .claim_callback(&self.node, now, now + self.claim_hold_ms())
             .await?
         else {
             return Ok(None);
@@ -386,7 +429,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
             tracing::debug!(channel = %channel_id, error = %e, "answer failed (already up?)");
         }
         let lang = Language::parse(&order.language).unwrap_or(Language::Zh);
-        let ivr = Ivr::new(IvrConfig::default(), self.call_info(order, lang));
+        let ivr = Ivr::new(
+            IvrConfig::from(&self.settings.ivr),
+            self.call_info(order, lang),
+        );
         let runner = CallRunner {
             ari: &self.rest,
             matcher: self.matcher.as_ref(),
@@ -504,6 +550,47 @@ impl<M: Matcher + 'static> Callbacks<M> {
         } else {
             let _ = self.rest.hangup(channel, HangupReason::Normal).await;
         }
+    }
+
+    /// Settles the calls of nodes that stopped holding their claims (a
+    /// crashed or removed node): each is taken over first, so exactly one
+    /// node acts; a still-live channel is hung up (a transferred caller is
+    /// handed back), then the order is retried or failed like any lost call.
+    /// Returns how many were settled.
+    pub async fn reclaim_stale(&self, now: i64) -> usize {
+        let stale = match self.store.stale_claims(now, 100).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list stale claims");
+                return 0;
+            }
+        };
+        let mut settled = 0;
+        for claim in stale {
+            let channel = claim.call.channel_id.clone().unwrap_or_default();
+            if claim.node == self.node && self.placed.lock().await.contains_key(&channel) {
+                continue; // ours and still driven: its task settles it
+            }
+            match self
+                .store
+                .take_over_claim(&claim, &self.node, now + self.claim_hold_ms(), now)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(order = %claim.call.order_id, error = %e, "cannot take over a stale claim");
+                    continue;
+                }
+            }
+            tracing::warn!(order = %claim.call.order_id, node = %claim.node, "claim ran out; settling the abandoned call");
+            if !channel.is_empty() {
+                self.drop_lost_channel(&claim.call.order_id, &channel).await;
+            }
+            self.settle_lost(&claim.call).await;
+            settled += 1;
+        }
+        settled
     }
 
     async fn settle_lost(&self, call: &ActiveCall) {

@@ -215,6 +215,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             expires_at: 0,
+            notify_progress: 0,
         }
     }
 

@@ -16,10 +16,6 @@ use crate::store::{now_ms, OrderRow};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-/// How long a claim on an order taken by a live call lasts: the IVR's
-/// longest call plus a margin, like a callback's.
-const CLAIM_HOLD: Duration = Duration::from_secs(180 + 600);
-
 /// Playback numbers of prompts played outside the IVR start here, so they
 /// never collide with the runner's (1, 2, …) on the same channel.
 const OWN_PLAYBACKS: u64 = 1_000_000;
@@ -40,7 +36,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     ) -> Option<OrderRow> {
         let mut placed = self.placed.lock().await;
         let now = now_ms();
-        let until = now + CLAIM_HOLD.as_millis() as i64;
+        let until = now + self.claim_hold_ms();
         match self
             .store
             .claim_live_call(order_id, &self.node, channel_id, detail, now, until)

@@ -110,6 +110,7 @@ async fn store_with_order(dir: &std::path::Path) -> (Store, String) {
         created_at: now,
         updated_at: now,
         expires_at: now + 600_000,
+        notify_progress: 0,
     };
     store.create_order(&order, None).await.unwrap();
     (store, order.id)

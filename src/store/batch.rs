@@ -16,9 +16,12 @@ use super::{conflict_aware, OrderRow, Result, StoreError};
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-/// Most orders written by one statement (26 parameters each, far under
+/// Most orders written by one statement (27 parameters each, far under
 /// SQLite's 32,766-parameter limit).
 pub const MAX_BATCH: usize = 64;
+
+/// Columns bound per order (see `orders::bind_order`).
+const ORDER_PARAMS: usize = 27;
 
 type Job = (OrderRow, oneshot::Sender<Result<()>>);
 
@@ -70,8 +73,10 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>) {
 async fn insert_many(pool: &AnyPool, batch: &[Job]) -> Result<()> {
     let mut sql = format!("INSERT INTO orders ({ORDER_COLUMNS}) VALUES ");
     for i in 0..batch.len() {
-        let base = i * 26;
-        let params: Vec<String> = (1..=26).map(|p| format!("${}", base + p)).collect();
+        let base = i * ORDER_PARAMS;
+        let params: Vec<String> = (1..=ORDER_PARAMS)
+            .map(|p| format!("${}", base + p))
+            .collect();
         if i > 0 {
             sql.push(',');
         }

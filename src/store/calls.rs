@@ -6,6 +6,7 @@
 //! `calling`; the loser sees zero rows and looks for the next one.
 
 use super::orders::{OrderRow, ORDER_COLUMNS};
+use super::webhooks::record_status;
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
@@ -50,11 +51,11 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        append_event(
+        record_status(
             &mut tx,
             &id,
-            "pending",
-            "calling",
+            OrderStatus::Pending,
+            OrderStatus::Calling,
             Some("callback claimed"),
             now,
         )
@@ -88,7 +89,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        append_event(&mut tx, order_id, "calling", "pending", Some(detail), now).await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Calling,
+            OrderStatus::Pending,
+            Some(detail),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -174,29 +183,74 @@ impl Store {
             })
             .collect())
     }
+
+    /// Orders in `calling` or `in_call` whose claim has run out: the node
+    /// holding them stopped without settling them (a live node's claim
+    /// always outlasts its longest call). Oldest claim first.
+    pub async fn stale_claims(&self, now: i64, limit: i64) -> Result<Vec<StaleClaim>> {
+        let rows: Vec<(String, String, i64, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT o.id, o.status, o.attempts, \
+                (SELECT a.channel_id FROM call_attempts a WHERE a.order_id = o.id \
+                 ORDER BY a.attempt DESC LIMIT 1), o.claimed_by, o.claim_until \
+             FROM orders o WHERE o.status IN ('calling', 'in_call') \
+               AND o.claimed_by IS NOT NULL AND o.claim_until < $1 \
+             ORDER BY o.claim_until LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(order_id, status, attempts, channel_id, node, until)| {
+                Some(StaleClaim {
+                    call: ActiveCall {
+                        order_id,
+                        status: OrderStatus::parse(&status)?,
+                        attempts,
+                        channel_id,
+                    },
+                    node,
+                    claim_until: until,
+                })
+            })
+            .collect())
+    }
+
+    /// Moves a stale claim to `node` until `claim_until`, if nobody changed
+    /// it meanwhile (the old node came back, or another node took it over
+    /// first): exactly one node settles an abandoned call.
+    pub async fn take_over_claim(
+        &self,
+        stale: &StaleClaim,
+        node: &str,
+        claim_until: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET claimed_by = $1, claim_until = $2, updated_at = $3 \
+             WHERE id = $4 AND status = $5 AND claimed_by = $6 AND claim_until = $7",
+        )
+        .bind(node)
+        .bind(claim_until)
+        .bind(now)
+        .bind(&stale.call.order_id)
+        .bind(stale.call.status.as_str())
+        .bind(&stale.node)
+        .bind(stale.claim_until)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
-/// The `status` entry of the audit log, inside the caller's transaction.
-async fn append_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    order_id: &str,
-    from: &str,
-    to: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-         VALUES ($1, 'status', $2, $3, $4, $5)",
-    )
-    .bind(order_id)
-    .bind(from)
-    .bind(to)
-    .bind(detail)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// A claim whose node let it run out, found by [`Store::stale_claims`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleClaim {
+    pub call: ActiveCall,
+    /// The node that held it.
+    pub node: String,
+    pub claim_until: i64,
 }
 
 impl Store {
@@ -258,7 +312,15 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        append_event(&mut tx, order_id, "pending", "in_call", Some(detail), now).await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Pending,
+            OrderStatus::InCall,
+            Some(detail),
+            now,
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
              VALUES ($1, $2, $3, $4, $4)",

@@ -10,12 +10,14 @@ mod calls;
 mod idempotency;
 mod merchants;
 mod orders;
+mod webhooks;
 
 pub use bindings::{BindingRow, NewBinding};
-pub use calls::ActiveCall;
+pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
+pub use webhooks::{event_type, Delivery, OutboxRow, WebhookFilter};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

@@ -1,3 +1,4 @@
+use super::webhooks::record_status;
 use super::{conflict_aware, now_ms, Result, Store, StoreError};
 use crate::domain::{OrderStatus, ResultCode};
 
@@ -30,6 +31,9 @@ pub struct OrderRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,
+    /// 1 when the merchant asked for progress webhooks (`order.calling`,
+    /// `order.answered`, `order.authorizing`), 0 for final ones only.
+    pub notify_progress: i64,
 }
 
 impl OrderRow {
@@ -86,7 +90,7 @@ pub(super) const ORDER_COLUMNS: &str =
     "id, merchant_id, merchant_order_id, status, mode, amount, currency, \
     description, phone, language, notify_url, card_enc, card_masked, card_type, card_fp, id_enc, \
     id_masked, binding_id, transfer_code, result_code, resp_code, result_message, attempts, \
-    created_at, updated_at, expires_at";
+    created_at, updated_at, expires_at, notify_progress";
 
 impl Store {
     /// Inserts a new order, its `created` event and (optionally) the
@@ -181,7 +185,7 @@ impl Store {
     }
 
     /// Moves the order if, and only if, it is still in `t.from`; appends the
-    /// event in the same transaction. Returns whether this caller moved it.
+    /// event (and queues its webhook) in the same transaction. Returns whether this caller moved it.
     pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
         if !t.from.can_become(t.to) {
             return Err(StoreError::IllegalTransition {
@@ -215,16 +219,7 @@ impl Store {
             (Some(r), None) => Some(r.code().to_owned()),
             (None, d) => d.map(str::to_owned),
         };
-        insert_event(
-            &mut tx,
-            order_id,
-            "status",
-            Some(t.from.as_str()),
-            Some(t.to.as_str()),
-            detail.as_deref(),
-            now,
-        )
-        .await?;
+        record_status(&mut tx, order_id, t.from, t.to, detail.as_deref(), now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -329,7 +324,7 @@ pub(super) fn insert_order(o: &OrderRow) -> AnyQuery<'_> {
         format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-              $20, $21, $22, $23, $24, $25, $26)"
+              $20, $21, $22, $23, $24, $25, $26, $27)"
         )
     });
     bind_order(sqlx::query(sql), o)
@@ -337,7 +332,7 @@ pub(super) fn insert_order(o: &OrderRow) -> AnyQuery<'_> {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-/// Binds the 26 columns of [`ORDER_COLUMNS`], in order.
+/// Binds the 27 columns of [`ORDER_COLUMNS`], in order.
 pub(super) fn bind_order<'q>(q: AnyQuery<'q>, o: &'q OrderRow) -> AnyQuery<'q> {
     q.bind(&o.id)
         .bind(&o.merchant_id)
@@ -365,28 +360,5 @@ pub(super) fn bind_order<'q>(q: AnyQuery<'q>, o: &'q OrderRow) -> AnyQuery<'q> {
         .bind(o.created_at)
         .bind(o.updated_at)
         .bind(o.expires_at)
-}
-
-async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    order_id: &str,
-    kind: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(order_id)
-    .bind(kind)
-    .bind(from)
-    .bind(to)
-    .bind(detail)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        .bind(o.notify_progress)
 }

@@ -20,6 +20,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub api_key: String,
     pub merchant_id: String,
+    /// The merchant's webhook secret (`whsec_…`), as `merchant add` shows it.
+    pub webhook_secret: String,
     /// A second connection to the same database, for assertions.
     pub pool: AnyPool,
     pub db: Db,
@@ -28,6 +30,7 @@ pub struct TestApp {
     pub settings: Settings,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -98,7 +101,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
             .await
             .expect("merchant");
     let shutdown = CancellationToken::new();
-    tokio::spawn(app.run(shutdown.clone()));
+    let server = tokio::spawn(app.run(shutdown.clone()));
     let pool = AnyPool::connect(&settings.database.url)
         .await
         .expect("assertion pool");
@@ -108,16 +111,37 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
         http: reqwest::Client::new(),
         api_key: creds.api_key,
         merchant_id: creds.merchant_id,
+        webhook_secret: creds.webhook_secret,
         pool,
         db,
         sqlite_path: (db == Db::Sqlite).then(|| dir.path().join("voicepay.db")),
         settings,
         _dir: dir,
         shutdown,
+        server: Some(server),
     })
 }
 
 impl TestApp {
+    /// Stops the daemon (graceful shutdown, waited for) and starts a new one
+    /// on the same database, keys and settings, on a new port.
+    pub async fn restart(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("daemon task")
+                .expect("daemon stopped cleanly");
+        }
+        let app = App::build(self.settings.clone())
+            .await
+            .expect("voicepay builds again");
+        self.addr = app.local_addr();
+        self.base = format!("http://{}", self.addr);
+        self.shutdown = CancellationToken::new();
+        self.server = Some(tokio::spawn(app.run(self.shutdown.clone())));
+    }
+
     /// A second merchant on the same instance: (id, api key).
     pub async fn another_merchant(&self) -> (String, String) {
         let out = self

@@ -259,6 +259,7 @@ async fn order_row(
         created_at: now,
         updated_at: now,
         expires_at: now + state.settings.orders.expiry_secs as i64 * 1000,
+        notify_progress: i64::from(new.notify_progress),
     })
 }
 

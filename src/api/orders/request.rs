@@ -43,6 +43,9 @@ pub struct CreateOrderRequest {
     language: Option<String>,
     /// Where webhooks for this order go (default: the merchant's).
     notify_url: Option<String>,
+    /// Also send progress webhooks (`order.calling`, `order.answered`,
+    /// `order.authorizing`), not only the final one. Default false.
+    notify_progress: Option<bool>,
 }
 
 const FIELDS: &[&str] = &[
@@ -56,6 +59,7 @@ const FIELDS: &[&str] = &[
     "id_number",
     "language",
     "notify_url",
+    "notify_progress",
 ];
 
 /// A validated order request.
@@ -70,6 +74,8 @@ pub struct NewOrder {
     pub card: Option<(CardNumber, IdNumber)>,
     pub language: Language,
     pub notify_url: Option<NotifyUrl>,
+    /// Progress webhooks wanted, besides the final one.
+    pub notify_progress: bool,
 }
 
 /// Parses and validates the raw body.
@@ -109,6 +115,7 @@ pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
     let id_number = f.optional_str("id_number", IdNumber::parse);
     let language = f.optional_str("language", Language::parse);
     let notify_url = f.optional_str("notify_url", NotifyUrl::parse);
+    let notify_progress = f.optional_bool("notify_progress");
 
     let has = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
     match (has("card_number"), has("id_number")) {
@@ -144,6 +151,7 @@ pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
         card: card_number.flatten().zip(id_number.flatten()),
         language: language.flatten().unwrap_or(Language::Zh),
         notify_url: notify_url.flatten(),
+        notify_progress: notify_progress.unwrap_or(false),
     })
 }
 
@@ -200,6 +208,21 @@ impl Fields<'_> {
         parse(s).map_err(|e| self.fail(k, e)).ok()
     }
 
+    /// `None` when absent or null, or (reported) not a boolean.
+    fn optional_bool(&mut self, k: &str) -> Option<bool> {
+        match self.obj.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.fail(
+                    k,
+                    Invalid::new("wrong_type", format!("{k} must be true or false")),
+                );
+                None
+            }
+        }
+    }
+
     fn required_int<T>(
         &mut self,
         k: &str,
@@ -248,6 +271,19 @@ mod tests {
         assert_eq!(o.mode, Mode::Callback);
         assert_eq!(o.language, Language::Zh);
         assert!(o.card.is_some());
+        assert!(!o.notify_progress);
+    }
+
+    #[test]
+    fn notify_progress_is_an_optional_boolean() {
+        let with = GOOD.replace("\"amount\"", "\"notify_progress\":true,\"amount\"");
+        assert!(parse(with.as_bytes(), 1_000_000).unwrap().notify_progress);
+        let bad = GOOD.replace("\"amount\"", "\"notify_progress\":\"yes\",\"amount\"");
+        let Err(ApiError::Validation(f)) = parse(bad.as_bytes(), 1_000_000) else {
+            panic!("a string is not a boolean")
+        };
+        assert_eq!(f[0].field, "notify_progress");
+        assert_eq!(f[0].code, "wrong_type");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct OrderView {
     pub order_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notify_url: Option<String>,
+    /// Present (true) when progress webhooks were asked for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub notify_progress: bool,
     pub created_at: String,
     pub updated_at: String,
     pub expires_at: String,
@@ -93,6 +96,7 @@ impl OrderView {
             transfer_code: o.transfer_code.clone().filter(|_| o.mode == "transfer"),
             order_code: o.transfer_code.clone().filter(|_| o.mode == "inbound"),
             notify_url: o.notify_url.clone(),
+            notify_progress: o.notify_progress != 0,
             created_at: rfc3339(o.created_at),
             updated_at: rfc3339(o.updated_at),
             expires_at: rfc3339(o.expires_at),

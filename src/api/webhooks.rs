@@ -1,0 +1,180 @@
+//! `/v1/webhooks/events`: a merchant's own webhook events, their delivery
+//! state, and redelivery. Another merchant's event is answered exactly like
+//! an unknown one (404).
+
+use super::error::{ApiError, ErrorBody, FieldError};
+use super::orders::view::rfc3339;
+use super::{auth::Merchant, AppState};
+use crate::store::{now_ms, OutboxRow, WebhookFilter};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Largest page.
+const MAX_LIMIT: i64 = 100;
+
+/// The query of `GET /v1/webhooks/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// `pending`, `delivered` or `failed`; all when absent.
+    pub status: Option<String>,
+    /// Events per page, 1-100 (default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page: events older than that one.
+    pub before: Option<String>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One webhook event and how its delivery went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    #[schema(example = "evt_5f0c6b1e2d3a4b5c6d7e8f90")]
+    pub id: String,
+    /// e.g. `order.succeeded`, `order.calling`.
+    #[serde(rename = "type")]
+    #[schema(example = "order.succeeded")]
+    pub kind: String,
+    pub order_id: String,
+    /// `pending` (being delivered or waiting for a retry), `delivered`, `failed`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due (pending events).
+    pub next_attempt_at: Option<String>,
+    /// Why the last attempt failed, e.g. `HTTP 500`.
+    pub last_error: Option<String>,
+    pub notify_url: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl EventView {
+    pub fn new(r: &OutboxRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            kind: r.event_type.clone(),
+            order_id: r.order_id.clone(),
+            status: r.status.clone(),
+            attempts: r.attempts,
+            next_attempt_at: (r.status == "pending").then(|| rfc3339(r.next_attempt_at)),
+            last_error: r.last_error.clone(),
+            notify_url: r.notify_url.clone(),
+            created_at: rfc3339(r.created_at),
+            delivered_at: r.delivered_at.map(rfc3339),
+        }
+    }
+}
+
+/// List this merchant's webhook events, e.g. the ones that failed.
+#[utoipa::path(
+    get, path = "/v1/webhooks/events", tag = "webhooks",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "This merchant's events, newest first", body = EventList),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 422, description = "Bad `status`, `limit` or `before`", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<EventList>, ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::Validation(vec![FieldError::new(
+            "limit",
+            "wrong_type",
+            "limit must be an integer",
+        )])
+    })?;
+    let mut errors = Vec::new();
+    if let Some(s) = &q.status {
+        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
+            errors.push(FieldError::new(
+                "status",
+                "invalid_status",
+                "status must be pending, delivered or failed",
+            ));
+        }
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            "invalid_limit",
+            "limit must be 1 to 100",
+        ));
+    }
+    if let Some(b) = &q.before {
+        if !valid_id(b) {
+            errors.push(FieldError::new(
+                "before",
+                "invalid_cursor",
+                "before must be an event id",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    // One more than asked tells whether there is a next page.
+    let mut rows = state
+        .store
+        .list_webhooks(&WebhookFilter {
+            merchant_id: Some(&merchant.id),
+            status: q.status.as_deref(),
+            before: q.before.as_deref(),
+            limit: limit + 1,
+        })
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok(Json(EventList {
+        next_cursor: more.then(|| rows.last().map(|r| r.id.clone())).flatten(),
+        events: rows.iter().map(EventView::new).collect(),
+    }))
+}
+
+/// Send an event again now (e.g. after it failed). Earlier attempts stay
+/// counted; the retry schedule starts over.
+#[utoipa::path(
+    post, path = "/v1/webhooks/events/{id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 200, description = "The event, due now", body = EventView),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such event for this merchant", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn redeliver(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>, ApiError> {
+    if !valid_id(&id) {
+        return Err(ApiError::NotFound);
+    }
+    let row = state
+        .store
+        .redeliver_webhook(&id, Some(&merchant.id), now_ms())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(event = %row.id, merchant = %merchant.id, "webhook redelivery requested");
+    Ok(Json(EventView::new(&row)))
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}

@@ -1,0 +1,258 @@
+//! The delivery worker: leases due outbox rows, sends each in its own task,
+//! records the outcome.
+//!
+//! Fairness: each merchant has a semaphore of `max_in_flight_per_merchant`
+//! permits on this node. A merchant whose permits are all taken is left out
+//! of the next claim, and a claim takes at most that many rows of any one
+//! merchant, so a slow or dead receiver holds its own permits and nothing
+//! else; every request has a timeout. A lease outlives the timeout, so a
+//! row is never sent by two nodes at once, and a crashed node's rows come
+//! back when their lease ends.
+
+use super::{signature_header, Clock, Schedule};
+use crate::api::Metrics;
+use crate::config::WebhookSettings;
+use crate::crypto::Vault;
+use crate::store::{Delivery, OutboxRow, Store};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Rows taken per claim.
+const CLAIM_BATCH: i64 = 100;
+
+/// Sends webhooks for one node.
+pub struct Notifier {
+    store: Store,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    schedule: Schedule,
+    settings: WebhookSettings,
+    node: String,
+    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        settings: &WebhookSettings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(settings.timeout_secs);
+        let http = reqwest::Client::builder()
+            // A 3xx is an answer like any other non-2xx: a failure. Following
+            // it would send a signed event somewhere the merchant never set.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("voicepay-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the webhook HTTP client")?;
+        Ok(Self {
+            store,
+            vault,
+            clock,
+            http,
+            schedule: Schedule::from_settings(settings),
+            settings: settings.clone(),
+            node: format!("node_{}", crate::crypto::random_hex(6)),
+            gates: Mutex::new(HashMap::new()),
+            metrics: None,
+        })
+    }
+
+    /// Counts outcomes in `/metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Polls until `shutdown`, then waits for the deliveries in flight
+    /// (each bounded by the request timeout).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = Duration::from_millis(self.settings.poll_interval_ms);
+        let mut running = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            match self.dispatch(&mut running).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(started = n, "webhook deliveries started"),
+                Err(e) => tracing::warn!(error = %e, "webhook claim failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// One pass, for tests: sends every event due now (as far as the
+    /// per-merchant limit allows) and waits for the outcomes. Returns how
+    /// many deliveries were attempted.
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let mut running = JoinSet::new();
+        let n = self.dispatch(&mut running).await?;
+        while running.join_next().await.is_some() {}
+        Ok(n)
+    }
+
+    /// Claims due rows and starts a task for each one this node may send now.
+    async fn dispatch(self: &Arc<Self>, running: &mut JoinSet<()>) -> anyhow::Result<usize> {
+        let now = self.clock.now_ms();
+        let lease_until = now + (self.settings.timeout_secs as i64 + 30) * 1000;
+        let rows = self
+            .store
+            .claim_webhooks(
+                &self.node,
+                now,
+                lease_until,
+                self.settings.max_in_flight_per_merchant as i64,
+                CLAIM_BATCH,
+                &self.busy_merchants(),
+            )
+            .await?;
+        let mut started = 0;
+        for row in rows {
+            match self.gate(&row.merchant_id).try_acquire_owned() {
+                Ok(permit) => {
+                    started += 1;
+                    let me = self.clone();
+                    running.spawn(async move { me.deliver(row, permit).await });
+                }
+                Err(_) => self.store.release_webhook(&row.id, &self.node).await?,
+            }
+        }
+        Ok(started)
+    }
+
+    fn gate(&self, merchant_id: &str) -> Arc<Semaphore> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry(merchant_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_in_flight_per_merchant)))
+            .clone()
+    }
+
+    /// Merchants with every permit in use on this node.
+    fn busy_merchants(&self) -> Vec<String> {
+        let gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .iter()
+            .filter(|(_, g)| g.available_permits() == 0)
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    async fn deliver(&self, row: OutboxRow, _permit: OwnedSemaphorePermit) {
+        let attempt = row.attempts + 1;
+        let outcome = match self.send(&row).await {
+            Ok(()) => Delivery::Delivered,
+            Err(error) => {
+                let now = self.clock.now_ms();
+                let unit: f64 = rand::random();
+                match self
+                    .schedule
+                    .next_attempt_at(attempt, now, row.schedule_start, unit)
+                {
+                    Some(next_attempt_at) => Delivery::Retry {
+                        next_attempt_at,
+                        error,
+                    },
+                    None => Delivery::Failed { error },
+                }
+            }
+        };
+        let label = match &outcome {
+            Delivery::Delivered => "delivered",
+            Delivery::Retry { .. } => "retry",
+            Delivery::Failed { .. } => "failed",
+        };
+        if let Some(m) = &self.metrics {
+            m.webhook_deliveries
+                .get_or_create(&crate::api::OutcomeLabels {
+                    outcome: label.into(),
+                })
+                .inc();
+        }
+        match &outcome {
+            Delivery::Retry { error, .. } | Delivery::Failed { error } => tracing::info!(
+                event = %row.id, order = %row.order_id, attempt, outcome = label, error = %error,
+                "webhook not delivered"
+            ),
+            Delivery::Delivered => tracing::info!(
+                event = %row.id, order = %row.order_id, attempt, "webhook delivered"
+            ),
+        }
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .finish_webhook(&row.id, &self.node, &outcome, now)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(event = %row.id, "webhook lease lost before recording"),
+            Err(e) => {
+                tracing::warn!(event = %row.id, error = %e, "recording a webhook attempt failed")
+            }
+        }
+    }
+
+    /// One signed POST. `Err` carries a reason fit for `last_error`: it
+    /// never includes the secret, the signature or the body.
+    async fn send(&self, row: &OutboxRow) -> Result<(), String> {
+        let sealed = self
+            .store
+            .merchant_webhook_secret(&row.merchant_id)
+            .await
+            .map_err(|_| "database error reading the merchant".to_owned())?
+            .ok_or_else(|| "merchant not found".to_owned())?;
+        let secret = self
+            .vault
+            .open("webhook_secret", &sealed)
+            .map_err(|_| "the merchant's webhook secret cannot be opened".to_owned())?;
+        let t = self.clock.now_ms().div_euclid(1000);
+        let signature = signature_header(&secret, t, row.payload.as_bytes());
+        let resp = self
+            .http
+            .post(&row.notify_url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Voicepay-Signature", signature)
+            .header("Voicepay-Event-Id", &row.id)
+            .header("Voicepay-Event-Type", &row.event_type)
+            .body(row.payload.clone())
+            .send()
+            .await
+            .map_err(|e| self.describe(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_redirection() {
+            Err(format!(
+                "HTTP {} (redirects are not followed)",
+                status.as_u16()
+            ))
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            format!("timed out after {} s", self.settings.timeout_secs)
+        } else if e.is_connect() {
+            "connection failed (refused, unreachable or TLS)".into()
+        } else if e.is_builder() {
+            "invalid notify_url".into()
+        } else {
+            "request failed before a response".into()
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Status events and the webhook outbox.
+//!
+//! [`record_status`] is the one place a status change is written to the
+//! audit log; in the same transaction it queues the merchant's webhook
+//! event, so an event exists if and only if the change committed. The
+//! delivery worker (`crate::notify`) then claims due rows with a lease
+//! (`locked_by`/`locked_until`): a conditional update, so two nodes never
+//! hold one row, and a crashed node's lease simply runs out.
+
+use super::orders::{AttemptRow, OrderRow, ORDER_COLUMNS};
+use super::{Result, Store};
+use crate::domain::OrderStatus;
+
+type Tx<'t> = sqlx::Transaction<'t, sqlx::Any>;
+
+/// One row of `webhook_outbox`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: String,
+    pub merchant_id: String,
+    pub order_id: String,
+    pub event_type: String,
+    /// The exact JSON body that is signed and sent.
+    pub payload: String,
+    pub notify_url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Delivery attempts made so far.
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+    /// Start of the retry window: creation, or the last redeliver.
+    pub schedule_start: i64,
+}
+
+const OUTBOX_COLUMNS: &str = "id, merchant_id, order_id, event_type, payload, notify_url, status, \
+     attempts, next_attempt_at, last_error, created_at, delivered_at, schedule_start";
+
+/// How one delivery attempt ended, as the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Try again at `next_attempt_at`; `error` says why this one failed.
+    Retry { next_attempt_at: i64, error: String },
+    /// The retry window is over: give up.
+    Failed { error: String },
+}
+
+/// Which events the merchant can get, by the status change that makes them.
+/// Final statuses always; progress ones only when the order asked.
+pub fn event_type(from: OrderStatus, to: OrderStatus) -> Option<(&'static str, bool)> {
+    use OrderStatus::*;
+    Some(match (from, to) {
+        (_, Succeeded) => ("order.succeeded", false),
+        (_, Failed) => ("order.failed", false),
+        (_, Cancelled) => ("order.cancelled", false),
+        (_, Expired) => ("order.expired", false),
+        (_, Calling) => ("order.calling", true),
+        // Back from `authorizing` (a wrong secret with tries left) is not a
+        // new answer.
+        (Pending | Calling, InCall) => ("order.answered", true),
+        (_, Authorizing) => ("order.authorizing", true),
+        _ => return None,
+    })
+}
+
+/// Appends the `status` entry of the audit log and, when the change makes
+/// a webhook event for this order, its outbox row: inside the caller's
+/// transaction, after the order row itself was updated.
+pub(super) async fn record_status(
+    tx: &mut Tx<'_>,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, 'status', $2, $3, $4, $5)",
+    )
+    .bind(order_id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    enqueue(tx, order_id, from, to, now).await
+}
+
+async fn enqueue(
+    tx: &mut Tx<'_>,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    now: i64,
+) -> Result<()> {
+    let Some((kind, progress)) = event_type(from, to) else {
+        return Ok(());
+    };
+    let target: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT o.notify_url, m.notify_url, o.notify_progress FROM orders o \
+         JOIN merchants m ON m.id = o.merchant_id WHERE o.id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((order_url, merchant_url, wants_progress)) = target else {
+        return Ok(());
+    };
+    let Some(url) = order_url.or(merchant_url) else {
+        return Ok(());
+    };
+    if progress && wants_progress == 0 {
+        return Ok(());
+    }
+    let order =
+        sqlx::query_as::<_, OrderRow>(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let attempts = sqlx::query_as::<_, AttemptRow>(
+        "SELECT attempt, channel_id, started_at, answered_at, ended_at, outcome, cause \
+         FROM call_attempts WHERE order_id = $1 ORDER BY attempt",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let id = format!("evt_{}", crate::crypto::random_hex(12));
+    let payload = crate::notify::event::payload(&id, kind, now, &order, &attempts);
+    sqlx::query(
+        "INSERT INTO webhook_outbox (id, merchant_id, order_id, event_type, payload, notify_url, \
+            status, attempts, next_attempt_at, created_at, schedule_start) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+    )
+    .bind(&id)
+    .bind(&order.merchant_id)
+    .bind(order_id)
+    .bind(kind)
+    .bind(&payload)
+    .bind(&url)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Filter for [`Store::list_webhooks`].
+#[derive(Debug, Clone, Default)]
+pub struct WebhookFilter<'a> {
+    /// Only this merchant's events (the API); `None` for every merchant (CLI).
+    pub merchant_id: Option<&'a str>,
+    /// `pending`, `delivered` or `failed`.
+    pub status: Option<&'a str>,
+    /// Events older than this event id (the previous page's last).
+    pub before: Option<&'a str>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Leases up to `limit` due rows to `node` until `lease_until`, at most
+    /// `per_merchant` of any one merchant and none of `skip` (merchants this
+    /// node already sends as much as it may to), oldest due first.
+    pub async fn claim_webhooks(
+        &self,
+        node: &str,
+        now: i64,
+        lease_until: i64,
+        per_merchant: i64,
+        limit: i64,
+        skip: &[String],
+    ) -> Result<Vec<OutboxRow>> {
+        let not_in = if skip.is_empty() {
+            String::new()
+        } else {
+            let marks: Vec<String> = (0..skip.len()).map(|i| format!("${}", i + 6)).collect();
+            format!("AND merchant_id NOT IN ({})", marks.join(", "))
+        };
+        // The outer conditions repeat the inner ones: under PostgreSQL's
+        // READ COMMITTED a row another node leased meanwhile is re-checked
+        // after its lock is released, and then skipped.
+        let sql = format!(
+            "UPDATE webhook_outbox SET locked_by = $1, locked_until = $2 \
+             WHERE id IN (SELECT id FROM ( \
+                    SELECT id, next_attempt_at, ROW_NUMBER() OVER \
+                        (PARTITION BY merchant_id ORDER BY next_attempt_at, id) AS n \
+                    FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
+                    AND (locked_until IS NULL OR locked_until <= $3) {not_in}) due \
+                WHERE n <= $4 ORDER BY next_attempt_at LIMIT $5) \
+               AND status = 'pending' AND (locked_until IS NULL OR locked_until <= $3) \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let mut q = sqlx::query_as::<_, OutboxRow>(&sql)
+            .bind(node)
+            .bind(lease_until)
+            .bind(now)
+            .bind(per_merchant)
+            .bind(limit);
+        for m in skip {
+            q = q.bind(m);
+        }
+        Ok(q.fetch_all(&self.write).await?)
+    }
+
+    /// Gives a leased row back untouched (this node cannot send it now).
+    pub async fn release_webhook(&self, id: &str, node: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_outbox SET locked_by = NULL, locked_until = NULL \
+             WHERE id = $1 AND locked_by = $2",
+        )
+        .bind(id)
+        .bind(node)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Records one attempt on a row `node` holds, and releases it. False
+    /// when the lease was lost meanwhile (the row is left as it is).
+    pub async fn finish_webhook(
+        &self,
+        id: &str,
+        node: &str,
+        outcome: &Delivery,
+        now: i64,
+    ) -> Result<bool> {
+        let (status, next, error, delivered) = match outcome {
+            Delivery::Delivered => ("delivered", None, None, Some(now)),
+            Delivery::Retry {
+                next_attempt_at,
+                error,
+            } => (
+                "pending",
+                Some(*next_attempt_at),
+                Some(error.as_str()),
+                None,
+            ),
+            Delivery::Failed { error } => ("failed", None, Some(error.as_str()), None),
+        };
+        let done = sqlx::query(
+            "UPDATE webhook_outbox SET status = $1, attempts = attempts + 1, \
+                next_attempt_at = COALESCE($2, next_attempt_at), \
+                last_error = COALESCE($3, last_error), delivered_at = $4, \
+                locked_by = NULL, locked_until = NULL \
+             WHERE id = $5 AND locked_by = $6 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(next)
+        .bind(error)
+        .bind(delivered)
+        .bind(id)
+        .bind(node)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The merchant's sealed webhook secret.
+    pub async fn merchant_webhook_secret(&self, merchant_id: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT webhook_secret_enc FROM merchants WHERE id = $1")
+                .bind(merchant_id)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    /// One event, of `merchant_id` when given.
+    pub async fn webhook(&self, id: &str, merchant_id: Option<&str>) -> Result<Option<OutboxRow>> {
+        let row = sqlx::query_as::<_, OutboxRow>(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.filter(|r| merchant_id.is_none() || merchant_id == Some(r.merchant_id.as_str())))
+    }
+
+    /// Events, newest first.
+    pub async fn list_webhooks(&self, f: &WebhookFilter<'_>) -> Result<Vec<OutboxRow>> {
+        let mut sql = format!("SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE 1 = 1");
+        let mut binds: Vec<&str> = Vec::new();
+        fn mark<'a>(binds: &mut Vec<&'a str>, v: &'a str) -> String {
+            binds.push(v);
+            format!("${}", binds.len())
+        }
+        if let Some(m) = f.merchant_id {
+            sql += &format!(" AND merchant_id = {}", mark(&mut binds, m));
+        }
+        if let Some(s) = f.status {
+            sql += &format!(" AND status = {}", mark(&mut binds, s));
+        }
+        if let Some(b) = f.before {
+            let p = mark(&mut binds, b);
+            sql += &format!(
+                " AND (created_at, id) < (SELECT created_at, id FROM webhook_outbox WHERE id = {p})"
+            );
+        }
+        sql += &format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            f.limit.max(0)
+        );
+        let mut q = sqlx::query_as::<_, OutboxRow>(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        Ok(q.fetch_all(&self.read).await?)
+    }
+
+    /// Makes an event due again now with a fresh retry window; the attempts
+    /// made so far stay counted. `None` when there is no such event (of
+    /// `merchant_id`, when given).
+    pub async fn redeliver_webhook(
+        &self,
+        id: &str,
+        merchant_id: Option<&str>,
+        now: i64,
+    ) -> Result<Option<OutboxRow>> {
+        if self.webhook(id, merchant_id).await?.is_none() {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = $1, \
+                schedule_start = $1, delivered_at = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        self.webhook(id, merchant_id).await
+    }
+}

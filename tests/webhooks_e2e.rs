@@ -1,0 +1,147 @@
+//! Webhooks after real payment calls on the lab Asterisk 22: the merchant's
+//! receiver gets the progress of a call it asked to follow and, for every
+//! order, exactly one signed, masked final event.
+//!
+//! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
+//! skips without Asterisk, fails under `CI=true`.
+
+mod lab;
+#[path = "support/receiver.rs"]
+mod receiver;
+mod support;
+
+use receiver::{verify, Receiver};
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::{spawn_app_with, Db, TestApp};
+
+const CARD: &str = "6222000000000017";
+const ID_NUMBER: &str = "11010519491231002X";
+const PIN: &str = "805137";
+
+/// A lab handset number of this file's own range.
+fn phone() -> String {
+    format!("1390077{:04}", rand::random::<u16>() % 10_000)
+}
+
+async fn daemon() -> TestApp {
+    spawn_app_with(Db::Sqlite, |s| {
+        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.app = lab::unique("vp-hook");
+        s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+        s.telephony.ring_timeout_secs = 6;
+        s.telephony.max_attempts = 1;
+        s.webhooks.poll_interval_ms = 100;
+    })
+    .await
+    .expect("sqlite app")
+}
+
+async fn pay(app: &TestApp, rx: &Receiver, phone: &str, progress: bool, keys: &str) -> Value {
+    let lab = lab::Lab::from_env().expect("lab settings");
+    lab.script_handset(phone, &format!("answer=1;delay=1;keys={keys};hold=40"))
+        .await
+        .expect("script");
+    let mut body = support::order_body(&format!("h{:012x}", rand::random::<u64>() >> 16));
+    body["phone"] = json!(phone);
+    body["notify_url"] = json!(rx.url);
+    body["notify_progress"] = json!(progress);
+    let resp = app.create_order(&body).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = app.final_view(&id, Duration::from_secs(90)).await;
+    let _ = lab.clear_handset(phone).await;
+    v
+}
+
+/// The events the receiver got for `order`, in the order they were created.
+fn events_of(rx: &Receiver, order: &str) -> Vec<Value> {
+    let mut events: Vec<Value> = rx
+        .got()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["data"]["id"] == order)
+        .collect();
+    events.sort_by(|a, b| a["created"].as_str().cmp(&b["created"].as_str()));
+    events
+}
+
+#[tokio::test]
+async fn a_real_payment_call_is_told_to_the_merchant() {
+    let Some(_lab) = lab::require_asterisk() else {
+        return;
+    };
+    let app = daemon().await;
+    let rx = Receiver::start().await;
+    // One caller keys a wrong PIN first, then the right one; the merchant
+    // follows that call. The other order asks for the final event only.
+    let (p1, p2) = (phone(), phone());
+    let (k1, k2) = (format!("1wwww111111wwwwwwww{PIN}"), format!("1wwww{PIN}"));
+    let (followed, quiet) = tokio::join!(
+        pay(&app, &rx, &p1, true, &k1),
+        pay(&app, &rx, &p2, false, &k2),
+    );
+    assert_eq!(followed["status"], "succeeded", "{followed:#}");
+    assert_eq!(quiet["status"], "succeeded", "{quiet:#}");
+    let (fid, qid) = (
+        followed["id"].as_str().unwrap(),
+        quiet["id"].as_str().unwrap(),
+    );
+    let expected = [
+        "order.calling",
+        "order.answered",
+        "order.authorizing",
+        "order.authorizing",
+        "order.succeeded",
+    ];
+    let mut ticks = 0;
+    while events_of(&rx, fid).len() < expected.len() || events_of(&rx, qid).is_empty() {
+        ticks += 1;
+        assert!(ticks < 600, "webhooks missing: {:#?}", rx.got().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let types = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(types(events_of(&rx, fid)), expected);
+    assert_eq!(types(events_of(&rx, qid)), ["order.succeeded"]);
+
+    // The final event is the order as the API shows it, with the result.
+    let last = events_of(&rx, fid).pop().unwrap();
+    assert_eq!(last["data"]["result"]["code"], "approved");
+    assert_eq!(last["data"]["card"]["masked"], "622200******0017");
+    // Written with the status change, while the result is still being
+    // spoken: the call is answered and not yet over.
+    assert!(
+        last["data"]["attempts"][0]["answered_at"].is_string(),
+        "{last:#}"
+    );
+
+    // Every request verifies with the merchant's secret; none carries the
+    // PIN, the wrong PIN, the card or the ID number.
+    let now = voicepay::store::now_ms() / 1000;
+    for r in rx.got() {
+        verify(
+            &app.webhook_secret,
+            r.header("voicepay-signature"),
+            &r.body,
+            now,
+        )
+        .expect("signed");
+        let body = String::from_utf8_lossy(&r.body);
+        for secret in [PIN, "111111", CARD, ID_NUMBER] {
+            assert!(!body.contains(secret), "{secret} in a webhook: {body}");
+        }
+    }
+    // Nothing more comes: the counts stay as they are.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.got().len(), expected.len() + 1);
+}
