@@ -31,8 +31,11 @@ impl App {
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
         let vault = Arc::new(Vault::new(&ring));
+        let stub_state = settings.stub_state_path();
         let issuer = StubIssuer::load(&settings.bank.stub_cards, ring.zpk())
-            .context("loading bank.stub_cards")?;
+            .context("loading bank.stub_cards")?
+            .with_state_file(&stub_state)
+            .with_context(|| format!("opening the stub issuer's state {}", stub_state.display()))?;
         let matcher = Arc::new(BankMatcher::new(
             store.clone(),
             vault.clone(),
