@@ -461,7 +461,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
     /// or `in_call` whose call nobody is driving any more (a previous run of
     /// the daemon, or an originate whose channel vanished with an Asterisk
     /// restart). Calls with a running task are left to it: if their channel
-    /// is gone, their event stream ends and the task settles them.
+    /// is gone, their event stream ends and the task settles them. An order
+    /// a previous run left in `authorizing` only loses its call (hung up,
+    /// the attempt closed): the bank decides it, through the matcher's
+    /// start-up recovery.
     pub async fn reconcile(&self, asterisk_restarted: bool, channels: &[ari::Channel]) {
         let alive: HashSet<&str> = if asterisk_restarted {
             HashSet::new()
@@ -485,6 +488,15 @@ impl<M: Matcher + 'static> Callbacks<M> {
             if alive.contains(channel) {
                 // A call from before our restart: its IVR state is lost.
                 self.drop_lost_channel(&call.order_id, channel).await;
+            }
+            if call.status == OrderStatus::Authorizing {
+                if let Some(channel) = &call.channel_id {
+                    let _ = self
+                        .store
+                        .attempt_ended(channel, "answered", Some("call_lost"), now_ms())
+                        .await;
+                }
+                continue;
             }
             self.settle_lost(&call).await;
         }

@@ -9,8 +9,9 @@ use super::orders::{OrderRow, ORDER_COLUMNS};
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
-/// An order in `calling` or `in_call` claimed by a node, with the channel
-/// of its latest attempt (None if the attempt row was never written).
+/// An order in `calling`, `in_call` or `authorizing` claimed by a node,
+/// with the channel of its latest attempt (None if the attempt row was
+/// never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveCall {
     pub order_id: String,
@@ -150,14 +151,16 @@ impl Store {
         Ok(())
     }
 
-    /// Orders `node` holds in `calling` or `in_call`, with their latest
-    /// channel: what reconciliation compares with Asterisk's channels.
+    /// Orders `node` holds in `calling`, `in_call` or `authorizing`, with
+    /// their latest channel: what reconciliation compares with Asterisk's
+    /// channels.
     pub async fn active_calls(&self, node: &str) -> Result<Vec<ActiveCall>> {
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
             "SELECT o.id, o.status, o.attempts, \
                 (SELECT a.channel_id FROM call_attempts a WHERE a.order_id = o.id \
                  ORDER BY a.attempt DESC LIMIT 1) \
-             FROM orders o WHERE o.claimed_by = $1 AND o.status IN ('calling', 'in_call')",
+             FROM orders o WHERE o.claimed_by = $1 \
+               AND o.status IN ('calling', 'in_call', 'authorizing')",
         )
         .bind(node)
         .fetch_all(&self.read)
