@@ -398,7 +398,8 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
         "settled by the restarted daemon's recovery: {shown}"
     );
     assert!(
-        log.iter().any(|e| e.1 == "authorizing" && e.2 == "succeeded"),
+        log.iter()
+            .any(|e| e.1 == "authorizing" && e.2 == "succeeded"),
         "{shown}"
     );
     let _ = lab.clear_handset(&phone).await;

@@ -188,7 +188,11 @@ fn parse(text: &[u8]) -> anyhow::Result<(Vec<Line>, usize)> {
         match serde_json::from_slice::<Line>(raw) {
             Ok(line) => lines.push(line),
             // The error says where, never what: no content is echoed.
-            Err(e) => bail!("line {} is not a stub issuer record ({})", n + 1, e.classify_str()),
+            Err(e) => bail!(
+                "line {} is not a stub issuer record ({})",
+                n + 1,
+                e.classify_str()
+            ),
         }
     }
     Ok((lines, complete))

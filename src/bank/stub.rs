@@ -337,9 +337,7 @@ impl StubIssuer {
         if let Some(journal) = st.journal.as_mut() {
             let line = Line::Answer {
                 key: key.to_owned(),
-                card: effects
-                    .card
-                    .map(|i| self.fixtures.cards[i].reference()),
+                card: effects.card.map(|i| self.fixtures.cards[i].reference()),
                 amount_fen: effects.amount_fen,
                 outcome: Written::from_outcome(&effects.response.outcome),
                 wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
@@ -402,10 +400,9 @@ impl StubIssuer {
                     // a card no longer on file keeps its answers, not its money
                     let card = card.as_ref().and_then(|r| by_ref.get(r).copied());
                     let wrong_pins = match wrong_pins {
-                        Some((day, tries)) => Some((
-                            Date::parse(day, day_format).with_context(at)?,
-                            *tries,
-                        )),
+                        Some((day, tries)) => {
+                            Some((Date::parse(day, day_format).with_context(at)?, *tries))
+                        }
                         None => None,
                     };
                     let effects = Effects {

@@ -11,7 +11,7 @@
 //! Originates go out one at a time per node, each awaited before the next
 //! claim.
 
-use super::matcher::Matcher;
+use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriRest, Call, HangupReason, Originate};
 use crate::config::Settings;
@@ -365,7 +365,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
                 .await;
             return;
         };
-        self.run_order(&order, channel_id, events, CallEnd::Hangup)
+        self.run_order(&order, channel_id, &Via::Callback, events, CallEnd::Hangup)
             .await;
     }
 
@@ -378,6 +378,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
         &self,
         order: &OrderRow,
         channel_id: &str,
+        via: &Via,
         events: &mut tokio::sync::mpsc::UnboundedReceiver<ari::Event>,
         end: CallEnd,
     ) -> Option<CallOutcome> {
@@ -393,6 +394,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
             store: &self.store,
             order_id,
             channel_id,
+            via,
             lang: lang.as_str(),
             end,
         };

@@ -23,7 +23,7 @@ pub mod runner;
 pub mod transfer;
 
 pub use callback::Callbacks;
-pub use matcher::Matcher;
+pub use matcher::{CallRef, Matcher, Via};
 pub use runner::{CallEnd, CallRunner};
 
 use crate::api::AppState;

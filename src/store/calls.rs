@@ -116,6 +116,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `channel_id` is a call placed for (or claimed by) the order:
+    /// one of its `call_attempts`.
+    pub async fn call_placed_for(&self, order_id: &str, channel_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM call_attempts WHERE order_id = $1 AND channel_id = $2",
+        )
+        .bind(order_id)
+        .bind(channel_id)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// The cardholder answered the call on `channel_id`.
     pub async fn attempt_answered(&self, channel_id: &str, now: i64) -> Result<()> {
         sqlx::query(
