@@ -238,31 +238,25 @@ fn final_status(v: &Value) -> bool {
     )
 }
 
-/// (kind, from, to, detail) of every audit event of the order, oldest first.
-async fn events(db: &Path, id: &str) -> Vec<(String, String, String, String)> {
+/// One audit event: (kind, from status, to status, detail), empty when absent.
+type Event = (String, String, String, String);
+
+/// Every audit event of the order, oldest first.
+async fn events(db: &Path, id: &str) -> Vec<Event> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&format!("sqlite://{}", db.display()))
         .await
         .expect("the daemon's database");
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT kind, from_status, to_status, detail FROM order_events \
-         WHERE order_id = $1 ORDER BY id",
+    let rows: Vec<Event> = sqlx::query_as(
+        "SELECT kind, COALESCE(from_status, ''), COALESCE(to_status, ''), COALESCE(detail, '') \
+         FROM order_events WHERE order_id = $1 ORDER BY id",
     )
     .bind(id)
     .fetch_all(&pool)
     .await
     .expect("events");
     pool.close().await;
-    rows.into_iter()
-        .map(|(k, f, t, d)| {
-            (
-                k,
-                f.unwrap_or_default(),
-                t.unwrap_or_default(),
-                d.unwrap_or_default(),
-            )
-        })
-        .collect()
+    rows
 }
 
 #[tokio::test]
