@@ -375,6 +375,26 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
         "no second attempt was sent"
     );
 
+    // The same through the tester's command, which only reads the state.
+    let out = node
+        .voicepay()
+        .args(["bank", "cards", "--json"])
+        .output()
+        .expect("voicepay bank cards");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let slow = shown["cards"]
+        .as_array()
+        .expect("cards")
+        .iter()
+        .find(|c| c["card"] == "622200******0041")
+        .unwrap_or_else(|| panic!("the slow card is listed: {shown}"));
+    assert_eq!(slow["available_fen"], START_FEN - AMOUNT, "{shown}");
+
     // The audit log: one move to the bank, one authorization, settled by
     // the restarted daemon's query.
     let log = events(&node.path("voicepay.db"), &id).await;

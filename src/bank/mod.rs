@@ -23,7 +23,7 @@ mod stub;
 mod tests;
 
 pub use fixtures::FixtureError;
-pub use stub::{Clock, Latency, StubIssuer};
+pub use stub::{CardState, Clock, Latency, StubIssuer};
 
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, ResultCode};

@@ -55,6 +55,21 @@ impl Default for Latency {
     }
 }
 
+/// One test card's state, masked: what `voicepay bank cards` prints.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardState {
+    /// First 6 and last 4 digits.
+    pub card: String,
+    /// The issuing test bank's name.
+    pub bank: String,
+    /// `debit` or `credit`.
+    pub kind: &'static str,
+    /// Balance (debit) or open credit (credit) now, in fen.
+    pub available_fen: i64,
+    /// Wrong PINs counted today (Asia/Shanghai); 3 locks PIN payments.
+    pub wrong_pins_today: u8,
+}
+
 /// See the module documentation.
 pub struct StubIssuer {
     fixtures: Fixtures,
@@ -185,6 +200,32 @@ impl StubIssuer {
     /// The name of the bank that issued `card`, by BIN.
     pub fn bank_name(&self, card: &CardNumber) -> Option<&str> {
         fixtures::bank_for(&self.fixtures.banks, card.expose()).map(|b| b.name.as_str())
+    }
+
+    /// Every test card as the issuer sees it now (`voicepay bank cards`).
+    pub fn cards(&self) -> Vec<CardState> {
+        let today = shanghai_day((self.clock)());
+        let st = self.lock();
+        self.fixtures
+            .cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CardState {
+                card: c.pan.masked(),
+                bank: fixtures::bank_for(&self.fixtures.banks, c.pan.expose())
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default(),
+                kind: match c.kind {
+                    Kind::Debit => "debit",
+                    Kind::Credit => "credit",
+                },
+                available_fen: st.available.get(&i).copied().unwrap_or(c.available_fen),
+                wrong_pins_today: match st.pin_failures.get(&i) {
+                    Some(&(day, n)) if day == today => n,
+                    _ => 0,
+                },
+            })
+            .collect()
     }
 
     #[cfg(test)]
