@@ -16,6 +16,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How often orders left in `authorizing` are looked for again (after the
+/// run at start): a node that stopped and never came back leaves its
+/// authorizations to the others.
+const RECOVER_EVERY: Duration = Duration::from_secs(60);
+
 /// A built, bound, not yet running voicepay.
 pub struct App {
     listener: TcpListener,
@@ -34,8 +39,11 @@ impl App {
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
         let vault = Arc::new(Vault::new(&ring));
+        let stub_state = settings.stub_state_path();
         let issuer = StubIssuer::load(&settings.bank.stub_cards, ring.zpk())
-            .context("loading bank.stub_cards")?;
+            .context("loading bank.stub_cards")?
+            .with_state_file(&stub_state)
+            .with_context(|| format!("opening the stub issuer's state {}", stub_state.display()))?;
         let matcher = Arc::new(BankMatcher::new(
             store.clone(),
             vault.clone(),
@@ -83,17 +91,28 @@ impl App {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.state.shutdown = shutdown.clone();
         let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
-        // Orders a previous run left at the bank are settled by query, never
-        // by a second authorization.
+        // Orders left at the bank (by a previous run of this node, or by a
+        // node that stopped and never came back) are settled by query, never
+        // by a second authorization: at start, then every RECOVER_EVERY.
         let matcher = self.state.matcher.clone();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            let r = matcher.recover().await;
-            if r.settled + r.unresolved > 0 {
-                tracing::info!(
-                    settled = r.settled,
-                    unresolved = r.unresolved,
-                    "authorizations recovered"
-                );
+            loop {
+                let r = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = matcher.recover() => r,
+                };
+                if r.settled + r.unresolved > 0 {
+                    tracing::info!(
+                        settled = r.settled,
+                        unresolved = r.unresolved,
+                        "authorizations recovered"
+                    );
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RECOVER_EVERY) => {}
+                }
             }
         });
         // Calls only when ARI is configured (a password is set): an API-only

@@ -205,6 +205,11 @@ pub struct BankSettings {
     /// How long the matcher waits for an authorization's answer before it
     /// resolves the attempt by query (never by a second authorization).
     pub auth_timeout_secs: u64,
+    /// The stub issuer's durable state (balances, the answer per
+    /// idempotency key, wrong-PIN counts): a journal file, each answer
+    /// flushed to it before it is given. Empty: see
+    /// [`Settings::stub_state_path`].
+    pub stub_state: PathBuf,
 }
 
 impl Default for BankSettings {
@@ -212,6 +217,7 @@ impl Default for BankSettings {
         Self {
             stub_cards: PathBuf::new(),
             auth_timeout_secs: 10,
+            stub_state: PathBuf::new(),
         }
     }
 }
@@ -469,6 +475,24 @@ impl Settings {
         Ok(())
     }
 
+    /// Where the stub issuer keeps its state: `bank.stub_state`, or when
+    /// that is empty `<database file stem>.stub-bank.jsonl` next to a SQLite
+    /// database file, else `stub-bank.jsonl` next to `crypto.key_file`
+    /// (the daemon's data folder).
+    pub fn stub_state_path(&self) -> PathBuf {
+        if !self.bank.stub_state.as_os_str().is_empty() {
+            return self.bank.stub_state.clone();
+        }
+        if let Some(db) = sqlite_file(&self.database.url) {
+            let stem = db
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "voicepay".into());
+            return db.with_file_name(format!("{stem}.stub-bank.jsonl"));
+        }
+        self.crypto.key_file.with_file_name("stub-bank.jsonl")
+    }
+
     /// The settings as TOML with every secret replaced by `****`.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
@@ -484,6 +508,19 @@ impl Settings {
         shown.database.url = redact_url_password(&shown.database.url);
         toml_string(&shown)
     }
+}
+
+/// The file of a `sqlite:` database URL; None for an in-memory one or
+/// another database.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
 }
 
 /// The URL with its password (if any) replaced by `****`.
@@ -552,6 +589,33 @@ mod tests {
         s.ivr.secret_tries = 4;
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("ivr.secret_tries"), "{err}");
+    }
+
+    #[test]
+    fn stub_state_defaults_next_to_the_database_or_the_key_file() {
+        let mut s = Settings::default();
+        assert_eq!(
+            s.stub_state_path(),
+            PathBuf::from("voicepay.stub-bank.jsonl")
+        );
+        s.database.url = "sqlite:///var/lib/vp/main.db?mode=rwc".into();
+        assert_eq!(
+            s.stub_state_path(),
+            PathBuf::from("/var/lib/vp/main.stub-bank.jsonl")
+        );
+        s.database.url = "postgres://vp@db/vp".into();
+        s.crypto.key_file = "/etc/vp/voicepay.keys".into();
+        assert_eq!(
+            s.stub_state_path(),
+            PathBuf::from("/etc/vp/stub-bank.jsonl")
+        );
+        s.database.url = "sqlite::memory:".into();
+        assert_eq!(
+            s.stub_state_path(),
+            PathBuf::from("/etc/vp/stub-bank.jsonl")
+        );
+        s.bank.stub_state = "/tmp/x.jsonl".into();
+        assert_eq!(s.stub_state_path(), PathBuf::from("/tmp/x.jsonl"));
     }
 
     #[test]

@@ -204,3 +204,37 @@ fn webhooks_list_and_redeliver_on_an_empty_database() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no webhook event evt_nope"));
 }
+
+#[test]
+fn bank_cards_lists_the_test_cards_masked_with_their_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = voicepay(dir.path())
+        .args(["bank", "cards", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cards = v["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 10, "{v}");
+    let first = &cards[0];
+    assert_eq!(first["card"], "622200******0017");
+    assert_eq!(first["bank"], "Test Bank 1");
+    assert_eq!(first["available_fen"], 10_000_000);
+    assert_eq!(first["wrong_pins_today"], 0);
+    assert!(
+        v["state"]
+            .as_str()
+            .unwrap()
+            .ends_with("voicepay.stub-bank.jsonl"),
+        "{v}"
+    );
+    assert!(!text.contains("6222000000000017"), "{text}");
+    // only reads: neither a state file nor a key file is created by looking
+    assert!(!dir.path().join("voicepay.stub-bank.jsonl").exists());
+    assert!(!dir.path().join("voicepay.keys").exists());
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{order_body, TestApp};
 use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
+use voicepay::calls::{CallRef, Via};
 use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
 use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
 use voicepay::ivr::{Cvn2, Expiry, Outcome, PinDigits, Verification};
@@ -76,6 +77,11 @@ async fn rig(app: TestApp) -> Rig {
     }
 }
 
+/// The channel the tests' callback for order `id` is placed on.
+fn own_channel(id: &str) -> String {
+    format!("vp-{id}-1")
+}
+
 fn pin(digits: &str) -> Verification {
     Verification::Pin(PinDigits::parse(digits).unwrap())
 }
@@ -92,8 +98,9 @@ fn card(pan: &str) -> CardNumber {
 }
 
 impl Rig {
-    /// A new order for `pan` through the API, moved to `in_call` as the
-    /// call flow does when the cardholder answers.
+    /// A new callback order for `pan` through the API, with its call
+    /// placed (the attempt row on [`own_channel`]) and moved to `in_call`,
+    /// as the callback flow does when the cardholder answers.
     async fn order_in_call(&self, pan: &str) -> String {
         let n = voicepay::crypto::random_hex(4);
         let mut body = order_body(&format!("M{n}"));
@@ -102,9 +109,40 @@ impl Rig {
         assert_eq!(resp.status(), 201);
         let order: Value = resp.json().await.unwrap();
         let id = order["id"].as_str().unwrap().to_owned();
-        self.moved(&id, OrderStatus::Pending, OrderStatus::InCall)
-            .await;
+        self.answered(&id).await;
         id
+    }
+
+    /// The callback for the `pending` order is placed on [`own_channel`]
+    /// and answered: `in_call`.
+    async fn answered(&self, id: &str) {
+        self.store
+            .insert_attempt(id, 1, &own_channel(id), voicepay::store::now_ms())
+            .await
+            .unwrap();
+        self.moved(id, OrderStatus::Pending, OrderStatus::InCall)
+            .await;
+    }
+
+    /// The secret keyed on the order's own callback, as `BankMatcher::verify`.
+    async fn verify(&self, id: &str, v: Verification) -> Outcome {
+        let channel = own_channel(id);
+        let call = CallRef {
+            channel_id: &channel,
+            via: &Via::Callback,
+        };
+        self.matcher.verify(id, call, v).await
+    }
+
+    /// The same through `calls::Matcher`, as the call runner asks after
+    /// its own move to `authorizing`.
+    async fn verify_from_runner(&self, id: &str, v: Verification) -> Outcome {
+        let channel = own_channel(id);
+        let call = CallRef {
+            channel_id: &channel,
+            via: &Via::Callback,
+        };
+        voicepay::calls::Matcher::verify(&self.matcher, id, call, v).await
     }
 
     async fn moved(&self, id: &str, from: OrderStatus, to: OrderStatus) {
@@ -194,10 +232,7 @@ async fn debit_right_pin_succeeds_and_binds_the_card(app: TestApp) {
     let r = rig(app).await;
     let pan = "6222000000000017";
     let id = r.order_in_call(pan).await;
-    assert_eq!(
-        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
-        Outcome::Approved
-    );
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
     let events = r.events(&id).await;
@@ -227,12 +262,8 @@ async fn debit_right_pin_succeeds_and_binds_the_card(app: TestApp) {
     let bound: Value = resp.json().await.unwrap();
     assert_eq!(bound["bound"], true);
     let id2 = bound["id"].as_str().unwrap().to_owned();
-    r.moved(&id2, OrderStatus::Pending, OrderStatus::InCall)
-        .await;
-    assert_eq!(
-        r.matcher.verify(&id2, pin(RIGHT_PIN)).await,
-        Outcome::Approved
-    );
+    r.answered(&id2).await;
+    assert_eq!(r.verify(&id2, pin(RIGHT_PIN)).await, Outcome::Approved);
     assert_eq!(r.balance(pan), START_FEN - 2 * AMOUNT);
     assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 1);
 }
@@ -242,15 +273,12 @@ async fn wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds(app: TestApp)
     let pan = "6222000000000017";
     let id = r.order_in_call(pan).await;
     assert_eq!(
-        r.matcher.verify(&id, pin("111111")).await,
+        r.verify(&id, pin("111111")).await,
         Outcome::WrongSecret { tries_left: 2 }
     );
     assert_eq!(r.status(&id).await, "in_call");
     assert_eq!(r.balance(pan), START_FEN);
-    assert_eq!(
-        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
-        Outcome::Approved
-    );
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
     // One idempotency key per attempt.
@@ -268,10 +296,7 @@ async fn two_verifications_at_once_authorize_once(app: TestApp) {
     // verification arrives.
     let pan = "6222000000000041";
     let id = r.order_in_call(pan).await;
-    let (a, b) = tokio::join!(
-        r.matcher.verify(&id, pin(RIGHT_PIN)),
-        r.matcher.verify(&id, pin(RIGHT_PIN))
-    );
+    let (a, b) = tokio::join!(r.verify(&id, pin(RIGHT_PIN)), r.verify(&id, pin(RIGHT_PIN)));
     assert_eq!((a, b), (Outcome::Approved, Outcome::Approved));
     assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
     let events = r.events(&id).await;
@@ -288,10 +313,7 @@ async fn no_answer_is_resolved_by_query_with_one_debit(app: TestApp) {
     let pan = "6222000000000058";
     let id = r.order_in_call(pan).await;
     let started = std::time::Instant::now();
-    assert_eq!(
-        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
-        Outcome::Approved
-    );
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
@@ -317,12 +339,12 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
     let id = r.order_in_call(pan).await;
     for left in [2, 1] {
         assert_eq!(
-            r.matcher.verify(&id, pin("111111")).await,
+            r.verify(&id, pin("111111")).await,
             Outcome::WrongSecret { tries_left: left }
         );
     }
     assert_eq!(
-        r.matcher.verify(&id, pin("111111")).await,
+        r.verify(&id, pin("111111")).await,
         Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
     );
     assert_result(&r.order(&id).await, "failed", "pin_tries_exceeded", "67");
@@ -330,7 +352,7 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
     // right PIN, and no money moves.
     let later = r.order_in_call(pan).await;
     assert_eq!(
-        r.matcher.verify(&later, pin(RIGHT_PIN)).await,
+        r.verify(&later, pin(RIGHT_PIN)).await,
         Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
     );
     assert_result(&r.order(&later).await, "failed", "pin_tries_exceeded", "67");
@@ -348,10 +370,7 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
         .execute(&r.app.pool)
         .await
         .unwrap();
-    assert_eq!(
-        r.matcher.verify(&tomorrow, pin(RIGHT_PIN)).await,
-        Outcome::Approved
-    );
+    assert_eq!(r.verify(&tomorrow, pin(RIGHT_PIN)).await, Outcome::Approved);
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
 }
 
@@ -360,12 +379,12 @@ async fn credit_card_expiry_and_cvn2(app: TestApp) {
     let pan = "6250000000000012";
     let id = r.order_in_call(pan).await;
     assert!(matches!(
-        r.matcher.verify(&id, card_details("1230", "124")).await,
+        r.verify(&id, card_details("1230", "124")).await,
         Outcome::WrongSecret { .. }
     ));
     assert_eq!(r.status(&id).await, "in_call");
     assert_eq!(
-        r.matcher.verify(&id, card_details("1230", "123")).await,
+        r.verify(&id, card_details("1230", "123")).await,
         Outcome::Approved
     );
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
@@ -392,15 +411,12 @@ async fn issuer_declines_fail_the_order_with_their_code(app: TestApp) {
         ),
     ] {
         let id = r.order_in_call(pan).await;
-        assert_eq!(
-            r.matcher.verify(&id, pin(RIGHT_PIN)).await,
-            Outcome::Failed(code)
-        );
+        assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Failed(code));
         assert_result(&r.order(&id).await, "failed", name, resp);
     }
     let id = r.order_in_call("6250000000000020").await;
     assert_eq!(
-        r.matcher.verify(&id, card_details("1230", "123")).await,
+        r.verify(&id, card_details("1230", "123")).await,
         Outcome::Failed(CardExpired)
     );
     assert_result(&r.order(&id).await, "failed", "card_expired", "73");
@@ -418,7 +434,7 @@ async fn expired_order_is_refused_without_the_bank(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(
-        r.matcher.verify(&id, pin(RIGHT_PIN)).await,
+        r.verify(&id, pin(RIGHT_PIN)).await,
         Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
     );
     let order = r.order(&id).await;
@@ -483,21 +499,20 @@ async fn recover_leaves_an_order_it_cannot_resolve(app: TestApp) {
 /// The call runner moves the order to `authorizing` itself, then asks
 /// through `calls::Matcher`, then tries to move the order by the answer.
 async fn call_runner_path_settles_the_order_once(app: TestApp) {
-    use voicepay::calls::Matcher;
     let r = rig(app).await;
     let pan = "6222000000000017";
     let id = r.order_in_call(pan).await;
     r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
         .await;
     assert_eq!(
-        Matcher::verify(&r.matcher, &id, pin("111111")).await,
+        r.verify_from_runner(&id, pin("111111")).await,
         Outcome::WrongSecret { tries_left: 2 }
     );
     assert_eq!(r.status(&id).await, "in_call");
     r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
         .await;
     assert_eq!(
-        Matcher::verify(&r.matcher, &id, pin(RIGHT_PIN)).await,
+        r.verify_from_runner(&id, pin(RIGHT_PIN)).await,
         Outcome::Approved
     );
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
@@ -516,6 +531,207 @@ async fn call_runner_path_settles_the_order_once(app: TestApp) {
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
 }
 
+/// A live call (transfer or inbound) takes the `pending` order `id` on
+/// `channel`, as those flows do.
+async fn claim_live(r: &Rig, id: &str, channel: &str) {
+    let now = voicepay::store::now_ms();
+    let claimed = r
+        .store
+        .claim_live_call(id, "node-t", channel, "test call", now, now + 600_000)
+        .await
+        .unwrap();
+    assert!(claimed.is_some(), "the pending order is claimed");
+}
+
+/// A new order in `mode` (transfer or inbound) through the API: (id, code).
+async fn live_order(r: &Rig, mode: &str, code_field: &str) -> (String, String) {
+    let n = voicepay::crypto::random_hex(4);
+    let mut body = order_body(&format!("L{n}"));
+    body["mode"] = mode.into();
+    let resp = r.app.create_order(&body).await;
+    assert_eq!(resp.status(), 201);
+    let order: Value = resp.json().await.unwrap();
+    (
+        order["id"].as_str().unwrap().to_owned(),
+        order[code_field].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Whether the issuer ever heard of an attempt of the order.
+async fn issuer_saw(r: &Rig, id: &str) -> bool {
+    for n in 1..=3 {
+        if r.issuer
+            .query(&format!("{id}:{n}"))
+            .await
+            .unwrap()
+            .is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A PIN keyed on another order's call (or on a channel nobody placed)
+/// never reaches the bank, and leaves the order to its own call.
+async fn a_verification_from_a_foreign_channel_is_refused_without_the_bank(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let x = r.order_in_call(pan).await;
+    let y = r.order_in_call(pan).await;
+    for channel in [own_channel(&y), "vp-unknown-1".to_owned(), String::new()] {
+        let foreign = CallRef {
+            channel_id: &channel,
+            via: &Via::Callback,
+        };
+        assert_eq!(
+            r.matcher.verify(&x, foreign, pin(RIGHT_PIN)).await,
+            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            "{channel:?}"
+        );
+    }
+    assert_eq!(r.balance(pan), START_FEN, "no money moved");
+    assert!(!issuer_saw(&r, &x).await, "the issuer never heard of it");
+    assert_eq!(
+        r.status(&x).await,
+        "in_call",
+        "the order waits for its call"
+    );
+    let events = r.events(&x).await;
+    assert!(!events.iter().any(|e| e.contains("authoriz")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "matcher refused a verification from a call not of this order"),
+        "{events:?}"
+    );
+    assert_no_secret(&events);
+    // its own call still pays it, once
+    assert_eq!(r.verify(&x, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_result(&r.order(&x).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+    assert_eq!(r.status(&y).await, "in_call");
+}
+
+/// The runner of a foreign call moved the order to `authorizing` itself:
+/// refused all the same, and the order goes back to `in_call`.
+async fn a_foreign_call_runner_is_refused_and_the_order_put_back(app: TestApp) {
+    use voicepay::calls::Matcher;
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let x = r.order_in_call(pan).await;
+    let y = r.order_in_call(pan).await;
+    r.moved(&x, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    let channel = own_channel(&y);
+    let foreign = CallRef {
+        channel_id: &channel,
+        via: &Via::Callback,
+    };
+    assert_eq!(
+        Matcher::verify(&r.matcher, &x, foreign, pin(RIGHT_PIN)).await,
+        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+    );
+    assert_eq!(r.status(&x).await, "in_call");
+    assert_eq!(r.balance(pan), START_FEN);
+    assert!(!issuer_saw(&r, &x).await);
+    r.moved(&x, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    assert_eq!(
+        r.verify_from_runner(&x, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+}
+
+/// A transferred call must carry the order's code; a callback channel or
+/// another code does not pay a transfer order.
+async fn a_transfer_call_must_present_the_orders_code(app: TestApp) {
+    let r = rig(app).await;
+    let (id, code) = live_order(&r, "transfer", "transfer_code").await;
+    let channel = "transfer-ch-1";
+    claim_live(&r, &id, channel).await;
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for via in [
+        Via::Transfer { code: wrong.into() },
+        Via::Callback,
+        Via::Inbound {
+            caller_id: "13800138000".into(),
+        },
+    ] {
+        let call = CallRef {
+            channel_id: channel,
+            via: &via,
+        };
+        assert_eq!(
+            r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            "{via:?}"
+        );
+    }
+    // the right code on another channel is not the call either
+    let via = Via::Transfer { code: code.clone() };
+    let elsewhere = CallRef {
+        channel_id: "transfer-ch-2",
+        via: &via,
+    };
+    assert_eq!(
+        r.matcher.verify(&id, elsewhere, pin(RIGHT_PIN)).await,
+        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+    );
+    assert_eq!(r.balance("6222000000000017"), START_FEN);
+    assert!(!issuer_saw(&r, &id).await);
+    let call = CallRef {
+        channel_id: channel,
+        via: &via,
+    };
+    assert_eq!(
+        r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
+}
+
+/// An inbound call pays only an order of the phone it calls from
+/// (`+86` and the like removed, as for the order's phone).
+async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
+    let r = rig(app).await;
+    let (id, _) = live_order(&r, "inbound", "order_code").await;
+    let channel = "inbound-ch-1";
+    claim_live(&r, &id, channel).await;
+    for caller in ["13900139000", "", "anonymous"] {
+        let via = Via::Inbound {
+            caller_id: caller.into(),
+        };
+        let call = CallRef {
+            channel_id: channel,
+            via: &via,
+        };
+        assert_eq!(
+            r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            "{caller:?}"
+        );
+    }
+    assert!(!issuer_saw(&r, &id).await);
+    let via = Via::Inbound {
+        caller_id: format!("+86{PHONE}"),
+    };
+    let call = CallRef {
+        channel_id: channel,
+        via: &via,
+    };
+    assert_eq!(
+        r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+        Outcome::Approved
+    );
+    assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
+}
+
 on_both_stores!(
     debit_right_pin_succeeds_and_binds_the_card,
     wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds,
@@ -528,4 +744,8 @@ on_both_stores!(
     recover_settles_orders_left_in_authorizing,
     recover_leaves_an_order_it_cannot_resolve,
     call_runner_path_settles_the_order_once,
+    a_verification_from_a_foreign_channel_is_refused_without_the_bank,
+    a_foreign_call_runner_is_refused_and_the_order_put_back,
+    a_transfer_call_must_present_the_orders_code,
+    an_inbound_call_must_come_from_the_orders_phone,
 );

@@ -232,7 +232,9 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// Log output and database files: what must hold no secret.
+    /// Log output, database files and the stub issuer's durable state
+    /// (`bank.stub_state`, by default next to the database): what must hold
+    /// no secret.
     fn files(&self) -> Vec<PathBuf> {
         [
             "daemon.stderr",
@@ -240,6 +242,7 @@ impl Daemon {
             "voicepay.db",
             "voicepay.db-wal",
             "voicepay.db-shm",
+            "voicepay.stub-bank.jsonl",
         ]
         .iter()
         .map(|f| self.dir.path().join(f))
@@ -415,6 +418,11 @@ async fn no_secret_in_logs_database_or_api_after_real_payments() {
     assert!(
         std::fs::metadata(daemon.dir.path().join("voicepay.db")).is_ok_and(|m| m.len() > 0),
         "no database file"
+    );
+    assert!(
+        std::fs::metadata(daemon.dir.path().join("voicepay.stub-bank.jsonl"))
+            .is_ok_and(|m| m.len() > 0),
+        "the stub issuer recorded nothing"
     );
     for (path, _) in log_sizes(&ast_logs) {
         let start = before

@@ -16,9 +16,11 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 /// needs have a variant; all others parse as [`Event::Unknown`] so that a
 /// newer Asterisk never breaks the stream.
 ///
-/// `Debug` never shows a keyed digit (see [`DtmfDigit`]), so events can be
-/// logged with `?event`. Rarely present extra channels are boxed to keep
-/// every queued event small.
+/// `Debug` never shows a keyed digit (see [`DtmfDigit`]), but a channel
+/// snapshot's dialplan `app_data` is whatever the dialplan ran (a lab
+/// peer's `SendDTMF(<keys>)`, a transfer's `Stasis(…,transfer,<code>)`):
+/// log an event by its type and channel id, never with `?event`. Rarely
+/// present extra channels are boxed to keep every queued event small.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {

@@ -16,7 +16,7 @@
 //!         Notice::Connected { asterisk_restarted, channels, .. } => { /* ready; reconcile */ }
 //!         Notice::Disconnected { .. } | Notice::ConnectFailed { .. } => { /* not ready */ }
 //!         Notice::Call(call) => { tokio::spawn(run_call(call)); }
-//!         Notice::Unrouted(event) => tracing::debug!(?event, "no call for event"),
+//!         Notice::Unrouted(event) => tracing::debug!(event = event.type_name(), "no call for event"),
 //!     }
 //! }
 //! ```

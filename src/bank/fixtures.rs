@@ -100,6 +100,17 @@ pub(crate) struct TestCard {
 }
 
 impl TestCard {
+    /// How the stub's durable state names this card: an HMAC of the number
+    /// keyed with the card's salt, so the state file never holds the number
+    /// and a reordered fixtures table still finds its cards.
+    pub fn reference(&self) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.salt).expect("HMAC takes any key length");
+        mac.update(b"voicepay stub card reference:");
+        mac.update(self.pan.expose().as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
     /// Whether `secret` (PIN digits, or MMYY then CVN2) hashes to the stored
     /// hash, compared in constant time.
     pub fn secret_matches(&self, secret: &[u8]) -> bool {

@@ -17,12 +17,13 @@
 //!   format 4 [`PinBlock`], and `Debug` of everything here is safe to log.
 
 mod fixtures;
+mod journal;
 mod stub;
 #[cfg(test)]
 mod tests;
 
 pub use fixtures::FixtureError;
-pub use stub::{Clock, Latency, StubIssuer};
+pub use stub::{CardState, Clock, Latency, StubIssuer};
 
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, ResultCode};

@@ -1,8 +1,15 @@
 //! The stub issuer: several test banks in one process, cards from a fixtures
-//! table, state in memory. It keeps the rules of a real issuer that the rest
-//! of voicepay must handle: the first answer per idempotency key is final,
-//! wrong PINs are counted per Asia/Shanghai calendar day, and some cards
-//! answer late, never, or not at all (see `test_cards.toml`).
+//! table. It keeps the rules of a real issuer that the rest of voicepay must
+//! handle: the first answer per idempotency key is final, wrong PINs are
+//! counted per Asia/Shanghai calendar day, and some cards answer late, never,
+//! or not at all (see `test_cards.toml`).
+//!
+//! State: in memory, and, with [`StubIssuer::with_state_file`] (what
+//! `voicepay serve` does, `bank.stub_state`), in a journal on disk
+//! (`journal.rs`): every answer is written and flushed to disk *before* it
+//! is given, so a daemon killed while an answer is on its way (the slow
+//! card's 5 s) finds the debit, the answer per key and the day's wrong PINs
+//! again when it starts, and settles the order by query.
 //!
 //! Order of checks for a new attempt: card known (61), issuer up (03), card
 //! not restricted (63), PIN not locked today (67), secret (65, or 67 on the
@@ -11,6 +18,7 @@
 //! the daily lock, and a right PIN does not reset it.
 
 use super::fixtures::{self, Behaviour, Fixtures, Kind, Status, TestCard};
+use super::journal::{self, Journal, Line, Recorded as Written};
 use super::{
     shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Outcome, Secret,
     PIN_TRIES_PER_DAY, SINGLE_PAYMENT_LIMIT_FEN,
@@ -47,6 +55,21 @@ impl Default for Latency {
     }
 }
 
+/// One test card's state, masked: what `voicepay bank cards` prints.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CardState {
+    /// First 6 and last 4 digits.
+    pub card: String,
+    /// The issuing test bank's name.
+    pub bank: String,
+    /// `debit` or `credit`.
+    pub kind: &'static str,
+    /// Balance (debit) or open credit (credit) now, in fen.
+    pub available_fen: i64,
+    /// Wrong PINs counted today (Asia/Shanghai); 3 locks PIN payments.
+    pub wrong_pins_today: u8,
+}
+
 /// See the module documentation.
 pub struct StubIssuer {
     fixtures: Fixtures,
@@ -77,6 +100,20 @@ struct State {
     answers: HashMap<String, Recorded>,
     auth_codes: u32,
     offline: bool,
+    /// Where every change is written before it is answered; None: memory only.
+    journal: Option<Journal>,
+}
+
+/// What one new answer changes, decided before anything changes: written
+/// to the journal first, then applied to memory (and applied the same way
+/// when the journal is replayed).
+struct Effects {
+    card: Option<usize>,
+    amount_fen: i64,
+    response: AuthResponse,
+    /// The card's wrong-PIN count for the day after this answer, when it
+    /// counted one.
+    wrong_pins: Option<(Date, u8)>,
 }
 
 struct Recorded {
@@ -165,6 +202,32 @@ impl StubIssuer {
         fixtures::bank_for(&self.fixtures.banks, card.expose()).map(|b| b.name.as_str())
     }
 
+    /// Every test card as the issuer sees it now (`voicepay bank cards`).
+    pub fn cards(&self) -> Vec<CardState> {
+        let today = shanghai_day((self.clock)());
+        let st = self.lock();
+        self.fixtures
+            .cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CardState {
+                card: c.pan.masked(),
+                bank: fixtures::bank_for(&self.fixtures.banks, c.pan.expose())
+                    .map(|b| b.name.clone())
+                    .unwrap_or_default(),
+                kind: match c.kind {
+                    Kind::Debit => "debit",
+                    Kind::Credit => "credit",
+                },
+                available_fen: st.available.get(&i).copied().unwrap_or(c.available_fen),
+                wrong_pins_today: match st.pin_failures.get(&i) {
+                    Some(&(day, n)) if day == today => n,
+                    _ => 0,
+                },
+            })
+            .collect()
+    }
+
     #[cfg(test)]
     pub(crate) fn fixtures_for_tests(&self) -> &Fixtures {
         &self.fixtures
@@ -184,9 +247,13 @@ impl StubIssuer {
         }
         let Some(&index) = self.by_pan.get(req.card.expose()) else {
             // unknown cards still get a final, recorded answer
-            let response = AuthResponse::new(Outcome::Declined(ResultCode::InvalidCard));
-            self.record(&mut st, req, None, &response);
-            return Reply::Now(Ok(response));
+            let effects = Effects {
+                card: None,
+                amount_fen: req.amount.fen(),
+                response: AuthResponse::new(Outcome::Declined(ResultCode::InvalidCard)),
+                wrong_pins: None,
+            };
+            return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
         };
         let card = &self.fixtures.cards[index];
         if card.behaviour == Behaviour::Unavailable {
@@ -195,9 +262,12 @@ impl StubIssuer {
             return Reply::Now(Ok(response));
         }
         let now = (self.clock)();
-        let outcome = self.evaluate(&mut st, index, card, req, now);
-        let response = AuthResponse::new(outcome);
-        self.record(&mut st, req, Some(index), &response);
+        let effects = self.evaluate(&st, index, card, req, now);
+        // Recorded (on disk first, when durable) before any answer leaves.
+        let response = match self.commit(&mut st, &req.idempotency_key, effects) {
+            Ok(r) => r,
+            Err(e) => return Reply::Now(Err(e)),
+        };
         tracing::info!(
             card = %req.card.masked(),
             bank = %card.bank,
@@ -212,17 +282,28 @@ impl StubIssuer {
         }
     }
 
+    /// What a new attempt gets and changes; changes nothing itself.
     fn evaluate(
         &self,
-        st: &mut State,
+        st: &State,
         index: usize,
         card: &TestCard,
         req: &AuthRequest,
         now: OffsetDateTime,
-    ) -> Outcome {
+    ) -> Effects {
         use ResultCode::*;
+        let mut effects = Effects {
+            card: Some(index),
+            amount_fen: req.amount.fen(),
+            response: AuthResponse::new(Outcome::Declined(CardRestricted)),
+            wrong_pins: None,
+        };
+        let decided = |mut e: Effects, outcome| {
+            e.response = AuthResponse::new(outcome);
+            e
+        };
         if card.status == Status::Restricted {
-            return Outcome::Declined(CardRestricted);
+            return decided(effects, Outcome::Declined(CardRestricted));
         }
         match (card.kind, &req.secret) {
             (Kind::Debit, Secret::PinBlock(block)) => {
@@ -232,7 +313,7 @@ impl StubIssuer {
                     _ => 0,
                 };
                 if failures >= PIN_TRIES_PER_DAY {
-                    return Outcome::Declined(PinTriesExceeded);
+                    return decided(effects, Outcome::Declined(PinTriesExceeded));
                 }
                 // a block that does not decipher (wrong key or PAN, tampered)
                 // counts as a wrong PIN: fail closed
@@ -241,14 +322,15 @@ impl StubIssuer {
                     .is_ok_and(|pin| card.secret_matches(&pin));
                 if !right {
                     let failures = failures + 1;
-                    st.pin_failures.insert(index, (today, failures));
-                    return if failures >= PIN_TRIES_PER_DAY {
+                    effects.wrong_pins = Some((today, failures));
+                    let outcome = if failures >= PIN_TRIES_PER_DAY {
                         Outcome::Declined(PinTriesExceeded)
                     } else {
                         Outcome::WrongSecret {
                             tries_left: Some(PIN_TRIES_PER_DAY - failures),
                         }
                     };
+                    return decided(effects, outcome);
                 }
             }
             (Kind::Credit, Secret::Card { expiry, cvn2 }) => {
@@ -256,55 +338,185 @@ impl StubIssuer {
                 both[..4].copy_from_slice(expiry.expose());
                 both[4..].copy_from_slice(cvn2.expose());
                 if !card.secret_matches(&*both) {
-                    return Outcome::WrongSecret { tries_left: None };
+                    return decided(effects, Outcome::WrongSecret { tries_left: None });
                 }
             }
             // a PIN for a credit card or expiry+CVN2 for a debit card
-            _ => return Outcome::WrongSecret { tries_left: None },
+            _ => return decided(effects, Outcome::WrongSecret { tries_left: None }),
         }
         if req.id_number != card.holder_id {
-            return Outcome::Declined(IdMismatch);
+            return decided(effects, Outcome::Declined(IdMismatch));
         }
         if card.status == Status::Expired {
-            return Outcome::Declined(CardExpired);
+            return decided(effects, Outcome::Declined(CardExpired));
         }
         let amount = req.amount.fen();
         if amount > SINGLE_PAYMENT_LIMIT_FEN {
-            return Outcome::Declined(OverLimit);
+            return decided(effects, Outcome::Declined(OverLimit));
         }
-        let available = st.available.entry(index).or_insert(card.available_fen);
-        if *available < amount {
-            return Outcome::Declined(InsufficientFunds);
+        let available = st
+            .available
+            .get(&index)
+            .copied()
+            .unwrap_or(card.available_fen);
+        if available < amount {
+            return decided(effects, Outcome::Declined(InsufficientFunds));
         }
-        *available -= amount;
-        st.auth_codes += 1;
-        Outcome::Approved {
-            auth_code: format!("{:06}", st.auth_codes % 1_000_000),
-        }
+        let auth_code = format!("{:06}", st.auth_codes.wrapping_add(1) % 1_000_000);
+        decided(effects, Outcome::Approved { auth_code })
     }
 
-    fn record(
+    /// Makes a new answer final: on disk first (when durable), then in
+    /// memory. A journal that cannot be written answers `Timeout` (the line
+    /// may or may not have reached the disk) and changes nothing in memory.
+    fn commit(
         &self,
         st: &mut State,
-        req: &AuthRequest,
-        card: Option<usize>,
-        response: &AuthResponse,
-    ) {
-        st.answers.insert(
-            req.idempotency_key.clone(),
-            Recorded {
-                card,
-                amount_fen: req.amount.fen(),
-                response: response.clone(),
-                reversed: false,
-            },
-        );
+        key: &str,
+        effects: Effects,
+    ) -> Result<AuthResponse, IssuerError> {
+        if let Some(journal) = st.journal.as_mut() {
+            let line = Line::Answer {
+                key: key.to_owned(),
+                card: effects.card.map(|i| self.fixtures.cards[i].reference()),
+                amount_fen: effects.amount_fen,
+                outcome: Written::from_outcome(&effects.response.outcome),
+                wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
+            };
+            if let Err(e) = journal.append(&line) {
+                tracing::error!(key = %key, error = %e, "stub issuer cannot write its state");
+                return Err(IssuerError::Timeout);
+            }
+        }
+        let response = effects.response.clone();
+        apply(st, key, effects);
+        Ok(response)
+    }
+
+    /// Makes the stub durable: replays the journal at `path` (created when
+    /// missing) over the fixtures' opening balances, then writes every
+    /// later answer and reversal there before giving it. One process at a
+    /// time may own a journal.
+    pub fn with_state_file(self, path: &Path) -> anyhow::Result<Self> {
+        let (journal, lines) = Journal::open(path).context("bank.stub_state")?;
+        self.replay(&lines)
+            .with_context(|| format!("replaying {}", path.display()))?;
+        self.lock().journal = Some(journal);
+        Ok(self)
+    }
+
+    /// The stub as the journal at `path` left it, without taking the
+    /// journal over (it stays memory-only): what tests and tools use to see
+    /// what a running or stopped daemon's issuer recorded.
+    pub fn inspect_state_file(self, path: &Path) -> anyhow::Result<Self> {
+        let lines = journal::read(path)?;
+        self.replay(&lines)
+            .with_context(|| format!("replaying {}", path.display()))?;
+        Ok(self)
+    }
+
+    fn replay(&self, lines: &[Line]) -> anyhow::Result<()> {
+        let by_ref: HashMap<String, usize> = self
+            .fixtures
+            .cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.reference(), i))
+            .collect();
+        let day_format = time::macros::format_description!("[year]-[month]-[day]");
+        let mut st = self.lock();
+        for (n, line) in lines.iter().enumerate() {
+            let at = || format!("record {}", n + 1);
+            match line {
+                Line::Answer {
+                    key,
+                    card,
+                    amount_fen,
+                    outcome,
+                    wrong_pins,
+                } => {
+                    if st.answers.contains_key(key) {
+                        continue;
+                    }
+                    // a card no longer on file keeps its answers, not its money
+                    let card = card.as_ref().and_then(|r| by_ref.get(r).copied());
+                    let wrong_pins = match wrong_pins {
+                        Some((day, tries)) => {
+                            Some((Date::parse(day, day_format).with_context(at)?, *tries))
+                        }
+                        None => None,
+                    };
+                    let effects = Effects {
+                        card,
+                        amount_fen: *amount_fen,
+                        response: AuthResponse::new(outcome.to_outcome().with_context(at)?),
+                        wrong_pins,
+                    };
+                    apply(&mut st, key, effects);
+                }
+                Line::Reverse { key } => {
+                    reverse_in_memory(&mut st, key);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
+/// Applies a committed answer to memory.
+fn apply(st: &mut State, key: &str, effects: Effects) {
+    let Effects {
+        card,
+        amount_fen,
+        response,
+        wrong_pins,
+    } = effects;
+    if let Some(index) = card {
+        if response.is_approved() {
+            *st.available.entry(index).or_default() -= amount_fen;
+        }
+        if let Some(v) = wrong_pins {
+            st.pin_failures.insert(index, v);
+        }
+    }
+    if response.is_approved() {
+        st.auth_codes = st.auth_codes.wrapping_add(1);
+    }
+    st.answers.insert(
+        key.to_owned(),
+        Recorded {
+            card,
+            amount_fen,
+            response,
+            reversed: false,
+        },
+    );
+}
+
+/// What a reversal of `key` would return: (card, fen), if anything.
+fn reversible(st: &State, key: &str) -> Option<(usize, i64)> {
+    match st.answers.get(key) {
+        Some(r) if r.response.is_approved() && !r.reversed => r.card.map(|c| (c, r.amount_fen)),
+        _ => None,
+    }
+}
+
+/// Returns the money of `key`'s approved payment; whether it did.
+fn reverse_in_memory(st: &mut State, key: &str) -> bool {
+    let Some((card, fen)) = reversible(st, key) else {
+        return false;
+    };
+    if let Some(r) = st.answers.get_mut(key) {
+        r.reversed = true;
+    }
+    *st.available.entry(card).or_default() += fen;
+    true
+}
+
 impl Issuer for StubIssuer {
-    // Decided at the first poll, so a caller that gives up while the answer
-    // is "on the wire" still finds the attempt processed by `query`.
+    // Decided (and recorded) at the first poll, so a caller that gives up
+    // while the answer is "on the wire" still finds the attempt processed
+    // by `query`, and so does a daemon restarted meanwhile.
     async fn authorize(&self, req: AuthRequest) -> Result<AuthResponse, IssuerError> {
         match self.decide(&req) {
             Reply::Now(answer) => answer,
@@ -336,19 +548,23 @@ impl Issuer for StubIssuer {
         let mut st = self.lock();
         let answer = if st.offline {
             Err(IssuerError::Unavailable)
+        } else if reversible(&st, idempotency_key).is_none() {
+            Ok(false)
         } else {
-            let returned = match st.answers.get_mut(idempotency_key) {
-                Some(r) if r.response.is_approved() && !r.reversed => {
-                    r.reversed = true;
-                    r.card.map(|card| (card, r.amount_fen))
-                }
-                _ => None,
+            let line = Line::Reverse {
+                key: idempotency_key.to_owned(),
             };
-            if let Some((card, fen)) = returned {
-                *st.available.entry(card).or_default() += fen;
-                tracing::info!(key = %idempotency_key, "stub issuer reversed a payment");
+            match st.journal.as_mut().map(|j| j.append(&line)) {
+                Some(Err(e)) => {
+                    tracing::error!(key = %idempotency_key, error = %e, "stub issuer cannot write its state");
+                    Err(IssuerError::Timeout)
+                }
+                _ => {
+                    reverse_in_memory(&mut st, idempotency_key);
+                    tracing::info!(key = %idempotency_key, "stub issuer reversed a payment");
+                    Ok(true)
+                }
             }
-            Ok(returned.is_some())
         };
         drop(st);
         std::future::ready(answer)

@@ -509,3 +509,159 @@ fn requests_print_no_secret_and_no_full_number() {
     let shown = format!("{req:?}");
     assert!(!shown.contains(PIN) && !shown.contains("6222000000000017"));
 }
+
+/// A durable stub on the journal at `path`, as `voicepay serve` opens it.
+fn durable(path: &std::path::Path) -> StubIssuer {
+    stub().with_state_file(path).unwrap()
+}
+
+#[tokio::test]
+async fn a_reopened_state_file_keeps_balances_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    let pan = "6222000000000017";
+    let first = {
+        let s = durable(&path);
+        let first = s.authorize(debit("o1:1", pan, PIN, 700)).await.unwrap();
+        assert!(first.is_approved());
+        let c = credit("o2:1", "6250000000000012", "1230", "123", 300);
+        assert_eq!(code(&s, c).await, ResultCode::Approved);
+        assert!(s.reverse("o2:1").await.unwrap());
+        let declined = debit("o3:1", "6222000000000025", PIN, 100);
+        assert_eq!(code(&s, declined).await, ResultCode::InsufficientFunds);
+        first
+    };
+    let s = durable(&path);
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 700));
+    assert_eq!(
+        s.available_fen(&card("6250000000000012")),
+        Some(10_000_000),
+        "the reversal survived"
+    );
+    // the same key gets the first answer again, without a second debit
+    assert_eq!(s.query("o1:1").await.unwrap(), Some(first.clone()));
+    let again = s.authorize(debit("o1:1", pan, PIN, 700)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 700));
+    assert!(!s.reverse("o2:1").await.unwrap(), "reversed once only");
+    assert_eq!(
+        s.query("o3:1").await.unwrap().unwrap().result_code(),
+        ResultCode::InsufficientFunds
+    );
+    // approval codes go on from where they were, not from the start
+    let next = s.authorize(debit("o4:1", pan, PIN, 1)).await.unwrap();
+    let (Outcome::Approved { auth_code: a }, Outcome::Approved { auth_code: b }) =
+        (&first.outcome, &next.outcome)
+    else {
+        panic!("both approved: {first:?} {next:?}");
+    };
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn wrong_pin_tries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    let (_, clock) = fake_clock(datetime!(2026-03-01 10:00 UTC));
+    let pan = "6222000000000017";
+    for key in ["w1", "w2"] {
+        let s = durable(&path).with_clock(clock.clone());
+        let r = s.authorize(debit(key, pan, "000000", 100)).await.unwrap();
+        assert!(matches!(r.outcome, Outcome::WrongSecret { .. }), "{r:?}");
+    }
+    let s = durable(&path).with_clock(clock.clone());
+    assert_eq!(
+        s.authorize(debit("w3", pan, "000000", 100))
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Declined(ResultCode::PinTriesExceeded),
+        "the third wrong PIN of the day, across two restarts"
+    );
+    let s = durable(&path).with_clock(clock);
+    assert_eq!(
+        code(&s, debit("r", pan, PIN, 100)).await,
+        ResultCode::PinTriesExceeded
+    );
+    // the next Shanghai day starts afresh, also from the file
+    let (_, tomorrow) = fake_clock(datetime!(2026-03-01 16:00 UTC));
+    let s = durable(&path).with_clock(tomorrow);
+    assert_eq!(
+        code(&s, debit("r2", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
+}
+
+#[tokio::test]
+async fn the_slow_card_is_debited_on_disk_before_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    let pan = "6222000000000041";
+    {
+        let s = durable(&path).with_latency(Latency {
+            slow: Duration::from_secs(3600),
+            no_answer: Duration::from_secs(3600),
+        });
+        // the daemon dies while the answer is on its way: the future is
+        // dropped after its first poll, before any answer
+        let cut = tokio::time::timeout(
+            Duration::from_millis(20),
+            s.authorize(debit("k:1", pan, PIN, 4_200)),
+        )
+        .await;
+        assert!(cut.is_err(), "no answer yet");
+    }
+    // what another process sees, without taking the file over
+    let seen = stub().inspect_state_file(&path).unwrap();
+    assert!(seen.query("k:1").await.unwrap().unwrap().is_approved());
+    assert_eq!(seen.available_fen(&card(pan)), Some(10_000_000 - 4_200));
+    // the restarted issuer answers a query for the key, one debit
+    let s = durable(&path);
+    assert!(s.query("k:1").await.unwrap().unwrap().is_approved());
+    assert_eq!(s.query("k:2").await.unwrap(), None);
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 4_200));
+}
+
+#[tokio::test]
+async fn the_state_file_holds_no_secret_and_no_card_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    let s = durable(&path);
+    for (key, pan) in [("a", "6222000000000017"), ("b", "6222000000000041")] {
+        s.authorize(debit(key, pan, PIN, 100)).await.unwrap();
+    }
+    s.authorize(debit("w", "6222000000000017", "111111", 100))
+        .await
+        .unwrap();
+    s.authorize(credit("c", "6250000000000012", "1230", "123", 100))
+        .await
+        .unwrap();
+    s.authorize(debit("u", "6222000000000074", PIN, 100))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    for secret in [
+        PIN,
+        "111111",
+        "1230",
+        "123\"",
+        HOLDER,
+        "6222000000000017",
+        "6222000000000041",
+        "6250000000000012",
+        "6222000000000074",
+        "000000000",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+}
+
+#[test]
+fn a_damaged_state_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    std::fs::write(&path, "{\"kind\":\"answer\"}\n").unwrap();
+    let err = format!("{:#}", stub().with_state_file(&path).unwrap_err());
+    assert!(err.contains("line 1"), "{err}");
+}

@@ -11,7 +11,7 @@
 //! Originates go out one at a time per node, each awaited before the next
 //! claim.
 
-use super::matcher::Matcher;
+use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriRest, Call, HangupReason, Originate};
 use crate::config::Settings;
@@ -408,7 +408,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
                 .await;
             return;
         };
-        self.run_order(&order, channel_id, events, CallEnd::Hangup)
+        self.run_order(&order, channel_id, &Via::Callback, events, CallEnd::Hangup)
             .await;
     }
 
@@ -421,6 +421,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
         &self,
         order: &OrderRow,
         channel_id: &str,
+        via: &Via,
         events: &mut tokio::sync::mpsc::UnboundedReceiver<ari::Event>,
         end: CallEnd,
     ) -> Option<CallOutcome> {
@@ -439,6 +440,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
             store: &self.store,
             order_id,
             channel_id,
+            via,
             lang: lang.as_str(),
             end,
         };
@@ -507,7 +509,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
     /// or `in_call` whose call nobody is driving any more (a previous run of
     /// the daemon, or an originate whose channel vanished with an Asterisk
     /// restart). Calls with a running task are left to it: if their channel
-    /// is gone, their event stream ends and the task settles them.
+    /// is gone, their event stream ends and the task settles them. An order
+    /// a previous run left in `authorizing` only loses its call (hung up,
+    /// the attempt closed): the bank decides it, through the matcher's
+    /// start-up recovery.
     pub async fn reconcile(&self, asterisk_restarted: bool, channels: &[ari::Channel]) {
         let alive: HashSet<&str> = if asterisk_restarted {
             HashSet::new()
@@ -531,6 +536,15 @@ impl<M: Matcher + 'static> Callbacks<M> {
             if alive.contains(channel) {
                 // A call from before our restart: its IVR state is lost.
                 self.drop_lost_channel(&call.order_id, channel).await;
+            }
+            if call.status == OrderStatus::Authorizing {
+                if let Some(channel) = &call.channel_id {
+                    let _ = self
+                        .store
+                        .attempt_ended(channel, "answered", Some("call_lost"), now_ms())
+                        .await;
+                }
+                continue;
             }
             self.settle_lost(&call).await;
         }

@@ -20,7 +20,7 @@
 
 use super::callback::Callbacks;
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
-use super::matcher::Matcher;
+use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
 use crate::ari::{AriCommands, Call, Event, HangupReason};
 use crate::domain::Phone;
@@ -124,7 +124,8 @@ impl<M: Matcher + 'static> Callbacks<M> {
             return;
         };
         tracing::info!(order = %order.id, channel = %channel_id, "inbound call claimed the order");
-        self.run_order(&order, &channel_id, &mut events, CallEnd::Hangup)
+        let via = Via::Inbound { caller_id: caller };
+        self.run_order(&order, &channel_id, &via, &mut events, CallEnd::Hangup)
             .await;
         self.release(&channel_id).await;
     }

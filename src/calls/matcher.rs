@@ -1,12 +1,63 @@
 //! The interface between a call and the bank: the IVR hands over the sealed
-//! secret, the matcher answers with the bank's [`Outcome`].
+//! secret with the identity of the call it was keyed on, the matcher
+//! answers with the bank's [`Outcome`].
 //!
-//! The daemon's implementation is `crate::matcher::BankMatcher` (order
-//! window, PIN block, bank adapter, day-wide PIN-try limit, binding); the
-//! flows only see this trait, so unit tests of the runner use a fake.
+//! The daemon's implementation is `crate::matcher::BankMatcher` (the call
+//! belongs to the order, order window, PIN block, bank adapter, day-wide
+//! PIN-try limit, binding); the flows only see this trait, so unit tests of
+//! the runner use a fake.
 
 use crate::ivr::{Outcome, Verification};
 use std::future::Future;
+
+/// How a call came to pay its order: what the matcher checks the call
+/// against before any secret of it goes to the bank.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Our own originate for the order (callback): its channel must be one
+    /// we placed for that order.
+    Callback,
+    /// A call centre's live call that presented this one-time code
+    /// (transfer): the code must be the order's.
+    Transfer {
+        /// As presented in `Stasis(app, transfer, <code>)`.
+        code: String,
+    },
+    /// A cardholder who dialled the access number (inbound): the caller ID
+    /// must be the order's phone.
+    Inbound {
+        /// As Asterisk presented it (normalised by the matcher).
+        caller_id: String,
+    },
+}
+
+impl Via {
+    /// The order `mode` this kind of call pays.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Via::Callback => "callback",
+            Via::Transfer { .. } => "transfer",
+            Via::Inbound { .. } => "inbound",
+        }
+    }
+}
+
+/// Shows the kind of call only: the transfer code is a bearer token and the
+/// caller ID a phone number.
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.mode())
+    }
+}
+
+/// The call a verification was keyed on.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRef<'a> {
+    /// The ARI channel the digits came from.
+    pub channel_id: &'a str,
+    /// How the call reached the order.
+    pub via: &'a Via,
+}
 
 /// Joins an order (channel 1) with the secret keyed on the phone (channel
 /// 2) and asks the issuer. Implementations must never log, store or echo
@@ -21,12 +72,18 @@ use std::future::Future;
 /// never moves an order out of `authorizing`. A caller that did not claim
 /// the order first may still call `verify` on an `in_call` order: the
 /// matcher then makes the move itself.
+///
+/// `call` must belong to the order (a channel placed for it, its transfer
+/// code, its phone as caller ID); otherwise the matcher refuses with
+/// `order_expired` without asking the issuer, and puts an order the
+/// runner had moved to `authorizing` back to `in_call`.
 pub trait Matcher: Send + Sync {
     /// Verifies the secret for the order and returns the bank's answer.
     /// Called at most once per keyed secret; the call's IVR limits how many.
     fn verify(
         &self,
         order_id: &str,
+        call: CallRef<'_>,
         verification: Verification,
     ) -> impl Future<Output = Outcome> + Send;
 }

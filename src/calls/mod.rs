@@ -23,7 +23,7 @@ pub mod runner;
 pub mod transfer;
 
 pub use callback::Callbacks;
-pub use matcher::Matcher;
+pub use matcher::{CallRef, Matcher, Via};
 pub use runner::{CallEnd, CallRunner};
 
 use crate::api::AppState;
@@ -109,7 +109,14 @@ async fn supervise<M: Matcher + 'static>(
                 callbacks.set_connected(false);
             }
             Notice::Call(call) => route(&callbacks, &client.rest, call).await,
-            Notice::Unrouted(event) => tracing::debug!(?event, "unrouted ARI event"),
+            // Type and channel only: a channel snapshot carries its
+            // dialplan `app_data`, which can hold what a peer keyed
+            // (`SendDTMF(…)`) or a transfer code (`Stasis(…,transfer,…)`).
+            Notice::Unrouted(event) => tracing::debug!(
+                event = event.type_name(),
+                channel = ?event.channel_id(),
+                "unrouted ARI event"
+            ),
         }
     }
     ready(false);

@@ -1,7 +1,7 @@
 //! A test double for [`Matcher`]: fixed test secrets, no bank. Compiled for
 //! unit tests only, so the daemon can never run with it.
 
-use super::Matcher;
+use super::{CallRef, Matcher};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::ivr::{Outcome, Verification};
 use crate::store::{now_ms, Store, Transition};
@@ -100,7 +100,12 @@ impl TestSecrets {
 }
 
 impl Matcher for PlaceholderMatcher {
-    async fn verify(&self, order_id: &str, verification: Verification) -> Outcome {
+    async fn verify(
+        &self,
+        order_id: &str,
+        _call: CallRef<'_>,
+        verification: Verification,
+    ) -> Outcome {
         let to_bank = Transition {
             from: OrderStatus::InCall,
             to: OrderStatus::Authorizing,

@@ -16,7 +16,7 @@
 //! The secret exists here only inside [`Action::Submit`], which is moved
 //! straight into [`Matcher::verify`]; nothing logs an action's content.
 
-use super::matcher::Matcher;
+use super::matcher::{CallRef, Matcher, Via};
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::ivr::{Action, CallOutcome, Event, Ivr, Outcome, TimerId};
@@ -38,6 +38,8 @@ pub struct CallRunner<'a, A, M> {
     pub order_id: &'a str,
     /// The call's channel.
     pub channel_id: &'a str,
+    /// How the call reached the order; the matcher checks it.
+    pub via: &'a Via,
     /// Prompt language for ARI's `lang` play parameter (`zh`, `en`).
     pub lang: &'a str,
     /// What the IVR's closing [`Action::Hangup`] does to the channel.
@@ -169,7 +171,13 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             Action::Submit(verification) => {
                 let outcome = match self.claim_for_bank().await {
                     // Moved straight in; the matcher settles the order.
-                    Ok(()) => self.matcher.verify(self.order_id, verification).await,
+                    Ok(()) => {
+                        let call = CallRef {
+                            channel_id: self.channel_id,
+                            via: self.via,
+                        };
+                        self.matcher.verify(self.order_id, call, verification).await
+                    }
                     Err(code) => {
                         drop(verification);
                         Outcome::Failed(code)

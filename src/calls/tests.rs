@@ -1,6 +1,7 @@
 //! The runner against a fake ARI (no Asterisk) and a temporary SQLite store:
 //! ids, barge-in, the order's moves, and that no command carries the PIN.
 
+use super::matcher::Via;
 use super::placeholder::PlaceholderMatcher;
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
@@ -166,6 +167,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
         store: &store,
         order_id: &order_id,
         channel_id: "ch1",
+        via: &Via::Callback,
         lang: "zh",
         end: CallEnd::Hangup,
     };
@@ -202,6 +204,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
         store: &store,
         order_id: &order_id,
         channel_id: "ch1",
+        via: &Via::Callback,
         lang: "zh",
         end: CallEnd::Hangup,
     };
@@ -231,6 +234,7 @@ async fn return_to_dialplan_leaves_the_channel_up() {
         store: &store,
         order_id: &order_id,
         channel_id: "ch1",
+        via: &Via::Callback,
         lang: "zh",
         end: CallEnd::ReturnToDialplan,
     };

@@ -14,7 +14,7 @@
 
 use super::callback::Callbacks;
 use super::live::{play_prompts, Heard};
-use super::matcher::Matcher;
+use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
 use crate::ari::{AriCommands, Call};
 use crate::domain::mask;
@@ -86,7 +86,6 @@ impl<M: Matcher + 'static> Callbacks<M> {
         } else {
             None
         };
-        drop(code);
         let claimed = match &order {
             Some(o) => {
                 self.claim_incoming(&o.id, &channel_id, "transferred call")
@@ -111,8 +110,17 @@ impl<M: Matcher + 'static> Callbacks<M> {
             return;
         };
         tracing::info!(order = %order.id, channel = %channel_id, "transfer call claimed the order");
+        // The code goes with the call to the matcher, which checks it is
+        // still this order's.
+        let via = Via::Transfer { code };
         let outcome = self
-            .run_order(&order, &channel_id, &mut events, CallEnd::ReturnToDialplan)
+            .run_order(
+                &order,
+                &channel_id,
+                &via,
+                &mut events,
+                CallEnd::ReturnToDialplan,
+            )
             .await;
         if let Some((result, code)) = result_vars(outcome) {
             self.hand_back(&channel_id, result, code).await;

@@ -18,6 +18,11 @@
 //!   backoff (1, 2, 4, 8 s), never by a second authorization. See
 //!   [`BankMatcher::recover`] for orders a crash left in `authorizing`.
 //!
+//! The call must belong to the order: a verification is only taken from a
+//! channel placed for (or claimed by) that order, and for a transfer with
+//! the order's code, for an inbound call from the order's phone (see
+//! `calls.rs`). Anything else is refused before the issuer is asked.
+//!
 //! The day-wide PIN limit is kept here too (`pin_tries`, per card
 //! fingerprint and Asia/Shanghai day), so a locked card is refused (67)
 //! before its PIN ever reaches the issuer.
@@ -29,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+mod calls;
 mod record;
 mod recover;
 
@@ -37,6 +43,7 @@ pub use recover::Recovery;
 use crate::bank::{
     self, shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Secret, PIN_TRIES_PER_DAY,
 };
+use crate::calls::CallRef;
 use crate::config::BankSettings;
 use crate::crypto::{PinBlock, Vault, ZonePinKey};
 use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode};
@@ -169,13 +176,20 @@ impl<I: Issuer> BankMatcher<I> {
     /// phone bound on the first success), back to `in_call` on a wrong
     /// secret (the caller may retry), or `failed` with the code.
     ///
-    /// Refused without asking the issuer: an order not in `in_call` or past
-    /// its window (`order_expired`, or the order's own result when it is
-    /// final) and, for a PIN, a card with three wrong PINs today
-    /// (`pin_tries_exceeded`). A second verification while the first is
-    /// with the issuer waits for the first one's result and answers it.
-    pub async fn verify(&self, order_id: &str, verification: Verification) -> Outcome {
-        self.verify_as(order_id, verification, Owner::Matcher).await
+    /// Refused without asking the issuer: a `call` that does not belong to
+    /// the order (`order_expired`; the order is left as it is), an order not
+    /// in `in_call` or past its window (`order_expired`, or the order's own
+    /// result when it is final) and, for a PIN, a card with three wrong PINs
+    /// today (`pin_tries_exceeded`). A second verification while the first
+    /// is with the issuer waits for the first one's result and answers it.
+    pub async fn verify(
+        &self,
+        order_id: &str,
+        call: CallRef<'_>,
+        verification: Verification,
+    ) -> Outcome {
+        self.verify_as(order_id, call, verification, Owner::Matcher)
+            .await
     }
 
     /// [`BankMatcher::verify`] for a caller that moved the order `in_call`
@@ -184,13 +198,26 @@ impl<I: Issuer> BankMatcher<I> {
     /// order found in `authorizing` is taken as this verification's own.
     /// An order still in `in_call` is moved here as usual. The order is
     /// settled here either way, so the caller's own move out of
-    /// `authorizing` afterwards finds nothing to do.
-    pub async fn verify_claimed(&self, order_id: &str, verification: Verification) -> Outcome {
-        self.verify_as(order_id, verification, Owner::Caller).await
+    /// `authorizing` afterwards finds nothing to do. A `call` that does not
+    /// belong to the order puts it back to `in_call`, unpaid.
+    pub async fn verify_claimed(
+        &self,
+        order_id: &str,
+        call: CallRef<'_>,
+        verification: Verification,
+    ) -> Outcome {
+        self.verify_as(order_id, call, verification, Owner::Caller)
+            .await
     }
 
-    async fn verify_as(&self, order_id: &str, verification: Verification, owner: Owner) -> Outcome {
-        match self.try_verify(order_id, verification, owner).await {
+    async fn verify_as(
+        &self,
+        order_id: &str,
+        call: CallRef<'_>,
+        verification: Verification,
+        owner: Owner,
+    ) -> Outcome {
+        match self.try_verify(order_id, call, verification, owner).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // The order stays where it is: if it reached `authorizing`,
@@ -204,12 +231,17 @@ impl<I: Issuer> BankMatcher<I> {
     async fn try_verify(
         &self,
         order_id: &str,
+        call: CallRef<'_>,
         verification: Verification,
         owner: Owner,
     ) -> anyhow::Result<Outcome> {
         let Some(order) = self.store.order(order_id).await? else {
             return Ok(Outcome::Failed(ResultCode::OrderExpired));
         };
+        if !self.call_belongs(&order, call).await? {
+            drop(verification);
+            return self.refuse_foreign_call(&order, call, owner).await;
+        }
         // `from`: where this verification holds the order while it checks.
         let from = match (order.status(), owner) {
             (OrderStatus::InCall, _) => OrderStatus::InCall,
@@ -427,8 +459,13 @@ impl<I: Issuer> BankMatcher<I> {
 /// The call flows ([`crate::calls`]) move the order to `authorizing`
 /// themselves before they ask, so they get [`BankMatcher::verify_claimed`].
 impl<I: Issuer> crate::calls::Matcher for BankMatcher<I> {
-    async fn verify(&self, order_id: &str, verification: Verification) -> Outcome {
-        self.verify_claimed(order_id, verification).await
+    async fn verify(
+        &self,
+        order_id: &str,
+        call: CallRef<'_>,
+        verification: Verification,
+    ) -> Outcome {
+        self.verify_claimed(order_id, call, verification).await
     }
 }
 

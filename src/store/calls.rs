@@ -10,8 +10,9 @@ use super::webhooks::record_status;
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
-/// An order in `calling` or `in_call` claimed by a node, with the channel
-/// of its latest attempt (None if the attempt row was never written).
+/// An order in `calling`, `in_call` or `authorizing` claimed by a node,
+/// with the channel of its latest attempt (None if the attempt row was
+/// never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveCall {
     pub order_id: String,
@@ -124,6 +125,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether `channel_id` is a call placed for (or claimed by) the order:
+    /// one of its `call_attempts`.
+    pub async fn call_placed_for(&self, order_id: &str, channel_id: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM call_attempts WHERE order_id = $1 AND channel_id = $2",
+        )
+        .bind(order_id)
+        .bind(channel_id)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// The cardholder answered the call on `channel_id`.
     pub async fn attempt_answered(&self, channel_id: &str, now: i64) -> Result<()> {
         sqlx::query(
@@ -159,14 +173,16 @@ impl Store {
         Ok(())
     }
 
-    /// Orders `node` holds in `calling` or `in_call`, with their latest
-    /// channel: what reconciliation compares with Asterisk's channels.
+    /// Orders `node` holds in `calling`, `in_call` or `authorizing`, with
+    /// their latest channel: what reconciliation compares with Asterisk's
+    /// channels.
     pub async fn active_calls(&self, node: &str) -> Result<Vec<ActiveCall>> {
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
             "SELECT o.id, o.status, o.attempts, \
                 (SELECT a.channel_id FROM call_attempts a WHERE a.order_id = o.id \
                  ORDER BY a.attempt DESC LIMIT 1) \
-             FROM orders o WHERE o.claimed_by = $1 AND o.status IN ('calling', 'in_call')",
+             FROM orders o WHERE o.claimed_by = $1 \
+               AND o.status IN ('calling', 'in_call', 'authorizing')",
         )
         .bind(node)
         .fetch_all(&self.read)

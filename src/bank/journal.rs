@@ -1,0 +1,290 @@
+//! The stub issuer's durable state: an append-only journal of its answers,
+//! one JSON object per line, each line written and `fsync`ed before the
+//! answer it records leaves the issuer. Replaying the lines over the
+//! fixtures' opening balances rebuilds everything a restart must not lose:
+//! the final answer per idempotency key (so a repeated authorize or a query
+//! gets the first answer again), every debit and reversal (balances), and
+//! the wrong-PIN count of the day per card.
+//!
+//! Why a journal and not a rewritten snapshot: one small append per answer
+//! costs the same whatever the history, and a crash can only tear the last
+//! line, which was never answered (the answer waits for the `fsync`). The
+//! writer cuts such a torn tail off when it opens the file; any other bad
+//! line stops the start with its line number.
+//!
+//! Nothing secret is written: no PIN, PIN block, expiry or CVN2 ever reaches
+//! the journal, and a card is named by a keyed reference
+//! ([`super::fixtures::TestCard::reference`]), never by its number.
+//!
+//! One process writes a journal at a time (the daemon that owns it); other
+//! processes may read it ([`read`]) to see what the issuer recorded.
+
+use crate::domain::ResultCode;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Line {
+    /// The final answer to an idempotency key, with what it changed.
+    Answer {
+        key: String,
+        /// The card's reference; `None` for a card not on file.
+        card: Option<String>,
+        amount_fen: i64,
+        outcome: Recorded,
+        /// The card's wrong-PIN count for the Shanghai day (`YYYY-MM-DD`)
+        /// after this answer, when this answer counted a wrong PIN.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wrong_pins: Option<(String, u8)>,
+    },
+    /// An approved payment's money returned.
+    Reverse { key: String },
+}
+
+/// An answer's outcome as written: `approved` (and so debited),
+/// `wrong_secret` or `declined` with the result code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum Recorded {
+    Approved { auth_code: String },
+    WrongSecret { tries_left: Option<u8> },
+    Declined { code: String },
+}
+
+impl Recorded {
+    pub(crate) fn from_outcome(o: &super::Outcome) -> Self {
+        match o {
+            super::Outcome::Approved { auth_code } => Recorded::Approved {
+                auth_code: auth_code.clone(),
+            },
+            super::Outcome::WrongSecret { tries_left } => Recorded::WrongSecret {
+                tries_left: *tries_left,
+            },
+            super::Outcome::Declined(code) => Recorded::Declined {
+                code: code.code().to_owned(),
+            },
+        }
+    }
+
+    pub(crate) fn to_outcome(&self) -> anyhow::Result<super::Outcome> {
+        Ok(match self {
+            Recorded::Approved { auth_code } => super::Outcome::Approved {
+                auth_code: auth_code.clone(),
+            },
+            Recorded::WrongSecret { tries_left } => super::Outcome::WrongSecret {
+                tries_left: *tries_left,
+            },
+            Recorded::Declined { code } => super::Outcome::Declined(
+                ResultCode::parse(code).with_context(|| format!("unknown result code {code:?}"))?,
+            ),
+        })
+    }
+}
+
+/// The open journal a stub issuer appends to.
+pub(crate) struct Journal {
+    file: File,
+    path: PathBuf,
+    /// Bytes of complete lines: where a failed append is cut back to.
+    len: u64,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating it, and its folder, if needed) the journal at `path`
+    /// for appending, and returns it with the lines already in it. A torn
+    /// last line from a crash is cut off.
+    pub(crate) fn open(path: &Path) -> anyhow::Result<(Self, Vec<Line>)> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the folder of {}", path.display()))?;
+        }
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !existed {
+            // The new file's name must survive a crash too.
+            sync_dir(path);
+        }
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let (lines, complete) = parse(&text).with_context(|| format!("{}", path.display()))?;
+        if complete < text.len() {
+            tracing::warn!(path = %path.display(), bytes = text.len() - complete, "stub issuer state: cutting off a torn last line");
+            file.set_len(complete as u64)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("truncating {}", path.display()))?;
+            file.seek(SeekFrom::End(0))?;
+        }
+        Ok((
+            Self {
+                file,
+                path: path.to_owned(),
+                len: complete as u64,
+            },
+            lines,
+        ))
+    }
+
+    /// Writes one line and waits until it is on disk. On failure the file
+    /// is cut back to its last complete line, so a later append cannot be
+    /// glued to half a line.
+    pub(crate) fn append(&mut self, line: &Line) -> std::io::Result<()> {
+        let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        match self
+            .file
+            .write_all(&text)
+            .and_then(|()| self.file.sync_data())
+        {
+            Ok(()) => {
+                self.len += text.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The complete lines of the journal at `path`, without taking it over: a
+/// line being written right now is left out. A missing file has none.
+pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<Line>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(parse(&text)
+        .with_context(|| format!("{}", path.display()))?
+        .0)
+}
+
+/// The lines of `text`, and how many bytes of it are complete lines.
+fn parse(text: &[u8]) -> anyhow::Result<(Vec<Line>, usize)> {
+    let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let mut lines = Vec::new();
+    for (n, raw) in text[..complete].split(|&b| b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Line>(raw) {
+            Ok(line) => lines.push(line),
+            // The error says where, never what: no content is echoed.
+            Err(e) => bail!(
+                "line {} is not a stub issuer record ({})",
+                n + 1,
+                e.classify_str()
+            ),
+        }
+    }
+    Ok((lines, complete))
+}
+
+trait Classify {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl Classify for serde_json::Error {
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "bad JSON",
+            serde_json::error::Category::Data => "unexpected fields",
+            serde_json::error::Category::Eof => "cut short",
+        }
+    }
+}
+
+fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(key: &str) -> Line {
+        Line::Answer {
+            key: key.into(),
+            card: Some("ref".into()),
+            amount_fen: 5,
+            outcome: Recorded::Approved {
+                auth_code: "000001".into(),
+            },
+            wrong_pins: None,
+        }
+    }
+
+    #[test]
+    fn lines_come_back_in_order_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("stub.jsonl");
+        let (mut j, lines) = Journal::open(&path).unwrap();
+        assert!(lines.is_empty());
+        j.append(&answer("a")).unwrap();
+        j.append(&Line::Reverse { key: "a".into() }).unwrap();
+        drop(j);
+        let (_, lines) = Journal::open(&path).unwrap();
+        assert_eq!(lines, vec![answer("a"), Line::Reverse { key: "a".into() }]);
+        assert_eq!(read(&path).unwrap(), lines);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_and_the_next_append_is_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stub.jsonl");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.append(&answer("a")).unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"kind":"answer","key":"b","ca"#).unwrap();
+        drop(f);
+        // a reader skips the line being written
+        assert_eq!(read(&path).unwrap(), vec![answer("a")]);
+        let (mut j, lines) = Journal::open(&path).unwrap();
+        assert_eq!(lines, vec![answer("a")]);
+        j.append(&answer("c")).unwrap();
+        drop(j);
+        assert_eq!(read(&path).unwrap(), vec![answer("a"), answer("c")]);
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_stops_the_start_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stub.jsonl");
+        std::fs::write(&path, "{\"kind\":\"reverse\",\"key\":\"a\"}\nnot json 805137\n{\"kind\":\"reverse\",\"key\":\"b\"}\n").unwrap();
+        let err = format!("{:#}", Journal::open(&path).unwrap_err());
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("805137"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_reads_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(&dir.path().join("none")).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,90 @@
+//! "The call belongs to the order" (issue 5): before a keyed secret is
+//! joined with an order's card, the call it was keyed on must be one that
+//! the order's own flow brought to it:
+//!
+//! - every flow: the order's `mode` is the call's kind, and a
+//!   `call_attempts` row ties the channel to the order (written when the
+//!   callback was placed, or when a transfer or inbound call claimed it);
+//! - transfer: the code the call presented is the order's (cleared only
+//!   when the order ends, so a used code never matches);
+//! - inbound: the caller ID, normalised like the order's phone, is it.
+//!
+//! A call that fails any of these is refused with `order_expired` (to that
+//! call, the order cannot be paid) and nothing reaches the issuer. The order
+//! itself is left to its own call: untouched when it was still `in_call`,
+//! put back to `in_call` when the runner of the refused call had moved it
+//! to `authorizing`.
+
+use super::{BankMatcher, Owner};
+use crate::bank::Issuer;
+use crate::calls::{CallRef, Via};
+use crate::domain::{OrderStatus, Phone, ResultCode};
+use crate::ivr::Outcome;
+use crate::store::{OrderRow, Transition};
+
+impl<I: Issuer> BankMatcher<I> {
+    /// Whether `call` may pay `order` (see the module docs).
+    pub(super) async fn call_belongs(
+        &self,
+        order: &OrderRow,
+        call: CallRef<'_>,
+    ) -> anyhow::Result<bool> {
+        if order.mode != call.via.mode() {
+            return Ok(false);
+        }
+        let same_call = match call.via {
+            Via::Callback => true,
+            Via::Transfer { code } => order
+                .transfer_code
+                .as_deref()
+                .is_some_and(|c| same(c.as_bytes(), code.as_bytes())),
+            Via::Inbound { caller_id } => {
+                Phone::parse(caller_id.trim()).is_ok_and(|p| p.as_str() == order.phone)
+            }
+        };
+        Ok(same_call
+            && self
+                .store
+                .call_placed_for(&order.id, call.channel_id)
+                .await?)
+    }
+
+    /// Refuses a verification from a call that does not belong to `order`.
+    pub(super) async fn refuse_foreign_call(
+        &self,
+        order: &OrderRow,
+        call: CallRef<'_>,
+        owner: Owner,
+    ) -> anyhow::Result<Outcome> {
+        tracing::warn!(
+            order = %order.id,
+            channel = %call.channel_id,
+            via = ?call.via,
+            "verification refused: the call does not belong to the order"
+        );
+        let detail = "refused a verification from a call not of this order";
+        if owner == Owner::Caller && order.status() == OrderStatus::Authorizing {
+            // The refused call's runner made this move: undo it, so the
+            // order's own call can still pay.
+            let back = Transition {
+                from: OrderStatus::Authorizing,
+                to: OrderStatus::InCall,
+                result: None,
+                detail: Some(detail),
+            };
+            self.store
+                .transition(&order.id, back, self.now_ms())
+                .await?;
+        } else {
+            self.store
+                .append_event(&order.id, "matcher", detail, self.now_ms())
+                .await?;
+        }
+        Ok(Outcome::Failed(ResultCode::OrderExpired))
+    }
+}
+
+/// Constant-time comparison (the transfer code is a bearer token).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
