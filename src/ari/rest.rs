@@ -18,7 +18,9 @@ use reqwest::{header, Method, StatusCode, Url};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Errors of ARI requests and of the events connection.
 #[derive(Debug, thiserror::Error)]
@@ -82,15 +84,31 @@ impl Default for RestOptions {
     }
 }
 
-/// What `GET /asterisk/info` tells us: the entity id changes when Asterisk
-/// restarts, which means every channel we knew is gone.
+/// What `GET /asterisk/info` tells us: which Asterisk this is and when it
+/// started. A restart means every channel we knew is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsteriskInfo {
-    /// `system.entity_id` (a MAC-like id, new on each start unless fixed in
-    /// asterisk.conf — then a restart shows only as a dropped socket).
+    /// `system.entity_id`: by default derived from the host's MAC address,
+    /// so it stays the same across a restart on the same machine (seen on
+    /// Asterisk 22.10); it changes when another host answers.
     pub entity_id: String,
+    /// `status.startup_time`: changes on every start, so this is what tells
+    /// a restart of the same Asterisk apart from a dropped socket. Empty if
+    /// Asterisk did not send it.
+    pub startup_time: String,
     /// `system.version`.
     pub version: String,
+}
+
+impl AsteriskInfo {
+    /// Whether `self` is a different run of Asterisk than `before`: another
+    /// entity, or the same one started again.
+    pub fn restarted_since(&self, before: &AsteriskInfo) -> bool {
+        self.entity_id != before.entity_id
+            || (!self.startup_time.is_empty()
+                && !before.startup_time.is_empty()
+                && self.startup_time != before.startup_time)
+    }
 }
 
 /// Why we hang a channel up, as ARI's `reason` list spells it; the far end
@@ -183,6 +201,14 @@ pub trait AriCommands: Send + Sync {
         name: &str,
         value: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Resolves when the events socket is up (at once if it is). While it
+    /// is down a call can neither hear the caller nor know whether the
+    /// channel still exists, so its IVR timers wait for this (or for the
+    /// call's queue to close, which means the call was lost). Stand-ins
+    /// without a socket are always up.
+    fn events_up(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// The real ARI REST client. Cheap to clone: clones share one connection
@@ -193,6 +219,9 @@ pub struct AriRest {
     /// `{url}/ari/`, ending in a slash so joins keep the prefix.
     base: Url,
     auth: header::HeaderValue,
+    /// Whether the events socket is up and reconciled, set by the
+    /// connection task (see [`AriCommands::events_up`]).
+    events: Arc<watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for AriRest {
@@ -249,15 +278,31 @@ impl AriRest {
             http,
             base: ari_base(settings)?,
             auth: basic_auth(settings)?,
+            events: Arc::new(watch::channel(false).0),
         })
     }
 
-    /// `GET /asterisk/info`: the entity id tells a restart apart from a
-    /// dropped socket.
+    /// Records whether the events socket is up; set by the connection task
+    /// only after reconciliation, so a call whose channel vanished has seen
+    /// its queue close before this says "up" again.
+    pub(crate) fn set_events_connected(&self, up: bool) {
+        self.events
+            .send_if_modified(|v| std::mem::replace(v, up) != up);
+    }
+
+    /// `GET /asterisk/info`: the entity id and start time tell a restart
+    /// apart from a dropped socket.
     pub async fn asterisk_info(&self) -> Result<AsteriskInfo> {
         #[derive(Deserialize)]
         struct Info {
             system: Option<System>,
+            #[serde(default)]
+            status: Option<Status>,
+        }
+        #[derive(Deserialize)]
+        struct Status {
+            #[serde(default)]
+            startup_time: String,
         }
         #[derive(Deserialize)]
         struct System {
@@ -275,6 +320,7 @@ impl AriRest {
             .ok_or_else(|| AriError::Status(200, "asterisk/info has no system section".into()))?;
         Ok(AsteriskInfo {
             entity_id: system.entity_id,
+            startup_time: info.status.map(|s| s.startup_time).unwrap_or_default(),
             version: system.version,
         })
     }
@@ -348,6 +394,12 @@ fn gone_is_done(r: Result<()>) -> Result<()> {
 }
 
 impl AriCommands for AriRest {
+    async fn events_up(&self) {
+        let mut rx = self.events.subscribe();
+        // The sender lives in `self`, so this cannot fail.
+        let _ = rx.wait_for(|up| *up).await;
+    }
+
     async fn originate(&self, o: &Originate) -> Result<Channel> {
         let mut query: Vec<(&str, String)> = vec![
             ("endpoint", o.endpoint.clone()),
@@ -465,6 +517,21 @@ mod tests {
         assert_eq!(req.url().path(), "/ari/playbacks/c%2F1%20x:3");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
         assert!(!format!("{rest:?}").contains("Basic"));
+    }
+
+    #[test]
+    fn a_new_start_time_is_a_restart_even_with_the_same_entity_id() {
+        let info = |entity: &str, started: &str| AsteriskInfo {
+            entity_id: entity.into(),
+            startup_time: started.into(),
+            version: "22.10.1".into(),
+        };
+        let before = info("02:fc:00:00:00:01", "2026-11-25T20:44:01.987+0000");
+        assert!(!before.restarted_since(&before));
+        assert!(info("02:fc:00:00:00:01", "2026-11-25T21:02:11.004+0000").restarted_since(&before));
+        assert!(info("02:fc:00:00:00:02", "2026-11-25T20:44:01.987+0000").restarted_since(&before));
+        // An Asterisk that sends no start time: only the entity id counts.
+        assert!(!info("02:fc:00:00:00:01", "").restarted_since(&before));
     }
 
     #[test]
