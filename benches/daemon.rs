@@ -215,6 +215,7 @@ async fn run(calls: usize, think: Duration) {
         .to_owned();
     let (mut child, addr) = common::serve(voicepay());
     let pid = child.id();
+    eprintln!("daemon pid {pid} (perf record -p {pid})");
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
 
@@ -388,6 +389,7 @@ async fn run(calls: usize, think: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 
+    let tcp = sim.fake.tcp_connections();
     let per_call = (rss_live.saturating_sub(rss_before)) as f64 / calls as f64;
     println!(
         "calls {calls}  think ≤ {} ms  completed {succeeded}  failed {}  (daemon's gauge: succeeded {}, failed {})",
@@ -397,7 +399,7 @@ async fn run(calls: usize, think: Duration) {
         gauge("failed"),
     );
     println!(
-        "drive phase {:.2} s: {events} events, {:.0} events/s; daemon CPU {cpu:.2} s",
+        "drive phase {:.2} s: {events} events, {:.0} events/s; daemon CPU {cpu:.2} s; {tcp} TCP connections to ARI in all",
         drive.as_secs_f64(),
         events as f64 / drive.as_secs_f64().max(1e-9),
     );

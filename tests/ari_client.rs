@@ -330,6 +330,39 @@ async fn rest_calls_reuse_a_keep_alive_connection() {
 }
 
 #[tokio::test]
+async fn a_burst_of_commands_holds_few_connections() {
+    let fake = FakeAri::start().await;
+    let options = voicepay::ari::RestOptions {
+        max_in_flight: 4,
+        ..Default::default()
+    };
+    let rest = voicepay::ari::AriRest::with_options(&fake.settings(), &options).unwrap();
+    let plays = (0..100).map(|n| {
+        let rest = rest.clone();
+        async move {
+            let id = format!("c{n}:1");
+            rest.play(
+                &format!("c{n}"),
+                &id,
+                &["sound:voicepay/welcome".into()],
+                None,
+            )
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(plays).await {
+        r.unwrap();
+    }
+    // Asterisk refuses sessions past http.conf's sessionlimit: 100 calls
+    // acting at once must not mean 100 connections.
+    let opened = fake.tcp_connections();
+    assert!(
+        opened <= 20,
+        "{opened} connections for 4 requests in flight"
+    );
+}
+
+#[tokio::test]
 async fn rest_calls_have_the_documented_shape() {
     let fake = FakeAri::start().await;
     let mut client = Client::start(&fake.settings(), fast_options());

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 /// Errors of ARI requests and of the events connection.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,11 @@ pub struct RestOptions {
     /// Idle pooled connections close after this; keep it under Asterisk's
     /// `session_keep_alive` (15 s) so we never write to a closing socket.
     pub pool_idle_timeout: Duration,
+    /// Requests in flight at once, so connections (Asterisk's http.conf
+    /// `sessionlimit`, 200 in ours, counts each one with the events
+    /// socket) stay bounded when thousands of calls act at once; more wait
+    /// their turn. Keep it well under `sessionlimit`.
+    pub max_in_flight: usize,
 }
 
 impl Default for RestOptions {
@@ -80,6 +85,7 @@ impl Default for RestOptions {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
         }
     }
 }
@@ -222,6 +228,8 @@ pub struct AriRest {
     /// Whether the events socket is up and reconciled, set by the
     /// connection task (see [`AriCommands::events_up`]).
     events: Arc<watch::Sender<bool>>,
+    /// Bounds requests in flight (see [`RestOptions::max_in_flight`]).
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AriRest {
@@ -272,6 +280,7 @@ impl AriRest {
             .timeout(options.request_timeout)
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.max_in_flight)
             .build()
             .map_err(|e| AriError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -279,6 +288,7 @@ impl AriRest {
             base: ari_base(settings)?,
             auth: basic_auth(settings)?,
             events: Arc::new(watch::channel(false).0),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
         })
     }
 
@@ -311,9 +321,7 @@ impl AriRest {
             version: String,
         }
         let info: Info = self
-            .send(self.request(Method::GET, &["asterisk", "info"]))
-            .await?
-            .json()
+            .send_json(self.request(Method::GET, &["asterisk", "info"]))
             .await?;
         let system = info
             .system
@@ -328,11 +336,8 @@ impl AriRest {
     /// `GET /channels`: every channel Asterisk has (all apps), to reconcile
     /// after a reconnect.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
-        Ok(self
-            .send(self.request(Method::GET, &["channels"]))
-            .await?
-            .json()
-            .await?)
+        self.send_json(self.request(Method::GET, &["channels"]))
+            .await
     }
 
     /// Sets a global dialplan variable (`POST /asterisk/variable`), for
@@ -341,7 +346,7 @@ impl AriRest {
         let req = self
             .request(Method::POST, &["asterisk", "variable"])
             .query(&[("variable", name), ("value", value)]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
@@ -356,11 +361,19 @@ impl AriRest {
     }
 
     /// Sends and maps error statuses to [`AriError`].
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    /// Sends one request and reads its whole body, inside one of the
+    /// `max_in_flight` permits: a connection goes back to the pool only once
+    /// its body is read, so this bounds the HTTP sessions we hold open.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| AriError::Transport("REST client closed".into()))?;
         let resp = req.send().await?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(resp);
+            return Ok(resp.bytes().await?.to_vec());
         }
         let message = error_message(resp).await;
         Err(match status {
@@ -369,6 +382,21 @@ impl AriRest {
             StatusCode::UNAUTHORIZED => AriError::Unauthorized,
             s => AriError::Status(s.as_u16(), message),
         })
+    }
+
+    /// A request whose answer we do not need.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<()> {
+        self.exchange(req).await.map(drop)
+    }
+
+    /// A request whose JSON answer we read.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let body = self.exchange(req).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| AriError::Transport(format!("unexpected ARI answer: {e}")))
     }
 }
 
@@ -418,12 +446,12 @@ impl AriCommands for AriRest {
         if !o.variables.is_empty() {
             req = req.json(&serde_json::json!({ "variables": o.variables }));
         }
-        Ok(self.send(req).await?.json().await?)
+        self.send_json(req).await
     }
 
     async fn answer(&self, channel_id: &str) -> Result<()> {
         let req = self.request(Method::POST, &["channels", channel_id, "answer"]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn play(
@@ -443,19 +471,19 @@ impl AriCommands for AriRest {
         let req = self
             .request(Method::POST, &["channels", channel_id, "play", playback_id])
             .query(&query);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn stop_playback(&self, playback_id: &str) -> Result<()> {
         let req = self.request(Method::DELETE, &["playbacks", playback_id]);
-        gone_is_done(self.send(req).await.map(drop))
+        gone_is_done(self.send(req).await)
     }
 
     async fn hangup(&self, channel_id: &str, reason: HangupReason) -> Result<()> {
         let req = self
             .request(Method::DELETE, &["channels", channel_id])
             .query(&[("reason", reason.as_str())]);
-        gone_is_done(self.send(req).await.map(drop))
+        gone_is_done(self.send(req).await)
     }
 
     async fn continue_in_dialplan(
@@ -473,14 +501,14 @@ impl AriCommands for AriRest {
                 ("extension", extension),
                 ("priority", &priority),
             ]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn set_variable(&self, channel_id: &str, name: &str, value: &str) -> Result<()> {
         let req = self
             .request(Method::POST, &["channels", channel_id, "variable"])
             .query(&[("variable", name), ("value", value)]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 }
 
