@@ -150,6 +150,15 @@ impl FakeAri {
         self.push_raw(event.to_string());
     }
 
+    /// Like [`FakeAri::push`], but false instead of a panic when no socket
+    /// is connected (a driver still sending after its daemon stopped).
+    pub fn try_push(&self, event: Value) -> bool {
+        let guard = self.state.socket.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .is_some_and(|tx| tx.send(SocketCmd::Text(event.to_string())).is_ok())
+    }
+
     /// Sends a frame as is (for malformed input).
     pub fn push_raw(&self, text: impl Into<String>) {
         self.socket_cmd(SocketCmd::Text(text.into()));
