@@ -77,10 +77,21 @@ struct Sim {
 }
 
 impl Sim {
-    /// Queues `frames` for `channel` after the think time; the last one is
-    /// what the next command from the daemon answers.
+    /// Queues `frames` for `channel` after the caller's think time; the
+    /// last one is what the next command from the daemon answers.
     fn send(self: &Arc<Self>, channel: &str, frames: Vec<serde_json::Value>, step: Option<Step>) {
-        let think = if self.think.is_zero() {
+        self.send_after(self.think, channel, frames, step)
+    }
+
+    /// Like `send`, after up to `think` (zero: now).
+    fn send_after(
+        self: &Arc<Self>,
+        think: Duration,
+        channel: &str,
+        frames: Vec<serde_json::Value>,
+        step: Option<Step>,
+    ) {
+        let think = if think.is_zero() {
             Duration::ZERO
         } else {
             self.think.mul_f64(rand::random::<f64>())
@@ -351,7 +362,9 @@ async fn run(calls: usize, think: Duration) {
                 } else {
                     failed += 1;
                 }
-                sim.send(
+                // Asterisk's answer to a hang-up: no caller think time.
+                sim.send_after(
+                    Duration::ZERO,
                     id,
                     vec![
                         event("StasisEnd", json!({"channel": channel(id, "Up")})),
@@ -367,6 +380,7 @@ async fn run(calls: usize, think: Duration) {
         }
     }
     let drive = drive_start.map_or(Duration::ZERO, |t| t.elapsed());
+    // Every event has been queued: the last ones went with the hang-ups.
     let events = sim.events.load(Ordering::Relaxed) - events0;
     // The attempts close after the last StasisEnd; let them land.
     tokio::time::sleep(Duration::from_millis(500)).await;
