@@ -1,7 +1,13 @@
 //! Issue 4: Asterisk restarted in the middle of a payment call, end to end
-//! on the real lab Asterisk 22. The cardholder has confirmed and keyed half
-//! of the PIN when Asterisk crashes (SIGKILL: no hang-up, no goodbye on
-//! ARI) and comes back. The merchant must see a final answer for that order,
+//! on the real lab Asterisk 22, both ways it happens. The cardholder has
+//! confirmed and keyed half of the PIN when Asterisk
+//! - crashes (SIGKILL: no hang-up, no goodbye on ARI; the daemon learns it
+//!   on reconnection: new start time, channel gone) and is started again;
+//! - or is restarted cleanly (`core stop now`: Asterisk hangs the call up
+//!   itself, a soft hang-up request with cause 4, before the socket closes).
+//!
+//! Each time the merchant must see a final answer for that order (`failed`,
+//! `call_failed`: not `caller_hung_up`, the cardholder did not hang up),
 //! `/readyz` must follow the outage, and the next order must pay.
 //!
 //! Its own test binary with one test: it restarts the shared Asterisk, so it
@@ -102,6 +108,42 @@ async fn readyz_until(app: &TestApp, want: &str) -> (u16, Value) {
     }
 }
 
+/// Orders a payment whose cardholder answers, confirms, keys three PIN
+/// digits and then waits; returns once the call is that far.
+async fn order_mid_pin(app: &TestApp, lab: &lab::Lab) -> String {
+    let phone = phone();
+    lab.script_handset(&phone, "answer=1;delay=1;keys=1wwww805;hold=120")
+        .await
+        .expect("script");
+    let id = order(app, &phone).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = view(app, &id).await;
+        if v["status"] == "in_call" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never in_call: {v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let the keys go out (mid-PIN); how far the caller got does not
+    // change what must follow.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    id
+}
+
+/// The order's call was lost with Asterisk: failed, `call_failed`, its one
+/// attempt answered then failed.
+async fn assert_lost(app: &TestApp, id: &str) {
+    let v = app.final_view(id, Duration::from_secs(60)).await;
+    assert_eq!(v["status"], "failed", "{v:#}");
+    assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
+    assert!(v["result"]["resp_code"].is_null(), "no bank code: {v:#}");
+    let attempts = v["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "no retry left: {v:#}");
+    assert_eq!(attempts[0]["outcome"], "failed", "{v:#}");
+    assert!(!attempts[0]["answered_at"].is_null(), "{v:#}");
+}
+
 #[tokio::test]
 async fn asterisk_restart_mid_pin_fails_the_order_then_the_next_order_pays() {
     let Some(lab) = lab::require_asterisk() else {
@@ -116,43 +158,26 @@ async fn asterisk_restart_mid_pin_fails_the_order_then_the_next_order_pays() {
     let app = daemon().await;
     assert_eq!(readyz_until(&app, "connected").await.0, 200);
 
-    // The cardholder answers, confirms, keys three PIN digits, then waits.
-    let first_phone = phone();
-    lab.script_handset(&first_phone, "answer=1;delay=1;keys=1wwww805;hold=120")
-        .await
-        .expect("script");
-    let lost = order(&app, &first_phone).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = view(&app, &lost).await;
-        if v["status"] == "in_call" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never in_call: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Let the keys go out (mid-PIN); how far the caller got does not
-    // change what must follow.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-
+    // A crash: the daemon hears nothing until it reconnects.
+    let crashed = order_mid_pin(&app, &lab).await;
     lab.script(&["kill"]).await.expect("scripts/asterisk kill");
     let (status, v) = readyz_until(&app, "disconnected").await;
     assert_eq!(status, 503, "not ready while Asterisk is down: {v}");
     assert_eq!(v["ready"], false, "{v}");
-
     lab.script(&["up"]).await.expect("scripts/asterisk up");
-    let v = app.final_view(&lost, Duration::from_secs(60)).await;
-    assert_eq!(v["status"], "failed", "{v:#}");
-    assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
-    assert!(v["result"]["resp_code"].is_null(), "no bank code: {v:#}");
-    let attempts = v["attempts"].as_array().expect("attempts");
-    assert_eq!(attempts.len(), 1, "no retry left: {v:#}");
-    assert_eq!(attempts[0]["outcome"], "failed", "{v:#}");
-    assert!(!attempts[0]["answered_at"].is_null(), "{v:#}");
-
+    assert_lost(&app, &crashed).await;
     let (status, v) = readyz_until(&app, "connected").await;
     assert_eq!(status, 200, "ready again after the reconnect: {v}");
     assert_eq!(v["ready"], true, "{v}");
+
+    // A clean restart: Asterisk hangs the call up itself on the way down.
+    let stopped = order_mid_pin(&app, &lab).await;
+    lab.script(&["restart"])
+        .await
+        .expect("scripts/asterisk restart");
+    assert_lost(&app, &stopped).await;
+    let (status, v) = readyz_until(&app, "connected").await;
+    assert_eq!(status, 200, "ready again after the restart: {v}");
 
     // Asterisk forgot its globals: script the next cardholder afresh.
     let next_phone = phone();

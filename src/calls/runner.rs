@@ -79,10 +79,15 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// Runs the IVR from `Start` until it ends the call (hang-up, or with
     /// [`CallEnd::ReturnToDialplan`] the end of the closing prompt) or the
     /// channel is gone. Returns how the call ended; None when the call was
-    /// lost: its event stream ended with no hang-up event, which happens only
-    /// when the channel vanished while the events socket was down (Asterisk
-    /// restarted or crashed). The caller did not hang up then, so the IVR is
-    /// not told so; the flow settles the order as a lost call.
+    /// lost to the telephone system, not ended by the caller:
+    /// - its event stream ended with no hang-up event: the channel vanished
+    ///   while the events socket was down (Asterisk crashed or restarted);
+    /// - or Asterisk itself asked the channel to hang up (a *soft* hang-up
+    ///   request: `core stop now` sends cause 4, shutdown; an operator's
+    ///   hang-up is soft too), while a caller's hang-up is never soft.
+    ///
+    /// The IVR is not told the caller hung up then; the flow settles the
+    /// order as a lost call.
     ///
     /// IVR timers that fire while the events socket is down wait for it to
     /// come back: digits keyed meanwhile are lost, and on reconnection
@@ -111,6 +116,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             }
             tokio::select! {
                 event = events.recv() => match event {
+                    Some(event) if cut_off(&event) => stream_open = false,
                     Some(event) => queue.extend(translate(&event, &session)),
                     // Hang-up events end the IVR before the stream ends, so
                     // this is a channel that vanished unseen: lost.
@@ -143,6 +149,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 // closed before the socket is reported up.
                 biased;
                 event = events.recv() => match event {
+                    Some(event) if cut_off(&event) => return false,
                     Some(event) => queue.extend(translate(&event, session)),
                     None => return false,
                 },
@@ -273,6 +280,18 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             tracing::warn!(order = %self.order_id, error = %e, "cannot settle the order");
         }
     }
+}
+
+/// Whether Asterisk itself is ending the call (a soft hang-up request),
+/// rather than the caller hanging up.
+fn cut_off(event: &ari::Event) -> bool {
+    matches!(
+        event,
+        ari::Event::ChannelHangupRequest {
+            soft: Some(true),
+            ..
+        }
+    )
 }
 
 /// The IVR event an ARI event means for this call, if any.

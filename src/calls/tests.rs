@@ -310,3 +310,49 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     let order = store.order(&order_id).await.unwrap().unwrap();
     assert_eq!(order.status, "in_call", "the flow settles a lost call");
 }
+
+fn hangup_request(soft: Option<bool>, cause: i64) -> ari::Event {
+    ari::Event::ChannelHangupRequest {
+        cause: Some(cause),
+        tech_cause: None,
+        soft,
+        channel: Channel {
+            id: "ch1".into(),
+            ..Channel::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn asterisk_hanging_the_call_up_is_not_the_caller_hanging_up() {
+    for (request, want) in [
+        // `core stop now`: a soft request with cause 4 (shutdown).
+        (hangup_request(Some(true), 4), None),
+        // The caller: a plain request with a Q.850 cause.
+        (
+            hangup_request(None, 16),
+            Some(CallOutcome::Failed(crate::domain::ResultCode::CallerHungUp)),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, order_id) = store_with_order(dir.path()).await;
+        let ari = FakeAri::default();
+        let matcher = PlaceholderMatcher::new(store.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for c in "1805".chars() {
+            tx.send(dtmf("ch1", c)).unwrap();
+        }
+        tx.send(request).unwrap();
+        let runner = CallRunner {
+            ari: &ari,
+            matcher: &matcher,
+            store: &store,
+            order_id: &order_id,
+            channel_id: "ch1",
+            lang: "zh",
+            end: CallEnd::Hangup,
+        };
+        assert_eq!(runner.run(ivr(), &mut rx).await, want);
+        drop(tx);
+    }
+}
