@@ -183,6 +183,18 @@ async fn asterisk_restart_is_reported_and_old_calls_end() {
     // Even though /channels still lists c1, a restart means it is gone.
     assert!(next_event(&mut call).await.is_none(), "queue closed");
 
+    // The same Asterisk started again: same entity id (it comes from the
+    // MAC address), new start time. Also a restart.
+    fake.push(stasis_start("c3"));
+    let mut call3 = client.call().await;
+    fake.set_startup_time("2025-01-01T11:00:00.000+0800");
+    fake.drop_socket();
+    assert!(matches!(client.notice().await, Notice::Disconnected { .. }));
+    let (entity, restarted, _) = client.connected().await;
+    assert_eq!(entity, "52:54:00:00:00:02");
+    assert!(restarted, "a new start time is a restart");
+    assert!(next_event(&mut call3).await.is_none(), "queue closed");
+
     // A channel missing from /channels after a plain reconnect ends too.
     fake.push(stasis_start("c2"));
     let mut call2 = client.call().await;
@@ -293,6 +305,61 @@ async fn not_found_after_hangup_counts_as_done() {
         ]
     );
     assert_eq!(calls[calls.len() - 3].param("reason"), Some("normal"));
+}
+
+#[tokio::test]
+async fn rest_calls_reuse_a_keep_alive_connection() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&fake.settings(), fast_options());
+    client.connected().await;
+    let rest = client.ari.rest.clone();
+    let before = fake.tcp_connections();
+    for n in 0..20 {
+        let id = format!("c1:{n}");
+        rest.play("c1", &id, &["sound:voicepay/welcome".into()], None)
+            .await
+            .unwrap();
+        rest.stop_playback(&id).await.unwrap();
+    }
+    // Asterisk counts every HTTP session against http.conf's sessionlimit.
+    assert_eq!(
+        fake.tcp_connections() - before,
+        0,
+        "40 requests in a row reuse the pooled connection of the snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_commands_holds_few_connections() {
+    let fake = FakeAri::start().await;
+    let options = voicepay::ari::RestOptions {
+        max_in_flight: 4,
+        ..Default::default()
+    };
+    let rest = voicepay::ari::AriRest::with_options(&fake.settings(), &options).unwrap();
+    let plays = (0..100).map(|n| {
+        let rest = rest.clone();
+        async move {
+            let id = format!("c{n}:1");
+            rest.play(
+                &format!("c{n}"),
+                &id,
+                &["sound:voicepay/welcome".into()],
+                None,
+            )
+            .await
+        }
+    });
+    for r in futures_util::future::join_all(plays).await {
+        r.unwrap();
+    }
+    // Asterisk refuses sessions past http.conf's sessionlimit: 100 calls
+    // acting at once must not mean 100 connections.
+    let opened = fake.tcp_connections();
+    assert!(
+        opened <= 20,
+        "{opened} connections for 4 requests in flight"
+    );
 }
 
 #[tokio::test]

@@ -218,6 +218,68 @@ async fn a_full_node_queues_callbacks_instead_of_failing_them() {
     request(&fake, originate_of(format!("vp-{second}-1"))).await;
 }
 
+/// Answers the callback of a new order and waits until it is `in_call`;
+/// returns (order id, channel id).
+async fn answered_call(app: &TestApp, fake: &FakeAri, reference: &str) -> (String, String) {
+    let id = new_order(app, reference).await;
+    let ch = format!("vp-{id}-1");
+    request(fake, originate_of(ch.clone())).await;
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    order_until(app, &id, |v| v["status"] == "in_call").await;
+    // Confirmed, half the PIN keyed.
+    for d in "1805".chars() {
+        fake.push(event(
+            "ChannelDtmfReceived",
+            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(&ch)}),
+        ));
+    }
+    (id, ch)
+}
+
+#[tokio::test]
+async fn an_answered_call_lost_in_a_restart_fails_with_call_failed() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 1).await;
+    let (id, _) = answered_call(&app, &fake, "L1").await;
+    // Asterisk crashed and came back: same entity id, new start time, the
+    // channel gone. No hang-up event ever came.
+    fake.set_startup_time("2025-01-01T11:00:00.000+0800");
+    fake.drop_socket();
+    let v = order_until(&app, &id, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
+    assert_eq!(v["attempts"][0]["outcome"], "failed", "{v:#}");
+}
+
+#[tokio::test]
+async fn asterisk_shutting_down_is_not_the_caller_hanging_up() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    let (stopped, ch) = answered_call(&app, &fake, "L2").await;
+    // `core stop now`: Asterisk hangs the channel up itself.
+    fake.push(event(
+        "ChannelHangupRequest",
+        json!({"cause": 4, "soft": true, "channel": chan(&ch)}),
+    ));
+    fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
+    // An attempt was left: the cardholder is called again.
+    request(&fake, originate_of(format!("vp-{stopped}-2"))).await;
+    let v = view(&app, &stopped).await;
+    assert_eq!(v["attempts"][0]["outcome"], "failed", "{v:#}");
+
+    // The caller hanging up is a plain request (no `soft`).
+    let (hung_up, ch) = answered_call(&app, &fake, "L3").await;
+    fake.push(event(
+        "ChannelHangupRequest",
+        json!({"cause": 16, "channel": chan(&ch)}),
+    ));
+    fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
+    let v = order_until(&app, &hung_up, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "caller_hung_up", "{v:#}");
+}
+
 /// A node that stopped mid-call leaves its order `in_call`, claimed until
 /// a time that passes. Another node takes the claim over, hangs up the
 /// orphaned channel and retries the order like any lost call.

@@ -14,7 +14,7 @@
 
 use super::dispatch::Dispatcher;
 use super::events::{self, Event};
-use super::rest::{basic_auth, AriError, AriRest};
+use super::rest::{basic_auth, AriError, AriRest, AsteriskInfo};
 use super::Notice;
 use crate::config::AriSettings;
 use futures_util::{SinkExt, StreamExt};
@@ -124,13 +124,14 @@ pub(crate) async fn run(
         settings,
         rest,
         notices,
-        entity_id: None,
+        last: None,
         options: options.clone(),
     };
     let mut backoff = Backoff::new(options.backoff_min, options.backoff_max);
     loop {
         let started = Instant::now();
         let end = conn.session(&shutdown).await;
+        conn.rest.set_events_connected(false);
         match end {
             End::Shutdown => break,
             End::SupervisorGone => {
@@ -179,8 +180,8 @@ struct Connection {
     options: ConnectionOptions,
     dispatcher: Dispatcher,
     notices: mpsc::UnboundedSender<Notice>,
-    /// The entity id seen on the previous connection.
-    entity_id: Option<String>,
+    /// What `/asterisk/info` said on the previous connection.
+    last: Option<AsteriskInfo>,
 }
 
 impl Connection {
@@ -209,14 +210,16 @@ impl Connection {
             }
         };
         let restarted = self
-            .entity_id
+            .last
             .as_ref()
-            .is_some_and(|old| *old != info.entity_id);
+            .is_some_and(|old| info.restarted_since(old));
         if restarted {
-            tracing::warn!(entity_id = %info.entity_id, "Asterisk restarted: its old channels are gone");
+            tracing::warn!(entity_id = %info.entity_id, startup_time = %info.startup_time, "Asterisk restarted: its old channels are gone");
         }
-        self.entity_id = Some(info.entity_id.clone());
+        self.last = Some(info.clone());
         self.dispatcher.reconcile(restarted, &channels);
+        // Only now: calls whose channel is gone have seen their queue close.
+        self.rest.set_events_connected(true);
         tracing::info!(entity_id = %info.entity_id, version = %info.version, "ARI events connected");
         if !self.notify(Notice::Connected {
             entity_id: info.entity_id,

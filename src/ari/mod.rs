@@ -53,9 +53,9 @@ pub enum Notice {
     Connected {
         /// Asterisk's `system.entity_id`.
         entity_id: String,
-        /// The entity id differs from the previous connection's: Asterisk
-        /// restarted and every channel we knew is gone. False on the first
-        /// connection (nothing to compare with).
+        /// The entity id or the start time differs from the previous
+        /// connection's: Asterisk restarted and every channel we knew is
+        /// gone. False on the first connection (nothing to compare with).
         asterisk_restarted: bool,
         /// `GET /channels` taken right after the socket opened (all apps).
         channels: Vec<Channel>,

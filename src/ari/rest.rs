@@ -18,7 +18,9 @@ use reqwest::{header, Method, StatusCode, Url};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
 
 /// Errors of ARI requests and of the events connection.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,11 @@ pub struct RestOptions {
     /// Idle pooled connections close after this; keep it under Asterisk's
     /// `session_keep_alive` (15 s) so we never write to a closing socket.
     pub pool_idle_timeout: Duration,
+    /// Requests in flight at once, so connections (Asterisk's http.conf
+    /// `sessionlimit`, 200 in ours, counts each one with the events
+    /// socket) stay bounded when thousands of calls act at once; more wait
+    /// their turn. Keep it well under `sessionlimit`.
+    pub max_in_flight: usize,
 }
 
 impl Default for RestOptions {
@@ -78,19 +85,36 @@ impl Default for RestOptions {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             pool_idle_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
         }
     }
 }
 
-/// What `GET /asterisk/info` tells us: the entity id changes when Asterisk
-/// restarts, which means every channel we knew is gone.
+/// What `GET /asterisk/info` tells us: which Asterisk this is and when it
+/// started. A restart means every channel we knew is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsteriskInfo {
-    /// `system.entity_id` (a MAC-like id, new on each start unless fixed in
-    /// asterisk.conf — then a restart shows only as a dropped socket).
+    /// `system.entity_id`: by default derived from the host's MAC address,
+    /// so it stays the same across a restart on the same machine (seen on
+    /// Asterisk 22.10); it changes when another host answers.
     pub entity_id: String,
+    /// `status.startup_time`: changes on every start, so this is what tells
+    /// a restart of the same Asterisk apart from a dropped socket. Empty if
+    /// Asterisk did not send it.
+    pub startup_time: String,
     /// `system.version`.
     pub version: String,
+}
+
+impl AsteriskInfo {
+    /// Whether `self` is a different run of Asterisk than `before`: another
+    /// entity, or the same one started again.
+    pub fn restarted_since(&self, before: &AsteriskInfo) -> bool {
+        self.entity_id != before.entity_id
+            || (!self.startup_time.is_empty()
+                && !before.startup_time.is_empty()
+                && self.startup_time != before.startup_time)
+    }
 }
 
 /// Why we hang a channel up, as ARI's `reason` list spells it; the far end
@@ -183,6 +207,14 @@ pub trait AriCommands: Send + Sync {
         name: &str,
         value: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Resolves when the events socket is up (at once if it is). While it
+    /// is down a call can neither hear the caller nor know whether the
+    /// channel still exists, so its IVR timers wait for this (or for the
+    /// call's queue to close, which means the call was lost). Stand-ins
+    /// without a socket are always up.
+    fn events_up(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// The real ARI REST client. Cheap to clone: clones share one connection
@@ -193,6 +225,11 @@ pub struct AriRest {
     /// `{url}/ari/`, ending in a slash so joins keep the prefix.
     base: Url,
     auth: header::HeaderValue,
+    /// Whether the events socket is up and reconciled, set by the
+    /// connection task (see [`AriCommands::events_up`]).
+    events: Arc<watch::Sender<bool>>,
+    /// Bounds requests in flight (see [`RestOptions::max_in_flight`]).
+    in_flight: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AriRest {
@@ -243,21 +280,39 @@ impl AriRest {
             .timeout(options.request_timeout)
             .connect_timeout(options.connect_timeout)
             .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.max_in_flight)
             .build()
             .map_err(|e| AriError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
             base: ari_base(settings)?,
             auth: basic_auth(settings)?,
+            events: Arc::new(watch::channel(false).0),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
         })
     }
 
-    /// `GET /asterisk/info`: the entity id tells a restart apart from a
-    /// dropped socket.
+    /// Records whether the events socket is up; set by the connection task
+    /// only after reconciliation, so a call whose channel vanished has seen
+    /// its queue close before this says "up" again.
+    pub(crate) fn set_events_connected(&self, up: bool) {
+        self.events
+            .send_if_modified(|v| std::mem::replace(v, up) != up);
+    }
+
+    /// `GET /asterisk/info`: the entity id and start time tell a restart
+    /// apart from a dropped socket.
     pub async fn asterisk_info(&self) -> Result<AsteriskInfo> {
         #[derive(Deserialize)]
         struct Info {
             system: Option<System>,
+            #[serde(default)]
+            status: Option<Status>,
+        }
+        #[derive(Deserialize)]
+        struct Status {
+            #[serde(default)]
+            startup_time: String,
         }
         #[derive(Deserialize)]
         struct System {
@@ -266,15 +321,14 @@ impl AriRest {
             version: String,
         }
         let info: Info = self
-            .send(self.request(Method::GET, &["asterisk", "info"]))
-            .await?
-            .json()
+            .send_json(self.request(Method::GET, &["asterisk", "info"]))
             .await?;
         let system = info
             .system
             .ok_or_else(|| AriError::Status(200, "asterisk/info has no system section".into()))?;
         Ok(AsteriskInfo {
             entity_id: system.entity_id,
+            startup_time: info.status.map(|s| s.startup_time).unwrap_or_default(),
             version: system.version,
         })
     }
@@ -282,11 +336,8 @@ impl AriRest {
     /// `GET /channels`: every channel Asterisk has (all apps), to reconcile
     /// after a reconnect.
     pub async fn channels(&self) -> Result<Vec<Channel>> {
-        Ok(self
-            .send(self.request(Method::GET, &["channels"]))
-            .await?
-            .json()
-            .await?)
+        self.send_json(self.request(Method::GET, &["channels"]))
+            .await
     }
 
     /// Sets a global dialplan variable (`POST /asterisk/variable`), for
@@ -295,7 +346,7 @@ impl AriRest {
         let req = self
             .request(Method::POST, &["asterisk", "variable"])
             .query(&[("variable", name), ("value", value)]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {
@@ -310,11 +361,19 @@ impl AriRest {
     }
 
     /// Sends and maps error statuses to [`AriError`].
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    /// Sends one request and reads its whole body, inside one of the
+    /// `max_in_flight` permits: a connection goes back to the pool only once
+    /// its body is read, so this bounds the HTTP sessions we hold open.
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| AriError::Transport("REST client closed".into()))?;
         let resp = req.send().await?;
         let status = resp.status();
         if status.is_success() {
-            return Ok(resp);
+            return Ok(resp.bytes().await?.to_vec());
         }
         let message = error_message(resp).await;
         Err(match status {
@@ -323,6 +382,21 @@ impl AriRest {
             StatusCode::UNAUTHORIZED => AriError::Unauthorized,
             s => AriError::Status(s.as_u16(), message),
         })
+    }
+
+    /// A request whose answer we do not need.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<()> {
+        self.exchange(req).await.map(drop)
+    }
+
+    /// A request whose JSON answer we read.
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let body = self.exchange(req).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| AriError::Transport(format!("unexpected ARI answer: {e}")))
     }
 }
 
@@ -348,6 +422,12 @@ fn gone_is_done(r: Result<()>) -> Result<()> {
 }
 
 impl AriCommands for AriRest {
+    async fn events_up(&self) {
+        let mut rx = self.events.subscribe();
+        // The sender lives in `self`, so this cannot fail.
+        let _ = rx.wait_for(|up| *up).await;
+    }
+
     async fn originate(&self, o: &Originate) -> Result<Channel> {
         let mut query: Vec<(&str, String)> = vec![
             ("endpoint", o.endpoint.clone()),
@@ -366,12 +446,12 @@ impl AriCommands for AriRest {
         if !o.variables.is_empty() {
             req = req.json(&serde_json::json!({ "variables": o.variables }));
         }
-        Ok(self.send(req).await?.json().await?)
+        self.send_json(req).await
     }
 
     async fn answer(&self, channel_id: &str) -> Result<()> {
         let req = self.request(Method::POST, &["channels", channel_id, "answer"]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn play(
@@ -391,19 +471,19 @@ impl AriCommands for AriRest {
         let req = self
             .request(Method::POST, &["channels", channel_id, "play", playback_id])
             .query(&query);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn stop_playback(&self, playback_id: &str) -> Result<()> {
         let req = self.request(Method::DELETE, &["playbacks", playback_id]);
-        gone_is_done(self.send(req).await.map(drop))
+        gone_is_done(self.send(req).await)
     }
 
     async fn hangup(&self, channel_id: &str, reason: HangupReason) -> Result<()> {
         let req = self
             .request(Method::DELETE, &["channels", channel_id])
             .query(&[("reason", reason.as_str())]);
-        gone_is_done(self.send(req).await.map(drop))
+        gone_is_done(self.send(req).await)
     }
 
     async fn continue_in_dialplan(
@@ -421,14 +501,14 @@ impl AriCommands for AriRest {
                 ("extension", extension),
                 ("priority", &priority),
             ]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 
     async fn set_variable(&self, channel_id: &str, name: &str, value: &str) -> Result<()> {
         let req = self
             .request(Method::POST, &["channels", channel_id, "variable"])
             .query(&[("variable", name), ("value", value)]);
-        self.send(req).await.map(drop)
+        self.send(req).await
     }
 }
 
@@ -465,6 +545,21 @@ mod tests {
         assert_eq!(req.url().path(), "/ari/playbacks/c%2F1%20x:3");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
         assert!(!format!("{rest:?}").contains("Basic"));
+    }
+
+    #[test]
+    fn a_new_start_time_is_a_restart_even_with_the_same_entity_id() {
+        let info = |entity: &str, started: &str| AsteriskInfo {
+            entity_id: entity.into(),
+            startup_time: started.into(),
+            version: "22.10.1".into(),
+        };
+        let before = info("02:fc:00:00:00:01", "2026-11-25T20:44:01.987+0000");
+        assert!(!before.restarted_since(&before));
+        assert!(info("02:fc:00:00:00:01", "2026-11-25T21:02:11.004+0000").restarted_since(&before));
+        assert!(info("02:fc:00:00:00:02", "2026-11-25T20:44:01.987+0000").restarted_since(&before));
+        // An Asterisk that sends no start time: only the entity id counts.
+        assert!(!info("02:fc:00:00:00:01", "").restarted_since(&before));
     }
 
     #[test]

@@ -414,8 +414,8 @@ impl<M: Matcher + 'static> Callbacks<M> {
 
     /// Runs the IVR for `order`, already `in_call` on `channel_id`: answers
     /// the channel (harmless when it is up already), settles the order when
-    /// the call ends without a decision (`caller_hung_up` if the channel
-    /// vanished before the IVR said anything), and closes the attempt row.
+    /// the call ends without a decision or is lost with Asterisk (see
+    /// `settle_lost`), and closes the attempt row.
     /// Shared by the callback, transfer and inbound flows.
     pub(super) async fn run_order(
         &self,
@@ -449,17 +449,20 @@ impl<M: Matcher + 'static> Callbacks<M> {
             Some(CallOutcome::Approved) => "approved",
             Some(CallOutcome::Failed(c)) => c.code(),
             Some(CallOutcome::HungUpAwaitingBank) => "hung_up_awaiting_bank",
-            None => "caller_hung_up",
+            None => {
+                // Lost with Asterisk: settled like a call found lost at
+                // reconciliation (retried while attempts remain, else
+                // `call_failed`), never as the caller's hang-up.
+                let lost = ActiveCall {
+                    order_id: order_id.to_owned(),
+                    status: OrderStatus::InCall,
+                    attempts: order.attempts,
+                    channel_id: Some(channel_id.to_owned()),
+                };
+                self.settle_lost(&lost).await;
+                return None;
+            }
         };
-        if outcome.is_none() {
-            let t = Transition {
-                from: OrderStatus::InCall,
-                to: OrderStatus::Failed,
-                result: Some(ResultCode::CallerHungUp),
-                detail: None,
-            };
-            let _ = self.store.transition(order_id, t, now_ms()).await;
-        }
         if let Err(e) = self
             .store
             .attempt_ended(channel_id, "answered", Some(code), now_ms())

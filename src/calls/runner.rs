@@ -80,8 +80,21 @@ impl Drop for Session {
 impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// Runs the IVR from `Start` until it ends the call (hang-up, or with
     /// [`CallEnd::ReturnToDialplan`] the end of the closing prompt) or the
-    /// channel is gone (the event stream ends). Returns how the call ended, None only if the
-    /// IVR never reported an outcome (it always does on hang-up).
+    /// channel is gone. Returns how the call ended; None when the call was
+    /// lost to the telephone system, not ended by the caller:
+    /// - its event stream ended with no hang-up event: the channel vanished
+    ///   while the events socket was down (Asterisk crashed or restarted);
+    /// - or Asterisk itself asked the channel to hang up (a *soft* hang-up
+    ///   request: `core stop now` sends cause 4, shutdown; an operator's
+    ///   hang-up is soft too), while a caller's hang-up is never soft.
+    ///
+    /// The IVR is not told the caller hung up then; the flow settles the
+    /// order as a lost call.
+    ///
+    /// IVR timers that fire while the events socket is down wait for it to
+    /// come back: digits keyed meanwhile are lost, and on reconnection
+    /// either the channel is still there (the timer then counts) or the
+    /// stream ends (lost), so an outage never uses up the caller's tries.
     pub async fn run(
         &self,
         mut ivr: Ivr,
@@ -105,20 +118,46 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             }
             tokio::select! {
                 event = events.recv() => match event {
+                    Some(event) if cut_off(&event) => stream_open = false,
                     Some(event) => queue.extend(translate(&event, &session)),
-                    None => {
-                        // The channel left the app or is gone.
-                        stream_open = false;
-                        queue.push_back(Event::Hangup);
-                    }
+                    // Hang-up events end the IVR before the stream ends, so
+                    // this is a channel that vanished unseen: lost.
+                    None => stream_open = false,
                 },
                 Some(timer) = timer_rx.recv() => {
                     session.timers.remove(&timer);
-                    queue.push_back(Event::TimerFired { timer });
+                    if !self.hold_while_disconnected(events, &session, &mut queue).await {
+                        stream_open = false;
+                    } else {
+                        queue.push_back(Event::TimerFired { timer });
+                    }
                 }
             }
         }
         session.outcome
+    }
+
+    /// Waits until the events socket is up; events still queued meanwhile
+    /// go to `queue`. False when the stream ended first (the call was lost).
+    async fn hold_while_disconnected(
+        &self,
+        events: &mut mpsc::UnboundedReceiver<ari::Event>,
+        session: &Session,
+        queue: &mut VecDeque<Event>,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                // The queue first: a channel found gone on reconnection is
+                // closed before the socket is reported up.
+                biased;
+                event = events.recv() => match event {
+                    Some(event) if cut_off(&event) => return false,
+                    Some(event) => queue.extend(translate(&event, session)),
+                    None => return false,
+                },
+                () = self.ari.events_up() => return true,
+            }
+        }
     }
 
     /// Carries out one action; returns the event it produces at once, if any
@@ -249,6 +288,18 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             tracing::warn!(order = %self.order_id, error = %e, "cannot settle the order");
         }
     }
+}
+
+/// Whether Asterisk itself is ending the call (a soft hang-up request),
+/// rather than the caller hanging up.
+fn cut_off(event: &ari::Event) -> bool {
+    matches!(
+        event,
+        ari::Event::ChannelHangupRequest {
+            soft: Some(true),
+            ..
+        }
+    )
 }
 
 /// The IVR event an ARI event means for this call, if any.

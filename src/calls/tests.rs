@@ -11,12 +11,21 @@ use crate::domain::{CardKind, Language};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, YearMonth};
 use crate::store::{OrderRow, Store};
 use std::sync::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-/// Records every command as one line.
-#[derive(Default)]
+/// Records every command as one line; its events socket is up unless told.
 struct FakeAri {
     log: Mutex<Vec<String>>,
+    up: watch::Sender<bool>,
+}
+
+impl Default for FakeAri {
+    fn default() -> Self {
+        Self {
+            log: Mutex::default(),
+            up: watch::channel(true).0,
+        }
+    }
 }
 
 impl FakeAri {
@@ -31,6 +40,9 @@ impl FakeAri {
 type R<T> = Result<T, AriError>;
 
 impl AriCommands for FakeAri {
+    async fn events_up(&self) {
+        let _ = self.up.subscribe().wait_for(|up| *up).await;
+    }
     async fn originate(&self, o: &Originate) -> R<Channel> {
         self.push(format!("originate {}", o.channel_id));
         Ok(Channel::default())
@@ -136,18 +148,22 @@ fn ivr() -> Ivr {
             final_prompt_limit: std::time::Duration::from_millis(100),
             ..IvrConfig::default()
         },
-        CallInfo {
-            language: Language::Zh,
-            amount_fen: 12345,
-            card_last4: "0017".into(),
-            card_kind: CardKind::Debit,
-            bound: false,
-            today: YearMonth {
-                year: 2026,
-                month: 1,
-            },
-        },
+        call_info(),
     )
+}
+
+fn call_info() -> CallInfo {
+    CallInfo {
+        language: Language::Zh,
+        amount_fen: 12345,
+        card_last4: "0017".into(),
+        card_kind: CardKind::Debit,
+        bound: false,
+        today: YearMonth {
+            year: 2026,
+            month: 1,
+        },
+    }
 }
 
 #[tokio::test]
@@ -197,7 +213,14 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     let matcher = PlaceholderMatcher::new(store.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     tx.send(dtmf("ch1", '1')).unwrap();
-    drop(tx); // the channel's stream ends: gone
+    tx.send(ari::Event::StasisEnd {
+        channel: Channel {
+            id: "ch1".into(),
+            ..Channel::default()
+        },
+    })
+    .unwrap();
+    drop(tx); // the dispatcher closes the queue after StasisEnd
     let runner = CallRunner {
         ari: &ari,
         matcher: &matcher,
@@ -248,4 +271,95 @@ async fn return_to_dialplan_leaves_the_channel_up() {
     assert!(lines.iter().any(|l| l.contains("sound:voicepay/success")));
     // Still open: the flow, not the runner, hands the channel back.
     drop(tx);
+}
+
+#[tokio::test]
+async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, order_id) = store_with_order(dir.path()).await;
+    let ari = FakeAri::default();
+    ari.up.send_replace(false); // the events socket is down
+    let matcher = PlaceholderMatcher::new(store.clone());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runner = CallRunner {
+        ari: &ari,
+        matcher: &matcher,
+        store: &store,
+        order_id: &order_id,
+        channel_id: "ch1",
+        lang: "zh",
+        end: CallEnd::Hangup,
+        via: &Via::Callback,
+    };
+    let short = Ivr::new(
+        IvrConfig {
+            // Fires during the outage; without the hold it would end the
+            // call as a timeout.
+            max_call: std::time::Duration::from_millis(20),
+            ..IvrConfig::default()
+        },
+        call_info(),
+    );
+    let watcher = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let order = store.order(&order_id).await.unwrap().unwrap();
+        assert_eq!(
+            order.status, "in_call",
+            "a timer that fired during the outage must wait, not end the call"
+        );
+        // Reconnected, and the channel was gone: its queue closes with no
+        // hang-up event.
+        drop(tx);
+    };
+    let (outcome, ()) = tokio::join!(runner.run(short, &mut rx), watcher);
+    assert_eq!(outcome, None, "lost, not hung up");
+    let order = store.order(&order_id).await.unwrap().unwrap();
+    assert_eq!(order.status, "in_call", "the flow settles a lost call");
+}
+
+fn hangup_request(soft: Option<bool>, cause: i64) -> ari::Event {
+    ari::Event::ChannelHangupRequest {
+        cause: Some(cause),
+        tech_cause: None,
+        soft,
+        channel: Channel {
+            id: "ch1".into(),
+            ..Channel::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn asterisk_hanging_the_call_up_is_not_the_caller_hanging_up() {
+    for (request, want) in [
+        // `core stop now`: a soft request with cause 4 (shutdown).
+        (hangup_request(Some(true), 4), None),
+        // The caller: a plain request with a Q.850 cause.
+        (
+            hangup_request(None, 16),
+            Some(CallOutcome::Failed(crate::domain::ResultCode::CallerHungUp)),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, order_id) = store_with_order(dir.path()).await;
+        let ari = FakeAri::default();
+        let matcher = PlaceholderMatcher::new(store.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for c in "1805".chars() {
+            tx.send(dtmf("ch1", c)).unwrap();
+        }
+        tx.send(request).unwrap();
+        let runner = CallRunner {
+            ari: &ari,
+            matcher: &matcher,
+            store: &store,
+            order_id: &order_id,
+            channel_id: "ch1",
+            lang: "zh",
+            end: CallEnd::Hangup,
+            via: &Via::Callback,
+        };
+        assert_eq!(runner.run(ivr(), &mut rx).await, want);
+        drop(tx);
+    }
 }

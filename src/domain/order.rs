@@ -254,7 +254,7 @@ impl ResultCode {
             IssuerUnavailable => "The issuing bank is unavailable",
             NoAnswer => "The cardholder did not answer the call",
             Busy => "The cardholder's line was busy",
-            CallFailed => "The call could not be placed",
+            CallFailed => "The call could not be placed or was cut off by the telephone system",
             CallerHungUp => "The cardholder hung up before the payment completed",
             CallerCancelled => "The cardholder cancelled the payment on the phone",
             MerchantCancelled => "The merchant cancelled the order",

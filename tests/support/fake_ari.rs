@@ -1,19 +1,22 @@
 //! A scripted fake of Asterisk's ARI on 127.0.0.1:0: the events WebSocket
-//! and the REST calls the client makes, over a minimal HTTP/1.1 server (one
-//! request per connection), so tests control every byte and every outage.
+//! and the REST calls the client makes, over a minimal HTTP/1.1 server with
+//! keep-alive (as Asterisk's), so tests control every byte and every outage.
 //!
 //! The test pushes events ([`FakeAri::push`]), drops or freezes the socket,
-//! changes the entity id (an Asterisk restart), marks channels as gone (404),
-//! and asserts on the recorded requests ([`FakeAri::calls`]).
+//! changes the entity id or start time (an Asterisk restart), marks channels
+//! as gone (404), and asserts on the recorded requests ([`FakeAri::calls`]).
+//! A driver that must answer requests as they come (the daemon benchmark,
+//! `benches/daemon.rs`, includes this file) takes them from
+//! [`FakeAri::tap`] instead.
 #![allow(dead_code)]
 
 use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -35,6 +38,8 @@ pub struct Recorded {
     pub body: String,
     /// The raw `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// When its head and body had been read.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -66,6 +71,7 @@ enum SocketCmd {
 
 struct State {
     entity_id: Mutex<String>,
+    startup_time: Mutex<String>,
     channels: Mutex<Vec<Value>>,
     gone: Mutex<HashSet<String>>,
     calls: Mutex<Vec<Recorded>>,
@@ -74,6 +80,14 @@ struct State {
     connections: watch::Sender<usize>,
     /// Upgrade attempts, accepted or not.
     ws_attempts: AtomicUsize,
+    /// TCP connections accepted (REST and events).
+    tcp: AtomicUsize,
+    /// Upgrades are refused (503) while false, as while Asterisk starts.
+    upgrades_open: AtomicBool,
+    /// Keep every request for [`FakeAri::calls`] (a benchmark turns it off).
+    keep: AtomicBool,
+    /// Where [`FakeAri::tap`] wants REST requests.
+    tap: Mutex<Option<mpsc::UnboundedSender<Recorded>>>,
 }
 
 /// The fake server; stops accepting when dropped.
@@ -95,16 +109,22 @@ impl FakeAri {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             entity_id: Mutex::new("52:54:00:00:00:01".into()),
+            startup_time: Mutex::new("2025-01-01T10:00:00.000+0800".into()),
             channels: Mutex::new(Vec::new()),
             gone: Mutex::new(HashSet::new()),
             calls: Mutex::new(Vec::new()),
             socket: Mutex::new(None),
             connections: watch::channel(0).0,
             ws_attempts: AtomicUsize::new(0),
+            tcp: AtomicUsize::new(0),
+            upgrades_open: AtomicBool::new(true),
+            keep: AtomicBool::new(true),
+            tap: Mutex::new(None),
         });
         let st = state.clone();
         let accept = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                st.tcp.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(serve(tcp, st.clone()));
             }
         });
@@ -128,6 +148,15 @@ impl FakeAri {
     /// Sends one event frame on the current socket.
     pub fn push(&self, event: Value) {
         self.push_raw(event.to_string());
+    }
+
+    /// Like [`FakeAri::push`], but false instead of a panic when no socket
+    /// is connected (a driver still sending after its daemon stopped).
+    pub fn try_push(&self, event: Value) -> bool {
+        let guard = self.state.socket.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .is_some_and(|tx| tx.send(SocketCmd::Text(event.to_string())).is_ok())
     }
 
     /// Sends a frame as is (for malformed input).
@@ -158,6 +187,27 @@ impl FakeAri {
         *self.state.entity_id.lock().unwrap() = id.into();
     }
 
+    /// A new start time with the same entity id: what a restart of the
+    /// same Asterisk looks like (its entity id comes from the MAC address).
+    pub fn set_startup_time(&self, t: &str) {
+        *self.state.startup_time.lock().unwrap() = t.into();
+    }
+
+    /// Refuses (false) or accepts (true) events WebSocket upgrades.
+    pub fn open_upgrades(&self, open: bool) {
+        self.state.upgrades_open.store(open, Ordering::SeqCst);
+    }
+
+    /// From now on every REST request (not the upgrades) also goes to the
+    /// returned stream as it arrives, and no longer to [`FakeAri::calls`].
+    /// Answers do not wait for the reader.
+    pub fn tap(&self) -> mpsc::UnboundedReceiver<Recorded> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.state.tap.lock().unwrap() = Some(tx);
+        self.state.keep.store(false, Ordering::SeqCst);
+        rx
+    }
+
     /// What `GET /channels` returns.
     pub fn set_channels(&self, channels: Vec<Value>) {
         *self.state.channels.lock().unwrap() = channels;
@@ -184,6 +234,11 @@ impl FakeAri {
 
     pub fn ws_attempts(&self) -> usize {
         self.state.ws_attempts.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (keep-alive reuses them).
+    pub fn tcp_connections(&self) -> usize {
+        self.state.tcp.load(Ordering::SeqCst)
     }
 
     pub fn connections(&self) -> usize {
@@ -229,50 +284,68 @@ fn authorized(header: Option<&str>) -> bool {
     header == Some(&format!("Basic {want}"))
 }
 
+/// One TCP connection: requests until the client closes it (keep-alive),
+/// or a WebSocket upgrade, which takes the connection over.
 async fn serve(tcp: TcpStream, state: Arc<State>) {
+    let _ = tcp.set_nodelay(true);
     let mut io = BufReader::new(tcp);
-    let Some((method, target, headers)) = read_head(&mut io).await else {
-        return;
-    };
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let len: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    if io.read_exact(&mut body).await.is_err() {
-        return;
+    loop {
+        let Some((method, target, headers)) = read_head(&mut io).await else {
+            return;
+        };
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if io.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let url = reqwest::Url::parse(&format!("http://fake{target}")).unwrap();
+        let rec = Recorded {
+            method,
+            path: url.path().to_string(),
+            query: url
+                .query_pairs()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            body: String::from_utf8_lossy(&body).into(),
+            authorization: header("authorization"),
+            at: Instant::now(),
+        };
+        let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        let events = rec.path == "/ari/events" && upgrade;
+        if events {
+            state.ws_attempts.fetch_add(1, Ordering::SeqCst);
+        }
+        if events || state.keep.load(Ordering::SeqCst) {
+            state.calls.lock().unwrap().push(rec.clone());
+        }
+        if !authorized(rec.authorization.as_deref()) {
+            let _ = respond(&mut io, 401, &json!({"message": "Authentication required"})).await;
+            return;
+        }
+        if events {
+            if !state.upgrades_open.load(Ordering::SeqCst) {
+                let _ = respond(&mut io, 503, &json!({"message": "starting"})).await;
+                return;
+            }
+            let key = header("sec-websocket-key").unwrap_or_default();
+            return websocket(io, &key, state).await;
+        }
+        let (status, body) = rest(&rec, &state);
+        if let Some(tap) = state.tap.lock().unwrap().as_ref() {
+            let _ = tap.send(rec);
+        }
+        if respond(&mut io, status, &body).await.is_err() {
+            return;
+        }
     }
-    let url = reqwest::Url::parse(&format!("http://fake{target}")).unwrap();
-    let rec = Recorded {
-        method,
-        path: url.path().to_string(),
-        query: url
-            .query_pairs()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect(),
-        body: String::from_utf8_lossy(&body).into(),
-        authorization: header("authorization"),
-    };
-    state.calls.lock().unwrap().push(rec.clone());
-    let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    if rec.path == "/ari/events" && upgrade {
-        state.ws_attempts.fetch_add(1, Ordering::SeqCst);
-    }
-    if !authorized(rec.authorization.as_deref()) {
-        let _ = respond(&mut io, 401, &json!({"message": "Authentication required"})).await;
-        return;
-    }
-    if rec.path == "/ari/events" && upgrade {
-        let key = header("sec-websocket-key").unwrap_or_default();
-        return websocket(io, &key, state).await;
-    }
-    let (status, body) = rest(&rec, &state);
-    let _ = respond(&mut io, status, &body).await;
 }
 
 async fn read_head(
@@ -311,14 +384,23 @@ async fn respond(io: &mut BufReader<TcpStream>, status: u16, body: &Value) -> st
         401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
+        503 => "Service Unavailable",
         _ => "Other",
     };
+    // Keep-alive unless the answer ends the connection (401, 503).
+    let connection = if matches!(status, 401 | 503) {
+        "close"
+    } else {
+        "keep-alive"
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
         text.len()
     );
-    io.write_all(head.as_bytes()).await?;
-    io.write_all(text.as_bytes()).await?;
+    // One write: head and body in one segment.
+    let mut out = head.into_bytes();
+    out.extend_from_slice(text.as_bytes());
+    io.write_all(&out).await?;
     io.flush().await
 }
 
@@ -340,7 +422,7 @@ fn rest(rec: &Recorded, state: &State) -> (u16, Value) {
                           "date": "2025-01-01", "user": "debian"},
                 "system": {"version": "22.0.0", "entity_id": *state.entity_id.lock().unwrap()},
                 "config": {"name": "", "default_language": "en"},
-                "status": {"startup_time": "2025-01-01T10:00:00.000+0800"}
+                "status": {"startup_time": *state.startup_time.lock().unwrap()}
             }),
         ),
         ("GET", ["channels"]) => (200, Value::Array(state.channels.lock().unwrap().clone())),
@@ -373,8 +455,35 @@ async fn websocket(mut io: BufReader<TcpStream>, key: &str, state: Arc<State>) {
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 Some(SocketCmd::Text(t)) => {
-                    if ws.send(Message::Text(t)).await.is_err() {
+                    // Frames queued meanwhile go out with one flush.
+                    if ws.feed(Message::Text(t)).await.is_err() {
                         return;
+                    }
+                    let mut later = None;
+                    while let Ok(cmd) = rx.try_recv() {
+                        match cmd {
+                            SocketCmd::Text(t) => {
+                                if ws.feed(Message::Text(t)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            other => {
+                                later = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                    if ws.flush().await.is_err() {
+                        return;
+                    }
+                    match later {
+                        None => {}
+                        Some(SocketCmd::Drop) => return,
+                        Some(SocketCmd::Freeze) => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        Some(SocketCmd::Text(_)) => unreachable!("sent above"),
                     }
                 }
                 Some(SocketCmd::Drop) => return,
