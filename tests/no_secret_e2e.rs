@@ -86,6 +86,12 @@ fn scanner_finds_each_form_of_the_other_secrets() {
 
 #[test]
 fn scanner_passes_masked_forms_and_look_alikes() {
+    // A real expiry next to a UUID is still found.
+    let leak = secrets_used().scan(
+        "buffer",
+        b"request_id=ce12a3db-1230-4c56-8d7f-adea0f1dd2a4 exp=1230",
+    );
+    assert_eq!(leak.len(), 1, "{leak:?}");
     let clean: &[&[u8]] = &[
         b"card=622200******0017 holder=110105********002X",
         b"amount=12345 order 123 took 1.230s",
@@ -94,6 +100,7 @@ fn scanner_passes_masked_forms_and_look_alikes() {
         b"[C-00001230] Local/13800131230@voicepay-lab-00001230;1",
         b"sound:voicepay/digits/1 sound:voicepay/digits/2 sound:voicepay/digits/3",
         b"12/300 112/30",
+        b"http{request_id=ce12a3db-1230-4c56-8d7f-adea0f1dd2a4}: started",
     ];
     for buf in clean {
         let found = secrets_used().scan("buffer", buf);

@@ -15,6 +15,9 @@
 //!   digits that can equal a PIN by chance; a match right after `:SS.` is a
 //!   clock reading and is not reported.
 //! - A card number is also looked for in groups of four (`6222 0000 …`).
+//! - A random UUID (the request ids in the logs) has 4-digit groups that
+//!   can equal an expiry by chance (`…-1230-…`); a match inside a
+//!   UUID-shaped token is a random id and is not reported.
 //!
 //! Findings never quote the secret: they name its label and where it is.
 
@@ -128,7 +131,10 @@ impl Secrets {
                 let start = at + pos;
                 let end = start + n.len();
                 at = start + 1;
-                if !whole(bytes, start, end) || clock_fraction(bytes, start) {
+                if !whole(bytes, start, end)
+                    || clock_fraction(bytes, start)
+                    || in_uuid(bytes, start, end)
+                {
                     continue;
                 }
                 if let Some((labels, window)) = needle.after_label {
@@ -175,6 +181,29 @@ fn whole(bytes: &[u8], start: usize, end: usize) -> bool {
     let before = start.checked_sub(1).map(|i| bytes[i]);
     let after = bytes.get(end).copied();
     !before.is_some_and(|b| b.is_ascii_digit()) && !after.is_some_and(|b| b.is_ascii_digit())
+}
+
+/// The match lies inside a token shaped like a UUID
+/// (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hex digits).
+fn in_uuid(bytes: &[u8], start: usize, end: usize) -> bool {
+    let part = |b: u8| b.is_ascii_hexdigit() || b == b'-';
+    let mut from = start;
+    while from > 0 && part(bytes[from - 1]) {
+        from -= 1;
+    }
+    let mut to = end;
+    while to < bytes.len() && part(bytes[to]) {
+        to += 1;
+    }
+    let token = &bytes[from..to];
+    token.len() == 36
+        && token.iter().enumerate().all(|(i, &b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// The match follows `:SS.`, the seconds of a clock reading.
