@@ -96,7 +96,7 @@ impl App {
         // by a second authorization: at start, then every RECOVER_EVERY.
         let matcher = self.state.matcher.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let recovery = tokio::spawn(async move {
             loop {
                 let r = tokio::select! {
                     _ = stop.cancelled() => return,
@@ -148,6 +148,9 @@ impl App {
             .context("http server")?;
         shutdown.cancel();
         let _ = sweeper.await;
+        // Every worker that holds the issuer ends before `run` returns, so a
+        // restarted daemon in the same process can take its state file over.
+        let _ = recovery.await;
         if let Some(notifier) = notifier {
             let _ = notifier.await;
         }

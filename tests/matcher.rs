@@ -40,6 +40,7 @@ fn fast() -> MatcherConfig {
     MatcherConfig {
         auth_timeout: Duration::from_millis(800),
         query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
+        query_timeout: Duration::from_millis(500),
         recover_after: Duration::ZERO,
     }
 }
@@ -496,6 +497,64 @@ async fn recover_leaves_an_order_it_cannot_resolve(app: TestApp) {
     assert_eq!(r.status(&id).await, "failed");
 }
 
+/// Recovery never races a live attempt: an order listed while in
+/// `authorizing` that went back to the caller and was keyed again before
+/// the wait ran out is left to the live verification.
+async fn recover_leaves_a_newer_live_attempt_alone(app: TestApp) {
+    let r = rig(app).await;
+    let ring = KeyRing::load(&r.app.settings.crypto).expect("the app's keys");
+    let patient = BankMatcher::new(
+        r.store.clone(),
+        Arc::new(Vault::new(&ring)),
+        ring.zpk(),
+        r.issuer.clone(),
+        MatcherConfig {
+            recover_after: Duration::from_millis(400),
+            ..fast()
+        },
+    );
+    let id = r.order_in_call("6222000000000017").await;
+    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    let recovery = tokio::spawn(async move { patient.recover().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Attempt 1 was a wrong PIN; the caller keys attempt 2 (live).
+    r.moved(&id, OrderStatus::Authorizing, OrderStatus::InCall)
+        .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
+        .await;
+    assert_eq!(recovery.await.unwrap(), Recovery::default());
+    assert_eq!(r.status(&id).await, "authorizing");
+    let events = r.events(&id).await;
+    assert!(
+        !events.iter().any(|e| e.contains("recovery")),
+        "recovery left the live attempt alone: {events:?}"
+    );
+}
+
+/// One wrong-PIN answer recorded twice (recovery on two nodes, or recovery
+/// and the live call) counts once; the next answer counts again.
+async fn a_wrong_pin_answer_counts_once(app: TestApp) {
+    let r = rig(app).await;
+    let now = voicepay::store::now_ms();
+    let day = "2026-11-25";
+    let count = |key: &'static str, at_least: i64| {
+        let store = r.store.clone();
+        async move {
+            store
+                .record_wrong_pin("fp-test", day, key, at_least, now)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("ord_a:1", 1).await, 1);
+    assert_eq!(count("ord_a:1", 1).await, 1, "same answer again");
+    assert_eq!(count("ord_a:2", 1).await, 2);
+    assert_eq!(count("ord_b:1", 3).await, 3, "the issuer's lock");
+    assert_eq!(count("ord_b:1", 3).await, 3);
+}
+
 /// The call runner moves the order to `authorizing` itself, then asks
 /// through `calls::Matcher`, then tries to move the order by the answer.
 async fn call_runner_path_settles_the_order_once(app: TestApp) {
@@ -748,4 +807,6 @@ on_both_stores!(
     a_foreign_call_runner_is_refused_and_the_order_put_back,
     a_transfer_call_must_present_the_orders_code,
     an_inbound_call_must_come_from_the_orders_phone,
+    recover_leaves_a_newer_live_attempt_alone,
+    a_wrong_pin_answer_counts_once,
 );

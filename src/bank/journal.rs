@@ -16,8 +16,11 @@
 //! the journal, and a card is named by a keyed reference
 //! ([`super::fixtures::TestCard::reference`]), never by its number.
 //!
-//! One process writes a journal at a time (the daemon that owns it); other
-//! processes may read it ([`read`]) to see what the issuer recorded.
+//! One process writes a journal at a time: the writer holds an exclusive
+//! lock on the file (released when it exits, however it exits), so a second
+//! daemon pointed at the same file refuses to start instead of corrupting
+//! it. Other processes may read it ([`read`]) to see what the issuer
+//! recorded.
 
 use crate::domain::ResultCode;
 use anyhow::{bail, Context};
@@ -116,6 +119,17 @@ impl Journal {
             .create(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "{} is in use by another process (one daemon per stub issuer state file: \
+                 give each its own bank.stub_state)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
         if !existed {
             // The new file's name must survive a crash too.
             sync_dir(path);
@@ -251,6 +265,24 @@ mod tests {
         let (_, lines) = Journal::open(&path).unwrap();
         assert_eq!(lines, vec![answer("a"), Line::Reverse { key: "a".into() }]);
         assert_eq!(read(&path).unwrap(), lines);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stub.jsonl");
+        let (mut first, _) = Journal::open(&path).unwrap();
+        first.append(&answer("a")).unwrap();
+        let Err(err) = Journal::open(&path) else {
+            panic!("a second writer was let in")
+        };
+        let err = err.to_string();
+        assert!(err.contains("in use by another process"), "{err}");
+        // Readers still see it; the file is unchanged.
+        assert_eq!(read(&path).unwrap(), vec![answer("a")]);
+        drop(first);
+        let (_, lines) = Journal::open(&path).unwrap();
+        assert_eq!(lines, vec![answer("a")]);
     }
 
     #[test]

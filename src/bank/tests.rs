@@ -578,12 +578,14 @@ async fn wrong_pin_tries_survive_a_restart() {
         Outcome::Declined(ResultCode::PinTriesExceeded),
         "the third wrong PIN of the day, across two restarts"
     );
+    drop(s); // the daemon stops: the next one takes the file over
     let s = durable(&path).with_clock(clock);
     assert_eq!(
         code(&s, debit("r", pan, PIN, 100)).await,
         ResultCode::PinTriesExceeded
     );
     // the next Shanghai day starts afresh, also from the file
+    drop(s);
     let (_, tomorrow) = fake_clock(datetime!(2026-03-01 16:00 UTC));
     let s = durable(&path).with_clock(tomorrow);
     assert_eq!(

@@ -174,7 +174,7 @@ fn pack(nibbles: &[u8; 32]) -> Zeroizing<[u8; 16]> {
 
 fn nibble(block: &[u8; 16], i: usize) -> u8 {
     let b = block[i / 2];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         b >> 4
     } else {
         b & 0x0f

@@ -63,6 +63,8 @@ pub struct MatcherConfig {
     pub auth_timeout: Duration,
     /// The pauses before each query of an unanswered attempt.
     pub query_backoff: Vec<Duration>,
+    /// How long one `query` may take before it counts as unanswered.
+    pub query_timeout: Duration,
     /// How long an order must have sat in `authorizing` before
     /// [`BankMatcher::recover`] settles it, so that recovery never races a
     /// live authorization (another node's, or this one's before a restart).
@@ -78,18 +80,27 @@ impl MatcherConfig {
 
     fn with_timeout(auth_timeout: Duration) -> Self {
         let query_backoff: Vec<Duration> = [1, 2, 4, 8].map(Duration::from_secs).to_vec();
-        let recover_after =
-            auth_timeout + query_backoff.iter().sum::<Duration>() + Duration::from_secs(5);
+        let query_timeout = Duration::from_secs(2);
+        let queries = query_timeout * u32::try_from(query_backoff.len()).unwrap_or(u32::MAX);
+        let recover_after = auth_timeout
+            + query_backoff.iter().sum::<Duration>()
+            + queries
+            + Duration::from_secs(5);
         Self {
             auth_timeout,
             query_backoff,
+            query_timeout,
             recover_after,
         }
     }
 
     /// Longest one verification can keep an order in `authorizing`.
     fn longest_authorization(&self) -> Duration {
-        self.auth_timeout + self.query_backoff.iter().sum::<Duration>() + Duration::from_secs(2)
+        let queries = self.query_timeout * u32::try_from(self.query_backoff.len()).unwrap_or(0);
+        self.auth_timeout
+            + self.query_backoff.iter().sum::<Duration>()
+            + queries
+            + Duration::from_secs(2)
     }
 }
 
@@ -408,7 +419,10 @@ impl<I: Issuer> BankMatcher<I> {
         for (i, pause) in pauses.into_iter().enumerate() {
             tokio::time::sleep(pause).await;
             let n = i + 1;
-            match self.issuer.query(key).await {
+            let answer = tokio::time::timeout(self.config.query_timeout, self.issuer.query(key))
+                .await
+                .unwrap_or(Err(IssuerError::Timeout));
+            match answer {
                 Ok(Some(resp)) => {
                     self.event(order_id, &format!("query {n}: answered"))
                         .await?;
@@ -435,11 +449,16 @@ impl<I: Issuer> BankMatcher<I> {
 
     /// Counts a wrong PIN for the order's card today (at least `at_least`);
     /// returns today's count.
-    async fn count_wrong_pin(&self, order: &OrderRow, at_least: i64) -> anyhow::Result<i64> {
+    async fn count_wrong_pin(
+        &self,
+        order: &OrderRow,
+        key: &str,
+        at_least: i64,
+    ) -> anyhow::Result<i64> {
         let day = shanghai_day((self.clock)()).to_string();
         Ok(self
             .store
-            .record_wrong_pin(&order.card_fp, &day, at_least, self.now_ms())
+            .record_wrong_pin(&order.card_fp, &day, key, at_least, self.now_ms())
             .await?)
     }
 

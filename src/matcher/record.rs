@@ -64,7 +64,7 @@ impl<I: Issuer> BankMatcher<I> {
             bank::Outcome::WrongSecret { tries_left } => {
                 let mut left = tries_left.unwrap_or(PIN_TRIES_PER_DAY);
                 if pin {
-                    let used = self.count_wrong_pin(order, 1).await?;
+                    let used = self.count_wrong_pin(order, key, 1).await?;
                     left = left.min(remaining(used));
                 }
                 let (to, code, detail) = if pin && left == 0 {
@@ -88,7 +88,7 @@ impl<I: Issuer> BankMatcher<I> {
             }
             bank::Outcome::Declined(code) => {
                 if pin && code == ResultCode::PinTriesExceeded {
-                    self.count_wrong_pin(order, i64::from(PIN_TRIES_PER_DAY))
+                    self.count_wrong_pin(order, key, i64::from(PIN_TRIES_PER_DAY))
                         .await?;
                 }
                 if !self

@@ -14,8 +14,14 @@
 //!   `failed` `issuer_unavailable`. Never back to `in_call`: the call is
 //!   gone, and the merchant can simply send a new order;
 //! - the issuer cannot be asked (queries fail) → the order stays in
-//!   `authorizing` and is reported as unresolved; the next `recover` (at the
-//!   next start, or when the caller runs it again) tries again.
+//!   `authorizing` and is reported as unresolved; the next `recover` tries
+//!   again;
+//! - the order left `authorizing` and came back (a wrong secret went back to
+//!   the caller, who keyed it again) since it was listed → it is a live
+//!   attempt and is left alone until it, too, has sat out the wait.
+//!
+//! The daemon runs it at start-up and then every minute, so the
+//! authorizations of a node that stopped for good are settled by the others.
 
 use super::{Answer, BankMatcher};
 use crate::bank::{self, Issuer};
@@ -37,7 +43,7 @@ const BATCH: i64 = 1000;
 impl<I: Issuer> BankMatcher<I> {
     /// Settles every order left in `authorizing` (see the module docs for
     /// the rule), waiting until each has been there for `recover_after`.
-    /// Run it once at start-up, in the background.
+    /// The daemon runs it at start-up and every minute, in the background.
     pub async fn recover(&self) -> Recovery {
         let mut report = Recovery::default();
         let orders = match self.store.authorizing_orders(BATCH).await {
@@ -53,9 +59,10 @@ impl<I: Issuer> BankMatcher<I> {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
             }
-            match self.recover_one(&order_id).await {
-                Ok(true) => report.settled += 1,
-                Ok(false) => report.unresolved += 1,
+            match self.recover_one(&order_id, since).await {
+                Ok(Some(true)) => report.settled += 1,
+                Ok(Some(false)) => report.unresolved += 1,
+                Ok(None) => {} // a newer attempt is live: the next run looks again
                 Err(e) => {
                     tracing::error!(order = %order_id, error = format!("{e:#}"), "recovery failed");
                     report.unresolved += 1;
@@ -72,13 +79,20 @@ impl<I: Issuer> BankMatcher<I> {
         report
     }
 
-    /// Settles one order; `Ok(false)` when the issuer could not be asked.
-    async fn recover_one(&self, order_id: &str) -> anyhow::Result<bool> {
+    /// Settles one order that entered `authorizing` at `since`; `Some(false)`
+    /// when the issuer could not be asked, `None` when the order has moved
+    /// on since (it went back to the caller and a newer attempt is live:
+    /// recovery must never race a live verification).
+    async fn recover_one(&self, order_id: &str, since: i64) -> anyhow::Result<Option<bool>> {
         let Some(order) = self.store.order(order_id).await? else {
-            return Ok(true);
+            return Ok(Some(true));
         };
         if order.status() != OrderStatus::Authorizing {
-            return Ok(true);
+            return Ok(Some(true));
+        }
+        let grace = i64::try_from(self.config.recover_after.as_millis()).unwrap_or(i64::MAX);
+        if order.updated_at != since || since.saturating_add(grace) > self.now_ms() {
+            return Ok(None);
         }
         let attempt = self.store.authorization_attempts(order_id).await?;
         if attempt == 0 {
@@ -91,7 +105,7 @@ impl<I: Issuer> BankMatcher<I> {
                 Some("recovery: never sent"),
             )
             .await?;
-            return Ok(true);
+            return Ok(Some(true));
         }
         let key = format!("{order_id}:{attempt}");
         self.event(order_id, &format!("recovery: querying attempt {attempt}"))
@@ -102,7 +116,7 @@ impl<I: Issuer> BankMatcher<I> {
         let answer = self.resolve(order_id, &key, pauses).await?;
         if matches!(answer, Answer::Unknown) {
             tracing::warn!(order = %order_id, "recovery: the issuer cannot be asked; still authorizing");
-            return Ok(false);
+            return Ok(Some(false));
         }
         let pin = matches!(
             &answer,
@@ -114,6 +128,6 @@ impl<I: Issuer> BankMatcher<I> {
         );
         let outcome = self.record(&order, &key, pin, answer, false).await?;
         tracing::info!(order = %order_id, ?outcome, "recovery settled an order left in authorizing");
-        Ok(true)
+        Ok(Some(true))
     }
 }

@@ -18,30 +18,52 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
-    /// Counts one more wrong PIN for the card on `day`, and at least
-    /// `at_least` (the issuer's lock raises it to the daily limit at once).
-    /// Returns the new count. One statement, so concurrent calls never lose
-    /// an increment.
+    /// Counts the wrong PIN answered to authorization `auth_key` for the
+    /// card on `day`, once however often that answer is recorded, and at
+    /// least `at_least` (the issuer's lock raises it to the daily limit at
+    /// once). Returns the day's count. One transaction: the key and the
+    /// count move together, and concurrent calls never lose an increment.
     pub async fn record_wrong_pin(
         &self,
         card_fp: &str,
         day: &str,
+        auth_key: &str,
         at_least: i64,
         now: i64,
     ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
+        let mut tx = self.write.begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO pin_try_keys (auth_key, created_at) VALUES ($1, $2) \
+             ON CONFLICT (auth_key) DO NOTHING",
+        )
+        .bind(auth_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let sql = if first {
             "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (card_fp, day) DO UPDATE SET \
                 count = CASE WHEN pin_tries.count + 1 > $3 THEN pin_tries.count + 1 ELSE $3 END, \
                 updated_at = $4 \
-             RETURNING count",
-        )
-        .bind(card_fp)
-        .bind(day)
-        .bind(at_least.max(1))
-        .bind(now)
-        .fetch_one(&self.write)
-        .await?)
+             RETURNING count"
+        } else {
+            "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (card_fp, day) DO UPDATE SET \
+                count = CASE WHEN pin_tries.count > $3 THEN pin_tries.count ELSE $3 END, \
+                updated_at = $4 \
+             RETURNING count"
+        };
+        let count = sqlx::query_scalar(sql)
+            .bind(card_fp)
+            .bind(day)
+            .bind(at_least.max(1))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count)
     }
 
     /// How many times the order has moved `in_call` → `authorizing`: the
