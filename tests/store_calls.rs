@@ -174,7 +174,7 @@ async fn a_node_renews_only_its_own_live_claims(app: TestApp) {
         .into_iter()
         .map(|c| c.call.order_id)
         .collect();
-    assert_eq!(stale_now, [stale.clone()]);
+    assert_eq!(stale_now, vec![stale]);
     // Nor does node-b's renewal of someone else's order touch it, once
     // node-a has taken it over; an empty list is a no-op.
     let claim = store.stale_claims(now, 10).await.unwrap().remove(0);
