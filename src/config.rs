@@ -583,6 +583,19 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_renewal_interval_is_bounded() {
+        let mut s = Settings::default();
+        assert_eq!(s.telephony.claim_renew_secs, 30);
+        for bad in [0, 61] {
+            s.telephony.claim_renew_secs = bad;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("telephony.claim_renew_secs"), "{err}");
+        }
+        s.telephony.claim_renew_secs = 1;
+        s.validate().unwrap();
+    }
+
+    #[test]
     fn ivr_settings_reach_the_machine() {
         let mut s = Settings::default();
         assert_eq!(
