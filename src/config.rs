@@ -76,6 +76,10 @@ pub struct TelephonySettings {
     /// Callback originates (`POST /channels`) this node has in flight at
     /// once; more due orders wait their turn.
     pub max_concurrent_originates: usize,
+    /// How often a node renews its claims on the orders whose calls it is
+    /// placing or running (whether or not ARI is connected), and looks for
+    /// calls abandoned by a stopped node, in seconds.
+    pub claim_renew_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -158,6 +162,7 @@ impl Default for TelephonySettings {
             retry_interval_secs: 60,
             max_concurrent_calls: 100,
             max_concurrent_originates: 8,
+            claim_renew_secs: 30,
         }
     }
 }
@@ -392,6 +397,10 @@ impl Settings {
         if self.telephony.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");
         }
+        // Well under the shortest claim (ring + 30 s call + 1 s prompt + 60 s).
+        if !(1..=60).contains(&self.telephony.claim_renew_secs) {
+            return invalid("telephony.claim_renew_secs", "must be 1 to 60");
+        }
         let ivr = &self.ivr;
         if !(1..=60).contains(&ivr.first_digit_timeout_secs) {
             return invalid("ivr.first_digit_timeout_secs", "must be 1 to 60");
@@ -571,6 +580,19 @@ mod tests {
         s.telephony.callback_endpoint = "PJSIP/carrier".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("telephony.callback_endpoint"), "{err}");
+    }
+
+    #[test]
+    fn the_claim_renewal_interval_is_bounded() {
+        let mut s = Settings::default();
+        assert_eq!(s.telephony.claim_renew_secs, 30);
+        for bad in [0, 61] {
+            s.telephony.claim_renew_secs = bad;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("telephony.claim_renew_secs"), "{err}");
+        }
+        s.telephony.claim_renew_secs = 1;
+        s.validate().unwrap();
     }
 
     #[test]

@@ -17,9 +17,20 @@ async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
 }
 
 async fn daemon_with(fake: &FakeAri, max_attempts: u32, max_calls: usize) -> TestApp {
+    daemon_tweaked(fake, max_attempts, move |s| {
+        s.telephony.max_concurrent_calls = max_calls;
+    })
+    .await
+}
+
+async fn daemon_tweaked(
+    fake: &FakeAri,
+    max_attempts: u32,
+    tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
+) -> TestApp {
     let ari = fake.settings();
     let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.telephony.max_concurrent_calls = max_calls;
+        tweak(s);
         s.ari = ari;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 5;
@@ -387,6 +398,252 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
         outcomes[0],
         (1, Some("call_lost".to_owned())),
         "{outcomes:?}"
+    );
+    stop_a.cancel();
+}
+
+/// Waits until `/readyz` says ARI is `want` ("connected" or not).
+async fn ari_ready(app: &TestApp, connected: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        if (v["ari"] == "connected") == connected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ARI never {connected}: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keys the confirmation and the PIN on `ch` and waits for the payment.
+async fn pay(app: &TestApp, fake: &FakeAri, id: &str, ch: &str) -> Value {
+    for d in "1805137".chars() {
+        fake.push(event(
+            "ChannelDtmfReceived",
+            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(ch)}),
+        ));
+    }
+    order_until(app, id, |v| v["status"] == "succeeded").await
+}
+
+async fn claim_until(app: &TestApp, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT claim_until FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// `POST /channels` answers with an error after the channel's own events
+/// came (a timed-out originate that Asterisk did place): the call task that
+/// those events started owns the call; the error neither fails the attempt
+/// nor queues a second call while the first one rings.
+#[tokio::test]
+async fn an_originate_error_after_its_events_leaves_the_call_running() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, "E1").await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    request(&fake, originate_of(ch.clone())).await;
+    // It rings before the POST is answered.
+    fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.answer(500);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let v = view(&app, &id).await;
+    assert_eq!(v["status"], "calling", "{v:#}");
+    assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
+    assert!(
+        fake.rest_calls()
+            .iter()
+            .all(|r| !r.path.contains(&format!("vp-{id}-2"))),
+        "no second call while the first rings"
+    );
+    // The cardholder answers the first call and pays on it.
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    let v = pay(&app, &fake, &id, &ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
+/// The events socket reconnects while an originate's `POST /channels` is
+/// still in flight: the channel is in neither Asterisk's list nor a call
+/// task yet, and is not taken for a lost call (no second call, no hang-up
+/// of the late channel).
+#[tokio::test]
+async fn a_reconnect_keeps_an_originate_still_in_flight() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, "E2").await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    request(&fake, originate_of(ch.clone())).await;
+
+    fake.drop_socket();
+    fake.wait_connections(2, Duration::from_secs(10)).await;
+    // Reconciled: `GET /channels` read again (without our channel).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake
+        .rest_calls()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/ari/channels")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no second channel list");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ari_ready(&app, true).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v = view(&app, &id).await;
+    assert_eq!(v["status"], "calling", "{v:#}");
+    assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
+
+    // Asterisk answers the POST at last; the call rings and is answered.
+    held.answer(200);
+    fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    let v = pay(&app, &fake, &id, &ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    assert!(
+        fake.rest_calls()
+            .iter()
+            .all(|r| !(r.method == "DELETE" && r.path == format!("/ari/channels/{ch}"))),
+        "the late channel was hung up as unknown"
+    );
+}
+
+/// A node whose events socket is down (a call held through an ARI outage)
+/// keeps renewing its claim, so no other node takes the call over.
+#[tokio::test]
+async fn a_node_without_ari_keeps_renewing_its_claims() {
+    let fake = FakeAri::start().await;
+    let app = daemon_tweaked(&fake, 1, |s| s.telephony.claim_renew_secs = 1).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, "E3").await;
+    let ch = format!("vp-{id}-1");
+    request(&fake, originate_of(ch.clone())).await;
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    order_until(&app, &id, |v| v["status"] == "in_call").await;
+
+    // ARI goes away and stays away.
+    fake.open_upgrades(false);
+    fake.drop_socket();
+    ari_ready(&app, false).await;
+    let before = claim_until(&app, &id).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    ari_ready(&app, false).await;
+    let after = claim_until(&app, &id).await;
+    assert!(after > before, "claim not renewed: {before} -> {after}");
+    assert_eq!(view(&app, &id).await["status"], "in_call");
+}
+
+/// A stale claim of a stopped node on an inbound (or transferred) call:
+/// its channel id is Asterisk's own (`<epoch>.<seq>`) and was on the other
+/// node's Asterisk, so the node taking it over settles the order without
+/// touching the channel of that id on its own Asterisk (another call).
+#[tokio::test]
+async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::test_settings(Db::Sqlite, dir.path())
+        .await
+        .unwrap();
+    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
+    let creds =
+        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
+            .await
+            .unwrap();
+    let base = format!("http://{}", node_b.local_addr());
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(node_b.run(stop_b.clone()));
+    let http = reqwest::Client::new();
+    let mut body = support::order_body("T2");
+    body["mode"] = json!("inbound");
+    let created: Value = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&creds.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+    // Node B's call, by its Asterisk's id; node A's Asterisk has an
+    // unrelated call of the same id.
+    let theirs = "1764000000.42";
+    let pool = sqlx::AnyPool::connect(&settings.database.url)
+        .await
+        .unwrap();
+    let past = voicepay::store::now_ms() - 1_000;
+    sqlx::query(
+        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
+         attempts = 1 WHERE id = $2",
+    )
+    .bind(past)
+    .bind(&id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+         VALUES ($1, 1, $2, $3, $3)",
+    )
+    .bind(&id)
+    .bind(theirs)
+    .bind(past - 60_000)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let fake = FakeAri::start().await;
+    fake.set_channels(vec![chan(theirs)]);
+    let mut s = settings.clone();
+    s.ari = fake.settings();
+    s.telephony.max_attempts = 1;
+    let node_a = voicepay::app::App::build(s).await.unwrap();
+    let stop_a = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(node_a.run(stop_a.clone()));
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (status, code) = loop {
+        let (status, code): (String, Option<String>) =
+            sqlx::query_as("SELECT status, result_code FROM orders WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if status != "in_call" {
+            break (status, code);
+        }
+        assert!(Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("failed", Some("call_failed"))
+    );
+    assert!(
+        fake.rest_calls().iter().all(|r| !r.path.contains(theirs)),
+        "touched another call: {:#?}",
+        fake.rest_calls()
     );
     stop_a.cancel();
 }

@@ -102,7 +102,92 @@ async fn racing_workers_claim_each_order_exactly_once(app: TestApp) {
     assert_eq!(claimed, ids);
 }
 
+async fn claim_of(app: &TestApp, id: &str) -> (Option<String>, Option<i64>) {
+    sqlx::query_as("SELECT claimed_by, claim_until FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// A live node renews its own claims on orders still in a call; another
+/// node's stale claim, an order that left its call and a claim that is
+/// already longer are left alone.
+async fn a_node_renews_only_its_own_live_claims(app: TestApp) {
+    let mut store = None;
+    for n in 0..3 {
+        store = Some(new_order(&app, &format!("N{n}")).await.0);
+    }
+    let store = store.unwrap();
+    let now = now_ms();
+    let mine = store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // Another node's claim that ran out (that node stopped).
+    let stale = store
+        .claim_callback("node-b", now, now - 1_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // Ours once, but back in the queue since (no claim any more).
+    let requeued = store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(store
+        .retry_callback_later(&requeued, now + 60_000, "no_answer", now)
+        .await
+        .unwrap());
+    let all = vec![mine.clone(), stale.clone(), requeued.clone()];
+
+    let until = now + 120_000;
+    assert_eq!(store.renew_claims("node-a", &all, until).await.unwrap(), 1);
+    assert_eq!(
+        claim_of(&app, &mine).await,
+        (Some("node-a".into()), Some(until))
+    );
+    assert_eq!(
+        claim_of(&app, &stale).await,
+        (Some("node-b".into()), Some(now - 1_000))
+    );
+    assert_eq!(claim_of(&app, &requeued).await, (None, None));
+    // Never shortened.
+    assert_eq!(
+        store
+            .renew_claims("node-a", &all, now + 90_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(claim_of(&app, &mine).await.1, Some(until));
+    // Only the other node's claim is stale.
+    let stale_now: Vec<String> = store
+        .stale_claims(now, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.call.order_id)
+        .collect();
+    assert_eq!(stale_now, vec![stale]);
+    // Nor does node-b's renewal of someone else's order touch it, once
+    // node-a has taken it over; an empty list is a no-op.
+    let claim = store.stale_claims(now, 10).await.unwrap().remove(0);
+    assert!(store
+        .take_over_claim(&claim, "node-a", now + 60_000, now)
+        .await
+        .unwrap());
+    assert_eq!(store.renew_claims("node-b", &all, until).await.unwrap(), 0);
+    assert_eq!(store.renew_claims("node-a", &[], until).await.unwrap(), 0);
+}
+
 on_both_stores!(
     a_due_order_is_claimed_once_and_retried_on_schedule,
     racing_workers_claim_each_order_exactly_once,
+    a_node_renews_only_its_own_live_claims,
 );

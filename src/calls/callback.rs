@@ -8,8 +8,14 @@
 //! never anything secret. A semaphore bounds simultaneous calls per node
 //! (`telephony.max_concurrent_calls`); when it is full the worker waits
 //! (orders stay `pending`), it never fails an order for lack of capacity.
-//! Originates go out one at a time per node, each awaited before the next
-//! claim.
+//! Up to `telephony.max_concurrent_originates` originates are in flight at
+//! once; each is marked `originating` until its `POST /channels` returns,
+//! so a reconnect meanwhile does not take it for a lost call.
+//!
+//! Claims: every `telephony.claim_renew_secs`, connected to ARI or not, the
+//! node renews its claims on the orders of the calls it is placing or
+//! running, so only a stopped node's claims run out; then another node
+//! takes each over and settles it ([`Callbacks::reclaim_stale`]).
 
 use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
@@ -28,8 +34,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the worker looks for due orders when it found none.
 const POLL: Duration = Duration::from_millis(500);
-/// How often the worker looks for calls abandoned by a stopped node.
-const RECLAIM_EVERY: Duration = Duration::from_secs(30);
 /// Slack on top of the longest call in a claim's length.
 const CLAIM_MARGIN: Duration = Duration::from_secs(60);
 
@@ -41,6 +45,9 @@ pub(super) struct Placed {
     pub(super) permit: Option<OwnedSemaphorePermit>,
     /// Its events reached a call task (so that task settles it).
     pub(super) running: bool,
+    /// Its `POST /channels` has not returned yet: the channel may not be
+    /// in Asterisk's list yet, and its events may still come.
+    pub(super) originating: bool,
 }
 
 /// Why an unanswered call ended.
@@ -127,9 +134,11 @@ impl<M: Matcher + 'static> Callbacks<M> {
         })
     }
 
-    /// How long a claim on an order lasts: longer than any call this node
-    /// can run (ringing, the longest call, the closing prompt), so only a
-    /// node that stopped lets a claim run out.
+    /// How long a claim on an order lasts from its last renewal: longer
+    /// than any call this node can run (ringing, the longest call, the
+    /// closing prompt) plus a margin. The node renews it every
+    /// [`Callbacks::renew_every`] while it places or runs the call, even
+    /// while ARI is down, so only a node that stopped lets a claim run out.
     pub(super) fn claim_hold_ms(&self) -> i64 {
         let secs = self.settings.telephony.ring_timeout_secs
             + self.settings.ivr.max_call_secs
@@ -138,10 +147,71 @@ impl<M: Matcher + 'static> Callbacks<M> {
         secs as i64 * 1000
     }
 
-    /// Claims and originates due orders until `shutdown`, only while ARI
-    /// is connected (an originate needs the socket to see its events).
-    /// Every [`RECLAIM_EVERY`] it also settles calls whose node stopped.
+    /// How often claims are renewed and stale ones looked for
+    /// (`telephony.claim_renew_secs`).
+    pub(super) fn renew_every(&self) -> Duration {
+        Duration::from_secs(self.settings.telephony.claim_renew_secs.max(1))
+    }
+
+    /// Runs until `shutdown`: renews this node's claims every
+    /// [`Callbacks::renew_every`] whether or not ARI is connected (a call
+    /// held through an outage keeps its claim), and claims and originates
+    /// due orders only while ARI is connected (an originate needs the
+    /// socket to see its events), settling meanwhile, as often, the calls
+    /// of nodes that stopped.
     pub async fn run_worker(self: Arc<Self>, shutdown: CancellationToken) {
+        let renewals = tokio::spawn(self.clone().keep_claims(shutdown.clone()));
+        self.claim_due(&shutdown).await;
+        // Ends with `shutdown` (claim_due only returns on it).
+        let _ = renewals.await;
+    }
+
+    /// Renews the claims of the calls this node places or runs, every
+    /// [`Callbacks::renew_every`], until `shutdown`.
+    async fn keep_claims(self: Arc<Self>, shutdown: CancellationToken) {
+        let every = self.renew_every();
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            self.renew_claims(now_ms()).await;
+        }
+    }
+
+    /// Extends the claims on the orders of every call this node is placing
+    /// or running to `now` + the claim length. Returns how many moved.
+    pub async fn renew_claims(&self, now: i64) -> u64 {
+        let orders: Vec<String> = {
+            let placed = self.placed.lock().await;
+            let mut ids: Vec<String> = placed.values().map(|p| p.order_id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        if orders.is_empty() {
+            return 0;
+        }
+        match self
+            .store
+            .renew_claims(&self.node, &orders, now + self.claim_hold_ms())
+            .await
+        {
+            Ok(n) => {
+                tracing::debug!(calls = orders.len(), renewed = n, "claims renewed");
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew this node's claims");
+                0
+            }
+        }
+    }
+
+    /// The claim loop of [`Callbacks::run_worker`]; returns on `shutdown`.
+    async fn claim_due(self: &Arc<Self>, shutdown: &CancellationToken) {
         let mut next_reclaim = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
@@ -150,10 +220,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
             if self.connected.load(Ordering::Acquire) && tokio::time::Instant::now() >= next_reclaim
             {
                 self.reclaim_stale(now_ms()).await;
-                next_reclaim = tokio::time::Instant::now() + RECLAIM_EVERY;
+                next_reclaim = tokio::time::Instant::now() + self.renew_every();
             }
             if !self.connected.load(Ordering::Acquire) {
-                self.pause(&shutdown).await;
+                self.pause(shutdown).await;
                 continue;
             }
             let permit = tokio::select! {
@@ -182,10 +252,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
                         drop(slot);
                     });
                 }
-                Ok(None) => self.pause(&shutdown).await,
+                Ok(None) => self.pause(shutdown).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "callback claim failed");
-                    self.pause(&shutdown).await;
+                    self.pause(shutdown).await;
                 }
             }
         }
@@ -225,6 +295,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
                 attempt: order.attempts,
                 permit: Some(permit),
                 running: false,
+                originating: true,
             },
         );
         Ok(Some((order, channel_id)))
@@ -242,22 +313,37 @@ impl<M: Matcher + 'static> Callbacks<M> {
             variables: BTreeMap::new(),
         };
         tracing::info!(order = %order.id, channel = %channel_id, attempt = order.attempts, "placing callback");
-        if let Err(e) = self.rest.originate(&request).await {
-            // Not retried here: a timed-out POST may have placed the call;
-            // the attempt fails and the order's retry schedule applies.
-            tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate failed");
-            let gone = self.placed.lock().await.remove(channel_id);
-            if gone.is_some() {
-                self.unanswered(
-                    &order.id,
-                    order.attempts,
-                    channel_id,
-                    Unanswered::Failed,
-                    None,
-                )
-                .await;
-            }
+        let result = self.rest.originate(&request).await;
+        let mut placed = self.placed.lock().await;
+        let Some(p) = placed.get_mut(channel_id) else {
+            // Its call task already ended (events beat the answer).
+            return;
+        };
+        p.originating = false;
+        let Err(e) = result else {
+            return;
+        };
+        if p.running {
+            // The POST failed (timed out) yet the channel exists: its events
+            // reached a call task first, which settles the order.
+            tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate answered with an error, but the call is running; left to it");
+            return;
         }
+        // Not retried here: a timed-out POST may have placed the call;
+        // the attempt fails and the order's retry schedule applies.
+        tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate failed");
+        let gone = placed.remove(channel_id);
+        drop(placed);
+        drop(gone);
+        self.unanswered(
+            &order.id,
+            order.attempts,
+            channel_id,
+            Unanswered::Failed,
+            None,
+        )
+        .await;
+        self.wake.notify_one();
     }
 
     /// Whether `channel_id` is one of our originates still waiting for its
@@ -512,7 +598,10 @@ impl<M: Matcher + 'static> Callbacks<M> {
     /// or `in_call` whose call nobody is driving any more (a previous run of
     /// the daemon, or an originate whose channel vanished with an Asterisk
     /// restart). Calls with a running task are left to it: if their channel
-    /// is gone, their event stream ends and the task settles them. An order
+    /// is gone, their event stream ends and the task settles them. So are
+    /// originates whose `POST /channels` is still in flight: their channel
+    /// may be created after `channels` was read, and a failed POST settles
+    /// them in [`Callbacks::originate`]. An order
     /// a previous run left in `authorizing` only loses its call (hung up,
     /// the attempt closed): the bank decides it, through the matcher's
     /// start-up recovery.
@@ -523,7 +612,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
             channels.iter().map(|c| c.id.as_str()).collect()
         };
         let mut placed = self.placed.lock().await;
-        placed.retain(|channel, p| p.running || alive.contains(channel.as_str()));
+        placed.retain(|channel, p| p.running || p.originating || alive.contains(channel.as_str()));
         let active = match self.store.active_calls(&self.node).await {
             Ok(a) => a,
             Err(e) => {
@@ -569,10 +658,16 @@ impl<M: Matcher + 'static> Callbacks<M> {
         }
     }
 
-    /// Settles the calls of nodes that stopped holding their claims (a
+    /// Settles the calls of nodes that stopped renewing their claims (a
     /// crashed or removed node): each is taken over first, so exactly one
-    /// node acts; a still-live channel is hung up (a transferred caller is
-    /// handed back), then the order is retried or failed like any lost call.
+    /// node acts, then the order is retried or failed like any lost call.
+    ///
+    /// Each node has its own Asterisk, so a stale call's channel is usually
+    /// not on ours. Only a callback channel (our id, `vp-<order>-<n>`,
+    /// unique) is hung up through this node's Asterisk, which answers 404
+    /// when the channel is elsewhere. A transferred or inbound call's
+    /// channel id is Asterisk's own (`<epoch>.<seq>`) and could name an
+    /// unrelated call here, so it is left alone.
     /// Returns how many were settled.
     pub async fn reclaim_stale(&self, now: i64) -> usize {
         let stale = match self.store.stale_claims(now, 100).await {
@@ -601,7 +696,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
                 }
             }
             tracing::warn!(order = %claim.call.order_id, node = %claim.node, "claim ran out; settling the abandoned call");
-            if !channel.is_empty() {
+            if channel.starts_with("vp-") {
                 self.drop_lost_channel(&claim.call.order_id, &channel).await;
             }
             self.settle_lost(&claim.call).await;

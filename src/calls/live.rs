@@ -50,6 +50,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
                         attempt: order.attempts,
                         permit: self.permits.clone().try_acquire_owned().ok(),
                         running: true,
+                        originating: false,
                     },
                 );
                 Some(order)

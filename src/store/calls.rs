@@ -201,8 +201,8 @@ impl Store {
     }
 
     /// Orders in `calling` or `in_call` whose claim has run out: the node
-    /// holding them stopped without settling them (a live node's claim
-    /// always outlasts its longest call). Oldest claim first.
+    /// holding them stopped without settling them (a live node renews its
+    /// claims, see [`Store::renew_claims`]). Oldest claim first.
     pub async fn stale_claims(&self, now: i64, limit: i64) -> Result<Vec<StaleClaim>> {
         let rows: Vec<(String, String, i64, Option<String>, String, i64)> = sqlx::query_as(
             "SELECT o.id, o.status, o.attempts, \
@@ -259,6 +259,42 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+impl Store {
+    /// Extends `node`'s claims on `order_ids` (the calls it is placing or
+    /// running) to `claim_until`, for those still in `calling`, `in_call` or
+    /// `authorizing` and held by `node`: a live node keeps its claims
+    /// however long a call lasts or ARI stays away, so only a stopped
+    /// node's claims run out. A claim another node took over, or an order
+    /// that ended, is left alone; a claim is never shortened. Returns how
+    /// many claims moved.
+    pub async fn renew_claims(
+        &self,
+        node: &str,
+        order_ids: &[String],
+        claim_until: i64,
+    ) -> Result<u64> {
+        let mut renewed = 0;
+        for chunk in order_ids.chunks(RENEW_CHUNK) {
+            let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "UPDATE orders SET claim_until = $1 \
+                 WHERE claimed_by = $2 AND status IN ('calling', 'in_call', 'authorizing') \
+                   AND claim_until < $1 AND id IN ({})",
+                ids.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(claim_until).bind(node);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            renewed += q.execute(&self.write).await?.rows_affected();
+        }
+        Ok(renewed)
+    }
+}
+
+/// Orders per [`Store::renew_claims`] statement.
+const RENEW_CHUNK: usize = 200;
 
 /// A claim whose node let it run out, found by [`Store::stale_claims`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,9 @@
 //!
 //! The test pushes events ([`FakeAri::push`]), drops or freezes the socket,
 //! changes the entity id or start time (an Asterisk restart), marks channels
-//! as gone (404), and asserts on the recorded requests ([`FakeAri::calls`]).
+//! as gone (404), holds the answer to a request until it says how to answer
+//! ([`FakeAri::hold`]), and asserts on the recorded requests
+//! ([`FakeAri::calls`]).
 //! A driver that must answer requests as they come (the daemon benchmark,
 //! `benches/daemon.rs`, includes this file) takes them from
 //! [`FakeAri::tap`] instead.
@@ -12,7 +14,7 @@
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,6 +90,21 @@ struct State {
     keep: AtomicBool,
     /// Where [`FakeAri::tap`] wants REST requests.
     tap: Mutex<Option<mpsc::UnboundedSender<Recorded>>>,
+    /// Paths whose answers wait for [`Held::answer`].
+    held: Mutex<HashMap<String, Arc<watch::Sender<Option<u16>>>>>,
+}
+
+/// A request path whose answers wait (see [`FakeAri::hold`]).
+pub struct Held {
+    tx: Arc<watch::Sender<Option<u16>>>,
+}
+
+impl Held {
+    /// Lets the waiting (and later) requests be answered: a 2xx `status`
+    /// gives the usual answer, any other status an error with a message.
+    pub fn answer(&self, status: u16) {
+        self.tx.send_replace(Some(status));
+    }
 }
 
 /// The fake server; stops accepting when dropped.
@@ -120,6 +137,7 @@ impl FakeAri {
             upgrades_open: AtomicBool::new(true),
             keep: AtomicBool::new(true),
             tap: Mutex::new(None),
+            held: Mutex::new(HashMap::new()),
         });
         let st = state.clone();
         let accept = tokio::spawn(async move {
@@ -206,6 +224,19 @@ impl FakeAri {
         *self.state.tap.lock().unwrap() = Some(tx);
         self.state.keep.store(false, Ordering::SeqCst);
         rx
+    }
+
+    /// Requests on `path` (e.g. `/ari/channels/vp-…-1`, an originate) are
+    /// recorded as they arrive, but answered only after [`Held::answer`]:
+    /// a slow or stuck Asterisk.
+    pub fn hold(&self, path: &str) -> Held {
+        let tx = Arc::new(watch::channel(None).0);
+        self.state
+            .held
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), tx.clone());
+        Held { tx }
     }
 
     /// What `GET /channels` returns.
@@ -338,7 +369,22 @@ async fn serve(tcp: TcpStream, state: Arc<State>) {
             let key = header("sec-websocket-key").unwrap_or_default();
             return websocket(io, &key, state).await;
         }
-        let (status, body) = rest(&rec, &state);
+        let held = state.held.lock().unwrap().get(&rec.path).cloned();
+        let (status, body) = match held {
+            None => rest(&rec, &state),
+            Some(tx) => {
+                let mut rx = tx.subscribe();
+                let Ok(status) = rx.wait_for(Option::is_some).await.map(|s| s.unwrap_or(500))
+                else {
+                    return;
+                };
+                if (200..300).contains(&status) {
+                    rest(&rec, &state)
+                } else {
+                    (status, json!({"message": "Allocation failed"}))
+                }
+            }
+        };
         if let Some(tap) = state.tap.lock().unwrap().as_ref() {
             let _ = tap.send(rec);
         }
@@ -384,6 +430,7 @@ async fn respond(io: &mut BufReader<TcpStream>, status: u16, body: &Value) -> st
         401 => "Unauthorized",
         404 => "Not Found",
         409 => "Conflict",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Other",
     };
