@@ -328,15 +328,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        record_status(
-            &mut tx,
-            order_id,
-            OrderStatus::Pending,
-            OrderStatus::InCall,
-            Some(detail),
-            now,
-        )
-        .await?;
+        // The attempt first: the `order.answered` payload written with the
+        // status change shows the order with this call in `attempts`.
         sqlx::query(
             "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -346,6 +339,15 @@ impl Store {
         .bind(channel_id)
         .bind(now)
         .execute(&mut *tx)
+        .await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Pending,
+            OrderStatus::InCall,
+            Some(detail),
+            now,
+        )
         .await?;
         tx.commit().await?;
         self.order(order_id).await
