@@ -202,7 +202,8 @@ async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: 
     // The store's cursor query sees status rows only.
     let rows = store.events_after(&id, 0).await.unwrap();
     assert!(
-        rows.iter().all(|r| r.kind == "created" || r.kind == "status"),
+        rows.iter()
+            .all(|r| r.kind == "created" || r.kind == "status"),
         "{rows:?}"
     );
     assert_eq!(rows.len(), 7, "{rows:?}");

@@ -328,7 +328,10 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     // The taken inbound call is in `order.answered`'s payload already.
     let answered: Value = serde_json::from_str(&outbox(&app, &progress).await[0].payload).unwrap();
     assert_eq!(answered["type"], "order.answered");
-    assert_eq!(answered["data"]["attempts"][0]["attempt"], 1, "{answered:#}");
+    assert_eq!(
+        answered["data"]["attempts"][0]["attempt"], 1,
+        "{answered:#}"
+    );
     assert!(
         answered["data"]["attempts"][0]["answered_at"].is_string(),
         "{answered:#}"
@@ -783,7 +786,12 @@ async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: D
     let row = outbox(&app, &id).await.remove(0);
     assert_eq!((row.status.as_str(), row.attempts), ("pending", 4));
     assert!(store
-        .finish_webhook(&row.id, "node_other", &voicepay::store::Delivery::Delivered, due)
+        .finish_webhook(
+            &row.id,
+            "node_other",
+            &voicepay::store::Delivery::Delivered,
+            due
+        )
         .await
         .unwrap());
     // Once that attempt is over, redeliver works again.

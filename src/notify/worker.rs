@@ -205,8 +205,7 @@ impl Notifier {
                     now,
                     row.schedule_start,
                     unit,
-                )
-                {
+                ) {
                     Some(next_attempt_at) => Delivery::Retry {
                         next_attempt_at,
                         error,
