@@ -26,7 +26,10 @@ impl Store {
     /// `calling`, one more attempt counted, the claim held until
     /// `claim_until`, and the `status` event appended, in one transaction.
     /// Returns the claimed order (its `attempts` is this attempt's number),
-    /// or None when nothing is due.
+    /// or None when nothing is due. The call's `call_attempts` row is not
+    /// written here but by the callback worker right after (before the
+    /// originate), so an `order.calling` webhook's `data.attempts` does not
+    /// list the call being placed yet (README, "Webhooks").
     pub async fn claim_callback(
         &self,
         node: &str,
