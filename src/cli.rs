@@ -236,11 +236,16 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                 .redeliver_webhook(&event_id, None, crate::store::now_ms())
                 .await?
             {
-                Some(r) => {
+                crate::store::Redelivery::Due(r) => {
                     println!("{} is due now (attempts so far: {})", r.id, r.attempts);
                     Ok(())
                 }
-                None => Err(anyhow::anyhow!("no webhook event {event_id}")),
+                crate::store::Redelivery::NotFound => {
+                    Err(anyhow::anyhow!("no webhook event {event_id}"))
+                }
+                crate::store::Redelivery::InFlight(_) => Err(anyhow::anyhow!(
+                    "webhook event {event_id} is being sent right now; try again when that attempt is over"
+                )),
             }
         }
     };

@@ -258,6 +258,71 @@ async fn the_first_test_card_pays_and_the_page_shows_success() {
     assert_eq!(bound_flags, [0, 1], "the second order used the binding");
 }
 
+/// Every status stream the page opens fails at once (an `EventSource`
+/// stand-in that only reports an error): the page reads the order instead,
+/// opens the stream again after a pause while the order is not final, and
+/// shows the result once it is, rather than waiting forever.
+#[tokio::test]
+async fn a_failing_status_stream_falls_back_to_reading_the_order() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let Some(paths) = require_browser() else {
+        return;
+    };
+    let app = demo_daemon().await;
+    let phone = phone();
+    lab.script_handset(&phone, &format!("answer=1;delay=1;keys=1wwww{PIN};hold=40"))
+        .await
+        .expect("script");
+    let b = Browser::start(&paths).await.expect("browser");
+    b.client
+        .goto(&app.url("/demo?lang=en"))
+        .await
+        .expect("open /demo");
+    b.client
+        .execute(
+            r#"
+            window.streamsOpened = 0;
+            window.EventSource = function (url) {
+              var me = this;
+              window.streamsOpened++;
+              me.url = url;
+              me.readyState = 0;
+              me.addEventListener = function () {};
+              me.close = function () { me.readyState = 2; };
+              setTimeout(function () {
+                me.readyState = 2;
+                if (me.onerror) { me.onerror(new Event('error')); }
+              }, 10);
+            };
+            return true;
+            "#,
+            vec![],
+        )
+        .await
+        .expect("script");
+    click(&b, ".card-btn").await;
+    type_into(&b, "#phone", &phone).await;
+    click(&b, "#pay").await;
+    let shown = wait_for_result(&b, "stream-fails").await;
+    let opened = b
+        .client
+        .execute("return window.streamsOpened;", vec![])
+        .await
+        .expect("script");
+    let shot = b.screenshot("stream-fails").await.expect("screenshot");
+    let _ = lab.clear_handset(&phone).await;
+    b.close().await;
+    assert_eq!(shown.outcome, "succeeded", "{shown:?} ({})", shot.display());
+    assert_eq!(shown.title, "Payment successful", "{shown:?}");
+    // The call takes many seconds: the stream was tried again meanwhile.
+    assert!(
+        opened.as_i64().unwrap_or(0) >= 2,
+        "streams opened: {opened}"
+    );
+}
+
 /// The handset keys a wrong PIN three times: the page (in English) says
 /// the payment failed and why, in words.
 #[tokio::test]

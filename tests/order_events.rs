@@ -85,7 +85,15 @@ async fn store(app: &TestApp) -> Store {
 
 /// Moves the order along `path` (each step from the previous status).
 async fn walk(store: &Store, id: &str, path: &[(OrderStatus, Option<&str>)]) {
-    let mut from = OrderStatus::Pending;
+    walk_from(store, id, OrderStatus::Pending, path).await
+}
+
+async fn walk_from(
+    store: &Store,
+    id: &str,
+    mut from: OrderStatus,
+    path: &[(OrderStatus, Option<&str>)],
+) {
     for (to, detail) in path {
         let result = match to {
             OrderStatus::Succeeded => Some(ResultCode::Approved),
@@ -168,6 +176,72 @@ async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestA
     // After the final event there is nothing left, and the stream ends.
     let (body, none) = read_stream(&app, &id, Some(last.id)).await;
     assert!(none.is_empty(), "{body}");
+}
+
+/// A `bank` audit row written between two status changes (in its own
+/// transaction, as the authorization code does) is neither streamed nor
+/// used as the stream's cursor: the store hands the stream status rows
+/// only, so on PostgreSQL, where ids are taken at insert and not at commit,
+/// a later-id bank row can never carry the cursor past a status row.
+async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: TestApp) {
+    let id = new_order(&app).await;
+    let store = store(&app).await;
+    walk(&store, &id, &PAID_AFTER_A_WRONG_PIN[..3]).await;
+    store
+        .append_event(&id, "bank", "authorize attempt 1", now_ms())
+        .await
+        .unwrap();
+    walk_from(
+        &store,
+        &id,
+        OrderStatus::Authorizing,
+        &PAID_AFTER_A_WRONG_PIN[3..],
+    )
+    .await;
+
+    // The store's cursor query sees status rows only.
+    let rows = store.events_after(&id, 0).await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.kind == "created" || r.kind == "status"),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 7, "{rows:?}");
+    let bank_id = store
+        .events_for(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "bank")
+        .expect("the bank row")
+        .id;
+    assert!(rows[3].id < bank_id && bank_id < rows[4].id, "{rows:?}");
+
+    let (body, all) = read_stream(&app, &id, None).await;
+    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pending",
+            "calling",
+            "in_call",
+            "authorizing",
+            "in_call",
+            "authorizing",
+            "succeeded"
+        ],
+        "{body}"
+    );
+    assert!(!all.iter().any(|e| e.id == bank_id), "{body}");
+    // Resuming from the status just before the bank row gets every status
+    // after it; resuming from the bank row's id too.
+    let (_, rest) = read_stream(&app, &id, Some(all[3].id)).await;
+    let names: Vec<&str> = rest.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["in_call", "authorizing", "succeeded"]);
+    let (_, rest) = read_stream(&app, &id, Some(bank_id)).await;
+    let ids: Vec<i64> = rest.iter().map(|e| e.id).collect();
+    let expected: Vec<i64> = all[4..].iter().map(|e| e.id).collect();
+    assert_eq!(ids, expected);
 }
 
 async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
@@ -346,6 +420,7 @@ macro_rules! on_both {
 
 on_both!(
     events_arrive_in_order_and_resume_gives_the_missed_ones_only,
+    a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume,
     a_live_stream_follows_the_order_until_it_is_final,
     an_idle_stream_sends_keep_alive_comments,
     only_the_orders_merchant_may_follow_it,

@@ -64,12 +64,13 @@ struct Row {
     next_attempt_at: i64,
     last_error: Option<String>,
     payload: String,
+    delivered_at: Option<i64>,
 }
 
 async fn outbox(app: &TestApp, order_id: &str) -> Vec<Row> {
     sqlx::query_as::<_, Row>(
-        "SELECT id, event_type, status, attempts, next_attempt_at, last_error, payload \
-         FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, event_type",
+        "SELECT id, event_type, status, attempts, next_attempt_at, last_error, payload, \
+            delivered_at FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, event_type",
     )
     .bind(order_id)
     .fetch_all(&app.pool)
@@ -154,6 +155,7 @@ both_stores!(
     a_failed_attempt_is_retried_on_the_configured_schedule,
     a_redirect_is_not_followed_and_counts_as_a_failure,
     after_the_window_the_event_fails_and_redeliver_sends_it,
+    redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight,
     a_slow_receiver_does_not_hold_up_other_merchants,
     the_openapi_document_describes_webhooks,
     a_lease_keeps_other_nodes_off_until_it_runs_out,
@@ -323,6 +325,17 @@ async fn final_events_always_progress_events_on_request(db: Db) {
         .unwrap();
     assert_eq!(fail["data"]["result"]["code"], "insufficient_funds");
     assert_eq!(fail["data"]["result"]["resp_code"], "64");
+    // The taken inbound call is in `order.answered`'s payload already.
+    let answered: Value = serde_json::from_str(&outbox(&app, &progress).await[0].payload).unwrap();
+    assert_eq!(answered["type"], "order.answered");
+    assert_eq!(
+        answered["data"]["attempts"][0]["attempt"], 1,
+        "{answered:#}"
+    );
+    assert!(
+        answered["data"]["attempts"][0]["answered_at"].is_string(),
+        "{answered:#}"
+    );
 
     // The merchant's default notify_url applies when the order has none;
     // with neither, nothing is queued.
@@ -481,10 +494,34 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
     })
     .await;
     app.restart().await;
+    // The old daemon is stopped (and waited for) by now: whatever is
+    // delivered from here on, the new one sent.
+    let restarted = now_ms();
+    assert_eq!(rx.got().len(), 1, "the retry came before the restart");
     eventually("delivered by the new daemon", || async {
         outbox(&app, &id).await[0].status == "delivered"
     })
     .await;
+    let row = outbox(&app, &id).await.remove(0);
+    assert!(
+        row.delivered_at.unwrap() >= restarted,
+        "delivered at {:?}, before the restart at {restarted}",
+        row.delivered_at
+    );
+    // And the new daemon counts it as its own delivery.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("voicepay_webhook_deliveries_total{outcome=\"delivered\"} 1"),
+        "{metrics}"
+    );
     let got = rx.got();
     assert_eq!(got.len(), 2);
     assert_eq!(
@@ -674,6 +711,94 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(rx.got().len(), 4);
     assert_eq!(outbox(&app, &id).await[0].status, "delivered");
+}
+
+/// After a redeliver the backoff starts again at 30 s, whatever the number
+/// of attempts already made; an event a node is sending right now cannot
+/// be redelivered (409 over the API, an error from the CLI).
+async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: Db) {
+    let Some(app) = support::spawn_app_with(db, quiet).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    for _ in 0..10 {
+        rx.reply(Reply::Status(500));
+    }
+    let id = order(&app, "RS1", json!({"notify_url": rx.url})).await;
+    cancel(&app, &app.api_key, &id).await;
+    let t0 = now_ms() + 1000;
+    let clock = Arc::new(FakeClock::at(t0));
+    let w = worker(&app, clock.clone(), schedule).await;
+    // Three failures: 30 s, 1 min, then 2 min until the next try.
+    for wait in [30_000, 60_000] {
+        assert_eq!(w.run_once().await.unwrap(), 1);
+        clock.advance(wait);
+    }
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    let row = outbox(&app, &id).await.remove(0);
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 3));
+    assert_eq!(row.next_attempt_at, t0 + 90_000 + 120_000);
+
+    // Redelivered: due now, and its first failure waits 30 s again, not 4 min.
+    let path = format!("/v1/webhooks/events/{}/redeliver", row.id);
+    let resp = app.post_json(&path, &app.api_key, &json!({})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    let row = outbox(&app, &id).await.remove(0);
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 4));
+    assert_eq!(row.next_attempt_at, t0 + 90_000 + 30_000);
+
+    // Another node holds the event (it is sending it): a redeliver now
+    // would be lost or would lose that attempt's outcome, so it is refused.
+    let store = Store::connect(&app.settings.database.url, 1).await.unwrap();
+    let due = t0 + 90_000 + 30_000;
+    let leased = store
+        .claim_webhooks("node_other", due, now_ms() + 600_000, 4, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    let resp = app.post_json(&path, &app.api_key, &json!({})).await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "webhook_in_flight"
+    );
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
+            c.env_remove(k);
+        }
+    }
+    let out = c
+        .env("VOICEPAY__DATABASE__URL", &app.settings.database.url)
+        .env("VOICEPAY__CRYPTO__KEY_FILE", &app.settings.crypto.key_file)
+        .args(["webhooks", "redeliver", &row.id])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("being sent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The holder's outcome is recorded as usual, and the lease is left alone.
+    let row = outbox(&app, &id).await.remove(0);
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 4));
+    assert!(store
+        .finish_webhook(
+            &row.id,
+            "node_other",
+            &voicepay::store::Delivery::Delivered,
+            due
+        )
+        .await
+        .unwrap());
+    // Once that attempt is over, redeliver works again.
+    let resp = app.post_json(&path, &app.api_key, &json!({})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], "pending");
+    store.close().await;
 }
 
 async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {

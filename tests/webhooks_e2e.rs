@@ -59,15 +59,33 @@ async fn pay(app: &TestApp, rx: &Receiver, phone: &str, progress: bool, keys: &s
     v
 }
 
-/// The events the receiver got for `order`, in the order they were created.
+/// The events the receiver got for `order`, in the order they were created:
+/// by their parsed `created` time, and within one millisecond in the order
+/// the outbox queued them, which for one order follows its status changes
+/// (calling, answered, authorizing, final); the sort is stable, so equal
+/// keys keep the order they were received in.
 fn events_of(rx: &Receiver, order: &str) -> Vec<Value> {
+    fn created(e: &Value) -> i128 {
+        let s = e["created"].as_str().expect("created");
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .expect("created is RFC 3339")
+            .unix_timestamp_nanos()
+    }
+    fn queued(e: &Value) -> u8 {
+        match e["type"].as_str().unwrap_or_default() {
+            "order.calling" => 0,
+            "order.answered" => 1,
+            "order.authorizing" => 2,
+            _ => 3,
+        }
+    }
     let mut events: Vec<Value> = rx
         .got()
         .iter()
         .map(|r| r.json())
         .filter(|e| e["data"]["id"] == order)
         .collect();
-    events.sort_by(|a, b| a["created"].as_str().cmp(&b["created"].as_str()));
+    events.sort_by_key(|e| (created(e), queued(e)));
     events
 }
 

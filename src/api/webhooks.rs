@@ -5,7 +5,7 @@
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::orders::view::rfc3339;
 use super::{auth::Merchant, AppState};
-use crate::store::{now_ms, OutboxRow, WebhookFilter};
+use crate::store::{now_ms, OutboxRow, Redelivery, WebhookFilter};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -147,7 +147,9 @@ pub async fn list(
 }
 
 /// Send an event again now (e.g. after it failed). Earlier attempts stay
-/// counted; the retry schedule starts over.
+/// counted; the retry schedule starts over (30 s, 1 min, … within a fresh
+/// 24 h window). 409 `webhook_in_flight` while the event is being sent:
+/// try again when that attempt is over.
 #[utoipa::path(
     post, path = "/v1/webhooks/events/{id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, description = "event id")),
@@ -155,6 +157,7 @@ pub async fn list(
         (status = 200, description = "The event, due now", body = EventView),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such event for this merchant", body = ErrorBody),
+        (status = 409, description = "The event is being sent right now (`webhook_in_flight`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -166,11 +169,21 @@ pub async fn redeliver(
     if !valid_id(&id) {
         return Err(ApiError::NotFound);
     }
-    let row = state
+    let row = match state
         .store
         .redeliver_webhook(&id, Some(&merchant.id), now_ms())
         .await?
-        .ok_or(ApiError::NotFound)?;
+    {
+        Redelivery::Due(row) => row,
+        Redelivery::NotFound => return Err(ApiError::NotFound),
+        Redelivery::InFlight(_) => {
+            return Err(ApiError::Conflict {
+                code: "webhook_in_flight",
+                message: "the event is being sent right now; try again when that attempt is over"
+                    .into(),
+            })
+        }
+    };
     tracing::info!(event = %row.id, merchant = %merchant.id, "webhook redelivery requested");
     Ok(Json(EventView::new(&row)))
 }

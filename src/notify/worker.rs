@@ -5,9 +5,10 @@
 //! permits on this node. A merchant whose permits are all taken is left out
 //! of the next claim, and a claim takes at most that many rows of any one
 //! merchant, so a slow or dead receiver holds its own permits and nothing
-//! else; every request has a timeout. A lease outlives the timeout, so a
-//! row is never sent by two nodes at once, and a crashed node's rows come
-//! back when their lease ends.
+//! else; every request has a timeout. The lease is renewed right before
+//! the send and the whole delivery is bounded well inside it, so a row is
+//! not sent by two nodes at once (as long as the nodes' clocks agree within
+//! a few seconds), and a crashed node's rows come back when their lease ends.
 
 use super::{signature_header, Clock, Schedule};
 use crate::api::Metrics;
@@ -104,10 +105,22 @@ impl Notifier {
         Ok(n)
     }
 
+    /// How long a lease lasts: the whole delivery (bounded by
+    /// [`Self::delivery_bound`]) fits in it with room to record the outcome.
+    fn lease_ms(&self) -> i64 {
+        (self.settings.timeout_secs as i64 + 30) * 1000
+    }
+
+    /// The most one delivery (secret lookup, connect, request, response)
+    /// may take: well inside a lease renewed right before it.
+    fn delivery_bound(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs + 15)
+    }
+
     /// Claims due rows and starts a task for each one this node may send now.
     async fn dispatch(self: &Arc<Self>, running: &mut JoinSet<()>) -> anyhow::Result<usize> {
         let now = self.clock.now_ms();
-        let lease_until = now + (self.settings.timeout_secs as i64 + 30) * 1000;
+        let lease_until = now + self.lease_ms();
         let rows = self
             .store
             .claim_webhooks(
@@ -153,15 +166,46 @@ impl Notifier {
 
     async fn deliver(&self, row: OutboxRow, _permit: OwnedSemaphorePermit) {
         let attempt = row.attempts + 1;
-        let outcome = match self.send(&row).await {
+        // The lease is renewed right before the send and the send is bounded
+        // well inside it, so no other node can claim the row while this one
+        // is sending it. A row whose lease ran out meanwhile (another node
+        // may hold it now) is not sent.
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .renew_webhook_lease(&row.id, &self.node, now, now + self.lease_ms())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(event = %row.id, "webhook lease lost before sending; not sent");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(event = %row.id, error = %e, "renewing a webhook lease failed");
+                return;
+            }
+        }
+        let sent = match tokio::time::timeout(self.delivery_bound(), self.send(&row)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(format!(
+                "timed out after {} s",
+                self.delivery_bound().as_secs()
+            )),
+        };
+        let outcome = match sent {
             Ok(()) => Delivery::Delivered,
             Err(error) => {
                 let now = self.clock.now_ms();
                 let unit: f64 = rand::random();
-                match self
-                    .schedule
-                    .next_attempt_at(attempt, now, row.schedule_start, unit)
-                {
+                // The backoff counts the attempts since the schedule
+                // started (creation or the last redeliver).
+                match self.schedule.next_attempt_at(
+                    row.schedule_attempt(),
+                    now,
+                    row.schedule_start,
+                    unit,
+                ) {
                     Some(next_attempt_at) => Delivery::Retry {
                         next_attempt_at,
                         error,

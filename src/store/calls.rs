@@ -26,7 +26,10 @@ impl Store {
     /// `calling`, one more attempt counted, the claim held until
     /// `claim_until`, and the `status` event appended, in one transaction.
     /// Returns the claimed order (its `attempts` is this attempt's number),
-    /// or None when nothing is due.
+    /// or None when nothing is due. The call's `call_attempts` row is not
+    /// written here but by the callback worker right after (before the
+    /// originate), so an `order.calling` webhook's `data.attempts` does not
+    /// list the call being placed yet (README, "Webhooks").
     pub async fn claim_callback(
         &self,
         node: &str,
@@ -364,15 +367,8 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        record_status(
-            &mut tx,
-            order_id,
-            OrderStatus::Pending,
-            OrderStatus::InCall,
-            Some(detail),
-            now,
-        )
-        .await?;
+        // The attempt first: the `order.answered` payload written with the
+        // status change shows the order with this call in `attempts`.
         sqlx::query(
             "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
              VALUES ($1, $2, $3, $4, $4)",
@@ -382,6 +378,15 @@ impl Store {
         .bind(channel_id)
         .bind(now)
         .execute(&mut *tx)
+        .await?;
+        record_status(
+            &mut tx,
+            order_id,
+            OrderStatus::Pending,
+            OrderStatus::InCall,
+            Some(detail),
+            now,
+        )
         .await?;
         tx.commit().await?;
         self.order(order_id).await

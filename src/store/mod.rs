@@ -17,7 +17,7 @@ pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
-pub use webhooks::{event_type, Delivery, OutboxRow, WebhookFilter};
+pub use webhooks::{event_type, Delivery, OutboxRow, Redelivery, WebhookFilter};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

@@ -269,13 +269,22 @@ impl Store {
         .await?)
     }
 
-    /// The order's events with an id above `after_id`, oldest first (at
-    /// most 100): what a live status stream has not sent yet. Ids grow
-    /// with every insert on both databases, so `after_id` is a cursor.
+    /// The order's status events (`created` and `status` rows) with an id
+    /// above `after_id`, oldest first (at most 100): what a live status
+    /// stream has not sent yet.
+    ///
+    /// Only status rows: they are written with the order row updated in
+    /// the same transaction, so the row lock serializes them per order and
+    /// their ids commit in order; `after_id` is then a safe cursor. Other
+    /// audit rows (`bank` …) are written in transactions of their own, and
+    /// on PostgreSQL an id is taken at insert, not at commit: a later-id
+    /// bank row can be visible before an earlier-id status row, and a
+    /// cursor moved past it would skip that status for good.
     pub async fn events_after(&self, order_id: &str, after_id: i64) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
             "SELECT id, kind, from_status, to_status, detail, created_at \
-             FROM order_events WHERE order_id = $1 AND id > $2 ORDER BY id LIMIT 100",
+             FROM order_events WHERE order_id = $1 AND id > $2 \
+               AND kind IN ('created', 'status') ORDER BY id LIMIT 100",
         )
         .bind(order_id)
         .bind(after_id)

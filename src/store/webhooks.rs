@@ -33,10 +33,34 @@ pub struct OutboxRow {
     pub delivered_at: Option<i64>,
     /// Start of the retry window: creation, or the last redeliver.
     pub schedule_start: i64,
+    /// `attempts` at `schedule_start`: the backoff counts the attempts
+    /// since then, so a redeliver starts the schedule over.
+    pub schedule_attempts_base: i64,
+}
+
+impl OutboxRow {
+    /// The number of the next attempt within the current retry schedule
+    /// (1 = the first since creation or since the last redeliver).
+    pub fn schedule_attempt(&self) -> i64 {
+        (self.attempts - self.schedule_attempts_base).max(0) + 1
+    }
+}
+
+/// What [`Store::redeliver_webhook`] did.
+#[derive(Debug, Clone)]
+pub enum Redelivery {
+    /// Due now, with a fresh window and schedule.
+    Due(OutboxRow),
+    /// No such event (of this merchant).
+    NotFound,
+    /// A node holds the event right now (it is being sent); try again when
+    /// that attempt is over.
+    InFlight(OutboxRow),
 }
 
 const OUTBOX_COLUMNS: &str = "id, merchant_id, order_id, event_type, payload, notify_url, status, \
-     attempts, next_attempt_at, last_error, created_at, delivered_at, schedule_start";
+     attempts, next_attempt_at, last_error, created_at, delivered_at, schedule_start, \
+     schedule_attempts_base";
 
 /// How one delivery attempt ended, as the worker records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +230,30 @@ impl Store {
         Ok(q.fetch_all(&self.write).await?)
     }
 
+    /// Extends `node`'s lease on a row to `lease_until`, right before it is
+    /// sent. False when the lease was lost meanwhile (it ran out and another
+    /// node took the row, or the row is no longer pending): then the row
+    /// must not be sent.
+    pub async fn renew_webhook_lease(
+        &self,
+        id: &str,
+        node: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_outbox SET locked_until = $1 \
+             WHERE id = $2 AND locked_by = $3 AND status = 'pending' AND locked_until > $4",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(node)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Gives a leased row back untouched (this node cannot send it now).
     pub async fn release_webhook(&self, id: &str, node: &str) -> Result<()> {
         sqlx::query(
@@ -311,26 +359,36 @@ impl Store {
         Ok(q.fetch_all(&self.read).await?)
     }
 
-    /// Makes an event due again now with a fresh retry window; the attempts
-    /// made so far stay counted. `None` when there is no such event (of
-    /// `merchant_id`, when given).
+    /// Makes an event due again now with a fresh retry window and a retry
+    /// schedule that starts over (the attempts made so far stay counted).
+    /// Refused while a node holds the event's lease (it is being sent): the
+    /// outcome of that attempt would otherwise overwrite the redeliver, or
+    /// the redeliver that attempt's outcome.
     pub async fn redeliver_webhook(
         &self,
         id: &str,
         merchant_id: Option<&str>,
         now: i64,
-    ) -> Result<Option<OutboxRow>> {
+    ) -> Result<Redelivery> {
         if self.webhook(id, merchant_id).await?.is_none() {
-            return Ok(None);
+            return Ok(Redelivery::NotFound);
         }
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE webhook_outbox SET status = 'pending', next_attempt_at = $1, \
-                schedule_start = $1, delivered_at = NULL WHERE id = $2",
+                schedule_start = $1, schedule_attempts_base = attempts, delivered_at = NULL, \
+                locked_by = NULL, locked_until = NULL \
+             WHERE id = $2 AND NOT (status = 'pending' AND locked_until IS NOT NULL \
+                AND locked_until > $1)",
         )
         .bind(now)
         .bind(id)
         .execute(&self.write)
         .await?;
-        self.webhook(id, merchant_id).await
+        let row = self.webhook(id, merchant_id).await?;
+        Ok(match row {
+            None => Redelivery::NotFound,
+            Some(r) if done.rows_affected() == 1 => Redelivery::Due(r),
+            Some(r) => Redelivery::InFlight(r),
+        })
     }
 }
