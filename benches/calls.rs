@@ -294,4 +294,18 @@ async fn run(style: &str, calls: usize) {
         "({style}: all {calls} orders final after {:.1} s)",
         wall.as_secs_f64()
     );
+    // Orders that needed more than one call, and why the earlier ones ended.
+    let mut retried: std::collections::BTreeMap<String, usize> = Default::default();
+    for v in &done {
+        let Some(attempts) = v["attempts"].as_array().filter(|a| a.len() > 1) else {
+            continue;
+        };
+        for a in &attempts[..attempts.len() - 1] {
+            let why = format!("{} {}", a["outcome"], a["cause"]);
+            *retried.entry(why).or_default() += 1;
+        }
+    }
+    if !retried.is_empty() {
+        eprintln!("({style}: attempts that were retried, by outcome and cause: {retried:?})");
+    }
 }

@@ -55,6 +55,11 @@ pub struct AriSettings {
     pub password: String,
     /// The Stasis application name; each node sharing one Asterisk needs its own.
     pub app: String,
+    /// How long `POST /channels` (an originate) may take, in seconds. Other
+    /// requests answer in milliseconds; placing a call can take seconds on a
+    /// busy Asterisk, and a timed-out originate must be checked before it is
+    /// sent again.
+    pub originate_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -148,6 +153,7 @@ impl Default for AriSettings {
             username: "voicepay".into(),
             password: String::new(),
             app: "voicepay".into(),
+            originate_timeout_secs: 15,
         }
     }
 }
@@ -378,6 +384,9 @@ impl Settings {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return invalid("ari.app", "must be letters, digits, - or _");
+        }
+        if !(1..=120).contains(&self.ari.originate_timeout_secs) {
+            return invalid("ari.originate_timeout_secs", "must be 1 to 120");
         }
         if !self.telephony.callback_endpoint.contains("{phone}") {
             return invalid("telephony.callback_endpoint", "must contain {phone}");

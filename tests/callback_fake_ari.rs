@@ -472,6 +472,71 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
     assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
 }
 
+/// A busy Asterisk answers the originate after our request timeout: the
+/// call was placed all the same. The daemon finds the channel instead of
+/// failing the attempt (and calling the cardholder a second time later).
+#[tokio::test]
+async fn an_originate_that_times_out_but_was_placed_is_kept() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, "T1").await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    fake.set_channels(vec![channel(&ch, "Ring")]);
+    let posted = request(&fake, originate_of(ch.clone())).await;
+    // The client gives up after its 5 s request timeout, then looks.
+    request(&fake, |r| {
+        r.method == "GET" && r.path == "/ari/channels" && r.at > posted.at
+    })
+    .await;
+    held.answer(200);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = view(&app, &id).await;
+    assert_eq!(v["status"], "calling", "{v:#}");
+    assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    let v = pay(&app, &fake, &id, &ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
+/// An originate that got no answer and placed no channel (Asterisk lists
+/// none) is sent once more with the same channel id, which Asterisk would
+/// refuse if the first had placed it after all.
+#[tokio::test]
+async fn an_originate_lost_before_asterisk_is_sent_once_more() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, "R1").await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let first = request(&fake, originate_of(ch.clone())).await;
+    // After the timeout the daemon looks, finds no channel, and resends.
+    request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{ch}") && r.at > first.at
+    })
+    .await;
+    held.answer(200);
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    let v = pay(&app, &fake, &id, &ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    let posts = fake
+        .rest_calls()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == format!("/ari/channels/{ch}"))
+        .count();
+    assert_eq!(posts, 2, "sent once more, never a third time");
+}
+
 /// The events socket reconnects while an originate's `POST /channels` is
 /// still in flight: the channel is in neither Asterisk's list nor a call
 /// task yet, and is not taken for a lost call (no second call, no hang-up

@@ -14,8 +14,17 @@ pub fn serve(mut cmd: Command) -> (Child, String) {
         .expect("voicepay serve");
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().expect("piped stderr");
+    // `VOICEPAY_BENCH_LOG=FILE` keeps the daemon's log, to see why a call
+    // failed.
+    let mut keep = std::env::var_os("VOICEPAY_BENCH_LOG")
+        .and_then(|p| std::fs::File::create(p).ok())
+        .map(std::io::LineWriter::new);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = keep.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
             if let Some(rest) = line.split("listen=").nth(1) {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
             }

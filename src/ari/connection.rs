@@ -347,6 +347,7 @@ mod tests {
             username: "u".into(),
             password: "secret".into(),
             app: "voicepay node1".into(),
+            ..AriSettings::default()
         };
         let url = events_url(&s).unwrap();
         assert_eq!(

@@ -58,7 +58,17 @@ impl From<reqwest::Error> for AriError {
     fn from(e: reqwest::Error) -> Self {
         // Without the URL: ours carry channel ids, never secrets, but keep
         // logs short and uniform.
-        AriError::Transport(e.without_url().to_string())
+        // With the causes underneath: "error sending request" alone does
+        // not tell a refused connection from a reset or a timeout.
+        let e = e.without_url();
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        AriError::Transport(text)
     }
 }
 
@@ -230,6 +240,8 @@ pub struct AriRest {
     events: Arc<watch::Sender<bool>>,
     /// Bounds requests in flight (see [`RestOptions::max_in_flight`]).
     in_flight: Arc<Semaphore>,
+    /// `ari.originate_timeout_secs`: the limit for `POST /channels`.
+    originate_timeout: Duration,
 }
 
 impl std::fmt::Debug for AriRest {
@@ -289,6 +301,7 @@ impl AriRest {
             auth: basic_auth(settings)?,
             events: Arc::new(watch::channel(false).0),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            originate_timeout: Duration::from_secs(settings.originate_timeout_secs.max(1)),
         })
     }
 
@@ -442,7 +455,8 @@ impl AriCommands for AriRest {
         }
         let mut req = self
             .request(Method::POST, &["channels", &o.channel_id])
-            .query(&query);
+            .query(&query)
+            .timeout(self.originate_timeout);
         if !o.variables.is_empty() {
             req = req.json(&serde_json::json!({ "variables": o.variables }));
         }
@@ -522,6 +536,7 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
             app: "voicepay".into(),
+            ..AriSettings::default()
         }
     }
 

@@ -19,7 +19,7 @@
 
 use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
-use crate::ari::{self, AriCommands, AriRest, Call, HangupReason, Originate};
+use crate::ari::{self, AriCommands, AriError, AriRest, Call, HangupReason, Originate};
 use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::domain::{CardKind, Language, OrderStatus, ResultCode};
@@ -36,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 const POLL: Duration = Duration::from_millis(500);
 /// Slack on top of the longest call in a claim's length.
 const CLAIM_MARGIN: Duration = Duration::from_secs(60);
+/// Pause before looking for the channel of an originate that timed out.
+const ORIGINATE_RECHECK: Duration = Duration::from_secs(1);
 
 /// One originate of ours, from claim until its call task ends.
 pub(super) struct Placed {
@@ -313,25 +315,51 @@ impl<M: Matcher + 'static> Callbacks<M> {
             variables: BTreeMap::new(),
         };
         tracing::info!(order = %order.id, channel = %channel_id, attempt = order.attempts, "placing callback");
-        let result = self.rest.originate(&request).await;
-        let mut placed = self.placed.lock().await;
-        let Some(p) = placed.get_mut(channel_id) else {
-            // Its call task already ended (events beat the answer).
-            return;
+        let mut resent = false;
+        let mut placed = loop {
+            let result = self.rest.originate(&request).await;
+            let mut placed = self.placed.lock().await;
+            let Some(p) = placed.get_mut(channel_id) else {
+                // Its call task already ended (events beat the answer).
+                return;
+            };
+            p.originating = false;
+            let e = match result {
+                Ok(_) => return,
+                // Our own channel id exists: the first POST placed it.
+                Err(AriError::Conflict(_)) if resent => return,
+                Err(e) => e,
+            };
+            if p.running {
+                // The POST failed (timed out) yet the channel exists: its
+                // events reached a call task first, which settles the order.
+                tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate answered with an error, but the call is running; left to it");
+                return;
+            }
+            if resent || !matches!(e, AriError::Transport(_)) {
+                tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate failed");
+                break placed;
+            }
+            // No answer, or the connection failed (a busy Asterisk can take
+            // longer than our timeout, or drop a kept-alive connection): the
+            // call may have been placed. Never originate again blindly:
+            // look for the channel first; only when Asterisk shows none is
+            // the same request sent once more. Our channel id makes that
+            // safe: a second POST for an existing channel is refused (409).
+            drop(placed);
+            if self.placed_anyway(order, channel_id).await {
+                return;
+            }
+            let mut placed = self.placed.lock().await;
+            match placed.get_mut(channel_id) {
+                Some(p) if !p.running => p.originating = true,
+                _ => return,
+            }
+            drop(placed);
+            tracing::info!(order = %order.id, channel = %channel_id, error = %e, "originate got no answer and placed no channel; sending it once more");
+            resent = true;
         };
-        p.originating = false;
-        let Err(e) = result else {
-            return;
-        };
-        if p.running {
-            // The POST failed (timed out) yet the channel exists: its events
-            // reached a call task first, which settles the order.
-            tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate answered with an error, but the call is running; left to it");
-            return;
-        }
-        // Not retried here: a timed-out POST may have placed the call;
-        // the attempt fails and the order's retry schedule applies.
-        tracing::warn!(order = %order.id, channel = %channel_id, error = %e, "originate failed");
+        // The attempt fails and the order's retry schedule applies.
         let gone = placed.remove(channel_id);
         drop(placed);
         drop(gone);
@@ -344,6 +372,36 @@ impl<M: Matcher + 'static> Callbacks<M> {
         )
         .await;
         self.wake.notify_one();
+    }
+
+    /// After an originate that got no answer: whether its channel exists
+    /// after all (or its events already reached a call task), so the call
+    /// is left to its events. Looks a few times, [`ORIGINATE_RECHECK`]
+    /// apart; false when Asterisk shows no such channel.
+    async fn placed_anyway(&self, order: &OrderRow, channel_id: &str) -> bool {
+        for _ in 0..3 {
+            tokio::time::sleep(ORIGINATE_RECHECK).await;
+            if self
+                .placed
+                .lock()
+                .await
+                .get(channel_id)
+                .is_none_or(|p| p.running)
+            {
+                return true;
+            }
+            match self.rest.channels().await {
+                Ok(list) if list.iter().any(|c| c.id == channel_id) => {
+                    tracing::warn!(order = %order.id, channel = %channel_id, "originate timed out, but the call was placed; left to its events");
+                    return true;
+                }
+                Ok(_) => return false,
+                Err(e) => {
+                    tracing::debug!(order = %order.id, error = %e, "cannot list channels yet");
+                }
+            }
+        }
+        false
     }
 
     /// Whether `channel_id` is one of our originates still waiting for its

@@ -160,6 +160,8 @@ impl FakeAri {
             username: USER.into(),
             password: PASSWORD.into(),
             app: "voicepay-test".into(),
+            // Short, so tests of an originate left unanswered run quickly.
+            originate_timeout_secs: 5,
         }
     }
 
