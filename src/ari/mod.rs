@@ -9,7 +9,7 @@
 //! ordered stream of [`Notice`]s: connection changes (flip `/readyz`,
 //! reconcile orders) and new calls (spawn a task per [`Call`]):
 //!
-//! ```ignore
+//! ```text
 //! let mut ari = AriClient::start(&settings.ari, shutdown.clone())?;
 //! while let Some(notice) = ari.notices.recv().await {
 //!     match notice {
