@@ -7,7 +7,7 @@
 mod fake_ari;
 mod support;
 
-use fake_ari::{channel, event, FakeAri, Recorded};
+use fake_ari::{channel, event, FakeAri, Held, Recorded};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{order_body, spawn_app_with, Db, TestApp};
@@ -435,18 +435,37 @@ async fn claim_until(app: &TestApp, id: &str) -> i64 {
         .unwrap()
 }
 
+/// A daemon with ARI up and a new order whose first originate the fake
+/// holds unanswered: (fake, app, order id, channel id, the held answer).
+async fn held_originate(reference: &str) -> (FakeAri, TestApp, String, String, Held) {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, reference).await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    (fake, app, id, ch, held)
+}
+
+/// The cardholder answers `ch` and pays on it: approved, on the order's
+/// one and only attempt.
+async fn answer_and_pay_on_one_attempt(app: &TestApp, fake: &FakeAri, id: &str, ch: &str) {
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(ch)}),
+    ));
+    let v = pay(app, fake, id, ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
 /// `POST /channels` answers with an error after the channel's own events
 /// came (a timed-out originate that Asterisk did place): the call task that
 /// those events started owns the call; the error neither fails the attempt
 /// nor queues a second call while the first one rings.
 #[tokio::test]
 async fn an_originate_error_after_its_events_leaves_the_call_running() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "E1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("E1").await;
     request(&fake, originate_of(ch.clone())).await;
     // It rings before the POST is answered.
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
@@ -463,13 +482,7 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
         "no second call while the first rings"
     );
     // The cardholder answers the first call and pays on it.
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
 }
 
 /// A busy Asterisk answers the originate after our request timeout: the
@@ -477,12 +490,7 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
 /// failing the attempt (and calling the cardholder a second time later).
 #[tokio::test]
 async fn an_originate_that_times_out_but_was_placed_is_kept() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "T1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("T1").await;
     fake.set_channels(vec![channel(&ch, "Ring")]);
     let posted = request(&fake, originate_of(ch.clone())).await;
     // The client gives up after its 5 s request timeout, then looks.
@@ -495,13 +503,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
     let v = view(&app, &id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
 }
 
 /// An originate that got no answer and placed no channel (Asterisk lists
@@ -509,12 +511,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
 /// refuse if the first had placed it after all.
 #[tokio::test]
 async fn an_originate_lost_before_asterisk_is_sent_once_more() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "R1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("R1").await;
     let first = request(&fake, originate_of(ch.clone())).await;
     // After the timeout the daemon looks, finds no channel, and resends.
     request(&fake, |r| {
@@ -522,13 +519,7 @@ async fn an_originate_lost_before_asterisk_is_sent_once_more() {
     })
     .await;
     held.answer(200);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
     let posts = fake
         .rest_calls()
         .iter()
@@ -543,12 +534,7 @@ async fn an_originate_lost_before_asterisk_is_sent_once_more() {
 /// of the late channel).
 #[tokio::test]
 async fn a_reconnect_keeps_an_originate_still_in_flight() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "E2").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("E2").await;
     request(&fake, originate_of(ch.clone())).await;
 
     fake.drop_socket();
@@ -574,13 +560,7 @@ async fn a_reconnect_keeps_an_originate_still_in_flight() {
     // Asterisk answers the POST at last; the call rings and is answered.
     held.answer(200);
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
     assert!(
         fake.rest_calls()
             .iter()
