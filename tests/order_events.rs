@@ -42,6 +42,11 @@ fn parse(body: &str) -> Vec<Sse> {
         .collect()
 }
 
+/// The events' names (their statuses), in stream order.
+fn names(events: &[Sse]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
 /// The whole stream, which must end by itself (after the final status).
 async fn read_stream(app: &TestApp, id: &str, last_event_id: Option<i64>) -> (String, Vec<Sse>) {
     let mut req = app
@@ -124,6 +129,17 @@ const PAID_AFTER_A_WRONG_PIN: &[(OrderStatus, Option<&str>)] = &[
     (OrderStatus::Succeeded, None),
 ];
 
+/// The stream of an order walked through `PAID_AFTER_A_WRONG_PIN`.
+const PAID_AFTER_A_WRONG_PIN_STREAMED: [&str; 7] = [
+    "pending",
+    "calling",
+    "in_call",
+    "authorizing",
+    "in_call",
+    "authorizing",
+    "succeeded",
+];
+
 async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestApp) {
     let id = new_order(&app).await;
     let store = store(&app).await;
@@ -135,20 +151,7 @@ async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestA
         .unwrap();
 
     let (body, all) = read_stream(&app, &id, None).await;
-    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "pending",
-            "calling",
-            "in_call",
-            "authorizing",
-            "in_call",
-            "authorizing",
-            "succeeded"
-        ],
-        "{body}"
-    );
+    assert_eq!(names(&all), PAID_AFTER_A_WRONG_PIN_STREAMED, "{body}");
     assert!(
         all.windows(2).all(|w| w[0].id < w[1].id),
         "ids grow: {body}"
@@ -218,26 +221,12 @@ async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: 
     assert!(rows[3].id < bank_id && bank_id < rows[4].id, "{rows:?}");
 
     let (body, all) = read_stream(&app, &id, None).await;
-    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "pending",
-            "calling",
-            "in_call",
-            "authorizing",
-            "in_call",
-            "authorizing",
-            "succeeded"
-        ],
-        "{body}"
-    );
+    assert_eq!(names(&all), PAID_AFTER_A_WRONG_PIN_STREAMED, "{body}");
     assert!(!all.iter().any(|e| e.id == bank_id), "{body}");
     // Resuming from the status just before the bank row gets every status
     // after it; resuming from the bank row's id too.
     let (_, rest) = read_stream(&app, &id, Some(all[3].id)).await;
-    let names: Vec<&str> = rest.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["in_call", "authorizing", "succeeded"]);
+    assert_eq!(names(&rest), ["in_call", "authorizing", "succeeded"]);
     let (_, rest) = read_stream(&app, &id, Some(bank_id)).await;
     let ids: Vec<i64> = rest.iter().map(|e| e.id).collect();
     let expected: Vec<i64> = all[4..].iter().map(|e| e.id).collect();
@@ -291,9 +280,8 @@ async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
     );
     mover.await.unwrap();
     let events = parse(&body);
-    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
-        names,
+        names(&events),
         ["pending", "calling", "in_call", "authorizing", "failed"],
         "{body}"
     );
@@ -344,15 +332,7 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
     assert_eq!(bad.status(), 422);
     let err: Value = bad.json().await.unwrap();
     assert_eq!(err["error"]["fields"][0]["field"], "Last-Event-ID", "{err}");
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let get = &doc["paths"]["/v1/orders/{id}/events"]["get"];
     assert!(get.is_object(), "the stream is not in the OpenAPI document");
     assert!(
