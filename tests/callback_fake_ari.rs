@@ -302,52 +302,12 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
         .unwrap();
 
     // Node B (API only) takes the order; then it "dies" mid-call.
-    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
-    let creds =
-        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
-            .await
-            .unwrap();
-    let base = format!("http://{}", node_b.local_addr());
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let b = tokio::spawn(node_b.run(stop_b.clone()));
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&creds.api_key)
-        .json(&support::order_body("T1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    stop_b.cancel();
-    b.await.unwrap().unwrap();
+    let (id, api_key) = order_on_a_node_that_stops(&settings, &support::order_body("T1")).await;
     let orphan = format!("vp-{id}-1");
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
         .unwrap();
-    let past = voicepay::store::now_ms() - 1_000;
-    sqlx::query(
-        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
-         attempts = 1 WHERE id = $2",
-    )
-    .bind(past)
-    .bind(&id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
-         VALUES ($1, 1, $2, $3, $3)",
-    )
-    .bind(&id)
-    .bind(&orphan)
-    .bind(past - 60_000)
-    .execute(&pool)
-    .await
-    .unwrap();
+    stale_claim_of_the_stopped_node(&pool, &id, &orphan).await;
 
     // Node A comes up on the same database; Asterisk still has the call.
     let fake = FakeAri::start().await;
@@ -369,9 +329,9 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
     assert_eq!(hangup.path, format!("/ari/channels/{orphan}"));
     // The second attempt is placed by node A, under its own claim.
     request(&fake, originate_of(format!("vp-{id}-2"))).await;
-    let v: Value = http
+    let v: Value = reqwest::Client::new()
         .get(format!("{base}/v1/orders/{id}"))
-        .bearer_auth(&creds.api_key)
+        .bearer_auth(&api_key)
         .send()
         .await
         .unwrap()
@@ -400,6 +360,61 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
         "{outcomes:?}"
     );
     stop_a.cancel();
+}
+
+/// Node B (API only, on `settings`' database) takes the order `body` as a
+/// new merchant, then stops. Returns (order id, the merchant's API key).
+async fn order_on_a_node_that_stops(
+    settings: &voicepay::config::Settings,
+    body: &Value,
+) -> (String, String) {
+    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
+    let creds =
+        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
+            .await
+            .unwrap();
+    let base = format!("http://{}", node_b.local_addr());
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(node_b.run(stop_b.clone()));
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&creds.api_key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+    (id, creds.api_key)
+}
+
+/// Leaves the order as the stopped node B had it mid-call: `in_call` under
+/// B's claim, run out a second ago, its attempt 1 answered on `channel_id`.
+async fn stale_claim_of_the_stopped_node(pool: &sqlx::AnyPool, id: &str, channel_id: &str) {
+    let past = voicepay::store::now_ms() - 1_000;
+    sqlx::query(
+        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
+         attempts = 1 WHERE id = $2",
+    )
+    .bind(past)
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+         VALUES ($1, 1, $2, $3, $3)",
+    )
+    .bind(id)
+    .bind(channel_id)
+    .bind(past - 60_000)
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// Waits until `/readyz` says ARI is `want` ("connected" or not).
@@ -607,56 +622,16 @@ async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels()
     let settings = support::test_settings(Db::Sqlite, dir.path())
         .await
         .unwrap();
-    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
-    let creds =
-        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
-            .await
-            .unwrap();
-    let base = format!("http://{}", node_b.local_addr());
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let b = tokio::spawn(node_b.run(stop_b.clone()));
-    let http = reqwest::Client::new();
     let mut body = support::order_body("T2");
     body["mode"] = json!("inbound");
-    let created: Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&creds.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    stop_b.cancel();
-    b.await.unwrap().unwrap();
+    let (id, _) = order_on_a_node_that_stops(&settings, &body).await;
     // Node B's call, by its Asterisk's id; node A's Asterisk has an
     // unrelated call of the same id.
     let theirs = "1764000000.42";
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
         .unwrap();
-    let past = voicepay::store::now_ms() - 1_000;
-    sqlx::query(
-        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
-         attempts = 1 WHERE id = $2",
-    )
-    .bind(past)
-    .bind(&id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
-         VALUES ($1, 1, $2, $3, $3)",
-    )
-    .bind(&id)
-    .bind(theirs)
-    .bind(past - 60_000)
-    .execute(&pool)
-    .await
-    .unwrap();
+    stale_claim_of_the_stopped_node(&pool, &id, theirs).await;
 
     let fake = FakeAri::start().await;
     fake.set_channels(vec![chan(theirs)]);
