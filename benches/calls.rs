@@ -153,19 +153,7 @@ async fn run(style: &str, calls: usize) {
             .env("VOICEPAY__LOG__LEVEL", "info");
         c
     };
-    let out = voicepay()
-        .args(["merchant", "add", "--name", "bench", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = common::merchant_key(voicepay());
     let (mut child, addr) = common::serve(voicepay());
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");

@@ -97,19 +97,7 @@ fn main() {
             "postgres" => rt.block_on(fresh_pg_db(&postgres_url())),
             other => panic!("unknown store {other}"),
         };
-        let out = voicepay(dir.path(), &db_url)
-            .args(["merchant", "add", "--name", "bench", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let key = common::merchant_key(voicepay(dir.path(), &db_url));
         let (mut child, addr) = common::serve(voicepay(dir.path(), &db_url));
         let cpu_before = cpu_seconds(child.id());
         let (hist, errors) =

@@ -1,4 +1,4 @@
-//! What both benchmarks need from the daemon process they measure.
+//! What the benchmarks need from the daemon process they measure.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -34,6 +34,24 @@ pub fn serve(mut cmd: Command) -> (Child, String) {
         .recv_timeout(Duration::from_secs(60))
         .expect("voicepay did not start");
     (child, addr)
+}
+
+/// Adds the `bench` merchant with `cmd` (`voicepay` on the bench's
+/// database) and returns its API key.
+pub fn merchant_key(mut cmd: Command) -> String {
+    let out = cmd
+        .args(["merchant", "add", "--name", "bench", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// User + system CPU seconds of a process, from /proc.
