@@ -71,6 +71,25 @@ async fn read_stream(app: &TestApp, id: &str, last_event_id: Option<i64>) -> (St
     (body, events)
 }
 
+/// Opens the order's stream as its merchant, to read it as it comes.
+async fn open_stream(app: &TestApp, id: &str) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("stream opened")
+}
+
+/// Reads the open stream into `body` until `done(body)`; the stream must
+/// stay open meanwhile.
+async fn read_until(resp: &mut reqwest::Response, body: &mut String, done: impl Fn(&str) -> bool) {
+    while !done(body) {
+        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
 async fn new_order(app: &TestApp) -> String {
     let res = app
         .create_order(&order_body(&format!("E{:x}", rand::random::<u32>())))
@@ -235,20 +254,11 @@ async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: 
 
 async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     assert_eq!(resp.status(), 200);
     // The creation is there before anything else happens.
     let mut body = String::new();
-    while parse(&body).is_empty() {
-        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
-        body.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    read_until(&mut resp, &mut body, |b| !parse(b).is_empty()).await;
     assert_eq!(parse(&body)[0].event, "pending");
 
     let store = store(&app).await;
@@ -290,20 +300,14 @@ async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
 
 async fn an_idle_stream_sends_keep_alive_comments(app: TestApp) {
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     let mut body = String::new();
-    let seen = tokio::time::timeout(Duration::from_secs(60), async {
-        while !body.lines().any(|l| l.starts_with(':')) {
-            let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
-            body.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
+    let seen = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_until(&mut resp, &mut body, |b| {
+            b.lines().any(|l| l.starts_with(':'))
+        }),
+    )
     .await;
     assert!(seen.is_ok(), "no keep-alive comment: {body}");
     assert_eq!(parse(&body).len(), 1, "{body}");
@@ -348,13 +352,7 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
 async fn an_open_stream_ends_when_the_daemon_stops() {
     let app = spawn(support::Db::Sqlite).await.expect("sqlite app");
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     let first = resp.chunk().await.unwrap().expect("the creation event");
     assert!(String::from_utf8_lossy(&first).contains("event: pending"));
     drop(app); // cancels the daemon's shutdown token
