@@ -404,6 +404,19 @@ fn demo_key(app: &TestApp) -> String {
     )
 }
 
+/// The page at `path` for a browser that sends `accept_language`.
+async fn page_for(app: &TestApp, path: &str, accept_language: &str) -> String {
+    app.http
+        .get(app.url(path))
+        .header("Accept-Language", accept_language)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_demo_is_off_by_default() {
     let app = spawn_app(Db::Sqlite).await.expect("app");
@@ -461,27 +474,9 @@ async fn the_page_is_self_contained_and_holds_no_key() {
         assert!(!page.contains(external), "the page loads {external}…");
     }
 
-    let en = app
-        .http
-        .get(app.url("/demo"))
-        .header("Accept-Language", "en-GB,en;q=0.9,zh;q=0.5")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let en = page_for(&app, "/demo", "en-GB,en;q=0.9,zh;q=0.5").await;
     assert!(en.contains("<html lang=\"en\">"));
-    let chosen = app
-        .http
-        .get(app.url("/demo?lang=zh"))
-        .header("Accept-Language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chosen = page_for(&app, "/demo?lang=zh", "en").await;
     assert!(chosen.contains("<html lang=\"zh\">"));
 }
 
