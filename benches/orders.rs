@@ -46,12 +46,8 @@ fn args() -> Args {
 }
 
 fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
-    c.current_dir(dir)
-        .env("VOICEPAY__DATABASE__URL", db_url)
-        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-        .env("VOICEPAY__DATABASE__MAX_CONNECTIONS", "16")
-        .env("VOICEPAY__LOG__LEVEL", "info");
+    let mut c = common::voicepay(dir, db_url);
+    c.env("VOICEPAY__DATABASE__MAX_CONNECTIONS", "16");
     c
 }
 
@@ -93,7 +89,7 @@ fn main() {
     for store in &a.stores {
         let dir = tempfile::tempdir().unwrap();
         let db_url = match store.as_str() {
-            "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            "sqlite" => common::sqlite_url(dir.path()),
             "postgres" => rt.block_on(fresh_pg_db(&postgres_url())),
             other => panic!("unknown store {other}"),
         };
