@@ -137,35 +137,16 @@ async fn run(style: &str, calls: usize) {
     let dir = tempfile::tempdir().unwrap();
     let app_name = format!("vpbench{}", std::process::id());
     let voicepay = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
-        c.current_dir(dir.path())
-            .env(
-                "VOICEPAY__DATABASE__URL",
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
-            )
-            .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env("VOICEPAY__ARI__APP", &app_name)
+        let mut c = common::voicepay(dir.path(), &common::sqlite_url(dir.path()));
+        c.env("VOICEPAY__ARI__APP", &app_name)
             .env(
                 "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
                 calls.to_string(),
             )
-            .env("VOICEPAY__TELEPHONY__RING_TIMEOUT_SECS", "30")
-            .env("VOICEPAY__LOG__LEVEL", "info");
+            .env("VOICEPAY__TELEPHONY__RING_TIMEOUT_SECS", "30");
         c
     };
-    let out = voicepay()
-        .args(["merchant", "add", "--name", "bench", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = common::merchant_key(voicepay());
     let (mut child, addr) = common::serve(voicepay());
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");

@@ -31,7 +31,6 @@ use fake_ari::{channel, event, FakeAri, Recorded};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -190,14 +189,8 @@ async fn run(calls: usize, think: Duration) {
     let ari = fake.settings();
     let dir = tempfile::tempdir().unwrap();
     let voicepay = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
-        c.current_dir(dir.path())
-            .env(
-                "VOICEPAY__DATABASE__URL",
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
-            )
-            .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env("VOICEPAY__ARI__URL", &ari.url)
+        let mut c = common::voicepay(dir.path(), &common::sqlite_url(dir.path()));
+        c.env("VOICEPAY__ARI__URL", &ari.url)
             .env("VOICEPAY__ARI__USERNAME", &ari.username)
             .env("VOICEPAY__ARI__PASSWORD", &ari.password)
             .env("VOICEPAY__ARI__APP", &ari.app)
@@ -208,23 +201,10 @@ async fn run(calls: usize, think: Duration) {
             .env(
                 "VOICEPAY__TELEPHONY__CALLBACK_ENDPOINT",
                 "Local/{phone}@bench",
-            )
-            .env("VOICEPAY__LOG__LEVEL", "info");
+            );
         c
     };
-    let out = voicepay()
-        .args(["merchant", "add", "--name", "bench", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = common::merchant_key(voicepay());
     let (mut child, addr) = common::serve(voicepay());
     let pid = child.id();
     eprintln!("daemon pid {pid} (perf record -p {pid})");

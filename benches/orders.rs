@@ -46,12 +46,8 @@ fn args() -> Args {
 }
 
 fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
-    c.current_dir(dir)
-        .env("VOICEPAY__DATABASE__URL", db_url)
-        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-        .env("VOICEPAY__DATABASE__MAX_CONNECTIONS", "16")
-        .env("VOICEPAY__LOG__LEVEL", "info");
+    let mut c = common::voicepay(dir, db_url);
+    c.env("VOICEPAY__DATABASE__MAX_CONNECTIONS", "16");
     c
 }
 
@@ -93,23 +89,11 @@ fn main() {
     for store in &a.stores {
         let dir = tempfile::tempdir().unwrap();
         let db_url = match store.as_str() {
-            "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
+            "sqlite" => common::sqlite_url(dir.path()),
             "postgres" => rt.block_on(fresh_pg_db(&postgres_url())),
             other => panic!("unknown store {other}"),
         };
-        let out = voicepay(dir.path(), &db_url)
-            .args(["merchant", "add", "--name", "bench", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let key = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let key = common::merchant_key(voicepay(dir.path(), &db_url));
         let (mut child, addr) = common::serve(voicepay(dir.path(), &db_url));
         let cpu_before = cpu_seconds(child.id());
         let (hist, errors) =

@@ -570,15 +570,7 @@ async fn ops_endpoints(app: TestApp) {
     assert_eq!(ready.status(), 200);
     assert_eq!(json_of(ready).await["database"], "ok");
     app.create_order(&order_body("A1")).await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("voicepay_orders{status=\"pending\"} 1"),
         "{metrics}"
@@ -588,7 +580,7 @@ async fn ops_endpoints(app: TestApp) {
         "{metrics}"
     );
     assert!(metrics.contains("route=\"/v1/orders\""), "{metrics}");
-    let doc = json_of(app.http.get(app.url("/openapi.json")).send().await.unwrap()).await;
+    let doc = app.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for (path, method) in [
         ("/v1/orders", "post"),

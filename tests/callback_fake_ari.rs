@@ -7,7 +7,7 @@
 mod fake_ari;
 mod support;
 
-use fake_ari::{channel, event, FakeAri, Recorded};
+use fake_ari::{channel, event, FakeAri, Held, Recorded};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{order_body, spawn_app_with, Db, TestApp};
@@ -302,52 +302,12 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
         .unwrap();
 
     // Node B (API only) takes the order; then it "dies" mid-call.
-    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
-    let creds =
-        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
-            .await
-            .unwrap();
-    let base = format!("http://{}", node_b.local_addr());
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let b = tokio::spawn(node_b.run(stop_b.clone()));
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&creds.api_key)
-        .json(&support::order_body("T1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    stop_b.cancel();
-    b.await.unwrap().unwrap();
+    let (id, api_key) = order_on_a_node_that_stops(&settings, &support::order_body("T1")).await;
     let orphan = format!("vp-{id}-1");
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
         .unwrap();
-    let past = voicepay::store::now_ms() - 1_000;
-    sqlx::query(
-        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
-         attempts = 1 WHERE id = $2",
-    )
-    .bind(past)
-    .bind(&id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
-         VALUES ($1, 1, $2, $3, $3)",
-    )
-    .bind(&id)
-    .bind(&orphan)
-    .bind(past - 60_000)
-    .execute(&pool)
-    .await
-    .unwrap();
+    stale_claim_of_the_stopped_node(&pool, &id, &orphan).await;
 
     // Node A comes up on the same database; Asterisk still has the call.
     let fake = FakeAri::start().await;
@@ -369,9 +329,9 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
     assert_eq!(hangup.path, format!("/ari/channels/{orphan}"));
     // The second attempt is placed by node A, under its own claim.
     request(&fake, originate_of(format!("vp-{id}-2"))).await;
-    let v: Value = http
+    let v: Value = reqwest::Client::new()
         .get(format!("{base}/v1/orders/{id}"))
-        .bearer_auth(&creds.api_key)
+        .bearer_auth(&api_key)
         .send()
         .await
         .unwrap()
@@ -400,6 +360,61 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
         "{outcomes:?}"
     );
     stop_a.cancel();
+}
+
+/// Node B (API only, on `settings`' database) takes the order `body` as a
+/// new merchant, then stops. Returns (order id, the merchant's API key).
+async fn order_on_a_node_that_stops(
+    settings: &voicepay::config::Settings,
+    body: &Value,
+) -> (String, String) {
+    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
+    let creds =
+        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
+            .await
+            .unwrap();
+    let base = format!("http://{}", node_b.local_addr());
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(node_b.run(stop_b.clone()));
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&creds.api_key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    stop_b.cancel();
+    b.await.unwrap().unwrap();
+    (id, creds.api_key)
+}
+
+/// Leaves the order as the stopped node B had it mid-call: `in_call` under
+/// B's claim, run out a second ago, its attempt 1 answered on `channel_id`.
+async fn stale_claim_of_the_stopped_node(pool: &sqlx::AnyPool, id: &str, channel_id: &str) {
+    let past = voicepay::store::now_ms() - 1_000;
+    sqlx::query(
+        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
+         attempts = 1 WHERE id = $2",
+    )
+    .bind(past)
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
+         VALUES ($1, 1, $2, $3, $3)",
+    )
+    .bind(id)
+    .bind(channel_id)
+    .bind(past - 60_000)
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// Waits until `/readyz` says ARI is `want` ("connected" or not).
@@ -435,18 +450,37 @@ async fn claim_until(app: &TestApp, id: &str) -> i64 {
         .unwrap()
 }
 
+/// A daemon with ARI up and a new order whose first originate the fake
+/// holds unanswered: (fake, app, order id, channel id, the held answer).
+async fn held_originate(reference: &str) -> (FakeAri, TestApp, String, String, Held) {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, 2).await;
+    ari_ready(&app, true).await;
+    let id = new_order(&app, reference).await;
+    let ch = format!("vp-{id}-1");
+    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    (fake, app, id, ch, held)
+}
+
+/// The cardholder answers `ch` and pays on it: approved, on the order's
+/// one and only attempt.
+async fn answer_and_pay_on_one_attempt(app: &TestApp, fake: &FakeAri, id: &str, ch: &str) {
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(ch)}),
+    ));
+    let v = pay(app, fake, id, ch).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+}
+
 /// `POST /channels` answers with an error after the channel's own events
 /// came (a timed-out originate that Asterisk did place): the call task that
 /// those events started owns the call; the error neither fails the attempt
 /// nor queues a second call while the first one rings.
 #[tokio::test]
 async fn an_originate_error_after_its_events_leaves_the_call_running() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "E1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("E1").await;
     request(&fake, originate_of(ch.clone())).await;
     // It rings before the POST is answered.
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
@@ -463,13 +497,7 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
         "no second call while the first rings"
     );
     // The cardholder answers the first call and pays on it.
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
 }
 
 /// A busy Asterisk answers the originate after our request timeout: the
@@ -477,12 +505,7 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
 /// failing the attempt (and calling the cardholder a second time later).
 #[tokio::test]
 async fn an_originate_that_times_out_but_was_placed_is_kept() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "T1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("T1").await;
     fake.set_channels(vec![channel(&ch, "Ring")]);
     let posted = request(&fake, originate_of(ch.clone())).await;
     // The client gives up after its 5 s request timeout, then looks.
@@ -495,13 +518,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
     let v = view(&app, &id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
 }
 
 /// An originate that got no answer and placed no channel (Asterisk lists
@@ -509,12 +526,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
 /// refuse if the first had placed it after all.
 #[tokio::test]
 async fn an_originate_lost_before_asterisk_is_sent_once_more() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "R1").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("R1").await;
     let first = request(&fake, originate_of(ch.clone())).await;
     // After the timeout the daemon looks, finds no channel, and resends.
     request(&fake, |r| {
@@ -522,13 +534,7 @@ async fn an_originate_lost_before_asterisk_is_sent_once_more() {
     })
     .await;
     held.answer(200);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
     let posts = fake
         .rest_calls()
         .iter()
@@ -543,12 +549,7 @@ async fn an_originate_lost_before_asterisk_is_sent_once_more() {
 /// of the late channel).
 #[tokio::test]
 async fn a_reconnect_keeps_an_originate_still_in_flight() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake, 2).await;
-    ari_ready(&app, true).await;
-    let id = new_order(&app, "E2").await;
-    let ch = format!("vp-{id}-1");
-    let held = fake.hold(&format!("/ari/channels/{ch}"));
+    let (fake, app, id, ch, held) = held_originate("E2").await;
     request(&fake, originate_of(ch.clone())).await;
 
     fake.drop_socket();
@@ -574,13 +575,7 @@ async fn a_reconnect_keeps_an_originate_still_in_flight() {
     // Asterisk answers the POST at last; the call rings and is answered.
     held.answer(200);
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
-    let v = pay(&app, &fake, &id, &ch).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1, "{v:#}");
+    answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
     assert!(
         fake.rest_calls()
             .iter()
@@ -627,56 +622,16 @@ async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels()
     let settings = support::test_settings(Db::Sqlite, dir.path())
         .await
         .unwrap();
-    let node_b = voicepay::app::App::build(settings.clone()).await.unwrap();
-    let creds =
-        voicepay::merchants::create(&node_b.state().store, &node_b.state().vault, "Shop", None)
-            .await
-            .unwrap();
-    let base = format!("http://{}", node_b.local_addr());
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let b = tokio::spawn(node_b.run(stop_b.clone()));
-    let http = reqwest::Client::new();
     let mut body = support::order_body("T2");
     body["mode"] = json!("inbound");
-    let created: Value = http
-        .post(format!("{base}/v1/orders"))
-        .bearer_auth(&creds.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    stop_b.cancel();
-    b.await.unwrap().unwrap();
+    let (id, _) = order_on_a_node_that_stops(&settings, &body).await;
     // Node B's call, by its Asterisk's id; node A's Asterisk has an
     // unrelated call of the same id.
     let theirs = "1764000000.42";
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
         .unwrap();
-    let past = voicepay::store::now_ms() - 1_000;
-    sqlx::query(
-        "UPDATE orders SET status = 'in_call', claimed_by = 'node-b', claim_until = $1, \
-         attempts = 1 WHERE id = $2",
-    )
-    .bind(past)
-    .bind(&id)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO call_attempts (order_id, attempt, channel_id, started_at, answered_at) \
-         VALUES ($1, 1, $2, $3, $3)",
-    )
-    .bind(&id)
-    .bind(theirs)
-    .bind(past - 60_000)
-    .execute(&pool)
-    .await
-    .unwrap();
+    stale_claim_of_the_stopped_node(&pool, &id, theirs).await;
 
     let fake = FakeAri::start().await;
     fake.set_channels(vec![chan(theirs)]);

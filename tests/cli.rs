@@ -15,18 +15,22 @@ fn voicepay(dir: &std::path::Path) -> Command {
     c
 }
 
-#[test]
-fn merchant_add_prints_credentials_once_and_stores_only_a_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = voicepay(dir.path())
-        .args(["merchant", "add", "--name", "Shop", "--json"])
-        .output()
-        .unwrap();
+/// Runs `voicepay ARGS` in `dir` and asserts that it succeeded (its stderr
+/// is the failure message).
+fn succeeds(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let out = voicepay(dir).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn merchant_add_prints_credentials_once_and_stores_only_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = succeeds(dir.path(), &["merchant", "add", "--name", "Shop", "--json"]);
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let key = m["api_key"].as_str().unwrap();
     assert!(m["merchant_id"].as_str().unwrap().starts_with("mch_"));
@@ -61,14 +65,9 @@ fn config_check_masks_secrets_and_names_bad_keys() {
         "[ari]\npassword = \"s3cret-pw\"\n[http]\nlisten = \"127.0.0.1:9999\"\n",
     )
     .unwrap();
-    let out = voicepay(dir.path())
-        .args(["--config", file.to_str().unwrap(), "config", "check"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeds(
+        dir.path(),
+        &["--config", file.to_str().unwrap(), "config", "check"],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen = \"127.0.0.1:9999\""), "{text}");
@@ -172,30 +171,14 @@ extern "C" {
 fn the_example_configuration_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/voicepay.example.toml");
-    let out = voicepay(dir.path())
-        .args(["--config", example, "config", "check"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(dir.path(), &["--config", example, "config", "check"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("# configuration is valid"));
 }
 
 #[test]
 fn webhooks_list_and_redeliver_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
-    let out = voicepay(dir.path())
-        .args(["webhooks", "list", "--failed"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(dir.path(), &["webhooks", "list", "--failed"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no events");
     let out = voicepay(dir.path())
         .args(["webhooks", "redeliver", "evt_nope"])
@@ -208,15 +191,7 @@ fn webhooks_list_and_redeliver_on_an_empty_database() {
 #[test]
 fn bank_cards_lists_the_test_cards_masked_with_their_balances() {
     let dir = tempfile::tempdir().unwrap();
-    let out = voicepay(dir.path())
-        .args(["bank", "cards", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(dir.path(), &["bank", "cards", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cards = v["cards"].as_array().unwrap();

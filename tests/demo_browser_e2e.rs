@@ -46,6 +46,31 @@ async fn demo_daemon() -> TestApp {
     .expect("sqlite app")
 }
 
+/// The handset script that answers, confirms and keys the right PIN.
+fn pays() -> String {
+    format!("answer=1;delay=1;keys=1wwww{PIN};hold=40")
+}
+
+/// A lab handset scripted with `script`, a demo daemon, and a browser on
+/// `/demo?lang={lang}`: (lab, daemon, the handset's phone, browser). `None`
+/// (the test skips) without the lab Asterisk or a browser.
+async fn demo_page_with_handset(
+    lang: &str,
+    script: &str,
+) -> Option<(lab::Lab, TestApp, String, Browser)> {
+    let lab = lab::require_asterisk()?;
+    let paths = require_browser()?;
+    let app = demo_daemon().await;
+    let phone = phone();
+    lab.script_handset(&phone, script).await.expect("script");
+    let b = Browser::start(&paths).await.expect("browser");
+    b.client
+        .goto(&app.url(&format!("/demo?lang={lang}")))
+        .await
+        .expect("open /demo");
+    Some((lab, app, phone, b))
+}
+
 /// What the page shows once the order is final.
 #[derive(Debug)]
 struct Shown {
@@ -177,23 +202,9 @@ async fn value_of(b: &Browser, css: &str) -> String {
 /// phone-only payment succeeds too.
 #[tokio::test]
 async fn the_first_test_card_pays_and_the_page_shows_success() {
-    let Some(lab) = lab::require_asterisk() else {
+    let Some((lab, app, phone, b)) = demo_page_with_handset("zh", &pays()).await else {
         return;
     };
-    let Some(paths) = require_browser() else {
-        return;
-    };
-    let app = demo_daemon().await;
-    let phone = phone();
-    lab.script_handset(&phone, &format!("answer=1;delay=1;keys=1wwww{PIN};hold=40"))
-        .await
-        .expect("script");
-    let b = Browser::start(&paths).await.expect("browser");
-
-    b.client
-        .goto(&app.url("/demo?lang=zh"))
-        .await
-        .expect("open /demo");
     let title = b.client.find(Locator::Css("h1")).await.unwrap();
     assert_eq!(title.text().await.unwrap(), "银行卡语音支付");
     click(&b, ".card-btn").await;
@@ -223,9 +234,7 @@ async fn the_first_test_card_pays_and_the_page_shows_success() {
     );
 
     // The phone is bound now: the phone-only tab, the phone, submit.
-    lab.script_handset(&phone, &format!("answer=1;delay=1;keys=1wwww{PIN};hold=40"))
-        .await
-        .expect("script");
+    lab.script_handset(&phone, &pays()).await.expect("script");
     click(&b, "#again").await;
     let cleared = b.client.execute(READ_RESULT, vec![]).await.expect("script");
     assert!(
@@ -264,22 +273,9 @@ async fn the_first_test_card_pays_and_the_page_shows_success() {
 /// shows the result once it is, rather than waiting forever.
 #[tokio::test]
 async fn a_failing_status_stream_falls_back_to_reading_the_order() {
-    let Some(lab) = lab::require_asterisk() else {
+    let Some((lab, _app, phone, b)) = demo_page_with_handset("en", &pays()).await else {
         return;
     };
-    let Some(paths) = require_browser() else {
-        return;
-    };
-    let app = demo_daemon().await;
-    let phone = phone();
-    lab.script_handset(&phone, &format!("answer=1;delay=1;keys=1wwww{PIN};hold=40"))
-        .await
-        .expect("script");
-    let b = Browser::start(&paths).await.expect("browser");
-    b.client
-        .goto(&app.url("/demo?lang=en"))
-        .await
-        .expect("open /demo");
     b.client
         .execute(
             r#"
@@ -327,26 +323,14 @@ async fn a_failing_status_stream_falls_back_to_reading_the_order() {
 /// the payment failed and why, in words.
 #[tokio::test]
 async fn a_wrong_pin_shows_the_failure_reason_in_words() {
-    let Some(lab) = lab::require_asterisk() else {
-        return;
-    };
-    let Some(paths) = require_browser() else {
-        return;
-    };
-    let app = demo_daemon().await;
-    let phone = phone();
-    lab.script_handset(
-        &phone,
+    let Some((lab, app, phone, b)) = demo_page_with_handset(
+        "en",
         "answer=1;delay=1;keys=1wwww111111WWWWWWWW222222WWWWWWWW333333;hold=40",
     )
     .await
-    .expect("script");
-    let b = Browser::start(&paths).await.expect("browser");
-
-    b.client
-        .goto(&app.url("/demo?lang=en"))
-        .await
-        .expect("open /demo");
+    else {
+        return;
+    };
     click(&b, ".card-btn").await;
     type_into(&b, "#phone", &phone).await;
     click(&b, "#pay").await;
@@ -420,6 +404,19 @@ fn demo_key(app: &TestApp) -> String {
     )
 }
 
+/// The page at `path` for a browser that sends `accept_language`.
+async fn page_for(app: &TestApp, path: &str, accept_language: &str) -> String {
+    app.http
+        .get(app.url(path))
+        .header("Accept-Language", accept_language)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_demo_is_off_by_default() {
     let app = spawn_app(Db::Sqlite).await.expect("app");
@@ -477,27 +474,9 @@ async fn the_page_is_self_contained_and_holds_no_key() {
         assert!(!page.contains(external), "the page loads {external}…");
     }
 
-    let en = app
-        .http
-        .get(app.url("/demo"))
-        .header("Accept-Language", "en-GB,en;q=0.9,zh;q=0.5")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let en = page_for(&app, "/demo", "en-GB,en;q=0.9,zh;q=0.5").await;
     assert!(en.contains("<html lang=\"en\">"));
-    let chosen = app
-        .http
-        .get(app.url("/demo?lang=zh"))
-        .header("Accept-Language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chosen = page_for(&app, "/demo?lang=zh", "en").await;
     assert!(chosen.contains("<html lang=\"zh\">"));
 }
 

@@ -127,12 +127,16 @@ impl Rig {
 
     /// The secret keyed on the order's own callback, as `BankMatcher::verify`.
     async fn verify(&self, id: &str, v: Verification) -> Outcome {
-        let channel = own_channel(id);
-        let call = CallRef {
-            channel_id: &channel,
-            via: &Via::Callback,
-        };
-        self.matcher.verify(id, call, v).await
+        self.verify_on(id, &own_channel(id), &Via::Callback, v)
+            .await
+    }
+
+    /// The secret keyed on `channel_id`, a call that came `via`, as
+    /// `BankMatcher::verify`.
+    async fn verify_on(&self, id: &str, channel_id: &str, via: &Via, v: Verification) -> Outcome {
+        self.matcher
+            .verify(id, CallRef { channel_id, via }, v)
+            .await
     }
 
     /// The same through `calls::Matcher`, as the call runner asks after
@@ -639,12 +643,9 @@ async fn a_verification_from_a_foreign_channel_is_refused_without_the_bank(app: 
     let x = r.order_in_call(pan).await;
     let y = r.order_in_call(pan).await;
     for channel in [own_channel(&y), "vp-unknown-1".to_owned(), String::new()] {
-        let foreign = CallRef {
-            channel_id: &channel,
-            via: &Via::Callback,
-        };
         assert_eq!(
-            r.matcher.verify(&x, foreign, pin(RIGHT_PIN)).await,
+            r.verify_on(&x, &channel, &Via::Callback, pin(RIGHT_PIN))
+                .await,
             Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{channel:?}"
         );
@@ -722,34 +723,23 @@ async fn a_transfer_call_must_present_the_orders_code(app: TestApp) {
             caller_id: "13800138000".into(),
         },
     ] {
-        let call = CallRef {
-            channel_id: channel,
-            via: &via,
-        };
         assert_eq!(
-            r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+            r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
             Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{via:?}"
         );
     }
     // the right code on another channel is not the call either
     let via = Via::Transfer { code: code.clone() };
-    let elsewhere = CallRef {
-        channel_id: "transfer-ch-2",
-        via: &via,
-    };
     assert_eq!(
-        r.matcher.verify(&id, elsewhere, pin(RIGHT_PIN)).await,
+        r.verify_on(&id, "transfer-ch-2", &via, pin(RIGHT_PIN))
+            .await,
         Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN);
     assert!(!issuer_saw(&r, &id).await);
-    let call = CallRef {
-        channel_id: channel,
-        via: &via,
-    };
     assert_eq!(
-        r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+        r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
         Outcome::Approved
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
@@ -766,12 +756,8 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
         let via = Via::Inbound {
             caller_id: caller.into(),
         };
-        let call = CallRef {
-            channel_id: channel,
-            via: &via,
-        };
         assert_eq!(
-            r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+            r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
             Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{caller:?}"
         );
@@ -780,12 +766,8 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
     let via = Via::Inbound {
         caller_id: format!("+86{PHONE}"),
     };
-    let call = CallRef {
-        channel_id: channel,
-        via: &via,
-    };
     assert_eq!(
-        r.matcher.verify(&id, call, pin(RIGHT_PIN)).await,
+        r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
         Outcome::Approved
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);

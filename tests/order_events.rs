@@ -42,6 +42,11 @@ fn parse(body: &str) -> Vec<Sse> {
         .collect()
 }
 
+/// The events' names (their statuses), in stream order.
+fn names(events: &[Sse]) -> Vec<&str> {
+    events.iter().map(|e| e.event.as_str()).collect()
+}
+
 /// The whole stream, which must end by itself (after the final status).
 async fn read_stream(app: &TestApp, id: &str, last_event_id: Option<i64>) -> (String, Vec<Sse>) {
     let mut req = app
@@ -64,6 +69,25 @@ async fn read_stream(app: &TestApp, id: &str, last_event_id: Option<i64>) -> (St
         .expect("stream body");
     let events = parse(&body);
     (body, events)
+}
+
+/// Opens the order's stream as its merchant, to read it as it comes.
+async fn open_stream(app: &TestApp, id: &str) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("stream opened")
+}
+
+/// Reads the open stream into `body` until `done(body)`; the stream must
+/// stay open meanwhile.
+async fn read_until(resp: &mut reqwest::Response, body: &mut String, done: impl Fn(&str) -> bool) {
+    while !done(body) {
+        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
 }
 
 async fn new_order(app: &TestApp) -> String {
@@ -124,6 +148,17 @@ const PAID_AFTER_A_WRONG_PIN: &[(OrderStatus, Option<&str>)] = &[
     (OrderStatus::Succeeded, None),
 ];
 
+/// The stream of an order walked through `PAID_AFTER_A_WRONG_PIN`.
+const PAID_AFTER_A_WRONG_PIN_STREAMED: [&str; 7] = [
+    "pending",
+    "calling",
+    "in_call",
+    "authorizing",
+    "in_call",
+    "authorizing",
+    "succeeded",
+];
+
 async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestApp) {
     let id = new_order(&app).await;
     let store = store(&app).await;
@@ -135,20 +170,7 @@ async fn events_arrive_in_order_and_resume_gives_the_missed_ones_only(app: TestA
         .unwrap();
 
     let (body, all) = read_stream(&app, &id, None).await;
-    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "pending",
-            "calling",
-            "in_call",
-            "authorizing",
-            "in_call",
-            "authorizing",
-            "succeeded"
-        ],
-        "{body}"
-    );
+    assert_eq!(names(&all), PAID_AFTER_A_WRONG_PIN_STREAMED, "{body}");
     assert!(
         all.windows(2).all(|w| w[0].id < w[1].id),
         "ids grow: {body}"
@@ -218,26 +240,12 @@ async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: 
     assert!(rows[3].id < bank_id && bank_id < rows[4].id, "{rows:?}");
 
     let (body, all) = read_stream(&app, &id, None).await;
-    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "pending",
-            "calling",
-            "in_call",
-            "authorizing",
-            "in_call",
-            "authorizing",
-            "succeeded"
-        ],
-        "{body}"
-    );
+    assert_eq!(names(&all), PAID_AFTER_A_WRONG_PIN_STREAMED, "{body}");
     assert!(!all.iter().any(|e| e.id == bank_id), "{body}");
     // Resuming from the status just before the bank row gets every status
     // after it; resuming from the bank row's id too.
     let (_, rest) = read_stream(&app, &id, Some(all[3].id)).await;
-    let names: Vec<&str> = rest.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["in_call", "authorizing", "succeeded"]);
+    assert_eq!(names(&rest), ["in_call", "authorizing", "succeeded"]);
     let (_, rest) = read_stream(&app, &id, Some(bank_id)).await;
     let ids: Vec<i64> = rest.iter().map(|e| e.id).collect();
     let expected: Vec<i64> = all[4..].iter().map(|e| e.id).collect();
@@ -246,20 +254,11 @@ async fn a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume(app: 
 
 async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     assert_eq!(resp.status(), 200);
     // The creation is there before anything else happens.
     let mut body = String::new();
-    while parse(&body).is_empty() {
-        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
-        body.push_str(&String::from_utf8_lossy(&chunk));
-    }
+    read_until(&mut resp, &mut body, |b| !parse(b).is_empty()).await;
     assert_eq!(parse(&body)[0].event, "pending");
 
     let store = store(&app).await;
@@ -291,9 +290,8 @@ async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
     );
     mover.await.unwrap();
     let events = parse(&body);
-    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
-        names,
+        names(&events),
         ["pending", "calling", "in_call", "authorizing", "failed"],
         "{body}"
     );
@@ -302,20 +300,14 @@ async fn a_live_stream_follows_the_order_until_it_is_final(app: TestApp) {
 
 async fn an_idle_stream_sends_keep_alive_comments(app: TestApp) {
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     let mut body = String::new();
-    let seen = tokio::time::timeout(Duration::from_secs(60), async {
-        while !body.lines().any(|l| l.starts_with(':')) {
-            let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
-            body.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
+    let seen = tokio::time::timeout(
+        Duration::from_secs(60),
+        read_until(&mut resp, &mut body, |b| {
+            b.lines().any(|l| l.starts_with(':'))
+        }),
+    )
     .await;
     assert!(seen.is_ok(), "no keep-alive comment: {body}");
     assert_eq!(parse(&body).len(), 1, "{body}");
@@ -344,15 +336,7 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
     assert_eq!(bad.status(), 422);
     let err: Value = bad.json().await.unwrap();
     assert_eq!(err["error"]["fields"][0]["field"], "Last-Event-ID", "{err}");
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     let get = &doc["paths"]["/v1/orders/{id}/events"]["get"];
     assert!(get.is_object(), "the stream is not in the OpenAPI document");
     assert!(
@@ -368,13 +352,7 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
 async fn an_open_stream_ends_when_the_daemon_stops() {
     let app = spawn(support::Db::Sqlite).await.expect("sqlite app");
     let id = new_order(&app).await;
-    let mut resp = app
-        .http
-        .get(app.url(&format!("/v1/orders/{id}/events")))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .expect("stream opened");
+    let mut resp = open_stream(&app, &id).await;
     let first = resp.chunk().await.unwrap().expect("the creation event");
     assert!(String::from_utf8_lossy(&first).contains("event: pending"));
     drop(app); // cancels the daemon's shutdown token

@@ -192,11 +192,8 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
     assert!(event["created"].as_str().unwrap().ends_with('Z'));
     // The order in the event is the order as GET shows it.
     let view: Value = app
-        .get(&format!("/v1/orders/{id}"), &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/orders/{id}"), &app.api_key)
+        .await;
     assert_eq!(event["data"], view);
     // No full card or ID number, in the body or in the stored payload.
     let body = String::from_utf8_lossy(&r.body);
@@ -205,15 +202,7 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
         assert!(!outbox(&app, &id).await[0].payload.contains(secret));
     }
 
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("voicepay_webhook_deliveries_total{outcome=\"delivered\"} 1"),
         "{metrics}"
@@ -253,11 +242,8 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     )
     .await;
     let view: Value = app
-        .get(&format!("/v1/orders/{progress}"), &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/orders/{progress}"), &app.api_key)
+        .await;
     assert_eq!(view["notify_progress"], true);
     let t0 = now_ms();
     let step = |from, to, result| Transition {
@@ -371,22 +357,16 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 
     // The API lists a merchant's own events only, a page at a time.
     let page: Value = app
-        .get("/v1/webhooks/events?limit=3", &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/webhooks/events?limit=3", &app.api_key)
+        .await;
     assert_eq!(page["events"].as_array().unwrap().len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
     let rest: Value = app
-        .get(
+        .get_json(
             &format!("/v1/webhooks/events?limit=3&before={cursor}"),
             &app.api_key,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(rest["events"].as_array().unwrap().len(), 2);
     assert!(rest.get("next_cursor").is_none());
     let mut ids: Vec<&str> = page["events"]
@@ -399,12 +379,7 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2, "only this merchant's two orders: {ids:?}");
-    let theirs: Value = app
-        .get("/v1/webhooks/events", &m.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let theirs: Value = app.get_json("/v1/webhooks/events", &m.api_key).await;
     assert_eq!(theirs["events"].as_array().unwrap().len(), 1);
     assert_eq!(
         app.get("/v1/webhooks/events?status=lost", &app.api_key)
@@ -509,15 +484,7 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
         row.delivered_at
     );
     // And the new daemon counts it as its own delivery.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("voicepay_webhook_deliveries_total{outcome=\"delivered\"} 1"),
         "{metrics}"
@@ -674,20 +641,14 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&row.id));
     // …and so does the merchant, but no other merchant.
     let failed: Value = app
-        .get("/v1/webhooks/events?status=failed", &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/webhooks/events?status=failed", &app.api_key)
+        .await;
     assert_eq!(failed["events"][0]["id"], row.id.as_str());
     assert_eq!(failed["events"][0]["attempts"], 2);
     let (_, other_key) = app.another_merchant().await;
     let theirs: Value = app
-        .get("/v1/webhooks/events?status=failed", &other_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/v1/webhooks/events?status=failed", &other_key)
+        .await;
     assert!(theirs["events"].as_array().unwrap().is_empty());
     let path = format!("/v1/webhooks/events/{}/redeliver", row.id);
     assert_eq!(
@@ -850,15 +811,7 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
     let Some(app) = support::spawn_app_with(db, quiet).await else {
         return;
     };
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.openapi().await;
     for (path, method) in [
         ("/v1/webhooks/events", "get"),
         ("/v1/webhooks/events/{id}/redeliver", "post"),
@@ -878,11 +831,8 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
     // Unknown before: orders without the new field still create as before.
     let id = order(&app, "O1", json!({})).await;
     let view: Value = app
-        .get(&format!("/v1/orders/{id}"), &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/orders/{id}"), &app.api_key)
+        .await;
     assert!(view.get("notify_progress").is_none());
 }
 

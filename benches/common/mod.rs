@@ -1,8 +1,24 @@
-//! What both benchmarks need from the daemon process they measure.
+//! What the benchmarks need from the daemon process they measure.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// `voicepay` run in `dir` on the database `db_url`, listening on a free
+/// port and logging at `info`; a bench adds its own settings.
+pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    c.current_dir(dir)
+        .env("VOICEPAY__DATABASE__URL", db_url)
+        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+        .env("VOICEPAY__LOG__LEVEL", "info");
+    c
+}
+
+/// The SQLite database `bench.db` in `dir`, as a `database.url`.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("bench.db").display())
+}
 
 /// Spawns `voicepay serve` from `cmd` and returns it with the address it
 /// logged (`listen=…`); its stderr keeps being drained in the background.
@@ -34,6 +50,24 @@ pub fn serve(mut cmd: Command) -> (Child, String) {
         .recv_timeout(Duration::from_secs(60))
         .expect("voicepay did not start");
     (child, addr)
+}
+
+/// Adds the `bench` merchant with `cmd` (`voicepay` on the bench's
+/// database) and returns its API key.
+pub fn merchant_key(mut cmd: Command) -> String {
+    let out = cmd
+        .args(["merchant", "add", "--name", "bench", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// User + system CPU seconds of a process, from /proc.

@@ -39,6 +39,26 @@ impl FakeAri {
 
 type R<T> = Result<T, AriError>;
 
+/// The runner of a callback in Chinese on channel `ch1` for `order_id`.
+fn callback_runner<'a>(
+    ari: &'a FakeAri,
+    matcher: &'a PlaceholderMatcher,
+    store: &'a Store,
+    order_id: &'a str,
+    end: CallEnd,
+) -> CallRunner<'a, FakeAri, PlaceholderMatcher> {
+    CallRunner {
+        ari,
+        matcher,
+        store,
+        order_id,
+        channel_id: "ch1",
+        via: &Via::Callback,
+        lang: "zh",
+        end,
+    }
+}
+
 impl AriCommands for FakeAri {
     async fn events_up(&self) {
         let _ = self.up.subscribe().wait_for(|up| *up).await;
@@ -177,16 +197,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
-    let runner = CallRunner {
-        ari: &ari,
-        matcher: &matcher,
-        store: &store,
-        order_id: &order_id,
-        channel_id: "ch1",
-        via: &Via::Callback,
-        lang: "zh",
-        end: CallEnd::Hangup,
-    };
+    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
     let order = store.order(&order_id).await.unwrap().unwrap();
@@ -221,16 +232,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     })
     .unwrap();
     drop(tx); // the dispatcher closes the queue after StasisEnd
-    let runner = CallRunner {
-        ari: &ari,
-        matcher: &matcher,
-        store: &store,
-        order_id: &order_id,
-        channel_id: "ch1",
-        via: &Via::Callback,
-        lang: "zh",
-        end: CallEnd::Hangup,
-    };
+    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert!(
         matches!(outcome, Some(CallOutcome::Failed(_))),
@@ -251,16 +253,7 @@ async fn return_to_dialplan_leaves_the_channel_up() {
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
-    let runner = CallRunner {
-        ari: &ari,
-        matcher: &matcher,
-        store: &store,
-        order_id: &order_id,
-        channel_id: "ch1",
-        via: &Via::Callback,
-        lang: "zh",
-        end: CallEnd::ReturnToDialplan,
-    };
+    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::ReturnToDialplan);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
     let lines = ari.lines();
@@ -281,16 +274,7 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     ari.up.send_replace(false); // the events socket is down
     let matcher = PlaceholderMatcher::new(store.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let runner = CallRunner {
-        ari: &ari,
-        matcher: &matcher,
-        store: &store,
-        order_id: &order_id,
-        channel_id: "ch1",
-        lang: "zh",
-        end: CallEnd::Hangup,
-        via: &Via::Callback,
-    };
+    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
     let short = Ivr::new(
         IvrConfig {
             // Fires during the outage; without the hold it would end the
@@ -349,16 +333,7 @@ async fn asterisk_hanging_the_call_up_is_not_the_caller_hanging_up() {
             tx.send(dtmf("ch1", c)).unwrap();
         }
         tx.send(request).unwrap();
-        let runner = CallRunner {
-            ari: &ari,
-            matcher: &matcher,
-            store: &store,
-            order_id: &order_id,
-            channel_id: "ch1",
-            lang: "zh",
-            end: CallEnd::Hangup,
-            via: &Via::Callback,
-        };
+        let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
         assert_eq!(runner.run(ivr(), &mut rx).await, want);
         drop(tx);
     }

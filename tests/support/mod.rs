@@ -197,6 +197,35 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The Prometheus text of `GET /metrics` (no key: it is for the operator's scraper).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The OpenAPI document the daemon serves (no key needed).
+    pub async fn openapi(&self) -> serde_json::Value {
+        self.http
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` as `key`, its body read as JSON (whatever the status).
+    pub async fn get_json(&self, path: &str, key: &str) -> serde_json::Value {
+        self.get(path, key).await.json().await.unwrap()
+    }
+
     /// Rows in a table, read straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
