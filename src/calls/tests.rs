@@ -39,23 +39,42 @@ impl FakeAri {
 
 type R<T> = Result<T, AriError>;
 
-/// The runner of a callback in Chinese on channel `ch1` for `order_id`.
-fn callback_runner<'a>(
-    ari: &'a FakeAri,
-    matcher: &'a PlaceholderMatcher,
-    store: &'a Store,
-    order_id: &'a str,
-    end: CallEnd,
-) -> CallRunner<'a, FakeAri, PlaceholderMatcher> {
-    CallRunner {
-        ari,
-        matcher,
+/// One `in_call` debit order in a temporary store, with a fake ARI and the
+/// placeholder matcher: what each runner test starts from.
+struct Rig {
+    _dir: tempfile::TempDir,
+    store: Store,
+    order_id: String,
+    ari: FakeAri,
+    matcher: PlaceholderMatcher,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, order_id) = store_with_order(dir.path()).await;
+    let matcher = PlaceholderMatcher::new(store.clone());
+    Rig {
+        _dir: dir,
         store,
         order_id,
-        channel_id: "ch1",
-        via: &Via::Callback,
-        lang: "zh",
-        end,
+        ari: FakeAri::default(),
+        matcher,
+    }
+}
+
+impl Rig {
+    /// The runner of the order's callback on channel `ch1`.
+    fn runner(&self, end: CallEnd) -> CallRunner<'_, FakeAri, PlaceholderMatcher> {
+        CallRunner {
+            ari: &self.ari,
+            matcher: &self.matcher,
+            store: &self.store,
+            order_id: &self.order_id,
+            channel_id: "ch1",
+            via: &Via::Callback,
+            lang: "zh",
+            end,
+        }
     }
 }
 
@@ -188,22 +207,19 @@ fn call_info() -> CallInfo {
 
 #[tokio::test]
 async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, order_id) = store_with_order(dir.path()).await;
-    let ari = FakeAri::default();
-    let matcher = PlaceholderMatcher::new(store.clone());
+    let r = rig().await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Confirm and PIN keyed ahead, over the prompts (barge-in, type-ahead).
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
-    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
+    let runner = r.runner(CallEnd::Hangup);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
-    let order = store.order(&order_id).await.unwrap().unwrap();
+    let order = r.store.order(&r.order_id).await.unwrap().unwrap();
     assert_eq!(order.status, "succeeded");
     assert_eq!(order.result_code.as_deref(), Some("approved"));
-    let lines = ari.lines();
+    let lines = r.ari.lines();
     assert!(
         lines[0].starts_with("play ch1 ch1:1 Some(\"zh\") sound:voicepay/welcome"),
         "{lines:?}"
@@ -218,10 +234,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
 
 #[tokio::test]
 async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, order_id) = store_with_order(dir.path()).await;
-    let ari = FakeAri::default();
-    let matcher = PlaceholderMatcher::new(store.clone());
+    let r = rig().await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     tx.send(dtmf("ch1", '1')).unwrap();
     tx.send(ari::Event::StasisEnd {
@@ -232,31 +245,28 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     })
     .unwrap();
     drop(tx); // the dispatcher closes the queue after StasisEnd
-    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
+    let runner = r.runner(CallEnd::Hangup);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert!(
         matches!(outcome, Some(CallOutcome::Failed(_))),
         "{outcome:?}"
     );
-    let order = store.order(&order_id).await.unwrap().unwrap();
+    let order = r.store.order(&r.order_id).await.unwrap().unwrap();
     assert_eq!(order.status, "failed");
     assert_eq!(order.result_code.as_deref(), Some("caller_hung_up"));
 }
 
 #[tokio::test]
 async fn return_to_dialplan_leaves_the_channel_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, order_id) = store_with_order(dir.path()).await;
-    let ari = FakeAri::default();
-    let matcher = PlaceholderMatcher::new(store.clone());
+    let r = rig().await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
-    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::ReturnToDialplan);
+    let runner = r.runner(CallEnd::ReturnToDialplan);
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
-    let lines = ari.lines();
+    let lines = r.ari.lines();
     assert!(
         lines.iter().all(|l| !l.starts_with("hangup")),
         "a transferred caller goes back to the agent: {lines:?}"
@@ -268,13 +278,10 @@ async fn return_to_dialplan_leaves_the_channel_up() {
 
 #[tokio::test]
 async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, order_id) = store_with_order(dir.path()).await;
-    let ari = FakeAri::default();
-    ari.up.send_replace(false); // the events socket is down
-    let matcher = PlaceholderMatcher::new(store.clone());
+    let r = rig().await;
+    r.ari.up.send_replace(false); // the events socket is down
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
+    let runner = r.runner(CallEnd::Hangup);
     let short = Ivr::new(
         IvrConfig {
             // Fires during the outage; without the hold it would end the
@@ -286,7 +293,7 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     );
     let watcher = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let order = store.order(&order_id).await.unwrap().unwrap();
+        let order = r.store.order(&r.order_id).await.unwrap().unwrap();
         assert_eq!(
             order.status, "in_call",
             "a timer that fired during the outage must wait, not end the call"
@@ -297,7 +304,7 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     };
     let (outcome, ()) = tokio::join!(runner.run(short, &mut rx), watcher);
     assert_eq!(outcome, None, "lost, not hung up");
-    let order = store.order(&order_id).await.unwrap().unwrap();
+    let order = r.store.order(&r.order_id).await.unwrap().unwrap();
     assert_eq!(order.status, "in_call", "the flow settles a lost call");
 }
 
@@ -324,16 +331,13 @@ async fn asterisk_hanging_the_call_up_is_not_the_caller_hanging_up() {
             Some(CallOutcome::Failed(crate::domain::ResultCode::CallerHungUp)),
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, order_id) = store_with_order(dir.path()).await;
-        let ari = FakeAri::default();
-        let matcher = PlaceholderMatcher::new(store.clone());
+        let r = rig().await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         for c in "1805".chars() {
             tx.send(dtmf("ch1", c)).unwrap();
         }
         tx.send(request).unwrap();
-        let runner = callback_runner(&ari, &matcher, &store, &order_id, CallEnd::Hangup);
+        let runner = r.runner(CallEnd::Hangup);
         assert_eq!(runner.run(ivr(), &mut rx).await, want);
         drop(tx);
     }
