@@ -7,7 +7,7 @@
 mod fake_ari;
 mod support;
 
-use fake_ari::{channel, event, FakeAri, Held, Recorded};
+use fake_ari::{channel, event, request, FakeAri, Held, Recorded};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{order_body, spawn_app_with, Db, TestApp};
@@ -56,22 +56,6 @@ async fn view(app: &TestApp, id: &str) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// Waits for a REST request matching `what`; returns it.
-async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request not seen: {:#?}",
-            fake.rest_calls()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits until the order's view satisfies `done`.

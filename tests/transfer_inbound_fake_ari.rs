@@ -7,7 +7,7 @@
 mod fake_ari;
 mod support;
 
-use fake_ari::{channel, event, FakeAri, Recorded};
+use fake_ari::{channel, event, request, FakeAri, Recorded};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{order_body, spawn_app_with, Db, TestApp};
@@ -19,22 +19,6 @@ async fn daemon(fake: &FakeAri) -> TestApp {
         .expect("sqlite app");
     fake.wait_connections(1, Duration::from_secs(10)).await;
     app
-}
-
-/// Waits for a REST request matching `what`; returns it.
-async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request not seen: {:#?}",
-            fake.rest_calls()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn view(app: &TestApp, id: &str) -> Value {

@@ -289,6 +289,23 @@ impl FakeAri {
 }
 
 /// A channel as Asterisk 22 sends it.
+/// Waits (up to 15 s) for a REST request matching `what` and returns it;
+/// fails the test, listing what came instead, when none does.
+pub async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request not seen: {:#?}",
+            fake.rest_calls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn channel(id: &str, state: &str) -> Value {
     json!({
         "id": id, "name": format!("PJSIP/trunk-{id}"), "state": state, "protocol_id": "",
