@@ -50,27 +50,6 @@ async fn new_order(app: &TestApp, reference: &str) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
 
-async fn view(app: &TestApp, id: &str) -> Value {
-    app.get(&format!("/v1/orders/{id}"), &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Waits until the order's view satisfies `done`.
-async fn order_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = view(app, id).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "order never got there: {v:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn originate_of(channel_id: String) -> impl Fn(&Recorded) -> bool {
     move |r| r.method == "POST" && r.path == format!("/ari/channels/{channel_id}")
 }
@@ -92,7 +71,7 @@ async fn answered_callback_runs_the_ivr_and_pays() {
     assert_eq!(o.param("appArgs"), Some(format!("callback,{id}").as_str()));
     assert_eq!(o.param("timeout"), Some("5"));
     assert!(!o.body.contains("6222000000000017") && !o.path.contains("6222"));
-    let v = view(&app, &id).await;
+    let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling");
 
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
@@ -106,7 +85,7 @@ async fn answered_callback_runs_the_ivr_and_pays() {
     .await;
     assert_eq!(play.param("lang"), Some("zh"));
     assert_eq!(
-        order_until(&app, &id, |v| v["status"] == "in_call").await["status"],
+        app.order_until(&id, |v| v["status"] == "in_call").await["status"],
         "in_call"
     );
     for d in "1805137".chars() {
@@ -115,11 +94,13 @@ async fn answered_callback_runs_the_ivr_and_pays() {
             json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(&ch)}),
         ));
     }
-    let v = order_until(&app, &id, |v| v["status"] == "succeeded").await;
+    let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved");
     // The caller hangs up during the goodbye: the attempt is closed.
     fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
-    let v = order_until(&app, &id, |v| !v["attempts"][0]["ended_at"].is_null()).await;
+    let v = app
+        .order_until(&id, |v| !v["attempts"][0]["ended_at"].is_null())
+        .await;
     assert_eq!(v["attempts"][0]["outcome"], "answered");
     assert!(!v["attempts"][0]["answered_at"].is_null());
     // No request ever carried the PIN.
@@ -166,7 +147,7 @@ async fn calls_lost_in_an_asterisk_restart_are_retried_then_busy_fails() {
         "ChannelDestroyed",
         json!({"cause": 17, "cause_txt": "User busy", "channel": chan(&ch2)}),
     ));
-    let v = order_until(&app, &id, |v| v["status"] == "failed").await;
+    let v = app.order_until(&id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "busy", "{v:#}");
     let outcomes: Vec<&str> = v["attempts"]
         .as_array()
@@ -201,14 +182,14 @@ async fn a_full_node_queues_callbacks_instead_of_failing_them() {
         fake.rest_calls().iter().all(|r| !r.path.contains(&second)),
         "the second call waits for the first"
     );
-    assert_eq!(view(&app, &second).await["status"], "pending");
+    assert_eq!(app.order_view(&second).await["status"], "pending");
 
     // The first rings out (our originate timeout): no answer, no retry left.
     fake.push(event(
         "ChannelDestroyed",
         json!({"cause": 19, "cause_txt": "No user responding", "channel": chan(&ch1)}),
     ));
-    let v = order_until(&app, &first, |v| v["status"] == "failed").await;
+    let v = app.order_until(&first, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "no_answer");
     request(&fake, originate_of(format!("vp-{second}-1"))).await;
 }
@@ -223,7 +204,7 @@ async fn answered_call(app: &TestApp, fake: &FakeAri, reference: &str) -> (Strin
         "StasisStart",
         json!({"args": ["callback", id], "channel": chan(&ch)}),
     ));
-    order_until(app, &id, |v| v["status"] == "in_call").await;
+    app.order_until(&id, |v| v["status"] == "in_call").await;
     // Confirmed, half the PIN keyed.
     for d in "1805".chars() {
         fake.push(event(
@@ -243,7 +224,7 @@ async fn an_answered_call_lost_in_a_restart_fails_with_call_failed() {
     // channel gone. No hang-up event ever came.
     fake.set_startup_time("2025-01-01T11:00:00.000+0800");
     fake.drop_socket();
-    let v = order_until(&app, &id, |v| v["status"] == "failed").await;
+    let v = app.order_until(&id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
     assert_eq!(v["attempts"][0]["outcome"], "failed", "{v:#}");
 }
@@ -261,7 +242,7 @@ async fn asterisk_shutting_down_is_not_the_caller_hanging_up() {
     fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
     // An attempt was left: the cardholder is called again.
     request(&fake, originate_of(format!("vp-{stopped}-2"))).await;
-    let v = view(&app, &stopped).await;
+    let v = app.order_view(&stopped).await;
     assert_eq!(v["attempts"][0]["outcome"], "failed", "{v:#}");
 
     // The caller hanging up is a plain request (no `soft`).
@@ -271,7 +252,7 @@ async fn asterisk_shutting_down_is_not_the_caller_hanging_up() {
         json!({"cause": 16, "channel": chan(&ch)}),
     ));
     fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
-    let v = order_until(&app, &hung_up, |v| v["status"] == "failed").await;
+    let v = app.order_until(&hung_up, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "caller_hung_up", "{v:#}");
 }
 
@@ -423,7 +404,7 @@ async fn pay(app: &TestApp, fake: &FakeAri, id: &str, ch: &str) -> Value {
             json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(ch)}),
         ));
     }
-    order_until(app, id, |v| v["status"] == "succeeded").await
+    app.order_until(id, |v| v["status"] == "succeeded").await
 }
 
 async fn claim_until(app: &TestApp, id: &str) -> i64 {
@@ -471,7 +452,7 @@ async fn an_originate_error_after_its_events_leaves_the_call_running() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.answer(500);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let v = view(&app, &id).await;
+    let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
     assert!(
@@ -499,7 +480,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
     .await;
     held.answer(200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let v = view(&app, &id).await;
+    let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
     answer_and_pay_on_one_attempt(&app, &fake, &id, &ch).await;
@@ -552,7 +533,7 @@ async fn a_reconnect_keeps_an_originate_still_in_flight() {
     }
     ari_ready(&app, true).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let v = view(&app, &id).await;
+    let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     assert!(v["attempts"][0]["ended_at"].is_null(), "{v:#}");
 
@@ -582,7 +563,7 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
         "StasisStart",
         json!({"args": ["callback", id], "channel": chan(&ch)}),
     ));
-    order_until(&app, &id, |v| v["status"] == "in_call").await;
+    app.order_until(&id, |v| v["status"] == "in_call").await;
 
     // ARI goes away and stays away.
     fake.open_upgrades(false);
@@ -593,7 +574,7 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
     ari_ready(&app, false).await;
     let after = claim_until(&app, &id).await;
     assert!(after > before, "claim not renewed: {before} -> {after}");
-    assert_eq!(view(&app, &id).await["status"], "in_call");
+    assert_eq!(app.order_view(&id).await["status"], "in_call");
 }
 
 /// A stale claim of a stopped node on an inbound (or transferred) call:

@@ -9,7 +9,7 @@ mod support;
 
 use fake_ari::{channel, event, request, FakeAri, Recorded};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{order_body, spawn_app_with, Db, TestApp};
 
 async fn daemon(fake: &FakeAri) -> TestApp {
@@ -19,26 +19,6 @@ async fn daemon(fake: &FakeAri) -> TestApp {
         .expect("sqlite app");
     fake.wait_connections(1, Duration::from_secs(10)).await;
     app
-}
-
-async fn view(app: &TestApp, id: &str) -> Value {
-    app.get(&format!("/v1/orders/{id}"), &app.api_key)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn order_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = view(app, id).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "order never got there: {v:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
@@ -99,21 +79,23 @@ async fn transferred_call_pays_then_goes_back_with_the_result() {
         "StasisStart",
         json!({"args": ["transfer", code], "channel": channel(ch, "Up")}),
     ));
-    order_until(&app, &id, |v| v["status"] == "in_call").await;
+    app.order_until(&id, |v| v["status"] == "in_call").await;
     for d in "1805137".chars() {
         fake.push(event(
             "ChannelDtmfReceived",
             json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
         ));
     }
-    order_until(&app, &id, |v| v["status"] == "succeeded").await;
+    app.order_until(&id, |v| v["status"] == "succeeded").await;
     let closing = played(&fake, ch, "sound:voicepay/success").await;
     fake.push(finished(ch, &closing));
     request(&fake, is_var(ch, "VOICEPAY_RESULT", "success")).await;
     request(&fake, is_var(ch, "VOICEPAY_CODE", "approved")).await;
     request(&fake, is_continue(ch)).await;
     fake.push(event("StasisEnd", json!({"channel": channel(ch, "Up")})));
-    let v = order_until(&app, &id, |v| !v["attempts"][0]["ended_at"].is_null()).await;
+    let v = app
+        .order_until(&id, |v| !v["attempts"][0]["ended_at"].is_null())
+        .await;
     assert!(v.get("transfer_code").is_none(), "{v:#}");
     let calls = fake.rest_calls();
     assert!(
@@ -203,7 +185,7 @@ async fn a_transfer_call_lost_in_a_daemon_restart_goes_back_to_the_merchant() {
         .rest_calls()
         .iter()
         .all(|r| r.method != "DELETE" || r.path != format!("/ari/channels/{ch}")));
-    let v = order_until(&app, &id, |v| v["status"] != "in_call").await;
+    let v = app.order_until(&id, |v| v["status"] != "in_call").await;
     assert!(
         matches!(v["status"].as_str(), Some("pending" | "failed")),
         "{v:#}"

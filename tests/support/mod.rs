@@ -226,6 +226,32 @@ impl TestApp {
         self.get(path, key).await.json().await.unwrap()
     }
 
+    /// The order as the merchant sees it (`GET /v1/orders/{id}`).
+    pub async fn order_view(&self, id: &str) -> serde_json::Value {
+        self.get_json(&format!("/v1/orders/{id}"), &self.api_key)
+            .await
+    }
+
+    /// Polls the order (up to 15 s) until its view satisfies `done`.
+    pub async fn order_until(
+        &self,
+        id: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let v = self.order_view(id).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order never got there: {v:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Rows in a table, read straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
