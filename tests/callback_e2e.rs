@@ -88,20 +88,6 @@ async fn scenario(
     Some((app, id))
 }
 
-/// The details of the order's audit events, oldest first.
-async fn event_details(app: &TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar::<_, Option<String>>(
-        "SELECT detail FROM order_events WHERE order_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .expect("events")
-    .into_iter()
-    .map(Option::unwrap_or_default)
-    .collect()
-}
-
 #[tokio::test]
 async fn debit_callback_succeeds() {
     let Some((app, id)) = scenario(
@@ -161,7 +147,7 @@ async fn wrong_pin_then_right_pin_in_one_call() {
     else {
         return;
     };
-    let details = event_details(&app, &id).await;
+    let details = app.event_details(&id).await;
     let wrong = details.iter().filter(|d| *d == "wrong secret").count();
     assert_eq!(wrong, 1, "one wrong PIN, then the right one: {details:?}");
 }

@@ -109,20 +109,6 @@ async fn pay(app: &TestApp, phone: &str, card: Option<(&str, &str)>, script: &st
     v
 }
 
-/// The details of the order's audit events, oldest first.
-async fn event_details(app: &TestApp, id: &str) -> Vec<String> {
-    sqlx::query_scalar::<_, Option<String>>(
-        "SELECT detail FROM order_events WHERE order_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(&app.pool)
-    .await
-    .expect("events")
-    .into_iter()
-    .map(Option::unwrap_or_default)
-    .collect()
-}
-
 /// One row of the test-card table: card, ID number, what the handset keys,
 /// and the expected (status, code, resp_code).
 struct Row {
@@ -225,7 +211,7 @@ async fn every_test_card_through_a_real_call() {
             ));
             continue;
         }
-        let details = event_details(&app, v["id"].as_str().unwrap()).await;
+        let details = app.event_details(v["id"].as_str().unwrap()).await;
         let slow_or_silent = details.iter().any(|d| d.starts_with("query "));
         if row.card == "6222000000000058" {
             // No answer to the authorize: settled by query, never a second one.
@@ -282,7 +268,7 @@ async fn third_wrong_pin_of_the_day_locks_the_card_across_calls() {
         "answer=1;delay=1;keys=1wwww111111WWWWWWWW222222;hold=3",
     )
     .await;
-    let details = event_details(&app, first["id"].as_str().unwrap()).await;
+    let details = app.event_details(first["id"].as_str().unwrap()).await;
     let wrongs = details.iter().filter(|d| *d == "wrong secret").count();
     assert_eq!(
         wrongs, 2,

@@ -252,6 +252,21 @@ impl TestApp {
         }
     }
 
+    /// The details of the order's audit events, oldest first, read
+    /// straight from the database.
+    pub async fn event_details(&self, id: &str) -> Vec<String> {
+        sqlx::query_scalar::<_, Option<String>>(
+            "SELECT detail FROM order_events WHERE order_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect()
+    }
+
     /// Rows in a table, read straight from the database.
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
