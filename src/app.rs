@@ -1,7 +1,7 @@
 //! Wiring: opens the store, loads keys, builds the router, starts background
 //! workers (expiry sweep, calls, webhook delivery), and runs until the shutdown token fires.
 
-use crate::api::{self, auth::MerchantCache, AppState, Metrics, Readiness};
+use crate::api::{self, auth::MerchantCache, AppState};
 use crate::bank::StubIssuer;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Vault};
@@ -9,6 +9,7 @@ use crate::domain::{OrderStatus, ResultCode};
 use crate::matcher::{BankMatcher, MatcherConfig};
 use crate::notify::{Notifier, SystemClock};
 use crate::store::{now_ms, Store, Transition};
+use crate::telemetry::{Metrics, Readiness};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,10 +22,16 @@ use tokio_util::sync::CancellationToken;
 /// authorizations to the others.
 const RECOVER_EVERY: Duration = Duration::from_secs(60);
 
+/// The matcher this daemon runs: the in-process stub issuer.
+type DaemonMatcher = BankMatcher<StubIssuer>;
+
 /// A built, bound, not yet running voicepay.
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// Joins keyed secrets with orders and authorizes them, once per process
+    /// (the stub issuer keeps balances and PIN locks in its state file).
+    matcher: Arc<DaemonMatcher>,
     /// The demo merchant's API key, when `demo.enabled` (held in memory only).
     demo_key: Option<zeroize::Zeroizing<String>>,
 }
@@ -55,7 +62,6 @@ impl App {
             settings: Arc::new(settings),
             store,
             vault,
-            matcher,
             metrics: Arc::new(Metrics::default()),
             merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
             readiness: Arc::new(Readiness::default()),
@@ -73,6 +79,7 @@ impl App {
         Ok(Self {
             listener,
             state,
+            matcher,
             demo_key,
         })
     }
@@ -94,7 +101,7 @@ impl App {
         // Orders left at the bank (by a previous run of this node, or by a
         // node that stopped and never came back) are settled by query, never
         // by a second authorization: at start, then every RECOVER_EVERY.
-        let matcher = self.state.matcher.clone();
+        let matcher = self.matcher.clone();
         let stop = shutdown.clone();
         let recovery = tokio::spawn(async move {
             loop {
@@ -117,8 +124,15 @@ impl App {
         });
         // Calls only when ARI is configured (a password is set): an API-only
         // daemon never touches an order's call state.
-        let calls = if crate::calls::enabled(&self.state) {
-            Some(crate::calls::start(self.state.clone(), shutdown.clone())?)
+        let calls = if crate::calls::enabled(&self.state.settings) {
+            let parts = crate::calls::Parts {
+                settings: self.state.settings.clone(),
+                store: self.state.store.clone(),
+                vault: self.state.vault.clone(),
+                matcher: self.matcher.clone(),
+                readiness: self.state.readiness.clone(),
+            };
+            Some(crate::calls::start(parts, shutdown.clone())?)
         } else {
             None
         };
@@ -165,9 +179,13 @@ impl App {
 
 /// Connects to `database.url` and applies the migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(&settings.database.url, settings.database.max_connections)
-        .await
-        .context("connecting to database.url")?;
+    let store = Store::connect(
+        &settings.database.url,
+        settings.database.max_connections,
+        crate::views::webhook_body,
+    )
+    .await
+    .context("connecting to database.url")?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

@@ -190,7 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<()> {
-    use crate::api::webhooks::EventView;
+    use crate::views::EventView;
     let store = app::open_store(settings).await?;
     let result = match command {
         WebhooksCommand::List {

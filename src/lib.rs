@@ -21,3 +21,4 @@ pub mod merchants;
 pub mod notify;
 pub mod store;
 pub mod telemetry;
+pub mod views;

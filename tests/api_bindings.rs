@@ -22,7 +22,7 @@ async fn bind(app: &TestApp, merchant_order_id: &str) -> String {
     let resp = app.create_order(&order_body(merchant_order_id)).await;
     assert_eq!(resp.status(), 201);
     let id = json_of(resp).await["id"].as_str().unwrap().to_owned();
-    let store = Store::connect(&app.settings.database.url, 1)
+    let store = Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
         .await
         .expect("store");
     let o = store.order(&id).await.unwrap().unwrap();
@@ -34,7 +34,7 @@ async fn bind(app: &TestApp, merchant_order_id: &str) -> String {
             phone: &o.phone,
             card_enc: &o.card_enc,
             card_masked: &o.card_masked,
-            card_type: &o.card_type,
+            card_type: o.card_type,
             card_fp: &o.card_fp,
             id_enc: &o.id_enc,
             id_masked: &o.id_masked,

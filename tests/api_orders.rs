@@ -542,9 +542,13 @@ async fn orders_past_their_window_expire(app: TestApp) {
         .execute(&app.pool)
         .await
         .unwrap();
-    let store = voicepay::store::Store::connect(&app.settings.database.url, 1)
-        .await
-        .unwrap();
+    let store = voicepay::store::Store::connect(
+        &app.settings.database.url,
+        1,
+        voicepay::views::webhook_body,
+    )
+    .await
+    .unwrap();
     assert_eq!(voicepay::app::expire_due(&store).await.unwrap(), 1);
     let got = json_of(app.get(&format!("/v1/orders/{id}"), &app.api_key).await).await;
     assert_eq!(got["status"], "expired");

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{order_body, TestApp};
 use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
-use voicepay::calls::{CallRef, Via};
 use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
 use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
-use voicepay::ivr::{Cvn2, Expiry, Outcome, PinDigits, Verification};
+use voicepay::domain::{Cvn2, Expiry, PinDigits, Verification};
+use voicepay::ivr::Outcome;
 use voicepay::matcher::{BankMatcher, MatcherConfig, Recovery};
+use voicepay::matcher::{CallRef, Via};
 use voicepay::store::{Store, Transition};
 
 const PHONE: &str = "13800138000";
@@ -46,7 +47,7 @@ fn fast() -> MatcherConfig {
 }
 
 async fn rig(app: TestApp) -> Rig {
-    let store = Store::connect(&app.settings.database.url, 4)
+    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
         .await
         .expect("store");
     let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
@@ -139,15 +140,14 @@ impl Rig {
             .await
     }
 
-    /// The same through `calls::Matcher`, as the call runner asks after
-    /// its own move to `authorizing`.
+    /// The same through the `Matcher` port, as the call runner asks.
     async fn verify_from_runner(&self, id: &str, v: Verification) -> Outcome {
         let channel = own_channel(id);
         let call = CallRef {
             channel_id: &channel,
             via: &Via::Callback,
         };
-        voicepay::calls::Matcher::verify(&self.matcher, id, call, v).await
+        voicepay::matcher::Matcher::verify(&self.matcher, id, call, v).await
     }
 
     async fn moved(&self, id: &str, from: OrderStatus, to: OrderStatus) {
@@ -559,27 +559,24 @@ async fn a_wrong_pin_answer_counts_once(app: TestApp) {
     assert_eq!(count("ord_b:1", 3).await, 3);
 }
 
-/// The call runner moves the order to `authorizing` itself, then asks
-/// through `calls::Matcher`, then tries to move the order by the answer.
+/// The call runner asks through the `Matcher` port with the order in
+/// `in_call`; the matcher alone moves it to `authorizing` and settles it,
+/// so a later move out of `authorizing` finds nothing to do.
 async fn call_runner_path_settles_the_order_once(app: TestApp) {
     let r = rig(app).await;
     let pan = "6222000000000017";
     let id = r.order_in_call(pan).await;
-    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
-        .await;
     assert_eq!(
         r.verify_from_runner(&id, pin("111111")).await,
         Outcome::WrongSecret { tries_left: 2 }
     );
     assert_eq!(r.status(&id).await, "in_call");
-    r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
-        .await;
     assert_eq!(
         r.verify_from_runner(&id, pin(RIGHT_PIN)).await,
         Outcome::Approved
     );
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
-    // The runner's own move afterwards finds nothing to do.
+    // A move out of `authorizing` afterwards finds nothing to do.
     let t = Transition {
         from: OrderStatus::Authorizing,
         to: OrderStatus::Succeeded,
@@ -673,16 +670,14 @@ async fn a_verification_from_a_foreign_channel_is_refused_without_the_bank(app: 
     assert_eq!(r.status(&y).await, "in_call");
 }
 
-/// The runner of a foreign call moved the order to `authorizing` itself:
-/// refused all the same, and the order goes back to `in_call`.
-async fn a_foreign_call_runner_is_refused_and_the_order_put_back(app: TestApp) {
-    use voicepay::calls::Matcher;
+/// A foreign call's runner asks through the `Matcher` port: refused
+/// without the bank, the order left in `in_call` for its own call.
+async fn a_foreign_call_runner_is_refused_and_the_order_left_alone(app: TestApp) {
+    use voicepay::matcher::Matcher;
     let r = rig(app).await;
     let pan = "6222000000000017";
     let x = r.order_in_call(pan).await;
     let y = r.order_in_call(pan).await;
-    r.moved(&x, OrderStatus::InCall, OrderStatus::Authorizing)
-        .await;
     let channel = own_channel(&y);
     let foreign = CallRef {
         channel_id: &channel,
@@ -695,8 +690,6 @@ async fn a_foreign_call_runner_is_refused_and_the_order_put_back(app: TestApp) {
     assert_eq!(r.status(&x).await, "in_call");
     assert_eq!(r.balance(pan), START_FEN);
     assert!(!issuer_saw(&r, &x).await);
-    r.moved(&x, OrderStatus::InCall, OrderStatus::Authorizing)
-        .await;
     assert_eq!(
         r.verify_from_runner(&x, pin(RIGHT_PIN)).await,
         Outcome::Approved
@@ -786,7 +779,7 @@ on_both_stores!(
     recover_leaves_an_order_it_cannot_resolve,
     call_runner_path_settles_the_order_once,
     a_verification_from_a_foreign_channel_is_refused_without_the_bank,
-    a_foreign_call_runner_is_refused_and_the_order_put_back,
+    a_foreign_call_runner_is_refused_and_the_order_left_alone,
     a_transfer_call_must_present_the_orders_code,
     an_inbound_call_must_come_from_the_orders_phone,
     recover_leaves_a_newer_live_attempt_alone,

@@ -102,7 +102,7 @@ async fn new_order(app: &TestApp) -> String {
 }
 
 async fn store(app: &TestApp) -> Store {
-    Store::connect(&app.settings.database.url, 1)
+    Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
         .await
         .expect("store")
 }

@@ -15,7 +15,9 @@ async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
         .unwrap()
         .to_owned();
     (
-        Store::connect(&app.settings.database.url, 4).await.unwrap(),
+        Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
+            .await
+            .unwrap(),
         id,
     )
 }

@@ -103,7 +103,9 @@ async fn worker(
 ) -> Arc<Notifier> {
     let mut s = app.settings.clone();
     tweak(&mut s);
-    let store = Store::connect(&s.database.url, 2).await.unwrap();
+    let store = Store::connect(&s.database.url, 2, voicepay::views::webhook_body)
+        .await
+        .unwrap();
     let vault = Arc::new(Vault::new(&KeyRing::load(&s.crypto).unwrap()));
     Arc::new(Notifier::new(store, vault, &s.webhooks, clock).unwrap())
 }
@@ -233,7 +235,9 @@ async fn final_events_always_progress_events_on_request(db: Db) {
         return;
     };
     let rx = Receiver::start().await;
-    let store = Store::connect(&app.settings.database.url, 2).await.unwrap();
+    let store = Store::connect(&app.settings.database.url, 2, voicepay::views::webhook_body)
+        .await
+        .unwrap();
     let plain = order(&app, "P1", json!({"notify_url": rx.url})).await;
     let progress = order(
         &app,
@@ -711,7 +715,9 @@ async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: D
 
     // Another node holds the event (it is sending it): a redeliver now
     // would be lost or would lose that attempt's outcome, so it is refused.
-    let store = Store::connect(&app.settings.database.url, 1).await.unwrap();
+    let store = Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
+        .await
+        .unwrap();
     let due = t0 + 90_000 + 30_000;
     let leased = store
         .claim_webhooks("node_other", due, now_ms() + 600_000, 4, 10, &[])
@@ -844,7 +850,9 @@ async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
     let id = order(&app, "K1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
     let t0 = now_ms() + 1000;
-    let store = Store::connect(&app.settings.database.url, 2).await.unwrap();
+    let store = Store::connect(&app.settings.database.url, 2, voicepay::views::webhook_body)
+        .await
+        .unwrap();
     // A node leases the event for 40 s, then dies without a word.
     let leased = store
         .claim_webhooks("node_dead", t0, t0 + 40_000, 4, 100, &[])

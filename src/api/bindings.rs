@@ -4,10 +4,10 @@
 //! one. Cards appear masked, never in full.
 
 use super::error::{ApiError, ErrorBody, FieldError};
-use super::orders::view::rfc3339;
 use super::{auth::Merchant, AppState};
 use crate::domain::{CardKind, Phone};
 use crate::store::BindingRow;
+use crate::views::rfc3339;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -59,7 +59,7 @@ impl BindingView {
             phone: phone.as_str().to_owned(),
             card: BoundCardView {
                 masked: b.card_masked.clone(),
-                kind: CardKind::parse(&b.card_type),
+                kind: b.card_type,
                 bank: crate::bank::builtin_bank_name(&b.card_masked).map(str::to_owned),
             },
             created_at: rfc3339(b.created_at),

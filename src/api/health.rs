@@ -1,3 +1,5 @@
+//! Liveness and readiness probes for load balancers and orchestrators.
+
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,11 +20,7 @@ pub async fn healthz() -> &'static str {
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.store.ping().await;
-    let ari = *state
-        .readiness
-        .ari_connected
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let ari = state.readiness.ari();
     let ready = db && ari != Some(false);
     let body = json!({
         "ready": ready,

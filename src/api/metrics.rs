@@ -1,89 +1,12 @@
-//! Prometheus metrics: requests by route and status, request latency, orders
-//! created, orders by status (read from the database at scrape time) and
-//! webhook delivery attempts by outcome.
+//! The `/metrics` endpoint and the middleware that counts requests into the
+//! process's [`Metrics`](crate::telemetry::Metrics).
 
 use super::AppState;
+use crate::telemetry::{RequestLabels, RouteLabels, StatusLabels};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
-    pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StatusLabels {
-    pub status: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// `delivered`, `retry` (failed, will be tried again) or `failed` (given up).
-    pub outcome: String,
-}
-
-pub struct Metrics {
-    registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<RouteLabels, Histogram>,
-    pub orders_created: Counter,
-    pub orders: Family<StatusLabels, Gauge>,
-    /// Webhook delivery attempts by outcome (this node's worker).
-    pub webhook_deliveries: Family<OutcomeLabels, Counter>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("voicepay");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
-        });
-        let orders_created = Counter::default();
-        let orders = Family::<StatusLabels, Gauge>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency",
-            latency.clone(),
-        );
-        registry.register("orders_created", "Orders accepted", orders_created.clone());
-        registry.register("orders", "Orders by current status", orders.clone());
-        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "webhook_deliveries",
-            "Webhook delivery attempts by outcome",
-            webhook_deliveries.clone(),
-        );
-        Self {
-            registry,
-            requests,
-            latency,
-            orders_created,
-            orders,
-            webhook_deliveries,
-        }
-    }
-}
 
 /// Counts every request under its route template (never the raw path, which
 /// holds order ids).
@@ -133,10 +56,9 @@ pub async fn render(State(state): State<AppState>) -> Response {
                 .set(n);
         }
     }
-    let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, &state.metrics.registry).is_err() {
+    let Ok(out) = state.metrics.encode() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
+    };
     (
         [(
             header::CONTENT_TYPE,

@@ -11,12 +11,12 @@ pub mod orders;
 pub mod webhooks;
 
 pub use error::{ApiError, FieldError};
-pub use metrics::{Metrics, OutcomeLabels};
 pub use openapi::ApiDoc;
 
 use crate::config::Settings;
 use crate::crypto::Vault;
 use crate::store::Store;
+use crate::telemetry::{Metrics, Readiness};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -24,31 +24,30 @@ use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-/// Shared by every handler.
+/// What the HTTP handlers use, and nothing else: the call code and the
+/// matcher are wired beside the edge by [`crate::app`], not through it.
 #[derive(Clone)]
 pub struct AppState {
+    /// The daemon's configuration.
     pub settings: Arc<Settings>,
+    /// Orders, merchants, bindings and the webhook outbox.
     pub store: Store,
+    /// Seals card and ID numbers before they are stored.
     pub vault: Arc<Vault>,
+    /// This process's Prometheus series.
     pub metrics: Arc<Metrics>,
+    /// Authenticated merchants by key hash, for a short time.
     pub merchant_cache: Arc<auth::MerchantCache>,
+    /// What `/readyz` reports beyond the database.
     pub readiness: Arc<Readiness>,
-    /// Joins keyed secrets with orders and authorizes them, once per process
-    /// (the stub issuer keeps balances and PIN locks in memory).
-    pub matcher: Arc<crate::matcher::BankMatcher<crate::bank::StubIssuer>>,
     /// Cancelled when the daemon stops. Long-lived responses (the status
     /// streams) end with it, so a graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// What `/readyz` reports beyond the database: filled in by the components
-/// that start later (the ARI connection).
-#[derive(Debug, Default)]
-pub struct Readiness {
-    /// `None` while no ARI client runs in this process.
-    pub ari_connected: std::sync::Mutex<Option<bool>>,
-}
-
+/// The whole merchant API: `/v1/…`, the probes, `/metrics` and the OpenAPI
+/// document, with request ids, tracing (method and path only) and the body
+/// limit (`http.max_body_bytes`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.http.max_body_bytes;
     let v1 = Router::new()

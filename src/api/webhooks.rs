@@ -3,14 +3,14 @@
 //! an unknown one (404).
 
 use super::error::{ApiError, ErrorBody, FieldError};
-use super::orders::view::rfc3339;
 use super::{auth::Merchant, AppState};
-use crate::store::{now_ms, OutboxRow, Redelivery, WebhookFilter};
+use crate::store::{now_ms, Redelivery, WebhookFilter};
+use crate::views::{EventList, EventView};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// Largest page.
 const MAX_LIMIT: i64 = 100;
@@ -24,55 +24,6 @@ pub struct EventsQuery {
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page: events older than that one.
     pub before: Option<String>,
-}
-
-/// A page of events, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventList {
-    pub events: Vec<EventView>,
-    /// Pass as `before` for the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-/// One webhook event and how its delivery went.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventView {
-    #[schema(example = "evt_5f0c6b1e2d3a4b5c6d7e8f90")]
-    pub id: String,
-    /// e.g. `order.succeeded`, `order.calling`.
-    #[serde(rename = "type")]
-    #[schema(example = "order.succeeded")]
-    pub kind: String,
-    pub order_id: String,
-    /// `pending` (being delivered or waiting for a retry), `delivered`, `failed`.
-    pub status: String,
-    /// Delivery attempts so far.
-    pub attempts: i64,
-    /// When the next attempt is due (pending events).
-    pub next_attempt_at: Option<String>,
-    /// Why the last attempt failed, e.g. `HTTP 500`.
-    pub last_error: Option<String>,
-    pub notify_url: String,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
-}
-
-impl EventView {
-    pub fn new(r: &OutboxRow) -> Self {
-        Self {
-            id: r.id.clone(),
-            kind: r.event_type.clone(),
-            order_id: r.order_id.clone(),
-            status: r.status.clone(),
-            attempts: r.attempts,
-            next_attempt_at: (r.status == "pending").then(|| rfc3339(r.next_attempt_at)),
-            last_error: r.last_error.clone(),
-            notify_url: r.notify_url.clone(),
-            created_at: rfc3339(r.created_at),
-            delivered_at: r.delivered_at.map(rfc3339),
-        }
-    }
 }
 
 /// List this merchant's webhook events, e.g. the ones that failed.

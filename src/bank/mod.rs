@@ -27,7 +27,7 @@ pub use stub::{CardState, Clock, Latency, StubIssuer};
 
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, ResultCode};
-use crate::ivr::{Cvn2, Expiry};
+use crate::domain::{Cvn2, Expiry};
 use std::future::Future;
 use std::sync::Arc;
 use time::{Date, OffsetDateTime};

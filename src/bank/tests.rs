@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::crypto::ZonePinKey;
-use crate::ivr::PinDigits;
+use crate::domain::PinDigits;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::macros::datetime;

@@ -17,13 +17,13 @@
 //! running, so only a stopped node's claims run out; then another node
 //! takes each over and settles it ([`Callbacks::reclaim_stale`]).
 
-use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriError, AriRest, Call, HangupReason, Originate};
 use crate::config::Settings;
 use crate::crypto::Vault;
-use crate::domain::{CardKind, Language, OrderStatus, ResultCode};
-use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, YearMonth};
+use crate::domain::{Language, Mode, OrderStatus, ResultCode, YearMonth};
+use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig};
+use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, ActiveCall, OrderRow, Store, Transition};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -573,7 +573,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
         if let Err(e) = self.rest.answer(channel_id).await {
             tracing::debug!(channel = %channel_id, error = %e, "answer failed (already up?)");
         }
-        let lang = Language::parse(&order.language).unwrap_or(Language::Zh);
+        let lang = order.language;
         let ivr = Ivr::new(
             IvrConfig::from(&self.settings.ivr),
             self.call_info(order, lang),
@@ -635,7 +635,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
             language,
             amount_fen: order.amount,
             card_last4: last4,
-            card_kind: CardKind::parse(&order.card_type),
+            card_kind: order.card_type,
             bound: order.binding_id.is_some(),
             today: YearMonth {
                 year: u16::try_from(today.year()).unwrap_or(2000),
@@ -706,7 +706,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     async fn drop_lost_channel(&self, order_id: &str, channel: &str) {
         let transfer = matches!(
             self.store.order(order_id).await,
-            Ok(Some(o)) if o.mode == "transfer"
+            Ok(Some(o)) if o.mode == Mode::Transfer
         );
         if transfer {
             self.hand_back(channel, "failure", "service_unavailable")

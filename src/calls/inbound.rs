@@ -20,10 +20,10 @@
 
 use super::callback::Callbacks;
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
-use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
 use crate::ari::{AriCommands, Call, Event, HangupReason};
 use crate::domain::Phone;
+use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +38,7 @@ pub const ORDER_CODE_LEN: usize = 8;
 pub fn pick<'a>(orders: &'a [OrderRow], keyed: &str) -> Option<&'a OrderRow> {
     orders
         .iter()
-        .find(|o| o.transfer_code.as_deref() == Some(keyed))
+        .find(|o| o.call_code.as_deref() == Some(keyed))
 }
 
 impl<M: Matcher + 'static> Callbacks<M> {
@@ -84,7 +84,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
         tracing::info!(channel = %channel_id, caller = %shown, orders = orders.len(), "inbound call");
         let lang = channel_lang
             .filter(|l| !l.is_empty())
-            .or_else(|| orders.first().map(|o| o.language.clone()));
+            .or_else(|| orders.first().map(|o| o.language.as_str().to_owned()));
         let chosen = match orders.len() {
             0 => None,
             1 => Some(&orders[0]),
@@ -186,6 +186,7 @@ enum Choice<'a> {
 #[cfg(test)]
 mod tests {
     use super::pick;
+    use crate::domain::{CardKind, Language, Mode, OrderStatus};
     use crate::store::OrderRow;
 
     fn order(id: &str, code: &str) -> OrderRow {
@@ -193,22 +194,22 @@ mod tests {
             id: id.into(),
             merchant_id: "m".into(),
             merchant_order_id: id.into(),
-            status: "pending".into(),
-            mode: "inbound".into(),
+            status: OrderStatus::Pending,
+            mode: Mode::Inbound,
             amount: 100,
             currency: "CNY".into(),
             description: None,
             phone: "13800138000".into(),
-            language: "zh".into(),
+            language: Language::Zh,
             notify_url: None,
             card_enc: String::new(),
             card_masked: String::new(),
-            card_type: "debit".into(),
+            card_type: CardKind::Debit,
             card_fp: String::new(),
             id_enc: String::new(),
             id_masked: String::new(),
             binding_id: None,
-            transfer_code: Some(code.into()),
+            call_code: Some(code.into()),
             result_code: None,
             resp_code: None,
             result_message: None,

@@ -9,9 +9,9 @@
 //! the callback worker waits while they talk).
 
 use super::callback::{Callbacks, Placed};
-use super::matcher::Matcher;
 use crate::ari::{self, AriCommands};
 use crate::ivr::speech::sound;
+use crate::matcher::Matcher;
 use crate::store::{now_ms, OrderRow};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;

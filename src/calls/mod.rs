@@ -1,7 +1,6 @@
 //! Payment calls: the flows that turn orders into phone calls and phone
 //! calls into verified payments (DESIGN.md "Payment flows").
 //!
-//! - [`matcher`]: the [`Matcher`] interface to the bank.
 //! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
 //! - [`callback`]: claim due callback orders, originate, retry.
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
@@ -16,18 +15,20 @@
 pub mod callback;
 pub mod inbound;
 mod live;
-pub mod matcher;
 #[cfg(test)]
 mod placeholder;
 pub mod runner;
 pub mod transfer;
 
 pub use callback::Callbacks;
-pub use matcher::{CallRef, Matcher, Via};
 pub use runner::{CallEnd, CallRunner};
 
-use crate::api::AppState;
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
+use crate::config::Settings;
+use crate::crypto::Vault;
+use crate::matcher::Matcher;
+use crate::store::Store;
+use crate::telemetry::Readiness;
 use anyhow::Context;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -37,48 +38,60 @@ use tokio_util::sync::CancellationToken;
 /// password (`ari.password`; Asterisk's ARI always requires one), so a
 /// daemon without telephony settings serves the API alone and never touches
 /// an order's call state.
-pub fn enabled(state: &AppState) -> bool {
-    !state.settings.ari.password.is_empty()
+pub fn enabled(settings: &Settings) -> bool {
+    !settings.ari.password.is_empty()
+}
+
+/// What the call code runs on, handed over by the wiring ([`crate::app`]).
+pub struct Parts<M> {
+    /// `[ari]` and `[telephony]` are read from here.
+    pub settings: Arc<Settings>,
+    /// Orders and their call attempts.
+    pub store: Store,
+    /// Opens nothing secret: order codes and masked numbers only.
+    pub vault: Arc<Vault>,
+    /// Where keyed secrets go.
+    pub matcher: Arc<M>,
+    /// Told whether ARI is connected.
+    pub readiness: Arc<Readiness>,
 }
 
 /// Starts the ARI client, the supervisor and the callback worker. The
 /// returned task ends after `shutdown` once the socket is closed.
-pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
-    let client = AriClient::start(&state.settings.ari, shutdown.clone())
+///
+/// # Errors
+/// When the ARI client cannot be built from `[ari]` (a bad URL).
+pub fn start<M: Matcher + 'static>(
+    parts: Parts<M>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let client = AriClient::start(&parts.settings.ari, shutdown.clone())
         .context("starting the ARI client")?;
-    *state
-        .readiness
-        .ari_connected
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(false);
+    parts.readiness.set_ari(Some(false));
     let callbacks = Callbacks::new(
-        state.store.clone(),
-        state.vault.clone(),
-        state.settings.clone(),
+        parts.store,
+        parts.vault,
+        parts.settings,
         client.rest.clone(),
-        state.matcher.clone(),
+        parts.matcher,
     );
     let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
+    let readiness = parts.readiness;
     Ok(tokio::spawn(async move {
-        supervise(state, client, callbacks, shutdown).await;
+        supervise(&readiness, client, callbacks, shutdown).await;
+        // The worker ends with `shutdown`; a panic in it is already logged.
         let _ = worker.await;
     }))
 }
 
 /// Consumes the client's notices in order until shutdown.
 async fn supervise<M: Matcher + 'static>(
-    state: AppState,
+    readiness: &Readiness,
     mut client: AriClient,
     callbacks: Arc<Callbacks<M>>,
     shutdown: CancellationToken,
 ) {
-    let ready = |up: bool| {
-        *state
-            .readiness
-            .ari_connected
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(up);
-    };
+    let ready = |up: bool| readiness.set_ari(Some(up));
     loop {
         let notice = tokio::select! {
             _ = shutdown.cancelled() => break,

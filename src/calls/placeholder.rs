@@ -1,9 +1,10 @@
 //! A test double for [`Matcher`]: fixed test secrets, no bank. Compiled for
 //! unit tests only, so the daemon can never run with it.
 
-use super::{CallRef, Matcher};
+use crate::domain::Verification;
 use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::{Outcome, Verification};
+use crate::ivr::Outcome;
+use crate::matcher::{CallRef, Matcher};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,14 +51,6 @@ impl PlaceholderMatcher {
                 false
             }
         }
-    }
-
-    /// Whether the order is in `authorizing` (claimed by the runner).
-    async fn authorizing(&self, order_id: &str) -> bool {
-        matches!(
-            self.store.order(order_id).await,
-            Ok(Some(o)) if o.status() == OrderStatus::Authorizing
-        )
     }
 
     /// Why an order is no longer payable: its own result code if it has one.
@@ -112,7 +105,7 @@ impl Matcher for PlaceholderMatcher {
             result: None,
             detail: Some("secret submitted"),
         };
-        if !self.move_order(order_id, to_bank).await && !self.authorizing(order_id).await {
+        if !self.move_order(order_id, to_bank).await {
             drop(verification);
             return Outcome::Failed(self.stopped_reason(order_id).await);
         }
@@ -144,7 +137,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ivr::{Cvn2, Expiry, PinDigits};
+    use crate::domain::{Cvn2, Expiry, PinDigits};
 
     fn pin(s: &str) -> Verification {
         Verification::Pin(PinDigits::parse(s).unwrap())

@@ -3,12 +3,12 @@
 //! transitions. One task per call, fed by the call's ordered queue.
 //!
 //! Order lifecycle while the call runs (DESIGN.md, `OrderStatus::can_become`):
-//! - a submitted secret: the runner moves the order `in_call` →
-//!   `authorizing` (conditional: the exactly-once guard; a cancelled or
-//!   expired order never reaches the matcher), then the [`Matcher`] settles
-//!   it (`succeeded`, back to `in_call` after a wrong secret, `failed`), or
+//! - a submitted secret goes to the [`Matcher`], which alone moves the
+//!   order `in_call` → `authorizing` (conditional: the exactly-once guard;
+//!   a cancelled or expired order never reaches the issuer) and settles it
+//!   (`succeeded`, back to `in_call` after a wrong secret, `failed`), or
 //!   leaves it in `authorizing` for recovery when the bank's answer is
-//!   unknown: the runner never moves an order out of `authorizing`;
+//!   unknown: the runner never moves an order into or out of `authorizing`;
 //! - the call ends without a bank decision (caller pressed 2, input timeout,
 //!   hang-up, tries exhausted): the runner moves `in_call` → `failed` with
 //!   that code.
@@ -16,10 +16,10 @@
 //! The secret exists here only inside [`Action::Submit`], which is moved
 //! straight into [`Matcher::verify`]; nothing logs an action's content.
 
-use super::matcher::{CallRef, Matcher, Via};
 use crate::ari::{self, AriCommands, HangupReason};
-use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::{Action, CallOutcome, Event, Ivr, Outcome, TimerId};
+use crate::domain::OrderStatus;
+use crate::ivr::{Action, CallOutcome, Event, Ivr, TimerId};
+use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
@@ -208,20 +208,12 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 }
             }
             Action::Submit(verification) => {
-                let outcome = match self.claim_for_bank().await {
-                    // Moved straight in; the matcher settles the order.
-                    Ok(()) => {
-                        let call = CallRef {
-                            channel_id: self.channel_id,
-                            via: self.via,
-                        };
-                        self.matcher.verify(self.order_id, call, verification).await
-                    }
-                    Err(code) => {
-                        drop(verification);
-                        Outcome::Failed(code)
-                    }
+                // Moved straight in; the matcher moves and settles the order.
+                let call = CallRef {
+                    channel_id: self.channel_id,
+                    via: self.via,
                 };
+                let outcome = self.matcher.verify(self.order_id, call, verification).await;
                 return Some(Event::VerificationResult(outcome));
             }
             Action::Hangup if self.end == CallEnd::ReturnToDialplan => {}
@@ -236,37 +228,6 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             }
         }
         None
-    }
-
-    /// `in_call` → `authorizing` before the secret goes to the matcher. An
-    /// order that left `in_call` meanwhile (cancelled, expired) answers
-    /// with its own result code and is never sent to the bank.
-    async fn claim_for_bank(&self) -> Result<(), ResultCode> {
-        let to_bank = Transition {
-            from: OrderStatus::InCall,
-            to: OrderStatus::Authorizing,
-            result: None,
-            detail: Some("secret submitted"),
-        };
-        match self
-            .store
-            .transition(self.order_id, to_bank, now_ms())
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(match self.store.order(self.order_id).await {
-                Ok(Some(o)) => o
-                    .result_code
-                    .as_deref()
-                    .and_then(ResultCode::parse)
-                    .unwrap_or(ResultCode::OrderExpired),
-                _ => ResultCode::OrderExpired,
-            }),
-            Err(e) => {
-                tracing::warn!(order = %self.order_id, error = %e, "cannot move order to authorizing");
-                Err(ResultCode::IssuerUnavailable)
-            }
-        }
     }
 
     /// Settles the order when the call ends without a bank decision. After

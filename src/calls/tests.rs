@@ -1,14 +1,14 @@
 //! The runner against a fake ARI (no Asterisk) and a temporary SQLite store:
 //! ids, barge-in, the order's moves, and that no command carries the PIN.
 
-use super::matcher::Via;
 use super::placeholder::PlaceholderMatcher;
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
 use crate::config::CryptoSettings;
 use crate::crypto::{KeyRing, Vault};
-use crate::domain::{CardKind, Language};
-use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, YearMonth};
+use crate::domain::{CardKind, Language, Mode, OrderStatus, YearMonth};
+use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig};
+use crate::matcher::Via;
 use crate::store::{OrderRow, Store};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -124,7 +124,9 @@ impl AriCommands for FakeAri {
 /// A store with one merchant and one debit order already `in_call`.
 async fn store_with_order(dir: &std::path::Path) -> (Store, String) {
     let url = format!("sqlite://{}", dir.join("t.db").display());
-    let store = Store::connect(&url, 2).await.unwrap();
+    let store = Store::connect(&url, 2, crate::views::webhook_body)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let crypto = CryptoSettings {
         key_file: dir.join("keys"),
@@ -139,22 +141,22 @@ async fn store_with_order(dir: &std::path::Path) -> (Store, String) {
         id: "ord_test1".into(),
         merchant_id: m.merchant_id,
         merchant_order_id: "m1".into(),
-        status: "in_call".into(),
-        mode: "callback".into(),
+        status: OrderStatus::InCall,
+        mode: Mode::Callback,
         amount: 12345,
         currency: "CNY".into(),
         description: None,
         phone: "13800138000".into(),
-        language: "zh".into(),
+        language: Language::Zh,
         notify_url: None,
         card_enc: vault.seal("card_number", b"6222000000000017"),
         card_masked: "622200******0017".into(),
-        card_type: "debit".into(),
+        card_type: CardKind::Debit,
         card_fp: "fp".into(),
         id_enc: "x".into(),
         id_masked: "x".into(),
         binding_id: None,
-        transfer_code: None,
+        call_code: None,
         result_code: None,
         resp_code: None,
         result_message: None,
@@ -217,7 +219,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
     let outcome = runner.run(ivr(), &mut rx).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
     let order = r.store.order(&r.order_id).await.unwrap().unwrap();
-    assert_eq!(order.status, "succeeded");
+    assert_eq!(order.status, OrderStatus::Succeeded);
     assert_eq!(order.result_code.as_deref(), Some("approved"));
     let lines = r.ari.lines();
     assert!(
@@ -252,7 +254,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
         "{outcome:?}"
     );
     let order = r.store.order(&r.order_id).await.unwrap().unwrap();
-    assert_eq!(order.status, "failed");
+    assert_eq!(order.status, OrderStatus::Failed);
     assert_eq!(order.result_code.as_deref(), Some("caller_hung_up"));
 }
 
@@ -295,7 +297,8 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let order = r.store.order(&r.order_id).await.unwrap().unwrap();
         assert_eq!(
-            order.status, "in_call",
+            order.status,
+            OrderStatus::InCall,
             "a timer that fired during the outage must wait, not end the call"
         );
         // Reconnected, and the channel was gone: its queue closes with no
@@ -305,7 +308,11 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     let (outcome, ()) = tokio::join!(runner.run(short, &mut rx), watcher);
     assert_eq!(outcome, None, "lost, not hung up");
     let order = r.store.order(&r.order_id).await.unwrap().unwrap();
-    assert_eq!(order.status, "in_call", "the flow settles a lost call");
+    assert_eq!(
+        order.status,
+        OrderStatus::InCall,
+        "the flow settles a lost call"
+    );
 }
 
 fn hangup_request(soft: Option<bool>, cause: i64) -> ari::Event {

@@ -14,11 +14,11 @@
 
 use super::callback::Callbacks;
 use super::live::{play_prompts, Heard};
-use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
 use crate::ari::{AriCommands, Call};
 use crate::domain::mask;
 use crate::ivr::CallOutcome;
+use crate::matcher::{Matcher, Via};
 use crate::store::now_ms;
 use std::sync::Arc;
 

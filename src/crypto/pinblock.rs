@@ -15,7 +15,7 @@
 //! is wiped before it is dropped.
 
 use crate::domain::CardNumber;
-use crate::ivr::PinDigits;
+use crate::domain::PinDigits;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use aes::{Aes128, Aes192, Aes256};

@@ -24,12 +24,24 @@ impl CardKind {
         }
     }
 
-    pub fn parse(s: &str) -> CardKind {
+    /// `debit`, `credit` or `unknown` as stored; `None` for anything else.
+    pub fn parse(s: &str) -> Option<CardKind> {
         match s {
-            "debit" => CardKind::Debit,
-            "credit" => CardKind::Credit,
-            _ => CardKind::Unknown,
+            "debit" => Some(CardKind::Debit),
+            "credit" => Some(CardKind::Credit),
+            "unknown" => Some(CardKind::Unknown),
+            _ => None,
         }
+    }
+}
+
+/// Reading a stored column: anything but the three names is an error (a
+/// corrupt row), never silently `unknown`.
+impl TryFrom<String> for CardKind {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s).ok_or_else(|| Invalid::new("invalid_card_kind", "not a card kind"))
     }
 }
 

@@ -7,6 +7,7 @@ mod card;
 mod id_number;
 mod order;
 mod phone;
+mod secret;
 mod text;
 
 pub use amount::Amount;
@@ -14,6 +15,7 @@ pub use card::{CardKind, CardNumber};
 pub use id_number::IdNumber;
 pub use order::{Language, Mode, OrderStatus, ResultCode};
 pub use phone::Phone;
+pub use secret::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
 pub use text::{Description, MerchantOrderId, NotifyUrl};
 
 /// Why a value was refused: a stable machine code and a sentence for people.
@@ -32,6 +34,8 @@ impl Invalid {
         }
     }
 }
+
+impl std::error::Error for Invalid {}
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -2,8 +2,8 @@
 //! must carry out. Kept apart from the machine so the runner's author reads
 //! one short file to know the whole contract.
 
-use super::Verification;
 use crate::domain::ResultCode;
+use crate::domain::Verification;
 use std::time::Duration;
 
 /// A timer the runner arms on [`Action::StartTimer`] and reports back with

@@ -13,17 +13,18 @@
 
 #![warn(missing_docs)]
 
+mod digits;
 mod event;
-mod secret;
 pub mod speech;
 #[cfg(test)]
 mod tests;
 
 pub use event::{Action, CallOutcome, Event, Outcome, TimerId};
-pub use secret::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
 
-use crate::domain::{CardKind, Language, ResultCode};
-use secret::DigitBuf;
+use crate::domain::{
+    CardKind, Cvn2, Expiry, Language, PinDigits, ResultCode, Verification, YearMonth,
+};
+use digits::DigitBuf;
 use speech::sound;
 use std::time::Duration;
 

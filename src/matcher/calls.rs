@@ -1,4 +1,4 @@
-//! "The call belongs to the order" (issue 5): before a keyed secret is
+//! "The call belongs to the order": before a keyed secret is
 //! joined with an order's card, the call it was keyed on must be one that
 //! the order's own flow brought to it:
 //!
@@ -11,16 +11,14 @@
 //!
 //! A call that fails any of these is refused with `order_expired` (to that
 //! call, the order cannot be paid) and nothing reaches the issuer. The order
-//! itself is left to its own call: untouched when it was still `in_call`,
-//! put back to `in_call` when the runner of the refused call had moved it
-//! to `authorizing`.
+//! itself is left to its own call, untouched.
 
-use super::{BankMatcher, Owner};
+use super::BankMatcher;
+use super::{CallRef, Via};
 use crate::bank::Issuer;
-use crate::calls::{CallRef, Via};
-use crate::domain::{OrderStatus, Phone, ResultCode};
+use crate::domain::{Phone, ResultCode};
 use crate::ivr::Outcome;
-use crate::store::{OrderRow, Transition};
+use crate::store::OrderRow;
 
 impl<I: Issuer> BankMatcher<I> {
     /// Whether `call` may pay `order` (see the module docs).
@@ -35,7 +33,7 @@ impl<I: Issuer> BankMatcher<I> {
         let same_call = match call.via {
             Via::Callback => true,
             Via::Transfer { code } => order
-                .transfer_code
+                .call_code
                 .as_deref()
                 .is_some_and(|c| same(c.as_bytes(), code.as_bytes())),
             Via::Inbound { caller_id } => {
@@ -49,12 +47,12 @@ impl<I: Issuer> BankMatcher<I> {
                 .await?)
     }
 
-    /// Refuses a verification from a call that does not belong to `order`.
+    /// Refuses a verification from a call that does not belong to `order`;
+    /// the order is left to its own call, with a line in its audit log.
     pub(super) async fn refuse_foreign_call(
         &self,
         order: &OrderRow,
         call: CallRef<'_>,
-        owner: Owner,
     ) -> anyhow::Result<Outcome> {
         tracing::warn!(
             order = %order.id,
@@ -63,23 +61,9 @@ impl<I: Issuer> BankMatcher<I> {
             "verification refused: the call does not belong to the order"
         );
         let detail = "refused a verification from a call not of this order";
-        if owner == Owner::Caller && order.status() == OrderStatus::Authorizing {
-            // The refused call's runner made this move: undo it, so the
-            // order's own call can still pay.
-            let back = Transition {
-                from: OrderStatus::Authorizing,
-                to: OrderStatus::InCall,
-                result: None,
-                detail: Some(detail),
-            };
-            self.store
-                .transition(&order.id, back, self.now_ms())
-                .await?;
-        } else {
-            self.store
-                .append_event(&order.id, "matcher", detail, self.now_ms())
-                .await?;
-        }
+        self.store
+            .append_event(&order.id, "matcher", detail, self.now_ms())
+            .await?;
         Ok(Outcome::Failed(ResultCode::OrderExpired))
     }
 }

@@ -35,19 +35,20 @@
 #![warn(missing_docs)]
 
 mod calls;
+mod port;
 mod record;
 mod recover;
 
+pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
 
 use crate::bank::{
     self, shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Secret, PIN_TRIES_PER_DAY,
 };
-use crate::calls::CallRef;
 use crate::config::BankSettings;
 use crate::crypto::{PinBlock, Vault, ZonePinKey};
-use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode};
-use crate::ivr::{Outcome, Verification};
+use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode, Verification};
+use crate::ivr::Outcome;
 use crate::store::{OrderRow, Store, Transition};
 use anyhow::Context;
 use std::sync::Arc;
@@ -130,16 +131,6 @@ impl<I: Issuer> std::fmt::Debug for BankMatcher<I> {
     }
 }
 
-/// Who moved the order `in_call` → `authorizing` for this verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// The matcher does, conditionally; an order already in `authorizing`
-    /// belongs to another verification.
-    Matcher,
-    /// The caller did (the call runner); `authorizing` is this one's.
-    Caller,
-}
-
 /// What became of one authorization attempt.
 #[derive(Debug)]
 enum Answer {
@@ -187,48 +178,25 @@ impl<I: Issuer> BankMatcher<I> {
     /// phone bound on the first success), back to `in_call` on a wrong
     /// secret (the caller may retry), or `failed` with the code.
     ///
+    /// This is the one place an order moves `in_call` → `authorizing`: one
+    /// conditional update that also checks the order's window, so only one
+    /// verification per attempt ever reaches the issuer.
+    ///
     /// Refused without asking the issuer: a `call` that does not belong to
     /// the order (`order_expired`; the order is left as it is), an order not
     /// in `in_call` or past its window (`order_expired`, or the order's own
     /// result when it is final) and, for a PIN, a card with three wrong PINs
     /// today (`pin_tries_exceeded`). A second verification while the first
     /// is with the issuer waits for the first one's result and answers it.
+    /// A store or vault failure answers `issuer_unavailable`; an order that
+    /// reached `authorizing` is then settled by [`BankMatcher::recover`].
     pub async fn verify(
         &self,
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
     ) -> Outcome {
-        self.verify_as(order_id, call, verification, Owner::Matcher)
-            .await
-    }
-
-    /// [`BankMatcher::verify`] for a caller that moved the order `in_call`
-    /// → `authorizing` itself just before, as [`crate::calls::CallRunner`]
-    /// does: its conditional move is then the exactly-once guard, and an
-    /// order found in `authorizing` is taken as this verification's own.
-    /// An order still in `in_call` is moved here as usual. The order is
-    /// settled here either way, so the caller's own move out of
-    /// `authorizing` afterwards finds nothing to do. A `call` that does not
-    /// belong to the order puts it back to `in_call`, unpaid.
-    pub async fn verify_claimed(
-        &self,
-        order_id: &str,
-        call: CallRef<'_>,
-        verification: Verification,
-    ) -> Outcome {
-        self.verify_as(order_id, call, verification, Owner::Caller)
-            .await
-    }
-
-    async fn verify_as(
-        &self,
-        order_id: &str,
-        call: CallRef<'_>,
-        verification: Verification,
-        owner: Owner,
-    ) -> Outcome {
-        match self.try_verify(order_id, call, verification, owner).await {
+        match self.try_verify(order_id, call, verification).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // The order stays where it is: if it reached `authorizing`,
@@ -244,76 +212,41 @@ impl<I: Issuer> BankMatcher<I> {
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
-        owner: Owner,
     ) -> anyhow::Result<Outcome> {
         let Some(order) = self.store.order(order_id).await? else {
             return Ok(Outcome::Failed(ResultCode::OrderExpired));
         };
         if !self.call_belongs(&order, call).await? {
             drop(verification);
-            return self.refuse_foreign_call(&order, call, owner).await;
+            return self.refuse_foreign_call(&order, call).await;
         }
-        // `from`: where this verification holds the order while it checks.
-        let from = match (order.status(), owner) {
-            (OrderStatus::InCall, _) => OrderStatus::InCall,
-            (OrderStatus::Authorizing, Owner::Caller) => OrderStatus::Authorizing,
-            (OrderStatus::Authorizing, Owner::Matcher) => {
+        match order.status() {
+            OrderStatus::InCall => {}
+            OrderStatus::Authorizing => {
                 drop(verification);
                 return self.await_settled(&order).await;
             }
             _ => return self.settled_outcome(&order).await,
-        };
-        let now = self.now_ms();
-        if now >= order.expires_at {
-            drop(verification);
-            let code = ResultCode::OrderExpired;
-            let moved = match from {
-                OrderStatus::InCall => self
-                    .store
-                    .stop_order(order_id, OrderStatus::Expired, code)
-                    .await?
-                    .is_some(),
-                _ => {
-                    self.settle(order_id, OrderStatus::Failed, Some(code), None)
-                        .await?
-                }
-            };
-            if moved {
-                return Ok(Outcome::Failed(code));
-            }
-            return self.settled_or_wait(order_id).await;
         }
         let pin = matches!(verification, Verification::Pin(_));
-        if pin && self.pin_tries_today(&order).await? >= i64::from(PIN_TRIES_PER_DAY) {
+        if let Some(refused) = self.refuse_before_bank(&order, pin).await? {
             drop(verification);
-            let t = Transition {
-                from,
-                to: OrderStatus::Failed,
-                result: Some(ResultCode::PinTriesExceeded),
-                detail: Some("PIN locked for today"),
-            };
-            if self.store.transition(order_id, t, now).await? {
-                tracing::info!(order = %order_id, card = %order.card_masked, "PIN payments locked for this card today");
-                return Ok(Outcome::Failed(ResultCode::PinTriesExceeded));
-            }
+            return Ok(refused);
+        }
+        let detail = if pin {
+            "PIN submitted"
+        } else {
+            "card details submitted"
+        };
+        let Some(order) = self
+            .store
+            .start_authorization(order_id, detail, self.now_ms())
+            .await?
+        else {
+            // Cancelled, expired or taken by another verification meanwhile.
+            drop(verification);
             return self.settled_or_wait(order_id).await;
-        }
-        if from == OrderStatus::InCall {
-            let to_bank = Transition {
-                from,
-                to: OrderStatus::Authorizing,
-                result: None,
-                detail: Some(if pin {
-                    "PIN submitted"
-                } else {
-                    "card details submitted"
-                }),
-            };
-            if !self.store.transition(order_id, to_bank, now).await? {
-                drop(verification);
-                return self.settled_or_wait(order_id).await;
-            }
-        }
+        };
         // From here this call alone speaks to the issuer for the order.
         let attempt = self.store.authorization_attempts(order_id).await?;
         let key = format!("{order_id}:{attempt}");
@@ -337,6 +270,42 @@ impl<I: Issuer> BankMatcher<I> {
             .await?;
         let answer = self.authorize(order_id, &key, req).await?;
         self.record(&order, &key, pin, answer, true).await
+    }
+
+    /// What ends an `in_call` order without asking the issuer: its window
+    /// has passed (`order_expired`), or its card's PINs are locked for today
+    /// (`pin_tries_exceeded`, PIN only). `None` when it may go to the bank.
+    async fn refuse_before_bank(
+        &self,
+        order: &OrderRow,
+        pin: bool,
+    ) -> anyhow::Result<Option<Outcome>> {
+        let now = self.now_ms();
+        if now >= order.expires_at {
+            let code = ResultCode::OrderExpired;
+            let stopped = self
+                .store
+                .stop_order(&order.id, OrderStatus::Expired, code)
+                .await?;
+            if stopped.is_some() {
+                return Ok(Some(Outcome::Failed(code)));
+            }
+            return self.settled_or_wait(&order.id).await.map(Some);
+        }
+        if !pin || self.pin_tries_today(order).await? < i64::from(PIN_TRIES_PER_DAY) {
+            return Ok(None);
+        }
+        let t = Transition {
+            from: OrderStatus::InCall,
+            to: OrderStatus::Failed,
+            result: Some(ResultCode::PinTriesExceeded),
+            detail: Some("PIN locked for today"),
+        };
+        if self.store.transition(&order.id, t, now).await? {
+            tracing::info!(order = %order.id, card = %order.card_masked, "PIN payments locked for this card today");
+            return Ok(Some(Outcome::Failed(ResultCode::PinTriesExceeded)));
+        }
+        self.settled_or_wait(&order.id).await.map(Some)
     }
 
     /// The request for this attempt: the order's card and ID number opened
@@ -475,16 +444,14 @@ impl<I: Issuer> BankMatcher<I> {
     }
 }
 
-/// The call flows ([`crate::calls`]) move the order to `authorizing`
-/// themselves before they ask, so they get [`BankMatcher::verify_claimed`].
-impl<I: Issuer> crate::calls::Matcher for BankMatcher<I> {
+impl<I: Issuer> Matcher for BankMatcher<I> {
     async fn verify(
         &self,
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
     ) -> Outcome {
-        self.verify_claimed(order_id, call, verification).await
+        BankMatcher::verify(self, order_id, call, verification).await
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{remaining, Answer, BankMatcher};
 use crate::bank::{self, Issuer, PIN_TRIES_PER_DAY};
 use crate::crypto::random_hex;
+use crate::domain::CardKind;
 use crate::domain::{OrderStatus, ResultCode};
 use crate::ivr::Outcome;
 use crate::store::{NewBinding, OrderRow, Transition};
@@ -158,7 +159,7 @@ impl<I: Issuer> BankMatcher<I> {
             phone: &order.phone,
             card_enc: &order.card_enc,
             card_masked: &order.card_masked,
-            card_type: &order.card_type,
+            card_type: order.card_type,
             card_fp: &order.card_fp,
             id_enc: &order.id_enc,
             id_masked: &order.id_masked,
@@ -224,7 +225,7 @@ impl<I: Issuer> BankMatcher<I> {
         Ok(match order.status() {
             OrderStatus::Succeeded => Outcome::Approved,
             OrderStatus::InCall => {
-                let left = if order.card_type == "debit" {
+                let left = if order.card_type == CardKind::Debit {
                     remaining(self.pin_tries_today(order).await?)
                 } else {
                     PIN_TRIES_PER_DAY

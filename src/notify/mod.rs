@@ -2,13 +2,13 @@
 //!
 //! Events are written to `webhook_outbox` by the store in the same
 //! transaction as the status change (`store::webhooks`); this module turns
-//! them into HTTP requests: the event body ([`event`]), its signature
+//! them into HTTP requests: the event body (rendered by
+//! [`crate::views::webhook_body`] when it was queued), its signature
 //! ([`signature`]), when to try again ([`schedule`]) and the worker that
 //! leases due rows and sends them ([`worker`]). Everything a delivery needs
 //! is in the database, so deliveries survive restarts and move between
 //! nodes.
 
-pub mod event;
 pub mod schedule;
 pub mod signature;
 pub mod worker;

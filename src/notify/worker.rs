@@ -11,10 +11,10 @@
 //! a few seconds), and a crashed node's rows come back when their lease ends.
 
 use super::{signature_header, Clock, Schedule};
-use crate::api::Metrics;
 use crate::config::WebhookSettings;
 use crate::crypto::Vault;
 use crate::store::{Delivery, OutboxRow, Store};
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -221,7 +221,7 @@ impl Notifier {
         };
         if let Some(m) = &self.metrics {
             m.webhook_deliveries
-                .get_or_create(&crate::api::OutcomeLabels {
+                .get_or_create(&crate::telemetry::OutcomeLabels {
                     outcome: label.into(),
                 })
                 .inc();

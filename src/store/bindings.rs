@@ -4,6 +4,7 @@
 //! is scoped to one merchant.
 
 use super::{Result, Store};
+use crate::domain::CardKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -13,7 +14,7 @@ pub struct BindingRow {
     pub id: String,
     pub card_enc: String,
     pub card_masked: String,
-    pub card_type: String,
+    pub card_type: CardKind,
     pub card_fp: String,
     pub id_enc: String,
     pub id_masked: String,
@@ -29,7 +30,7 @@ pub struct NewBinding<'a> {
     pub phone: &'a str,
     pub card_enc: &'a str,
     pub card_masked: &'a str,
-    pub card_type: &'a str,
+    pub card_type: CardKind,
     pub card_fp: &'a str,
     pub id_enc: &'a str,
     pub id_masked: &'a str,
@@ -44,7 +45,12 @@ fn binding(r: AnyRow) -> sqlx::Result<BindingRow> {
         id: r.try_get("id")?,
         card_enc: r.try_get("card_enc")?,
         card_masked: r.try_get("card_masked")?,
-        card_type: r.try_get("card_type")?,
+        card_type: CardKind::try_from(r.try_get::<String, _>("card_type")?).map_err(|e| {
+            sqlx::Error::ColumnDecode {
+                index: "card_type".into(),
+                source: Box::new(e),
+            }
+        })?,
         card_fp: r.try_get("card_fp")?,
         id_enc: r.try_get("id_enc")?,
         id_masked: r.try_get("id_masked")?,
@@ -101,7 +107,7 @@ impl Store {
         .bind(b.phone)
         .bind(b.card_enc)
         .bind(b.card_masked)
-        .bind(b.card_type)
+        .bind(b.card_type.as_str())
         .bind(b.card_fp)
         .bind(b.id_enc)
         .bind(b.id_masked)

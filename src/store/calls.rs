@@ -6,7 +6,6 @@
 //! `calling`; the loser sees zero rows and looks for the next one.
 
 use super::orders::{OrderRow, ORDER_COLUMNS};
-use super::webhooks::record_status;
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
@@ -55,7 +54,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        record_status(
+        self.record_status(
             &mut tx,
             &id,
             OrderStatus::Pending,
@@ -93,7 +92,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        record_status(
+        self.record_status(
             &mut tx,
             order_id,
             OrderStatus::Calling,
@@ -314,7 +313,7 @@ impl Store {
     /// the order ends, and an order in a call is no longer `pending`.
     pub async fn pending_transfer_order(&self, code: &str, now: i64) -> Result<Option<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE transfer_code = $1 AND mode = 'transfer' \
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE call_code = $1 AND mode = 'transfer' \
              AND status = 'pending' AND expires_at > $2"
         ))
         .bind(code)
@@ -379,7 +378,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        record_status(
+        self.record_status(
             &mut tx,
             order_id,
             OrderStatus::Pending,

@@ -17,7 +17,9 @@ pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
-pub use webhooks::{event_type, Delivery, OutboxRow, Redelivery, WebhookFilter};
+pub use webhooks::{
+    event_type, Delivery, OutboxRow, Redelivery, WebhookBody, WebhookEvent, WebhookFilter,
+};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -71,10 +73,22 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: group commit of new orders (see `batch`).
     batcher: Option<batch::OrderBatcher>,
+    /// Renders the body of each webhook event queued with a status change.
+    webhook_body: WebhookBody,
 }
 
 impl Store {
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+    /// Opens `url` (`sqlite:…` or `postgres://…`) with at most
+    /// `max_connections` connections per pool; webhook bodies are rendered
+    /// with `webhook_body`. Does not migrate: see [`Store::migrate`].
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] when the database cannot be opened or reached.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        webhook_body: WebhookBody,
+    ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let url = sqlite_url(url);
@@ -86,6 +100,7 @@ impl Store {
                 read,
                 backend: Backend::Sqlite,
                 batcher,
+                webhook_body,
             })
         } else {
             let pool = AnyPoolOptions::new()
@@ -98,6 +113,7 @@ impl Store {
                 read: pool,
                 backend: Backend::Postgres,
                 batcher: None,
+                webhook_body,
             })
         }
     }

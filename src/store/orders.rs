@@ -1,35 +1,69 @@
-use super::webhooks::record_status;
 use super::{conflict_aware, now_ms, Result, Store, StoreError};
-use crate::domain::{OrderStatus, ResultCode};
+use crate::domain::{CardKind, Language, Mode, OrderStatus, ResultCode};
 
 /// One order as stored. Card and ID numbers only in sealed or masked form.
+/// Typed columns are checked when read: a stored value that is not one of
+/// the type's names fails the read ([`StoreError::Db`], a column decode
+/// error) instead of becoming another value.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrderRow {
+    /// voicepay's id, `ord_` + 24 hex digits.
     pub id: String,
+    /// The merchant that created it.
     pub merchant_id: String,
+    /// The merchant's own reference, unique per merchant.
     pub merchant_order_id: String,
-    pub status: String,
-    pub mode: String,
+    /// Where the order is in its life.
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
+    /// How the cardholder is reached.
+    #[sqlx(try_from = "String")]
+    pub mode: Mode,
+    /// In fen (0.01 CNY).
     pub amount: i64,
+    /// ISO 4217, `CNY`.
     pub currency: String,
+    /// Shown to nobody but the merchant.
     pub description: Option<String>,
+    /// The cardholder's phone, normalised (`Phone::parse`).
     pub phone: String,
-    pub language: String,
+    /// The prompts' language.
+    #[sqlx(try_from = "String")]
+    pub language: Language,
+    /// Where this order's webhooks go (else the merchant's URL).
     pub notify_url: Option<String>,
+    /// The card number, sealed (`Vault`, column `card_number`).
     pub card_enc: String,
+    /// First six and last four digits.
     pub card_masked: String,
-    pub card_type: String,
+    /// Debit (PIN) or credit (expiry + CVN2).
+    #[sqlx(try_from = "String")]
+    pub card_type: CardKind,
+    /// Keyed HMAC of the card number: counts wrong PINs per card.
     pub card_fp: String,
+    /// The cardholder ID number, sealed (column `id_number`).
     pub id_enc: String,
+    /// The ID number, masked.
     pub id_masked: String,
+    /// Set when the card came from the phone's binding.
     pub binding_id: Option<String>,
-    pub transfer_code: Option<String>,
+    /// The one-time code a call presents for this order until it ends: the
+    /// transfer code (transfer mode) or the order code the caller keys
+    /// (inbound mode).
+    pub call_code: Option<String>,
+    /// The final result's snake_case code (`ResultCode::code`).
     pub result_code: Option<String>,
+    /// The issuer's numeric response code, when the bank decided.
     pub resp_code: Option<String>,
+    /// The final result in words.
     pub result_message: Option<String>,
+    /// Calls placed or taken so far.
     pub attempts: i64,
+    /// Unix ms.
     pub created_at: i64,
+    /// Unix ms of the last change.
     pub updated_at: i64,
+    /// Unix ms: the end of the order's window.
     pub expires_at: i64,
     /// 1 when the merchant asked for progress webhooks (`order.calling`,
     /// `order.answered`, `order.authorizing`), 0 for final ones only.
@@ -37,8 +71,9 @@ pub struct OrderRow {
 }
 
 impl OrderRow {
+    /// Where the order is in its life.
     pub fn status(&self) -> OrderStatus {
-        OrderStatus::parse(&self.status).unwrap_or(OrderStatus::Failed)
+        self.status
     }
 }
 
@@ -89,7 +124,7 @@ pub struct IdempotencyEntry<'a> {
 pub(super) const ORDER_COLUMNS: &str =
     "id, merchant_id, merchant_order_id, status, mode, amount, currency, \
     description, phone, language, notify_url, card_enc, card_masked, card_type, card_fp, id_enc, \
-    id_masked, binding_id, transfer_code, result_code, resp_code, result_message, attempts, \
+    id_masked, binding_id, call_code, result_code, resp_code, result_message, attempts, \
     created_at, updated_at, expires_at, notify_progress";
 
 impl Store {
@@ -198,7 +233,7 @@ impl Store {
             "UPDATE orders SET status = $1, updated_at = $2, \
                 result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
                 result_message = COALESCE($5, result_message), \
-                transfer_code = CASE WHEN $6 = 1 THEN NULL ELSE transfer_code END \
+                call_code = CASE WHEN $6 = 1 THEN NULL ELSE call_code END \
              WHERE id = $7 AND status = $8",
         )
         .bind(t.to.as_str())
@@ -219,9 +254,43 @@ impl Store {
             (Some(r), None) => Some(r.code().to_owned()),
             (None, d) => d.map(str::to_owned),
         };
-        record_status(&mut tx, order_id, t.from, t.to, detail.as_deref(), now).await?;
+        self.record_status(&mut tx, order_id, t.from, t.to, detail.as_deref(), now)
+            .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// Moves the order `in_call` → `authorizing` if, and only if, it is
+    /// still `in_call` and inside its window at `now` (Unix ms), with its
+    /// status event (and progress webhook) in the same transaction: the one
+    /// conditional `UPDATE … RETURNING` that lets a verification reach the
+    /// issuer (the matcher's). `detail` goes to the audit log (never a
+    /// secret). Returns the order as moved, or `None` when it was not
+    /// `in_call` or its window had passed.
+    pub async fn start_authorization(
+        &self,
+        order_id: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<Option<OrderRow>> {
+        let mut tx = self.write.begin().await?;
+        let moved = sqlx::query_as::<_, OrderRow>(&format!(
+            "UPDATE orders SET status = 'authorizing', updated_at = $1 \
+             WHERE id = $2 AND status = 'in_call' AND expires_at > $1 \
+             RETURNING {ORDER_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(order) = moved else {
+            return Ok(None);
+        };
+        let (from, to) = (OrderStatus::InCall, OrderStatus::Authorizing);
+        self.record_status(&mut tx, order_id, from, to, Some(detail), now)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(order))
     }
 
     /// Orders past their window that nobody has sent to the bank yet.
@@ -346,22 +415,22 @@ pub(super) fn bind_order<'q>(q: AnyQuery<'q>, o: &'q OrderRow) -> AnyQuery<'q> {
     q.bind(&o.id)
         .bind(&o.merchant_id)
         .bind(&o.merchant_order_id)
-        .bind(&o.status)
-        .bind(&o.mode)
+        .bind(o.status.as_str())
+        .bind(o.mode.as_str())
         .bind(o.amount)
         .bind(&o.currency)
         .bind(&o.description)
         .bind(&o.phone)
-        .bind(&o.language)
+        .bind(o.language.as_str())
         .bind(&o.notify_url)
         .bind(&o.card_enc)
         .bind(&o.card_masked)
-        .bind(&o.card_type)
+        .bind(o.card_type.as_str())
         .bind(&o.card_fp)
         .bind(&o.id_enc)
         .bind(&o.id_masked)
         .bind(&o.binding_id)
-        .bind(&o.transfer_code)
+        .bind(&o.call_code)
         .bind(&o.result_code)
         .bind(&o.resp_code)
         .bind(&o.result_message)

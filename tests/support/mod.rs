@@ -152,9 +152,13 @@ impl TestApp {
             .expect("alive");
         assert!(out.status().is_success());
         // Merchants are created through the library, as the CLI does.
-        let store = voicepay::store::Store::connect(&self.settings.database.url, 1)
-            .await
-            .expect("store");
+        let store = voicepay::store::Store::connect(
+            &self.settings.database.url,
+            1,
+            voicepay::views::webhook_body,
+        )
+        .await
+        .expect("store");
         let ring = voicepay::crypto::KeyRing::load(&self.settings.crypto).expect("keys");
         let vault = voicepay::crypto::Vault::new(&ring);
         let m = voicepay::merchants::create(&store, &vault, "Other shop", None)

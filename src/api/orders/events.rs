@@ -10,37 +10,17 @@
 
 use super::super::error::{ApiError, ErrorBody, FieldError};
 use super::super::{auth::Merchant, AppState};
-use super::view::rfc3339;
 use crate::domain::OrderStatus;
 use crate::store::{EventRow, Store};
+use crate::views::OrderEvent;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use utoipa::ToSchema;
-
-/// The `data:` of one status event. Never a secret: the log holds none, and
-/// card data is not part of it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderEvent {
-    /// The status the order moved to (`pending` for its creation).
-    pub status: OrderStatus,
-    /// The status it left; null for the creation.
-    pub from: Option<OrderStatus>,
-    /// A short note from the audit log, e.g. `answered`, `wrong secret`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// On the final event: the order's result code, e.g. `approved`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result_code: Option<String>,
-    /// When it happened (RFC 3339).
-    pub created: String,
-}
 
 /// Live status of an order as Server-Sent Events: `id:` is the event's
 /// sequence number (send it back as `Last-Event-ID` to resume), `event:` the
@@ -179,13 +159,7 @@ impl Feed {
         } else {
             None
         };
-        let data = OrderEvent {
-            status,
-            from: row.from_status.as_deref().and_then(OrderStatus::parse),
-            detail: row.detail.clone(),
-            result_code,
-            created: rfc3339(row.created_at),
-        };
+        let data = OrderEvent::new(row, status, result_code);
         let event = Event::default()
             .id(row.id.to_string())
             .event(status.as_str())

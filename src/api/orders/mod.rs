@@ -2,20 +2,19 @@
 
 pub mod events;
 pub mod request;
-pub mod view;
 
 use super::error::{ApiError, ErrorBody};
 use super::{auth::Merchant, AppState};
 use crate::crypto::{random_hex, sha256_hex};
-use crate::domain::{CardKind, OrderStatus, ResultCode};
+use crate::domain::{OrderStatus, ResultCode};
 use crate::store::{now_ms, IdempotencyEntry, OrderRow, StoreError};
+use crate::views::OrderView;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use request::NewOrder;
-use view::OrderView;
 
 /// Create an order. The cardholder is then called (callback), awaits a
 /// transfer (transfer) or dials in (inbound).
@@ -71,7 +70,7 @@ pub async fn create(
         match state.store.create_order(&row, idem).await {
             Ok(()) => {
                 state.metrics.orders_created.inc();
-                tracing::info!(order = %row.id, merchant = %merchant.id, mode = %row.mode, card = %row.card_masked, amount = row.amount, "order created");
+                tracing::info!(order = %row.id, merchant = %merchant.id, mode = row.mode.as_str(), card = %row.card_masked, amount = row.amount, "order created");
                 return Ok(created(&row.id, json));
             }
             Err(StoreError::Conflict) => {
@@ -162,7 +161,7 @@ pub async fn cancel(
                 code: "order_not_cancellable",
                 message: format!(
                     "the order is {} and can no longer be cancelled",
-                    now.as_deref().unwrap_or("gone")
+                    now.map_or("gone", OrderStatus::as_str)
                 ),
             })
         }
@@ -216,7 +215,7 @@ async fn order_row(
             (
                 b.card_enc,
                 b.card_masked,
-                CardKind::parse(&b.card_type),
+                b.card_type,
                 b.card_fp,
                 b.id_enc,
                 b.id_masked,
@@ -227,31 +226,31 @@ async fn order_row(
     // Transfer: the one-time code of the call centre's dialplan. Inbound:
     // the order code a caller with several pending orders keys to pick
     // this one (src/calls/inbound.rs). One unique column holds both.
-    let transfer_code = matches!(
+    let call_code = matches!(
         new.mode,
         crate::domain::Mode::Transfer | crate::domain::Mode::Inbound
     )
-    .then(transfer_code);
+    .then(call_code);
     Ok(OrderRow {
         id: format!("ord_{}", random_hex(12)),
         merchant_id: merchant.id.clone(),
         merchant_order_id: new.merchant_order_id.as_str().to_owned(),
-        status: OrderStatus::Pending.as_str().to_owned(),
-        mode: new.mode.as_str().to_owned(),
+        status: OrderStatus::Pending,
+        mode: new.mode,
         amount: new.amount.fen(),
         currency: "CNY".into(),
         description: new.description.as_ref().map(|d| d.as_str().to_owned()),
         phone: new.phone.as_str().to_owned(),
-        language: new.language.as_str().to_owned(),
+        language: new.language,
         notify_url: new.notify_url.as_ref().map(|u| u.as_str().to_owned()),
         card_enc,
         card_masked,
-        card_type: card_type.as_str().to_owned(),
+        card_type,
         card_fp,
         id_enc,
         id_masked,
         binding_id,
-        transfer_code,
+        call_code,
         result_code: None,
         resp_code: None,
         result_message: None,
@@ -264,7 +263,7 @@ async fn order_row(
 }
 
 /// An 8-digit code (leading zeros allowed): transfer code or order code.
-fn transfer_code() -> String {
+fn call_code() -> String {
     use rand::Rng;
     format!("{:08}", rand::rngs::OsRng.gen_range(0..100_000_000u32))
 }

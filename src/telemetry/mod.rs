@@ -1,3 +1,12 @@
+//! Telemetry of the process: tracing output ([`init`]), Prometheus
+//! [`Metrics`], and the [`Readiness`] the health probe reports.
+
+mod metrics;
+mod readiness;
+
+pub use metrics::{Metrics, OutcomeLabels, RequestLabels, RouteLabels, StatusLabels};
+pub use readiness::Readiness;
+
 use crate::config::LogSettings;
 use tracing_subscriber::{fmt, EnvFilter};
 

@@ -1,11 +1,14 @@
-//! The order as merchants see it: masked card, RFC 3339 times, the result
-//! once final, and the call attempts.
+//! The order as merchants see it (`GET /v1/orders/{id}`, the `data` of
+//! every webhook): masked card, RFC 3339 times, the result once final, and
+//! the call attempts. Never the ID number, never a secret.
 
-use crate::domain::{CardKind, Mode, OrderStatus};
+use super::rfc3339;
+use crate::domain::{CardKind, Language, Mode, OrderStatus};
 use crate::store::{AttemptRow, OrderRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// One order; amounts in fen.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
     /// voicepay's order id.
@@ -20,7 +23,7 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub phone: String,
-    pub language: String,
+    pub language: Language,
     pub card: CardView,
     /// Whether the card came from the phone's binding.
     pub bound: bool,
@@ -48,6 +51,7 @@ pub struct OrderView {
     pub attempts: Vec<AttemptView>,
 }
 
+/// The order's card, masked.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CardView {
     /// First six and last four digits.
@@ -57,6 +61,7 @@ pub struct CardView {
     pub kind: CardKind,
 }
 
+/// How a final order ended.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResultView {
     /// Stable snake_case outcome, e.g. `approved`, `wrong_secret`, `no_answer`.
@@ -66,6 +71,7 @@ pub struct ResultView {
     pub message: String,
 }
 
+/// One call placed or taken for the order.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptView {
     pub attempt: i64,
@@ -77,24 +83,25 @@ pub struct AttemptView {
 }
 
 impl OrderView {
+    /// The view of `o` with its call `attempts` (oldest first).
     pub fn new(o: &OrderRow, attempts: &[AttemptRow]) -> Self {
         Self {
             id: o.id.clone(),
             merchant_order_id: o.merchant_order_id.clone(),
             status: o.status(),
-            mode: crate::domain::Mode::parse(&o.mode).unwrap_or(Mode::Callback),
+            mode: o.mode,
             amount: o.amount,
             currency: o.currency.clone(),
             description: o.description.clone(),
             phone: o.phone.clone(),
-            language: o.language.clone(),
+            language: o.language,
             card: CardView {
                 masked: o.card_masked.clone(),
-                kind: CardKind::parse(&o.card_type),
+                kind: o.card_type,
             },
             bound: o.binding_id.is_some(),
-            transfer_code: o.transfer_code.clone().filter(|_| o.mode == "transfer"),
-            order_code: o.transfer_code.clone().filter(|_| o.mode == "inbound"),
+            transfer_code: o.call_code.clone().filter(|_| o.mode == Mode::Transfer),
+            order_code: o.call_code.clone().filter(|_| o.mode == Mode::Inbound),
             notify_url: o.notify_url.clone(),
             notify_progress: o.notify_progress != 0,
             created_at: rfc3339(o.created_at),
@@ -116,42 +123,5 @@ impl OrderView {
                 })
                 .collect(),
         }
-    }
-}
-
-/// Unix milliseconds as an RFC 3339 UTC timestamp with exactly three
-/// fraction digits (`2026-11-25T12:34:56.340Z`): every API, webhook and
-/// status-stream timestamp has the same width, so they sort as strings.
-pub fn rfc3339(ms: i64) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(FORMAT).ok())
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod rfc3339_tests {
-    use super::rfc3339;
-
-    #[test]
-    fn the_fraction_always_has_three_digits() {
-        // 2026-11-25T12:34:56Z
-        let base = 1_795_610_096_000;
-        assert_eq!(rfc3339(base), "2026-11-25T12:34:56.000Z");
-        assert_eq!(rfc3339(base + 300), "2026-11-25T12:34:56.300Z");
-        assert_eq!(rfc3339(base + 340), "2026-11-25T12:34:56.340Z");
-        assert_eq!(rfc3339(base + 345), "2026-11-25T12:34:56.345Z");
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn it_parses_back_as_rfc3339() {
-        let s = rfc3339(1_795_610_096_340);
-        let t = time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-            .unwrap();
-        assert_eq!(t.unix_timestamp_nanos(), 1_795_610_096_340 * 1_000_000);
     }
 }

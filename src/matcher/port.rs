@@ -1,13 +1,14 @@
-//! The interface between a call and the bank: the IVR hands over the sealed
-//! secret with the identity of the call it was keyed on, the matcher
+//! The matcher's port: what the call code calls. The IVR hands over the
+//! secret with the identity of the call it was keyed on; the matcher
 //! answers with the bank's [`Outcome`].
 //!
-//! The daemon's implementation is `crate::matcher::BankMatcher` (the call
-//! belongs to the order, order window, PIN block, bank adapter, day-wide
+//! The daemon's implementation is [`BankMatcher`](super::BankMatcher) (the
+//! call belongs to the order, order window, PIN block, issuer link, day-wide
 //! PIN-try limit, binding); the flows only see this trait, so unit tests of
 //! the runner use a fake.
 
-use crate::ivr::{Outcome, Verification};
+use crate::domain::{Mode, Verification};
+use crate::ivr::Outcome;
 use std::future::Future;
 
 /// How a call came to pay its order: what the matcher checks the call
@@ -33,11 +34,11 @@ pub enum Via {
 
 impl Via {
     /// The order `mode` this kind of call pays.
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> Mode {
         match self {
-            Via::Callback => "callback",
-            Via::Transfer { .. } => "transfer",
-            Via::Inbound { .. } => "inbound",
+            Via::Callback => Mode::Callback,
+            Via::Transfer { .. } => Mode::Transfer,
+            Via::Inbound { .. } => Mode::Inbound,
         }
     }
 }
@@ -46,7 +47,7 @@ impl Via {
 /// caller ID a phone number.
 impl std::fmt::Debug for Via {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.mode())
+        f.write_str(self.mode().as_str())
     }
 }
 
@@ -63,20 +64,19 @@ pub struct CallRef<'a> {
 /// 2) and asks the issuer. Implementations must never log, store or echo
 /// the secret; they drop it (zeroizing) as soon as the request is built.
 ///
-/// Who moves the order: the call runner moves it `in_call` → `authorizing`
-/// (a conditional move: the exactly-once guard, and an order cancelled or
-/// expired meanwhile never gets here) and then calls `verify`; the matcher
-/// settles it out of `authorizing` (`succeeded`, back to `in_call` after a
-/// wrong secret, `failed` with the bank's code) or, when the bank's answer
-/// is unknown, leaves it in `authorizing` for recovery by query. The runner
-/// never moves an order out of `authorizing`. A caller that did not claim
-/// the order first may still call `verify` on an `in_call` order: the
-/// matcher then makes the move itself.
+/// Who moves the order: the matcher alone. It moves it `in_call` →
+/// `authorizing` with one conditional update (the exactly-once guard: an
+/// order cancelled or expired meanwhile, or already with the issuer for
+/// another verification, never gets a second authorization), then settles
+/// it (`succeeded`, back to `in_call` after a wrong secret, `failed` with
+/// the bank's code) or, when the bank's answer is unknown, leaves it in
+/// `authorizing` for recovery by query. The call code never moves an order
+/// into or out of `authorizing`.
 ///
 /// `call` must belong to the order (a channel placed for it, its transfer
 /// code, its phone as caller ID); otherwise the matcher refuses with
-/// `order_expired` without asking the issuer, and puts an order the
-/// runner had moved to `authorizing` back to `in_call`.
+/// `order_expired` without asking the issuer and leaves the order as it
+/// was.
 pub trait Matcher: Send + Sync {
     /// Verifies the secret for the order and returns the bank's answer.
     /// Called at most once per keyed secret; the call's IVR limits how many.

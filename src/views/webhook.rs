@@ -1,0 +1,83 @@
+//! Webhooks as merchants see them: the signed body (`{id, type, created,
+//! data}`, where `data` is the order exactly as `GET /v1/orders/{id}` shows
+//! it) and, in `GET /v1/webhooks/events`, each event with how its delivery
+//! went.
+
+use super::{rfc3339, OrderView};
+use crate::store::{OutboxRow, WebhookEvent};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created: String,
+    data: OrderView,
+}
+
+/// The JSON body of webhook event `e`. This exact string is stored in the
+/// outbox, signed and sent. The store calls it (it is handed this function
+/// when it is built) inside the transaction of the status change.
+pub fn webhook_body(e: &WebhookEvent<'_>) -> String {
+    let envelope = Envelope {
+        id: e.id,
+        kind: e.kind,
+        created: rfc3339(e.created),
+        data: OrderView::new(e.order, e.attempts),
+    };
+    // A struct of strings and numbers always serializes.
+    serde_json::to_string(&envelope).unwrap_or_default()
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// This page's events.
+    pub events: Vec<EventView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// One webhook event and how its delivery went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    #[schema(example = "evt_5f0c6b1e2d3a4b5c6d7e8f90")]
+    pub id: String,
+    /// e.g. `order.succeeded`, `order.calling`.
+    #[serde(rename = "type")]
+    #[schema(example = "order.succeeded")]
+    pub kind: String,
+    pub order_id: String,
+    /// `pending` (being delivered or waiting for a retry), `delivered`, `failed`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due (pending events).
+    pub next_attempt_at: Option<String>,
+    /// Why the last attempt failed, e.g. `HTTP 500`.
+    pub last_error: Option<String>,
+    pub notify_url: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl EventView {
+    /// The view of one outbox row.
+    pub fn new(r: &OutboxRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            kind: r.event_type.clone(),
+            order_id: r.order_id.clone(),
+            status: r.status.clone(),
+            attempts: r.attempts,
+            next_attempt_at: (r.status == "pending").then(|| rfc3339(r.next_attempt_at)),
+            last_error: r.last_error.clone(),
+            notify_url: r.notify_url.clone(),
+            created_at: rfc3339(r.created_at),
+            delivered_at: r.delivered_at.map(rfc3339),
+        }
+    }
+}
