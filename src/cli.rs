@@ -25,7 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the daemon: API, and the workers later issues add.
+    /// Run the daemon: the merchant API, calls over ARI (when `ari.password`
+    /// is set), the matcher and the webhook worker, until SIGTERM or ctrl-c.
     Serve,
     /// Apply database migrations and exit.
     Migrate,

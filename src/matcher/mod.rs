@@ -34,11 +34,14 @@
 
 #![warn(missing_docs)]
 
+mod ask;
 mod calls;
+mod config;
 mod port;
 mod record;
 mod recover;
 
+pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
 
@@ -54,62 +57,6 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// Timing of the bank conversation. Tests shorten it; production takes it
-/// from `[bank]` in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MatcherConfig {
-    /// How long one `authorize` may take before the attempt is resolved by
-    /// query.
-    pub auth_timeout: Duration,
-    /// The pauses before each query of an unanswered attempt.
-    pub query_backoff: Vec<Duration>,
-    /// How long one `query` may take before it counts as unanswered.
-    pub query_timeout: Duration,
-    /// How long an order must have sat in `authorizing` before
-    /// [`BankMatcher::recover`] settles it, so that recovery never races a
-    /// live authorization (another node's, or this one's before a restart).
-    pub recover_after: Duration,
-}
-
-impl MatcherConfig {
-    /// The timing: the configured timeout, queries after 1, 2, 4
-    /// and 8 s, recovery once all of that plus a margin has passed.
-    pub fn from_settings(bank: &BankSettings) -> Self {
-        Self::with_timeout(Duration::from_secs(bank.auth_timeout_secs))
-    }
-
-    fn with_timeout(auth_timeout: Duration) -> Self {
-        let query_backoff: Vec<Duration> = [1, 2, 4, 8].map(Duration::from_secs).to_vec();
-        let query_timeout = Duration::from_secs(2);
-        let queries = query_timeout * u32::try_from(query_backoff.len()).unwrap_or(u32::MAX);
-        let recover_after = auth_timeout
-            + query_backoff.iter().sum::<Duration>()
-            + queries
-            + Duration::from_secs(5);
-        Self {
-            auth_timeout,
-            query_backoff,
-            query_timeout,
-            recover_after,
-        }
-    }
-
-    /// Longest one verification can keep an order in `authorizing`.
-    fn longest_authorization(&self) -> Duration {
-        let queries = self.query_timeout * u32::try_from(self.query_backoff.len()).unwrap_or(0);
-        self.auth_timeout
-            + self.query_backoff.iter().sum::<Duration>()
-            + queries
-            + Duration::from_secs(2)
-    }
-}
-
-impl Default for MatcherConfig {
-    fn default() -> Self {
-        Self::with_timeout(Duration::from_secs(10))
-    }
-}
 
 /// The real matcher: orders from the [`Store`], cards opened with the
 /// [`Vault`], PINs enciphered with the zone PIN key, answers from an
@@ -306,109 +253,6 @@ impl<I: Issuer> BankMatcher<I> {
             return Ok(Some(Outcome::Failed(ResultCode::PinTriesExceeded)));
         }
         self.settled_or_wait(&order.id).await.map(Some)
-    }
-
-    /// The request for this attempt: the order's card and ID number opened
-    /// from the vault, the PIN enciphered into a block (the digits are wiped
-    /// when `verification` drops here) or expiry and CVN2 moved in.
-    fn request(
-        &self,
-        order: &OrderRow,
-        key: &str,
-        verification: Verification,
-    ) -> anyhow::Result<AuthRequest> {
-        let pan = self
-            .vault
-            .open("card_number", &order.card_enc)
-            .context("opening the card number")?;
-        let card = std::str::from_utf8(&pan)
-            .ok()
-            .and_then(|s| CardNumber::parse(s).ok())
-            .context("the sealed card number is not a card number")?;
-        let idn = self
-            .vault
-            .open("id_number", &order.id_enc)
-            .context("opening the ID number")?;
-        let id_number = std::str::from_utf8(&idn)
-            .ok()
-            .and_then(|s| IdNumber::parse(s).ok())
-            .context("the sealed ID number is not an ID number")?;
-        let secret = match verification {
-            Verification::Pin(digits) => {
-                Secret::PinBlock(PinBlock::from_pin(&digits, &card, &self.zpk))
-            }
-            Verification::Card { expiry, cvn2 } => Secret::Card { expiry, cvn2 },
-        };
-        Ok(AuthRequest {
-            idempotency_key: key.to_owned(),
-            // The order's cap was checked at creation; the issuer applies its own.
-            amount: Amount::parse(order.amount, i64::MAX)
-                .ok()
-                .context("the order's amount is not an amount")?,
-            card,
-            id_number,
-            secret,
-        })
-    }
-
-    /// One `authorize`, bounded by the timeout; no answer is resolved by
-    /// query under the same key.
-    async fn authorize(
-        &self,
-        order_id: &str,
-        key: &str,
-        req: AuthRequest,
-    ) -> anyhow::Result<Answer> {
-        let card = req.card.masked();
-        let first =
-            tokio::time::timeout(self.config.auth_timeout, self.issuer.authorize(req)).await;
-        match first {
-            Ok(Ok(resp)) => Ok(Answer::Known(resp)),
-            Ok(Err(IssuerError::Unavailable)) => {
-                tracing::warn!(order = %order_id, %card, "issuer unreachable; nothing was sent");
-                Ok(Answer::NotProcessed)
-            }
-            Ok(Err(IssuerError::Timeout)) | Err(_) => {
-                tracing::warn!(order = %order_id, %card, "no answer from the issuer; querying");
-                self.event(order_id, "no answer; querying").await?;
-                let backoff = self.config.query_backoff.clone();
-                self.resolve(order_id, key, backoff).await
-            }
-        }
-    }
-
-    /// Queries `key` after each pause until the issuer gives its answer.
-    async fn resolve(
-        &self,
-        order_id: &str,
-        key: &str,
-        pauses: Vec<Duration>,
-    ) -> anyhow::Result<Answer> {
-        let mut last = Answer::Unknown;
-        for (i, pause) in pauses.into_iter().enumerate() {
-            tokio::time::sleep(pause).await;
-            let n = i + 1;
-            let answer = tokio::time::timeout(self.config.query_timeout, self.issuer.query(key))
-                .await
-                .unwrap_or(Err(IssuerError::Timeout));
-            match answer {
-                Ok(Some(resp)) => {
-                    self.event(order_id, &format!("query {n}: answered"))
-                        .await?;
-                    return Ok(Answer::Known(resp));
-                }
-                Ok(None) => {
-                    self.event(order_id, &format!("query {n}: no record"))
-                        .await?;
-                    last = Answer::NotProcessed;
-                }
-                Err(e) => {
-                    self.event(order_id, &format!("query {n}: {e}")).await?;
-                    last = Answer::Unknown;
-                }
-            }
-        }
-        Ok(last)
     }
 
     async fn pin_tries_today(&self, order: &OrderRow) -> anyhow::Result<i64> {

@@ -167,7 +167,11 @@ impl<I: Issuer> BankMatcher<I> {
         };
         match self.store.bind_card_if_unbound(&b).await {
             Ok(true) => {
-                let _ = self.event(&order.id, "card bound to the phone").await;
+                // The binding row is the record; its audit line is a courtesy
+                // that must not fail a payment that stands.
+                if let Err(e) = self.event(&order.id, "card bound to the phone").await {
+                    tracing::warn!(order = %order.id, error = format!("{e:#}"), "cannot log the binding");
+                }
                 tracing::info!(order = %order.id, binding = %id, card = %order.card_masked, "card bound to the phone");
             }
             Ok(false) => {}

@@ -1,0 +1,117 @@
+//! The conversation with the issuer link for one attempt: the request built
+//! from the order's sealed card and the keyed secret, one `authorize`
+//! bounded by its timeout, and an unanswered attempt resolved by `query`
+//! under the same idempotency key (never a second authorization).
+
+use super::{Answer, BankMatcher};
+use crate::bank::{AuthRequest, Issuer, IssuerError, Secret};
+use crate::crypto::PinBlock;
+use crate::domain::{Amount, CardNumber, IdNumber, Verification};
+use crate::store::OrderRow;
+use anyhow::Context;
+use std::time::Duration;
+
+impl<I: Issuer> BankMatcher<I> {
+    /// The request for this attempt: the order's card and ID number opened
+    /// from the vault, the PIN enciphered into a block (the digits are wiped
+    /// when `verification` drops here) or expiry and CVN2 moved in.
+    pub(super) fn request(
+        &self,
+        order: &OrderRow,
+        key: &str,
+        verification: Verification,
+    ) -> anyhow::Result<AuthRequest> {
+        let pan = self
+            .vault
+            .open("card_number", &order.card_enc)
+            .context("opening the card number")?;
+        let card = std::str::from_utf8(&pan)
+            .ok()
+            .and_then(|s| CardNumber::parse(s).ok())
+            .context("the sealed card number is not a card number")?;
+        let idn = self
+            .vault
+            .open("id_number", &order.id_enc)
+            .context("opening the ID number")?;
+        let id_number = std::str::from_utf8(&idn)
+            .ok()
+            .and_then(|s| IdNumber::parse(s).ok())
+            .context("the sealed ID number is not an ID number")?;
+        let secret = match verification {
+            Verification::Pin(digits) => {
+                Secret::PinBlock(PinBlock::from_pin(&digits, &card, &self.zpk))
+            }
+            Verification::Card { expiry, cvn2 } => Secret::Card { expiry, cvn2 },
+        };
+        Ok(AuthRequest {
+            idempotency_key: key.to_owned(),
+            // The order's cap was checked at creation; the issuer applies its own.
+            amount: Amount::parse(order.amount, i64::MAX)
+                .ok()
+                .context("the order's amount is not an amount")?,
+            card,
+            id_number,
+            secret,
+        })
+    }
+
+    /// One `authorize`, bounded by the timeout; no answer is resolved by
+    /// query under the same key.
+    pub(super) async fn authorize(
+        &self,
+        order_id: &str,
+        key: &str,
+        req: AuthRequest,
+    ) -> anyhow::Result<Answer> {
+        let card = req.card.masked();
+        let first =
+            tokio::time::timeout(self.config.auth_timeout, self.issuer.authorize(req)).await;
+        match first {
+            Ok(Ok(resp)) => Ok(Answer::Known(resp)),
+            Ok(Err(IssuerError::Unavailable)) => {
+                tracing::warn!(order = %order_id, %card, "issuer unreachable; nothing was sent");
+                Ok(Answer::NotProcessed)
+            }
+            Ok(Err(IssuerError::Timeout)) | Err(_) => {
+                tracing::warn!(order = %order_id, %card, "no answer from the issuer; querying");
+                self.event(order_id, "no answer; querying").await?;
+                let backoff = self.config.query_backoff.clone();
+                self.resolve(order_id, key, backoff).await
+            }
+        }
+    }
+
+    /// Queries `key` after each pause until the issuer gives its answer.
+    async fn resolve(
+        &self,
+        order_id: &str,
+        key: &str,
+        pauses: Vec<Duration>,
+    ) -> anyhow::Result<Answer> {
+        let mut last = Answer::Unknown;
+        for (i, pause) in pauses.into_iter().enumerate() {
+            tokio::time::sleep(pause).await;
+            let n = i + 1;
+            let answer = tokio::time::timeout(self.config.query_timeout, self.issuer.query(key))
+                .await
+                .unwrap_or(Err(IssuerError::Timeout));
+            match answer {
+                Ok(Some(resp)) => {
+                    self.event(order_id, &format!("query {n}: answered"))
+                        .await?;
+                    return Ok(Answer::Known(resp));
+                }
+                Ok(None) => {
+                    self.event(order_id, &format!("query {n}: no record"))
+                        .await?;
+                    last = Answer::NotProcessed;
+                }
+                Err(e) => {
+                    self.event(order_id, &format!("query {n}: {e}")).await?;
+                    last = Answer::Unknown;
+                }
+            }
+        }
+        Ok(last)
+    }
+}
