@@ -1,0 +1,32 @@
+# shellcheck shell=bash
+# scripts/lib.sh — what the scripts in scripts/ share. Sourced, never run:
+#     HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+#     # shellcheck source=lib.sh
+#     . "$HERE/lib.sh"
+
+# Messages go to stderr, named after the script ("scripts/asterisk: …"), so
+# stdout stays what a caller captures (a URL, a path).
+say() { printf 'scripts/%s: %s\n' "${0##*/}" "$*" >&2; }
+die() { say "$@"; exit 1; }
+
+# apt_install [APT-GET OPTION…] PACKAGE…: install Debian packages without a
+# question. A fresh machine may have no package lists yet: when the install
+# fails, update them and try once more. The caller redirects the output.
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; }
+}
+
+# lab_env: export scripts/lab.env's settings (a variable already set wins).
+lab_env() {
+  set -a
+  # shellcheck source=lab.env
+  . "$(dirname "${BASH_SOURCE[0]}")/lab.env"
+  set +a
+}
+
+# cargo_cache: the Cargo build lives outside the clone, so a second run (or a
+# second worktree) reuses it.
+cargo_cache() {
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/voicepay/target}
+}
