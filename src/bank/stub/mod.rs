@@ -16,22 +16,29 @@
 //! last try), cardholder ID (66), card not expired (73), single-payment limit
 //! (33), funds (64); then debit and approve. Only wrong PINs count towards
 //! the daily lock, and a right PIN does not reset it.
+//!
+//! Here: the issuer, its set-up and the [`Issuer`] calls; `rules.rs`
+//! decides a new attempt, `state.rs` is what the issuer remembers in memory,
+//! `state_file.rs` makes it durable through the journal.
 
-use super::fixtures::{self, Behaviour, Fixtures, Kind, Status, TestCard};
-use super::journal::{self, Journal, Line, Recorded as Written};
-use super::{
-    shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Outcome, Secret,
-    PIN_TRIES_PER_DAY, SINGLE_PAYMENT_LIMIT_FEN,
-};
+mod rules;
+mod state;
+mod state_file;
+
+use super::fixtures::{self, Fixtures, Kind};
+use super::journal::Line;
+use super::{shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError};
 use crate::crypto::ZonePinKey;
-use crate::domain::{CardNumber, ResultCode};
+use crate::domain::CardNumber;
 use anyhow::Context;
+use rules::Reply;
+use state::{reverse_in_memory, reversible, State};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// The wall clock, injectable so tests can cross midnight in Shanghai.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -90,46 +97,6 @@ impl std::fmt::Debug for StubIssuer {
     }
 }
 
-#[derive(Default)]
-struct State {
-    /// Money left per card, by index.
-    available: HashMap<usize, i64>,
-    /// Wrong PINs per card on one Shanghai day.
-    pin_failures: HashMap<usize, (Date, u8)>,
-    /// The final answer per idempotency key.
-    answers: HashMap<String, Recorded>,
-    auth_codes: u32,
-    offline: bool,
-    /// Where every change is written before it is answered; None: memory only.
-    journal: Option<Journal>,
-}
-
-/// What one new answer changes, decided before anything changes: written
-/// to the journal first, then applied to memory (and applied the same way
-/// when the journal is replayed).
-struct Effects {
-    card: Option<usize>,
-    amount_fen: i64,
-    response: AuthResponse,
-    /// The card's wrong-PIN count for the day after this answer, when it
-    /// counted one.
-    wrong_pins: Option<(Date, u8)>,
-}
-
-struct Recorded {
-    /// `None` for a card not on file.
-    card: Option<usize>,
-    amount_fen: i64,
-    response: AuthResponse,
-    reversed: bool,
-}
-
-/// What `authorize` does after deciding, outside the lock.
-enum Reply {
-    Now(Result<AuthResponse, IssuerError>),
-    After(Duration, Result<AuthResponse, IssuerError>),
-}
-
 impl StubIssuer {
     /// The built-in test cards (the table).
     pub fn builtin(zpk: ZonePinKey) -> Self {
@@ -175,11 +142,14 @@ impl StubIssuer {
         Self::from_toml(&text, zpk).with_context(|| format!("test cards {}", stub_cards.display()))
     }
 
+    /// The issuer with `clock` instead of the wall clock (tests cross
+    /// midnight in Shanghai with it).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
 
+    /// The issuer with other delays for the slow and silent cards.
     pub fn with_latency(mut self, latency: Latency) -> Self {
         self.latency = latency;
         self
@@ -236,281 +206,6 @@ impl StubIssuer {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn decide(&self, req: &AuthRequest) -> Reply {
-        let mut st = self.lock();
-        if st.offline {
-            return Reply::Now(Err(IssuerError::Unavailable));
-        }
-        if let Some(done) = st.answers.get(&req.idempotency_key) {
-            return Reply::Now(Ok(done.response.clone()));
-        }
-        let Some(&index) = self.by_pan.get(req.card.expose()) else {
-            // unknown cards still get a final, recorded answer
-            let effects = Effects {
-                card: None,
-                amount_fen: req.amount.fen(),
-                response: AuthResponse::new(Outcome::Declined(ResultCode::InvalidCard)),
-                wrong_pins: None,
-            };
-            return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
-        };
-        let card = &self.fixtures.cards[index];
-        if card.behaviour == Behaviour::Unavailable {
-            // the switch answers for an issuer that is down: nothing recorded
-            let response = AuthResponse::new(Outcome::Declined(ResultCode::IssuerUnavailable));
-            return Reply::Now(Ok(response));
-        }
-        let now = (self.clock)();
-        let effects = self.evaluate(&st, index, card, req, now);
-        // Recorded (on disk first, when durable) before any answer leaves.
-        let response = match self.commit(&mut st, &req.idempotency_key, effects) {
-            Ok(r) => r,
-            Err(e) => return Reply::Now(Err(e)),
-        };
-        tracing::info!(
-            card = %req.card.masked(),
-            bank = %card.bank,
-            key = %req.idempotency_key,
-            result = response.result_code().code(),
-            "stub issuer answered"
-        );
-        match card.behaviour {
-            Behaviour::Slow => Reply::After(self.latency.slow, Ok(response)),
-            Behaviour::NoAnswer => Reply::After(self.latency.no_answer, Err(IssuerError::Timeout)),
-            Behaviour::Normal | Behaviour::Unavailable => Reply::Now(Ok(response)),
-        }
-    }
-
-    /// What a new attempt gets and changes; changes nothing itself.
-    fn evaluate(
-        &self,
-        st: &State,
-        index: usize,
-        card: &TestCard,
-        req: &AuthRequest,
-        now: OffsetDateTime,
-    ) -> Effects {
-        use ResultCode::*;
-        let mut effects = Effects {
-            card: Some(index),
-            amount_fen: req.amount.fen(),
-            response: AuthResponse::new(Outcome::Declined(CardRestricted)),
-            wrong_pins: None,
-        };
-        let decided = |mut e: Effects, outcome| {
-            e.response = AuthResponse::new(outcome);
-            e
-        };
-        if card.status == Status::Restricted {
-            return decided(effects, Outcome::Declined(CardRestricted));
-        }
-        match (card.kind, &req.secret) {
-            (Kind::Debit, Secret::PinBlock(block)) => {
-                let today = shanghai_day(now);
-                let failures = match st.pin_failures.get(&index) {
-                    Some(&(day, n)) if day == today => n,
-                    _ => 0,
-                };
-                if failures >= PIN_TRIES_PER_DAY {
-                    return decided(effects, Outcome::Declined(PinTriesExceeded));
-                }
-                // a block that does not decipher (wrong key or PAN, tampered)
-                // counts as a wrong PIN: fail closed
-                let right = block
-                    .decipher(card.pan.expose(), &self.zpk)
-                    .is_ok_and(|pin| card.secret_matches(&pin));
-                if !right {
-                    let failures = failures + 1;
-                    effects.wrong_pins = Some((today, failures));
-                    let outcome = if failures >= PIN_TRIES_PER_DAY {
-                        Outcome::Declined(PinTriesExceeded)
-                    } else {
-                        Outcome::WrongSecret {
-                            tries_left: Some(PIN_TRIES_PER_DAY - failures),
-                        }
-                    };
-                    return decided(effects, outcome);
-                }
-            }
-            (Kind::Credit, Secret::Card { expiry, cvn2 }) => {
-                let mut both = zeroize::Zeroizing::new([0u8; 7]);
-                both[..4].copy_from_slice(expiry.expose());
-                both[4..].copy_from_slice(cvn2.expose());
-                if !card.secret_matches(&*both) {
-                    return decided(effects, Outcome::WrongSecret { tries_left: None });
-                }
-            }
-            // a PIN for a credit card or expiry+CVN2 for a debit card
-            _ => return decided(effects, Outcome::WrongSecret { tries_left: None }),
-        }
-        if req.id_number != card.holder_id {
-            return decided(effects, Outcome::Declined(IdMismatch));
-        }
-        if card.status == Status::Expired {
-            return decided(effects, Outcome::Declined(CardExpired));
-        }
-        let amount = req.amount.fen();
-        if amount > SINGLE_PAYMENT_LIMIT_FEN {
-            return decided(effects, Outcome::Declined(OverLimit));
-        }
-        let available = st
-            .available
-            .get(&index)
-            .copied()
-            .unwrap_or(card.available_fen);
-        if available < amount {
-            return decided(effects, Outcome::Declined(InsufficientFunds));
-        }
-        let auth_code = format!("{:06}", st.auth_codes.wrapping_add(1) % 1_000_000);
-        decided(effects, Outcome::Approved { auth_code })
-    }
-
-    /// Makes a new answer final: on disk first (when durable), then in
-    /// memory. A journal that cannot be written answers `Timeout` (the line
-    /// may or may not have reached the disk) and changes nothing in memory.
-    fn commit(
-        &self,
-        st: &mut State,
-        key: &str,
-        effects: Effects,
-    ) -> Result<AuthResponse, IssuerError> {
-        if let Some(journal) = st.journal.as_mut() {
-            let line = Line::Answer {
-                key: key.to_owned(),
-                card: effects.card.map(|i| self.fixtures.cards[i].reference()),
-                amount_fen: effects.amount_fen,
-                outcome: Written::from_outcome(&effects.response.outcome),
-                wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
-            };
-            if let Err(e) = journal.append(&line) {
-                tracing::error!(key = %key, error = %e, "stub issuer cannot write its state");
-                return Err(IssuerError::Timeout);
-            }
-        }
-        let response = effects.response.clone();
-        apply(st, key, effects);
-        Ok(response)
-    }
-
-    /// Makes the stub durable: replays the journal at `path` (created when
-    /// missing) over the fixtures' opening balances, then writes every
-    /// later answer and reversal there before giving it. One process at a
-    /// time may own a journal.
-    pub fn with_state_file(self, path: &Path) -> anyhow::Result<Self> {
-        let (journal, lines) = Journal::open(path).context("bank.stub_state")?;
-        self.replay(&lines)
-            .with_context(|| format!("replaying {}", path.display()))?;
-        self.lock().journal = Some(journal);
-        Ok(self)
-    }
-
-    /// The stub as the journal at `path` left it, without taking the
-    /// journal over (it stays memory-only): what tests and tools use to see
-    /// what a running or stopped daemon's issuer recorded.
-    pub fn inspect_state_file(self, path: &Path) -> anyhow::Result<Self> {
-        let lines = journal::read(path)?;
-        self.replay(&lines)
-            .with_context(|| format!("replaying {}", path.display()))?;
-        Ok(self)
-    }
-
-    fn replay(&self, lines: &[Line]) -> anyhow::Result<()> {
-        let by_ref: HashMap<String, usize> = self
-            .fixtures
-            .cards
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.reference(), i))
-            .collect();
-        let day_format = time::macros::format_description!("[year]-[month]-[day]");
-        let mut st = self.lock();
-        for (n, line) in lines.iter().enumerate() {
-            let at = || format!("record {}", n + 1);
-            match line {
-                Line::Answer {
-                    key,
-                    card,
-                    amount_fen,
-                    outcome,
-                    wrong_pins,
-                } => {
-                    if st.answers.contains_key(key) {
-                        continue;
-                    }
-                    // a card no longer on file keeps its answers, not its money
-                    let card = card.as_ref().and_then(|r| by_ref.get(r).copied());
-                    let wrong_pins = match wrong_pins {
-                        Some((day, tries)) => {
-                            Some((Date::parse(day, day_format).with_context(at)?, *tries))
-                        }
-                        None => None,
-                    };
-                    let effects = Effects {
-                        card,
-                        amount_fen: *amount_fen,
-                        response: AuthResponse::new(outcome.to_outcome().with_context(at)?),
-                        wrong_pins,
-                    };
-                    apply(&mut st, key, effects);
-                }
-                Line::Reverse { key } => {
-                    reverse_in_memory(&mut st, key);
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Applies a committed answer to memory.
-fn apply(st: &mut State, key: &str, effects: Effects) {
-    let Effects {
-        card,
-        amount_fen,
-        response,
-        wrong_pins,
-    } = effects;
-    if let Some(index) = card {
-        if response.is_approved() {
-            *st.available.entry(index).or_default() -= amount_fen;
-        }
-        if let Some(v) = wrong_pins {
-            st.pin_failures.insert(index, v);
-        }
-    }
-    if response.is_approved() {
-        st.auth_codes = st.auth_codes.wrapping_add(1);
-    }
-    st.answers.insert(
-        key.to_owned(),
-        Recorded {
-            card,
-            amount_fen,
-            response,
-            reversed: false,
-        },
-    );
-}
-
-/// What a reversal of `key` would return: (card, fen), if anything.
-fn reversible(st: &State, key: &str) -> Option<(usize, i64)> {
-    match st.answers.get(key) {
-        Some(r) if r.response.is_approved() && !r.reversed => r.card.map(|c| (c, r.amount_fen)),
-        _ => None,
-    }
-}
-
-/// Returns the money of `key`'s approved payment; whether it did.
-fn reverse_in_memory(st: &mut State, key: &str) -> bool {
-    let Some((card, fen)) = reversible(st, key) else {
-        return false;
-    };
-    if let Some(r) = st.answers.get_mut(key) {
-        r.reversed = true;
-    }
-    *st.available.entry(card).or_default() += fen;
-    true
 }
 
 impl Issuer for StubIssuer {
