@@ -3,6 +3,7 @@
 //! media lists are what a caller would hear.
 
 use super::*;
+use crate::domain::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
 
 const MAX: TimerId = TimerId(1);
 

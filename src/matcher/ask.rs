@@ -82,7 +82,7 @@ impl<I: Issuer> BankMatcher<I> {
     }
 
     /// Queries `key` after each pause until the issuer gives its answer.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         order_id: &str,
         key: &str,

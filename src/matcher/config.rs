@@ -45,7 +45,7 @@ impl MatcherConfig {
     }
 
     /// Longest one verification can keep an order in `authorizing`.
-    fn longest_authorization(&self) -> Duration {
+    pub(super) fn longest_authorization(&self) -> Duration {
         let queries = self.query_timeout * u32::try_from(self.query_backoff.len()).unwrap_or(0);
         self.auth_timeout
             + self.query_backoff.iter().sum::<Duration>()

@@ -45,17 +45,12 @@ pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
 
-use crate::bank::{
-    self, shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError, Secret, PIN_TRIES_PER_DAY,
-};
-use crate::config::BankSettings;
-use crate::crypto::{PinBlock, Vault, ZonePinKey};
-use crate::domain::{Amount, CardNumber, IdNumber, OrderStatus, ResultCode, Verification};
+use crate::bank::{self, shanghai_day, AuthResponse, Issuer, PIN_TRIES_PER_DAY};
+use crate::crypto::{Vault, ZonePinKey};
+use crate::domain::{OrderStatus, ResultCode, Verification};
 use crate::ivr::Outcome;
 use crate::store::{OrderRow, Store, Transition};
-use anyhow::Context;
 use std::sync::Arc;
-use std::time::Duration;
 use time::OffsetDateTime;
 
 /// The real matcher: orders from the [`Store`], cards opened with the

@@ -7,8 +7,20 @@
 //! and every field a channel or playback can lack is optional or defaulted.
 //! Shapes follow ARI's swagger (`events.json`, `channels.json`,
 //! `playbacks.json`); `tests/ari_swagger.rs` checks them against it.
+//!
+//! Here: the [`Event`] enum, [`parse`] and the keyed [`DtmfDigit`];
+//! `channel.rs` and `playback.rs` hold the objects events carry, and
+//! `open_enum.rs` the string enums that never fail on a new value.
 
-use serde::{Deserialize, Serialize};
+#[macro_use]
+mod open_enum;
+mod channel;
+mod playback;
+
+pub use channel::{CallerId, Channel, ChannelState, DialplanCep};
+pub use playback::{playback_channel, playback_id, Playback, PlaybackState};
+
+use serde::Deserialize;
 use std::borrow::Cow;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -255,225 +267,6 @@ impl DtmfDigit {
 impl std::fmt::Debug for DtmfDigit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("DtmfDigit(*)")
-    }
-}
-
-/// A channel as ARI describes it in events and in `GET /channels`. Only `id`
-/// is required here; everything else defaults, so a channel from an older
-/// or newer Asterisk still parses.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Channel {
-    /// Unique id: Asterisk's (`1712345678.42`) or the one we chose.
-    pub id: String,
-    /// Channel name, e.g. `PJSIP/trunk-00000001`.
-    #[serde(default)]
-    pub name: String,
-    /// Its state (Up once answered).
-    #[serde(default)]
-    pub state: ChannelState,
-    /// The caller's id: who calls us, or whom we called.
-    #[serde(default)]
-    pub caller: CallerId,
-    /// The other party's id as connected-line information.
-    #[serde(default)]
-    pub connected: CallerId,
-    /// Account code, usually empty.
-    #[serde(default)]
-    pub accountcode: String,
-    /// Where the channel is in the dialplan (absent in some events).
-    #[serde(default)]
-    pub dialplan: Option<DialplanCep>,
-    /// When the channel was created (ARI's date string).
-    #[serde(default)]
-    pub creationtime: Option<String>,
-    /// The channel's language, for prompts.
-    #[serde(default)]
-    pub language: Option<String>,
-    /// Channel variables configured in ari.conf's `channelvars`, if any.
-    #[serde(default)]
-    pub channelvars: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// A caller id pair; either part may be empty.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CallerId {
-    /// Display name.
-    #[serde(default)]
-    pub name: String,
-    /// Number, as the network gave it.
-    #[serde(default)]
-    pub number: String,
-}
-
-/// A dialplan location: context, extension, priority.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct DialplanCep {
-    /// Context.
-    #[serde(default)]
-    pub context: String,
-    /// Extension.
-    #[serde(default)]
-    pub exten: String,
-    /// Priority.
-    #[serde(default)]
-    pub priority: i64,
-    /// The application running there (e.g. `Stasis`).
-    #[serde(default)]
-    pub app_name: Option<String>,
-    /// Its arguments.
-    #[serde(default)]
-    pub app_data: Option<String>,
-}
-
-/// A playback (a prompt on a channel or bridge).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Playback {
-    /// The playback id; ours are `<channelId>:<n>` (see [`playback_id`]).
-    pub id: String,
-    /// The media playing now.
-    #[serde(default)]
-    pub media_uri: String,
-    /// The media that plays next, for a list.
-    #[serde(default)]
-    pub next_media_uri: Option<String>,
-    /// `channel:<id>` or `bridge:<id>`.
-    #[serde(default)]
-    pub target_uri: String,
-    /// Language used for sound files.
-    #[serde(default)]
-    pub language: Option<String>,
-    /// Its state; `done` and `failed` are final.
-    #[serde(default = "PlaybackState::unknown")]
-    pub state: PlaybackState,
-}
-
-impl Playback {
-    /// The channel this playback plays on: its `channel:` target, or the
-    /// channel named in our id convention.
-    pub fn channel_id(&self) -> Option<&str> {
-        self.target_uri
-            .strip_prefix("channel:")
-            .filter(|id| !id.is_empty())
-            .or_else(|| playback_channel(&self.id))
-    }
-}
-
-/// The playback id for the `n`th prompt of a call: `<channelId>:<n>`. ARI
-/// accepts any client-chosen id; naming the channel in it lets a playback
-/// event be routed even without a `channel:` target, and makes ids unique
-/// across calls without coordination.
-pub fn playback_id(channel_id: &str, n: u64) -> String {
-    format!("{channel_id}:{n}")
-}
-
-/// The channel named by a playback id made with [`playback_id`], if it
-/// follows the convention.
-pub fn playback_channel(playback_id: &str) -> Option<&str> {
-    let (channel, n) = playback_id.rsplit_once(':')?;
-    let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
-    (numbered && !channel.is_empty()).then_some(channel)
-}
-
-/// Declares a string enum whose unlisted values parse as `Other(..)`, so a
-/// new value from Asterisk never fails the event carrying it.
-macro_rules! open_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(from = "String", into = "String")]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)*
-            /// A value this version does not know, kept as sent.
-            Other(String),
-        }
-
-        impl $name {
-            /// The value as ARI spells it.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $($name::$variant => $text,)*
-                    $name::Other(s) => s,
-                }
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(s: String) -> Self {
-                match s.as_str() {
-                    $($text => $name::$variant,)*
-                    _ => $name::Other(s),
-                }
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                match v {
-                    $name::Other(s) => s,
-                    known => known.as_str().to_owned(),
-                }
-            }
-        }
-    };
-}
-
-open_enum! {
-    /// A channel's state, as in the swagger's `Channel.state` list.
-    ChannelState {
-        /// Down: available.
-        Down = "Down",
-        /// Reserved.
-        Rsrved = "Rsrved",
-        /// Off hook.
-        OffHook = "OffHook",
-        /// Digits being dialed.
-        Dialing = "Dialing",
-        /// Ringing out (we are calling).
-        Ring = "Ring",
-        /// Ringing here (we are called).
-        Ringing = "Ringing",
-        /// Answered.
-        Up = "Up",
-        /// Line busy.
-        Busy = "Busy",
-        /// Dialing while off hook.
-        DialingOffhook = "Dialing Offhook",
-        /// Before ringing.
-        PreRing = "Pre-ring",
-        /// Asterisk's own "Unknown" state.
-        Unknown = "Unknown",
-    }
-}
-
-/// A channel whose state was not sent is in no state we know.
-impl Default for ChannelState {
-    fn default() -> Self {
-        ChannelState::Unknown
-    }
-}
-
-open_enum! {
-    /// A playback's state, as in the swagger's `Playback.state` list plus
-    /// `paused`, which Asterisk returns though the model omits it.
-    PlaybackState {
-        /// Waiting to start.
-        Queued = "queued",
-        /// Playing.
-        Playing = "playing",
-        /// Moving to the next media of a list.
-        Continuing = "continuing",
-        /// Finished: played out or stopped.
-        Done = "done",
-        /// Could not play (e.g. missing sound file).
-        Failed = "failed",
-        /// Paused by a control request.
-        Paused = "paused",
-    }
-}
-
-impl PlaybackState {
-    fn unknown() -> Self {
-        PlaybackState::Other(String::new())
     }
 }
 

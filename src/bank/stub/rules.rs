@@ -1,0 +1,150 @@
+//! How the stub decides a new attempt (see the order of checks in the
+//! module documentation of `stub`), and when its answer leaves.
+
+use super::state::{Effects, State};
+use super::StubIssuer;
+use crate::bank::fixtures::{Behaviour, Kind, Status, TestCard};
+use crate::bank::{
+    shanghai_day, AuthRequest, AuthResponse, IssuerError, Outcome, Secret, PIN_TRIES_PER_DAY,
+    SINGLE_PAYMENT_LIMIT_FEN,
+};
+use crate::domain::ResultCode;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// What `authorize` does after deciding, outside the lock.
+pub(super) enum Reply {
+    Now(Result<AuthResponse, IssuerError>),
+    After(Duration, Result<AuthResponse, IssuerError>),
+}
+
+impl StubIssuer {
+    pub(super) fn decide(&self, req: &AuthRequest) -> Reply {
+        let mut st = self.lock();
+        if st.offline {
+            return Reply::Now(Err(IssuerError::Unavailable));
+        }
+        if let Some(done) = st.answers.get(&req.idempotency_key) {
+            return Reply::Now(Ok(done.response.clone()));
+        }
+        let Some(&index) = self.by_pan.get(req.card.expose()) else {
+            // unknown cards still get a final, recorded answer
+            let effects = Effects {
+                card: None,
+                amount_fen: req.amount.fen(),
+                response: AuthResponse::new(Outcome::Declined(ResultCode::InvalidCard)),
+                wrong_pins: None,
+            };
+            return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
+        };
+        let card = &self.fixtures.cards[index];
+        if card.behaviour == Behaviour::Unavailable {
+            // the switch answers for an issuer that is down: nothing recorded
+            let response = AuthResponse::new(Outcome::Declined(ResultCode::IssuerUnavailable));
+            return Reply::Now(Ok(response));
+        }
+        let now = (self.clock)();
+        let effects = self.evaluate(&st, index, card, req, now);
+        // Recorded (on disk first, when durable) before any answer leaves.
+        let response = match self.commit(&mut st, &req.idempotency_key, effects) {
+            Ok(r) => r,
+            Err(e) => return Reply::Now(Err(e)),
+        };
+        tracing::info!(
+            card = %req.card.masked(),
+            bank = %card.bank,
+            key = %req.idempotency_key,
+            result = response.result_code().code(),
+            "stub issuer answered"
+        );
+        match card.behaviour {
+            Behaviour::Slow => Reply::After(self.latency.slow, Ok(response)),
+            Behaviour::NoAnswer => Reply::After(self.latency.no_answer, Err(IssuerError::Timeout)),
+            Behaviour::Normal | Behaviour::Unavailable => Reply::Now(Ok(response)),
+        }
+    }
+
+    /// What a new attempt gets and changes; changes nothing itself.
+    fn evaluate(
+        &self,
+        st: &State,
+        index: usize,
+        card: &TestCard,
+        req: &AuthRequest,
+        now: OffsetDateTime,
+    ) -> Effects {
+        use ResultCode::*;
+        let mut effects = Effects {
+            card: Some(index),
+            amount_fen: req.amount.fen(),
+            response: AuthResponse::new(Outcome::Declined(CardRestricted)),
+            wrong_pins: None,
+        };
+        let decided = |mut e: Effects, outcome| {
+            e.response = AuthResponse::new(outcome);
+            e
+        };
+        if card.status == Status::Restricted {
+            return decided(effects, Outcome::Declined(CardRestricted));
+        }
+        match (card.kind, &req.secret) {
+            (Kind::Debit, Secret::PinBlock(block)) => {
+                let today = shanghai_day(now);
+                let failures = match st.pin_failures.get(&index) {
+                    Some(&(day, n)) if day == today => n,
+                    _ => 0,
+                };
+                if failures >= PIN_TRIES_PER_DAY {
+                    return decided(effects, Outcome::Declined(PinTriesExceeded));
+                }
+                // a block that does not decipher (wrong key or PAN, tampered)
+                // counts as a wrong PIN: fail closed
+                let right = block
+                    .decipher(card.pan.expose(), &self.zpk)
+                    .is_ok_and(|pin| card.secret_matches(&pin));
+                if !right {
+                    let failures = failures + 1;
+                    effects.wrong_pins = Some((today, failures));
+                    let outcome = if failures >= PIN_TRIES_PER_DAY {
+                        Outcome::Declined(PinTriesExceeded)
+                    } else {
+                        Outcome::WrongSecret {
+                            tries_left: Some(PIN_TRIES_PER_DAY - failures),
+                        }
+                    };
+                    return decided(effects, outcome);
+                }
+            }
+            (Kind::Credit, Secret::Card { expiry, cvn2 }) => {
+                let mut both = zeroize::Zeroizing::new([0u8; 7]);
+                both[..4].copy_from_slice(expiry.expose());
+                both[4..].copy_from_slice(cvn2.expose());
+                if !card.secret_matches(&*both) {
+                    return decided(effects, Outcome::WrongSecret { tries_left: None });
+                }
+            }
+            // a PIN for a credit card or expiry+CVN2 for a debit card
+            _ => return decided(effects, Outcome::WrongSecret { tries_left: None }),
+        }
+        if req.id_number != card.holder_id {
+            return decided(effects, Outcome::Declined(IdMismatch));
+        }
+        if card.status == Status::Expired {
+            return decided(effects, Outcome::Declined(CardExpired));
+        }
+        let amount = req.amount.fen();
+        if amount > SINGLE_PAYMENT_LIMIT_FEN {
+            return decided(effects, Outcome::Declined(OverLimit));
+        }
+        let available = st
+            .available
+            .get(&index)
+            .copied()
+            .unwrap_or(card.available_fen);
+        if available < amount {
+            return decided(effects, Outcome::Declined(InsufficientFunds));
+        }
+        let auth_code = format!("{:06}", st.auth_codes.wrapping_add(1) % 1_000_000);
+        decided(effects, Outcome::Approved { auth_code })
+    }
+}

@@ -1,0 +1,56 @@
+//! `[ari]`: how to reach Asterisk's REST interface and events socket.
+
+use super::{invalid, ConfigError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AriSettings {
+    /// Asterisk's HTTP base URL, `http://host:port` (the events socket
+    /// speaks `ws://` on the same address).
+    pub url: String,
+    /// The ARI user of `ari.conf`.
+    pub username: String,
+    /// Its password; `voicepay config check` prints it as `****`.
+    pub password: String,
+    /// The Stasis application name; each node sharing one Asterisk needs its own.
+    pub app: String,
+    /// How long `POST /channels` (an originate) may take, in seconds. Other
+    /// requests answer in milliseconds; placing a call can take seconds on a
+    /// busy Asterisk, and a timed-out originate must be checked before it is
+    /// sent again.
+    pub originate_timeout_secs: u64,
+}
+
+impl Default for AriSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8088".into(),
+            username: "voicepay".into(),
+            password: String::new(),
+            app: "voicepay".into(),
+            originate_timeout_secs: 15,
+        }
+    }
+}
+
+impl AriSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return invalid("ari.url", "must be an http:// or https:// URL"),
+        }
+        if self.app.is_empty()
+            || !self
+                .app
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return invalid("ari.app", "must be letters, digits, - or _");
+        }
+        if !(1..=120).contains(&self.originate_timeout_secs) {
+            return invalid("ari.originate_timeout_secs", "must be 1 to 120");
+        }
+        Ok(())
+    }
+}

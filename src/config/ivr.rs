@@ -1,0 +1,79 @@
+//! `[ivr]`: the payment call's timing and retry limits.
+
+use super::{invalid, ConfigError};
+use serde::{Deserialize, Serialize};
+
+/// The payment call's timing and retry limits (`ivr::IvrConfig`), so
+/// operators can fit them to their callers without a rebuild.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrSettings {
+    /// Seconds a caller may wait after a prompt ends before the first digit.
+    pub first_digit_timeout_secs: u64,
+    /// Seconds a caller may pause between two digits of one entry.
+    pub inter_digit_timeout_secs: u64,
+    /// Failed attempts (invalid input or a timeout) per step before the call
+    /// ends with `input_timeout`.
+    pub attempts_per_step: u8,
+    /// Secrets a caller may submit in one call; the bank's daily count can
+    /// only lower it.
+    pub secret_tries: u8,
+    /// The longest a payment call may last from the answer, in seconds.
+    pub max_call_secs: u64,
+    /// The longest the closing prompt may play before the call is hung up
+    /// anyway, in seconds.
+    pub final_prompt_limit_secs: u64,
+}
+
+impl Default for IvrSettings {
+    fn default() -> Self {
+        let d = crate::ivr::IvrConfig::default();
+        Self {
+            first_digit_timeout_secs: d.first_digit_timeout.as_secs(),
+            inter_digit_timeout_secs: d.inter_digit_timeout.as_secs(),
+            attempts_per_step: d.attempts_per_step,
+            secret_tries: d.secret_tries,
+            max_call_secs: d.max_call.as_secs(),
+            final_prompt_limit_secs: d.final_prompt_limit.as_secs(),
+        }
+    }
+}
+
+impl From<&IvrSettings> for crate::ivr::IvrConfig {
+    fn from(s: &IvrSettings) -> Self {
+        use std::time::Duration;
+        Self {
+            first_digit_timeout: Duration::from_secs(s.first_digit_timeout_secs),
+            inter_digit_timeout: Duration::from_secs(s.inter_digit_timeout_secs),
+            attempts_per_step: s.attempts_per_step,
+            max_call: Duration::from_secs(s.max_call_secs),
+            secret_tries: s.secret_tries,
+            final_prompt_limit: Duration::from_secs(s.final_prompt_limit_secs),
+        }
+    }
+}
+
+impl IvrSettings {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=60).contains(&self.first_digit_timeout_secs) {
+            return invalid("ivr.first_digit_timeout_secs", "must be 1 to 60");
+        }
+        if !(1..=30).contains(&self.inter_digit_timeout_secs) {
+            return invalid("ivr.inter_digit_timeout_secs", "must be 1 to 30");
+        }
+        if !(1..=9).contains(&self.attempts_per_step) {
+            return invalid("ivr.attempts_per_step", "must be 1 to 9");
+        }
+        // DESIGN.md: at most 3 secret tries per call.
+        if !(1..=3).contains(&self.secret_tries) {
+            return invalid("ivr.secret_tries", "must be 1 to 3");
+        }
+        if !(30..=1800).contains(&self.max_call_secs) {
+            return invalid("ivr.max_call_secs", "must be 30 to 1800");
+        }
+        if !(1..=120).contains(&self.final_prompt_limit_secs) {
+            return invalid("ivr.final_prompt_limit_secs", "must be 1 to 120");
+        }
+        Ok(())
+    }
+}
