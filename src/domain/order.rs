@@ -267,6 +267,34 @@ impl ResultCode {
     }
 }
 
+/// Reading a stored column: a value that is not one of the names is an
+/// error (a corrupt row), never silently another status.
+impl TryFrom<String> for OrderStatus {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s).ok_or_else(|| Invalid::new("invalid_status", "not an order status"))
+    }
+}
+
+/// Reading a stored column (see [`Mode::parse`]).
+impl TryFrom<String> for Mode {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s)
+    }
+}
+
+/// Reading a stored column (see [`Language::parse`]).
+impl TryFrom<String> for Language {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::OrderStatus::{self, *};
@@ -328,33 +356,5 @@ mod tests {
         }
         assert_eq!(ResultCode::WrongSecret.resp_code(), Some("65"));
         assert_eq!(ResultCode::NoAnswer.resp_code(), None);
-    }
-}
-
-/// Reading a stored column: a value that is not one of the names is an
-/// error (a corrupt row), never silently another status.
-impl TryFrom<String> for OrderStatus {
-    type Error = Invalid;
-
-    fn try_from(s: String) -> Result<Self, Invalid> {
-        Self::parse(&s).ok_or_else(|| Invalid::new("invalid_status", "not an order status"))
-    }
-}
-
-/// Reading a stored column (see [`Mode::parse`]).
-impl TryFrom<String> for Mode {
-    type Error = Invalid;
-
-    fn try_from(s: String) -> Result<Self, Invalid> {
-        Self::parse(&s)
-    }
-}
-
-/// Reading a stored column (see [`Language::parse`]).
-impl TryFrom<String> for Language {
-    type Error = Invalid;
-
-    fn try_from(s: String) -> Result<Self, Invalid> {
-        Self::parse(&s)
     }
 }
