@@ -3,7 +3,7 @@
 //! and retry or fail the order when they do not.
 //!
 //! Each originate gets our channel id `vp-<order>-<attempt>` and is
-//! registered in [`Callbacks`] before the request is sent, since its first
+//! registered in [`Desk`] before the request is sent, since its first
 //! events can beat the HTTP response. `appArgs` is `callback,<order>`:
 //! never anything secret. A semaphore bounds simultaneous calls per node
 //! (`telephony.max_concurrent_calls`); when it is full the worker waits
@@ -15,7 +15,7 @@
 //! Claims: every `telephony.claim_renew_secs`, connected to ARI or not, the
 //! node renews its claims on the orders of the calls it is placing or
 //! running, so only a stopped node's claims run out; then another node
-//! takes each over and settles it ([`Callbacks::reclaim_stale`]).
+//! takes each over and settles it ([`Desk::reclaim_stale`]).
 
 use super::matcher::{Matcher, Via};
 use super::runner::{CallEnd, CallRunner};
@@ -89,9 +89,9 @@ impl Unanswered {
     }
 }
 
-/// The callback flow of one node: the claim worker, the placed calls and
-/// their tasks. Shared by the worker and the ARI supervisor.
-pub struct Callbacks<M> {
+/// The call desk of one node: the claim worker, the placed calls and
+/// their tasks, for every flow. Shared by the worker and the ARI supervisor.
+pub struct Desk<M> {
     pub(super) store: Store,
     pub(super) vault: Arc<Vault>,
     pub(super) settings: Arc<Settings>,
@@ -108,8 +108,8 @@ pub struct Callbacks<M> {
     pub(super) wake: Notify,
 }
 
-impl<M: Matcher + 'static> Callbacks<M> {
-    /// The flow for `settings`, calling through `rest`.
+impl<M: Matcher + 'static> Desk<M> {
+    /// The desk for `settings`, calling through `rest`.
     pub fn new(
         store: Store,
         vault: Arc<Vault>,
@@ -139,7 +139,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     /// How long a claim on an order lasts from its last renewal: longer
     /// than any call this node can run (ringing, the longest call, the
     /// closing prompt) plus a margin. The node renews it every
-    /// [`Callbacks::renew_every`] while it places or runs the call, even
+    /// [`Desk::renew_every`] while it places or runs the call, even
     /// while ARI is down, so only a node that stopped lets a claim run out.
     pub(super) fn claim_hold_ms(&self) -> i64 {
         let secs = self.settings.telephony.ring_timeout_secs
@@ -156,7 +156,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     }
 
     /// Runs until `shutdown`: renews this node's claims every
-    /// [`Callbacks::renew_every`] whether or not ARI is connected (a call
+    /// [`Desk::renew_every`] whether or not ARI is connected (a call
     /// held through an outage keeps its claim), and claims and originates
     /// due orders only while ARI is connected (an originate needs the
     /// socket to see its events), settling meanwhile, as often, the calls
@@ -169,7 +169,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     }
 
     /// Renews the claims of the calls this node places or runs, every
-    /// [`Callbacks::renew_every`], until `shutdown`.
+    /// [`Desk::renew_every`], until `shutdown`.
     async fn keep_claims(self: Arc<Self>, shutdown: CancellationToken) {
         let every = self.renew_every();
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -212,7 +212,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
         }
     }
 
-    /// The claim loop of [`Callbacks::run_worker`]; returns on `shutdown`.
+    /// The claim loop of [`Desk::run_worker`]; returns on `shutdown`.
     async fn claim_due(self: &Arc<Self>, shutdown: &CancellationToken) {
         let mut next_reclaim = tokio::time::Instant::now();
         loop {
@@ -659,7 +659,7 @@ impl<M: Matcher + 'static> Callbacks<M> {
     /// is gone, their event stream ends and the task settles them. So are
     /// originates whose `POST /channels` is still in flight: their channel
     /// may be created after `channels` was read, and a failed POST settles
-    /// them in [`Callbacks::originate`]. An order
+    /// them in [`Desk::originate`]. An order
     /// a previous run left in `authorizing` only loses its call (hung up,
     /// the attempt closed): the bank decides it, through the matcher's
     /// start-up recovery.

@@ -18,7 +18,7 @@
 //! orders of the phone that is calling, so it is keyed in the open (not in
 //! the IVR, which only handles secrets) and may be logged masked.
 
-use super::callback::Callbacks;
+use super::callback::Desk;
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
 use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
@@ -41,7 +41,7 @@ pub fn pick<'a>(orders: &'a [OrderRow], keyed: &str) -> Option<&'a OrderRow> {
         .find(|o| o.transfer_code.as_deref() == Some(keyed))
 }
 
-impl<M: Matcher + 'static> Callbacks<M> {
+impl<M: Matcher + 'static> Desk<M> {
     /// Takes a call that entered the app with `["inbound"]` and runs it on
     /// its own task.
     pub fn take_inbound(self: &Arc<Self>, call: Call) {

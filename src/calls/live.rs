@@ -3,12 +3,12 @@
 //! prompts and key entry they run before (or instead of) the IVR.
 //!
 //! Their calls are registered in the same table as our originates
-//! ([`Callbacks`]), marked running, so reconciliation after a reconnect
+//! ([`Desk`]), marked running, so reconciliation after a reconnect
 //! leaves them to their task, and they hold a call permit when one is free
 //! (a caller who is already on the line is never refused for capacity, but
 //! the callback worker waits while they talk).
 
-use super::callback::{Callbacks, Placed};
+use super::callback::{Desk, Placed};
 use super::matcher::Matcher;
 use crate::ari::{self, AriCommands};
 use crate::ivr::speech::sound;
@@ -24,7 +24,7 @@ const OWN_PLAYBACKS: u64 = 1_000_000;
 /// its `PlaybackFinished` never comes.
 const PROMPT_LIMIT: Duration = Duration::from_secs(20);
 
-impl<M: Matcher + 'static> Callbacks<M> {
+impl<M: Matcher + 'static> Desk<M> {
     /// Claims `order_id` (`pending` → `in_call`) for the call on
     /// `channel_id` and registers the call as running. None when the order
     /// is no longer payable (another call took it, it ended or expired).

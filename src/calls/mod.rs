@@ -22,7 +22,7 @@ mod placeholder;
 pub mod runner;
 pub mod transfer;
 
-pub use callback::Callbacks;
+pub use callback::Desk;
 pub use matcher::{CallRef, Matcher, Via};
 pub use runner::{CallEnd, CallRunner};
 
@@ -51,16 +51,16 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         .ari_connected
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Some(false);
-    let callbacks = Callbacks::new(
+    let desk = Desk::new(
         state.store.clone(),
         state.vault.clone(),
         state.settings.clone(),
         client.rest.clone(),
         state.matcher.clone(),
     );
-    let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
+    let worker = tokio::spawn(desk.clone().run_worker(shutdown.clone()));
     Ok(tokio::spawn(async move {
-        supervise(state, client, callbacks, shutdown).await;
+        supervise(state, client, desk, shutdown).await;
         let _ = worker.await;
     }))
 }
@@ -69,7 +69,7 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
 async fn supervise<M: Matcher + 'static>(
     state: AppState,
     mut client: AriClient,
-    callbacks: Arc<Callbacks<M>>,
+    desk: Arc<Desk<M>>,
     shutdown: CancellationToken,
 ) {
     let ready = |up: bool| {
@@ -94,21 +94,21 @@ async fn supervise<M: Matcher + 'static>(
                 channels,
             } => {
                 tracing::info!(%entity_id, asterisk_restarted, channels = channels.len(), "ARI connected");
-                callbacks.reconcile(asterisk_restarted, &channels).await;
+                desk.reconcile(asterisk_restarted, &channels).await;
                 ready(true);
-                callbacks.set_connected(true);
+                desk.set_connected(true);
             }
             Notice::Disconnected { reason } => {
                 tracing::warn!(%reason, "ARI disconnected");
                 ready(false);
-                callbacks.set_connected(false);
+                desk.set_connected(false);
             }
             Notice::ConnectFailed { error, retry_in } => {
                 tracing::warn!(%error, ?retry_in, "ARI connection failed");
                 ready(false);
-                callbacks.set_connected(false);
+                desk.set_connected(false);
             }
-            Notice::Call(call) => route(&callbacks, &client.rest, call).await,
+            Notice::Call(call) => route(&desk, &client.rest, call).await,
             // Type and channel only: a channel snapshot carries its
             // dialplan `app_data`, which can hold what a peer keyed
             // (`SendDTMF(…)`) or a transfer code (`Stasis(…,transfer,…)`).
@@ -128,7 +128,7 @@ async fn supervise<M: Matcher + 'static>(
 /// and their ringing events) are known by channel id. Anything else in our
 /// app is hung up rather than left hanging.
 async fn route<M: Matcher + 'static>(
-    callbacks: &Arc<Callbacks<M>>,
+    desk: &Arc<Desk<M>>,
     rest: &ari::AriRest,
     call: ari::Call,
 ) {
@@ -138,21 +138,21 @@ async fn route<M: Matcher + 'static>(
     };
     match args.as_deref() {
         Some([flow, code]) if flow == "transfer" => {
-            callbacks.take_transfer(call, code.clone());
+            desk.take_transfer(call, code.clone());
             return;
         }
         Some([flow]) if flow == "transfer" => {
-            callbacks.take_transfer(call, String::new());
+            desk.take_transfer(call, String::new());
             return;
         }
         Some([flow]) if flow == "inbound" => {
-            callbacks.take_inbound(call);
+            desk.take_inbound(call);
             return;
         }
         _ => {}
     }
     let channel_id = call.channel_id.clone();
-    if !callbacks.take_call(call).await && args.is_some() {
+    if !desk.take_call(call).await && args.is_some() {
         tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
         let _ = rest.hangup(&channel_id, HangupReason::Normal).await;
     }

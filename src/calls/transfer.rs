@@ -12,7 +12,7 @@
 //! ends, so a used code is unknown. A caller who hangs up fails the order
 //! with `caller_hung_up`, as in a callback.
 
-use super::callback::Callbacks;
+use super::callback::Desk;
 use super::live::{play_prompts, Heard};
 use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
@@ -54,7 +54,7 @@ pub fn result_vars(outcome: Option<CallOutcome>) -> Option<(&'static str, &'stat
     }
 }
 
-impl<M: Matcher + 'static> Callbacks<M> {
+impl<M: Matcher + 'static> Desk<M> {
     /// Takes a call that entered the app with `["transfer", code]` and runs
     /// it on its own task.
     pub fn take_transfer(self: &Arc<Self>, call: Call, code: String) {
