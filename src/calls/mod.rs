@@ -1,28 +1,41 @@
 //! Payment calls: the flows that turn orders into phone calls and phone
 //! calls into verified payments (DESIGN.md "Payment flows").
 //!
-//! - [`matcher`]: the [`Matcher`] interface to the bank.
-//! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
+//! - [`desk`]: what the flows of one node share: its calls and their
+//!   claims, the call permits, the ARI connection state, the call tasks.
 //! - [`callback`]: claim due callback orders, originate, retry.
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
-//! - `live`: what transfer and inbound share (claims, prompts, order codes).
+//! - `live`: the prompts and key entry transfer and inbound run outside
+//!   the IVR.
+//! - `session`: one order's IVR on a channel, which every flow ends in;
+//!   [`runner`] drives the call: ARI events ⇄ the pure IVR ⇄ commands.
+//! - `settle`: calls that ended without a bank decision (unanswered, lost).
+//! - [`claims`]: renewing this node's claims, taking over stopped nodes'.
+//! - [`reconcile`]: after a (re)connect, orders whose call nobody drives.
+//! - [`matcher`]: the [`Matcher`] interface to the bank.
 //!
 //! [`start`] runs it all for `voicepay serve` when ARI is configured: the
 //! ARI client, the supervisor that consumes its notices (readiness,
-//! reconciliation, one task per call) and the callback worker.
+//! reconciliation, one task per call), the callback worker and the claim
+//! renewals.
 
 pub mod callback;
+pub mod claims;
+pub mod desk;
 pub mod inbound;
 mod live;
 pub mod matcher;
 #[cfg(test)]
 mod placeholder;
+pub mod reconcile;
 pub mod runner;
+mod session;
+mod settle;
 pub mod transfer;
 
-pub use callback::Desk;
+pub use desk::Desk;
 pub use matcher::{CallRef, Matcher, Via};
 pub use runner::{CallEnd, CallRunner};
 
@@ -41,8 +54,9 @@ pub fn enabled(state: &AppState) -> bool {
     !state.settings.ari.password.is_empty()
 }
 
-/// Starts the ARI client, the supervisor and the callback worker. The
-/// returned task ends after `shutdown` once the socket is closed.
+/// Starts the ARI client, the supervisor, the callback worker and the
+/// claim renewals. The returned task ends after `shutdown` once the socket
+/// is closed.
 pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let client = AriClient::start(&state.settings.ari, shutdown.clone())
         .context("starting the ARI client")?;
@@ -58,10 +72,12 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         client.rest.clone(),
         state.matcher.clone(),
     );
-    let worker = tokio::spawn(desk.clone().run_worker(shutdown.clone()));
+    let renewals = tokio::spawn(claims::keep_claims(desk.clone(), shutdown.clone()));
+    let worker = tokio::spawn(callback::run_worker(desk.clone(), shutdown.clone()));
     Ok(tokio::spawn(async move {
-        supervise(state, client, desk, shutdown).await;
+        supervise(state, client, &desk, shutdown).await;
         let _ = worker.await;
+        let _ = renewals.await;
     }))
 }
 
@@ -69,7 +85,7 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
 async fn supervise<M: Matcher + 'static>(
     state: AppState,
     mut client: AriClient,
-    desk: Arc<Desk<M>>,
+    desk: &Arc<Desk<M>>,
     shutdown: CancellationToken,
 ) {
     let ready = |up: bool| {
@@ -94,7 +110,7 @@ async fn supervise<M: Matcher + 'static>(
                 channels,
             } => {
                 tracing::info!(%entity_id, asterisk_restarted, channels = channels.len(), "ARI connected");
-                desk.reconcile(asterisk_restarted, &channels).await;
+                reconcile::reconcile(desk, asterisk_restarted, &channels).await;
                 ready(true);
                 desk.set_connected(true);
             }
@@ -108,7 +124,7 @@ async fn supervise<M: Matcher + 'static>(
                 ready(false);
                 desk.set_connected(false);
             }
-            Notice::Call(call) => route(&desk, &client.rest, call).await,
+            Notice::Call(call) => route(desk, &client.rest, call).await,
             // Type and channel only: a channel snapshot carries its
             // dialplan `app_data`, which can hold what a peer keyed
             // (`SendDTMF(…)`) or a transfer code (`Stasis(…,transfer,…)`).
@@ -127,32 +143,28 @@ async fn supervise<M: Matcher + 'static>(
 /// and `inbound` come from the dialplan; our originates (`callback,<order>`
 /// and their ringing events) are known by channel id. Anything else in our
 /// app is hung up rather than left hanging.
-async fn route<M: Matcher + 'static>(
-    desk: &Arc<Desk<M>>,
-    rest: &ari::AriRest,
-    call: ari::Call,
-) {
+async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),
         _ => None,
     };
     match args.as_deref() {
         Some([flow, code]) if flow == "transfer" => {
-            desk.take_transfer(call, code.clone());
+            transfer::take_transfer(desk, call, code.clone());
             return;
         }
         Some([flow]) if flow == "transfer" => {
-            desk.take_transfer(call, String::new());
+            transfer::take_transfer(desk, call, String::new());
             return;
         }
         Some([flow]) if flow == "inbound" => {
-            desk.take_inbound(call);
+            inbound::take_inbound(desk, call);
             return;
         }
         _ => {}
     }
     let channel_id = call.channel_id.clone();
-    if !desk.take_call(call).await && args.is_some() {
+    if !callback::take_call(desk, call).await && args.is_some() {
         tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
         let _ = rest.hangup(&channel_id, HangupReason::Normal).await;
     }
