@@ -10,7 +10,6 @@
 
 use crate::ari::AriRest;
 use crate::config::Settings;
-use crate::crypto::Vault;
 use crate::store::{now_ms, OrderRow, Store};
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +42,6 @@ pub(super) struct Placed {
 /// supervisor, the callback worker and every call task.
 pub struct Desk<M> {
     pub(super) store: Store,
-    pub(super) vault: Arc<Vault>,
     pub(super) settings: Arc<Settings>,
     pub(super) rest: AriRest,
     pub(super) matcher: Arc<M>,
@@ -61,16 +59,9 @@ pub struct Desk<M> {
 
 impl<M> Desk<M> {
     /// The desk for `settings`, calling through `rest`.
-    pub fn new(
-        store: Store,
-        vault: Arc<Vault>,
-        settings: Arc<Settings>,
-        rest: AriRest,
-        matcher: Arc<M>,
-    ) -> Arc<Self> {
+    pub fn new(store: Store, settings: Arc<Settings>, rest: AriRest, matcher: Arc<M>) -> Arc<Self> {
         Arc::new(Self {
             store,
-            vault,
             node: settings.ari.app.clone(),
             permits: Arc::new(Semaphore::new(
                 settings.telephony.max_concurrent_calls.max(1),

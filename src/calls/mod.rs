@@ -67,7 +67,6 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         .unwrap_or_else(|e| e.into_inner()) = Some(false);
     let desk = Desk::new(
         state.store.clone(),
-        state.vault.clone(),
         state.settings.clone(),
         client.rest.clone(),
         state.matcher.clone(),

@@ -80,10 +80,7 @@ pub(super) async fn run_order<M: Matcher>(
         tracing::debug!(error = %e, "answer failed (already up?)");
     }
     let lang = Language::parse(&order.language).unwrap_or(Language::Zh);
-    let ivr = Ivr::new(
-        IvrConfig::from(&desk.settings.ivr),
-        call_info(desk, order, lang),
-    );
+    let ivr = Ivr::new(IvrConfig::from(&desk.settings.ivr), call_info(order, lang));
     let runner = CallRunner {
         ari: &desk.rest,
         matcher: desk.matcher.as_ref(),
@@ -123,29 +120,45 @@ pub(super) async fn run_order<M: Matcher>(
     outcome
 }
 
-/// What the IVR says about the order: amount, last four digits (from
-/// the sealed card; the plain number is wiped at once), card kind.
-fn call_info<M>(desk: &Desk<M>, order: &OrderRow, language: Language) -> CallInfo {
-    let last4 = match desk.vault.open("card_number", &order.card_enc) {
-        Ok(pan) => {
-            let tail = pan.len().saturating_sub(4);
-            String::from_utf8_lossy(&pan[tail..]).into_owned()
-        }
-        Err(_) => {
-            let m = &order.card_masked;
-            m[m.len().saturating_sub(4)..].to_owned()
-        }
-    };
+/// What the IVR says about the order: amount, last four digits (from the
+/// masked card number the order keeps, `622202******1234`: the sealed
+/// card is never opened for a call), card kind.
+fn call_info(order: &OrderRow, language: Language) -> CallInfo {
     let today = time::OffsetDateTime::now_utc();
     CallInfo {
         language,
         amount_fen: order.amount,
-        card_last4: last4,
+        card_last4: last4(&order.card_masked),
         card_kind: CardKind::parse(&order.card_type),
         bound: order.binding_id.is_some(),
         today: YearMonth {
             year: u16::try_from(today.year()).unwrap_or(2000),
             month: u8::from(today.month()),
         },
+    }
+}
+
+/// The last four characters of a masked card number (it keeps them in
+/// clear).
+fn last4(card_masked: &str) -> String {
+    let tail = card_masked
+        .char_indices()
+        .rev()
+        .nth(3)
+        .map_or(0, |(i, _)| i);
+    card_masked[tail..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last4;
+    use crate::domain::CardNumber;
+
+    #[test]
+    fn the_last_four_digits_come_from_the_masked_number() {
+        let card = CardNumber::parse("6222000000000017").unwrap();
+        assert_eq!(last4(&card.masked()), card.last4());
+        assert_eq!(last4("12"), "12");
+        assert_eq!(last4(""), "");
     }
 }
