@@ -18,7 +18,7 @@
 //! ([`claims::reclaim_stale`]).
 
 use super::claims;
-use super::desk::{call_span, Desk, Placed};
+use super::desk::{call_span, record_order, Desk, Placed};
 use super::matcher::Matcher;
 use super::session;
 use super::settle::retry_or_fail;
@@ -159,7 +159,7 @@ async fn claim<M: Matcher + 'static>(
         .insert_attempt(&order.id, order.attempts, &channel_id, now)
         .await?;
     let span = call_span("callback", &channel_id);
-    span.record("order", order.id.as_str());
+    record_order(&span, &order.id);
     placed.insert(
         channel_id.clone(),
         Placed {

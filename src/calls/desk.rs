@@ -1,7 +1,8 @@
 //! The desk: what the three flows of one node share. It knows which calls
 //! are this node's (our originates, and the incoming calls that claimed an
 //! order), holds the call permits (`telephony.max_concurrent_calls`),
-//! and knows whether the ARI events socket is up.
+//! knows whether the ARI events socket is up, and tracks the calls' tasks
+//! so shutdown waits for them.
 //!
 //! Every call is registered in one table, by channel id, from its claim
 //! until its task ends: reconciliation after a reconnect leaves the
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
 /// Slack on top of the longest call in a claim's length.
@@ -55,6 +57,8 @@ pub struct Desk<M> {
     connected: AtomicBool,
     /// Wakes the callback worker: ARI is up, or a call ended.
     pub(super) wake: Notify,
+    /// The calls' tasks (and originates in flight), waited for at shutdown.
+    tasks: TaskTracker,
 }
 
 impl<M> Desk<M> {
@@ -72,6 +76,7 @@ impl<M> Desk<M> {
             placed: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
             wake: Notify::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -163,12 +168,22 @@ impl<M> Desk<M> {
     }
 
     /// Runs `call` (a call's task, or an originate in flight) on a task of
-    /// its own in `span`.
+    /// its own in `span`, tracked so that [`Desk::calls_ended`] waits for it.
     pub(super) fn spawn_call<F>(&self, span: Span, call: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        tokio::spawn(call.instrument(span));
+        self.tasks.spawn(call.instrument(span));
+    }
+
+    /// Waits until every call task has ended, once no new ones can start
+    /// (the supervisor and the callback worker have stopped). With the
+    /// events socket closed every call's event stream ends, so each task
+    /// ends on its own: a call without a decision yet is settled as lost,
+    /// an originate in flight gets its answer or its request timeout.
+    pub(super) async fn calls_ended(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 }
 
@@ -183,10 +198,15 @@ impl<M> Desk<M> {
 pub(super) fn call_span(flow: &'static str, channel_id: &str) -> Span {
     tracing::error_span!(
         "call",
-        flow,
+        flow = %flow,
         channel = %channel_id,
         order = tracing::field::Empty
     )
+}
+
+/// Names the order in a call's `span`, once the call has found it.
+pub(super) fn record_order(span: &Span, order_id: &str) {
+    span.record("order", tracing::field::display(order_id));
 }
 
 /// The span of a call found lost (at reconciliation, or from a stale
@@ -194,7 +214,37 @@ pub(super) fn call_span(flow: &'static str, channel_id: &str) -> Span {
 pub(super) fn lost_call_span(order_id: &str, channel_id: Option<&str>) -> Span {
     tracing::error_span!(
         "call",
-        channel = channel_id.unwrap_or_default(),
+        channel = %channel_id.unwrap_or_default(),
         order = %order_id
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calls::placeholder::PlaceholderMatcher;
+    use tokio::sync::oneshot;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_every_call_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        let settings = Arc::new(Settings::default());
+        let rest = AriRest::new(&settings.ari).unwrap();
+        let matcher = Arc::new(PlaceholderMatcher::new(store.clone()));
+        let desk = Desk::new(store, settings, rest, matcher);
+        let (hang_up, hung_up) = oneshot::channel::<()>();
+        desk.spawn_call(call_span("callback", "vp-o-1"), async move {
+            let _ = hung_up.await;
+        });
+        let ended = desk.calls_ended();
+        tokio::pin!(ended);
+        let early = tokio::time::timeout(Duration::from_millis(50), &mut ended).await;
+        assert!(early.is_err(), "ended while a call was running");
+        hang_up.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), ended)
+            .await
+            .expect("ends once the call has");
+    }
 }

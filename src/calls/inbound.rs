@@ -18,7 +18,7 @@
 //! orders of the phone that is calling, so it is keyed in the open (not in
 //! the IVR, which only handles secrets) and may be logged masked.
 
-use super::desk::{call_span, Desk};
+use super::desk::{call_span, record_order, Desk};
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
 use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
@@ -88,7 +88,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
     };
     let claimed = match chosen {
         Some(o) => {
-            Span::current().record("order", o.id.as_str());
+            record_order(&Span::current(), &o.id);
             desk.claim_incoming(&o.id, &channel_id, "inbound call")
                 .await
         }

@@ -56,7 +56,10 @@ pub fn enabled(state: &AppState) -> bool {
 
 /// Starts the ARI client, the supervisor, the callback worker and the
 /// claim renewals. The returned task ends after `shutdown` once the socket
-/// is closed.
+/// is closed and every call task has ended: closing the socket ends every
+/// call's event stream, so the calls end on their own (settled like any
+/// call lost with Asterisk when they had no decision yet), while the store
+/// and the matcher are still open.
 pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
     let client = AriClient::start(&state.settings.ari, shutdown.clone())
         .context("starting the ARI client")?;
@@ -77,6 +80,7 @@ pub fn start(state: AppState, shutdown: CancellationToken) -> anyhow::Result<Joi
         supervise(state, client, &desk, shutdown).await;
         let _ = worker.await;
         let _ = renewals.await;
+        desk.calls_ended().await;
     }))
 }
 

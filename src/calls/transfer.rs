@@ -12,7 +12,7 @@
 //! ends, so a used code is unknown. A caller who hangs up fails the order
 //! with `caller_hung_up`, as in a callback.
 
-use super::desk::{call_span, Desk};
+use super::desk::{call_span, record_order, Desk};
 use super::live::{play_prompts, Heard};
 use super::matcher::{Matcher, Via};
 use super::runner::CallEnd;
@@ -79,7 +79,7 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
     tracing::info!(code = %masked, "transferred call");
     let claimed = match find_order(desk, &code).await {
         Some(o) => {
-            Span::current().record("order", o.id.as_str());
+            record_order(&Span::current(), &o.id);
             desk.claim_incoming(&o.id, &channel_id, "transferred call")
                 .await
         }
