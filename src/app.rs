@@ -128,7 +128,6 @@ impl App {
             let parts = crate::calls::Parts {
                 settings: self.state.settings.clone(),
                 store: self.state.store.clone(),
-                vault: self.state.vault.clone(),
                 matcher: self.matcher.clone(),
                 readiness: self.state.readiness.clone(),
             };

@@ -18,15 +18,18 @@
 //! orders of the phone that is calling, so it is keyed in the open (not in
 //! the IVR, which only handles secrets) and may be logged masked.
 
-use super::callback::Callbacks;
+use super::desk::{call_span, record_order, Desk};
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
 use super::runner::CallEnd;
-use crate::ari::{AriCommands, Call, Event, HangupReason};
+use super::session::run_order;
+use crate::ari::{AriCommands, AriRest, Call, Event, HangupReason};
 use crate::domain::Phone;
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tracing::Span;
 
 /// Tries the caller gets to key an order code.
 const CODE_ATTEMPTS: u64 = 3;
@@ -41,138 +44,138 @@ pub fn pick<'a>(orders: &'a [OrderRow], keyed: &str) -> Option<&'a OrderRow> {
         .find(|o| o.call_code.as_deref() == Some(keyed))
 }
 
-impl<M: Matcher + 'static> Callbacks<M> {
-    /// Takes a call that entered the app with `["inbound"]` and runs it on
-    /// its own task.
-    pub fn take_inbound(self: &Arc<Self>, call: Call) {
-        let this = self.clone();
-        tokio::spawn(async move { this.inbound(call).await });
-    }
+/// Takes a call that entered the app with `["inbound"]` and runs it on
+/// its own task.
+pub fn take_inbound<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) {
+    let span = call_span("inbound", &call.channel_id);
+    let this = desk.clone();
+    desk.spawn_call(span, async move { inbound(&this, call).await });
+}
 
-    async fn inbound(&self, call: Call) {
-        let Call {
-            channel_id,
-            first,
-            mut events,
-            ..
-        } = call;
-        let (caller, channel_lang) = match &first {
-            Event::StasisStart { channel, .. } => {
-                (channel.caller.number.clone(), channel.language.clone())
-            }
-            _ => (String::new(), None),
-        };
-        if let Err(e) = self.rest.answer(&channel_id).await {
-            tracing::debug!(channel = %channel_id, error = %e, "answer failed");
+async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
+    let Call {
+        channel_id,
+        first,
+        mut events,
+        ..
+    } = call;
+    let (caller, channel_lang) = match &first {
+        Event::StasisStart { channel, .. } => {
+            (channel.caller.number.clone(), channel.language.clone())
         }
-        let phone = Phone::parse(caller.trim()).ok();
-        let orders = match &phone {
-            Some(p) => match self
-                .store
-                .pending_inbound_orders(p.as_str(), now_ms())
+        _ => (String::new(), None),
+    };
+    if let Err(e) = desk.rest.answer(&channel_id).await {
+        tracing::debug!(error = %e, "answer failed");
+    }
+    let orders = callers_orders(desk, &caller).await;
+    let lang = channel_lang
+        .filter(|l| !l.is_empty())
+        .or_else(|| orders.first().map(|o| o.language.as_str().to_owned()));
+    let lang = lang.as_deref();
+    let chosen = match orders.len() {
+        0 => None,
+        1 => Some(&orders[0]),
+        _ => match choose(&desk.rest, &channel_id, &orders, lang, &mut events).await {
+            Choice::Order(o) => Some(o),
+            Choice::Gone => return,
+            Choice::NoneKeyed => {
+                let bye = ["fail-input_timeout", "goodbye"];
+                say_and_hang_up(&desk.rest, &channel_id, &bye, lang, &mut events).await;
+                return;
+            }
+        },
+    };
+    let claimed = match chosen {
+        Some(o) => {
+            record_order(&Span::current(), &o.id);
+            desk.claim_incoming(&o.id, &channel_id, "inbound call")
                 .await
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(channel = %channel_id, error = %e, "inbound order lookup failed");
-                    Vec::new()
-                }
-            },
-            None => Vec::new(),
-        };
-        let shown = phone.as_ref().map(Phone::masked).unwrap_or_default();
-        tracing::info!(channel = %channel_id, caller = %shown, orders = orders.len(), "inbound call");
-        let lang = channel_lang
-            .filter(|l| !l.is_empty())
-            .or_else(|| orders.first().map(|o| o.language.as_str().to_owned()));
-        let chosen = match orders.len() {
-            0 => None,
-            1 => Some(&orders[0]),
-            _ => match self
-                .choose(&channel_id, &orders, lang.as_deref(), &mut events)
-                .await
-            {
-                Choice::Order(o) => Some(o),
-                Choice::Gone => return,
-                Choice::NoneKeyed => {
-                    self.say_and_hang_up(
-                        &channel_id,
-                        &["fail-input_timeout", "goodbye"],
-                        lang.as_deref(),
-                        &mut events,
-                    )
-                    .await;
-                    return;
-                }
-            },
-        };
-        let claimed = match chosen {
-            Some(o) => {
-                self.claim_incoming(&o.id, &channel_id, "inbound call")
-                    .await
-            }
-            None => None,
-        };
-        let Some(order) = claimed else {
-            self.say_and_hang_up(
-                &channel_id,
-                &["no-pending-order", "goodbye"],
-                lang.as_deref(),
-                &mut events,
-            )
-            .await;
-            return;
-        };
-        tracing::info!(order = %order.id, channel = %channel_id, "inbound call claimed the order");
-        let via = Via::Inbound { caller_id: caller };
-        self.run_order(&order, &channel_id, &via, &mut events, CallEnd::Hangup)
-            .await;
-        self.release(&channel_id).await;
-    }
-
-    /// Asks for the order code until one of `orders` matches.
-    async fn choose<'a>(
-        &self,
-        channel_id: &str,
-        orders: &'a [OrderRow],
-        lang: Option<&str>,
-        events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    ) -> Choice<'a> {
-        let entry = Entry {
-            len: ORDER_CODE_LEN,
-            first_digit: Duration::from_secs(10),
-            inter_digit: Duration::from_secs(5),
-        };
-        for n in 1..=CODE_ATTEMPTS {
-            let prompt: &[&str] = if n == 1 {
-                &["enter-order-code"]
-            } else {
-                &["invalid-input", "enter-order-code"]
-            };
-            match collect_code(&self.rest, channel_id, n, prompt, lang, entry, events).await {
-                Keyed::Gone => return Choice::Gone,
-                Keyed::Timeout => {}
-                Keyed::Code(code) => match pick(orders, &code) {
-                    Some(o) => return Choice::Order(o),
-                    None => {
-                        tracing::info!(channel = %channel_id, "keyed order code matches no pending order")
-                    }
-                },
-            }
         }
-        Choice::NoneKeyed
-    }
+        None => None,
+    };
+    let Some(order) = claimed else {
+        let bye = ["no-pending-order", "goodbye"];
+        say_and_hang_up(&desk.rest, &channel_id, &bye, lang, &mut events).await;
+        return;
+    };
+    tracing::info!("inbound call claimed the order");
+    let via = Via::Inbound { caller_id: caller };
+    run_order(
+        desk,
+        &order,
+        &channel_id,
+        &via,
+        &mut events,
+        CallEnd::Hangup,
+    )
+    .await;
+    desk.release(&channel_id).await;
+}
 
-    async fn say_and_hang_up(
-        &self,
-        channel_id: &str,
-        prompts: &[&str],
-        lang: Option<&str>,
-        events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    ) {
-        if play_prompts(&self.rest, channel_id, 100, prompts, lang, events).await == Heard::Played {
-            let _ = self.rest.hangup(channel_id, HangupReason::Normal).await;
+/// The `pending` inbound orders of the calling number (none when it is
+/// not a phone number).
+async fn callers_orders<M>(desk: &Desk<M>, caller: &str) -> Vec<OrderRow> {
+    let phone = Phone::parse(caller.trim()).ok();
+    let orders = match &phone {
+        Some(p) => match desk
+            .store
+            .pending_inbound_orders(p.as_str(), now_ms())
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "inbound order lookup failed");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let shown = phone.as_ref().map(Phone::masked).unwrap_or_default();
+    tracing::info!(caller = %shown, orders = orders.len(), "inbound call");
+    orders
+}
+
+/// Asks for the order code until one of `orders` matches.
+async fn choose<'a>(
+    rest: &AriRest,
+    channel_id: &str,
+    orders: &'a [OrderRow],
+    lang: Option<&str>,
+    events: &mut UnboundedReceiver<Event>,
+) -> Choice<'a> {
+    let entry = Entry {
+        len: ORDER_CODE_LEN,
+        first_digit: Duration::from_secs(10),
+        inter_digit: Duration::from_secs(5),
+    };
+    for n in 1..=CODE_ATTEMPTS {
+        let prompt: &[&str] = if n == 1 {
+            &["enter-order-code"]
+        } else {
+            &["invalid-input", "enter-order-code"]
+        };
+        match collect_code(rest, channel_id, n, prompt, lang, entry, events).await {
+            Keyed::Gone => return Choice::Gone,
+            Keyed::Timeout => {}
+            Keyed::Code(code) => match pick(orders, &code) {
+                Some(o) => return Choice::Order(o),
+                None => tracing::info!("keyed order code matches no pending order"),
+            },
         }
+    }
+    Choice::NoneKeyed
+}
+
+async fn say_and_hang_up(
+    rest: &AriRest,
+    channel_id: &str,
+    prompts: &[&str],
+    lang: Option<&str>,
+    events: &mut UnboundedReceiver<Event>,
+) {
+    if play_prompts(rest, channel_id, 100, prompts, lang, events).await == Heard::Played {
+        let _ = rest.hangup(channel_id, HangupReason::Normal).await;
     }
 }
 

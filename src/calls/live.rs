@@ -1,18 +1,10 @@
-//! What the two flows whose calls come to us (transfer, inbound) share:
-//! claiming an order for a channel that is already up, and the short
-//! prompts and key entry they run before (or instead of) the IVR.
-//!
-//! Their calls are registered in the same table as our originates
-//! ([`Callbacks`]), marked running, so reconciliation after a reconnect
-//! leaves them to their task, and they hold a call permit when one is free
-//! (a caller who is already on the line is never refused for capacity, but
-//! the callback worker waits while they talk).
+//! What the two flows whose calls come to us (transfer, inbound) share
+//! besides the desk (where they claim their order,
+//! `Desk::claim_incoming`): the short prompts and key entry they run
+//! before (or instead of) the IVR.
 
-use super::callback::{Callbacks, Placed};
 use crate::ari::{self, AriCommands};
 use crate::ivr::speech::sound;
-use crate::matcher::Matcher;
-use crate::store::{now_ms, OrderRow};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -23,53 +15,6 @@ const OWN_PLAYBACKS: u64 = 1_000_000;
 /// The longest a prompt outside the IVR may take before we move on, in case
 /// its `PlaybackFinished` never comes.
 const PROMPT_LIMIT: Duration = Duration::from_secs(20);
-
-impl<M: Matcher + 'static> Callbacks<M> {
-    /// Claims `order_id` (`pending` → `in_call`) for the call on
-    /// `channel_id` and registers the call as running. None when the order
-    /// is no longer payable (another call took it, it ended or expired).
-    pub(super) async fn claim_incoming(
-        &self,
-        order_id: &str,
-        channel_id: &str,
-        detail: &str,
-    ) -> Option<OrderRow> {
-        let mut placed = self.placed.lock().await;
-        let now = now_ms();
-        let until = now + self.claim_hold_ms();
-        match self
-            .store
-            .claim_live_call(order_id, &self.node, channel_id, detail, now, until)
-            .await
-        {
-            Ok(Some(order)) => {
-                placed.insert(
-                    channel_id.to_owned(),
-                    Placed {
-                        order_id: order.id.clone(),
-                        attempt: order.attempts,
-                        permit: self.permits.clone().try_acquire_owned().ok(),
-                        running: true,
-                        originating: false,
-                    },
-                );
-                Some(order)
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(order = %order_id, channel = %channel_id, error = %e, "cannot claim the order for the call");
-                None
-            }
-        }
-    }
-
-    /// The call of a claimed order ended: unregisters it, frees its permit.
-    pub(super) async fn release(&self, channel_id: &str) {
-        let gone = self.placed.lock().await.remove(channel_id);
-        drop(gone);
-        self.wake.notify_one();
-    }
-}
 
 /// What happened to a prompt played outside the IVR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +48,7 @@ pub(super) async fn play_prompts<A: AriCommands>(
     let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
     let media: Vec<String> = prompts.iter().map(|p| sound(p)).collect();
     if let Err(e) = ari.play(channel_id, &id, &media, lang).await {
-        tracing::debug!(channel = %channel_id, error = %e, "play failed");
+        tracing::debug!(error = %e, "play failed");
         return Heard::Played;
     }
     let deadline = tokio::time::Instant::now() + PROMPT_LIMIT;

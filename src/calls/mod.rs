@@ -1,31 +1,43 @@
 //! Payment calls: the flows that turn orders into phone calls and phone
 //! calls into verified payments (DESIGN.md "Payment flows").
 //!
-//! - [`runner`]: one answered call: ARI events ⇄ the pure IVR ⇄ commands.
+//! - [`desk`]: what the flows of one node share: its calls and their
+//!   claims, the call permits, the ARI connection state, the call tasks.
 //! - [`callback`]: claim due callback orders, originate, retry.
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
-//! - `live`: what transfer and inbound share (claims, prompts, order codes).
+//! - `live`: the prompts and key entry transfer and inbound run outside
+//!   the IVR.
+//! - `session`: one order's IVR on a channel, which every flow ends in;
+//!   [`runner`] drives the call: ARI events ⇄ the pure IVR ⇄ commands.
+//! - `settle`: calls that ended without a bank decision (unanswered, lost).
+//! - [`claims`]: renewing this node's claims, taking over stopped nodes'.
+//! - [`reconcile`]: after a (re)connect, orders whose call nobody drives.
 //!
 //! [`start`] runs it all for `voicepay serve` when ARI is configured: the
 //! ARI client, the supervisor that consumes its notices (readiness,
-//! reconciliation, one task per call) and the callback worker.
+//! reconciliation, one task per call), the callback worker and the claim
+//! renewals.
 
 pub mod callback;
+pub mod claims;
+pub mod desk;
 pub mod inbound;
 mod live;
 #[cfg(test)]
 mod placeholder;
+pub mod reconcile;
 pub mod runner;
+mod session;
+mod settle;
 pub mod transfer;
 
-pub use callback::Callbacks;
+pub use desk::Desk;
 pub use runner::{CallEnd, CallRunner};
 
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
 use crate::config::Settings;
-use crate::crypto::Vault;
 use crate::matcher::Matcher;
 use crate::store::Store;
 use crate::telemetry::Readiness;
@@ -48,16 +60,18 @@ pub struct Parts<M> {
     pub settings: Arc<Settings>,
     /// Orders and their call attempts.
     pub store: Store,
-    /// Opens nothing secret: order codes and masked numbers only.
-    pub vault: Arc<Vault>,
     /// Where keyed secrets go.
     pub matcher: Arc<M>,
     /// Told whether ARI is connected.
     pub readiness: Arc<Readiness>,
 }
 
-/// Starts the ARI client, the supervisor and the callback worker. The
-/// returned task ends after `shutdown` once the socket is closed.
+/// Starts the ARI client, the supervisor, the callback worker and the
+/// claim renewals. The returned task ends after `shutdown` once the socket
+/// is closed and every call task has ended: closing the socket ends every
+/// call's event stream, so the calls end on their own (settled like any
+/// call lost with Asterisk when they had no decision yet), while the store
+/// and the matcher are still open.
 ///
 /// # Errors
 /// When the ARI client cannot be built from `[ari]` (a bad URL).
@@ -68,19 +82,21 @@ pub fn start<M: Matcher + 'static>(
     let client = AriClient::start(&parts.settings.ari, shutdown.clone())
         .context("starting the ARI client")?;
     parts.readiness.set_ari(Some(false));
-    let callbacks = Callbacks::new(
+    let desk = Desk::new(
         parts.store,
-        parts.vault,
         parts.settings,
         client.rest.clone(),
         parts.matcher,
     );
-    let worker = tokio::spawn(callbacks.clone().run_worker(shutdown.clone()));
     let readiness = parts.readiness;
+    let renewals = tokio::spawn(claims::keep_claims(desk.clone(), shutdown.clone()));
+    let worker = tokio::spawn(callback::run_worker(desk.clone(), shutdown.clone()));
     Ok(tokio::spawn(async move {
-        supervise(&readiness, client, callbacks, shutdown).await;
-        // The worker ends with `shutdown`; a panic in it is already logged.
+        supervise(&readiness, client, &desk, shutdown).await;
+        // Both end with `shutdown`; a panic in either is already logged.
         let _ = worker.await;
+        let _ = renewals.await;
+        desk.calls_ended().await;
     }))
 }
 
@@ -88,7 +104,7 @@ pub fn start<M: Matcher + 'static>(
 async fn supervise<M: Matcher + 'static>(
     readiness: &Readiness,
     mut client: AriClient,
-    callbacks: Arc<Callbacks<M>>,
+    desk: &Arc<Desk<M>>,
     shutdown: CancellationToken,
 ) {
     let ready = |up: bool| readiness.set_ari(Some(up));
@@ -107,21 +123,21 @@ async fn supervise<M: Matcher + 'static>(
                 channels,
             } => {
                 tracing::info!(%entity_id, asterisk_restarted, channels = channels.len(), "ARI connected");
-                callbacks.reconcile(asterisk_restarted, &channels).await;
+                reconcile::reconcile(desk, asterisk_restarted, &channels).await;
                 ready(true);
-                callbacks.set_connected(true);
+                desk.set_connected(true);
             }
             Notice::Disconnected { reason } => {
                 tracing::warn!(%reason, "ARI disconnected");
                 ready(false);
-                callbacks.set_connected(false);
+                desk.set_connected(false);
             }
             Notice::ConnectFailed { error, retry_in } => {
                 tracing::warn!(%error, ?retry_in, "ARI connection failed");
                 ready(false);
-                callbacks.set_connected(false);
+                desk.set_connected(false);
             }
-            Notice::Call(call) => route(&callbacks, &client.rest, call).await,
+            Notice::Call(call) => route(desk, &client.rest, call).await,
             // Type and channel only: a channel snapshot carries its
             // dialplan `app_data`, which can hold what a peer keyed
             // (`SendDTMF(…)`) or a transfer code (`Stasis(…,transfer,…)`).
@@ -140,32 +156,28 @@ async fn supervise<M: Matcher + 'static>(
 /// and `inbound` come from the dialplan; our originates (`callback,<order>`
 /// and their ringing events) are known by channel id. Anything else in our
 /// app is hung up rather than left hanging.
-async fn route<M: Matcher + 'static>(
-    callbacks: &Arc<Callbacks<M>>,
-    rest: &ari::AriRest,
-    call: ari::Call,
-) {
+async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),
         _ => None,
     };
     match args.as_deref() {
         Some([flow, code]) if flow == "transfer" => {
-            callbacks.take_transfer(call, code.clone());
+            transfer::take_transfer(desk, call, code.clone());
             return;
         }
         Some([flow]) if flow == "transfer" => {
-            callbacks.take_transfer(call, String::new());
+            transfer::take_transfer(desk, call, String::new());
             return;
         }
         Some([flow]) if flow == "inbound" => {
-            callbacks.take_inbound(call);
+            inbound::take_inbound(desk, call);
             return;
         }
         _ => {}
     }
     let channel_id = call.channel_id.clone();
-    if !callbacks.take_call(call).await && args.is_some() {
+    if !callback::take_call(desk, call).await && args.is_some() {
         tracing::info!(channel = %channel_id, "unknown call in our app; hanging up");
         let _ = rest.hangup(&channel_id, HangupReason::Normal).await;
     }

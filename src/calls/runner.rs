@@ -181,14 +181,14 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 {
                     // No PlaybackFinished will come: end it here so the IVR
                     // moves on (a gone channel also brings a hang-up).
-                    tracing::debug!(channel = %self.channel_id, error = %e, "play failed");
+                    tracing::debug!(error = %e, "play failed");
                     return Some(Event::PlaybackFinished { playback_id });
                 }
             }
             Action::StopPlayback { playback_id } => {
                 if let Some(id) = s.ari_ids.get(&playback_id) {
                     if let Err(e) = self.ari.stop_playback(id).await {
-                        tracing::debug!(channel = %self.channel_id, error = %e, "stop playback failed");
+                        tracing::debug!(error = %e, "stop playback failed");
                     }
                 }
             }
@@ -219,7 +219,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             Action::Hangup if self.end == CallEnd::ReturnToDialplan => {}
             Action::Hangup => {
                 if let Err(e) = self.ari.hangup(self.channel_id, HangupReason::Normal).await {
-                    tracing::debug!(channel = %self.channel_id, error = %e, "hangup failed");
+                    tracing::debug!(error = %e, "hangup failed");
                 }
             }
             Action::Finish(outcome) => {
@@ -234,7 +234,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// a bank decision the matcher already moved it (the move from
     /// `in_call` then finds nothing to do).
     async fn finish(&self, outcome: CallOutcome) {
-        tracing::info!(order = %self.order_id, channel = %self.channel_id, ?outcome, "call finished");
+        tracing::info!(?outcome, "call finished");
         let code = match outcome {
             CallOutcome::Failed(code) => code,
             CallOutcome::Approved | CallOutcome::HungUpAwaitingBank => return,
@@ -246,7 +246,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             detail: None,
         };
         if let Err(e) = self.store.transition(self.order_id, t, now_ms()).await {
-            tracing::warn!(order = %self.order_id, error = %e, "cannot settle the order");
+            tracing::warn!(error = %e, "cannot settle the order");
         }
     }
 }

@@ -12,15 +12,17 @@
 //! ends, so a used code is unknown. A caller who hangs up fails the order
 //! with `caller_hung_up`, as in a callback.
 
-use super::callback::Callbacks;
+use super::desk::{call_span, record_order, Desk};
 use super::live::{play_prompts, Heard};
 use super::runner::CallEnd;
+use super::session::run_order;
 use crate::ari::{AriCommands, Call};
 use crate::domain::mask;
 use crate::ivr::CallOutcome;
 use crate::matcher::{Matcher, Via};
-use crate::store::now_ms;
+use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
+use tracing::Span;
 
 /// Where the call goes back to the merchant (dialplan/transfer.conf).
 pub const RETURN_CONTEXT: &str = "voicepay-transfer-return";
@@ -54,98 +56,102 @@ pub fn result_vars(outcome: Option<CallOutcome>) -> Option<(&'static str, &'stat
     }
 }
 
-impl<M: Matcher + 'static> Callbacks<M> {
-    /// Takes a call that entered the app with `["transfer", code]` and runs
-    /// it on its own task.
-    pub fn take_transfer(self: &Arc<Self>, call: Call, code: String) {
-        let this = self.clone();
-        tokio::spawn(async move { this.transfer(call, code).await });
-    }
+/// Takes a call that entered the app with `["transfer", code]` and runs
+/// it on its own task.
+pub fn take_transfer<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call, code: String) {
+    let span = call_span("transfer", &call.channel_id);
+    let this = desk.clone();
+    desk.spawn_call(span, async move { transfer(&this, call, code).await });
+}
 
-    async fn transfer(&self, call: Call, code: String) {
-        let Call {
-            channel_id,
-            first,
-            mut events,
-            ..
-        } = call;
-        let channel_lang = match &first {
-            crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
-            _ => None,
-        };
-        let masked = masked_code(&code);
-        tracing::info!(channel = %channel_id, code = %masked, "transferred call");
-        let order = if valid_code(&code) {
-            match self.store.pending_transfer_order(&code, now_ms()).await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(channel = %channel_id, error = %e, "transfer code lookup failed");
-                    None
-                }
-            }
-        } else {
+async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String) {
+    let Call {
+        channel_id,
+        first,
+        mut events,
+        ..
+    } = call;
+    let channel_lang = match &first {
+        crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
+        _ => None,
+    };
+    let masked = masked_code(&code);
+    tracing::info!(code = %masked, "transferred call");
+    let claimed = match find_order(desk, &code).await {
+        Some(o) => {
+            record_order(&Span::current(), &o.id);
+            desk.claim_incoming(&o.id, &channel_id, "transferred call")
+                .await
+        }
+        None => None,
+    };
+    let Some(order) = claimed else {
+        tracing::info!(code = %masked, "unknown, used or expired transfer code");
+        let heard = play_prompts(
+            &desk.rest,
+            &channel_id,
+            1,
+            &["transfer-code-invalid"],
+            channel_lang.as_deref(),
+            &mut events,
+        )
+        .await;
+        if heard == Heard::Played {
+            hand_back(&desk.rest, &channel_id, "failure", CODE_INVALID).await;
+        }
+        return;
+    };
+    tracing::info!("transfer call claimed the order");
+    // The code goes with the call to the matcher, which checks it is
+    // still this order's.
+    let via = Via::Transfer { code };
+    let outcome = run_order(
+        desk,
+        &order,
+        &channel_id,
+        &via,
+        &mut events,
+        CallEnd::ReturnToDialplan,
+    )
+    .await;
+    if let Some((result, code)) = result_vars(outcome) {
+        hand_back(&desk.rest, &channel_id, result, code).await;
+    }
+    desk.release(&channel_id).await;
+}
+
+/// The `pending` transfer order of `code`, if the code has the right shape
+/// and finds one.
+async fn find_order<M>(desk: &Desk<M>, code: &str) -> Option<OrderRow> {
+    if !valid_code(code) {
+        return None;
+    }
+    match desk.store.pending_transfer_order(code, now_ms()).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "transfer code lookup failed");
             None
-        };
-        let claimed = match &order {
-            Some(o) => {
-                self.claim_incoming(&o.id, &channel_id, "transferred call")
-                    .await
-            }
-            None => None,
-        };
-        let Some(order) = claimed else {
-            tracing::info!(channel = %channel_id, code = %masked, "unknown, used or expired transfer code");
-            let heard = play_prompts(
-                &self.rest,
-                &channel_id,
-                1,
-                &["transfer-code-invalid"],
-                channel_lang.as_deref(),
-                &mut events,
-            )
-            .await;
-            if heard == Heard::Played {
-                self.hand_back(&channel_id, "failure", CODE_INVALID).await;
-            }
-            return;
-        };
-        tracing::info!(order = %order.id, channel = %channel_id, "transfer call claimed the order");
-        // The code goes with the call to the matcher, which checks it is
-        // still this order's.
-        let via = Via::Transfer { code };
-        let outcome = self
-            .run_order(
-                &order,
-                &channel_id,
-                &via,
-                &mut events,
-                CallEnd::ReturnToDialplan,
-            )
-            .await;
-        if let Some((result, code)) = result_vars(outcome) {
-            self.hand_back(&channel_id, result, code).await;
         }
-        self.release(&channel_id).await;
     }
+}
 
-    /// Sets the result variables and returns the call to the merchant.
-    pub(super) async fn hand_back(&self, channel_id: &str, result: &str, code: &str) {
-        for (name, value) in [("VOICEPAY_RESULT", result), ("VOICEPAY_CODE", code)] {
-            if let Err(e) = self.rest.set_variable(channel_id, name, value).await {
-                tracing::debug!(channel = %channel_id, error = %e, "cannot set {name}");
-            }
+/// Sets the result variables and returns the call to the merchant. Runs
+/// in the call's span.
+pub(super) async fn hand_back<A: AriCommands>(ari: &A, channel_id: &str, result: &str, code: &str) {
+    for (name, value) in [("VOICEPAY_RESULT", result), ("VOICEPAY_CODE", code)] {
+        if let Err(e) = ari.set_variable(channel_id, name, value).await {
+            tracing::debug!(error = %e, "cannot set {name}");
         }
-        match self
-            .rest
-            .continue_in_dialplan(channel_id, RETURN_CONTEXT, "s", 1)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(channel = %channel_id, %result, %code, "call handed back to the merchant")
-            }
-            Err(e) => {
-                tracing::info!(channel = %channel_id, error = %e, "cannot hand the call back (gone?)")
-            }
+    }
+    match ari
+        .continue_in_dialplan(channel_id, RETURN_CONTEXT, "s", 1)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(%result, %code, "call handed back to the merchant")
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "cannot hand the call back (gone?)")
         }
     }
 }

@@ -1,0 +1,67 @@
+//! Reconciliation after the events socket (re)connects: the orders this
+//! node holds in a call that nobody drives any more are settled.
+
+use super::desk::{lost_call_span, Desk};
+use super::settle::{drop_lost_channel, settle_lost};
+use crate::ari;
+use crate::domain::OrderStatus;
+use crate::store::{now_ms, ActiveCall};
+use std::collections::HashSet;
+use tracing::Instrument;
+
+/// After a (re)connect: settles the orders this node holds in `calling`
+/// or `in_call` whose call nobody is driving any more (a previous run of
+/// the daemon, or an originate whose channel vanished with an Asterisk
+/// restart). Calls with a running task are left to it: if their channel
+/// is gone, their event stream ends and the task settles them. So are
+/// originates whose `POST /channels` is still in flight: their channel
+/// may be created after `channels` was read, and a failed POST settles
+/// them in the callback flow. An order a previous run left in
+/// `authorizing` only loses its call (hung up, the attempt closed): the
+/// bank decides it, through the matcher's start-up recovery.
+pub async fn reconcile<M>(desk: &Desk<M>, asterisk_restarted: bool, channels: &[ari::Channel]) {
+    let alive: HashSet<&str> = if asterisk_restarted {
+        HashSet::new()
+    } else {
+        channels.iter().map(|c| c.id.as_str()).collect()
+    };
+    let mut placed = desk.placed.lock().await;
+    placed.retain(|channel, p| p.running || p.originating || alive.contains(channel.as_str()));
+    let active = match desk.store.active_calls(&desk.node).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "reconciliation: cannot list active calls");
+            return;
+        }
+    };
+    for call in active {
+        let channel = call.channel_id.as_deref().unwrap_or("");
+        if placed.contains_key(channel) {
+            continue;
+        }
+        let span = lost_call_span(&call.order_id, call.channel_id.as_deref());
+        settle_unattended(desk, &call, alive.contains(channel))
+            .instrument(span)
+            .await;
+    }
+}
+
+/// Settles one call nobody drives; `alive` when its channel is still up.
+async fn settle_unattended<M>(desk: &Desk<M>, call: &ActiveCall, alive: bool) {
+    if alive {
+        // A call from before our restart: its IVR state is lost.
+        if let Some(channel) = &call.channel_id {
+            drop_lost_channel(desk, &call.order_id, channel).await;
+        }
+    }
+    if call.status == OrderStatus::Authorizing {
+        if let Some(channel) = &call.channel_id {
+            let _ = desk
+                .store
+                .attempt_ended(channel, "answered", Some("call_lost"), now_ms())
+                .await;
+        }
+        return;
+    }
+    settle_lost(desk, call).await;
+}

@@ -1,0 +1,83 @@
+//! Settling calls that ended without a bank decision: a callback that was
+//! not answered, and a call lost with Asterisk, with a previous run of the
+//! daemon, or with a node that stopped. The order goes back to the queue
+//! while attempts remain, else it fails; a lost call's channel, when it is
+//! still up, is ended.
+
+use super::desk::Desk;
+use super::transfer::hand_back;
+use crate::ari::{AriCommands, HangupReason};
+use crate::domain::{Mode, OrderStatus, ResultCode};
+use crate::store::{now_ms, ActiveCall, Transition};
+
+/// Settles a call lost with its IVR state: the attempt closed as
+/// `call_lost`, an `in_call` order back to `calling`, then retried or
+/// failed with `call_failed`.
+pub(super) async fn settle_lost<M>(desk: &Desk<M>, call: &ActiveCall) {
+    tracing::warn!(status = ?call.status, "call lost; settling the order");
+    if let Some(channel) = &call.channel_id {
+        let _ = desk
+            .store
+            .attempt_ended(channel, "failed", Some("call_lost"), now_ms())
+            .await;
+    }
+    if call.status == OrderStatus::InCall {
+        let back = Transition {
+            from: OrderStatus::InCall,
+            to: OrderStatus::Calling,
+            result: None,
+            detail: Some("call lost"),
+        };
+        match desk.store.transition(&call.order_id, back, now_ms()).await {
+            Ok(true) => {}
+            _ => return,
+        }
+    }
+    retry_or_fail(desk, &call.order_id, call.attempts, ResultCode::CallFailed).await;
+}
+
+/// From `calling`: back to the queue while attempts remain, else
+/// `failed` with `result`.
+pub(super) async fn retry_or_fail<M>(
+    desk: &Desk<M>,
+    order_id: &str,
+    attempts: i64,
+    result: ResultCode,
+) {
+    let t = &desk.settings.telephony;
+    let now = now_ms();
+    let outcome = if attempts < i64::from(t.max_attempts) {
+        let at = now + t.retry_interval_secs as i64 * 1000;
+        desk.store
+            .retry_callback_later(order_id, at, result.code(), now)
+            .await
+    } else {
+        let fail = Transition {
+            from: OrderStatus::Calling,
+            to: OrderStatus::Failed,
+            result: Some(result),
+            detail: Some("no attempts left"),
+        };
+        desk.store.transition(order_id, fail, now).await
+    };
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => tracing::info!("order left calling meanwhile"),
+        Err(e) => tracing::warn!(error = %e, "cannot settle the order"),
+    }
+}
+
+/// Ends a still-live call whose IVR state was lost: hung up, except a
+/// transferred caller, who goes back to the merchant's agent with
+/// `failure`/`service_unavailable` (as when voicepay is down).
+pub(super) async fn drop_lost_channel<M>(desk: &Desk<M>, order_id: &str, channel: &str) {
+    let transfer = matches!(
+        desk.store.order(order_id).await,
+        Ok(Some(o)) if o.mode == Mode::Transfer
+    );
+    if transfer {
+        hand_back(&desk.rest, channel, "failure", "service_unavailable").await;
+    } else {
+        let _ = desk.rest.hangup(channel, HangupReason::Normal).await;
+    }
+}
