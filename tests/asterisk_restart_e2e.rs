@@ -17,13 +17,11 @@
 //!
 //! Needs `scripts/asterisk up`; skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-mod support;
-
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 /// Starts Asterisk again when dropped if it is not running (the test
 /// panicked between the crash and the restart).
@@ -62,7 +60,7 @@ async fn daemon() -> TestApp {
 }
 
 async fn order(app: &TestApp, phone: &str) -> String {
-    let mut body = support::order_body(&format!("r{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("r{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     body["card_number"] = Value::from("6222000000000017");
     let res = app.create_order(&body).await;

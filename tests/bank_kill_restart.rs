@@ -15,11 +15,6 @@
 //! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
 //! skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-#[path = "support/secrets.rs"]
-#[allow(dead_code)] // expiry_cvn2 is for credit cards
-mod secrets;
-
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,6 +24,8 @@ use std::time::{Duration, Instant};
 use voicepay::bank::{Issuer, StubIssuer};
 use voicepay::crypto::ZonePinKey;
 use voicepay::domain::CardNumber;
+use voicepay_testkit::lab;
+use voicepay_testkit::secrets;
 
 const SLOW_CARD: &str = "6222000000000041";
 const HOLDER: &str = "11010519491231002X";

@@ -5,23 +5,20 @@
 //! (`voicepay serve` as a subprocess at debug level), in what Asterisk
 //! logged meanwhile, in the SQLite files, or in the API's answers.
 //!
-//! The scanner (tests/support/secrets.rs) is proven here too: it fails on
+//! The scanner (`voicepay_testkit::secrets`) is proven here too: it fails on
 //! deliberate leaks and passes their masked or look-alike forms.
 //!
 //! Needs `scripts/asterisk up`; skips without Asterisk, fails under
 //! `CI=true`.
 
-mod lab;
-#[path = "support/secrets.rs"]
-mod secrets;
-
 use futures_util::future::join_all;
-use secrets::{Finding, Secrets};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use voicepay_testkit::lab;
+use voicepay_testkit::secrets::{Finding, Secrets};
 
 const PIN: &str = "805137";
 const BANK2_PIN: &str = "246810";
@@ -362,6 +359,7 @@ async fn no_secret_in_logs_database_or_api_after_real_payments() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let ast_logs = lab.log_dir().await.expect("Asterisk log dir");
     let before = log_sizes(&ast_logs);
     let mut daemon = Daemon::start();

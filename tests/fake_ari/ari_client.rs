@@ -2,10 +2,6 @@
 //! port 0): reconnects, restarts, unknown input, 404s after a hang-up,
 //! concurrent calls, and wrong credentials.
 
-#[path = "support/fake_ari.rs"]
-mod fake_ari;
-
-use fake_ari::{channel, event, FakeAri};
 use rand::seq::SliceRandom;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -17,6 +13,7 @@ use voicepay::ari::{
     HangupReason, Notice, Originate, PlaybackState,
 };
 use voicepay::config::AriSettings;
+use voicepay_testkit::fake_ari::{channel, event, FakeAri};
 
 const WAIT: Duration = Duration::from_secs(3);
 

@@ -4,7 +4,6 @@
 //!
 //! [`require_browser`] skips a test when Chromium or chromedriver is
 //! missing, and fails it under `CI=true`.
-#![allow(dead_code)]
 
 use anyhow::{bail, Context, Result};
 use fantoccini::{Client, ClientBuilder};

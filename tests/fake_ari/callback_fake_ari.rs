@@ -3,14 +3,10 @@
 //! events, and how it settles orders whose calls were lost when Asterisk
 //! restarted.
 
-#[path = "support/fake_ari.rs"]
-mod fake_ari;
-mod support;
-
-use fake_ari::{channel, event, request, FakeAri, Held, Recorded};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Held, Recorded};
+use voicepay_testkit::{order_body, spawn_app_with, test_settings, Db, TestApp};
 
 async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
     daemon_with(fake, max_attempts, 100).await
@@ -262,12 +258,10 @@ async fn asterisk_shutting_down_is_not_the_caller_hanging_up() {
 #[tokio::test]
 async fn a_stopped_nodes_call_is_taken_over_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = support::test_settings(Db::Sqlite, dir.path())
-        .await
-        .unwrap();
+    let settings = test_settings(Db::Sqlite, dir.path()).await.unwrap();
 
     // Node B (API only) takes the order; then it "dies" mid-call.
-    let (id, api_key) = order_on_a_node_that_stops(&settings, &support::order_body("T1")).await;
+    let (id, api_key) = order_on_a_node_that_stops(&settings, &order_body("T1")).await;
     let orphan = format!("vp-{id}-1");
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
@@ -584,10 +578,8 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
 #[tokio::test]
 async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = support::test_settings(Db::Sqlite, dir.path())
-        .await
-        .unwrap();
-    let mut body = support::order_body("T2");
+    let settings = test_settings(Db::Sqlite, dir.path()).await.unwrap();
+    let mut body = order_body("T2");
     body["mode"] = json!("inbound");
     let (id, _) = order_on_a_node_that_stops(&settings, &body).await;
     // Node B's call, by its Asterisk's id; node A's Asterisk has an

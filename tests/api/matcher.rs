@@ -3,13 +3,10 @@
 //! keyed secret goes through `BankMatcher`. Balances on the stub prove how
 //! many times money moved.
 
-mod support;
-
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{order_body, TestApp};
 use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
 use voicepay::calls::{CallRef, Via};
 use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
@@ -17,6 +14,7 @@ use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
 use voicepay::ivr::{Cvn2, Expiry, Outcome, PinDigits, Verification};
 use voicepay::matcher::{BankMatcher, MatcherConfig, Recovery};
 use voicepay::store::{Store, Transition};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 const PHONE: &str = "13800138000";
 const HOLDER: &str = "11010519491231002X";

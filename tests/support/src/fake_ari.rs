@@ -8,9 +8,7 @@
 //! ([`FakeAri::hold`]), and asserts on the recorded requests
 //! ([`FakeAri::calls`]).
 //! A driver that must answer requests as they come (the daemon benchmark,
-//! `benches/daemon.rs`, includes this file) takes them from
-//! [`FakeAri::tap`] instead.
-#![allow(dead_code)]
+//! `benches/daemon.rs`) takes them from [`FakeAri::tap`] instead.
 
 use base64::Engine as _;
 use serde_json::{json, Value};

@@ -5,15 +5,11 @@
 //! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
 //! skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-#[path = "support/receiver.rs"]
-mod receiver;
-mod support;
-
-use receiver::{verify, Receiver};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::receiver::{verify, Receiver};
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 const CARD: &str = "6222000000000017";
 const ID_NUMBER: &str = "11010519491231002X";
@@ -44,7 +40,7 @@ async fn pay(app: &TestApp, rx: &Receiver, phone: &str, progress: bool, keys: &s
     lab.script_handset(phone, &format!("answer=1;delay=1;keys={keys};hold=40"))
         .await
         .expect("script");
-    let mut body = support::order_body(&format!("h{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("h{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = json!(phone);
     body["notify_url"] = json!(rx.url);
     body["notify_progress"] = json!(progress);
@@ -94,6 +90,7 @@ async fn a_real_payment_call_is_told_to_the_merchant() {
     let Some(_lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let app = daemon().await;
     let rx = Receiver::start().await;
     // One caller keys a wrong PIN first, then the right one; the merchant

@@ -1,6 +1,5 @@
 //! `spawn_app()`: a real voicepay on port 0 with its own database (a fresh
 //! SQLite file, or a fresh PostgreSQL database), and a merchant to call it as.
-#![allow(dead_code)]
 
 use sqlx::AnyPool;
 use std::net::SocketAddr;
@@ -334,7 +333,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let app = $crate::support::spawn_app($crate::support::Db::Sqlite).await.expect("sqlite app");
+                    let app = $crate::spawn_app($crate::Db::Sqlite).await.expect("sqlite app");
                     super::$name(app).await;
                 }
             )*
@@ -343,7 +342,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(app) = $crate::support::spawn_app($crate::support::Db::Postgres).await {
+                    if let Some(app) = $crate::spawn_app($crate::Db::Postgres).await {
                         super::$name(app).await;
                     }
                 }

@@ -10,15 +10,12 @@
 //! end need neither: the page is off by default, holds no API key, and its
 //! backend relays the API (orders, errors, the resumable stream).
 
-mod browser;
-mod lab;
-mod support;
-
-use browser::{require_browser, Browser};
+use crate::chromium::{require_browser, Browser};
 use fantoccini::Locator;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{spawn_app, spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::{order_body, spawn_app, spawn_app_with, Db, TestApp};
 
 const CARD: &str = "6222000000000017";
 const ID_NUMBER: &str = "11010519491231002X";
@@ -592,7 +589,7 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
     assert_eq!(extra.status(), 400);
     // Another merchant's order is not reachable through the demo.
     let other = app
-        .create_order(&support::order_body("NOTDEMO1"))
+        .create_order(&order_body("NOTDEMO1"))
         .await
         .json::<Value>()
         .await

@@ -4,20 +4,16 @@
 //! retry schedule is checked with the worker on a fake clock, against the
 //! due times recorded in the database, never against wall time.
 
-#[path = "support/receiver.rs"]
-mod receiver;
-mod support;
-
-use receiver::{verify, Receiver, Reply};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{order_body, Db, TestApp};
 use voicepay::config::Settings;
 use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::notify::{FakeClock, Notifier};
 use voicepay::store::{now_ms, Store, Transition};
+use voicepay_testkit::receiver::{verify, Receiver, Reply};
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -164,7 +160,7 @@ both_stores!(
 // ---------------------------------------------------------------------------
 
 async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -229,7 +225,7 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
 
 async fn final_events_always_progress_events_on_request(db: Db) {
     use OrderStatus::*;
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -390,7 +386,7 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 }
 
 async fn an_expired_order_sends_order_expired(db: Db) {
-    let Some(app) = support::spawn_app_with(db, |s| {
+    let Some(app) = spawn_app_with(db, |s| {
         fast(s);
         s.orders.sweep_interval_secs = 1;
     })
@@ -416,7 +412,7 @@ async fn an_expired_order_sends_order_expired(db: Db) {
 }
 
 async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     // A port with nobody listening: connections are refused.
@@ -450,7 +446,7 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
 }
 
 async fn a_restart_between_attempts_still_delivers(db: Db) {
-    let Some(mut app) = support::spawn_app_with(db, |s| {
+    let Some(mut app) = spawn_app_with(db, |s| {
         fast(s);
         // Long enough that the retry falls after the restart.
         s.webhooks.retry_initial_ms = 2000;
@@ -507,7 +503,7 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
 }
 
 async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -574,7 +570,7 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
 }
 
 async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let elsewhere = Receiver::start().await;
@@ -597,7 +593,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
 }
 
 async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -678,7 +674,7 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
 /// of attempts already made; an event a node is sending right now cannot
 /// be redelivered (409 over the API, an error from the CLI).
 async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -763,7 +759,7 @@ async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: D
 }
 
 async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
-    let Some(app) = support::spawn_app_with(db, |s| {
+    let Some(app) = spawn_app_with(db, |s| {
         fast(s);
         s.webhooks.max_in_flight_per_merchant = 1;
         s.webhooks.timeout_secs = 120;
@@ -808,7 +804,7 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
 }
 
 async fn the_openapi_document_describes_webhooks(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let doc = app.openapi().await;
@@ -837,7 +833,7 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
 }
 
 async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
