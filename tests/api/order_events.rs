@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::time::Duration;
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::store::{now_ms, Store, Transition};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, Db, TestApp};
 
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
@@ -370,31 +370,8 @@ async fn spawn(db: Db) -> Option<TestApp> {
     .await
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let app = super::spawn(super::Db::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(app) = super::spawn(super::Db::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_both_stores!(
+    spawn = spawn;
     events_arrive_in_order_and_resume_gives_the_missed_ones_only,
     a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume,
     a_live_stream_follows_the_order_until_it_is_final,

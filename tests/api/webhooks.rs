@@ -13,7 +13,7 @@ use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::notify::{FakeClock, Notifier};
 use voicepay::store::{now_ms, Store, Transition};
 use voicepay_testkit::receiver::{verify, Receiver, Reply};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, Db, TestApp};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -131,18 +131,8 @@ async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     out
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await; } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await; } )*
-        }
-    };
-}
-
-both_stores!(
+on_both_stores!(
+    db:
     a_cancelled_order_sends_one_signed_masked_event,
     final_events_always_progress_events_on_request,
     an_expired_order_sends_order_expired,

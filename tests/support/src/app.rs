@@ -325,15 +325,28 @@ pub fn order_body(merchant_order_id: &str) -> serde_json::Value {
     })
 }
 
-/// Runs each listed `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+/// Runs each listed test once on SQLite and once on PostgreSQL, as
+/// `sqlite::NAME` and `postgres::NAME` in the calling module. Without
+/// `VOICEPAY_TEST_DATABASE_URL` the PostgreSQL runs skip (fail under
+/// `CI=true`, see [`postgres_base_url`]).
+///
+/// ```ignore
+/// // async fn NAME(app: TestApp), the app from `spawn_app(db)`:
+/// on_both_stores!(creates_an_order, refuses_a_bad_card);
+/// // the app from the module's own `async fn spawn(db: Db) -> Option<TestApp>`:
+/// on_both_stores!(spawn = spawn; streams_events);
+/// // async fn NAME(db: Db) that starts what it needs itself (and returns
+/// // when spawn_app gives None):
+/// on_both_stores!(db: retries_a_webhook);
+/// ```
 #[macro_export]
 macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
+    (@apps [$spawn:path] $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let app = $crate::spawn_app($crate::Db::Sqlite).await.expect("sqlite app");
+                    let app = $spawn($crate::Db::Sqlite).await.expect("sqlite app");
                     super::$name(app).await;
                 }
             )*
@@ -342,11 +355,25 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(app) = $crate::spawn_app($crate::Db::Postgres).await {
+                    if let Some(app) = $spawn($crate::Db::Postgres).await {
                         super::$name(app).await;
                     }
                 }
             )*
         }
+    };
+    (db: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name($crate::Db::Sqlite).await; } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::Db::Postgres).await; } )*
+        }
+    };
+    (spawn = $spawn:ident; $($name:ident),* $(,)?) => {
+        $crate::on_both_stores!(@apps [super::$spawn] $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_stores!(@apps [$crate::spawn_app] $($name),*);
     };
 }
