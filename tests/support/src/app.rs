@@ -90,6 +90,7 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like [`spawn_app`], letting the test adjust the settings first.
 pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    crate::log::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(db, dir.path()).await?;
     tweak(&mut settings);

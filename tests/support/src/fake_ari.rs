@@ -120,6 +120,7 @@ impl Drop for FakeAri {
 
 impl FakeAri {
     pub async fn start() -> FakeAri {
+        crate::log::init();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {

@@ -10,10 +10,12 @@
 //! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
 //! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
 //! | [`secrets`] | the "no secret anywhere" scanner |
+//! | [`log`] | `TEST_LOG=1`: the daemon's tracing output in tests |
 
 pub mod app;
 pub mod fake_ari;
 pub mod lab;
+pub mod log;
 pub mod receiver;
 pub mod secrets;
 
