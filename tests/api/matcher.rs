@@ -519,8 +519,11 @@ async fn recover_leaves_a_newer_live_attempt_alone(app: TestApp) {
     r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
         .await;
     let recovery = tokio::spawn(async move { patient.recover().await });
+    // The scenario's timing, not a wait: recovery lists the order while it
+    // is `authorizing` (nothing outside it shows that it has).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Attempt 1 was a wrong PIN; the caller keys attempt 2 (live).
+    // Attempt 1 was a wrong PIN; the caller keys attempt 2 (live), a
+    // moment later.
     r.moved(&id, OrderStatus::Authorizing, OrderStatus::InCall)
         .await;
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use voicepay_testkit::lab::softphone::require_softphone;
 use voicepay_testkit::lab::{
     log_window, log_window_alone, require_asterisk, secs, unique, Lab, Originate,
 };
+use voicepay_testkit::poll_until;
 
 /// Every context voicepay's dialplan defines (lab profile).
 const CONTEXTS: &[&str] = &[
@@ -71,6 +72,7 @@ async fn config_and_dialplan_load_without_warnings() -> Result<()> {
         "dialplan reload said {out:?}"
     );
     lab.cli("module reload res_pjsip.so").await?;
+    // Time for late warnings to reach the log: the check is that none comes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let text = std::fs::read(&log)?;
     let after = String::from_utf8_lossy(&text[before.min(text.len())..]).into_owned();
@@ -526,18 +528,13 @@ async fn transfer_while_voicepay_is_down_falls_back_to_the_merchant() -> Result<
 }
 
 async fn wait_global(lab: &Lab, name: &str, timeout: Duration) -> Result<String> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let v = lab.global(name).await?;
-        if !v.is_empty() {
-            return Ok(v);
+    poll_until(timeout, Duration::from_millis(200), async || {
+        match lab.global(name).await? {
+            v if v.is_empty() => bail!("{name} still unset after {timeout:?}"),
+            v => Ok(v),
         }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{name} still unset after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -556,7 +553,7 @@ async fn softphone_answers_and_keys_rfc4733_dtmf() -> Result<()> {
     let start = app.wait_channel_event(&id, "StasisStart", secs(15)).await;
     let result = async {
         start.with_context(|| format!("baresip log:\n{}", phone.log_tail()))?;
-        // Let media settle before keying.
+        // Let media settle before keying (nothing on ARI says when it has).
         tokio::time::sleep(Duration::from_millis(500)).await;
         phone.send_dtmf("19#", Duration::from_millis(400)).await?;
         app.dtmf_digits(&id, 3, secs(10)).await

@@ -11,10 +11,10 @@
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use voicepay_testkit::lab;
 use voicepay_testkit::secrets;
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::{order_body, spawn_app_with, wait_until, Db, TestApp};
 
 const DEBIT_ID: &str = "11010519491231002X";
 const BANK2_ID: &str = "310115198506154322";
@@ -299,14 +299,11 @@ async fn third_wrong_pin_of_the_day_locks_the_card_across_calls() {
 async fn played_media(lab: &lab::Lab, order_id: &str) -> Vec<String> {
     let channel = format!("vp-{order_id}-1");
     let mut watcher = lab.app("l4").await.expect("watcher app");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while lab.get(&format!("/channels/{channel}"), &[]).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "channel {channel} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let appeared = format!("channel {channel} never appeared");
+    wait_until(Duration::from_secs(15), appeared, async || {
+        lab.get(&format!("/channels/{channel}"), &[]).await.is_ok()
+    })
+    .await;
     lab.subscribe(watcher.name(), &format!("channel:{channel}"))
         .await
         .expect("subscribe to the callback channel");

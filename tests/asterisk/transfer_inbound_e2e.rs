@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use voicepay_testkit::lab;
 use voicepay_testkit::lab::{secs, Lab, Originate};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::{order_body, spawn_app_with, wait_for, wait_until, Db, TestApp};
 
 /// A handset number no other test uses: 1390013 and four random digits.
 fn phone() -> String {
@@ -39,11 +39,11 @@ async fn daemon(app: &str) -> TestApp {
 
 /// Waits until the daemon's app is registered with Asterisk.
 async fn wait_app(lab: &Lab, app: &str) {
-    let deadline = Instant::now() + secs(15);
-    while lab.get(&format!("/applications/{app}"), &[]).await.is_err() {
-        assert!(Instant::now() < deadline, "app {app} never registered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let failure = format!("app {app} never registered");
+    wait_until(secs(15), failure, async || {
+        lab.get(&format!("/applications/{app}"), &[]).await.is_ok()
+    })
+    .await;
 }
 
 /// The debit test card (BIN 622200), PIN 805137.
@@ -71,18 +71,15 @@ async fn view(app: &TestApp, id: &str) -> Value {
 }
 
 async fn wait_global(lab: &Lab, name: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_for(within, async || {
         let v = lab.global(name).await.expect("global");
         if !v.is_empty() {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{name} still unset after {within:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} still unset after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// The handset `phone` calls the lab call centre, which transfers it with

@@ -461,6 +461,7 @@ async fn hundred_concurrent_calls_each_get_exactly_their_events_in_order() {
                 let slow = call.channel_id.ends_with('7');
                 while let Some(ev) = call.events.recv().await {
                     if slow {
+                        // A slow call is the point: the others must not wait for it.
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     assert_eq!(ev.channel_id(), Some(call.channel_id.as_str()));

@@ -3,9 +3,12 @@
 
 use sqlx::AnyPool;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voicepay::app::App;
 use voicepay::config::Settings;
+
+use crate::wait::{poll_until, wait_for};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -238,18 +241,15 @@ impl TestApp {
         id: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
+        wait_for(Duration::from_secs(15), async || {
             let v = self.order_view(id).await;
             if done(&v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("order never got there: {v:#}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "order never got there: {v:#}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// The details of the order's audit events, oldest first, read
@@ -278,9 +278,9 @@ impl TestApp {
     /// Polls the order until it is final and every call it had has ended
     /// (an attempt closes when the call hangs up, after the result prompt);
     /// panics with its last view after `within`.
-    pub async fn final_view(&self, id: &str, within: std::time::Duration) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + within;
-        loop {
+    pub async fn final_view(&self, id: &str, within: Duration) -> serde_json::Value {
+        // Every 250 ms: the real-Asterisk tests wait here for whole calls.
+        poll_until(within, Duration::from_millis(250), async || {
             let v: serde_json::Value = self
                 .get(&format!("/v1/orders/{id}"), &self.api_key)
                 .await
@@ -292,14 +292,13 @@ impl TestApp {
                 .as_array()
                 .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
             if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("order not final in time: {v:#}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "order not final in time: {v:#}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|why| panic!("{why}"))
     }
 
     /// Orders, events and idempotency keys: what a rejected request must not change.

@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Rol
 use tokio_tungstenite::WebSocketStream;
 use voicepay::config::AriSettings;
 
+use crate::wait::wait_for;
+
 pub const USER: &str = "voicepay";
 pub const PASSWORD: &str = "s3cret";
 
@@ -287,24 +289,20 @@ impl FakeAri {
     }
 }
 
-/// A channel as Asterisk 22 sends it.
 /// Waits (up to 15 s) for a REST request matching `what` and returns it;
 /// fails the test, listing what came instead, when none does.
 pub async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
-            return r;
+    wait_for(Duration::from_secs(15), async || {
+        let calls = fake.rest_calls();
+        match calls.iter().find(|r| what(r)) {
+            Some(r) => Ok(r.clone()),
+            None => Err(format!("request not seen: {calls:#?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "request not seen: {:#?}",
-            fake.rest_calls()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
+/// A channel as Asterisk 22 sends it.
 pub fn channel(id: &str, state: &str) -> Value {
     json!({
         "id": id, "name": format!("PJSIP/trunk-{id}"), "state": state, "protocol_id": "",

@@ -10,6 +10,7 @@
 //! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
 //! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
 //! | [`secrets`] | the "no secret anywhere" scanner |
+//! | [`wait`] | [`wait_for`]: poll a condition instead of sleeping |
 //! | [`log`] | `TEST_LOG=1`: the daemon's tracing output in tests |
 
 pub mod app;
@@ -18,5 +19,7 @@ pub mod lab;
 pub mod log;
 pub mod receiver;
 pub mod secrets;
+pub mod wait;
 
 pub use app::{order_body, spawn_app, spawn_app_with, test_settings, Db, TestApp};
+pub use wait::{poll_until, wait_for, wait_until};
