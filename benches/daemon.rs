@@ -4,14 +4,14 @@
 //!   scripts/bench daemon [--calls 1000] [--think-ms 0]
 //!
 //! Starts the release `voicepay serve` (SQLite, stub bank) against the fake
-//! ARI of `tests/support/fake_ari.rs` (WebSocket + keep-alive REST, in this
-//! process), creates N debit callback orders (1 fen each, distinct phones)
-//! while the fake still refuses the events socket, then lets the daemon
-//! connect. Each call goes through the daemon's real path: originate →
-//! StasisStart → answer and the confirmation prompt → (all N calls are held
-//! there at once: the memory figure) → PlaybackFinished, `1` → the PIN
-//! prompt → PlaybackFinished, 805137 → the matcher and the stub bank → the
-//! result prompt → PlaybackFinished → hang-up → StasisEnd and
+//! ARI of the tests (`voicepay_testkit::fake_ari`: WebSocket + keep-alive
+//! REST, in this process), creates N debit callback orders (1 fen each,
+//! distinct phones) while the fake still refuses the events socket, then lets
+//! the daemon connect. Each call goes through the daemon's real path:
+//! originate → StasisStart → answer and the confirmation prompt → (all N
+//! calls are held there at once: the memory figure) → PlaybackFinished, `1` →
+//! the PIN prompt → PlaybackFinished, 805137 → the matcher and the stub bank
+//! → the result prompt → PlaybackFinished → hang-up → StasisEnd and
 //! ChannelDestroyed. A simulated caller answers each command at once, or
 //! after a random think time up to `--think-ms`.
 //!
@@ -23,17 +23,15 @@
 //! its RSS before the first call, divided by N.
 
 mod common;
-#[path = "../tests/support/fake_ari.rs"]
-mod fake_ari;
 
 use common::cpu_seconds;
-use fake_ari::{channel, event, FakeAri, Recorded};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use voicepay_testkit::fake_ari::{channel, event, FakeAri, Recorded};
 
 /// Which event caused the command that is awaited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

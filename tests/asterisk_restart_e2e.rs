@@ -17,13 +17,11 @@
 //!
 //! Needs `scripts/asterisk up`; skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-mod support;
-
 use serde_json::Value;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
-use support::{spawn_app_with, Db, TestApp};
+use std::time::Duration;
+use voicepay_testkit::lab;
+use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db, TestApp};
 
 /// Starts Asterisk again when dropped if it is not running (the test
 /// panicked between the crash and the restart).
@@ -62,7 +60,7 @@ async fn daemon() -> TestApp {
 }
 
 async fn order(app: &TestApp, phone: &str) -> String {
-    let mut body = support::order_body(&format!("r{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("r{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     body["card_number"] = Value::from("6222000000000017");
     let res = app.create_order(&body).await;
@@ -94,18 +92,15 @@ async fn readyz(app: &TestApp) -> (u16, Value) {
 
 /// Polls `/readyz` until its `ari` says `want`; returns the last answer.
 async fn readyz_until(app: &TestApp, want: &str) -> (u16, Value) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_for(Duration::from_secs(60), async || {
         let (status, v) = readyz(app).await;
         if v["ari"] == want {
-            return (status, v);
+            Ok((status, v))
+        } else {
+            Err(format!("readyz never said ari={want}: {status} {v}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "readyz never said ari={want}: {status} {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Orders a payment whose cardholder answers, confirms, keys three PIN
@@ -116,17 +111,18 @@ async fn order_mid_pin(app: &TestApp, lab: &lab::Lab) -> String {
         .await
         .expect("script");
     let id = order(app, &phone).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_for(Duration::from_secs(60), async || {
         let v = view(app, &id).await;
         if v["status"] == "in_call" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("never in_call: {v:#}"))
         }
-        assert!(Instant::now() < deadline, "never in_call: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Let the keys go out (mid-PIN); how far the caller got does not
-    // change what must follow.
+    })
+    .await;
+    // Let the keys go out (mid-PIN): the handset's script is timed, and
+    // nothing outside the call shows how far it got; it does not change
+    // what must follow.
     tokio::time::sleep(Duration::from_secs(4)).await;
     id
 }

@@ -15,20 +15,18 @@
 //! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
 //! skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-#[path = "support/secrets.rs"]
-#[allow(dead_code)] // expiry_cvn2 is for credit cards
-mod secrets;
-
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use voicepay::bank::{Issuer, StubIssuer};
 use voicepay::crypto::ZonePinKey;
 use voicepay::domain::CardNumber;
+use voicepay_testkit::lab;
+use voicepay_testkit::secrets;
+use voicepay_testkit::{wait_for, wait_until};
 
 const SLOW_CARD: &str = "6222000000000041";
 const HOLDER: &str = "11010519491231002X";
@@ -197,7 +195,7 @@ async fn view(http: &reqwest::Client, d: &Daemon, key: &str, id: &str) -> Value 
 
 /// Polls the order until `done` holds for its view; panics with the last
 /// view after `within` (a bound against hanging, not a speed assertion).
-async fn wait_for(
+async fn view_until(
     http: &reqwest::Client,
     d: &Daemon,
     key: &str,
@@ -206,15 +204,15 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_for(within, async || {
         let v = view(http, d, key, id).await;
         if done(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{what}: never; last view {v}"))
         }
-        assert!(Instant::now() < deadline, "{what}: never; last view {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// The stub issuer as its durable state says, read without taking it over
@@ -292,7 +290,7 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
     let attempt_key = format!("{id}:1");
 
     // The PIN is keyed and the order goes to the bank.
-    wait_for(
+    view_until(
         &http,
         &first,
         &key,
@@ -304,19 +302,15 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
     .await;
     // The issuer has recorded (and debited) the attempt; its answer is
     // still on the way (5 s for this card).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while issuer_state(&node.stub_state())
-        .query(&attempt_key)
-        .await
-        .expect("query")
-        .is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the issuer never recorded {attempt_key}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let recorded = format!("the issuer never recorded {attempt_key}");
+    wait_until(Duration::from_secs(30), recorded, async || {
+        issuer_state(&node.stub_state())
+            .query(&attempt_key)
+            .await
+            .expect("query")
+            .is_some()
+    })
+    .await;
     let before_kill = view(&http, &first, &key, &id).await;
     assert_eq!(
         before_kill["status"], "authorizing",
@@ -337,7 +331,7 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
 
     // Restarted on the same database, keys and issuer state.
     let second = node.serve();
-    let settled = wait_for(
+    let settled = view_until(
         &http,
         &second,
         &key,
@@ -353,7 +347,7 @@ async fn killed_during_an_authorization_then_restarted_settles_with_one_debit() 
     // the lost call is not left open either
     let attempts = settled["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.len(), 1, "{settled}");
-    let closed = wait_for(
+    let closed = view_until(
         &http,
         &second,
         &key,

@@ -5,23 +5,22 @@
 //! (`voicepay serve` as a subprocess at debug level), in what Asterisk
 //! logged meanwhile, in the SQLite files, or in the API's answers.
 //!
-//! The scanner (tests/support/secrets.rs) is proven here too: it fails on
+//! The scanner (`voicepay_testkit::secrets`) is proven here too: it fails on
 //! deliberate leaks and passes their masked or look-alike forms.
 //!
 //! Needs `scripts/asterisk up`; skips without Asterisk, fails under
 //! `CI=true`.
 
-mod lab;
-#[path = "support/secrets.rs"]
-mod secrets;
-
 use futures_util::future::join_all;
-use secrets::{Finding, Secrets};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use voicepay_testkit::lab;
+use voicepay_testkit::secrets::{Finding, Secrets};
+use voicepay_testkit::wait::EVERY;
+use voicepay_testkit::{poll_until, wait_for};
 
 const PIN: &str = "805137";
 const BANK2_PIN: &str = "246810";
@@ -155,7 +154,7 @@ impl Daemon {
         c
     }
 
-    fn start() -> Daemon {
+    async fn start() -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = Self::command(dir.path())
             .args(["merchant", "add", "--name", "Shop", "--json"])
@@ -199,24 +198,26 @@ impl Daemon {
             api_key,
             dir,
         };
-        d.base = format!("http://{}", d.wait_listen());
+        d.base = format!("http://{}", d.wait_listen().await);
         d
     }
 
     /// The address from the "voicepay serving listen=…" line.
-    fn wait_listen(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+    async fn wait_listen(&mut self) -> String {
+        wait_for(Duration::from_secs(30), || {
             let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            if let Some(rest) = log.split("listen=").nth(1) {
-                return rest.split_whitespace().next().expect("address").to_owned();
+            let listen = match log.split("listen=").nth(1) {
+                Some(rest) => Ok(rest.split_whitespace().next().expect("address").to_owned()),
+                None => Err(format!("no listen= line in 30 s:\n{log}")),
+            };
+            if listen.is_err() {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!("voicepay serve exited ({status}):\n{log}");
+                }
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("voicepay serve exited ({status}):\n{log}");
-            }
-            assert!(Instant::now() < deadline, "no listen= line in 30 s:\n{log}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            std::future::ready(listen)
+        })
+        .await
     }
 
     fn log_path(&self) -> PathBuf {
@@ -224,19 +225,21 @@ impl Daemon {
     }
 
     /// SIGTERM, so the daemon shuts down (and checkpoints) as in production.
-    fn stop(&mut self) {
+    async fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let exited = poll_until(Duration::from_secs(15), EVERY, || {
+            std::future::ready(match self.child.try_wait() {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(()),
+            })
+        })
+        .await;
+        if exited.is_err() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 
     /// Log output, database files and the stub issuer's durable state
@@ -322,8 +325,8 @@ async fn pay(d: &Daemon, card: &str, id_number: &str, keys: &str) -> (Value, Vec
         .as_str()
         .unwrap_or_else(|| panic!("order refused: {created}"))
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
+    let every = Duration::from_millis(250);
+    let final_view = poll_until(Duration::from_secs(90), every, async || {
         let text = http
             .get(format!("{}/v1/orders/{id}", d.base))
             .bearer_auth(&d.api_key)
@@ -338,23 +341,26 @@ async fn pay(d: &Daemon, card: &str, id_number: &str, keys: &str) -> (Value, Vec
             .as_array()
             .is_some_and(|a| !a.is_empty() && a.iter().all(|a| !a["ended_at"].is_null()));
         if matches!(v["status"].as_str(), Some("succeeded" | "failed")) && ended {
-            answers.push(text);
-            let bindings = http
-                .get(format!("{}/v1/bindings?phone={phone}", d.base))
-                .bearer_auth(&d.api_key)
-                .send()
-                .await
-                .expect("bindings")
-                .text()
-                .await
-                .expect("bindings body");
-            answers.push(bindings);
-            let _ = lab.clear_handset(&phone).await;
-            return (v, answers);
+            Ok((v, text))
+        } else {
+            Err(format!("order not final in time: {v:#}"))
         }
-        assert!(Instant::now() < deadline, "order not final in time: {v:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    })
+    .await;
+    let (v, text) = final_view.unwrap_or_else(|why| panic!("{why}"));
+    answers.push(text);
+    let bindings = http
+        .get(format!("{}/v1/bindings?phone={phone}", d.base))
+        .bearer_auth(&d.api_key)
+        .send()
+        .await
+        .expect("bindings")
+        .text()
+        .await
+        .expect("bindings body");
+    answers.push(bindings);
+    let _ = lab.clear_handset(&phone).await;
+    (v, answers)
 }
 
 #[tokio::test]
@@ -362,9 +368,10 @@ async fn no_secret_in_logs_database_or_api_after_real_payments() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let ast_logs = lab.log_dir().await.expect("Asterisk log dir");
     let before = log_sizes(&ast_logs);
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start().await;
 
     let payments = [
         // Debit: a wrong PIN, then the right one in the same call.
@@ -398,7 +405,7 @@ async fn no_secret_in_logs_database_or_api_after_real_payments() {
         .iter()
         .map(|(card, id, keys, _)| pay(&daemon, card, id, keys));
     let results = join_all(runs).await;
-    daemon.stop();
+    daemon.stop().await;
 
     let mut problems = Vec::new();
     let mut api = Vec::new();

@@ -7,12 +7,10 @@
 //! skips without Asterisk, fails under `CI=true`. Every test has its own
 //! Stasis app and its own handset number, so they run in parallel.
 
-mod lab;
-mod support;
-
 use serde_json::Value;
 use std::time::Duration;
-use support::{spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 /// A handset number no other test uses: 1380013 and four random digits.
 fn phone() -> String {
@@ -42,7 +40,7 @@ const CREDIT: &str = "6250000000000012";
 
 /// Creates a callback order for `phone` paid with `card`.
 async fn order(app: &TestApp, phone: &str, card: &str) -> String {
-    let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     body["card_number"] = Value::from(card);
     let res = app.create_order(&body).await;
@@ -76,6 +74,7 @@ async fn scenario(
     attempts: &[&str],
 ) -> Option<(TestApp, String)> {
     let lab = lab::require_asterisk()?;
+    let _log = lab::log_window().await;
     let app = daemon(max_attempts).await;
     let phone = phone();
     lab.script_handset(&phone, script).await.expect("script");

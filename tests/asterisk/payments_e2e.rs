@@ -9,15 +9,12 @@
 //! numbers, so the tests run in parallel; the card table runs its ten calls
 //! at once on one daemon.
 
-mod lab;
-#[path = "support/secrets.rs"]
-mod secrets;
-mod support;
-
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-use support::{spawn_app_with, Db, TestApp};
+use std::time::Duration;
+use voicepay_testkit::lab;
+use voicepay_testkit::secrets;
+use voicepay_testkit::{order_body, spawn_app_with, wait_until, Db, TestApp};
 
 const DEBIT_ID: &str = "11010519491231002X";
 const BANK2_ID: &str = "310115198506154322";
@@ -73,7 +70,7 @@ async fn order(app: &TestApp, phone: &str, card: Option<(&str, &str)>) -> String
 /// An order body for `phone`, paid with (card number, ID number) or, with
 /// None, by the phone's binding.
 fn body(phone: &str, card: Option<(&str, &str)>) -> Value {
-    let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     let o = body.as_object_mut().expect("object");
     match card {
@@ -188,6 +185,7 @@ async fn every_test_card_through_a_real_call() {
     let Some(_lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let app = daemon().await;
     let runs = TABLE.iter().map(|row| {
         let app = &app;
@@ -256,6 +254,7 @@ async fn third_wrong_pin_of_the_day_locks_the_card_across_calls() {
     let Some(_lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let app = daemon().await;
     let card = Some(("6222000000000017", DEBIT_ID));
     let phone = phone();
@@ -300,14 +299,11 @@ async fn third_wrong_pin_of_the_day_locks_the_card_across_calls() {
 async fn played_media(lab: &lab::Lab, order_id: &str) -> Vec<String> {
     let channel = format!("vp-{order_id}-1");
     let mut watcher = lab.app("l4").await.expect("watcher app");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while lab.get(&format!("/channels/{channel}"), &[]).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "channel {channel} never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let appeared = format!("channel {channel} never appeared");
+    wait_until(Duration::from_secs(15), appeared, async || {
+        lab.get(&format!("/channels/{channel}"), &[]).await.is_ok()
+    })
+    .await;
     lab.subscribe(watcher.name(), &format!("channel:{channel}"))
         .await
         .expect("subscribe to the callback channel");
@@ -344,6 +340,7 @@ async fn bound_payment_names_the_last_four_then_unbind_is_no_binding() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let app = daemon().await;
     let phone = phone();
     let card = "6217000000000014";

@@ -1,12 +1,14 @@
 //! `spawn_app()`: a real voicepay on port 0 with its own database (a fresh
 //! SQLite file, or a fresh PostgreSQL database), and a merchant to call it as.
-#![allow(dead_code)]
 
 use sqlx::AnyPool;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voicepay::app::App;
 use voicepay::config::Settings;
+
+use crate::wait::{poll_until, wait_for};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -91,6 +93,7 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
 
 /// Like [`spawn_app`], letting the test adjust the settings first.
 pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    crate::log::init();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = test_settings(db, dir.path()).await?;
     tweak(&mut settings);
@@ -242,18 +245,15 @@ impl TestApp {
         id: &str,
         done: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
+        wait_for(Duration::from_secs(15), async || {
             let v = self.order_view(id).await;
             if done(&v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("order never got there: {v:#}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "order never got there: {v:#}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// The details of the order's audit events, oldest first, read
@@ -282,9 +282,9 @@ impl TestApp {
     /// Polls the order until it is final and every call it had has ended
     /// (an attempt closes when the call hangs up, after the result prompt);
     /// panics with its last view after `within`.
-    pub async fn final_view(&self, id: &str, within: std::time::Duration) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + within;
-        loop {
+    pub async fn final_view(&self, id: &str, within: Duration) -> serde_json::Value {
+        // Every 250 ms: the real-Asterisk tests wait here for whole calls.
+        poll_until(within, Duration::from_millis(250), async || {
             let v: serde_json::Value = self
                 .get(&format!("/v1/orders/{id}"), &self.api_key)
                 .await
@@ -296,14 +296,13 @@ impl TestApp {
                 .as_array()
                 .is_some_and(|a| a.iter().all(|a| !a["ended_at"].is_null()));
             if matches!(status, "succeeded" | "failed" | "cancelled" | "expired") && calls_ended {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("order not final in time: {v:#}"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "order not final in time: {v:#}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|why| panic!("{why}"))
     }
 
     /// Orders, events and idempotency keys: what a rejected request must not change.
@@ -330,15 +329,28 @@ pub fn order_body(merchant_order_id: &str) -> serde_json::Value {
     })
 }
 
-/// Runs each listed `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+/// Runs each listed test once on SQLite and once on PostgreSQL, as
+/// `sqlite::NAME` and `postgres::NAME` in the calling module. Without
+/// `VOICEPAY_TEST_DATABASE_URL` the PostgreSQL runs skip (fail under
+/// `CI=true`, see [`postgres_base_url`]).
+///
+/// ```ignore
+/// // async fn NAME(app: TestApp), the app from `spawn_app(db)`:
+/// on_both_stores!(creates_an_order, refuses_a_bad_card);
+/// // the app from the module's own `async fn spawn(db: Db) -> Option<TestApp>`:
+/// on_both_stores!(spawn = spawn; streams_events);
+/// // async fn NAME(db: Db) that starts what it needs itself (and returns
+/// // when spawn_app gives None):
+/// on_both_stores!(db: retries_a_webhook);
+/// ```
 #[macro_export]
 macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
+    (@apps [$spawn:path] $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let app = $crate::support::spawn_app($crate::support::Db::Sqlite).await.expect("sqlite app");
+                    let app = $spawn($crate::Db::Sqlite).await.expect("sqlite app");
                     super::$name(app).await;
                 }
             )*
@@ -347,11 +359,25 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(app) = $crate::support::spawn_app($crate::support::Db::Postgres).await {
+                    if let Some(app) = $spawn($crate::Db::Postgres).await {
                         super::$name(app).await;
                     }
                 }
             )*
         }
+    };
+    (db: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() { super::$name($crate::Db::Sqlite).await; } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() { super::$name($crate::Db::Postgres).await; } )*
+        }
+    };
+    (spawn = $spawn:ident; $($name:ident),* $(,)?) => {
+        $crate::on_both_stores!(@apps [super::$spawn] $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_stores!(@apps [$crate::spawn_app] $($name),*);
     };
 }

@@ -1,10 +1,8 @@
 //! The merchant order API against a real server on port 0, on SQLite and on
 //! PostgreSQL: what a merchant sends, what comes back, and what is stored.
 
-mod support;
-
 use serde_json::{json, Value};
-use support::{order_body, TestApp};
+use voicepay_testkit::{on_both_stores, order_body, spawn_app, Db, TestApp};
 
 async fn json_of(resp: reqwest::Response) -> Value {
     resp.json().await.expect("JSON body")
@@ -646,7 +644,7 @@ on_both_stores!(
 /// The SQLite file (and its WAL) holds no card or ID number in plain text.
 #[tokio::test]
 async fn sqlite_file_holds_no_plain_card_or_id_number() {
-    let app = support::spawn_app(support::Db::Sqlite).await.unwrap();
+    let app = spawn_app(Db::Sqlite).await.unwrap();
     for (i, (card, idn)) in [
         ("6222000000000017", "11010519491231002X"),
         ("6250000000000012", "310115198506154322"),

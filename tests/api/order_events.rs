@@ -3,13 +3,11 @@
 //! lifecycle with the store's own transitions (the daemon runs no calls
 //! here: ARI is not configured), as the call flows and the matcher do.
 
-mod support;
-
 use serde_json::Value;
 use std::time::Duration;
-use support::{order_body, spawn_app_with, TestApp};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::store::{now_ms, Store, Transition};
+use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, Db, TestApp};
 
 /// One parsed SSE event.
 #[derive(Debug, Clone)]
@@ -350,7 +348,7 @@ async fn only_the_orders_merchant_may_follow_it(app: TestApp) {
 /// shutdown does not wait for the order to finish.
 #[tokio::test]
 async fn an_open_stream_ends_when_the_daemon_stops() {
-    let app = spawn(support::Db::Sqlite).await.expect("sqlite app");
+    let app = spawn(Db::Sqlite).await.expect("sqlite app");
     let id = new_order(&app).await;
     let mut resp = open_stream(&app, &id).await;
     let first = resp.chunk().await.unwrap().expect("the creation event");
@@ -364,7 +362,7 @@ async fn an_open_stream_ends_when_the_daemon_stops() {
 }
 
 /// Spawns with a short keep-alive so the idle test sees one.
-async fn spawn(db: support::Db) -> Option<TestApp> {
+async fn spawn(db: Db) -> Option<TestApp> {
     spawn_app_with(db, |s| {
         s.http.events_poll_ms = 50;
         s.http.events_keepalive_secs = 1;
@@ -372,31 +370,8 @@ async fn spawn(db: support::Db) -> Option<TestApp> {
     .await
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let app = super::spawn(super::support::Db::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    if let Some(app) = super::spawn(super::support::Db::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_both!(
+on_both_stores!(
+    spawn = spawn;
     events_arrive_in_order_and_resume_gives_the_missed_ones_only,
     a_bank_row_between_status_rows_disturbs_neither_stream_nor_resume,
     a_live_stream_follows_the_order_until_it_is_final,

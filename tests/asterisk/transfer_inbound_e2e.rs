@@ -12,13 +12,11 @@
 //! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
 //! skips without Asterisk, fails under `CI=true`.
 
-mod lab;
-mod support;
-
-use lab::{secs, Lab, Originate};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use support::{spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::lab::{secs, Lab, Originate};
+use voicepay_testkit::{order_body, spawn_app_with, wait_for, wait_until, Db, TestApp};
 
 /// A handset number no other test uses: 1390013 and four random digits.
 fn phone() -> String {
@@ -41,11 +39,11 @@ async fn daemon(app: &str) -> TestApp {
 
 /// Waits until the daemon's app is registered with Asterisk.
 async fn wait_app(lab: &Lab, app: &str) {
-    let deadline = Instant::now() + secs(15);
-    while lab.get(&format!("/applications/{app}"), &[]).await.is_err() {
-        assert!(Instant::now() < deadline, "app {app} never registered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let failure = format!("app {app} never registered");
+    wait_until(secs(15), failure, async || {
+        lab.get(&format!("/applications/{app}"), &[]).await.is_ok()
+    })
+    .await;
 }
 
 /// The debit test card (BIN 622200), PIN 805137.
@@ -53,7 +51,7 @@ const DEBIT: &str = "6222000000000017";
 
 /// Creates an order in `mode` for `phone`; returns the order view.
 async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
-    let mut body = support::order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
+    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     body["card_number"] = Value::from(DEBIT);
     body["mode"] = Value::from(mode);
@@ -73,18 +71,15 @@ async fn view(app: &TestApp, id: &str) -> Value {
 }
 
 async fn wait_global(lab: &Lab, name: &str, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
+    wait_for(within, async || {
         let v = lab.global(name).await.expect("global");
         if !v.is_empty() {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("{name} still unset after {within:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} still unset after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 /// The handset `phone` calls the lab call centre, which transfers it with
@@ -112,6 +107,7 @@ async fn transfer_pays_and_returns_the_result_to_the_merchant() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-tr");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
@@ -148,6 +144,7 @@ async fn transfer_with_an_unknown_code_goes_back_with_transfer_code_invalid() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-tr-bad");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
@@ -174,6 +171,7 @@ async fn transferred_caller_hanging_up_mid_pin_fails_the_order() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-tr-gone");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
@@ -216,6 +214,7 @@ async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-in");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
@@ -244,6 +243,7 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-in2");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
@@ -272,6 +272,7 @@ async fn inbound_call_without_a_pending_order_is_hung_up() {
     let Some(lab) = lab::require_asterisk() else {
         return;
     };
+    let _log = lab::log_window().await;
     let name = lab::unique("vp-in-none");
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;

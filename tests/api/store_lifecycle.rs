@@ -1,11 +1,9 @@
 //! The order lifecycle in the store, on SQLite and PostgreSQL: conditional
 //! transitions, so that of two workers racing for one order exactly one wins.
 
-mod support;
-
-use support::{order_body, TestApp};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::store::{now_ms, Store, StoreError, Transition};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
     let resp = app.create_order(&order_body(reference)).await;

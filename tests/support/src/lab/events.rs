@@ -2,7 +2,7 @@
 //! WebSocket, with waits that keep unmatched events for later.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, http::HeaderValue, Message};
 
 use super::{secs, unique, Lab};
+use crate::wait::{poll_until, EVERY};
 
 /// The id of the channel an ARI event is about (`channel`, or `peer` for Dial,
 /// or a playback's `channel:` target), if any.
@@ -91,16 +92,10 @@ impl App {
             }
         });
         // The app exists once Asterisk lists it; only then can channels enter it.
-        let deadline = Instant::now() + secs(5);
-        loop {
-            match lab.get(&format!("/applications/{name}"), &[]).await {
-                Ok(_) => break,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => return Err(e).context(format!("app {name} did not register")),
-            }
-        }
+        let path = format!("/applications/{name}");
+        poll_until(secs(5), EVERY, || lab.get(&path, &[]))
+            .await
+            .with_context(|| format!("app {name} did not register"))?;
         Ok(App {
             name: name.to_string(),
             rx,

@@ -3,14 +3,10 @@
 //! variables and `continue`, never a hang-up, never the code) and for an
 //! inbound caller without an order.
 
-#[path = "support/fake_ari.rs"]
-mod fake_ari;
-mod support;
-
-use fake_ari::{channel, event, request, FakeAri, Recorded};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 async fn daemon(fake: &FakeAri) -> TestApp {
     let ari = fake.settings();

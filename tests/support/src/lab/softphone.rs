@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::{under_ci, Lab};
+use crate::wait::poll_until;
 
 /// A running baresip registered as one tester number. Killed on drop.
 pub struct Softphone {
@@ -72,6 +73,8 @@ impl Softphone {
         Ok(sp)
     }
 
+    /// Polls by hand rather than with [`poll_until`]: it gives up at once
+    /// when baresip exits or ARI fails, not at the deadline.
     async fn wait_registered(&mut self, lab: &Lab, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -155,19 +158,15 @@ async fn run(cmd: &mut Command) -> Result<()> {
 }
 
 async fn connect_ctrl(port: u16, dir: &std::path::Path) -> Result<TcpStream> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => return Ok(s),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => {
-                let log = std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default();
-                return Err(anyhow!("baresip ctrl_tcp port {port}: {e}; log: {log}"));
-            }
-        }
-    }
+    let every = Duration::from_millis(100);
+    poll_until(Duration::from_secs(5), every, async || {
+        TcpStream::connect(("127.0.0.1", port)).await
+    })
+    .await
+    .map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("baresip.log")).unwrap_or_default();
+        anyhow!("baresip ctrl_tcp port {port}: {e}; log: {log}")
+    })
 }
 
 async fn read_netstring(s: &mut TcpStream) -> Result<String> {

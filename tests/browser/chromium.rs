@@ -4,14 +4,14 @@
 //!
 //! [`require_browser`] skips a test when Chromium or chromedriver is
 //! missing, and fails it under `CI=true`.
-#![allow(dead_code)]
 
 use anyhow::{bail, Context, Result};
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use voicepay_testkit::poll_until;
 
 /// Chromium and chromedriver, when both are installed.
 pub struct Paths {
@@ -152,8 +152,8 @@ impl Drop for Browser {
 /// Waits (with a generous deadline) until chromedriver says it is ready.
 async fn wait_ready(url: &str) -> Result<()> {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let every = Duration::from_millis(100);
+    poll_until(Duration::from_secs(30), every, async || {
         if let Ok(r) = http.get(format!("{url}/status")).send().await {
             if let Ok(v) = r.json::<serde_json::Value>().await {
                 if v["value"]["ready"] == true {
@@ -161,9 +161,7 @@ async fn wait_ready(url: &str) -> Result<()> {
                 }
             }
         }
-        if Instant::now() > deadline {
-            bail!("chromedriver at {url} did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        bail!("chromedriver at {url} did not become ready")
+    })
+    .await
 }

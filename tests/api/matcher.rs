@@ -3,13 +3,10 @@
 //! keyed secret goes through `BankMatcher`. Balances on the stub prove how
 //! many times money moved.
 
-mod support;
-
 use serde_json::Value;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{order_body, TestApp};
 use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
 use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
 use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
@@ -18,6 +15,7 @@ use voicepay::ivr::Outcome;
 use voicepay::matcher::{BankMatcher, MatcherConfig, Recovery};
 use voicepay::matcher::{CallRef, Via};
 use voicepay::store::{Store, Transition};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 const PHONE: &str = "13800138000";
 const HOLDER: &str = "11010519491231002X";
@@ -521,8 +519,11 @@ async fn recover_leaves_a_newer_live_attempt_alone(app: TestApp) {
     r.moved(&id, OrderStatus::InCall, OrderStatus::Authorizing)
         .await;
     let recovery = tokio::spawn(async move { patient.recover().await });
+    // The scenario's timing, not a wait: recovery lists the order while it
+    // is `authorizing` (nothing outside it shows that it has).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Attempt 1 was a wrong PIN; the caller keys attempt 2 (live).
+    // Attempt 1 was a wrong PIN; the caller keys attempt 2 (live), a
+    // moment later.
     r.moved(&id, OrderStatus::Authorizing, OrderStatus::InCall)
         .await;
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -2,10 +2,6 @@
 //! port 0): reconnects, restarts, unknown input, 404s after a hang-up,
 //! concurrent calls, and wrong credentials.
 
-#[path = "support/fake_ari.rs"]
-mod fake_ari;
-
-use fake_ari::{channel, event, FakeAri};
 use rand::seq::SliceRandom;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -17,6 +13,7 @@ use voicepay::ari::{
     HangupReason, Notice, Originate, PlaybackState,
 };
 use voicepay::config::AriSettings;
+use voicepay_testkit::fake_ari::{channel, event, FakeAri};
 
 const WAIT: Duration = Duration::from_secs(3);
 
@@ -464,6 +461,7 @@ async fn hundred_concurrent_calls_each_get_exactly_their_events_in_order() {
                 let slow = call.channel_id.ends_with('7');
                 while let Some(ev) = call.events.recv().await {
                     if slow {
+                        // A slow call is the point: the others must not wait for it.
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                     assert_eq!(ev.channel_id(), Some(call.channel_id.as_str()));

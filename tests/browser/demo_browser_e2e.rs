@@ -10,15 +10,13 @@
 //! end need neither: the page is off by default, holds no API key, and its
 //! backend relays the API (orders, errors, the resumable stream).
 
-mod browser;
-mod lab;
-mod support;
-
-use browser::{require_browser, Browser};
+use crate::chromium::{require_browser, Browser};
 use fantoccini::Locator;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-use support::{spawn_app, spawn_app_with, Db, TestApp};
+use std::cell::RefCell;
+use std::time::Duration;
+use voicepay_testkit::lab;
+use voicepay_testkit::{order_body, poll_until, spawn_app, spawn_app_with, Db, TestApp};
 
 const CARD: &str = "6222000000000017";
 const ID_NUMBER: &str = "11010519491231002X";
@@ -105,18 +103,16 @@ const READ_RESULT: &str = r#"
 /// Polls the page until it shows a result (generous deadline: a call with
 /// prompts takes tens of seconds); on timeout saves `NAME-timeout.png`.
 async fn wait_for_result(b: &Browser, name: &str) -> Shown {
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let (mut seen_active, mut seen_notices) = (Vec::<String>::new(), Vec::<String>::new());
-    loop {
+    // The steps and notices the page showed on the way, gathered look by look.
+    let seen = RefCell::new([Vec::<String>::new(), Vec::<String>::new()]);
+    let every = Duration::from_millis(250);
+    let result = poll_until(Duration::from_secs(150), every, async || {
         let progress = b
             .client
             .execute(READ_PROGRESS, vec![])
             .await
             .expect("script runs");
-        for (i, seen) in [&mut seen_active, &mut seen_notices]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, seen) in seen.borrow_mut().iter_mut().enumerate() {
             if let Some(text) = progress[i].as_str() {
                 if seen.last().map(String::as_str) != Some(text) {
                     seen.push(text.to_string());
@@ -128,34 +124,38 @@ async fn wait_for_result(b: &Browser, name: &str) -> Shown {
             .execute(READ_RESULT, vec![])
             .await
             .expect("script runs");
-        if !v.is_null() {
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            return Shown {
-                outcome: s("outcome"),
-                title: s("title"),
-                reason: s("reason"),
-                steps: v["steps"]
-                    .as_array()
-                    .map(|a| a.iter().map(|c| c.as_str().unwrap_or("").into()).collect())
-                    .unwrap_or_default(),
-                seen_active,
-                seen_notices,
-            };
+        if v.is_null() {
+            Err(())
+        } else {
+            Ok(v)
         }
-        if Instant::now() > deadline {
-            let shot = b.screenshot(&format!("{name}-timeout")).await.ok();
-            let text = b
-                .client
-                .find(Locator::Css("main"))
-                .await
-                .expect("main")
-                .text()
-                .await
-                .unwrap_or_default();
-            panic!("the page shows no result; it says:\n{text}\n(screenshot {shot:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    })
+    .await;
+    if let Ok(v) = result {
+        let [seen_active, seen_notices] = seen.into_inner();
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        return Shown {
+            outcome: s("outcome"),
+            title: s("title"),
+            reason: s("reason"),
+            steps: v["steps"]
+                .as_array()
+                .map(|a| a.iter().map(|c| c.as_str().unwrap_or("").into()).collect())
+                .unwrap_or_default(),
+            seen_active,
+            seen_notices,
+        };
     }
+    let shot = b.screenshot(&format!("{name}-timeout")).await.ok();
+    let text = b
+        .client
+        .find(Locator::Css("main"))
+        .await
+        .expect("main")
+        .text()
+        .await
+        .unwrap_or_default();
+    panic!("the page shows no result; it says:\n{text}\n(screenshot {shot:?})");
 }
 
 /// The demo merchant's order for `phone`: (status, result code).
@@ -592,7 +592,7 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
     assert_eq!(extra.status(), 400);
     // Another merchant's order is not reachable through the demo.
     let other = app
-        .create_order(&support::order_body("NOTDEMO1"))
+        .create_order(&order_body("NOTDEMO1"))
         .await
         .json::<Value>()
         .await

@@ -35,7 +35,6 @@
 //! ends the ringing first gives no final Dial status, only ChannelDestroyed
 //! cause 19), `delay=S`, `keys=DTMF` (`w` =
 //! 0.5 s pause, `W` = 1 s), `tone=MS`, `gap=MS`, `hold=S`, `hangup=S`.
-#![allow(dead_code, unused_imports)] // each test binary uses a different part of the helper
 
 mod events;
 pub mod softphone;
@@ -52,6 +51,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Asterisk's log is one file for every test of a binary. A test that reads
+/// a stretch of it for warnings holds [`log_window_alone`]; every other test
+/// that makes Asterisk do something holds [`log_window`] for its run, so none
+/// of its (expected) notices lands in that stretch.
+static LOG_WINDOW: RwLock<()> = RwLock::const_new(());
+
+/// A share of Asterisk's log: held by a test that makes Asterisk work.
+pub async fn log_window() -> RwLockReadGuard<'static, ()> {
+    LOG_WINDOW.read().await
+}
+
+/// Asterisk's log to oneself: held by a test that reads it for warnings.
+pub async fn log_window_alone() -> RwLockWriteGuard<'static, ()> {
+    LOG_WINDOW.write().await
+}
 
 /// Keys a lab handset script may use (dialplan/lab.conf documents them).
 pub const HANDSET_SCRIPT_KEYS: &[&str] =
@@ -627,11 +643,12 @@ fn repo_root() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("VOICEPAY_REPO") {
         return Ok(PathBuf::from(dir));
     }
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab");
+    // This crate is tests/support of the repository.
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lab");
     let real =
         std::fs::canonicalize(&here).with_context(|| format!("resolving {}", here.display()))?;
-    real.parent()
-        .and_then(Path::parent)
+    real.ancestors()
+        .nth(4)
         .map(Path::to_path_buf)
         .ok_or_else(|| anyhow!("no repository above {}", real.display()))
 }

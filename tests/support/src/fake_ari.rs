@@ -8,9 +8,7 @@
 //! ([`FakeAri::hold`]), and asserts on the recorded requests
 //! ([`FakeAri::calls`]).
 //! A driver that must answer requests as they come (the daemon benchmark,
-//! `benches/daemon.rs`, includes this file) takes them from
-//! [`FakeAri::tap`] instead.
-#![allow(dead_code)]
+//! `benches/daemon.rs`) takes them from [`FakeAri::tap`] instead.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -25,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
 use tokio_tungstenite::WebSocketStream;
 use voicepay::config::AriSettings;
+
+use crate::wait::wait_for;
 
 pub const USER: &str = "voicepay";
 pub const PASSWORD: &str = "s3cret";
@@ -122,6 +122,7 @@ impl Drop for FakeAri {
 
 impl FakeAri {
     pub async fn start() -> FakeAri {
+        crate::log::init();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
@@ -288,24 +289,20 @@ impl FakeAri {
     }
 }
 
-/// A channel as Asterisk 22 sends it.
 /// Waits (up to 15 s) for a REST request matching `what` and returns it;
 /// fails the test, listing what came instead, when none does.
 pub async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(r) = fake.rest_calls().into_iter().find(|r| what(r)) {
-            return r;
+    wait_for(Duration::from_secs(15), async || {
+        let calls = fake.rest_calls();
+        match calls.iter().find(|r| what(r)) {
+            Some(r) => Ok(r.clone()),
+            None => Err(format!("request not seen: {calls:#?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "request not seen: {:#?}",
-            fake.rest_calls()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
+/// A channel as Asterisk 22 sends it.
 pub fn channel(id: &str, state: &str) -> Value {
     json!({
         "id": id, "name": format!("PJSIP/trunk-{id}"), "state": state, "protocol_id": "",

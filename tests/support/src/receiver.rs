@@ -1,7 +1,6 @@
 //! A merchant's webhook endpoint for tests: a real axum server on
 //! 127.0.0.1:0 that records every request and answers as scripted, and the
 //! signature check exactly as the README tells merchants to write it.
-#![allow(dead_code)]
 
 use axum::body::Bytes;
 use axum::extract::State;

@@ -4,11 +4,9 @@
 //! (The matcher's tests show the first payment creating the binding; here
 //! it is created through the store from a paid order's row.)
 
-mod support;
-
 use serde_json::Value;
-use support::{order_body, TestApp};
 use voicepay::store::{NewBinding, Store};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 const PHONE: &str = "13800138000";
 

@@ -4,20 +4,16 @@
 //! retry schedule is checked with the worker on a fake clock, against the
 //! due times recorded in the database, never against wall time.
 
-#[path = "support/receiver.rs"]
-mod receiver;
-mod support;
-
-use receiver::{verify, Receiver, Reply};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{order_body, Db, TestApp};
 use voicepay::config::Settings;
 use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::notify::{FakeClock, Notifier};
 use voicepay::store::{now_ms, Store, Transition};
+use voicepay_testkit::receiver::{verify, Receiver, Reply};
+use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, wait_until, Db, TestApp};
 
 // ---------------------------------------------------------------------------
 // Helpers.
@@ -80,19 +76,13 @@ async fn outbox(app: &TestApp, order_id: &str) -> Vec<Row> {
 
 /// Polls `check` until it holds; a generous bound only keeps a broken test
 /// from hanging (this is not a speed assertion).
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let failure = format!("never happened: {what}");
+    wait_until(Duration::from_secs(60), failure, check).await;
 }
 
 /// A worker on `clock` for the app's database.
@@ -137,18 +127,8 @@ async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     out
 }
 
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Sqlite).await; } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $name() { super::$name(super::Db::Postgres).await; } )*
-        }
-    };
-}
-
-both_stores!(
+on_both_stores!(
+    db:
     a_cancelled_order_sends_one_signed_masked_event,
     final_events_always_progress_events_on_request,
     an_expired_order_sends_order_expired,
@@ -166,7 +146,7 @@ both_stores!(
 // ---------------------------------------------------------------------------
 
 async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -231,7 +211,7 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
 
 async fn final_events_always_progress_events_on_request(db: Db) {
     use OrderStatus::*;
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -394,7 +374,7 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 }
 
 async fn an_expired_order_sends_order_expired(db: Db) {
-    let Some(app) = support::spawn_app_with(db, |s| {
+    let Some(app) = spawn_app_with(db, |s| {
         fast(s);
         s.orders.sweep_interval_secs = 1;
     })
@@ -420,7 +400,7 @@ async fn an_expired_order_sends_order_expired(db: Db) {
 }
 
 async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
-    let Some(app) = support::spawn_app_with(db, fast).await else {
+    let Some(app) = spawn_app_with(db, fast).await else {
         return;
     };
     // A port with nobody listening: connections are refused.
@@ -447,14 +427,15 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
         outbox(&app, &id).await[0].status == "delivered"
     })
     .await;
-    // Several more polls: a delivered event is never sent again.
+    // Several more polls: a delivered event is never sent again. (Time
+    // passing is the point: nothing must come.)
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.got().len(), 1);
     assert!(outbox(&app, &id).await[0].attempts >= 3);
 }
 
 async fn a_restart_between_attempts_still_delivers(db: Db) {
-    let Some(mut app) = support::spawn_app_with(db, |s| {
+    let Some(mut app) = spawn_app_with(db, |s| {
         fast(s);
         // Long enough that the retry falls after the restart.
         s.webhooks.retry_initial_ms = 2000;
@@ -511,7 +492,7 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
 }
 
 async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -578,7 +559,7 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
 }
 
 async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let elsewhere = Receiver::start().await;
@@ -601,7 +582,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
 }
 
 async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -682,7 +663,7 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
 /// of attempts already made; an event a node is sending right now cannot
 /// be redelivered (409 over the API, an error from the CLI).
 async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;
@@ -769,7 +750,7 @@ async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: D
 }
 
 async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
-    let Some(app) = support::spawn_app_with(db, |s| {
+    let Some(app) = spawn_app_with(db, |s| {
         fast(s);
         s.webhooks.max_in_flight_per_merchant = 1;
         s.webhooks.timeout_secs = 120;
@@ -814,7 +795,7 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
 }
 
 async fn the_openapi_document_describes_webhooks(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let doc = app.openapi().await;
@@ -843,7 +824,7 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
 }
 
 async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
-    let Some(app) = support::spawn_app_with(db, quiet).await else {
+    let Some(app) = spawn_app_with(db, quiet).await else {
         return;
     };
     let rx = Receiver::start().await;

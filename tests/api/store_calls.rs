@@ -2,11 +2,9 @@
 //! a due order is claimed once, however many workers ask; a retry waits for
 //! its time; attempts are recorded per channel.
 
-mod support;
-
-use support::{order_body, TestApp};
 use voicepay::domain::OrderStatus;
 use voicepay::store::{now_ms, Store};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
     let resp = app.create_order(&order_body(reference)).await;

@@ -3,19 +3,15 @@
 //! or rely on lab.env's defaults). Without Asterisk these tests skip, except
 //! under `CI=true`, where they fail.
 
-mod lab;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use lab::softphone::require_softphone;
-use lab::{require_asterisk, secs, unique, Lab, Originate};
-use tokio::sync::RwLock;
-
-/// The reload test reads Asterisk's log for warnings; other tests take this
-/// lock shared so none of their (expected) notices land in that window.
-static LOG_WINDOW: RwLock<()> = RwLock::const_new(());
+use anyhow::{bail, ensure, Context, Result};
+use voicepay_testkit::lab::softphone::require_softphone;
+use voicepay_testkit::lab::{
+    log_window, log_window_alone, require_asterisk, secs, unique, Lab, Originate,
+};
+use voicepay_testkit::poll_until;
 
 /// Every context voicepay's dialplan defines (lab profile).
 const CONTEXTS: &[&str] = &[
@@ -37,7 +33,7 @@ async fn ari_answers_with_asterisk_22() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let info = lab.info().await?;
     let version = info["system"]["version"].as_str().unwrap_or_default();
     ensure!(
@@ -52,7 +48,7 @@ async fn config_and_dialplan_load_without_warnings() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.write().await;
+    let _g = log_window_alone().await;
     let log = lab.log_dir().await?.join("messages.log");
 
     // This run's start-up, up to "Asterisk Ready.", had no warning or error.
@@ -76,6 +72,7 @@ async fn config_and_dialplan_load_without_warnings() -> Result<()> {
         "dialplan reload said {out:?}"
     );
     lab.cli("module reload res_pjsip.so").await?;
+    // Time for late warnings to reach the log: the check is that none comes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let text = std::fs::read(&log)?;
     let after = String::from_utf8_lossy(&text[before.min(text.len())..]).into_owned();
@@ -101,7 +98,7 @@ async fn logging_never_carries_keypad_digits() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let out = lab.cli("logger show channels").await?;
     for line in out
         .lines()
@@ -130,7 +127,7 @@ async fn every_prompt_exists_in_zh_and_en() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let prompts = prompt_names(&lab)?;
     for lang in ["zh", "en"] {
         let known: BTreeMap<String, serde_json::Value> = lab
@@ -162,7 +159,7 @@ async fn every_prompt_plays_to_the_end_in_both_languages() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let prompts = prompt_names(&lab)?;
     // Three channels per language play their share side by side (~2 min of
     // audio per language otherwise).
@@ -257,7 +254,7 @@ async fn lab_handset_keys_its_script_in_order() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let mut app = lab.app("dtmf").await?;
     lab.script_handset(HANDSET, "answer=1;delay=0.5;keys=1w805137#;hold=20")
         .await?;
@@ -290,7 +287,7 @@ async fn lab_handset_that_never_answers_gives_noanswer() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000002";
     // Rings 2 s, then the "network" gives up: cause 19, Dial status NOANSWER.
     lab.script_handset(phone, "answer=never;hold=2").await?;
@@ -316,7 +313,7 @@ async fn lab_handset_that_is_busy_gives_busy() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000003";
     lab.script_handset(phone, "answer=busy").await?;
     // The Dial status is the signal here; ChannelDestroyed's cause is not
@@ -357,7 +354,7 @@ async fn lab_handset_hangs_up_when_scripted() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000004";
     // Hangs up 2 s after answering, in the middle of its (slow) keys.
     lab.script_handset(phone, "answer=0;hangup=2;keys=1WWWW2;hold=20")
@@ -389,7 +386,7 @@ async fn inbound_access_number_enters_voicepay() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000005";
     lab.script_handset(phone, "answer=0;hold=30").await?;
     let mut app = lab.app("inbound").await?;
@@ -428,7 +425,7 @@ async fn inbound_while_voicepay_is_down_says_unavailable_and_hangs_up() -> Resul
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000008";
     lab.script_handset(phone, "answer=0;hold=30").await?;
     let mut watcher = lab.app("watch").await?;
@@ -460,7 +457,7 @@ async fn transfer_returns_the_result_to_the_merchant() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000006";
     let code = format!("{}", 100000 + std::process::id() % 800000);
     lab.script_handset(phone, "answer=0;delay=0.5;keys=805137#;hold=30")
@@ -504,7 +501,7 @@ async fn transfer_while_voicepay_is_down_falls_back_to_the_merchant() -> Result<
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let phone = "13700000007";
     let code = format!("{}", 900000 + std::process::id() % 90000);
     lab.script_handset(phone, "answer=0;hold=30").await?;
@@ -531,18 +528,13 @@ async fn transfer_while_voicepay_is_down_falls_back_to_the_merchant() -> Result<
 }
 
 async fn wait_global(lab: &Lab, name: &str, timeout: Duration) -> Result<String> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let v = lab.global(name).await?;
-        if !v.is_empty() {
-            return Ok(v);
+    poll_until(timeout, Duration::from_millis(200), async || {
+        match lab.global(name).await? {
+            v if v.is_empty() => bail!("{name} still unset after {timeout:?}"),
+            v => Ok(v),
         }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{name} still unset after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -550,7 +542,7 @@ async fn softphone_answers_and_keys_rfc4733_dtmf() -> Result<()> {
     let Some(lab) = require_asterisk() else {
         return Ok(());
     };
-    let _g = LOG_WINDOW.read().await;
+    let _g = log_window().await;
     let Some(mut phone) = require_softphone(&lab, "13800138000").await else {
         return Ok(());
     };
@@ -561,7 +553,7 @@ async fn softphone_answers_and_keys_rfc4733_dtmf() -> Result<()> {
     let start = app.wait_channel_event(&id, "StasisStart", secs(15)).await;
     let result = async {
         start.with_context(|| format!("baresip log:\n{}", phone.log_tail()))?;
-        // Let media settle before keying.
+        // Let media settle before keying (nothing on ARI says when it has).
         tokio::time::sleep(Duration::from_millis(500)).await;
         phone.send_dtmf("19#", Duration::from_millis(400)).await?;
         app.dtmf_digits(&id, 3, secs(10)).await

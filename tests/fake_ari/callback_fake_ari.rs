@@ -3,14 +3,10 @@
 //! events, and how it settles orders whose calls were lost when Asterisk
 //! restarted.
 
-#[path = "support/fake_ari.rs"]
-mod fake_ari;
-mod support;
-
-use fake_ari::{channel, event, request, FakeAri, Held, Recorded};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-use support::{order_body, spawn_app_with, Db, TestApp};
+use std::time::Duration;
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Held, Recorded};
+use voicepay_testkit::{order_body, spawn_app_with, test_settings, wait_for, Db, TestApp};
 
 async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
     daemon_with(fake, max_attempts, 100).await
@@ -163,20 +159,21 @@ async fn a_full_node_queues_callbacks_instead_of_failing_them() {
     let fake = FakeAri::start().await;
     let app = daemon_with(&fake, 1, 1).await;
     // Ready once the client has read the channels and reconciled.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), async || {
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();
         let v: Value = r.json().await.unwrap();
         if v["ari"] == "connected" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("never ready: {v}"))
         }
-        assert!(Instant::now() < deadline, "never ready: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let first = new_order(&app, "Q1").await;
     let ch1 = format!("vp-{first}-1");
     request(&fake, originate_of(ch1.clone())).await;
     let second = new_order(&app, "Q2").await;
+    // Time for the worker to pick the second order up, which it must not.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         fake.rest_calls().iter().all(|r| !r.path.contains(&second)),
@@ -262,12 +259,10 @@ async fn asterisk_shutting_down_is_not_the_caller_hanging_up() {
 #[tokio::test]
 async fn a_stopped_nodes_call_is_taken_over_and_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = support::test_settings(Db::Sqlite, dir.path())
-        .await
-        .unwrap();
+    let settings = test_settings(Db::Sqlite, dir.path()).await.unwrap();
 
     // Node B (API only) takes the order; then it "dies" mid-call.
-    let (id, api_key) = order_on_a_node_that_stops(&settings, &support::order_body("T1")).await;
+    let (id, api_key) = order_on_a_node_that_stops(&settings, &order_body("T1")).await;
     let orphan = format!("vp-{id}-1");
     let pool = sqlx::AnyPool::connect(&settings.database.url)
         .await
@@ -384,16 +379,16 @@ async fn stale_claim_of_the_stopped_node(pool: &sqlx::AnyPool, id: &str, channel
 
 /// Waits until `/readyz` says ARI is `want` ("connected" or not).
 async fn ari_ready(app: &TestApp, connected: bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    wait_for(Duration::from_secs(15), async || {
         let r = app.http.get(app.url("/readyz")).send().await.unwrap();
         let v: Value = r.json().await.unwrap();
         if (v["ari"] == "connected") == connected {
-            return;
+            Ok(())
+        } else {
+            Err(format!("ARI never {connected}: {v}"))
         }
-        assert!(Instant::now() < deadline, "ARI never {connected}: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// Keys the confirmation and the PIN on `ch` and waits for the payment.
@@ -447,10 +442,13 @@ async fn answer_and_pay_on_one_attempt(app: &TestApp, fake: &FakeAri, id: &str, 
 async fn an_originate_error_after_its_events_leaves_the_call_running() {
     let (fake, app, id, ch, held) = held_originate("E1").await;
     request(&fake, originate_of(ch.clone())).await;
-    // It rings before the POST is answered.
+    // It rings before the POST is answered. (Nothing outside the daemon
+    // shows that it has read the Dial: give it the time.)
     fake.push(event("Dial", json!({"dialstatus": "", "peer": chan(&ch)})));
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.answer(500);
+    // Time for the error to fail the attempt or queue a retry, which it
+    // must not.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
@@ -479,6 +477,7 @@ async fn an_originate_that_times_out_but_was_placed_is_kept() {
     })
     .await;
     held.answer(200);
+    // Time for the late answer to disturb the attempt, which it must not.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
@@ -520,18 +519,22 @@ async fn a_reconnect_keeps_an_originate_still_in_flight() {
     fake.drop_socket();
     fake.wait_connections(2, Duration::from_secs(10)).await;
     // Reconciled: `GET /channels` read again (without our channel).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fake
-        .rest_calls()
-        .iter()
-        .filter(|r| r.method == "GET" && r.path == "/ari/channels")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "no second channel list");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(10), async || {
+        let lists = fake
+            .rest_calls()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/ari/channels")
+            .count();
+        if lists >= 2 {
+            Ok(())
+        } else {
+            Err("no second channel list")
+        }
+    })
+    .await;
     ari_ready(&app, true).await;
+    // Time for the reconciliation to take the call for lost, which it
+    // must not.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let v = app.order_view(&id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
@@ -570,10 +573,17 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
     fake.drop_socket();
     ari_ready(&app, false).await;
     let before = claim_until(&app, &id).await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Renewed every second (claim_renew_secs) while ARI stays down.
+    wait_for(Duration::from_millis(2_500), async || {
+        let after = claim_until(&app, &id).await;
+        if after > before {
+            Ok(())
+        } else {
+            Err(format!("claim not renewed: {before} -> {after}"))
+        }
+    })
+    .await;
     ari_ready(&app, false).await;
-    let after = claim_until(&app, &id).await;
-    assert!(after > before, "claim not renewed: {before} -> {after}");
     assert_eq!(app.order_view(&id).await["status"], "in_call");
 }
 
@@ -584,10 +594,8 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
 #[tokio::test]
 async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels() {
     let dir = tempfile::tempdir().unwrap();
-    let settings = support::test_settings(Db::Sqlite, dir.path())
-        .await
-        .unwrap();
-    let mut body = support::order_body("T2");
+    let settings = test_settings(Db::Sqlite, dir.path()).await.unwrap();
+    let mut body = order_body("T2");
     body["mode"] = json!("inbound");
     let (id, _) = order_on_a_node_that_stops(&settings, &body).await;
     // Node B's call, by its Asterisk's id; node A's Asterisk has an
@@ -607,8 +615,7 @@ async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels()
     let stop_a = tokio_util::sync::CancellationToken::new();
     tokio::spawn(node_a.run(stop_a.clone()));
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (status, code) = loop {
+    let (status, code) = wait_for(Duration::from_secs(15), async || {
         let (status, code): (String, Option<String>) =
             sqlx::query_as("SELECT status, result_code FROM orders WHERE id = $1")
                 .bind(&id)
@@ -616,11 +623,12 @@ async fn a_stopped_nodes_inbound_call_is_settled_without_touching_our_channels()
                 .await
                 .unwrap();
         if status != "in_call" {
-            break (status, code);
+            Ok((status, code))
+        } else {
+            Err("never settled")
         }
-        assert!(Instant::now() < deadline, "never settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(
         (status.as_str(), code.as_deref()),
         ("failed", Some("call_failed"))

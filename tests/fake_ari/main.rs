@@ -1,0 +1,8 @@
+//! The ARI layer without Asterisk: the ARI client and the call flows against
+//! the scripted fake ARI server (`voicepay_testkit::fake_ari`), and our
+//! event models against the swagger JSON that ships with Asterisk.
+
+mod ari_client;
+mod ari_swagger;
+mod callback_fake_ari;
+mod transfer_inbound_fake_ari;

@@ -1,0 +1,25 @@
+//! voicepay's test kit: what the test binaries (`tests/<layer>/main.rs`,
+//! `tests/*.rs`) and the daemon benchmark share. A dev-only crate, so its
+//! public items are its interface: a helper one binary does not use is not
+//! dead code.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`app`] | [`spawn_app`]: a real voicepay on port 0 with its own SQLite file or PostgreSQL database, and a merchant; [`on_both_stores!`] |
+//! | [`fake_ari`] | a scripted fake of Asterisk's ARI (events WebSocket, REST) |
+//! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
+//! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
+//! | [`secrets`] | the "no secret anywhere" scanner |
+//! | [`wait`] | [`wait_for`]: poll a condition instead of sleeping |
+//! | [`log`] | `TEST_LOG=1`: the daemon's tracing output in tests |
+
+pub mod app;
+pub mod fake_ari;
+pub mod lab;
+pub mod log;
+pub mod receiver;
+pub mod secrets;
+pub mod wait;
+
+pub use app::{order_body, spawn_app, spawn_app_with, test_settings, Db, TestApp};
+pub use wait::{poll_until, wait_for, wait_until};
