@@ -3,11 +3,12 @@
 
 use crate::api::{self, auth::MerchantCache, AppState};
 use crate::bank::StubIssuer;
+use crate::clock::SystemClock;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Vault};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::matcher::{BankMatcher, MatcherConfig};
-use crate::notify::{Notifier, SystemClock};
+use crate::notify::Notifier;
 use crate::store::{now_ms, Store, Transition};
 use crate::telemetry::{Metrics, Readiness};
 use anyhow::Context;

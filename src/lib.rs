@@ -49,6 +49,7 @@ pub mod ari;
 pub mod bank;
 pub mod calls;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod demo;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use voicepay::bank::{Issuer, StubIssuer};
+use voicepay::bank::{IssuerLink, StubIssuer};
 use voicepay::crypto::ZonePinKey;
 use voicepay::domain::CardNumber;
 use voicepay_testkit::lab;

@@ -60,29 +60,29 @@ pub(crate) enum Recorded {
 }
 
 impl Recorded {
-    pub(crate) fn from_outcome(o: &super::Outcome) -> Self {
+    pub(crate) fn from_decision(o: &super::Decision) -> Self {
         match o {
-            super::Outcome::Approved { auth_code } => Recorded::Approved {
+            super::Decision::Approved { auth_code } => Recorded::Approved {
                 auth_code: auth_code.clone(),
             },
-            super::Outcome::WrongSecret { tries_left } => Recorded::WrongSecret {
+            super::Decision::WrongSecret { tries_left } => Recorded::WrongSecret {
                 tries_left: *tries_left,
             },
-            super::Outcome::Declined(code) => Recorded::Declined {
+            super::Decision::Declined(code) => Recorded::Declined {
                 code: code.code().to_owned(),
             },
         }
     }
 
-    pub(crate) fn to_outcome(&self) -> anyhow::Result<super::Outcome> {
+    pub(crate) fn to_decision(&self) -> anyhow::Result<super::Decision> {
         Ok(match self {
-            Recorded::Approved { auth_code } => super::Outcome::Approved {
+            Recorded::Approved { auth_code } => super::Decision::Approved {
                 auth_code: auth_code.clone(),
             },
-            Recorded::WrongSecret { tries_left } => super::Outcome::WrongSecret {
+            Recorded::WrongSecret { tries_left } => super::Decision::WrongSecret {
                 tries_left: *tries_left,
             },
-            Recorded::Declined { code } => super::Outcome::Declined(
+            Recorded::Declined { code } => super::Decision::Declined(
                 ResultCode::parse(code).with_context(|| format!("unknown result code {code:?}"))?,
             ),
         })

@@ -1,5 +1,5 @@
 //! The bank adapter layer: what the matcher asks an issuer, and what it can
-//! hear back. [`Issuer`] is the seam a real acquirer link (ISO 8583) will
+//! hear back. [`IssuerLink`] is the seam a real acquirer link (ISO 8583) will
 //! implement; [`StubIssuer`] implements it with the test cards for the lab
 //! and the tests.
 //!
@@ -23,7 +23,7 @@ mod stub;
 mod tests;
 
 pub use fixtures::FixtureError;
-pub use stub::{CardState, Clock, Latency, StubIssuer};
+pub use stub::{CardState, Latency, StubIssuer};
 
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, ResultCode};
@@ -57,10 +57,12 @@ pub fn builtin_bank_name(card: &str) -> Option<&'static str> {
     fixtures::bank_for(&f.banks, card).map(|b| b.name.as_str())
 }
 
-/// An issuing bank, reached through some protocol. Async without boxing:
-/// callers hold a concrete `I: Issuer` (generic, not `dyn`); `Arc<I>` is one
-/// too, so a test can keep a handle on the stub it gave the matcher.
-pub trait Issuer: Send + Sync {
+/// The link to the card issuer: the in-process stub issuer, or an
+/// acquirer's host (ISO 8583) that routes to the issuer. Async without
+/// boxing: callers hold a concrete `I: IssuerLink` (generic, not `dyn`);
+/// `Arc<I>` is one too, so a test can keep a handle on the stub it gave
+/// the matcher.
+pub trait IssuerLink: Send + Sync {
     /// Asks the issuer to approve and debit one payment.
     fn authorize(
         &self,
@@ -117,13 +119,13 @@ pub enum Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthResponse {
     /// What the issuer decided.
-    pub outcome: Outcome,
+    pub outcome: Decision,
 }
 
-/// The three kinds of final answer, which the matcher handles differently:
-/// success, a retry in the same call, or a final failure.
+/// The issuer's decision on one attempt, in three kinds the matcher handles
+/// differently: success, a retry in the same call, or a final failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Decision {
     /// Approved and debited.
     Approved {
         /// The issuer's approval code, for the merchant's records.
@@ -138,22 +140,22 @@ pub enum Outcome {
 
 impl AuthResponse {
     /// A response with this outcome.
-    pub fn new(outcome: Outcome) -> Self {
+    pub fn new(outcome: Decision) -> Self {
         Self { outcome }
     }
 
     /// The result code the order records (with its respCode).
     pub fn result_code(&self) -> ResultCode {
         match self.outcome {
-            Outcome::Approved { .. } => ResultCode::Approved,
-            Outcome::WrongSecret { .. } => ResultCode::WrongSecret,
-            Outcome::Declined(code) => code,
+            Decision::Approved { .. } => ResultCode::Approved,
+            Decision::WrongSecret { .. } => ResultCode::WrongSecret,
+            Decision::Declined(code) => code,
         }
     }
 
     /// Whether money moved.
     pub fn is_approved(&self) -> bool {
-        matches!(self.outcome, Outcome::Approved { .. })
+        matches!(self.outcome, Decision::Approved { .. })
     }
 }
 
@@ -168,7 +170,7 @@ pub enum IssuerError {
     Unavailable,
 }
 
-impl<I: Issuer> Issuer for Arc<I> {
+impl<I: IssuerLink> IssuerLink for Arc<I> {
     fn authorize(
         &self,
         req: AuthRequest,

@@ -2,6 +2,7 @@
 //! short latencies.
 
 use super::*;
+use crate::clock::SharedClock;
 use crate::crypto::ZonePinKey;
 use crate::domain::PinDigits;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ fn zpk() -> ZonePinKey {
 }
 
 /// A clock the test moves by hand.
-fn fake_clock(start: OffsetDateTime) -> (Arc<Mutex<OffsetDateTime>>, Clock) {
+fn fake_clock(start: OffsetDateTime) -> (Arc<Mutex<OffsetDateTime>>, SharedClock) {
     let now = Arc::new(Mutex::new(start));
     let read = now.clone();
     (now, Arc::new(move || *read.lock().unwrap()))
@@ -75,7 +76,7 @@ async fn approving_cards_debit_their_balance() {
         .authorize(debit("o1:1", "6222000000000017", PIN, 12_345))
         .await
         .unwrap();
-    assert!(matches!(&r.outcome, Outcome::Approved { auth_code } if auth_code.len() == 6));
+    assert!(matches!(&r.outcome, Decision::Approved { auth_code } if auth_code.len() == 6));
     assert_eq!(
         s.available_fen(&card("6222000000000017")),
         Some(10_000_000 - 12_345)
@@ -170,7 +171,7 @@ async fn wrong_credit_secret_or_wrong_kind_of_secret_is_wrong_secret() {
         let r = s.authorize(req).await.unwrap();
         assert_eq!(
             r.outcome,
-            Outcome::WrongSecret { tries_left: None },
+            Decision::WrongSecret { tries_left: None },
             "{key}"
         );
     }
@@ -193,19 +194,19 @@ async fn third_wrong_pin_locks_until_the_next_shanghai_day() {
     };
     assert_eq!(
         tries(1).await,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(2)
         }
     );
     assert_eq!(
         tries(2).await,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(1)
         }
     );
     assert_eq!(
         tries(3).await,
-        Outcome::Declined(ResultCode::PinTriesExceeded)
+        Decision::Declined(ResultCode::PinTriesExceeded)
     );
     // the right PIN is refused for the rest of the day, without debiting
     assert_eq!(
@@ -226,7 +227,7 @@ async fn third_wrong_pin_locks_until_the_next_shanghai_day() {
     );
     assert_eq!(
         tries(4).await,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(2)
         }
     );
@@ -239,14 +240,14 @@ async fn failures_on_either_side_of_midnight_do_not_add_up() {
     let pan = "6222000000000017";
     for key in ["a", "b"] {
         let r = s.authorize(debit(key, pan, "111111", 100)).await.unwrap();
-        assert!(matches!(r.outcome, Outcome::WrongSecret { .. }));
+        assert!(matches!(r.outcome, Decision::WrongSecret { .. }));
     }
     // 00:01 on 2 March in Shanghai: a new day
     *now.lock().unwrap() = datetime!(2026-03-01 16:01 UTC);
     let r = s.authorize(debit("c", pan, "111111", 100)).await.unwrap();
     assert_eq!(
         r.outcome,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(2)
         }
     );
@@ -255,7 +256,7 @@ async fn failures_on_either_side_of_midnight_do_not_add_up() {
     let r = s.authorize(debit("d", pan, "111111", 100)).await.unwrap();
     assert_eq!(
         r.outcome,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(1)
         }
     );
@@ -265,7 +266,7 @@ async fn failures_on_either_side_of_midnight_do_not_add_up() {
         ResultCode::Approved
     );
     let r = s.authorize(debit("f", pan, "111111", 100)).await.unwrap();
-    assert_eq!(r.outcome, Outcome::Declined(ResultCode::PinTriesExceeded));
+    assert_eq!(r.outcome, Decision::Declined(ResultCode::PinTriesExceeded));
 }
 
 #[tokio::test]
@@ -276,7 +277,7 @@ async fn a_block_for_another_card_counts_as_a_wrong_pin() {
     let r = s.authorize(elsewhere).await.unwrap();
     assert_eq!(
         r.outcome,
-        Outcome::WrongSecret {
+        Decision::WrongSecret {
             tries_left: Some(2)
         }
     );
@@ -324,13 +325,15 @@ fn shanghai_day_turns_at_16_utc() {
 
 #[tokio::test]
 async fn concurrent_authorizes_with_one_key_debit_once() {
-    // through `Arc<StubIssuer>`'s own `Issuer` impl, as a matcher holds it
+    // through `Arc<StubIssuer>`'s own `IssuerLink` impl, as a matcher holds it
     let s = Arc::new(stub());
     let pan = "6222000000000017";
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { Issuer::authorize(&s, debit("race", pan, PIN, 1_000)).await })
+            tokio::spawn(
+                async move { IssuerLink::authorize(&s, debit("race", pan, PIN, 1_000)).await },
+            )
         })
         .collect();
     let mut codes = Vec::new();
@@ -550,7 +553,7 @@ async fn a_reopened_state_file_keeps_balances_and_answers() {
     );
     // approval codes go on from where they were, not from the start
     let next = s.authorize(debit("o4:1", pan, PIN, 1)).await.unwrap();
-    let (Outcome::Approved { auth_code: a }, Outcome::Approved { auth_code: b }) =
+    let (Decision::Approved { auth_code: a }, Decision::Approved { auth_code: b }) =
         (&first.outcome, &next.outcome)
     else {
         panic!("both approved: {first:?} {next:?}");
@@ -567,7 +570,7 @@ async fn wrong_pin_tries_survive_a_restart() {
     for key in ["w1", "w2"] {
         let s = durable(&path).with_clock(clock.clone());
         let r = s.authorize(debit(key, pan, "000000", 100)).await.unwrap();
-        assert!(matches!(r.outcome, Outcome::WrongSecret { .. }), "{r:?}");
+        assert!(matches!(r.outcome, Decision::WrongSecret { .. }), "{r:?}");
     }
     let s = durable(&path).with_clock(clock.clone());
     assert_eq!(
@@ -575,7 +578,7 @@ async fn wrong_pin_tries_survive_a_restart() {
             .await
             .unwrap()
             .outcome,
-        Outcome::Declined(ResultCode::PinTriesExceeded),
+        Decision::Declined(ResultCode::PinTriesExceeded),
         "the third wrong PIN of the day, across two restarts"
     );
     drop(s); // the daemon stops: the next one takes the file over

@@ -3,7 +3,7 @@
 
 use crate::domain::Verification;
 use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::Outcome;
+use crate::ivr::Verdict;
 use crate::matcher::{CallRef, Matcher};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ const TEST_CVN2: &[u8] = b"123";
 
 /// Test double (see the module docs):
 /// approves PIN `805137`, or expiry `1230` with CVN2 `123`; anything else is
-/// [`Outcome::WrongSecret`] with the tries left out of [`TRIES`], counted
+/// [`Verdict::WrongSecret`] with the tries left out of [`TRIES`], counted
 /// per order in memory. Moves the order like the real matcher does.
 pub struct PlaceholderMatcher {
     store: Store,
@@ -67,7 +67,7 @@ impl PlaceholderMatcher {
 }
 
 impl TestSecrets {
-    fn decide(&self, order_id: &str, verification: &Verification) -> Outcome {
+    fn decide(&self, order_id: &str, verification: &Verification) -> Verdict {
         let right = match verification {
             Verification::Pin(pin) => same(pin.expose(), TEST_PIN),
             Verification::Card { expiry, cvn2 } => {
@@ -80,7 +80,7 @@ impl TestSecrets {
         let mut wrong = self.wrong.lock().unwrap_or_else(|e| e.into_inner());
         if right {
             wrong.remove(order_id);
-            return Outcome::Approved;
+            return Verdict::Approved;
         }
         let n = wrong.entry(order_id.to_owned()).or_insert(0);
         *n = n.saturating_add(1);
@@ -88,7 +88,7 @@ impl TestSecrets {
         if tries_left == 0 {
             wrong.remove(order_id);
         }
-        Outcome::WrongSecret { tries_left }
+        Verdict::WrongSecret { tries_left }
     }
 }
 
@@ -98,7 +98,7 @@ impl Matcher for PlaceholderMatcher {
         order_id: &str,
         _call: CallRef<'_>,
         verification: Verification,
-    ) -> Outcome {
+    ) -> Verdict {
         let to_bank = Transition {
             from: OrderStatus::InCall,
             to: OrderStatus::Authorizing,
@@ -107,16 +107,16 @@ impl Matcher for PlaceholderMatcher {
         };
         if !self.move_order(order_id, to_bank).await {
             drop(verification);
-            return Outcome::Failed(self.stopped_reason(order_id).await);
+            return Verdict::Failed(self.stopped_reason(order_id).await);
         }
         let outcome = self.secrets.decide(order_id, &verification);
         // Wipes the digits before anything else happens.
         drop(verification);
         tracing::info!(order = %order_id, ?outcome, "placeholder matcher answered");
         let (to, result, detail) = match outcome {
-            Outcome::Approved => (OrderStatus::Succeeded, Some(ResultCode::Approved), None),
-            Outcome::WrongSecret { .. } => (OrderStatus::InCall, None, Some("wrong secret")),
-            Outcome::Failed(code) => (OrderStatus::Failed, Some(code), None),
+            Verdict::Approved => (OrderStatus::Succeeded, Some(ResultCode::Approved), None),
+            Verdict::WrongSecret { .. } => (OrderStatus::InCall, None, Some("wrong secret")),
+            Verdict::Failed(code) => (OrderStatus::Failed, Some(code), None),
         };
         let answered = Transition {
             from: OrderStatus::Authorizing,
@@ -148,13 +148,13 @@ mod tests {
         let m = TestSecrets::default();
         assert_eq!(
             m.decide("o1", &pin("111111")),
-            Outcome::WrongSecret { tries_left: 2 }
+            Verdict::WrongSecret { tries_left: 2 }
         );
-        assert_eq!(m.decide("o1", &pin("805137")), Outcome::Approved);
+        assert_eq!(m.decide("o1", &pin("805137")), Verdict::Approved);
         for left in [2, 1, 0] {
             assert_eq!(
                 m.decide("o2", &pin("000000")),
-                Outcome::WrongSecret { tries_left: left }
+                Verdict::WrongSecret { tries_left: left }
             );
         }
     }
@@ -166,10 +166,10 @@ mod tests {
             expiry: Expiry::parse(e).unwrap(),
             cvn2: Cvn2::parse(c).unwrap(),
         };
-        assert_eq!(m.decide("o", &card("1230", "123")), Outcome::Approved);
+        assert_eq!(m.decide("o", &card("1230", "123")), Verdict::Approved);
         assert_eq!(
             m.decide("o", &card("1230", "124")),
-            Outcome::WrongSecret { tries_left: 2 }
+            Verdict::WrongSecret { tries_left: 2 }
         );
     }
 }

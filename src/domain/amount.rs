@@ -5,6 +5,11 @@ use super::Invalid;
 pub struct Amount(i64);
 
 impl Amount {
+    /// Accepts `fen` (1 fen = 0.01 CNY) when `1 <= fen <= max`, `max` being
+    /// the cap in fen (the API passes the configured `orders.max_amount`).
+    ///
+    /// # Errors
+    /// `invalid_amount` when `fen < 1`; `amount_too_large` when `fen > max`.
     pub fn parse(fen: i64, max: i64) -> Result<Self, Invalid> {
         if fen < 1 {
             return Err(Invalid::new(
@@ -21,6 +26,7 @@ impl Amount {
         Ok(Self(fen))
     }
 
+    /// The amount in fen (0.01 CNY).
     pub fn fen(self) -> i64 {
         self.0
     }

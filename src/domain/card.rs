@@ -10,12 +10,16 @@ pub struct CardNumber(String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CardKind {
+    /// Debit card: the cardholder keys the PIN.
     Debit,
+    /// Credit card: the cardholder keys the expiry and the CVN2.
     Credit,
+    /// The BIN is not in the known list; the IVR asks for a PIN, as for debit.
     Unknown,
 }
 
 impl CardKind {
+    /// The stored and serialized name: `debit`, `credit` or `unknown`.
     pub fn as_str(self) -> &'static str {
         match self {
             CardKind::Debit => "debit",
@@ -58,6 +62,12 @@ const BINS: &[(&str, CardKind)] = &[
 ];
 
 impl CardNumber {
+    /// Accepts 16 to 19 ASCII digits (no spaces or separators) whose last
+    /// digit is a valid Luhn check digit.
+    ///
+    /// # Errors
+    /// `invalid_card_number` when the length, a character or the Luhn check
+    /// is wrong; the message says which.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if !(16..=19).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
@@ -84,10 +94,13 @@ impl CardNumber {
         mask(&self.0, 6, 4)
     }
 
+    /// The last four digits.
     pub fn last4(&self) -> &str {
         &self.0[self.0.len() - 4..]
     }
 
+    /// Debit or credit from the first six digits (BIN);
+    /// [`CardKind::Unknown`] when the BIN is not known.
     pub fn kind(&self) -> CardKind {
         BINS.iter()
             .find(|(bin, _)| self.0.starts_with(bin))

@@ -10,6 +10,13 @@ const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 const CHECK: [u8; 11] = *b"10X98765432";
 
 impl IdNumber {
+    /// Accepts 18 characters: 17 digits and a check character (a digit, or
+    /// `X` in either case, kept upper-case) that matches the GB 11643 weights,
+    /// with a real calendar date between 1900 and today in positions 7-14.
+    ///
+    /// # Errors
+    /// `invalid_id_number` for a wrong length or character, a wrong check
+    /// character or an impossible or future birth date.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let upper = s.to_ascii_uppercase();
         let b = upper.as_bytes();
@@ -39,10 +46,12 @@ impl IdNumber {
         Ok(Self(upper))
     }
 
+    /// The full number, for encryption and the bank link only.
     pub fn expose(&self) -> &str {
         &self.0
     }
 
+    /// First six and last four characters, the rest `*`.
     pub fn masked(&self) -> String {
         mask(&self.0, 6, 4)
     }

@@ -2,6 +2,8 @@
 //! is the only way to build the type, so the rest of the program never sees an
 //! unchecked card number, ID number, phone or amount.
 
+#![warn(missing_docs)]
+
 mod amount;
 mod card;
 mod id_number;
@@ -22,11 +24,14 @@ pub use text::{Description, MerchantOrderId, NotifyUrl};
 /// Never carries the refused value itself (it may be a card number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
+    /// Stable snake_case code, e.g. `invalid_card_number`; part of the API.
     pub code: &'static str,
+    /// An English sentence saying what is wrong, without the value.
     pub message: String,
 }
 
 impl Invalid {
+    /// A refusal with a stable `code` and a `message` for people.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -43,7 +48,8 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// Masks all but the first `head` and last `tail` characters.
+/// Masks all but the first `head` and last `tail` characters with `*`; a
+/// value of at most `head + tail` characters is masked entirely.
 pub fn mask(value: &str, head: usize, tail: usize) -> String {
     let n = value.chars().count();
     if n <= head + tail {

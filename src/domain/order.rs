@@ -7,17 +7,30 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
+    /// Created and waiting: a callback for its (next) attempt, a transfer or
+    /// inbound order for the cardholder's call.
     Pending,
+    /// A node has claimed the callback and is placing the call (ringing).
     Calling,
+    /// The cardholder is on the line in the IVR: answered, transferred in or
+    /// dialled in.
     InCall,
+    /// The keyed secret has gone to the issuer; the order can no longer be
+    /// cancelled or expire, only the bank's answer (or a query) settles it.
     Authorizing,
+    /// Final: the issuer approved the payment.
     Succeeded,
+    /// Final: declined by the issuer, or the call ended without a payment
+    /// (see the order's [`ResultCode`]).
     Failed,
+    /// Final: cancelled by the merchant before authorization.
     Cancelled,
+    /// Final: the order's deadline passed before authorization.
     Expired,
 }
 
 impl OrderStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [OrderStatus; 8] = [
         OrderStatus::Pending,
         OrderStatus::Calling,
@@ -29,6 +42,7 @@ impl OrderStatus {
         OrderStatus::Expired,
     ];
 
+    /// The snake_case name used in the database, the API and webhooks.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "pending",
@@ -42,10 +56,13 @@ impl OrderStatus {
         }
     }
 
+    /// The status named `s` (as [`OrderStatus::as_str`] writes it); `None`
+    /// for any other string.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// Succeeded, failed, cancelled or expired: no edge leaves it.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -98,6 +115,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The snake_case name used in the database and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Callback => "callback",
@@ -106,6 +124,10 @@ impl Mode {
         }
     }
 
+    /// Accepts exactly `callback`, `transfer` or `inbound`.
+    ///
+    /// # Errors
+    /// `invalid_mode` for any other string.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         match s {
             "callback" => Ok(Mode::Callback),
@@ -123,11 +145,14 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
+    /// Mandarin Chinese, the default.
     Zh,
+    /// English.
     En,
 }
 
 impl Language {
+    /// The code used in the database and the API: `zh` or `en`.
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Zh => "zh",
@@ -135,6 +160,10 @@ impl Language {
         }
     }
 
+    /// Accepts exactly `zh` or `en`.
+    ///
+    /// # Errors
+    /// `invalid_language` for any other string.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         match s {
             "zh" => Ok(Language::Zh),
@@ -151,27 +180,52 @@ impl Language {
 /// the bank gave one. The snake_case names are a stable API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultCode {
+    /// `approved`, respCode `00`: the issuer approved the payment.
     Approved,
+    /// `invalid_card`, respCode `61`: the card number is not valid at the
+    /// issuer.
     InvalidCard,
+    /// `insufficient_funds`, respCode `64`.
     InsufficientFunds,
+    /// `wrong_secret`, respCode `65`: wrong PIN, or wrong expiry / CVN2.
     WrongSecret,
+    /// `id_mismatch`, respCode `66`: the ID number is not the cardholder's.
     IdMismatch,
+    /// `pin_tries_exceeded`, respCode `67`: too many wrong PINs today; PIN
+    /// payments with the card are locked until the next day.
     PinTriesExceeded,
+    /// `input_timeout`, respCode `69`: the cardholder did not key the input
+    /// in time.
     InputTimeout,
+    /// `card_expired`, respCode `73`.
     CardExpired,
+    /// `card_restricted`, respCode `63`: reported lost or blocked.
     CardRestricted,
+    /// `over_limit`, respCode `33`: the amount is over the card's limit.
     OverLimit,
+    /// `issuer_unavailable`, respCode `03`: the issuer could not be reached or
+    /// never saw the authorization.
     IssuerUnavailable,
+    /// `no_answer`, no respCode: the callback was not answered.
     NoAnswer,
+    /// `busy`, no respCode: the cardholder's line was busy.
     Busy,
+    /// `call_failed`, no respCode: the call could not be placed, or was cut
+    /// off by the telephone system with no attempt left.
     CallFailed,
+    /// `caller_hung_up`, no respCode: the cardholder hung up before the
+    /// payment completed.
     CallerHungUp,
+    /// `caller_cancelled`, no respCode: the cardholder cancelled on the phone.
     CallerCancelled,
+    /// `merchant_cancelled`, no respCode: the merchant cancelled the order.
     MerchantCancelled,
+    /// `order_expired`, no respCode: the order expired before it was paid.
     OrderExpired,
 }
 
 impl ResultCode {
+    /// Every result code, in declaration order.
     pub const ALL: [ResultCode; 18] = [
         ResultCode::Approved,
         ResultCode::InvalidCard,
@@ -193,6 +247,7 @@ impl ResultCode {
         ResultCode::OrderExpired,
     ];
 
+    /// The stable snake_case name (the API's `result.code`).
     pub fn code(self) -> &'static str {
         use ResultCode::*;
         match self {
@@ -217,7 +272,8 @@ impl ResultCode {
         }
     }
 
-    /// The issuer's numeric code, for outcomes the bank decided.
+    /// The UnionPay two-digit respCode (the API's `result.resp_code`), for the
+    /// outcomes that have one; `None` for call and order outcomes.
     pub fn resp_code(self) -> Option<&'static str> {
         use ResultCode::*;
         Some(match self {
@@ -236,6 +292,8 @@ impl ResultCode {
         })
     }
 
+    /// A one-sentence English explanation for the merchant (the API's
+    /// `result.message`).
     pub fn message(self) -> &'static str {
         use ResultCode::*;
         match self {
@@ -262,6 +320,8 @@ impl ResultCode {
         }
     }
 
+    /// The result named `code` (as [`ResultCode::code`] writes it); `None`
+    /// for any other string.
     pub fn parse(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.code() == code)
     }

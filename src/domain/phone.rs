@@ -5,7 +5,11 @@ use super::Invalid;
 pub struct Phone(String);
 
 impl Phone {
-    /// Accepts `+86`, `0086` or `86` in front of the 11 digits and drops it.
+    /// Accepts a mainland mobile number, `1[3-9]` and 9 more digits, with
+    /// `+86`, `0086` or `86` in front of the 11 digits optional and dropped.
+    ///
+    /// # Errors
+    /// `invalid_phone` for anything else (spaces, other countries, landlines).
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let bare = ["+86", "0086", "86"]
             .iter()
@@ -26,6 +30,7 @@ impl Phone {
         }
     }
 
+    /// The bare 11 digits, without a country prefix.
     pub fn as_str(&self) -> &str {
         &self.0
     }

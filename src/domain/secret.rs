@@ -24,7 +24,10 @@ macro_rules! secret_digits {
         pub struct $name([u8; $len]);
 
         impl $name {
-            /// The only way in: exactly the right number of ASCII digits.
+            /// The only way in: exactly the type's number of ASCII digits
+            /// (6 for a PIN, 3 for a CVN2, 4 for an expiry), nothing else;
+            /// `None` otherwise (no [`Invalid`](super::Invalid): a secret is
+            /// keyed on the phone, where the IVR counts it as an invalid entry).
             pub fn parse(digits: &str) -> Option<Self> {
                 let bytes = digits.as_bytes();
                 (bytes.len() == $len && all_digits(bytes)).then(|| {

@@ -5,6 +5,10 @@ use super::Invalid;
 pub struct MerchantOrderId(String);
 
 impl MerchantOrderId {
+    /// Accepts 1 to 32 ASCII letters or digits.
+    ///
+    /// # Errors
+    /// `invalid_merchant_order_id` for anything else.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
             Ok(Self(s.to_owned()))
@@ -16,6 +20,7 @@ impl MerchantOrderId {
         }
     }
 
+    /// The reference as the merchant sent it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -26,6 +31,11 @@ impl MerchantOrderId {
 pub struct Description(String);
 
 impl Description {
+    /// Accepts at most 128 characters (Unicode scalar values, empty allowed)
+    /// with no control characters.
+    ///
+    /// # Errors
+    /// `invalid_description` when longer or when it holds a control character.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.chars().count() > 128 || s.chars().any(char::is_control) {
             return Err(Invalid::new(
@@ -36,6 +46,7 @@ impl Description {
         Ok(Self(s.to_owned()))
     }
 
+    /// The text as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -46,6 +57,12 @@ impl Description {
 pub struct NotifyUrl(String);
 
 impl NotifyUrl {
+    /// Accepts an absolute `http` or `https` URL of at most 2048 bytes with a
+    /// host and no user name or password in it.
+    ///
+    /// # Errors
+    /// `invalid_notify_url` when unparsable, too long, of another scheme,
+    /// without a host, or carrying credentials.
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let bad = || {
             Invalid::new(
@@ -69,6 +86,7 @@ impl NotifyUrl {
         Ok(Self(s.to_owned()))
     }
 
+    /// The URL exactly as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }

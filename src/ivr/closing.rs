@@ -4,20 +4,20 @@
 
 use super::retry::tries_left_media;
 use super::speech::sound;
-use super::{Action, CallOutcome, Ivr, Outcome, Phase};
+use super::{Action, CallOutcome, Ivr, Phase, Verdict};
 use crate::domain::ResultCode;
 
 impl Ivr {
-    pub(super) fn on_result(&mut self, outcome: Outcome, out: &mut Vec<Action>) {
+    pub(super) fn on_result(&mut self, outcome: Verdict, out: &mut Vec<Action>) {
         if self.phase != Phase::Verifying {
             return;
         }
         match outcome {
             // A "failure" that says approved is still money taken: say so.
-            Outcome::Approved | Outcome::Failed(ResultCode::Approved) => {
+            Verdict::Approved | Verdict::Failed(ResultCode::Approved) => {
                 self.end(&["success", "goodbye"], CallOutcome::Approved, out)
             }
-            Outcome::WrongSecret { tries_left } => {
+            Verdict::WrongSecret { tries_left } => {
                 let ours = self.config.secret_tries.saturating_sub(self.submitted);
                 let left = tries_left.min(ours);
                 let wrong = CallOutcome::Failed(ResultCode::WrongSecret);
@@ -36,7 +36,7 @@ impl Ivr {
                     self.begin_entry(field, lead, out);
                 }
             }
-            Outcome::Failed(code) => {
+            Verdict::Failed(code) => {
                 let prompt = fail_prompt(code);
                 let names: Vec<&str> = prompt.iter().copied().chain(["goodbye"]).collect();
                 self.end(&names, CallOutcome::Failed(code), out);

@@ -12,9 +12,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId(pub u64);
 
-/// The bank's answer to a submitted secret, as the matcher reports it.
+/// The verdict on a submitted secret, as the matcher reports it to the IVR
+/// (the issuer's decision and the matcher's own
+/// refusals, in what the caller is told).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Verdict {
     /// Paid.
     Approved,
     /// Wrong PIN or card details; the caller may try again while tries are left.
@@ -59,7 +61,7 @@ pub enum Event {
         timer: TimerId,
     },
     /// The matcher's answer to [`Action::Submit`].
-    VerificationResult(Outcome),
+    VerificationResult(Verdict),
     /// The caller hung up (or the channel is gone).
     Hangup,
 }

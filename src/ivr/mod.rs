@@ -35,7 +35,7 @@ mod tests;
 mod timers;
 
 pub use config::{CallInfo, IvrConfig};
-pub use event::{Action, CallOutcome, Event, Outcome, TimerId};
+pub use event::{Action, CallOutcome, Event, TimerId, Verdict};
 
 use crate::domain::Expiry;
 use digits::DigitBuf;

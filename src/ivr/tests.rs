@@ -219,7 +219,7 @@ fn debit_payment_from_start_to_hang_up() {
     );
     assert!(call.done("p3").is_empty(), "no digit timer while verifying");
     assert_eq!(
-        call.ev(Event::VerificationResult(Outcome::Approved)),
+        call.ev(Event::VerificationResult(Verdict::Approved)),
         [
             play("p4", &["success", "goodbye"]),
             Action::Finish(CallOutcome::Approved),
@@ -421,7 +421,7 @@ fn max_call_during_verification_waits_for_the_bank() {
     call.key("111111");
     call.after(200);
     assert!(call.fire(1).is_empty());
-    let actions = call.ev(Event::VerificationResult(Outcome::WrongSecret {
+    let actions = call.ev(Event::VerificationResult(Verdict::WrongSecret {
         tries_left: 2,
     }));
     assert_eq!(
@@ -439,7 +439,7 @@ fn max_call_during_verification_waits_for_the_bank() {
     let mut call = Call::at_entry(CardKind::Debit);
     call.key("111111");
     call.after(200).fire(1);
-    let actions = call.ev(Event::VerificationResult(Outcome::Approved));
+    let actions = call.ev(Event::VerificationResult(Verdict::Approved));
     assert_eq!(actions[2], Action::Finish(CallOutcome::Approved));
 }
 
@@ -517,7 +517,7 @@ fn hang_up_while_verifying_leaves_the_outcome_to_the_bank() {
         [Action::Finish(CallOutcome::HungUpAwaitingBank), cancel(1)]
     );
     assert!(call
-        .ev(Event::VerificationResult(Outcome::Approved))
+        .ev(Event::VerificationResult(Verdict::Approved))
         .is_empty());
 }
 
@@ -579,7 +579,7 @@ fn wrong_secret_then_right_secret_in_one_call() {
     let mut call = Call::at_entry(CardKind::Debit);
     let mut all = call.key("111111");
     call.done("p3");
-    let actions = call.ev(Event::VerificationResult(Outcome::WrongSecret {
+    let actions = call.ev(Event::VerificationResult(Verdict::WrongSecret {
         tries_left: 2,
     }));
     assert_eq!(
@@ -597,7 +597,7 @@ fn wrong_secret_then_right_secret_in_one_call() {
     );
     all.extend(actions);
     all.extend(call.key("123456"));
-    all.extend(call.ev(Event::VerificationResult(Outcome::Approved)));
+    all.extend(call.ev(Event::VerificationResult(Verdict::Approved)));
     assert_eq!(submits(&all), 2);
     assert!(all.contains(&pin("111111")) && all.contains(&pin("123456")));
     assert!(all.contains(&Action::Finish(CallOutcome::Approved)));
@@ -609,7 +609,7 @@ fn wrong_secret_then_right_secret_in_one_call() {
 fn wrong_secret_for_a_credit_card_asks_for_the_expiry_again() {
     let mut call = Call::at_entry(CardKind::Credit);
     call.key("1227123");
-    let actions = call.ev(Event::VerificationResult(Outcome::WrongSecret {
+    let actions = call.ev(Event::VerificationResult(Verdict::WrongSecret {
         tries_left: 1,
     }));
     assert_eq!(
@@ -631,7 +631,7 @@ fn wrong_secret_for_a_credit_card_asks_for_the_expiry_again() {
 fn wrong_secret_exhausted_ends_the_call() {
     // The bank allows more than the call does: the call's 3 tries win.
     let mut call = Call::at_entry(CardKind::Debit);
-    let wrong = Outcome::WrongSecret { tries_left: 9 };
+    let wrong = Verdict::WrongSecret { tries_left: 9 };
     for _ in 0..2 {
         call.key("111111");
         let actions = call.ev(Event::VerificationResult(wrong));
@@ -650,7 +650,7 @@ fn wrong_secret_exhausted_ends_the_call() {
     // The bank says no tries are left (earlier calls used them).
     let mut call = Call::at_entry(CardKind::Debit);
     call.key("111111");
-    let actions = call.ev(Event::VerificationResult(Outcome::WrongSecret {
+    let actions = call.ev(Event::VerificationResult(Verdict::WrongSecret {
         tries_left: 0,
     }));
     assert_eq!(actions[2], failed(ResultCode::WrongSecret));
@@ -663,7 +663,7 @@ fn bank_failure_codes_are_said_and_reported() {
     call.done("p3");
     let code = ResultCode::PinTriesExceeded;
     assert_eq!(
-        call.ev(Event::VerificationResult(Outcome::Failed(code))),
+        call.ev(Event::VerificationResult(Verdict::Failed(code))),
         [
             play("p4", &["fail-pin_tries_exceeded", "goodbye"]),
             failed(code),
@@ -676,7 +676,7 @@ fn bank_failure_codes_are_said_and_reported() {
     call.key("111111");
     call.done("p3");
     let code = ResultCode::MerchantCancelled;
-    let actions = call.ev(Event::VerificationResult(Outcome::Failed(code)));
+    let actions = call.ev(Event::VerificationResult(Verdict::Failed(code)));
     assert_eq!(actions[..2], [play("p4", &["goodbye"]), failed(code)]);
 }
 

@@ -4,14 +4,14 @@
 //! under the same idempotency key (never a second authorization).
 
 use super::{Answer, BankMatcher};
-use crate::bank::{AuthRequest, Issuer, IssuerError, Secret};
+use crate::bank::{AuthRequest, IssuerError, IssuerLink, Secret};
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, Verification};
 use crate::store::OrderRow;
 use anyhow::Context;
 use std::time::Duration;
 
-impl<I: Issuer> BankMatcher<I> {
+impl<I: IssuerLink> BankMatcher<I> {
     /// The request for this attempt: the order's card and ID number opened
     /// from the vault, the PIN enciphered into a block (the digits are wiped
     /// when `verification` drops here) or expiry and CVN2 moved in.

@@ -15,12 +15,12 @@
 
 use super::BankMatcher;
 use super::{CallRef, Via};
-use crate::bank::Issuer;
+use crate::bank::IssuerLink;
 use crate::domain::{Phone, ResultCode};
-use crate::ivr::Outcome;
+use crate::ivr::Verdict;
 use crate::store::OrderRow;
 
-impl<I: Issuer> BankMatcher<I> {
+impl<I: IssuerLink> BankMatcher<I> {
     /// Whether `call` may pay `order` (see the module docs).
     pub(super) async fn call_belongs(
         &self,
@@ -53,7 +53,7 @@ impl<I: Issuer> BankMatcher<I> {
         &self,
         order: &OrderRow,
         call: CallRef<'_>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Verdict> {
         tracing::warn!(
             order = %order.id,
             channel = %call.channel_id,
@@ -64,7 +64,7 @@ impl<I: Issuer> BankMatcher<I> {
         self.store
             .append_event(&order.id, "matcher", detail, self.now_ms())
             .await?;
-        Ok(Outcome::Failed(ResultCode::OrderExpired))
+        Ok(Verdict::Failed(ResultCode::OrderExpired))
     }
 }
 

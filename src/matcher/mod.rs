@@ -45,27 +45,27 @@ pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
 
-use crate::bank::{self, shanghai_day, AuthResponse, Issuer, PIN_TRIES_PER_DAY};
+use crate::bank::{shanghai_day, AuthResponse, IssuerLink, PIN_TRIES_PER_DAY};
+use crate::clock::{SharedClock, SystemClock};
 use crate::crypto::{Vault, ZonePinKey};
 use crate::domain::{OrderStatus, ResultCode, Verification};
-use crate::ivr::Outcome;
+use crate::ivr::Verdict;
 use crate::store::{OrderRow, Store, Transition};
 use std::sync::Arc;
-use time::OffsetDateTime;
 
 /// The real matcher: orders from the [`Store`], cards opened with the
 /// [`Vault`], PINs enciphered with the zone PIN key, answers from an
-/// [`Issuer`].
-pub struct BankMatcher<I: Issuer> {
+/// [`IssuerLink`].
+pub struct BankMatcher<I: IssuerLink> {
     store: Store,
     vault: Arc<Vault>,
     zpk: ZonePinKey,
     issuer: I,
     config: MatcherConfig,
-    clock: bank::Clock,
+    clock: SharedClock,
 }
 
-impl<I: Issuer> std::fmt::Debug for BankMatcher<I> {
+impl<I: IssuerLink> std::fmt::Debug for BankMatcher<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BankMatcher")
             .field("config", &self.config)
@@ -84,7 +84,7 @@ enum Answer {
     Unknown,
 }
 
-impl<I: Issuer> BankMatcher<I> {
+impl<I: IssuerLink> BankMatcher<I> {
     /// A matcher on the wall clock.
     pub fn new(
         store: Store,
@@ -99,13 +99,13 @@ impl<I: Issuer> BankMatcher<I> {
             zpk,
             issuer,
             config,
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: Arc::new(SystemClock),
         }
     }
 
     /// Replaces the clock (order windows, the Shanghai day of PIN tries),
     /// so tests can cross midnight.
-    pub fn with_clock(mut self, clock: bank::Clock) -> Self {
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -137,14 +137,14 @@ impl<I: Issuer> BankMatcher<I> {
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
-    ) -> Outcome {
+    ) -> Verdict {
         match self.try_verify(order_id, call, verification).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 // The order stays where it is: if it reached `authorizing`,
                 // recovery settles it by query.
                 tracing::error!(order = %order_id, error = format!("{e:#}"), "verification failed");
-                Outcome::Failed(ResultCode::IssuerUnavailable)
+                Verdict::Failed(ResultCode::IssuerUnavailable)
             }
         }
     }
@@ -154,9 +154,9 @@ impl<I: Issuer> BankMatcher<I> {
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Verdict> {
         let Some(order) = self.store.order(order_id).await? else {
-            return Ok(Outcome::Failed(ResultCode::OrderExpired));
+            return Ok(Verdict::Failed(ResultCode::OrderExpired));
         };
         if !self.call_belongs(&order, call).await? {
             drop(verification);
@@ -205,7 +205,7 @@ impl<I: Issuer> BankMatcher<I> {
                     Some("card data unreadable"),
                 )
                 .await?;
-                return Ok(Outcome::Failed(code));
+                return Ok(Verdict::Failed(code));
             }
         };
         self.event(order_id, &format!("authorize attempt {attempt}"))
@@ -221,7 +221,7 @@ impl<I: Issuer> BankMatcher<I> {
         &self,
         order: &OrderRow,
         pin: bool,
-    ) -> anyhow::Result<Option<Outcome>> {
+    ) -> anyhow::Result<Option<Verdict>> {
         let now = self.now_ms();
         if now >= order.expires_at {
             let code = ResultCode::OrderExpired;
@@ -230,7 +230,7 @@ impl<I: Issuer> BankMatcher<I> {
                 .stop_order(&order.id, OrderStatus::Expired, code)
                 .await?;
             if stopped.is_some() {
-                return Ok(Some(Outcome::Failed(code)));
+                return Ok(Some(Verdict::Failed(code)));
             }
             return self.settled_or_wait(&order.id).await.map(Some);
         }
@@ -245,13 +245,13 @@ impl<I: Issuer> BankMatcher<I> {
         };
         if self.store.transition(&order.id, t, now).await? {
             tracing::info!(order = %order.id, card = %order.card_masked, "PIN payments locked for this card today");
-            return Ok(Some(Outcome::Failed(ResultCode::PinTriesExceeded)));
+            return Ok(Some(Verdict::Failed(ResultCode::PinTriesExceeded)));
         }
         self.settled_or_wait(&order.id).await.map(Some)
     }
 
     async fn pin_tries_today(&self, order: &OrderRow) -> anyhow::Result<i64> {
-        let day = shanghai_day((self.clock)()).to_string();
+        let day = shanghai_day(self.clock.now()).to_string();
         Ok(self.store.pin_tries(&order.card_fp, &day).await?)
     }
 
@@ -263,7 +263,7 @@ impl<I: Issuer> BankMatcher<I> {
         key: &str,
         at_least: i64,
     ) -> anyhow::Result<i64> {
-        let day = shanghai_day((self.clock)()).to_string();
+        let day = shanghai_day(self.clock.now()).to_string();
         Ok(self
             .store
             .record_wrong_pin(&order.card_fp, &day, key, at_least, self.now_ms())
@@ -279,17 +279,17 @@ impl<I: Issuer> BankMatcher<I> {
     }
 
     fn now_ms(&self) -> i64 {
-        ((self.clock)().unix_timestamp_nanos() / 1_000_000) as i64
+        self.clock.now_ms()
     }
 }
 
-impl<I: Issuer> Matcher for BankMatcher<I> {
+impl<I: IssuerLink> Matcher for BankMatcher<I> {
     async fn verify(
         &self,
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
-    ) -> Outcome {
+    ) -> Verdict {
         BankMatcher::verify(self, order_id, call, verification).await
     }
 }

@@ -1,6 +1,6 @@
 //! The matcher's port: what the call code calls. The IVR hands over the
 //! secret with the identity of the call it was keyed on; the matcher
-//! answers with the bank's [`Outcome`].
+//! answers with the bank's [`Verdict`].
 //!
 //! The daemon's implementation is [`BankMatcher`](super::BankMatcher) (the
 //! call belongs to the order, order window, PIN block, issuer link, day-wide
@@ -8,7 +8,7 @@
 //! the runner use a fake.
 
 use crate::domain::{Mode, Verification};
-use crate::ivr::Outcome;
+use crate::ivr::Verdict;
 use std::future::Future;
 
 /// How a call came to pay its order: what the matcher checks the call
@@ -85,5 +85,5 @@ pub trait Matcher: Send + Sync {
         order_id: &str,
         call: CallRef<'_>,
         verification: Verification,
-    ) -> impl Future<Output = Outcome> + Send;
+    ) -> impl Future<Output = Verdict> + Send;
 }

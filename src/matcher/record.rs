@@ -3,16 +3,16 @@
 //! what a verification that did not hold the order answers the caller.
 
 use super::{remaining, Answer, BankMatcher};
-use crate::bank::{self, Issuer, PIN_TRIES_PER_DAY};
+use crate::bank::{self, IssuerLink, PIN_TRIES_PER_DAY};
 use crate::crypto::random_hex;
 use crate::domain::CardKind;
 use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::Outcome;
+use crate::ivr::Verdict;
 use crate::store::{NewBinding, OrderRow, Transition};
 use anyhow::Context;
 use std::time::Duration;
 
-impl<I: Issuer> BankMatcher<I> {
+impl<I: IssuerLink> BankMatcher<I> {
     /// Moves the order from `authorizing` by the issuer's answer and says
     /// what the IVR should tell the caller. `live`: the caller is still on
     /// the line (a wrong secret goes back to them); recovery passes false.
@@ -23,7 +23,7 @@ impl<I: Issuer> BankMatcher<I> {
         pin: bool,
         answer: Answer,
         live: bool,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Verdict> {
         let id = order.id.as_str();
         let resp = match answer {
             Answer::Known(resp) => resp,
@@ -41,15 +41,15 @@ impl<I: Issuer> BankMatcher<I> {
                     Some("no answer from the issuer"),
                 )
                 .await?;
-                return Ok(Outcome::Failed(code));
+                return Ok(Verdict::Failed(code));
             }
             Answer::Unknown => {
                 tracing::warn!(order = %id, "the issuer's answer is unknown; left in authorizing for recovery");
-                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
+                return Ok(Verdict::Failed(ResultCode::IssuerUnavailable));
             }
         };
         match resp.outcome {
-            bank::Outcome::Approved { auth_code } => {
+            bank::Decision::Approved { auth_code } => {
                 let detail = format!("auth {auth_code}");
                 let code = Some(ResultCode::Approved);
                 if !self
@@ -60,9 +60,9 @@ impl<I: Issuer> BankMatcher<I> {
                 }
                 tracing::info!(order = %id, card = %order.card_masked, "payment approved");
                 self.bind(order).await;
-                Ok(Outcome::Approved)
+                Ok(Verdict::Approved)
             }
-            bank::Outcome::WrongSecret { tries_left } => {
+            bank::Decision::WrongSecret { tries_left } => {
                 let mut left = tries_left.unwrap_or(PIN_TRIES_PER_DAY);
                 if pin {
                     let used = self.count_wrong_pin(order, key, 1).await?;
@@ -83,11 +83,11 @@ impl<I: Issuer> BankMatcher<I> {
                     return self.settled_outcome_of(id).await;
                 }
                 Ok(match code {
-                    Some(code) => Outcome::Failed(code),
-                    None => Outcome::WrongSecret { tries_left: left },
+                    Some(code) => Verdict::Failed(code),
+                    None => Verdict::WrongSecret { tries_left: left },
                 })
             }
-            bank::Outcome::Declined(code) => {
+            bank::Decision::Declined(code) => {
                 if pin && code == ResultCode::PinTriesExceeded {
                     self.count_wrong_pin(order, key, i64::from(PIN_TRIES_PER_DAY))
                         .await?;
@@ -99,7 +99,7 @@ impl<I: Issuer> BankMatcher<I> {
                     return self.settled_outcome_of(id).await;
                 }
                 tracing::info!(order = %id, card = %order.card_masked, result = code.code(), "payment declined");
-                Ok(Outcome::Failed(code))
+                Ok(Verdict::Failed(code))
             }
         }
     }
@@ -107,14 +107,14 @@ impl<I: Issuer> BankMatcher<I> {
     /// The issuer approved, but the order had already left `authorizing`
     /// (recovery on another node settled it meanwhile). If it settled as
     /// paid, that is this same payment; otherwise the money goes back.
-    async fn approved_but_moved(&self, order_id: &str, key: &str) -> anyhow::Result<Outcome> {
+    async fn approved_but_moved(&self, order_id: &str, key: &str) -> anyhow::Result<Verdict> {
         let order = self
             .store
             .order(order_id)
             .await?
             .context("order vanished")?;
         if order.status() == OrderStatus::Succeeded {
-            return Ok(Outcome::Approved);
+            return Ok(Verdict::Approved);
         }
         match self.issuer.reverse(key).await {
             Ok(_) => {
@@ -181,7 +181,7 @@ impl<I: Issuer> BankMatcher<I> {
 
     /// Another verification holds the order in `authorizing`: wait (bounded)
     /// for its result and answer the same.
-    pub(super) async fn await_settled(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
+    pub(super) async fn await_settled(&self, order: &OrderRow) -> anyhow::Result<Verdict> {
         let deadline = tokio::time::Instant::now() + self.config.longest_authorization();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -194,14 +194,14 @@ impl<I: Issuer> BankMatcher<I> {
                 return self.settled_outcome(&now).await;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(Outcome::Failed(ResultCode::IssuerUnavailable));
+                return Ok(Verdict::Failed(ResultCode::IssuerUnavailable));
             }
         }
     }
 
     /// After losing a conditional move: the order's outcome, waiting if
     /// someone else is authorizing it.
-    pub(super) async fn settled_or_wait(&self, order_id: &str) -> anyhow::Result<Outcome> {
+    pub(super) async fn settled_or_wait(&self, order_id: &str) -> anyhow::Result<Verdict> {
         let order = self
             .store
             .order(order_id)
@@ -213,7 +213,7 @@ impl<I: Issuer> BankMatcher<I> {
         self.settled_outcome(&order).await
     }
 
-    async fn settled_outcome_of(&self, order_id: &str) -> anyhow::Result<Outcome> {
+    async fn settled_outcome_of(&self, order_id: &str) -> anyhow::Result<Verdict> {
         let order = self
             .store
             .order(order_id)
@@ -225,19 +225,19 @@ impl<I: Issuer> BankMatcher<I> {
     /// What an order that this verification did not move means for the
     /// caller: paid, failed with its code, or (back in `in_call` after
     /// another verification's wrong secret) a wrong secret.
-    pub(super) async fn settled_outcome(&self, order: &OrderRow) -> anyhow::Result<Outcome> {
+    pub(super) async fn settled_outcome(&self, order: &OrderRow) -> anyhow::Result<Verdict> {
         Ok(match order.status() {
-            OrderStatus::Succeeded => Outcome::Approved,
+            OrderStatus::Succeeded => Verdict::Approved,
             OrderStatus::InCall => {
                 let left = if order.card_type == CardKind::Debit {
                     remaining(self.pin_tries_today(order).await?)
                 } else {
                     PIN_TRIES_PER_DAY
                 };
-                Outcome::WrongSecret { tries_left: left }
+                Verdict::WrongSecret { tries_left: left }
             }
-            OrderStatus::Authorizing => Outcome::Failed(ResultCode::IssuerUnavailable),
-            _ => Outcome::Failed(
+            OrderStatus::Authorizing => Verdict::Failed(ResultCode::IssuerUnavailable),
+            _ => Verdict::Failed(
                 order
                     .result_code
                     .as_deref()

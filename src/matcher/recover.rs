@@ -24,7 +24,7 @@
 //! authorizations of a node that stopped for good are settled by the others.
 
 use super::{Answer, BankMatcher};
-use crate::bank::{self, Issuer};
+use crate::bank::{self, IssuerLink};
 use crate::domain::{OrderStatus, ResultCode};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub struct Recovery {
 /// Orders looked at per run; more wait for the next one.
 const BATCH: i64 = 1000;
 
-impl<I: Issuer> BankMatcher<I> {
+impl<I: IssuerLink> BankMatcher<I> {
     /// Settles every order left in `authorizing` (see the module docs for
     /// the rule), waiting until each has been there for `recover_after`.
     /// The daemon runs it at start-up and every minute, in the background.
@@ -122,8 +122,8 @@ impl<I: Issuer> BankMatcher<I> {
             &answer,
             Answer::Known(r) if matches!(
                 r.outcome,
-                bank::Outcome::WrongSecret { tries_left: Some(_) }
-                    | bank::Outcome::Declined(ResultCode::PinTriesExceeded)
+                bank::Decision::WrongSecret { tries_left: Some(_) }
+                    | bank::Decision::Declined(ResultCode::PinTriesExceeded)
             )
         );
         let outcome = self.record(&order, &key, pin, answer, false).await?;

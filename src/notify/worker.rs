@@ -10,7 +10,8 @@
 //! not sent by two nodes at once (as long as the nodes' clocks agree within
 //! a few seconds), and a crashed node's rows come back when their lease ends.
 
-use super::{signature_header, Clock, Schedule};
+use super::{signature_header, Schedule};
+use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::crypto::Vault;
 use crate::store::{Delivery, OutboxRow, Store};

@@ -7,7 +7,10 @@ use super::{Result, Store};
 
 impl Store {
     /// Wrong PINs recorded for the card (by fingerprint) on `day`
-    /// (`YYYY-MM-DD`, Asia/Shanghai).
+    /// (`YYYY-MM-DD`, Asia/Shanghai); 0 when none.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn pin_tries(&self, card_fp: &str, day: &str) -> Result<i64> {
         let n: Option<i64> =
             sqlx::query_scalar("SELECT count FROM pin_tries WHERE card_fp = $1 AND day = $2")
@@ -23,6 +26,10 @@ impl Store {
     /// least `at_least` (the issuer's lock raises it to the daily limit at
     /// once). Returns the day's count. One transaction: the key and the
     /// count move together, and concurrent calls never lose an increment.
+    /// `now` is Unix milliseconds.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn record_wrong_pin(
         &self,
         card_fp: &str,
@@ -71,6 +78,9 @@ impl Store {
     /// `authorizing` (no other move can happen until it leaves). Derived
     /// from the append-only log, so it survives a crash and recovery finds
     /// the same idempotency key the matcher used.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn authorization_attempts(&self, order_id: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind = 'status' \
@@ -81,7 +91,11 @@ impl Store {
         .await?)
     }
 
-    /// Orders in `authorizing`, oldest move first: (id, updated_at).
+    /// At most `limit` orders in `authorizing`, oldest move first, as
+    /// (id, `updated_at` in Unix milliseconds).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn authorizing_orders(&self, limit: i64) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
             "SELECT id, updated_at FROM orders WHERE status = 'authorizing' \
@@ -93,7 +107,11 @@ impl Store {
     }
 
     /// Appends an audit entry that is not a status change, e.g. kind `bank`
-    /// with "authorize attempt 2" or "query 1: no record". Never a secret.
+    /// with "authorize attempt 2" or "query 1: no record", at `now` (Unix
+    /// milliseconds). Never a secret.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn append_event(
         &self,
         order_id: &str,

@@ -11,13 +11,21 @@ use sqlx::Row;
 /// A phone bound to a card after its first successful payment.
 #[derive(Debug, Clone)]
 pub struct BindingRow {
+    /// voicepay's id, `bnd_` + 24 hex digits.
     pub id: String,
+    /// The card number, sealed (`Vault`, column `card_number`).
     pub card_enc: String,
+    /// First six and last four digits.
     pub card_masked: String,
+    /// Debit (PIN) or credit (expiry + CVN2).
     pub card_type: CardKind,
+    /// Keyed HMAC of the card number (hex): counts wrong PINs per card.
     pub card_fp: String,
+    /// The cardholder ID number, sealed (column `id_number`).
     pub id_enc: String,
+    /// The ID number, masked (first six and last four characters).
     pub id_masked: String,
+    /// Unix milliseconds.
     pub created_at: i64,
 }
 
@@ -25,15 +33,25 @@ pub struct BindingRow {
 /// the card stays sealed all the way.
 #[derive(Debug, Clone)]
 pub struct NewBinding<'a> {
+    /// The new id, `bnd_` + 24 hex digits.
     pub id: &'a str,
+    /// The merchant whose order was paid; bindings are per merchant.
     pub merchant_id: &'a str,
+    /// The phone to bind, normalised (11 digits).
     pub phone: &'a str,
+    /// The order's sealed card number.
     pub card_enc: &'a str,
+    /// The order's masked card number.
     pub card_masked: &'a str,
+    /// The order's card kind.
     pub card_type: CardKind,
+    /// The order's card fingerprint.
     pub card_fp: &'a str,
+    /// The order's sealed ID number.
     pub id_enc: &'a str,
+    /// The order's masked ID number.
     pub id_masked: &'a str,
+    /// Unix milliseconds.
     pub created_at: i64,
 }
 
@@ -59,7 +77,11 @@ fn binding(r: AnyRow) -> sqlx::Result<BindingRow> {
 }
 
 impl Store {
-    /// The card bound to `phone` for this merchant.
+    /// The card bound to `phone` for this merchant; `None` when unbound.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// `card_type` that is not a card kind.
     pub async fn binding_for_phone(
         &self,
         merchant_id: &str,
@@ -77,6 +99,10 @@ impl Store {
 
     /// This merchant's bindings for `phone`, oldest first (at most one
     /// today: a phone binds one card per merchant).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// `card_type` that is not a card kind.
     pub async fn bindings_for_phone(
         &self,
         merchant_id: &str,
@@ -94,7 +120,11 @@ impl Store {
     }
 
     /// Binds the phone unless this merchant already bound it to a card
-    /// (the first binding stays). Returns whether this call created it.
+    /// (the first binding stays). Returns whether this call created it; an
+    /// existing binding is `Ok(false)`, not a conflict.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn bind_card_if_unbound(&self, b: &NewBinding<'_>) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO bindings (id, merchant_id, phone, card_enc, card_masked, card_type, \
@@ -117,7 +147,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Deletes the binding if it is this merchant's. Returns whether it was.
+    /// Deletes the binding if it is this merchant's. Returns whether it was
+    /// (false for an unknown id or another merchant's binding).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn delete_binding(&self, merchant_id: &str, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM bindings WHERE id = $1 AND merchant_id = $2")
             .bind(id)

@@ -6,7 +6,7 @@
 //! `calling`; the loser sees zero rows and looks for the next one.
 
 use super::orders::{OrderRow, ORDER_COLUMNS};
-use super::{Result, Store};
+use super::{status_column, Result, Store};
 use crate::domain::OrderStatus;
 
 /// An order in `calling`, `in_call` or `authorizing` claimed by a node,
@@ -14,9 +14,13 @@ use crate::domain::OrderStatus;
 /// never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveCall {
+    /// The order's id.
     pub order_id: String,
+    /// `calling`, `in_call` or `authorizing`.
     pub status: OrderStatus,
+    /// Calls placed or taken so far (the latest attempt's number).
     pub attempts: i64,
+    /// The Asterisk channel of the latest attempt.
     pub channel_id: Option<String>,
 }
 
@@ -28,7 +32,12 @@ impl Store {
     /// or None when nothing is due. The call's `call_attempts` row is not
     /// written here but by the callback worker right after (before the
     /// originate), so an `order.calling` webhook's `data.attempts` does not
-    /// list the call being placed yet (README, "Webhooks").
+    /// list the call being placed yet (README, "Webhooks"). `now` and
+    /// `claim_until` are Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// typed column of the order holding an unknown name.
     pub async fn claim_callback(
         &self,
         node: &str,
@@ -68,8 +77,12 @@ impl Store {
     }
 
     /// `calling` → `pending`, due again at `next_attempt_at`, the claim
-    /// released. False when the order is no longer `calling` (cancelled,
+    /// released, with `detail` in the audit log; `next_attempt_at` and `now`
+    /// are Unix ms. False when the order is no longer `calling` (cancelled,
     /// expired meanwhile).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn retry_callback_later(
         &self,
         order_id: &str,
@@ -106,7 +119,11 @@ impl Store {
     }
 
     /// Records a call placed for an order (before the originate, so events
-    /// that beat the HTTP response find it).
+    /// that beat the HTTP response find it): attempt number `attempt` on
+    /// `channel_id`, started at `now` (Unix ms).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn insert_attempt(
         &self,
         order_id: &str,
@@ -129,6 +146,9 @@ impl Store {
 
     /// Whether `channel_id` is a call placed for (or claimed by) the order:
     /// one of its `call_attempts`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn call_placed_for(&self, order_id: &str, channel_id: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM call_attempts WHERE order_id = $1 AND channel_id = $2",
@@ -140,7 +160,11 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// The cardholder answered the call on `channel_id`.
+    /// The cardholder answered the call on `channel_id` at `now` (Unix ms);
+    /// only the first answer is kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn attempt_answered(&self, channel_id: &str, now: i64) -> Result<()> {
         sqlx::query(
             "UPDATE call_attempts SET answered_at = $1 WHERE channel_id = $2 AND answered_at IS NULL",
@@ -154,7 +178,10 @@ impl Store {
 
     /// The call on `channel_id` ended: `outcome` is `answered`, `no_answer`,
     /// `busy` or `failed`; `cause` a Q.850 cause or result code for people.
-    /// Only the first end is kept.
+    /// `now` is Unix ms. Only the first end is kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn attempt_ended(
         &self,
         channel_id: &str,
@@ -177,7 +204,10 @@ impl Store {
 
     /// Orders `node` holds in `calling`, `in_call` or `authorizing`, with
     /// their latest channel: what reconciliation compares with Asterisk's
-    /// channels.
+    /// channels. Rows whose status does not parse are left out.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn active_calls(&self, node: &str) -> Result<Vec<ActiveCall>> {
         let rows: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
             "SELECT o.id, o.status, o.attempts, \
@@ -189,22 +219,25 @@ impl Store {
         .bind(node)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(order_id, status, attempts, channel_id)| {
-                Some(ActiveCall {
+        rows.into_iter()
+            .map(|(order_id, status, attempts, channel_id)| {
+                Ok(ActiveCall {
                     order_id,
-                    status: OrderStatus::parse(&status)?,
+                    status: status_column(status)?,
                     attempts,
                     channel_id,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Orders in `calling` or `in_call` whose claim has run out: the node
     /// holding them stopped without settling them (a live node renews its
-    /// claims, see [`Store::renew_claims`]). Oldest claim first.
+    /// claims, see [`Store::renew_claims`]): `claim_until` before `now`
+    /// (Unix ms). Oldest claim first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn stale_claims(&self, now: i64, limit: i64) -> Result<Vec<StaleClaim>> {
         let rows: Vec<(String, String, i64, Option<String>, String, i64)> = sqlx::query_as(
             "SELECT o.id, o.status, o.attempts, \
@@ -218,13 +251,12 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(order_id, status, attempts, channel_id, node, until)| {
-                Some(StaleClaim {
+        rows.into_iter()
+            .map(|(order_id, status, attempts, channel_id, node, until)| {
+                Ok(StaleClaim {
                     call: ActiveCall {
                         order_id,
-                        status: OrderStatus::parse(&status)?,
+                        status: status_column(status)?,
                         attempts,
                         channel_id,
                     },
@@ -232,12 +264,16 @@ impl Store {
                     claim_until: until,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Moves a stale claim to `node` until `claim_until`, if nobody changed
     /// it meanwhile (the old node came back, or another node took it over
-    /// first): exactly one node settles an abandoned call.
+    /// first): exactly one node settles an abandoned call. Returns whether
+    /// this node took it. `claim_until` and `now` are Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn take_over_claim(
         &self,
         stale: &StaleClaim,
@@ -268,8 +304,11 @@ impl Store {
     /// `authorizing` and held by `node`: a live node keeps its claims
     /// however long a call lasts or ARI stays away, so only a stopped
     /// node's claims run out. A claim another node took over, or an order
-    /// that ended, is left alone; a claim is never shortened. Returns how
-    /// many claims moved.
+    /// that ended, is left alone; a claim is never shortened. `claim_until`
+    /// is Unix ms. Returns how many claims moved.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn renew_claims(
         &self,
         node: &str,
@@ -301,16 +340,23 @@ const RENEW_CHUNK: usize = 200;
 /// A claim whose node let it run out, found by [`Store::stale_claims`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleClaim {
+    /// The order and its latest channel.
     pub call: ActiveCall,
     /// The node that held it.
     pub node: String,
+    /// Unix ms when the claim ran out; compared again on take-over.
     pub claim_until: i64,
 }
 
 impl Store {
     /// The `pending` transfer order whose one-time code is `code`, if it is
     /// still in its window. Used codes are gone: the code is cleared when
-    /// the order ends, and an order in a call is no longer `pending`.
+    /// the order ends, and an order in a call is no longer `pending`. `now`
+    /// is Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// typed column of the order holding an unknown name.
     pub async fn pending_transfer_order(&self, code: &str, now: i64) -> Result<Option<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE call_code = $1 AND mode = 'transfer' \
@@ -323,7 +369,12 @@ impl Store {
     }
 
     /// The `pending` inbound orders (bound-payment ones included) for a
-    /// phone number, of every merchant, oldest first.
+    /// phone number (11 digits), of every merchant, still in their window at
+    /// `now` (Unix ms), oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// typed column of the order holding an unknown name.
     pub async fn pending_inbound_orders(&self, phone: &str, now: i64) -> Result<Vec<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE phone = $1 AND mode = 'inbound' \
@@ -340,6 +391,11 @@ impl Store {
     /// held by `node` until `claim_until`, with the `status` event and an
     /// answered attempt row, in one transaction. None when the order left
     /// `pending` or its window meanwhile (another call took it first).
+    /// `now` and `claim_until` are Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// typed column of the order holding an unknown name.
     pub async fn claim_live_call(
         &self,
         order_id: &str,

@@ -4,13 +4,22 @@ use sqlx::Row;
 /// The first response given for an idempotency key, replayed on a retry.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
+    /// SHA-256 (hex) of the first request's body: a retry with another body
+    /// reuses the key wrongly.
     pub request_hash: String,
+    /// The HTTP status of the first response (201 for a created order).
     pub status_code: u16,
+    /// The first response's JSON body, exactly as sent.
     pub body: String,
 }
 
 impl Store {
-    /// The live (younger than `not_before`) entry for this merchant's key.
+    /// The live entry for this merchant's key: created at or after
+    /// `not_before` (Unix milliseconds); `None` when there is none. A stored
+    /// status outside `u16` reads as 500.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn idempotent_response(
         &self,
         merchant_id: &str,
@@ -36,7 +45,11 @@ impl Store {
         .transpose()
     }
 
-    /// Forgets keys older than `before`; returns how many.
+    /// Forgets keys created before `before` (Unix milliseconds); returns how
+    /// many.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn purge_idempotency_keys(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(before)

@@ -4,13 +4,25 @@ use sqlx::Row;
 /// A merchant as the API sees it after authentication.
 #[derive(Debug, Clone)]
 pub struct MerchantRow {
+    /// voicepay's id, e.g. `mch_` + 16 hex digits.
     pub id: String,
+    /// Display name.
     pub name: String,
+    /// Where webhooks go for orders without a `notify_url` of their own.
     pub notify_url: Option<String>,
+    /// The webhook signing secret, sealed (`Vault`, column `webhook_secret`).
     pub webhook_secret_enc: String,
 }
 
 impl Store {
+    /// Creates a merchant: `api_key_hash` is the SHA-256 (hex) of its API
+    /// key, `webhook_secret_enc` its sealed webhook secret, `now` Unix
+    /// milliseconds.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when the id or
+    /// the API key hash is taken; [`StoreError::Db`](super::StoreError::Db)
+    /// on a database error.
     pub async fn insert_merchant(
         &self,
         id: &str,
@@ -38,7 +50,13 @@ impl Store {
 
     /// Creates merchant `id`, or, when it exists, gives it this API key
     /// hash (the rest is kept). For a merchant the daemon owns itself, such
-    /// as the demo page's, whose key is derived at start-up.
+    /// as the demo page's, whose key is derived at start-up. `now` is Unix
+    /// milliseconds.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when another
+    /// merchant has this API key hash; [`StoreError::Db`](super::StoreError::Db)
+    /// on a database error.
     pub async fn upsert_merchant_key(
         &self,
         id: &str,
@@ -63,7 +81,10 @@ impl Store {
         Ok(())
     }
 
-    /// The merchant whose API key hashes to `hash`, if any.
+    /// The merchant whose API key hashes to `hash` (SHA-256, hex), if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn merchant_by_key_hash(&self, hash: &str) -> Result<Option<MerchantRow>> {
         let row = sqlx::query(
             "SELECT id, name, notify_url, webhook_secret_enc FROM merchants WHERE api_key_hash = $1",

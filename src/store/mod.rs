@@ -3,6 +3,8 @@
 //! `BIGINT` times in Unix milliseconds, `TEXT` everywhere else) and run through
 //! sqlx's `Any` driver, so the code above never knows which database it has.
 
+#![warn(missing_docs)]
+
 mod authorizations;
 mod batch;
 mod bindings;
@@ -32,27 +34,37 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// Which database sits under the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// A local SQLite file (`sqlite:` URL): one writer, group-committed
+    /// order inserts.
     Sqlite,
+    /// PostgreSQL (`postgres://` URL), which several nodes may share.
     Postgres,
 }
 
+/// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule refused the write; nothing was changed.
     #[error("conflict with an existing row")]
     Conflict,
+    /// The database failed or could not be reached, or a stored column
+    /// could not be read as its type (a corrupt row).
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// A migration failed ([`Store::migrate`]).
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A bug: the lifecycle has no such edge.
     #[error("illegal order transition {from:?} -> {to:?}")]
     IllegalTransition {
+        /// The status the move was asked from.
         from: crate::domain::OrderStatus,
+        /// The status the move was asked to.
         to: crate::domain::OrderStatus,
     },
 }
 
+/// The store's result: [`StoreError`] unless said otherwise.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Maps a unique-constraint violation to [`StoreError::Conflict`].
@@ -118,11 +130,17 @@ impl Store {
         }
     }
 
+    /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    /// Applies the migrations for this backend.
+    /// Applies the migrations for this backend that have not run yet.
+    ///
+    /// # Errors
+    /// [`StoreError::Migrate`] when the database cannot be reached, a
+    /// migration fails, or the database records migrations this build does
+    /// not have (or has with other contents).
     pub async fn migrate(&self) -> Result<()> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
@@ -137,6 +155,7 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
     }
 
+    /// Closes both pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
@@ -184,7 +203,20 @@ where
     row.try_get::<Option<T>, _>(col)
 }
 
-/// Milliseconds since the Unix epoch.
+/// A status read from a column: anything but a status name is a corrupt
+/// row, reported as [`StoreError::Db`] (a column decode error), never
+/// skipped or read as another status.
+fn status_column(s: String) -> Result<crate::domain::OrderStatus> {
+    crate::domain::OrderStatus::try_from(s).map_err(|e| {
+        StoreError::Db(sqlx::Error::ColumnDecode {
+            index: "status".into(),
+            source: Box::new(e),
+        })
+    })
+}
+
+/// Now, in milliseconds since the Unix epoch (UTC): the unit of every time
+/// column.
 pub fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }

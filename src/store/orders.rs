@@ -1,4 +1,4 @@
-use super::{conflict_aware, now_ms, Result, Store, StoreError};
+use super::{conflict_aware, now_ms, status_column, Result, Store, StoreError};
 use crate::domain::{CardKind, Language, Mode, OrderStatus, ResultCode};
 
 /// One order as stored. Card and ID numbers only in sealed or masked form.
@@ -80,30 +80,45 @@ impl OrderRow {
 /// One call placed or taken for an order.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
+    /// The attempt's number for its order, from 1.
     pub attempt: i64,
+    /// The Asterisk channel id (`vp-<order>-<n>` for a callback).
     pub channel_id: String,
+    /// Unix ms: placed (callback) or taken (transfer, inbound).
     pub started_at: i64,
+    /// Unix ms the cardholder answered; `None` if never.
     pub answered_at: Option<i64>,
+    /// Unix ms the call ended; `None` while it lasts.
     pub ended_at: Option<i64>,
+    /// `answered`, `no_answer`, `busy` or `failed`; `None` while it lasts.
     pub outcome: Option<String>,
+    /// Why it ended, for people: a Q.850 cause or a code such as `call_lost`.
     pub cause: Option<String>,
 }
 
 /// One entry of the append-only order event log.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
+    /// Increasing per database; orders the log.
     pub id: i64,
+    /// `created`, `status`, or another audit kind such as `bank`.
     pub kind: String,
+    /// The status left (`status` rows only).
     pub from_status: Option<String>,
+    /// The status reached (`created` and `status` rows).
     pub to_status: Option<String>,
+    /// Free text for people; never a secret.
     pub detail: Option<String>,
+    /// Unix ms.
     pub created_at: i64,
 }
 
 /// A conditional move of an order from one status to another.
 #[derive(Debug, Clone)]
 pub struct Transition<'a> {
+    /// The status the order must still be in for the move to happen.
     pub from: OrderStatus,
+    /// The status it moves to; must be an edge of [`OrderStatus::can_become`].
     pub to: OrderStatus,
     /// Recorded on the order when set (final outcomes).
     pub result: Option<ResultCode>,
@@ -113,11 +128,16 @@ pub struct Transition<'a> {
 
 /// An idempotency entry written in the same transaction as the order.
 pub struct IdempotencyEntry<'a> {
+    /// The merchant's `Idempotency-Key` header.
     pub key: &'a str,
+    /// SHA-256 (hex) of the request body.
     pub request_hash: &'a str,
+    /// The HTTP status to replay (201).
     pub status_code: u16,
+    /// The JSON response body to replay.
     pub body: &'a str,
-    /// Entries created before this are stale and may be replaced.
+    /// Unix ms: entries for the key created before this are stale and are
+    /// replaced.
     pub stale_before: i64,
 }
 
@@ -129,8 +149,13 @@ pub(super) const ORDER_COLUMNS: &str =
 
 impl Store {
     /// Inserts a new order, its `created` event and (optionally) the
-    /// idempotency entry, atomically. [`StoreError::Conflict`] when the
-    /// merchant order id, the transfer code or the idempotency key is taken.
+    /// idempotency entry, atomically. On SQLite without an idempotency key
+    /// the insert is group-committed with others; it returns once committed.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the order id, the merchant order id, the
+    /// call code or the live idempotency key is taken (nothing is written);
+    /// [`StoreError::Db`] on a database error.
     pub async fn create_order(
         &self,
         o: &OrderRow,
@@ -178,7 +203,10 @@ impl Store {
         Ok(())
     }
 
-    /// The order if it exists and belongs to this merchant.
+    /// The order if it exists and belongs to this merchant, else `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error, or a typed column holding an unknown name.
     pub async fn order_for_merchant(
         &self,
         merchant_id: &str,
@@ -194,6 +222,9 @@ impl Store {
     }
 
     /// The order by id, whoever owns it (internal use: calls, matcher).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error, or a typed column holding an unknown name.
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
@@ -204,6 +235,9 @@ impl Store {
     }
 
     /// Whether this merchant already used `merchant_order_id`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn merchant_order_exists(
         &self,
         merchant_id: &str,
@@ -220,7 +254,14 @@ impl Store {
     }
 
     /// Moves the order if, and only if, it is still in `t.from`; appends the
-    /// event (and queues its webhook) in the same transaction. Returns whether this caller moved it.
+    /// event (and queues its webhook) in the same transaction, at `now` (Unix
+    /// ms). A move to a final status records `t.result` and clears the call
+    /// code. Returns whether this caller moved it (false: the order was no
+    /// longer in `t.from`).
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] when `t.from → t.to` is not an edge
+    /// of the lifecycle (a bug; nothing is written); [`StoreError::Db`] on a database error.
     pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
         if !t.from.can_become(t.to) {
             return Err(StoreError::IllegalTransition {
@@ -267,6 +308,10 @@ impl Store {
     /// issuer (the matcher's). `detail` goes to the audit log (never a
     /// secret). Returns the order as moved, or `None` when it was not
     /// `in_call` or its window had passed.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error, or a typed column holding an
+    /// unknown name.
     pub async fn start_authorization(
         &self,
         order_id: &str,
@@ -293,7 +338,12 @@ impl Store {
         Ok(Some(order))
     }
 
-    /// Orders past their window that nobody has sent to the bank yet.
+    /// Up to `limit` orders whose window ended at or before `now` (Unix ms)
+    /// and that nobody has sent to the bank yet (`pending`, `calling`,
+    /// `in_call`), earliest deadline first, as (id, status).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn due_for_expiry(&self, now: i64, limit: i64) -> Result<Vec<(String, OrderStatus)>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, status FROM orders WHERE status IN ('pending', 'calling', 'in_call') \
@@ -303,13 +353,15 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, s)| OrderStatus::parse(&s).map(|s| (id, s)))
-            .collect())
+        rows.into_iter()
+            .map(|(id, s)| Ok((id, status_column(s)?)))
+            .collect()
     }
 
-    /// Order counts by status, for `/metrics`.
+    /// Order counts by status name, for `/metrics`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn order_counts(&self) -> Result<Vec<(String, i64)>> {
         Ok(
             sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
@@ -318,6 +370,10 @@ impl Store {
         )
     }
 
+    /// The order's call attempts, oldest (attempt 1) first.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn attempts_for(&self, order_id: &str) -> Result<Vec<AttemptRow>> {
         Ok(sqlx::query_as::<_, AttemptRow>(
             "SELECT attempt, channel_id, started_at, answered_at, ended_at, outcome, cause \
@@ -328,6 +384,10 @@ impl Store {
         .await?)
     }
 
+    /// The order's whole audit log, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn events_for(&self, order_id: &str) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
             "SELECT id, kind, from_status, to_status, detail, created_at \
@@ -349,6 +409,9 @@ impl Store {
     /// on PostgreSQL an id is taken at insert, not at commit: a later-id
     /// bank row can be visible before an earlier-id status row, and a
     /// cursor moved past it would skip that status for good.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
     pub async fn events_after(&self, order_id: &str, after_id: i64) -> Result<Vec<EventRow>> {
         Ok(sqlx::query_as::<_, EventRow>(
             "SELECT id, kind, from_status, to_status, detail, created_at \
@@ -362,8 +425,16 @@ impl Store {
     }
 
     /// Cancels or expires an order whatever pre-authorization status it is
-    /// in, retrying when a worker moved it meanwhile. Returns the final row,
-    /// or `None` when the order is past the point where it can be stopped.
+    /// in, retrying when a worker moved it meanwhile. `to` is `cancelled` or
+    /// `expired`, `result` the code recorded with it. Returns the row in
+    /// `to` (also when it already was), or `None` when the order does not
+    /// exist, is past the point where it can be stopped, or kept moving
+    /// through five tries.
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] when `to` is not a status a
+    /// pre-authorization order can move to; [`StoreError::Db`] on a database
+    /// error, or a typed column holding an unknown name.
     pub async fn stop_order(
         &self,
         order_id: &str,

@@ -16,22 +16,33 @@ type Tx<'t> = sqlx::Transaction<'t, sqlx::Any>;
 /// One row of `webhook_outbox`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OutboxRow {
+    /// The event id, `evt_` + 24 hex digits; also the deliveries'
+    /// `Idempotency-Key`.
     pub id: String,
+    /// The merchant the event is for.
     pub merchant_id: String,
+    /// The order whose status change made it.
     pub order_id: String,
+    /// E.g. `order.succeeded` (see [`event_type`]).
     pub event_type: String,
     /// The exact JSON body that is signed and sent.
     pub payload: String,
+    /// Where it is POSTed: the order's URL, else the merchant's, as it was
+    /// when the event was queued.
     pub notify_url: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,
     /// Delivery attempts made so far.
     pub attempts: i64,
+    /// Unix ms: when a `pending` row is due for its next attempt.
     pub next_attempt_at: i64,
+    /// Why the latest failed attempt failed, for people.
     pub last_error: Option<String>,
+    /// Unix ms: queued, with the status change.
     pub created_at: i64,
+    /// Unix ms of the 2xx answer; `None` until delivered.
     pub delivered_at: Option<i64>,
-    /// Start of the retry window: creation, or the last redeliver.
+    /// Unix ms, start of the retry window: creation, or the last redeliver.
     pub schedule_start: i64,
     /// `attempts` at `schedule_start`: the backoff counts the attempts
     /// since then, so a redeliver starts the schedule over.
@@ -89,13 +100,23 @@ pub enum Delivery {
     /// The receiver answered 2xx.
     Delivered,
     /// Try again at `next_attempt_at`; `error` says why this one failed.
-    Retry { next_attempt_at: i64, error: String },
+    Retry {
+        /// Unix ms when the next attempt is due.
+        next_attempt_at: i64,
+        /// Why this attempt failed, for people (kept as `last_error`).
+        error: String,
+    },
     /// The retry window is over: give up.
-    Failed { error: String },
+    Failed {
+        /// Why the last attempt failed, for people (kept as `last_error`).
+        error: String,
+    },
 }
 
 /// Which events the merchant can get, by the status change that makes them.
 /// Final statuses always; progress ones only when the order asked.
+/// Returns the event type and whether it is a progress event (sent only
+/// with `notify_progress`); `None` when the change makes no event.
 pub fn event_type(from: OrderStatus, to: OrderStatus) -> Option<(&'static str, bool)> {
     use OrderStatus::*;
     Some(match (from, to) {
@@ -214,13 +235,18 @@ pub struct WebhookFilter<'a> {
     pub status: Option<&'a str>,
     /// Events older than this event id (the previous page's last).
     pub before: Option<&'a str>,
+    /// At most this many rows (a negative limit counts as 0).
     pub limit: i64,
 }
 
 impl Store {
     /// Leases up to `limit` due rows to `node` until `lease_until`, at most
     /// `per_merchant` of any one merchant and none of `skip` (merchants this
-    /// node already sends as much as it may to), oldest due first.
+    /// node already sends as much as it may to), oldest due first. `now`
+    /// and `lease_until` are Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn claim_webhooks(
         &self,
         node: &str,
@@ -265,7 +291,10 @@ impl Store {
     /// Extends `node`'s lease on a row to `lease_until`, right before it is
     /// sent. False when the lease was lost meanwhile (it ran out and another
     /// node took the row, or the row is no longer pending): then the row
-    /// must not be sent.
+    /// must not be sent. `now` and `lease_until` are Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn renew_webhook_lease(
         &self,
         id: &str,
@@ -286,7 +315,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Gives a leased row back untouched (this node cannot send it now).
+    /// Gives a leased row back untouched (this node cannot send it now);
+    /// nothing happens when `node` no longer holds it.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn release_webhook(&self, id: &str, node: &str) -> Result<()> {
         sqlx::query(
             "UPDATE webhook_outbox SET locked_by = NULL, locked_until = NULL \
@@ -300,7 +333,11 @@ impl Store {
     }
 
     /// Records one attempt on a row `node` holds, and releases it. False
-    /// when the lease was lost meanwhile (the row is left as it is).
+    /// when the lease was lost meanwhile (the row is left as it is). `now`
+    /// (Unix ms) is the delivery time of a [`Delivery::Delivered`].
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn finish_webhook(
         &self,
         id: &str,
@@ -339,7 +376,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The merchant's sealed webhook secret.
+    /// The merchant's sealed webhook secret (`Vault`, column
+    /// `webhook_secret`); `None` for an unknown merchant.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn merchant_webhook_secret(&self, merchant_id: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT webhook_secret_enc FROM merchants WHERE id = $1")
@@ -349,7 +390,10 @@ impl Store {
         )
     }
 
-    /// One event, of `merchant_id` when given.
+    /// One event; with `merchant_id`, only if it is that merchant's.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn webhook(&self, id: &str, merchant_id: Option<&str>) -> Result<Option<OutboxRow>> {
         let row = sqlx::query_as::<_, OutboxRow>(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE id = $1"
@@ -360,7 +404,10 @@ impl Store {
         Ok(row.filter(|r| merchant_id.is_none() || merchant_id == Some(r.merchant_id.as_str())))
     }
 
-    /// Events, newest first.
+    /// Events matching `f`, newest first (by creation time, then id).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn list_webhooks(&self, f: &WebhookFilter<'_>) -> Result<Vec<OutboxRow>> {
         let mut sql = format!("SELECT {OUTBOX_COLUMNS} FROM webhook_outbox WHERE 1 = 1");
         let mut binds: Vec<&str> = Vec::new();
@@ -395,7 +442,11 @@ impl Store {
     /// schedule that starts over (the attempts made so far stay counted).
     /// Refused while a node holds the event's lease (it is being sent): the
     /// outcome of that attempt would otherwise overwrite the redeliver, or
-    /// the redeliver that attempt's outcome.
+    /// the redeliver that attempt's outcome. With `merchant_id`, only that
+    /// merchant's event is found. `now` is Unix ms.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn redeliver_webhook(
         &self,
         id: &str,

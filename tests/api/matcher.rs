@@ -7,11 +7,11 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use voicepay::bank::{AuthRequest, Issuer, Latency, Secret, StubIssuer};
+use voicepay::bank::{AuthRequest, IssuerLink, Latency, Secret, StubIssuer};
 use voicepay::crypto::{KeyRing, PinBlock, Vault, ZonePinKey};
 use voicepay::domain::{Amount, CardNumber, IdNumber, OrderStatus};
 use voicepay::domain::{Cvn2, Expiry, PinDigits, Verification};
-use voicepay::ivr::Outcome;
+use voicepay::ivr::Verdict;
 use voicepay::matcher::{BankMatcher, MatcherConfig, Recovery};
 use voicepay::matcher::{CallRef, Via};
 use voicepay::store::{Store, Transition};
@@ -51,7 +51,7 @@ async fn rig(app: TestApp) -> Rig {
     let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
     let vault = Arc::new(Vault::new(&ring));
     let skew = Arc::new(AtomicI64::new(0));
-    let clock: voicepay::bank::Clock = {
+    let clock: voicepay::clock::SharedClock = {
         let skew = skew.clone();
         Arc::new(move || {
             time::OffsetDateTime::now_utc() + time::Duration::seconds(skew.load(Ordering::SeqCst))
@@ -125,21 +125,21 @@ impl Rig {
     }
 
     /// The secret keyed on the order's own callback, as `BankMatcher::verify`.
-    async fn verify(&self, id: &str, v: Verification) -> Outcome {
+    async fn verify(&self, id: &str, v: Verification) -> Verdict {
         self.verify_on(id, &own_channel(id), &Via::Callback, v)
             .await
     }
 
     /// The secret keyed on `channel_id`, a call that came `via`, as
     /// `BankMatcher::verify`.
-    async fn verify_on(&self, id: &str, channel_id: &str, via: &Via, v: Verification) -> Outcome {
+    async fn verify_on(&self, id: &str, channel_id: &str, via: &Via, v: Verification) -> Verdict {
         self.matcher
             .verify(id, CallRef { channel_id, via }, v)
             .await
     }
 
     /// The same through the `Matcher` port, as the call runner asks.
-    async fn verify_from_runner(&self, id: &str, v: Verification) -> Outcome {
+    async fn verify_from_runner(&self, id: &str, v: Verification) -> Verdict {
         let channel = own_channel(id);
         let call = CallRef {
             channel_id: &channel,
@@ -235,7 +235,7 @@ async fn debit_right_pin_succeeds_and_binds_the_card(app: TestApp) {
     let r = rig(app).await;
     let pan = "6222000000000017";
     let id = r.order_in_call(pan).await;
-    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
     let events = r.events(&id).await;
@@ -266,7 +266,7 @@ async fn debit_right_pin_succeeds_and_binds_the_card(app: TestApp) {
     assert_eq!(bound["bound"], true);
     let id2 = bound["id"].as_str().unwrap().to_owned();
     r.answered(&id2).await;
-    assert_eq!(r.verify(&id2, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&id2, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert_eq!(r.balance(pan), START_FEN - 2 * AMOUNT);
     assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 1);
 }
@@ -277,11 +277,11 @@ async fn wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds(app: TestApp)
     let id = r.order_in_call(pan).await;
     assert_eq!(
         r.verify(&id, pin("111111")).await,
-        Outcome::WrongSecret { tries_left: 2 }
+        Verdict::WrongSecret { tries_left: 2 }
     );
     assert_eq!(r.status(&id).await, "in_call");
     assert_eq!(r.balance(pan), START_FEN);
-    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
     // One idempotency key per attempt.
@@ -300,7 +300,7 @@ async fn two_verifications_at_once_authorize_once(app: TestApp) {
     let pan = "6222000000000041";
     let id = r.order_in_call(pan).await;
     let (a, b) = tokio::join!(r.verify(&id, pin(RIGHT_PIN)), r.verify(&id, pin(RIGHT_PIN)));
-    assert_eq!((a, b), (Outcome::Approved, Outcome::Approved));
+    assert_eq!((a, b), (Verdict::Approved, Verdict::Approved));
     assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
     let events = r.events(&id).await;
     let sent = events
@@ -316,7 +316,7 @@ async fn no_answer_is_resolved_by_query_with_one_debit(app: TestApp) {
     let pan = "6222000000000058";
     let id = r.order_in_call(pan).await;
     let started = std::time::Instant::now();
-    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT, "debited once");
@@ -343,12 +343,12 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
     for left in [2, 1] {
         assert_eq!(
             r.verify(&id, pin("111111")).await,
-            Outcome::WrongSecret { tries_left: left }
+            Verdict::WrongSecret { tries_left: left }
         );
     }
     assert_eq!(
         r.verify(&id, pin("111111")).await,
-        Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
+        Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
     );
     assert_result(&r.order(&id).await, "failed", "pin_tries_exceeded", "67");
     // A new order for the same card is refused the same day, even with the
@@ -356,7 +356,7 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
     let later = r.order_in_call(pan).await;
     assert_eq!(
         r.verify(&later, pin(RIGHT_PIN)).await,
-        Outcome::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
+        Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
     );
     assert_result(&r.order(&later).await, "failed", "pin_tries_exceeded", "67");
     assert_eq!(r.balance(pan), START_FEN);
@@ -373,7 +373,7 @@ async fn third_wrong_pin_locks_the_card_for_the_day(app: TestApp) {
         .execute(&r.app.pool)
         .await
         .unwrap();
-    assert_eq!(r.verify(&tomorrow, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&tomorrow, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
 }
 
@@ -383,12 +383,12 @@ async fn credit_card_expiry_and_cvn2(app: TestApp) {
     let id = r.order_in_call(pan).await;
     assert!(matches!(
         r.verify(&id, card_details("1230", "124")).await,
-        Outcome::WrongSecret { .. }
+        Verdict::WrongSecret { .. }
     ));
     assert_eq!(r.status(&id).await, "in_call");
     assert_eq!(
         r.verify(&id, card_details("1230", "123")).await,
-        Outcome::Approved
+        Verdict::Approved
     );
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
@@ -414,13 +414,13 @@ async fn issuer_declines_fail_the_order_with_their_code(app: TestApp) {
         ),
     ] {
         let id = r.order_in_call(pan).await;
-        assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Outcome::Failed(code));
+        assert_eq!(r.verify(&id, pin(RIGHT_PIN)).await, Verdict::Failed(code));
         assert_result(&r.order(&id).await, "failed", name, resp);
     }
     let id = r.order_in_call("6250000000000020").await;
     assert_eq!(
         r.verify(&id, card_details("1230", "123")).await,
-        Outcome::Failed(CardExpired)
+        Verdict::Failed(CardExpired)
     );
     assert_result(&r.order(&id).await, "failed", "card_expired", "73");
     assert_eq!(r.bindings().await["bindings"].as_array().unwrap().len(), 0);
@@ -438,7 +438,7 @@ async fn expired_order_is_refused_without_the_bank(app: TestApp) {
         .unwrap();
     assert_eq!(
         r.verify(&id, pin(RIGHT_PIN)).await,
-        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+        Verdict::Failed(voicepay::domain::ResultCode::OrderExpired)
     );
     let order = r.order(&id).await;
     assert_eq!(order["status"], "expired");
@@ -569,12 +569,12 @@ async fn call_runner_path_settles_the_order_once(app: TestApp) {
     let id = r.order_in_call(pan).await;
     assert_eq!(
         r.verify_from_runner(&id, pin("111111")).await,
-        Outcome::WrongSecret { tries_left: 2 }
+        Verdict::WrongSecret { tries_left: 2 }
     );
     assert_eq!(r.status(&id).await, "in_call");
     assert_eq!(
         r.verify_from_runner(&id, pin(RIGHT_PIN)).await,
-        Outcome::Approved
+        Verdict::Approved
     );
     assert_result(&r.order(&id).await, "succeeded", "approved", "00");
     // A move out of `authorizing` afterwards finds nothing to do.
@@ -644,7 +644,7 @@ async fn a_verification_from_a_foreign_channel_is_refused_without_the_bank(app: 
         assert_eq!(
             r.verify_on(&x, &channel, &Via::Callback, pin(RIGHT_PIN))
                 .await,
-            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            Verdict::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{channel:?}"
         );
     }
@@ -665,7 +665,7 @@ async fn a_verification_from_a_foreign_channel_is_refused_without_the_bank(app: 
     );
     assert_no_secret(&events);
     // its own call still pays it, once
-    assert_eq!(r.verify(&x, pin(RIGHT_PIN)).await, Outcome::Approved);
+    assert_eq!(r.verify(&x, pin(RIGHT_PIN)).await, Verdict::Approved);
     assert_result(&r.order(&x).await, "succeeded", "approved", "00");
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
     assert_eq!(r.status(&y).await, "in_call");
@@ -686,14 +686,14 @@ async fn a_foreign_call_runner_is_refused_and_the_order_left_alone(app: TestApp)
     };
     assert_eq!(
         Matcher::verify(&r.matcher, &x, foreign, pin(RIGHT_PIN)).await,
-        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+        Verdict::Failed(voicepay::domain::ResultCode::OrderExpired)
     );
     assert_eq!(r.status(&x).await, "in_call");
     assert_eq!(r.balance(pan), START_FEN);
     assert!(!issuer_saw(&r, &x).await);
     assert_eq!(
         r.verify_from_runner(&x, pin(RIGHT_PIN)).await,
-        Outcome::Approved
+        Verdict::Approved
     );
     assert_eq!(r.balance(pan), START_FEN - AMOUNT);
 }
@@ -719,7 +719,7 @@ async fn a_transfer_call_must_present_the_orders_code(app: TestApp) {
     ] {
         assert_eq!(
             r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
-            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            Verdict::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{via:?}"
         );
     }
@@ -728,13 +728,13 @@ async fn a_transfer_call_must_present_the_orders_code(app: TestApp) {
     assert_eq!(
         r.verify_on(&id, "transfer-ch-2", &via, pin(RIGHT_PIN))
             .await,
-        Outcome::Failed(voicepay::domain::ResultCode::OrderExpired)
+        Verdict::Failed(voicepay::domain::ResultCode::OrderExpired)
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN);
     assert!(!issuer_saw(&r, &id).await);
     assert_eq!(
         r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
-        Outcome::Approved
+        Verdict::Approved
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
 }
@@ -752,7 +752,7 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
         };
         assert_eq!(
             r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
-            Outcome::Failed(voicepay::domain::ResultCode::OrderExpired),
+            Verdict::Failed(voicepay::domain::ResultCode::OrderExpired),
             "{caller:?}"
         );
     }
@@ -762,7 +762,7 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
     };
     assert_eq!(
         r.verify_on(&id, channel, &via, pin(RIGHT_PIN)).await,
-        Outcome::Approved
+        Verdict::Approved
     );
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
 }

@@ -7,10 +7,11 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use voicepay::clock::FakeClock;
 use voicepay::config::Settings;
 use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{OrderStatus, ResultCode};
-use voicepay::notify::{FakeClock, Notifier};
+use voicepay::notify::Notifier;
 use voicepay::store::{now_ms, Store, Transition};
 use voicepay_testkit::receiver::{verify, Receiver, Reply};
 use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, wait_until, Db, TestApp};

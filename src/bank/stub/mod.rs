@@ -17,7 +17,7 @@
 //! (33), funds (64); then debit and approve. Only wrong PINs count towards
 //! the daily lock, and a right PIN does not reset it.
 //!
-//! Here: the issuer, its set-up and the [`Issuer`] calls; `rules.rs`
+//! Here: the issuer, its set-up and the [`IssuerLink`] calls; `rules.rs`
 //! decides a new attempt, `state.rs` is what the issuer remembers in memory,
 //! `state_file.rs` makes it durable through the journal.
 
@@ -27,7 +27,8 @@ mod state_file;
 
 use super::fixtures::{self, Fixtures, Kind};
 use super::journal::Line;
-use super::{shanghai_day, AuthRequest, AuthResponse, Issuer, IssuerError};
+use super::{shanghai_day, AuthRequest, AuthResponse, IssuerError, IssuerLink};
+use crate::clock::{SharedClock, SystemClock};
 use crate::crypto::ZonePinKey;
 use crate::domain::CardNumber;
 use anyhow::Context;
@@ -38,10 +39,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::OffsetDateTime;
-
-/// The wall clock, injectable so tests can cross midnight in Shanghai.
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 /// How long the slow and silent cards take. Tests shorten these.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +80,7 @@ pub struct StubIssuer {
     /// Index into `fixtures.cards` by card number.
     by_pan: HashMap<String, usize>,
     zpk: ZonePinKey,
-    clock: Clock,
+    clock: SharedClock,
     latency: Latency,
     state: Mutex<State>,
 }
@@ -122,7 +119,7 @@ impl StubIssuer {
             fixtures,
             by_pan,
             zpk,
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: Arc::new(SystemClock),
             latency: Latency::default(),
             state: Mutex::new(State {
                 available,
@@ -144,7 +141,7 @@ impl StubIssuer {
 
     /// The issuer with `clock` instead of the wall clock (tests cross
     /// midnight in Shanghai with it).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
@@ -174,7 +171,7 @@ impl StubIssuer {
 
     /// Every test card as the issuer sees it now (`voicepay bank cards`).
     pub fn cards(&self) -> Vec<CardState> {
-        let today = shanghai_day((self.clock)());
+        let today = shanghai_day(self.clock.now());
         let st = self.lock();
         self.fixtures
             .cards
@@ -208,7 +205,7 @@ impl StubIssuer {
     }
 }
 
-impl Issuer for StubIssuer {
+impl IssuerLink for StubIssuer {
     // Decided (and recorded) at the first poll, so a caller that gives up
     // while the answer is "on the wire" still finds the attempt processed
     // by `query`, and so does a daemon restarted meanwhile.

@@ -5,7 +5,7 @@ use super::state::{Effects, State};
 use super::StubIssuer;
 use crate::bank::fixtures::{Behaviour, Kind, Status, TestCard};
 use crate::bank::{
-    shanghai_day, AuthRequest, AuthResponse, IssuerError, Outcome, Secret, PIN_TRIES_PER_DAY,
+    shanghai_day, AuthRequest, AuthResponse, Decision, IssuerError, Secret, PIN_TRIES_PER_DAY,
     SINGLE_PAYMENT_LIMIT_FEN,
 };
 use crate::domain::ResultCode;
@@ -32,7 +32,7 @@ impl StubIssuer {
             let effects = Effects {
                 card: None,
                 amount_fen: req.amount.fen(),
-                response: AuthResponse::new(Outcome::Declined(ResultCode::InvalidCard)),
+                response: AuthResponse::new(Decision::Declined(ResultCode::InvalidCard)),
                 wrong_pins: None,
             };
             return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
@@ -40,10 +40,10 @@ impl StubIssuer {
         let card = &self.fixtures.cards[index];
         if card.behaviour == Behaviour::Unavailable {
             // the switch answers for an issuer that is down: nothing recorded
-            let response = AuthResponse::new(Outcome::Declined(ResultCode::IssuerUnavailable));
+            let response = AuthResponse::new(Decision::Declined(ResultCode::IssuerUnavailable));
             return Reply::Now(Ok(response));
         }
-        let now = (self.clock)();
+        let now = self.clock.now();
         let effects = self.evaluate(&st, index, card, req, now);
         // Recorded (on disk first, when durable) before any answer leaves.
         let response = match self.commit(&mut st, &req.idempotency_key, effects) {
@@ -77,7 +77,7 @@ impl StubIssuer {
         let mut effects = Effects {
             card: Some(index),
             amount_fen: req.amount.fen(),
-            response: AuthResponse::new(Outcome::Declined(CardRestricted)),
+            response: AuthResponse::new(Decision::Declined(CardRestricted)),
             wrong_pins: None,
         };
         let decided = |mut e: Effects, outcome| {
@@ -85,7 +85,7 @@ impl StubIssuer {
             e
         };
         if card.status == Status::Restricted {
-            return decided(effects, Outcome::Declined(CardRestricted));
+            return decided(effects, Decision::Declined(CardRestricted));
         }
         match (card.kind, &req.secret) {
             (Kind::Debit, Secret::PinBlock(block)) => {
@@ -95,7 +95,7 @@ impl StubIssuer {
                     _ => 0,
                 };
                 if failures >= PIN_TRIES_PER_DAY {
-                    return decided(effects, Outcome::Declined(PinTriesExceeded));
+                    return decided(effects, Decision::Declined(PinTriesExceeded));
                 }
                 // a block that does not decipher (wrong key or PAN, tampered)
                 // counts as a wrong PIN: fail closed
@@ -106,9 +106,9 @@ impl StubIssuer {
                     let failures = failures + 1;
                     effects.wrong_pins = Some((today, failures));
                     let outcome = if failures >= PIN_TRIES_PER_DAY {
-                        Outcome::Declined(PinTriesExceeded)
+                        Decision::Declined(PinTriesExceeded)
                     } else {
-                        Outcome::WrongSecret {
+                        Decision::WrongSecret {
                             tries_left: Some(PIN_TRIES_PER_DAY - failures),
                         }
                     };
@@ -120,21 +120,21 @@ impl StubIssuer {
                 both[..4].copy_from_slice(expiry.expose());
                 both[4..].copy_from_slice(cvn2.expose());
                 if !card.secret_matches(&*both) {
-                    return decided(effects, Outcome::WrongSecret { tries_left: None });
+                    return decided(effects, Decision::WrongSecret { tries_left: None });
                 }
             }
             // a PIN for a credit card or expiry+CVN2 for a debit card
-            _ => return decided(effects, Outcome::WrongSecret { tries_left: None }),
+            _ => return decided(effects, Decision::WrongSecret { tries_left: None }),
         }
         if req.id_number != card.holder_id {
-            return decided(effects, Outcome::Declined(IdMismatch));
+            return decided(effects, Decision::Declined(IdMismatch));
         }
         if card.status == Status::Expired {
-            return decided(effects, Outcome::Declined(CardExpired));
+            return decided(effects, Decision::Declined(CardExpired));
         }
         let amount = req.amount.fen();
         if amount > SINGLE_PAYMENT_LIMIT_FEN {
-            return decided(effects, Outcome::Declined(OverLimit));
+            return decided(effects, Decision::Declined(OverLimit));
         }
         let available = st
             .available
@@ -142,9 +142,9 @@ impl StubIssuer {
             .copied()
             .unwrap_or(card.available_fen);
         if available < amount {
-            return decided(effects, Outcome::Declined(InsufficientFunds));
+            return decided(effects, Decision::Declined(InsufficientFunds));
         }
         let auth_code = format!("{:06}", st.auth_codes.wrapping_add(1) % 1_000_000);
-        decided(effects, Outcome::Approved { auth_code })
+        decided(effects, Decision::Approved { auth_code })
     }
 }

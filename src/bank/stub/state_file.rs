@@ -25,7 +25,7 @@ impl StubIssuer {
                 key: key.to_owned(),
                 card: effects.card.map(|i| self.fixtures.cards[i].reference()),
                 amount_fen: effects.amount_fen,
-                outcome: Written::from_outcome(&effects.response.outcome),
+                outcome: Written::from_decision(&effects.response.outcome),
                 wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
             };
             if let Err(e) = journal.append(&line) {
@@ -94,7 +94,7 @@ impl StubIssuer {
                     let effects = Effects {
                         card,
                         amount_fen: *amount_fen,
-                        response: AuthResponse::new(outcome.to_outcome().with_context(at)?),
+                        response: AuthResponse::new(outcome.to_decision().with_context(at)?),
                         wrong_pins,
                     };
                     apply(&mut st, key, effects);
