@@ -1,4 +1,4 @@
-//! Issue 4: Asterisk restarted in the middle of a payment call, end to end
+//! Asterisk restarted in the middle of a payment call, end to end
 //! on the real lab Asterisk 22, both ways it happens. The cardholder has
 //! confirmed and keyed half of the PIN when Asterisk
 //! - crashes (SIGKILL: no hang-up, no goodbye on ARI; the daemon learns it

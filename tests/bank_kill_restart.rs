@@ -1,4 +1,4 @@
-//! Issue 5: the daemon is killed (SIGKILL) while an authorization is with
+//! The daemon is killed (SIGKILL) while an authorization is with
 //! the issuer, then started again on the same database and the same stub
 //! issuer state: the order is settled, with one debit.
 //!

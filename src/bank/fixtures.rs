@@ -8,7 +8,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use std::collections::HashSet;
 
-/// The table shipped with the project: the default test cards.
+/// The table shipped with the project: the default test cards (README, "Test cards").
 pub(crate) const BUILTIN: &str = include_str!("test_cards.toml");
 
 /// A fixtures file that cannot be used.

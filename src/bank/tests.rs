@@ -427,7 +427,7 @@ async fn an_offline_issuer_processes_nothing() {
 }
 
 #[test]
-fn builtin_table_is_the_issue_table() {
+fn builtin_table_is_the_documented_table() {
     let s = stub();
     let f = &s.fixtures_for_tests();
     assert_eq!(f.cards.len(), 10);

@@ -9,9 +9,12 @@ mod authorizations;
 mod batch;
 mod bindings;
 mod calls;
+mod claims;
 mod idempotency;
+mod lifecycle;
 mod merchants;
 mod orders;
+mod status;
 mod webhooks;
 
 pub use bindings::{BindingRow, NewBinding};
@@ -19,9 +22,8 @@ pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::MerchantRow;
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
-pub use webhooks::{
-    event_type, Delivery, OutboxRow, Redelivery, WebhookBody, WebhookEvent, WebhookFilter,
-};
+pub use status::{event_type, WebhookBody, WebhookEvent};
+pub use webhooks::{Delivery, OutboxRow, Redelivery, WebhookFilter};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

@@ -1,4 +1,4 @@
-use super::{conflict_aware, now_ms, status_column, Result, Store, StoreError};
+use super::{conflict_aware, Result, Store};
 use crate::domain::{CardKind, Language, Mode, OrderStatus, ResultCode};
 
 /// One order as stored. Card and ID numbers only in sealed or masked form.
@@ -253,111 +253,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Moves the order if, and only if, it is still in `t.from`; appends the
-    /// event (and queues its webhook) in the same transaction, at `now` (Unix
-    /// ms). A move to a final status records `t.result` and clears the call
-    /// code. Returns whether this caller moved it (false: the order was no
-    /// longer in `t.from`).
-    ///
-    /// # Errors
-    /// [`StoreError::IllegalTransition`] when `t.from → t.to` is not an edge
-    /// of the lifecycle (a bug; nothing is written); [`StoreError::Db`] on a database error.
-    pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
-        if !t.from.can_become(t.to) {
-            return Err(StoreError::IllegalTransition {
-                from: t.from,
-                to: t.to,
-            });
-        }
-        let mut tx = self.write.begin().await?;
-        let done = sqlx::query(
-            "UPDATE orders SET status = $1, updated_at = $2, \
-                result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
-                result_message = COALESCE($5, result_message), \
-                call_code = CASE WHEN $6 = 1 THEN NULL ELSE call_code END \
-             WHERE id = $7 AND status = $8",
-        )
-        .bind(t.to.as_str())
-        .bind(now)
-        .bind(t.result.map(|r| r.code()))
-        .bind(t.result.and_then(|r| r.resp_code()))
-        .bind(t.result.map(|r| r.message()))
-        .bind(i64::from(t.to.is_final()))
-        .bind(order_id)
-        .bind(t.from.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let detail = match (t.result, t.detail) {
-            (Some(r), Some(d)) => Some(format!("{}: {d}", r.code())),
-            (Some(r), None) => Some(r.code().to_owned()),
-            (None, d) => d.map(str::to_owned),
-        };
-        self.record_status(&mut tx, order_id, t.from, t.to, detail.as_deref(), now)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Moves the order `in_call` → `authorizing` if, and only if, it is
-    /// still `in_call` and inside its window at `now` (Unix ms), with its
-    /// status event (and progress webhook) in the same transaction: the one
-    /// conditional `UPDATE … RETURNING` that lets a verification reach the
-    /// issuer (the matcher's). `detail` goes to the audit log (never a
-    /// secret). Returns the order as moved, or `None` when it was not
-    /// `in_call` or its window had passed.
-    ///
-    /// # Errors
-    /// [`StoreError::Db`] on a database error, or a typed column holding an
-    /// unknown name.
-    pub async fn start_authorization(
-        &self,
-        order_id: &str,
-        detail: &str,
-        now: i64,
-    ) -> Result<Option<OrderRow>> {
-        let mut tx = self.write.begin().await?;
-        let moved = sqlx::query_as::<_, OrderRow>(&format!(
-            "UPDATE orders SET status = 'authorizing', updated_at = $1 \
-             WHERE id = $2 AND status = 'in_call' AND expires_at > $1 \
-             RETURNING {ORDER_COLUMNS}"
-        ))
-        .bind(now)
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(order) = moved else {
-            return Ok(None);
-        };
-        let (from, to) = (OrderStatus::InCall, OrderStatus::Authorizing);
-        self.record_status(&mut tx, order_id, from, to, Some(detail), now)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(order))
-    }
-
-    /// Up to `limit` orders whose window ended at or before `now` (Unix ms)
-    /// and that nobody has sent to the bank yet (`pending`, `calling`,
-    /// `in_call`), earliest deadline first, as (id, status).
-    ///
-    /// # Errors
-    /// [`StoreError::Db`] on a database error.
-    pub async fn due_for_expiry(&self, now: i64, limit: i64) -> Result<Vec<(String, OrderStatus)>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, status FROM orders WHERE status IN ('pending', 'calling', 'in_call') \
-             AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.into_iter()
-            .map(|(id, s)| Ok((id, status_column(s)?)))
-            .collect()
-    }
-
     /// Order counts by status name, for `/metrics`.
     ///
     /// # Errors
@@ -422,47 +317,6 @@ impl Store {
         .bind(after_id)
         .fetch_all(&self.read)
         .await?)
-    }
-
-    /// Cancels or expires an order whatever pre-authorization status it is
-    /// in, retrying when a worker moved it meanwhile. `to` is `cancelled` or
-    /// `expired`, `result` the code recorded with it. Returns the row in
-    /// `to` (also when it already was), or `None` when the order does not
-    /// exist, is past the point where it can be stopped, or kept moving
-    /// through five tries.
-    ///
-    /// # Errors
-    /// [`StoreError::IllegalTransition`] when `to` is not a status a
-    /// pre-authorization order can move to; [`StoreError::Db`] on a database
-    /// error, or a typed column holding an unknown name.
-    pub async fn stop_order(
-        &self,
-        order_id: &str,
-        to: OrderStatus,
-        result: ResultCode,
-    ) -> Result<Option<OrderRow>> {
-        for _ in 0..5 {
-            let Some(row) = self.order(order_id).await? else {
-                return Ok(None);
-            };
-            let from = row.status();
-            if from == to {
-                return Ok(Some(row));
-            }
-            if !from.before_authorization() {
-                return Ok(None);
-            }
-            let t = Transition {
-                from,
-                to,
-                result: Some(result),
-                detail: None,
-            };
-            if self.transition(order_id, t, now_ms()).await? {
-                return self.order(order_id).await;
-            }
-        }
-        Ok(None)
     }
 }
 

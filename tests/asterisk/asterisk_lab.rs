@@ -1,4 +1,4 @@
-//! Issue 3: voicepay's Asterisk 22 side, against a real Asterisk brought up
+//! voicepay's Asterisk 22 side, against a real Asterisk brought up
 //! by `scripts/asterisk up` (run `set -a; . scripts/lab.env; set +a` first,
 //! or rely on lab.env's defaults). Without Asterisk these tests skip, except
 //! under `CI=true`, where they fail.

@@ -1,4 +1,4 @@
-//! Issue 4, callback flow end to end: orders through the HTTP API, the
+//! The callback flow end to end: orders through the HTTP API, the
 //! daemon (in-process, port 0, its own SQLite) calls scripted lab handsets
 //! through a real Asterisk 22, and each test asserts the order's final status
 //! and result code through `GET /v1/orders/{id}`.

@@ -1,4 +1,4 @@
-//! Issue 5, "No secret anywhere": after real payments through a real
+//! "No secret anywhere" (DESIGN.md): after real payments through a real
 //! Asterisk 22 — a debit card with a wrong PIN then the right one, a second
 //! debit card, credit cards keyed with expiry and CVN2 — none of the keyed
 //! secrets, full card numbers or ID numbers is in the daemon's log output

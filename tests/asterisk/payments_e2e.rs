@@ -1,4 +1,4 @@
-//! Issue 5, end to end on a real Asterisk 22: every row of the stub
+//! Payments end to end on a real Asterisk 22: every row of the stub
 //! issuer's test-card table paid through a real callback call, the daily PIN
 //! lock across calls, and a bound payment whose confirmation names the
 //! card's last four digits; each result is read through the merchant API.

@@ -1,4 +1,4 @@
-//! Issue 4, transfer and inbound flows end to end: orders through the HTTP
+//! Transfer and inbound flows end to end: orders through the HTTP
 //! API, the daemon (in-process, port 0, its own SQLite, its own Stasis app)
 //! on a real Asterisk 22, and lab handsets acting as cardholders.
 //!

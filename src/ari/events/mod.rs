@@ -6,7 +6,7 @@
 //! [`Event::Unknown`], unknown channel/playback states become `Other(..)`,
 //! and every field a channel or playback can lack is optional or defaulted.
 //! Shapes follow ARI's swagger (`events.json`, `channels.json`,
-//! `playbacks.json`); `tests/ari_swagger.rs` checks them against it.
+//! `playbacks.json`); `tests/fake_ari/ari_swagger.rs` checks them against it.
 //!
 //! Here: the [`Event`] enum, [`parse`] and the keyed [`DtmfDigit`];
 //! `channel.rs` and `playback.rs` hold the objects events carry, and

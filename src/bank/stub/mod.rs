@@ -95,7 +95,7 @@ impl std::fmt::Debug for StubIssuer {
 }
 
 impl StubIssuer {
-    /// The built-in test cards (the table).
+    /// The built-in test cards (`test_cards.toml`).
     pub fn builtin(zpk: ZonePinKey) -> Self {
         Self::from_toml(fixtures::BUILTIN, zpk).expect("built-in test cards are valid")
     }

@@ -1,4 +1,4 @@
-//! "No secret anywhere" (DESIGN.md, issue 5): a scanner that looks for the
+//! "No secret anywhere" (DESIGN.md): a scanner that looks for the
 //! secrets a test keyed or sent — PINs, expiry + CVN2, full card numbers,
 //! ID numbers — in log files, database files or any byte buffer.
 //!
