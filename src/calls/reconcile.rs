@@ -56,10 +56,15 @@ async fn settle_unattended<M>(desk: &Desk<M>, call: &ActiveCall, alive: bool) {
     }
     if call.status == OrderStatus::Authorizing {
         if let Some(channel) = &call.channel_id {
-            let _ = desk
+            // The attempt row is what the merchant sees of the call: a failed
+            // write is logged; the order's own move below still decides.
+            if let Err(e) = desk
                 .store
                 .attempt_ended(channel, "answered", Some("call_lost"), now_ms())
-                .await;
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the call attempt");
+            }
         }
         return;
     }

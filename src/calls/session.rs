@@ -27,7 +27,11 @@ pub(super) async fn answered<M: Matcher>(
     events: &mut UnboundedReceiver<ari::Event>,
 ) {
     let now = now_ms();
-    let _ = desk.store.attempt_answered(channel_id, now).await;
+    // The attempt row is what the merchant sees of the call: a failed
+    // write is logged; the order's own move below still decides.
+    if let Err(e) = desk.store.attempt_answered(channel_id, now).await {
+        tracing::warn!(error = %e, "cannot record the call attempt");
+    }
     let t = Transition {
         from: OrderStatus::Calling,
         to: OrderStatus::InCall,
@@ -44,11 +48,17 @@ pub(super) async fn answered<M: Matcher>(
     };
     let Some(order) = order else {
         // Cancelled or expired while ringing: nothing to pay.
+        // A channel already gone answers 404: nothing left to do.
         let _ = desk.rest.hangup(channel_id, HangupReason::Normal).await;
-        let _ = desk
+        // The attempt row is what the merchant sees of the call: a failed
+        // write is logged; the order's own move below still decides.
+        if let Err(e) = desk
             .store
             .attempt_ended(channel_id, "answered", Some("order_not_payable"), now_ms())
-            .await;
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the call attempt");
+        }
         return;
     };
     run_order(

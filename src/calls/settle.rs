@@ -16,10 +16,15 @@ use crate::store::{now_ms, ActiveCall, Transition};
 pub(super) async fn settle_lost<M>(desk: &Desk<M>, call: &ActiveCall) {
     tracing::warn!(status = ?call.status, "call lost; settling the order");
     if let Some(channel) = &call.channel_id {
-        let _ = desk
+        // The attempt row is what the merchant sees of the call: a failed
+        // write is logged; the order's own move below still decides.
+        if let Err(e) = desk
             .store
             .attempt_ended(channel, "failed", Some("call_lost"), now_ms())
-            .await;
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the call attempt");
+        }
     }
     if call.status == OrderStatus::InCall {
         let back = Transition {
@@ -78,6 +83,7 @@ pub(super) async fn drop_lost_channel<M>(desk: &Desk<M>, order_id: &str, channel
     if transfer {
         hand_back(&desk.rest, channel, "failure", "service_unavailable").await;
     } else {
+        // A channel already gone answers 404: nothing left to do.
         let _ = desk.rest.hangup(channel, HangupReason::Normal).await;
     }
 }
