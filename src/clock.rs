@@ -1,7 +1,8 @@
-//! Time, injectable: one [`Clock`] for every component that reads the wall
-//! clock (order windows, the Asia/Shanghai day of PIN tries, webhook retry
-//! schedules), so tests can cross midnight or skip a retry window without
-//! waiting.
+//! Time: one injectable [`Clock`] for the components whose tests move time
+//! (the matcher's order windows, the Asia/Shanghai day of PIN tries in the
+//! matcher and the stub issuer, webhook retry schedules), so tests can cross
+//! midnight or skip a retry window without waiting; [`now_ms`] is the wall
+//! clock for code that takes no clock.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,12 @@ pub trait Clock: Send + Sync {
     fn now_ms(&self) -> i64 {
         (self.now().unix_timestamp_nanos() / 1_000_000) as i64
     }
+}
+
+/// The wall clock as Unix milliseconds: for code that takes no injected
+/// clock (the store's callers, the API, the sweeps).
+pub fn now_ms() -> i64 {
+    SystemClock.now_ms()
 }
 
 /// A clock shared by the components built from one configuration.

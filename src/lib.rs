@@ -17,8 +17,9 @@
 //! | issuer link | [`bank`] | the trait an issuer link implements, and the stub issuer with the test cards |
 //! | adapters | [`ari`], [`store`], [`merchants`] | Asterisk's REST Interface; the database (SQLite or PostgreSQL); merchant on-boarding |
 //! | protection | [`crypto`] | sealing of card and ID numbers, fingerprints, PIN blocks, keys |
+//! | settings | [`config`] | typed settings; the IVR's defaults come from [`ivr`] |
 //! | pure logic | [`ivr`] | the IVR state machine (no IO) |
-//! | values | [`domain`], [`clock`], [`telemetry`], [`config`] | validated values and the order lifecycle; time; metrics and readiness; settings |
+//! | values | [`domain`], [`clock`], [`telemetry`] | validated values and the order lifecycle; time; metrics and readiness |
 //!
 //! # Error policy
 //!
@@ -27,7 +28,9 @@
 //!   [`config::ConfigError`], [`domain::Invalid`]. A caller can tell what
 //!   went wrong and decide (a conflict, an unknown bank answer, a refused
 //!   value).
-//! - **`anyhow` with `.context()`** is for start-up ([`app`], [`cli`]) and
+//! - **`anyhow` with `.context()`** is for start-up ([`app`], [`cli`], and
+//!   the loaders they call: keys, the stub issuer's cards and state file,
+//!   merchant on-boarding, the demo merchant) and
 //!   for the workers and flows that only log and carry on ([`calls`],
 //!   [`matcher`], [`notify`]): there the error is reported, never matched.
 //! - **What reaches a merchant** is one [`api::ApiError`]: a stable code and

@@ -1,4 +1,4 @@
-//! The stub issuer against the test-card table, with a fake clock and
+//! The stub issuer against its test-card table (README, "Test cards"), with a fake clock and
 //! short latencies.
 
 use super::*;

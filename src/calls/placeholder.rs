@@ -99,13 +99,11 @@ impl Matcher for PlaceholderMatcher {
         _call: CallRef<'_>,
         verification: Verification,
     ) -> Verdict {
-        let to_bank = Transition {
-            from: OrderStatus::InCall,
-            to: OrderStatus::Authorizing,
-            result: None,
-            detail: Some("secret submitted"),
-        };
-        if !self.move_order(order_id, to_bank).await {
+        let to_bank = self
+            .store
+            .start_authorization(order_id, "secret submitted", now_ms())
+            .await;
+        if !matches!(to_bank, Ok(Some(_))) {
             drop(verification);
             return Verdict::Failed(self.stopped_reason(order_id).await);
         }

@@ -35,7 +35,11 @@ pub(super) async fn settle_lost<M>(desk: &Desk<M>, call: &ActiveCall) {
         };
         match desk.store.transition(&call.order_id, back, now_ms()).await {
             Ok(true) => {}
-            _ => return,
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot put the lost call's order back");
+                return;
+            }
         }
     }
     retry_or_fail(desk, &call.order_id, call.attempts, ResultCode::CallFailed).await;

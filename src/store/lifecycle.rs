@@ -13,11 +13,15 @@ impl Store {
     /// code. Returns whether this caller moved it (false: the order was no
     /// longer in `t.from`).
     ///
+    /// Never into `authorizing`: that move is
+    /// [`Store::start_authorization`]'s alone (the matcher's).
+    ///
     /// # Errors
     /// [`StoreError::IllegalTransition`] when `t.from → t.to` is not an edge
-    /// of the lifecycle (a bug; nothing is written); [`StoreError::Db`] on a database error.
+    /// of the lifecycle, or is the move into `authorizing` (a bug; nothing
+    /// is written); [`StoreError::Db`] on a database error.
     pub async fn transition(&self, order_id: &str, t: Transition<'_>, now: i64) -> Result<bool> {
-        if !t.from.can_become(t.to) {
+        if !t.from.can_become(t.to) || t.to == OrderStatus::Authorizing {
             return Err(StoreError::IllegalTransition {
                 from: t.from,
                 to: t.to,

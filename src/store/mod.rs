@@ -218,7 +218,5 @@ fn status_column(s: String) -> Result<crate::domain::OrderStatus> {
 }
 
 /// Now, in milliseconds since the Unix epoch (UTC): the unit of every time
-/// column.
-pub fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
-}
+/// column ([`crate::clock::now_ms`]).
+pub use crate::clock::now_ms;

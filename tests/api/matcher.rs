@@ -149,17 +149,20 @@ impl Rig {
     }
 
     async fn moved(&self, id: &str, from: OrderStatus, to: OrderStatus) {
+        let now = voicepay::store::now_ms();
+        if to == OrderStatus::Authorizing {
+            // The matcher's own move, the only way into `authorizing`.
+            let row = self.store.start_authorization(id, "test", now).await;
+            assert!(row.unwrap().is_some());
+            return;
+        }
         let t = Transition {
             from,
             to,
             result: None,
             detail: Some("test"),
         };
-        assert!(self
-            .store
-            .transition(id, t, voicepay::store::now_ms())
-            .await
-            .unwrap());
+        assert!(self.store.transition(id, t, now).await.unwrap());
     }
 
     /// The order as the merchant sees it.

@@ -122,16 +122,21 @@ async fn walk_from(
             OrderStatus::Failed => Some(ResultCode::PinTriesExceeded),
             _ => None,
         };
-        let t = Transition {
-            from,
-            to: *to,
-            result,
-            detail: *detail,
+        let moved = if *to == OrderStatus::Authorizing {
+            // The matcher's own move, the only way into `authorizing`.
+            let detail = detail.unwrap_or_default();
+            let row = store.start_authorization(id, detail, now_ms()).await;
+            row.expect("start_authorization").is_some()
+        } else {
+            let t = Transition {
+                from,
+                to: *to,
+                result,
+                detail: *detail,
+            };
+            store.transition(id, t, now_ms()).await.expect("transition")
         };
-        assert!(
-            store.transition(id, t, now_ms()).await.expect("transition"),
-            "{from:?} -> {to:?}"
-        );
+        assert!(moved, "{from:?} -> {to:?}");
         from = *to;
     }
 }

@@ -32,7 +32,7 @@ fn step(from: OrderStatus, to: OrderStatus) -> Transition<'static> {
 async fn the_happy_path_moves_step_by_step(app: TestApp) {
     use OrderStatus::*;
     let (store, id) = new_order(&app, "H1").await;
-    for (from, to) in [(Pending, Calling), (Calling, InCall), (InCall, Authorizing)] {
+    for (from, to) in [(Pending, Calling), (Calling, InCall)] {
         assert!(
             store
                 .transition(&id, step(from, to), now_ms())
@@ -41,6 +41,14 @@ async fn the_happy_path_moves_step_by_step(app: TestApp) {
             "{from:?} -> {to:?}"
         );
     }
+    // Into `authorizing` only through the matcher's own move.
+    let held = store.start_authorization(&id, "PIN submitted", now_ms());
+    assert_eq!(held.await.unwrap().unwrap().status(), Authorizing);
+    let into = store.transition(&id, step(InCall, Authorizing), now_ms());
+    assert!(matches!(
+        into.await,
+        Err(voicepay::store::StoreError::IllegalTransition { .. })
+    ));
     let done = Transition {
         from: Authorizing,
         to: Succeeded,
@@ -123,9 +131,10 @@ async fn cancel_and_authorization_race_cleanly(app: TestApp) {
             .unwrap();
         let (s1, i1) = (store.clone(), id.clone());
         let auth = tokio::spawn(async move {
-            s1.transition(&i1, step(InCall, Authorizing), now_ms())
+            s1.start_authorization(&i1, "secret submitted", now_ms())
                 .await
                 .unwrap()
+                .is_some()
         });
         let (s2, i2) = (store.clone(), id.clone());
         let cancel = tokio::spawn(async move {

@@ -223,7 +223,7 @@ async fn every_test_card_through_a_real_call() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 
     // The database holds no keyed secret and no full card number
-    // (tests/no_secret_e2e.rs also scans logs, with the daemon as a process).
+    // (tests/asterisk/no_secret_e2e.rs also scans logs, with the daemon as a process).
     let secrets = TABLE.iter().fold(
         secrets::Secrets::new()
             .pin(PIN)
