@@ -334,7 +334,7 @@ pub fn order_body(merchant_order_id: &str) -> serde_json::Value {
 /// `VOICEPAY_TEST_DATABASE_URL` the PostgreSQL runs skip (fail under
 /// `CI=true`, see [`postgres_base_url`]).
 ///
-/// ```ignore
+/// ```text
 /// // async fn NAME(app: TestApp), the app from `spawn_app(db)`:
 /// on_both_stores!(creates_an_order, refuses_a_bad_card);
 /// // the app from the module's own `async fn spawn(db: Db) -> Option<TestApp>`:

@@ -2,7 +2,7 @@
 //! that waits for what it needs is as fast as the machine allows and does
 //! not break when the machine is slow.
 //!
-//! ```ignore
+//! ```text
 //! let v = wait_for(Duration::from_secs(15), async || {
 //!     let v = app.order_view(&id).await;
 //!     if v["status"] == "failed" { Ok(v) } else { Err(format!("never failed: {v:#}")) }

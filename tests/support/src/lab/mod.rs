@@ -4,7 +4,7 @@
 //! A test that needs Asterisk starts with [`require_asterisk`]; it skips when
 //! Asterisk is not running, and fails under `CI=true`:
 //!
-//! ```ignore
+//! ```text
 //! let Some(lab) = lab::require_asterisk() else { return Ok(()) };
 //! let mut app = lab.app("dtmf").await?;               // our own Stasis app
 //! lab.script_handset("13700000001", "answer=1;keys=1w805137#;hold=20").await?;
