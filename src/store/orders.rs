@@ -96,21 +96,46 @@ pub struct AttemptRow {
     pub cause: Option<String>,
 }
 
-/// One entry of the append-only order event log.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// One entry of the append-only order event log. A status column holding
+/// anything but a status name fails the read (a corrupt row).
+#[derive(Debug, Clone)]
 pub struct EventRow {
     /// Increasing per database; orders the log.
     pub id: i64,
     /// `created`, `status`, or another audit kind such as `bank`.
     pub kind: String,
     /// The status left (`status` rows only).
-    pub from_status: Option<String>,
+    pub from_status: Option<OrderStatus>,
     /// The status reached (`created` and `status` rows).
-    pub to_status: Option<String>,
+    pub to_status: Option<OrderStatus>,
     /// Free text for people; never a secret.
     pub detail: Option<String>,
     /// Unix ms.
     pub created_at: i64,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for EventRow {
+    fn from_row(r: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let status = |col: &str| -> sqlx::Result<Option<OrderStatus>> {
+            r.try_get::<Option<String>, _>(col)?
+                .map(|s| {
+                    OrderStatus::try_from(s).map_err(|e| sqlx::Error::ColumnDecode {
+                        index: col.into(),
+                        source: Box::new(e),
+                    })
+                })
+                .transpose()
+        };
+        Ok(Self {
+            id: r.try_get("id")?,
+            kind: r.try_get("kind")?,
+            from_status: status("from_status")?,
+            to_status: status("to_status")?,
+            detail: r.try_get("detail")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
 }
 
 /// A conditional move of an order from one status to another.

@@ -31,7 +31,7 @@ impl OrderEvent {
     pub fn new(row: &EventRow, status: OrderStatus, result_code: Option<String>) -> Self {
         Self {
             status,
-            from: row.from_status.as_deref().and_then(OrderStatus::parse),
+            from: row.from_status,
             detail: row.detail.clone(),
             result_code,
             created: rfc3339(row.created_at),

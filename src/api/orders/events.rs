@@ -10,7 +10,6 @@
 
 use super::super::error::{ApiError, ErrorBody, FieldError};
 use super::super::{auth::Merchant, AppState};
-use crate::domain::OrderStatus;
 use crate::store::{EventRow, Store};
 use crate::views::OrderEvent;
 use axum::extract::{Path, State};
@@ -146,7 +145,7 @@ impl Feed {
         if row.kind != "created" && row.kind != "status" {
             return None;
         }
-        let status = row.to_status.as_deref().and_then(OrderStatus::parse)?;
+        let status = row.to_status?;
         let result_code = if status.is_final() {
             self.done = true;
             match self.store.order(&self.order_id).await {
