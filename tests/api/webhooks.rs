@@ -210,6 +210,16 @@ async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
     );
 }
 
+/// Applies `t`; the move into `authorizing` goes the one way there is, the
+/// matcher's `start_authorization`. Whether the order moved.
+async fn apply(store: &Store, id: &str, t: Transition<'_>, now: i64) -> bool {
+    if t.to == OrderStatus::Authorizing {
+        let row = store.start_authorization(id, "secret submitted", now);
+        return row.await.unwrap().is_some();
+    }
+    store.transition(id, t, now).await.unwrap()
+}
+
 async fn final_events_always_progress_events_on_request(db: Db) {
     use OrderStatus::*;
     let Some(app) = spawn_app_with(db, fast).await else {
@@ -250,10 +260,7 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     .into_iter()
     .enumerate()
     {
-        assert!(store
-            .transition(&plain, t, t0 + 1 + i as i64)
-            .await
-            .unwrap());
+        assert!(apply(&store, &plain, t, t0 + 1 + i as i64).await);
     }
     // With it: an inbound call taken, a wrong PIN sent back to the caller,
     // a second try, success.
@@ -271,10 +278,7 @@ async fn final_events_always_progress_events_on_request(db: Db) {
     .into_iter()
     .enumerate()
     {
-        assert!(store
-            .transition(&progress, t, t0 + 1 + i as i64)
-            .await
-            .unwrap());
+        assert!(apply(&store, &progress, t, t0 + 1 + i as i64).await);
     }
     let types = |rows: Vec<Row>| rows.into_iter().map(|r| r.event_type).collect::<Vec<_>>();
     assert_eq!(types(outbox(&app, &plain).await), ["order.failed"]);
