@@ -2,7 +2,7 @@
 //! described at the top of `test_cards.toml`, the built-in table). Every row
 //! is checked at load; an error names the row, never a card number in clear.
 
-use crate::domain::{CardNumber, IdNumber};
+use crate::domain::{CardKind, CardNumber, IdNumber};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -41,7 +41,7 @@ struct BankRow {
 #[serde(deny_unknown_fields)]
 struct CardRow {
     pan: String,
-    kind: Kind,
+    kind: CardKind,
     holder_id: String,
     available_fen: i64,
     #[serde(default)]
@@ -50,14 +50,6 @@ struct CardRow {
     behaviour: Behaviour,
     salt: String,
     secret_hash: String,
-}
-
-/// How the card is verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Kind {
-    Debit,
-    Credit,
 }
 
 /// The issuer's record of the card itself.
@@ -90,7 +82,7 @@ pub(crate) struct Bank {
 pub(crate) struct TestCard {
     pub pan: CardNumber,
     pub bank: String,
-    pub kind: Kind,
+    pub kind: CardKind,
     pub holder_id: IdNumber,
     pub available_fen: i64,
     pub status: Status,
@@ -174,6 +166,9 @@ pub(crate) fn parse(text: &str) -> Result<Fixtures, FixtureError> {
             .ok()
             .filter(|h| h.len() == 32)
             .ok_or_else(|| bad("secret_hash must be 32 bytes of hex".into()))?;
+        if row.kind == CardKind::Unknown {
+            return Err(bad("kind must be debit or credit".into()));
+        }
         cards.push(TestCard {
             pan,
             bank: bank.id.clone(),

@@ -4,7 +4,7 @@
 use super::*;
 use crate::clock::SharedClock;
 use crate::crypto::ZonePinKey;
-use crate::domain::PinDigits;
+use crate::domain::{CardKind, PinDigits};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::macros::datetime;
@@ -434,8 +434,9 @@ fn builtin_table_is_the_documented_table() {
     for c in &f.cards {
         let secret: &[u8] = match (c.pan.expose(), c.kind) {
             ("6217000000000014", _) => b"246810",
-            (_, fixtures::Kind::Debit) => PIN.as_bytes(),
-            (_, fixtures::Kind::Credit) => b"1230123",
+            (_, CardKind::Debit) => PIN.as_bytes(),
+            (_, CardKind::Credit) => b"1230123",
+            (_, CardKind::Unknown) => unreachable!("the table refuses unknown kinds"),
         };
         assert!(c.secret_matches(secret), "{:?}", c.pan);
         assert!(!c.secret_matches(b"000000"), "{:?}", c.pan);

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
-pub struct TestCard {
+pub struct DemoCard {
     pub card: &'static str,
     pub id: &'static str,
     pub kind: &'static str,
@@ -15,8 +15,8 @@ pub struct TestCard {
     pub en: &'static str,
 }
 
-pub const CARDS: &[TestCard] = &[
-    TestCard {
+pub const CARDS: &[DemoCard] = &[
+    DemoCard {
         card: "6222000000000017",
         id: "11010519491231002X",
         kind: "debit",
@@ -24,7 +24,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，支付成功",
         en: "Debit, approves",
     },
-    TestCard {
+    DemoCard {
         card: "6217000000000014",
         id: "310115198506154322",
         kind: "debit",
@@ -32,7 +32,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡（测试银行2），支付成功",
         en: "Debit (Test Bank 2), approves",
     },
-    TestCard {
+    DemoCard {
         card: "6250000000000012",
         id: "11010519491231002X",
         kind: "credit",
@@ -40,7 +40,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "信用卡，支付成功",
         en: "Credit, approves",
     },
-    TestCard {
+    DemoCard {
         card: "6222000000000025",
         id: "11010519491231002X",
         kind: "debit",
@@ -48,7 +48,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，余额不足",
         en: "Debit, insufficient funds",
     },
-    TestCard {
+    DemoCard {
         card: "6222000000000033",
         id: "11010519491231002X",
         kind: "debit",
@@ -56,7 +56,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，已挂失",
         en: "Debit, reported lost",
     },
-    TestCard {
+    DemoCard {
         card: "6222000000000041",
         id: "11010519491231002X",
         kind: "debit",
@@ -64,7 +64,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，银行 5 秒后应答",
         en: "Debit, bank answers after 5 s",
     },
-    TestCard {
+    DemoCard {
         card: "6222000000000058",
         id: "11010519491231002X",
         kind: "debit",
@@ -72,7 +72,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，授权无应答后查询成功",
         en: "Debit, no answer then settled by query",
     },
-    TestCard {
+    DemoCard {
         card: "6222000000000066",
         id: "11010519491231002X",
         kind: "debit",
@@ -80,7 +80,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "借记卡，发卡行不可用",
         en: "Debit, issuer unavailable",
     },
-    TestCard {
+    DemoCard {
         card: "6250000000000020",
         id: "11010519491231002X",
         kind: "credit",
@@ -88,7 +88,7 @@ pub const CARDS: &[TestCard] = &[
         zh: "信用卡，卡已过期",
         en: "Credit, card expired",
     },
-    TestCard {
+    DemoCard {
         card: "6250000000000038",
         id: "11010519491231002X",
         kind: "credit",

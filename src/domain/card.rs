@@ -7,7 +7,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 pub struct CardNumber(String);
 
 /// Debit cards are verified by PIN, credit cards by expiry + CVN2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CardKind {
     /// Debit card: the cardholder keys the PIN.

@@ -25,7 +25,7 @@ mod rules;
 mod state;
 mod state_file;
 
-use super::fixtures::{self, Fixtures, Kind};
+use super::fixtures::{self, Fixtures};
 use super::journal::Line;
 use super::{shanghai_day, AuthRequest, AuthResponse, IssuerError, IssuerLink};
 use crate::clock::{SharedClock, SystemClock};
@@ -182,10 +182,7 @@ impl StubIssuer {
                 bank: fixtures::bank_for(&self.fixtures.banks, c.pan.expose())
                     .map(|b| b.name.clone())
                     .unwrap_or_default(),
-                kind: match c.kind {
-                    Kind::Debit => "debit",
-                    Kind::Credit => "credit",
-                },
+                kind: c.kind.as_str(),
                 available_fen: st.available.get(&i).copied().unwrap_or(c.available_fen),
                 wrong_pins_today: match st.pin_failures.get(&i) {
                     Some(&(day, n)) if day == today => n,

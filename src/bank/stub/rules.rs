@@ -3,11 +3,12 @@
 
 use super::state::{Effects, State};
 use super::StubIssuer;
-use crate::bank::fixtures::{Behaviour, Kind, Status, TestCard};
+use crate::bank::fixtures::{Behaviour, Status, TestCard};
 use crate::bank::{
     shanghai_day, AuthRequest, AuthResponse, Decision, IssuerError, Secret, PIN_TRIES_PER_DAY,
     SINGLE_PAYMENT_LIMIT_FEN,
 };
+use crate::domain::CardKind;
 use crate::domain::ResultCode;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -88,7 +89,7 @@ impl StubIssuer {
             return decided(effects, Decision::Declined(CardRestricted));
         }
         match (card.kind, &req.secret) {
-            (Kind::Debit, Secret::PinBlock(block)) => {
+            (CardKind::Debit, Secret::PinBlock(block)) => {
                 let today = shanghai_day(now);
                 let failures = match st.pin_failures.get(&index) {
                     Some(&(day, n)) if day == today => n,
@@ -115,7 +116,7 @@ impl StubIssuer {
                     return decided(effects, outcome);
                 }
             }
-            (Kind::Credit, Secret::Card { expiry, cvn2 }) => {
+            (CardKind::Credit, Secret::Card { expiry, cvn2 }) => {
                 let mut both = zeroize::Zeroizing::new([0u8; 7]);
                 both[..4].copy_from_slice(expiry.expose());
                 both[4..].copy_from_slice(cvn2.expose());
