@@ -1,6 +1,6 @@
 //! The matcher's port: what the call code calls. The IVR hands over the
 //! secret with the identity of the call it was keyed on; the matcher
-//! answers with the bank's [`Verdict`].
+//! answers with a [`Verdict`]: the issuer's decision or its own refusal.
 //!
 //! The daemon's implementation is [`BankMatcher`](super::BankMatcher) (the
 //! call belongs to the order, order window, PIN block, issuer link, day-wide
