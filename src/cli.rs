@@ -221,7 +221,7 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                         view.kind,
                         view.order_id,
                         r.merchant_id,
-                        view.status,
+                        view.status.as_str(),
                         view.attempts,
                         view.last_error.as_deref().unwrap_or("")
                     );

@@ -51,7 +51,7 @@ pub async fn list(
     })?;
     let mut errors = Vec::new();
     if let Some(s) = &q.status {
-        if !matches!(s.as_str(), "pending" | "delivered" | "failed") {
+        if crate::domain::DeliveryStatus::parse(s).is_none() {
             errors.push(FieldError::new(
                 "status",
                 "invalid_status",

@@ -327,6 +327,45 @@ impl ResultCode {
     }
 }
 
+/// Where a webhook event's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Being delivered, or waiting for its next attempt.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// The retry window ended without a 2xx.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The stored and shown name: `pending`, `delivered`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    /// The status named `s`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// Reading a stored column: anything but the three names is an error.
+impl TryFrom<String> for DeliveryStatus {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        Self::parse(&s).ok_or_else(|| Invalid::new("invalid_status", "not a delivery status"))
+    }
+}
+
 /// Reading a stored column: a value that is not one of the names is an
 /// error (a corrupt row), never silently another status.
 impl TryFrom<String> for OrderStatus {

@@ -5,6 +5,7 @@
 //! hold one row, and a crashed node's lease simply runs out.
 
 use super::{Result, Store};
+use crate::domain::DeliveryStatus;
 
 /// One row of `webhook_outbox`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -23,8 +24,9 @@ pub struct OutboxRow {
     /// Where it is POSTed: the order's URL, else the merchant's, as it was
     /// when the event was queued.
     pub notify_url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    /// Where its delivery stands.
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
     /// Delivery attempts made so far.
     pub attempts: i64,
     /// Unix ms: when a `pending` row is due for its next attempt.

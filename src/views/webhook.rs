@@ -4,6 +4,7 @@
 //! went.
 
 use super::{rfc3339, OrderView};
+use crate::domain::DeliveryStatus;
 use crate::store::{OutboxRow, WebhookEvent};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -52,7 +53,7 @@ pub struct EventView {
     pub kind: String,
     pub order_id: String,
     /// `pending` (being delivered or waiting for a retry), `delivered`, `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Delivery attempts so far.
     pub attempts: i64,
     /// When the next attempt is due (pending events).
@@ -71,9 +72,10 @@ impl EventView {
             id: r.id.clone(),
             kind: r.event_type.clone(),
             order_id: r.order_id.clone(),
-            status: r.status.clone(),
+            status: r.status,
             attempts: r.attempts,
-            next_attempt_at: (r.status == "pending").then(|| rfc3339(r.next_attempt_at)),
+            next_attempt_at: (r.status == DeliveryStatus::Pending)
+                .then(|| rfc3339(r.next_attempt_at)),
             last_error: r.last_error.clone(),
             notify_url: r.notify_url.clone(),
             created_at: rfc3339(r.created_at),
