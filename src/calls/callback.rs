@@ -356,13 +356,6 @@ async fn unanswered<M>(
     why: Unanswered,
     cause: Option<&str>,
 ) {
-    let now = now_ms();
-    if let Err(e) = desk
-        .store
-        .attempt_ended(channel_id, why.outcome(), cause, now)
-        .await
-    {
-        tracing::warn!(error = %e, "cannot record the call attempt");
-    }
+    desk.end_attempt(channel_id, why.outcome(), cause).await;
     retry_or_fail(desk, order_id, attempt, why.result()).await;
 }

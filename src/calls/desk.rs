@@ -62,6 +62,19 @@ pub struct Desk<M> {
 }
 
 impl<M> Desk<M> {
+    /// Records how the call on `channel_id` ended (`outcome`, e.g.
+    /// `answered`, `failed`; `cause`, e.g. `call_lost`) at `now_ms()`. The
+    /// attempt row is what the merchant sees of the call: a failed write is
+    /// logged, and the order's own move still decides the payment.
+    pub(super) async fn end_attempt(&self, channel_id: &str, outcome: &str, cause: Option<&str>) {
+        let ended = self
+            .store
+            .attempt_ended(channel_id, outcome, cause, now_ms());
+        if let Err(e) = ended.await {
+            tracing::warn!(error = %e, "cannot record the call attempt");
+        }
+    }
+
     /// The desk for `settings`, calling through `rest`.
     pub fn new(store: Store, settings: Arc<Settings>, rest: AriRest, matcher: Arc<M>) -> Arc<Self> {
         Arc::new(Self {

@@ -5,7 +5,7 @@ use super::desk::{lost_call_span, Desk};
 use super::settle::{drop_lost_channel, settle_lost};
 use crate::ari;
 use crate::domain::OrderStatus;
-use crate::store::{now_ms, ActiveCall};
+use crate::store::ActiveCall;
 use std::collections::HashSet;
 use tracing::Instrument;
 
@@ -56,15 +56,8 @@ async fn settle_unattended<M>(desk: &Desk<M>, call: &ActiveCall, alive: bool) {
     }
     if call.status == OrderStatus::Authorizing {
         if let Some(channel) = &call.channel_id {
-            // The attempt row is what the merchant sees of the call: a failed
-            // write is logged; the order's own move below still decides.
-            if let Err(e) = desk
-                .store
-                .attempt_ended(channel, "answered", Some("call_lost"), now_ms())
-                .await
-            {
-                tracing::warn!(error = %e, "cannot record the call attempt");
-            }
+            desk.end_attempt(channel, "answered", Some("call_lost"))
+                .await;
         }
         return;
     }

@@ -50,15 +50,8 @@ pub(super) async fn answered<M: Matcher>(
         // Cancelled or expired while ringing: nothing to pay.
         // A channel already gone answers 404: nothing left to do.
         let _ = desk.rest.hangup(channel_id, HangupReason::Normal).await;
-        // The attempt row is what the merchant sees of the call: a failed
-        // write is logged; the order's own move below still decides.
-        if let Err(e) = desk
-            .store
-            .attempt_ended(channel_id, "answered", Some("order_not_payable"), now_ms())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record the call attempt");
-        }
+        desk.end_attempt(channel_id, "answered", Some("order_not_payable"))
+            .await;
         return;
     };
     run_order(
@@ -120,13 +113,7 @@ pub(super) async fn run_order<M: Matcher>(
             return None;
         }
     };
-    if let Err(e) = desk
-        .store
-        .attempt_ended(channel_id, "answered", Some(code), now_ms())
-        .await
-    {
-        tracing::warn!(error = %e, "cannot record the call attempt");
-    }
+    desk.end_attempt(channel_id, "answered", Some(code)).await;
     outcome
 }
 

@@ -16,15 +16,7 @@ use crate::store::{now_ms, ActiveCall, Transition};
 pub(super) async fn settle_lost<M>(desk: &Desk<M>, call: &ActiveCall) {
     tracing::warn!(status = ?call.status, "call lost; settling the order");
     if let Some(channel) = &call.channel_id {
-        // The attempt row is what the merchant sees of the call: a failed
-        // write is logged; the order's own move below still decides.
-        if let Err(e) = desk
-            .store
-            .attempt_ended(channel, "failed", Some("call_lost"), now_ms())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record the call attempt");
-        }
+        desk.end_attempt(channel, "failed", Some("call_lost")).await;
     }
     if call.status == OrderStatus::InCall {
         let back = Transition {

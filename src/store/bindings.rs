@@ -3,7 +3,7 @@
 //! carries only the phone, listed and deleted by the merchant. Every query
 //! is scoped to one merchant.
 
-use super::{Result, Store};
+use super::{typed, Result, Store};
 use crate::domain::CardKind;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -63,12 +63,7 @@ fn binding(r: AnyRow) -> sqlx::Result<BindingRow> {
         id: r.try_get("id")?,
         card_enc: r.try_get("card_enc")?,
         card_masked: r.try_get("card_masked")?,
-        card_type: CardKind::try_from(r.try_get::<String, _>("card_type")?).map_err(|e| {
-            sqlx::Error::ColumnDecode {
-                index: "card_type".into(),
-                source: Box::new(e),
-            }
-        })?,
+        card_type: typed::<CardKind>("card_type", r.try_get("card_type")?)?,
         card_fp: r.try_get("card_fp")?,
         id_enc: r.try_get("id_enc")?,
         id_masked: r.try_get("id_masked")?,

@@ -205,16 +205,22 @@ where
     row.try_get::<Option<T>, _>(col)
 }
 
-/// A status read from a column: anything but a status name is a corrupt
-/// row, reported as [`StoreError::Db`] (a column decode error), never
-/// skipped or read as another status.
-fn status_column(s: String) -> Result<crate::domain::OrderStatus> {
-    crate::domain::OrderStatus::try_from(s).map_err(|e| {
-        StoreError::Db(sqlx::Error::ColumnDecode {
-            index: "status".into(),
-            source: Box::new(e),
-        })
+/// Reads the typed value stored as text in column `col`: a value that is
+/// not one of the type's names is a corrupt row, a column decode error,
+/// never skipped or read as another value.
+fn typed<T: TryFrom<String, Error = crate::domain::Invalid>>(
+    col: &str,
+    s: String,
+) -> sqlx::Result<T> {
+    T::try_from(s).map_err(|e| sqlx::Error::ColumnDecode {
+        index: col.into(),
+        source: Box::new(e),
     })
+}
+
+/// A status read from a column (see [`typed`]), as [`StoreError::Db`].
+fn status_column(s: String) -> Result<crate::domain::OrderStatus> {
+    Ok(typed("status", s)?)
 }
 
 /// Now, in milliseconds since the Unix epoch (UTC): the unit of every time

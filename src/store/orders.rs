@@ -1,4 +1,4 @@
-use super::{conflict_aware, Result, Store};
+use super::{conflict_aware, typed, Result, Store};
 use crate::domain::{CardKind, Language, Mode, OrderStatus, ResultCode};
 
 /// One order as stored. Card and ID numbers only in sealed or masked form.
@@ -119,12 +119,7 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for EventRow {
         use sqlx::Row;
         let status = |col: &str| -> sqlx::Result<Option<OrderStatus>> {
             r.try_get::<Option<String>, _>(col)?
-                .map(|s| {
-                    OrderStatus::try_from(s).map_err(|e| sqlx::Error::ColumnDecode {
-                        index: col.into(),
-                        source: Box::new(e),
-                    })
-                })
+                .map(|s| typed(col, s))
                 .transpose()
         };
         Ok(Self {
