@@ -33,14 +33,21 @@ pub struct App {
     /// Joins keyed secrets with orders and authorizes them, once per process
     /// (the stub issuer keeps balances and PIN locks in its state file).
     matcher: Arc<DaemonMatcher>,
-    /// The demo merchant's API key, when `demo.enabled` (held in memory only).
-    demo_key: Option<zeroize::Zeroizing<String>>,
+    /// The demo page's own listener and its merchant's API key (held in
+    /// memory only), when `demo.enabled`.
+    demo: Option<(TcpListener, zeroize::Zeroizing<String>)>,
 }
 
 impl App {
     /// Connects and migrates the database, loads the keys and binds the
-    /// listener (port 0 picks a free port: see [`App::local_addr`]).
+    /// listeners (port 0 picks a free port: see [`App::local_addr`] and
+    /// [`App::demo_addr`]). With the demo off, its merchant's key is revoked.
+    ///
+    /// # Errors
+    /// A demo listener that is not loopback without `demo.allow_remote`
+    /// (before anything is opened), the database, the keys, a port taken.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.demo.validate()?;
         let store = open_store(&settings).await?;
         let ring = KeyRing::load(&settings.crypto)?;
         let listener = TcpListener::bind(settings.http.listen)
@@ -68,20 +75,12 @@ impl App {
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
         };
-        let demo_key = if state.settings.demo.enabled {
-            Some(
-                crate::demo::ensure_merchant(&state.store, &state.vault)
-                    .await
-                    .context("creating the demo merchant")?,
-            )
-        } else {
-            None
-        };
+        let demo = demo_parts(&state).await?;
         Ok(Self {
             listener,
             state,
             matcher,
-            demo_key,
+            demo,
         })
     }
 
@@ -89,6 +88,11 @@ impl App {
         self.listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// Where the demo page listens, when `demo.enabled`.
+    pub fn demo_addr(&self) -> Option<SocketAddr> {
+        self.demo.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -149,17 +153,33 @@ impl App {
             None
         };
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
-        let mut router = api::router(self.state.clone());
-        if let Some(key) = self.demo_key.take() {
-            tracing::info!(url = %format!("http://{}/demo", self.local_addr()), "demo checkout page on");
-            let demo = crate::demo::router(&self.state, key, router.clone());
-            router = router.merge(demo);
-        }
+        let router = api::router(self.state.clone());
+        let demo = self.demo.take().map(|(listener, key)| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(url = %format!("http://{addr}/demo"), "demo checkout page on");
+            }
+            let app = crate::demo::router(&self.state, key, router.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            })
+        });
         let stop = shutdown.clone();
-        axum::serve(self.listener, router)
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
-            .context("http server")?;
+            .context("http server");
+        shutdown.cancel();
+        if let Some(demo) = demo {
+            match demo.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "demo page server failed"),
+                Err(e) => tracing::error!(error = %e, "demo page server panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+        served?;
         shutdown.cancel();
         let _ = sweeper.await;
         // Every worker that holds the issuer ends before `run` returns, so a
@@ -175,6 +195,31 @@ impl App {
         tracing::info!("voicepay stopped");
         Ok(())
     }
+}
+
+/// With the demo on: its listener (bound now, so a taken port fails the
+/// start) and its merchant's key. With it off: the demo merchant's key is
+/// revoked, so the merchant API no longer takes it.
+async fn demo_parts(
+    state: &AppState,
+) -> anyhow::Result<Option<(TcpListener, zeroize::Zeroizing<String>)>> {
+    let settings = &state.settings.demo;
+    if !settings.enabled {
+        if crate::demo::revoke_merchant(&state.store)
+            .await
+            .context("revoking the demo merchant's key")?
+        {
+            tracing::info!("demo off: the demo merchant's API key is revoked");
+        }
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding demo.listen {}", settings.listen))?;
+    let key = crate::demo::ensure_merchant(&state.store, &state.vault)
+        .await
+        .context("creating the demo merchant")?;
+    Ok(Some((listener, key)))
 }
 
 /// Connects to `database.url` and applies the migrations.

@@ -49,6 +49,13 @@ pub enum ApiError {
     /// 422 with a specific code that is not a field error (e.g. no binding).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 403 with a specific code: refused whoever asks (the demo page's
+    /// `cross_site_request`, `session_required`).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 429 `rate_limited`, with `Retry-After` in whole seconds.
+    #[error("too many requests: try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -86,6 +93,8 @@ impl ApiError {
             }
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -97,6 +106,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let message = match &self {
             ApiError::Validation(_) => "the request has invalid fields".to_owned(),
             other => other.to_string(),
@@ -116,6 +129,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -95,6 +95,7 @@ impl Settings {
         self.orders.validate()?;
         self.http.validate()?;
         self.webhooks.validate()?;
+        self.demo.validate()?;
         self.log.validate()?;
         self.crypto.validate()
     }

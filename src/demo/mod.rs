@@ -2,29 +2,37 @@
 //! front end, like the deck's "payment centre", for showing the whole flow
 //! in a browser.
 //!
-//! The page talks only to the small backend below. The backend is a
+//! The page talks only to the small backend in [`orders`]. The backend is a
 //! merchant of its own: at start-up the daemon makes sure the demo merchant
 //! exists, with an API key derived from the fingerprint key (so it is the
 //! same on every node and every restart, and nothing but its hash is
-//! stored). The key stays in this process: the backend calls the merchant
-//! API in-process (the very router the API serves, so validation, storage
-//! and the status stream are the API's own) and relays the answers, which
-//! carry masked card data only.
+//! stored); when the demo is off, that key is revoked instead. The key stays
+//! in this process: the backend calls the merchant API in-process (the very
+//! router the API serves, so validation, storage and the status stream are
+//! the API's own) and relays the answers, which carry masked card data only.
+//!
+//! The demo is a merchant without a login, so it is served on a listener of
+//! its own (`demo.listen`, loopback unless `demo.allow_remote`), never on
+//! the merchant API's, and ties every order to the browser session that
+//! placed it ([`session`]), within a rate ([`limit`]).
 
 mod cards;
+mod limit;
+mod orders;
+mod session;
+
+pub use session::COOKIE as SESSION_COOKIE;
 
 use crate::api::AppState;
 use crate::crypto::{random_token, sha256_hex, Vault};
 use crate::store::{now_ms, Store};
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::{header, HeaderMap, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use std::sync::Arc;
-use tower::ServiceExt;
 use zeroize::Zeroizing;
 
 /// The demo merchant's fixed id.
@@ -51,24 +59,45 @@ pub async fn ensure_merchant(store: &Store, vault: &Vault) -> anyhow::Result<Zer
     Ok(key)
 }
 
+/// With the demo off: makes the demo merchant's key unusable on the
+/// merchant API (its derived value would otherwise stay valid for anyone
+/// who can compute it, or who saw it while the demo was on). Returns whether
+/// a usable key was revoked; a later start with the demo on re-keys it.
+pub async fn revoke_merchant(store: &Store) -> anyhow::Result<bool> {
+    Ok(store.revoke_merchant_key(MERCHANT_ID).await?)
+}
+
 #[derive(Clone)]
 struct Demo {
     key: Arc<Zeroizing<String>>,
     /// The merchant API, called in-process.
     api: Router,
+    /// The daemon's store, vault and settings.
+    state: AppState,
+    /// Orders per session and for the whole demo, per rolling minute.
+    limiter: Arc<limit::Limiter>,
 }
 
-/// `/demo` and its backend under `/demo/api/…`.
+/// `/demo` and its backend under `/demo/api/…`, for the demo's own
+/// listener: `api` is the merchant API's router, called in-process with
+/// `key`.
 pub fn router(state: &AppState, key: Zeroizing<String>, api: Router) -> Router {
+    let settings = &state.settings.demo;
     let demo = Demo {
         key: Arc::new(key),
         api,
+        state: state.clone(),
+        limiter: Arc::new(limit::Limiter::new(
+            settings.orders_per_session_per_minute,
+            settings.orders_per_minute,
+        )),
     };
     Router::new()
         .route("/demo", get(page))
-        .route("/demo/api/orders", post(create))
-        .route("/demo/api/orders/{id}", get(order))
-        .route("/demo/api/orders/{id}/events", get(events))
+        .route("/demo/api/orders", post(orders::create))
+        .route("/demo/api/orders/{id}", get(orders::order))
+        .route("/demo/api/orders/{id}/events", get(orders::events))
+        .fallback(|| async { crate::api::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.settings.http.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             |req: &Request<_>| tracing::info_span!("demo", method = %req.method(), path = %req.uri().path()),
@@ -81,8 +110,13 @@ struct PageQuery {
     lang: Option<String>,
 }
 
-/// The page, in `?lang=` or the browser's preferred language (zh or en).
-async fn page(Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
+/// The page, in `?lang=` or the browser's preferred language (zh or en),
+/// with a new session cookie when the browser has none.
+async fn page(
+    axum::extract::State(demo): axum::extract::State<Demo>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
     let lang = language(q.lang.as_deref(), &headers);
     let html = PAGE
         .replace("{{LANG}}", lang)
@@ -106,6 +140,9 @@ async fn page(Query(q): Query<PageQuery>, headers: HeaderMap) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if session::Session::from_headers(&headers, &demo.state.vault).is_none() {
+        h.insert(header::SET_COOKIE, session::Session::issue());
+    }
     resp
 }
 
@@ -139,116 +176,6 @@ pub fn language(choice: Option<&str>, headers: &HeaderMap) -> &'static str {
         }
     }
     best.map_or("zh", |(_, l)| l)
-}
-
-/// What the page sends: the payment, without a merchant order id or key.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Checkout {
-    amount: serde_json::Value,
-    phone: serde_json::Value,
-    language: serde_json::Value,
-    card_number: Option<serde_json::Value>,
-    id_number: Option<serde_json::Value>,
-}
-
-/// Places a callback order as the demo merchant; answers what the API
-/// answered (the order, masked, or the API's error with every bad field).
-async fn create(State(demo): State<Demo>, body: Bytes) -> Response {
-    let Ok(c) = serde_json::from_slice::<Checkout>(&body) else {
-        return crate::api::ApiError::MalformedJson("the checkout form could not be read".into())
-            .into_response();
-    };
-    let mut order = serde_json::json!({
-        "merchant_order_id": format!("DEMO{}", crate::crypto::random_hex(8)),
-        "amount": c.amount,
-        "currency": "CNY",
-        "phone": c.phone,
-        "language": c.language,
-        "mode": "callback",
-        "description": "voicepay demo checkout",
-    });
-    // Both or neither: the API says which one is missing.
-    for (name, value) in [("card_number", c.card_number), ("id_number", c.id_number)] {
-        if let Some(v) = value.filter(|v| !v.is_null() && v.as_str() != Some("")) {
-            order[name] = v;
-        }
-    }
-    demo.call(
-        Method::POST,
-        "/v1/orders",
-        None,
-        Body::from(order.to_string()),
-    )
-    .await
-}
-
-/// The order as the API shows it.
-async fn order(State(demo): State<Demo>, Path(id): Path<String>) -> Response {
-    if !plausible_id(&id) {
-        return crate::api::ApiError::NotFound.into_response();
-    }
-    demo.call(
-        Method::GET,
-        &format!("/v1/orders/{id}"),
-        None,
-        Body::empty(),
-    )
-    .await
-}
-
-/// The order's status stream, relayed (resumable with Last-Event-ID too).
-async fn events(State(demo): State<Demo>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if !plausible_id(&id) {
-        return crate::api::ApiError::NotFound.into_response();
-    }
-    let last = headers.get("last-event-id").cloned();
-    demo.call(
-        Method::GET,
-        &format!("/v1/orders/{id}/events"),
-        last,
-        Body::empty(),
-    )
-    .await
-}
-
-/// Order ids are letters, digits and `_`: nothing else reaches the inner URI.
-fn plausible_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-impl Demo {
-    /// One request to the merchant API as the demo merchant.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        last_event_id: Option<HeaderValue>,
-        body: Body,
-    ) -> Response {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, "application/json");
-        if let Some(v) = last_event_id {
-            req = req.header("last-event-id", v);
-        }
-        let auth = Zeroizing::new(format!("Bearer {}", self.key.as_str()));
-        let req = match HeaderValue::from_str(&auth) {
-            Ok(mut v) => {
-                v.set_sensitive(true);
-                req.header(header::AUTHORIZATION, v).body(body)
-            }
-            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        };
-        match req {
-            Ok(req) => match self.api.clone().oneshot(req).await {
-                Ok(resp) => resp,
-                Err(never) => match never {},
-            },
-            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -114,6 +114,45 @@ impl Store {
         Ok(rows.into_iter().map(binding).collect::<sqlx::Result<_>>()?)
     }
 
+    /// Whether one of this merchant's orders whose `merchant_order_id`
+    /// starts with `reference_prefix` was paid (`succeeded`) from `phone`
+    /// with the card that is bound to `phone` now: proof that whoever placed
+    /// those orders holds the bound card and answered that phone. The demo
+    /// page allows a phone-only payment to such a browser session only.
+    /// `reference_prefix` is letters and digits (anything else: `false`).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn paid_with_bound_card(
+        &self,
+        merchant_id: &str,
+        phone: &str,
+        reference_prefix: &str,
+    ) -> Result<bool> {
+        if reference_prefix.is_empty()
+            || reference_prefix.len() > 32
+            || !reference_prefix.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Ok(false);
+        }
+        // The length is a number we computed, not input: written into the
+        // statement because PostgreSQL has no substr(text, bigint).
+        let found = sqlx::query(&format!(
+            "SELECT o.id FROM orders o JOIN bindings b \
+               ON b.merchant_id = o.merchant_id AND b.phone = o.phone AND b.card_fp = o.card_fp \
+             WHERE o.merchant_id = $1 AND o.phone = $2 AND o.status = $3 \
+               AND substr(o.merchant_order_id, 1, {}) = $4 LIMIT 1",
+            reference_prefix.len()
+        ))
+        .bind(merchant_id)
+        .bind(phone)
+        .bind(crate::domain::OrderStatus::Succeeded.as_str())
+        .bind(reference_prefix)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// Binds the phone unless this merchant already bound it to a card
     /// (the first binding stays). Returns whether this call created it; an
     /// existing binding is `Ok(false)`, not a conflict.

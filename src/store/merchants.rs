@@ -81,6 +81,26 @@ impl Store {
         Ok(())
     }
 
+    /// Makes merchant `id`'s API key unusable: its stored hash is replaced
+    /// by `revoked:<id>`, which no SHA-256 (hex) of a key can equal. For a
+    /// merchant the daemon owns itself (the demo page's, when the demo is
+    /// off). Returns whether a usable key was revoked (false when the
+    /// merchant does not exist or its key was revoked already).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn revoke_merchant_key(&self, id: &str) -> Result<bool> {
+        let revoked = format!("revoked:{id}");
+        let done = sqlx::query(
+            "UPDATE merchants SET api_key_hash = $1 WHERE id = $2 AND api_key_hash <> $1",
+        )
+        .bind(&revoked)
+        .bind(id)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The merchant whose API key hashes to `hash` (SHA-256, hex), if any.
     ///
     /// # Errors

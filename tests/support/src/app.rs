@@ -30,6 +30,9 @@ pub struct TestApp {
     /// The SQLite file (and its folder), when `db` is SQLite.
     pub sqlite_path: Option<std::path::PathBuf>,
     pub settings: Settings,
+    /// The demo page's listener (`http://127.0.0.1:PORT`), when
+    /// `demo.enabled`: see [`crate::demo`].
+    pub demo_base: Option<String>,
     _dir: tempfile::TempDir,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -78,6 +81,7 @@ pub async fn fresh_postgres_db(base: &str) -> String {
 pub async fn test_settings(db: Db, dir: &std::path::Path) -> Option<Settings> {
     let mut s = Settings::default();
     s.http.listen = "127.0.0.1:0".parse().unwrap();
+    s.demo.listen = "127.0.0.1:0".parse().unwrap();
     s.database.max_connections = 4;
     s.crypto.key_file = dir.join("voicepay.keys");
     s.database.url = match db {
@@ -99,6 +103,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
     tweak(&mut settings);
     let app = App::build(settings.clone()).await.expect("voicepay builds");
     let addr = app.local_addr();
+    let demo_base = app.demo_addr().map(|a| format!("http://{a}"));
     let creds =
         voicepay::merchants::create(&app.state().store, &app.state().vault, "Test shop", None)
             .await
@@ -119,6 +124,7 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
         db,
         sqlite_path: (db == Db::Sqlite).then(|| dir.path().join("voicepay.db")),
         settings,
+        demo_base,
         _dir: dir,
         shutdown,
         server: Some(server),
@@ -141,6 +147,7 @@ impl TestApp {
             .expect("voicepay builds again");
         self.addr = app.local_addr();
         self.base = format!("http://{}", self.addr);
+        self.demo_base = app.demo_addr().map(|a| format!("http://{a}"));
         self.shutdown = CancellationToken::new();
         self.server = Some(tokio::spawn(app.run(self.shutdown.clone())));
     }

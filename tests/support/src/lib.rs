@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`app`] | [`spawn_app`]: a real voicepay on port 0 with its own SQLite file or PostgreSQL database, and a merchant; [`on_both_stores!`] |
+//! | [`demo`] | a browser session on the demo page's own listener (its cookie kept) |
 //! | [`fake_ari`] | a scripted fake of Asterisk's ARI (events WebSocket, REST) |
 //! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
 //! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
@@ -14,6 +15,7 @@
 //! | [`log`] | `TEST_LOG=1`: the daemon's tracing output in tests |
 
 pub mod app;
+pub mod demo;
 pub mod fake_ari;
 pub mod lab;
 pub mod log;
