@@ -155,16 +155,8 @@ impl App {
         tracing::info!(listen = %self.local_addr(), database = ?self.state.store.backend(), "voicepay serving");
         let router = api::router(self.state.clone());
         let demo = self.demo.take().map(|(listener, key)| {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(url = %format!("http://{addr}/demo"), "demo checkout page on");
-            }
             let app = crate::demo::router(&self.state, key, router.clone());
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            })
+            serve_demo(listener, app, shutdown.clone())
         });
         let stop = shutdown.clone();
         let served = axum::serve(self.listener, router)
@@ -173,11 +165,8 @@ impl App {
             .context("http server");
         shutdown.cancel();
         if let Some(demo) = demo {
-            match demo.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "demo page server failed"),
-                Err(e) => tracing::error!(error = %e, "demo page server panicked"),
-                Ok(Ok(())) => {}
-            }
+            // Ends with the shutdown token, like the API's server.
+            let _ = demo.await;
         }
         served?;
         shutdown.cancel();
@@ -195,6 +184,26 @@ impl App {
         tracing::info!("voicepay stopped");
         Ok(())
     }
+}
+
+/// Serves the demo page on its own listener until `shutdown`; a failure is
+/// logged (the merchant API goes on).
+fn serve_demo(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(url = %format!("http://{addr}/demo"), "demo checkout page on");
+    }
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "demo page server failed");
+        }
+    })
 }
 
 /// With the demo on: its listener (bound now, so a taken port fails the

@@ -100,8 +100,10 @@ mod tests {
 
     #[test]
     fn the_limits_are_bounded() {
-        let mut d = DemoSettings::default();
-        d.orders_per_minute = 0;
+        let mut d = DemoSettings {
+            orders_per_minute: 0,
+            ..DemoSettings::default()
+        };
         assert!(d
             .validate()
             .unwrap_err()

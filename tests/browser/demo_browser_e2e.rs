@@ -8,7 +8,9 @@
 //! The browser tests need `scripts/asterisk up` and `scripts/browser`; they
 //! skip without them and fail under `CI=true`. The plain HTTP tests at the
 //! end need neither: the page is off by default, holds no API key, and its
-//! backend relays the API (orders, errors, the resumable stream).
+//! backend relays the API (orders, errors, the resumable stream). The page
+//! is on the demo's own listener (`demo.listen`), never the API's; what it
+//! refuses to strangers is tested in `tests/api/demo.rs`.
 
 use crate::chromium::{require_browser, Browser};
 use fantoccini::Locator;
@@ -63,7 +65,7 @@ async fn demo_page_with_handset(
     lab.script_handset(&phone, script).await.expect("script");
     let b = Browser::start(&paths).await.expect("browser");
     b.client
-        .goto(&app.url(&format!("/demo?lang={lang}")))
+        .goto(&app.demo_url(&format!("/demo?lang={lang}")))
         .await
         .expect("open /demo");
     Some((lab, app, phone, b))
@@ -407,7 +409,7 @@ fn demo_key(app: &TestApp) -> String {
 /// The page at `path` for a browser that sends `accept_language`.
 async fn page_for(app: &TestApp, path: &str, accept_language: &str) -> String {
     app.http
-        .get(app.url(path))
+        .get(app.demo_url(path))
         .header("Accept-Language", accept_language)
         .send()
         .await
@@ -420,6 +422,7 @@ async fn page_for(app: &TestApp, path: &str, accept_language: &str) -> String {
 #[tokio::test]
 async fn the_demo_is_off_by_default() {
     let app = spawn_app(Db::Sqlite).await.expect("app");
+    assert!(app.demo_base.is_none(), "no demo listener");
     assert_eq!(
         app.http
             .get(app.url("/demo"))
@@ -454,7 +457,7 @@ async fn the_page_is_self_contained_and_holds_no_key() {
         "the derived demo key is not the daemon's"
     );
 
-    let res = app.http.get(app.url("/demo")).send().await.unwrap();
+    let res = app.http.get(app.demo_url("/demo")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
         .to_str()
@@ -488,15 +491,12 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
     })
     .await
     .expect("app");
+    let session = app.demo().await;
     let phone = phone();
-    let res = app
-        .http
-        .post(app.url("/demo/api/orders"))
-        .json(&json!({"amount": 12345, "phone": phone, "language": "en",
-                      "card_number": CARD, "id_number": ID_NUMBER}))
-        .send()
-        .await
-        .unwrap();
+    let res = session
+        .place(&json!({"amount": 12345, "phone": phone, "language": "en",
+                       "card_number": CARD, "id_number": ID_NUMBER}))
+        .await;
     assert_eq!(res.status(), 201);
     let text = res.text().await.unwrap();
     assert!(
@@ -524,9 +524,10 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
         .await;
     assert_eq!(cancel.status(), 200);
     let stream = |last: Option<i64>| {
-        let mut req = app
-            .http
-            .get(app.url(&format!("/demo/api/orders/{id}/events")));
+        let mut req = session.request(
+            reqwest::Method::GET,
+            &format!("/demo/api/orders/{id}/events"),
+        );
         if let Some(last) = last {
             req = req.header("Last-Event-ID", last.to_string());
         }
@@ -549,14 +550,10 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
     assert_eq!(rest[0].0, all[1].0);
 
     // The API's own errors come back, field by field.
-    let bad = app
-        .http
-        .post(app.url("/demo/api/orders"))
-        .json(&json!({"amount": 12345, "phone": "12345", "language": "zh",
+    let bad = session
+        .place(&json!({"amount": 12345, "phone": "12345", "language": "zh",
                       "card_number": "6222000000000018", "id_number": ID_NUMBER}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(bad.status(), 422);
     let err: Value = bad.json().await.unwrap();
     let fields: Vec<&str> = err["error"]["fields"]
@@ -569,26 +566,18 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
         fields.contains(&"card_number") && fields.contains(&"phone"),
         "{err}"
     );
-    let unbound = app
-        .http
-        .post(app.url("/demo/api/orders"))
-        .json(&json!({"amount": 100, "phone": "13600139999", "language": "zh"}))
-        .send()
-        .await
-        .unwrap();
+    let unbound = session
+        .place(&json!({"amount": 100, "phone": "13600139999", "language": "zh"}))
+        .await;
     assert_eq!(unbound.status(), 422);
     assert_eq!(
         unbound.json::<Value>().await.unwrap()["error"]["code"],
         "no_binding"
     );
     // Only the form's fields pass: no merchant order id, no mode.
-    let extra = app
-        .http
-        .post(app.url("/demo/api/orders"))
-        .json(&json!({"amount": 100, "phone": phone, "language": "zh", "mode": "transfer"}))
-        .send()
-        .await
-        .unwrap();
+    let extra = session
+        .place(&json!({"amount": 100, "phone": phone, "language": "zh", "mode": "transfer"}))
+        .await;
     assert_eq!(extra.status(), 400);
     // Another merchant's order is not reachable through the demo.
     let other = app
@@ -598,11 +587,6 @@ async fn the_backend_places_orders_and_relays_the_resumable_stream() {
         .await
         .unwrap();
     let other_id = other["id"].as_str().unwrap();
-    let res = app
-        .http
-        .get(app.url(&format!("/demo/api/orders/{other_id}")))
-        .send()
-        .await
-        .unwrap();
+    let res = session.get(&format!("/demo/api/orders/{other_id}")).await;
     assert_eq!(res.status(), 404);
 }
