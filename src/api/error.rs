@@ -53,9 +53,13 @@ pub enum ApiError {
     /// `cross_site_request`, `session_required`).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
-    /// 429 `rate_limited`, with `Retry-After` in whole seconds.
-    #[error("too many requests: try again in {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    /// 429 `rate_limited`: a rate is reached (the demo page's orders);
+    /// answered with `Retry-After: retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -107,7 +111,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some((*retry_after_secs).max(1)),
             _ => None,
         };
         let message = match &self {

@@ -64,7 +64,7 @@ pub async fn ensure_merchant(store: &Store, vault: &Vault) -> anyhow::Result<Zer
 /// who can compute it, or who saw it while the demo was on). Returns whether
 /// a usable key was revoked; a later start with the demo on re-keys it.
 pub async fn revoke_merchant(store: &Store) -> anyhow::Result<bool> {
-    Ok(store.revoke_merchant_key(MERCHANT_ID).await?)
+    Ok(store.revoke_own_merchant_key(MERCHANT_ID).await?)
 }
 
 #[derive(Clone)]

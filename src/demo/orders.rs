@@ -77,7 +77,10 @@ pub(super) async fn create(
     let ticket = demo
         .limiter
         .take(session.reference_prefix(), Instant::now())
-        .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+        .map_err(|retry_after_secs| ApiError::RateLimited {
+            retry_after_secs,
+            message: format!("too many demo orders: try again in {retry_after_secs} s"),
+        })?;
     let resp = demo
         .call(Method::POST, "/v1/orders", None, Body::from(order))
         .await;

@@ -89,7 +89,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
-    pub async fn revoke_merchant_key(&self, id: &str) -> Result<bool> {
+    pub async fn revoke_own_merchant_key(&self, id: &str) -> Result<bool> {
         let revoked = format!("revoked:{id}");
         let done = sqlx::query(
             "UPDATE merchants SET api_key_hash = $1 WHERE id = $2 AND api_key_hash <> $1",
