@@ -305,6 +305,8 @@ impl Connection {
                 None
             }
             Ok(event) => {
+                // The type only: a frame's body can carry a keyed digit.
+                tracing::trace!(event = ?events::type_of(text), "ARI event");
                 let replaced = matches!(event, Event::ApplicationReplaced);
                 if !self.dispatcher.dispatch(event) {
                     return Some(End::SupervisorGone);

@@ -8,21 +8,82 @@ pub use metrics::{Metrics, OutcomeLabels, RequestLabels, RouteLabels, StatusLabe
 pub use readiness::Readiness;
 
 use crate::config::LogSettings;
-use tracing_subscriber::{fmt, EnvFilter};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+/// Libraries whose own tracing (or `log` records, bridged) shows what goes
+/// over the wire: ARI WebSocket frames (a `ChannelDtmfReceived` frame holds a
+/// keyed digit), HTTP request and response bodies and headers (API keys,
+/// Basic credentials), TLS records. They stay silent at every level, whatever
+/// `RUST_LOG` or `log.level` asks; voicepay's own events say what happened
+/// without the bytes.
+pub const WIRE_TARGETS: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "axum::rejection",
+    "tower_http",
+];
+
+/// The filter that silences [`WIRE_TARGETS`] and lets everything else
+/// through to the level filter.
+pub fn wire_silence() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(WIRE_TARGETS.iter().map(|t| (*t, LevelFilter::OFF)))
+}
 
 /// Installs the global tracing subscriber: text or JSON lines on stderr.
-/// `RUST_LOG` overrides `log.level` when set.
+/// `RUST_LOG` overrides `log.level` when set; [`WIRE_TARGETS`] are off
+/// either way.
 pub fn init(cfg: &LogSettings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     use std::io::IsTerminal;
-    let builder = fmt()
-        .with_env_filter(filter)
+    let fmt = fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let _ = if cfg.format == "json" {
-        builder.json().flatten_event(true).try_init()
+    let fmt = if cfg.format == "json" {
+        fmt.json().flatten_event(true).boxed()
     } else {
-        builder.try_init()
+        fmt.boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(wire_silence())
+        .with(fmt)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn wire_libraries_are_silent_even_at_trace() {
+        let f = wire_silence();
+        for target in [
+            "tungstenite::protocol",
+            "tokio_tungstenite",
+            "hyper::proto::h1::io",
+            "hyper_util::client::legacy::pool",
+            "reqwest::connect",
+            "h2::codec::framed_read",
+            "rustls::conn",
+        ] {
+            assert!(!f.would_enable(target, &Level::TRACE), "{target}");
+            assert!(!f.would_enable(target, &Level::ERROR), "{target}");
+        }
+        // voicepay itself, and other libraries, follow the level filter.
+        assert!(f.would_enable("voicepay::ari::connection", &Level::TRACE));
+        assert!(f.would_enable("sqlx::pool", &Level::DEBUG));
+    }
 }

@@ -2,7 +2,8 @@
 //! Asterisk 22 — a debit card with a wrong PIN then the right one, a second
 //! debit card, credit cards keyed with expiry and CVN2 — none of the keyed
 //! secrets, full card numbers or ID numbers is in the daemon's log output
-//! (`voicepay serve` as a subprocess at debug level), in what Asterisk
+//! (`voicepay serve` as a subprocess with `RUST_LOG=trace`, where every
+//! library logs whatever it logs at its most verbose), in what Asterisk
 //! logged meanwhile, in the SQLite files, or in the API's answers.
 //!
 //! The scanner (`voicepay_testkit::secrets`) is proven here too: it fails on
@@ -130,7 +131,7 @@ fn scanner_reads_files_from_an_offset() {
 
 // --- end to end --------------------------------------------------------------
 
-/// `voicepay serve` as an operator runs it, logging at debug level to files.
+/// `voicepay serve` as an operator runs it, logging at trace level to files.
 struct Daemon {
     child: Child,
     base: String,
@@ -186,7 +187,8 @@ impl Daemon {
             )
             .env("VOICEPAY__TELEPHONY__MAX_ATTEMPTS", "1")
             .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env("VOICEPAY__LOG__LEVEL", "debug")
+            .env("VOICEPAY__LOG__LEVEL", "trace")
+            .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(file("daemon.stdout"))
             .stderr(file("daemon.stderr"))
@@ -419,13 +421,25 @@ async fn no_secret_in_logs_database_or_api_after_real_payments() {
 
     let s = secrets_used();
     let mut found: Vec<Finding> = Vec::new();
-    // The daemon really logged the calls at debug level (else the scan
-    // proves nothing).
+    // The daemon really logged the calls, at trace level (else the scan
+    // proves nothing): the ARI events arrived as trace lines naming their
+    // type, and the WebSocket library's frames (which carry the digits) did
+    // not.
     let log = std::fs::read_to_string(daemon.log_path()).unwrap_or_default();
     assert!(
         log.contains("placing callback"),
         "no call in the log:\n{log}"
     );
+    assert!(
+        log.lines().any(|l| l.contains("TRACE")
+            && l.contains("ARI event")
+            && l.contains("ChannelDtmfReceived")),
+        "no trace-level ARI event line in the log"
+    );
+    for wire in ["tungstenite", "Received message", "frame"] {
+        let line = log.lines().find(|l| l.contains(wire));
+        assert!(line.is_none(), "a wire-level line at trace: {line:?}");
+    }
     for f in daemon.files() {
         found.extend(s.scan_file(&f, 0));
     }
