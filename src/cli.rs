@@ -213,6 +213,8 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                 if json {
                     let mut v = serde_json::to_value(&view).context("encoding")?;
                     v["merchant_id"] = r.merchant_id.clone().into();
+                    // The operator sees the detailed reason; merchants only the class.
+                    v["last_error"] = r.last_error.clone().into();
                     println!("{v}");
                 } else {
                     println!(
@@ -223,7 +225,7 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                         r.merchant_id,
                         view.status.as_str(),
                         view.attempts,
-                        view.last_error.as_deref().unwrap_or("")
+                        r.last_error.as_deref().unwrap_or("")
                     );
                 }
             }

@@ -11,4 +11,5 @@ mod matcher;
 mod order_events;
 mod store_calls;
 mod store_lifecycle;
+mod webhook_targets;
 mod webhooks;
