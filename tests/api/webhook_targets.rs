@@ -73,7 +73,8 @@ impl Resolve for Answers {
     }
 }
 
-/// A worker for the app's database at now, with `tweak`ed settings.
+/// A worker for the app's database, with `tweak`ed settings, on a clock a
+/// second ahead (so what was made due just before is due for it).
 async fn worker(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> Notifier {
     let mut s = app.settings.clone();
     tweak(&mut s);
@@ -81,7 +82,13 @@ async fn worker(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> Notifier {
         .await
         .unwrap();
     let vault = Arc::new(Vault::new(&KeyRing::load(&s.crypto).unwrap()));
-    Notifier::new(store, vault, &s.webhooks, Arc::new(FakeClock::at(now_ms()))).unwrap()
+    Notifier::new(
+        store,
+        vault,
+        &s.webhooks,
+        Arc::new(FakeClock::at(now_ms() + 1000)),
+    )
+    .unwrap()
 }
 
 async fn create(app: &TestApp, key: &str, reference: &str, url: Option<&str>) -> reqwest::Response {
@@ -271,12 +278,14 @@ async fn a_name_resolving_to_loopback_is_blocked_at_connect_time_and_on_redelive
     let url = format!("http://hooks.shop.example:{port}/hook");
     let id = cancelled_order(&app, &app.api_key, "N1", Some(&url)).await;
     // … and resolved, when sent, to the local listener.
-    let w = Arc::new(
-        worker(&app, |_| {})
-            .await
-            .with_lookup(Arc::new(Answers("127.0.0.1".parse().unwrap())))
-            .unwrap(),
-    );
+    let loopback = || async {
+        let w = worker(&app, |_| {}).await;
+        Arc::new(
+            w.with_lookup(Arc::new(Answers("127.0.0.1".parse().unwrap())))
+                .unwrap(),
+        )
+    };
+    let w = loopback().await;
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(
         event(&app, &id).await,
@@ -298,6 +307,7 @@ async fn a_name_resolving_to_loopback_is_blocked_at_connect_time_and_on_redelive
     );
     let resp = app.post_json(&path, &app.api_key, &json!({})).await;
     assert_eq!(resp.status(), 200);
+    let w = loopback().await;
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(
         event(&app, &id).await,
@@ -306,14 +316,11 @@ async fn a_name_resolving_to_loopback_is_blocked_at_connect_time_and_on_redelive
     assert!(!reached(&listener), "redeliver reached the local listener");
 
     // The metadata address by name: blocked the same way.
-    let w = Arc::new(
-        worker(&app, |_| {})
-            .await
-            .with_lookup(Arc::new(Answers("169.254.169.254".parse().unwrap())))
-            .unwrap(),
-    );
     let resp = app.post_json(&path, &app.api_key, &json!({})).await;
     assert_eq!(resp.status(), 200);
+    let w = worker(&app, |_| {}).await;
+    let metadata = Answers("169.254.169.254".parse().unwrap());
+    let w = Arc::new(w.with_lookup(Arc::new(metadata)).unwrap());
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(
         event(&app, &id).await,

@@ -870,7 +870,20 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
         json!(["boolean", "null"]),
         "{create:#}"
     );
-    assert!(doc["components"]["schemas"]["EventView"].is_object());
+    let event = &doc["components"]["schemas"]["EventView"];
+    assert!(event.is_object());
+    // Merchants get the coarse class of a failure, not the raw error.
+    assert!(event["properties"].get("last_error").is_none(), "{event:#}");
+    let classes = doc["components"]["schemas"]["DeliveryErrorClass"]["enum"].to_string();
+    for c in [
+        "http_status",
+        "timeout",
+        "connection_refused",
+        "tls_error",
+        "blocked_address",
+    ] {
+        assert!(classes.contains(c), "{c} missing: {classes}");
+    }
     // Unknown before: orders without the new field still create as before.
     let id = order(&app, "O1", json!({})).await;
     let view: Value = app

@@ -29,7 +29,7 @@ use request::NewOrder;
         (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields, or no card bound to the phone (`no_binding`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (e.g. `notify_url` / `invalid_notify_url`: not https, or a loopback, private or otherwise internal address), or no card bound to the phone (`no_binding`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
