@@ -140,6 +140,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
+            if let Some(url) = notify_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+                // The same rule as an order's notify_url (it is checked again,
+                // resolved, at every delivery).
+                crate::notify::TargetPolicy::new(&settings.webhooks)
+                    .check(&url)
+                    .map_err(|e| anyhow::anyhow!("--notify-url: {e}"))?;
+            }
             let store = app::open_store(&settings).await?;
             let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
             let m = crate::merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;

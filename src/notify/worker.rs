@@ -208,31 +208,7 @@ impl Notifier {
                 format!("timed out after {} s", self.delivery_bound().as_secs()),
             )),
         };
-        let outcome = match sent {
-            Ok(()) => Delivery::Delivered,
-            Err(Failure {
-                class,
-                detail: error,
-            }) => {
-                let now = self.clock.now_ms();
-                let unit: f64 = rand::random();
-                // The backoff counts the attempts since the schedule
-                // started (creation or the last redeliver).
-                match self.schedule.next_attempt_at(
-                    row.schedule_attempt(),
-                    now,
-                    row.schedule_start,
-                    unit,
-                ) {
-                    Some(next_attempt_at) => Delivery::Retry {
-                        next_attempt_at,
-                        error,
-                        class,
-                    },
-                    None => Delivery::Failed { error, class },
-                }
-            }
-        };
+        let outcome = self.outcome(&row, sent);
         let label = match &outcome {
             Delivery::Delivered => "delivered",
             Delivery::Retry { .. } => "retry",
@@ -267,6 +243,33 @@ impl Notifier {
             Err(e) => {
                 tracing::warn!(event = %row.id, error = %e, "recording a webhook attempt failed")
             }
+        }
+    }
+
+    /// What to record for an attempt that ended with `sent`: delivered, a
+    /// retry on the schedule, or failed once the window is over.
+    fn outcome(&self, row: &OutboxRow, sent: Result<(), Failure>) -> Delivery {
+        let Err(Failure {
+            class,
+            detail: error,
+        }) = sent
+        else {
+            return Delivery::Delivered;
+        };
+        let now = self.clock.now_ms();
+        let unit: f64 = rand::random();
+        // The backoff counts the attempts since the schedule started
+        // (creation or the last redeliver).
+        match self
+            .schedule
+            .next_attempt_at(row.schedule_attempt(), now, row.schedule_start, unit)
+        {
+            Some(next_attempt_at) => Delivery::Retry {
+                next_attempt_at,
+                error,
+                class,
+            },
+            None => Delivery::Failed { error, class },
         }
     }
 
@@ -351,21 +354,25 @@ fn refusal(r: &super::Refused) -> String {
 }
 
 /// The rustls error somewhere in `e`'s causes. An `io::Error` hides the
-/// error it wraps from `source()`, hence the look inside each one.
+/// error it wraps from `source()` (and the connector wraps it in another
+/// `io::Error`), hence the look inside each one, down to the bottom.
 fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
     let chain = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source());
-    for cause in chain {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return Some(tls);
+    chain.into_iter().find_map(|cause| {
+        let mut inner: &(dyn std::error::Error + 'static) = cause;
+        loop {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(wrapped) => inner = wrapped,
+                None => return None,
+            }
         }
-        let inner = cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref());
-        if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            return Some(tls);
-        }
-    }
-    None
+    })
 }
 
 /// Why one attempt failed: the class a merchant sees, the detail an

@@ -255,3 +255,37 @@ fn webhook_target_settings_load_from_the_environment_and_bad_entries_are_named()
         );
     }
 }
+
+#[test]
+fn merchant_add_refuses_an_internal_notify_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://0x7f.1:8088/ari/asterisk/info",
+        "https://localhost/hook",
+        "http://hooks.shop.example/hook", // plain http, allow_http off
+    ] {
+        let out = voicepay(dir.path())
+            .args(["merchant", "add", "--name", "Shop", "--notify-url", url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--notify-url"), "{url}: {err}");
+    }
+    assert!(
+        !dir.path().join("voicepay.db").exists(),
+        "a refused merchant was stored"
+    );
+    succeeds(
+        dir.path(),
+        &[
+            "merchant",
+            "add",
+            "--name",
+            "Shop",
+            "--notify-url",
+            "https://hooks.shop.example/h",
+        ],
+    );
+}

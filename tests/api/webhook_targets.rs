@@ -26,6 +26,7 @@ on_both_stores!(
     localhost_as_a_merchants_default_url_is_blocked_at_connect_time,
     a_literal_address_is_checked_again_at_connect_time,
     the_allow_list_lets_the_listed_receiver_through_and_nothing_else,
+    a_tls_failure_is_told_as_tls_error,
 );
 
 /// A daemon that queues events but sends none (the test runs a worker).
@@ -427,4 +428,28 @@ async fn the_allow_list_lets_the_listed_receiver_through_and_nothing_else(db: Db
     assert_refused_field(&resp.json().await.unwrap(), &other);
     assert_eq!(stored(&app).await, before);
     assert!(!reached(&listener));
+}
+
+async fn a_tls_failure_is_told_as_tls_error(db: Db) {
+    // https to a listed receiver that speaks plain http: the handshake fails.
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
+        return;
+    };
+    let url = rx.url.replace("http://", "https://");
+    let id = cancelled_order(&app, &app.api_key, "T1", Some(&url)).await;
+    let w = Arc::new(worker(&app, |_| {}).await);
+    assert_eq!(w.run_once().await.unwrap(), 1);
+    assert_eq!(
+        event(&app, &id).await,
+        ("pending".into(), 1, Some("tls_error".into()))
+    );
+    let view = merchant_view(&app, &app.api_key).await;
+    assert_eq!(view["last_error_class"], "tls_error", "{view}");
+    assert!(rx.got().is_empty());
 }
