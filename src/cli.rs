@@ -140,13 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
-            if let Some(url) = notify_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
-                // The same rule as an order's notify_url (it is checked again,
-                // resolved, at every delivery).
-                crate::notify::TargetPolicy::new(&settings.webhooks)
-                    .check(&url)
-                    .map_err(|e| anyhow::anyhow!("--notify-url: {e}"))?;
-            }
+            check_notify_url(&settings, notify_url.as_deref())?;
             let store = app::open_store(&settings).await?;
             let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
             let m = crate::merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
@@ -261,4 +255,16 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
     };
     store.close().await;
     result
+}
+
+/// `merchant add --notify-url`: the same rule as an order's `notify_url`
+/// (https unless `webhooks.allow_http`, no internal address unless listed);
+/// it is checked again, resolved, at every delivery.
+fn check_notify_url(settings: &Settings, notify_url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = notify_url.and_then(|u| url::Url::parse(u).ok()) {
+        crate::notify::TargetPolicy::new(&settings.webhooks)
+            .check(&url)
+            .map_err(|e| anyhow::anyhow!("--notify-url: {e}"))?;
+    }
+    Ok(())
 }
