@@ -140,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                 },
         } => {
+            check_notify_url(&settings, notify_url.as_deref())?;
             let store = app::open_store(&settings).await?;
             let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
             let m = crate::merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
@@ -213,6 +214,8 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                 if json {
                     let mut v = serde_json::to_value(&view).context("encoding")?;
                     v["merchant_id"] = r.merchant_id.clone().into();
+                    // The operator sees the detailed reason; merchants only the class.
+                    v["last_error"] = r.last_error.clone().into();
                     println!("{v}");
                 } else {
                     println!(
@@ -223,7 +226,7 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
                         r.merchant_id,
                         view.status.as_str(),
                         view.attempts,
-                        view.last_error.as_deref().unwrap_or("")
+                        r.last_error.as_deref().unwrap_or("")
                     );
                 }
             }
@@ -252,4 +255,16 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
     };
     store.close().await;
     result
+}
+
+/// `merchant add --notify-url`: the same rule as an order's `notify_url`
+/// (https unless `webhooks.allow_http`, no internal address unless listed);
+/// it is checked again, resolved, at every delivery.
+fn check_notify_url(settings: &Settings, notify_url: Option<&str>) -> anyhow::Result<()> {
+    if let Some(url) = notify_url.and_then(|u| url::Url::parse(u).ok()) {
+        crate::notify::TargetPolicy::new(&settings.webhooks)
+            .check(&url)
+            .map_err(|e| anyhow::anyhow!("--notify-url: {e}"))?;
+    }
+    Ok(())
 }

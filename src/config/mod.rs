@@ -27,7 +27,7 @@ pub use ivr::IvrSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
 pub use telephony::TelephonySettings;
-pub use webhooks::WebhookSettings;
+pub use webhooks::{normal_host, WebhookSettings};
 
 use database::sqlite_file;
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,10 @@ impl Settings {
         let env = config::Environment::with_prefix("VOICEPAY")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true);
+            .try_parsing(true)
+            // A list from one variable: `VOICEPAY__WEBHOOKS__ALLOWED_PRIVATE_TARGETS=a:1,b:2`.
+            .list_separator(",")
+            .with_list_parse_key("webhooks.allowed_private_targets");
         let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)

@@ -24,6 +24,15 @@ pub struct WebhookSettings {
     pub max_in_flight_per_merchant: usize,
     /// How often the worker looks for due events.
     pub poll_interval_ms: u64,
+    /// Plain `http://` targets are accepted (orders and deliveries); off,
+    /// only `https://`. The lab and the tests turn it on.
+    pub allow_http: bool,
+    /// `host:port` entries (`127.0.0.1:9000`, `[::1]:9000`,
+    /// `hooks.internal:443`) that webhooks may reach although their
+    /// address is loopback, private or otherwise special. The host is
+    /// compared as the URL parser normalises it; a listed name is resolved
+    /// and connected to without the address check. Empty by default.
+    pub allowed_private_targets: Vec<String>,
 }
 
 impl Default for WebhookSettings {
@@ -37,6 +46,8 @@ impl Default for WebhookSettings {
             max_age_secs: 86_400,
             max_in_flight_per_merchant: 4,
             poll_interval_ms: 1000,
+            allow_http: false,
+            allowed_private_targets: Vec::new(),
         }
     }
 }
@@ -67,6 +78,47 @@ impl WebhookSettings {
         if self.poll_interval_ms < 10 {
             return invalid("webhooks.poll_interval_ms", "must be at least 10");
         }
-        Ok(())
+        self.allowed_targets().map(|_| ())
+    }
+
+    /// `allowed_private_targets` as (host, port) pairs, the host normalised
+    /// by the URL parser (lower case, IPv4 in dotted decimal, IPv6 without
+    /// brackets, no trailing dot).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `webhooks.allowed_private_targets`
+    /// when an entry is not `host:port` with a port of 1-65535.
+    pub fn allowed_targets(&self) -> Result<Vec<(String, u16)>, ConfigError> {
+        self.allowed_private_targets
+            .iter()
+            .map(|entry| {
+                target_entry(entry).ok_or_else(|| ConfigError::Invalid {
+                    key: "webhooks.allowed_private_targets",
+                    message: format!("`{entry}` is not host:port (e.g. 127.0.0.1:9000)"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One `host:port` entry, normalised as [`normal_host`] does; `None` when
+/// it is not one.
+fn target_entry(entry: &str) -> Option<(String, u16)> {
+    let (host, port) = entry.trim().rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    let url = reqwest::Url::parse(&format!("http://{host}/")).ok()?;
+    Some((normal_host(url.host()?), port))
+}
+
+/// A URL's host as allow-list entries are compared: IPv4 dotted decimal,
+/// IPv6 without brackets, names lower case without a trailing dot.
+pub fn normal_host(host: url::Host<&str>) -> String {
+    match host {
+        url::Host::Domain(d) => d.trim_end_matches('.').to_ascii_lowercase(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
     }
 }

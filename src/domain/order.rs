@@ -357,6 +357,61 @@ impl DeliveryStatus {
     }
 }
 
+/// Why a webhook delivery attempt failed, as coarsely as a merchant is
+/// told: enough to fix their receiver, nothing about what answered inside
+/// voicepay's network (the detailed reason stays in the operator's log and
+/// the `webhooks list` CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryErrorClass {
+    /// The receiver answered with a status other than 2xx (a 3xx included:
+    /// redirects are not followed).
+    HttpStatus,
+    /// No answer within `webhooks.timeout_secs`.
+    Timeout,
+    /// No HTTP answer: the connection was refused, reset or unreachable, or
+    /// the name did not resolve.
+    ConnectionRefused,
+    /// The TLS handshake failed (certificate not trusted, expired, for
+    /// another name…).
+    TlsError,
+    /// The URL's host is, or resolves to, an address webhooks may not reach
+    /// (loopback, private, link-local…), or plain http while
+    /// `webhooks.allow_http` is off. Nothing was sent.
+    BlockedAddress,
+    /// voicepay could not prepare the request (e.g. the merchant's webhook
+    /// secret could not be read). Nothing was sent.
+    Internal,
+}
+
+impl DeliveryErrorClass {
+    const ALL: [Self; 6] = [
+        Self::HttpStatus,
+        Self::Timeout,
+        Self::ConnectionRefused,
+        Self::TlsError,
+        Self::BlockedAddress,
+        Self::Internal,
+    ];
+
+    /// The stored and shown name, e.g. `blocked_address`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpStatus => "http_status",
+            Self::Timeout => "timeout",
+            Self::ConnectionRefused => "connection_refused",
+            Self::TlsError => "tls_error",
+            Self::BlockedAddress => "blocked_address",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The class named `s`; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
 /// Reading a stored column: anything but the three names is an error.
 impl TryFrom<String> for DeliveryStatus {
     type Error = Invalid;

@@ -5,14 +5,18 @@
 //! them into HTTP requests: the event body (rendered by
 //! [`crate::views::webhook_body`] when it was queued), its signature
 //! ([`signature`]), when to try again ([`schedule`]) and the worker that
-//! leases due rows and sends them ([`worker`]). Everything a delivery needs
+//! leases due rows and sends them ([`worker`]), and where they may go
+//! ([`target`]: no loopback, private or other special address, checked
+//! when the order is created and again when connecting). Everything a delivery needs
 //! is in the database, so deliveries survive restarts and move between
 //! nodes.
 
 pub mod schedule;
 pub mod signature;
+pub mod target;
 pub mod worker;
 
 pub use schedule::Schedule;
 pub use signature::{sign, signature_header};
+pub use target::{special_range, Refused, TargetPolicy};
 pub use worker::Notifier;

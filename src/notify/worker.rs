@@ -10,10 +10,12 @@
 //! not sent by two nodes at once (as long as the nodes' clocks agree within
 //! a few seconds), and a crashed node's rows come back when their lease ends.
 
+use super::target::{BlockedAddress, GuardedResolver, SystemLookup, Target, TargetPolicy};
 use super::{signature_header, Schedule};
 use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::crypto::Vault;
+use crate::domain::DeliveryErrorClass;
 use crate::store::{Delivery, OutboxRow, Store};
 use crate::telemetry::Metrics;
 use anyhow::Context;
@@ -32,7 +34,12 @@ pub struct Notifier {
     store: Store,
     vault: Arc<Vault>,
     clock: Arc<dyn Clock>,
-    http: reqwest::Client,
+    /// For every target but the listed ones: names resolve through
+    /// [`GuardedResolver`], so only checked addresses are connected to.
+    guarded: reqwest::Client,
+    /// For `webhooks.allowed_private_targets` only: no address check.
+    listed: reqwest::Client,
+    policy: TargetPolicy,
     schedule: Schedule,
     settings: WebhookSettings,
     node: String,
@@ -41,33 +48,40 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// A worker sending with the system resolver.
+    ///
+    /// # Errors
+    /// When an HTTP client cannot be built (TLS set-up).
     pub fn new(
         store: Store,
         vault: Arc<Vault>,
         settings: &WebhookSettings,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let timeout = Duration::from_secs(settings.timeout_secs);
-        let http = reqwest::Client::builder()
-            // A 3xx is an answer like any other non-2xx: a failure. Following
-            // it would send a signed event somewhere the merchant never set.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("voicepay-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the webhook HTTP client")?;
         Ok(Self {
             store,
             vault,
             clock,
-            http,
+            guarded: client(settings, Some(Arc::new(SystemLookup)))?,
+            listed: client(settings, None)?,
+            policy: TargetPolicy::new(settings),
             schedule: Schedule::from_settings(settings),
             settings: settings.clone(),
             node: format!("node_{}", crate::crypto::random_hex(6)),
             gates: Mutex::new(HashMap::new()),
             metrics: None,
         })
+    }
+
+    /// Resolves names with `lookup` instead of the system resolver (tests:
+    /// a name that resolves to loopback); the answers are checked all the
+    /// same ([`GuardedResolver`]).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn with_lookup(mut self, lookup: Arc<dyn reqwest::dns::Resolve>) -> anyhow::Result<Self> {
+        self.guarded = client(&self.settings, Some(lookup))?;
+        Ok(self)
     }
 
     /// Counts outcomes in `/metrics`.
@@ -189,32 +203,12 @@ impl Notifier {
         }
         let sent = match tokio::time::timeout(self.delivery_bound(), self.send(&row)).await {
             Ok(sent) => sent,
-            Err(_) => Err(format!(
-                "timed out after {} s",
-                self.delivery_bound().as_secs()
+            Err(_) => Err(Failure::new(
+                DeliveryErrorClass::Timeout,
+                format!("timed out after {} s", self.delivery_bound().as_secs()),
             )),
         };
-        let outcome = match sent {
-            Ok(()) => Delivery::Delivered,
-            Err(error) => {
-                let now = self.clock.now_ms();
-                let unit: f64 = rand::random();
-                // The backoff counts the attempts since the schedule
-                // started (creation or the last redeliver).
-                match self.schedule.next_attempt_at(
-                    row.schedule_attempt(),
-                    now,
-                    row.schedule_start,
-                    unit,
-                ) {
-                    Some(next_attempt_at) => Delivery::Retry {
-                        next_attempt_at,
-                        error,
-                    },
-                    None => Delivery::Failed { error },
-                }
-            }
-        };
+        let outcome = self.outcome(&row, sent);
         let label = match &outcome {
             Delivery::Delivered => "delivered",
             Delivery::Retry { .. } => "retry",
@@ -228,10 +222,12 @@ impl Notifier {
                 .inc();
         }
         match &outcome {
-            Delivery::Retry { error, .. } | Delivery::Failed { error } => tracing::info!(
-                event = %row.id, order = %row.order_id, attempt, outcome = label, error = %error,
-                "webhook not delivered"
-            ),
+            Delivery::Retry { error, class, .. } | Delivery::Failed { error, class } => {
+                tracing::info!(
+                    event = %row.id, order = %row.order_id, attempt, outcome = label,
+                    class = class.as_str(), error = %error, "webhook not delivered"
+                )
+            }
             Delivery::Delivered => tracing::info!(
                 event = %row.id, order = %row.order_id, attempt, "webhook delivered"
             ),
@@ -250,24 +246,60 @@ impl Notifier {
         }
     }
 
-    /// One signed POST. `Err` carries a reason fit for `last_error`: it
-    /// never includes the secret, the signature or the body.
-    async fn send(&self, row: &OutboxRow) -> Result<(), String> {
+    /// What to record for an attempt that ended with `sent`: delivered, a
+    /// retry on the schedule, or failed once the window is over.
+    fn outcome(&self, row: &OutboxRow, sent: Result<(), Failure>) -> Delivery {
+        let Err(Failure {
+            class,
+            detail: error,
+        }) = sent
+        else {
+            return Delivery::Delivered;
+        };
+        let now = self.clock.now_ms();
+        let unit: f64 = rand::random();
+        // The backoff counts the attempts since the schedule started
+        // (creation or the last redeliver).
+        match self
+            .schedule
+            .next_attempt_at(row.schedule_attempt(), now, row.schedule_start, unit)
+        {
+            Some(next_attempt_at) => Delivery::Retry {
+                next_attempt_at,
+                error,
+                class,
+            },
+            None => Delivery::Failed { error, class },
+        }
+    }
+
+    /// One signed POST to a checked target. `Err` carries the class a
+    /// merchant sees and a reason for the operator: never the secret, the
+    /// signature or the body.
+    async fn send(&self, row: &OutboxRow) -> Result<(), Failure> {
+        let internal = |detail: &str| Failure::new(DeliveryErrorClass::Internal, detail.into());
+        let blocked = |detail: String| Failure::new(DeliveryErrorClass::BlockedAddress, detail);
+        let url = url::Url::parse(&row.notify_url)
+            .map_err(|_| blocked("notify_url is not a URL".into()))?;
+        let http = match self.policy.check(&url) {
+            Ok(Target::Listed) => &self.listed,
+            Ok(Target::Public(_) | Target::Name(_)) => &self.guarded,
+            Err(refused) => return Err(blocked(refusal(&refused))),
+        };
         let sealed = self
             .store
             .merchant_webhook_secret(&row.merchant_id)
             .await
-            .map_err(|_| "database error reading the merchant".to_owned())?
-            .ok_or_else(|| "merchant not found".to_owned())?;
+            .map_err(|_| internal("database error reading the merchant"))?
+            .ok_or_else(|| internal("merchant not found"))?;
         let secret = self
             .vault
             .open("webhook_secret", &sealed)
-            .map_err(|_| "the merchant's webhook secret cannot be opened".to_owned())?;
+            .map_err(|_| internal("the merchant's webhook secret cannot be opened"))?;
         let t = self.clock.now_ms().div_euclid(1000);
         let signature = signature_header(&secret, t, row.payload.as_bytes());
-        let resp = self
-            .http
-            .post(&row.notify_url)
+        let resp = http
+            .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Voicepay-Signature", signature)
             .header("Voicepay-Event-Id", &row.id)
@@ -277,27 +309,103 @@ impl Notifier {
             .await
             .map_err(|e| self.describe(&e))?;
         let status = resp.status();
+        let failed = |detail| Failure::new(DeliveryErrorClass::HttpStatus, detail);
         if status.is_success() {
             Ok(())
         } else if status.is_redirection() {
-            Err(format!(
+            Err(failed(format!(
                 "HTTP {} (redirects are not followed)",
                 status.as_u16()
-            ))
+            )))
         } else {
-            Err(format!("HTTP {}", status.as_u16()))
+            Err(failed(format!("HTTP {}", status.as_u16())))
         }
     }
 
-    fn describe(&self, e: &reqwest::Error) -> String {
-        if e.is_timeout() {
-            format!("timed out after {} s", self.settings.timeout_secs)
-        } else if e.is_connect() {
-            "connection failed (refused, unreachable or TLS)".into()
-        } else if e.is_builder() {
-            "invalid notify_url".into()
-        } else {
-            "request failed before a response".into()
+    fn describe(&self, e: &reqwest::Error) -> Failure {
+        let mut chain = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source());
+        if let Some(b) = chain.find_map(|e| e.downcast_ref::<BlockedAddress>()) {
+            return Failure::new(DeliveryErrorClass::BlockedAddress, b.to_string());
         }
+        if e.is_timeout() {
+            return Failure::new(
+                DeliveryErrorClass::Timeout,
+                format!("timed out after {} s", self.settings.timeout_secs),
+            );
+        }
+        if let Some(tls) = tls_error(e) {
+            return Failure::new(DeliveryErrorClass::TlsError, format!("TLS: {tls}"));
+        }
+        let detail = if e.is_connect() {
+            "connection failed (refused, unreachable or no address)"
+        } else {
+            "request failed before a response"
+        };
+        Failure::new(DeliveryErrorClass::ConnectionRefused, detail.into())
     }
+}
+
+/// The operator's reason for a refused target.
+fn refusal(r: &super::Refused) -> String {
+    match r {
+        super::Refused::Address { range } => format!("blocked: a {range} address"),
+        other => format!("blocked: {other}"),
+    }
+}
+
+/// The rustls error somewhere in `e`'s causes. An `io::Error` hides the
+/// error it wraps from `source()` (and the connector wraps it in another
+/// `io::Error`), hence the look inside each one, down to the bottom.
+fn tls_error(e: &reqwest::Error) -> Option<&rustls::Error> {
+    let chain = std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source());
+    chain.into_iter().find_map(|cause| {
+        let mut inner: &(dyn std::error::Error + 'static) = cause;
+        loop {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls);
+            }
+            match inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(wrapped) => inner = wrapped,
+                None => return None,
+            }
+        }
+    })
+}
+
+/// Why one attempt failed: the class a merchant sees, the detail an
+/// operator sees.
+struct Failure {
+    class: DeliveryErrorClass,
+    detail: String,
+}
+
+impl Failure {
+    fn new(class: DeliveryErrorClass, detail: String) -> Self {
+        Self { class, detail }
+    }
+}
+
+/// The webhook HTTP client: no redirects (a 3xx is an answer like any
+/// other non-2xx: a failure; following it would send a signed event where
+/// the merchant never set, unchecked), no proxy (it would resolve and
+/// connect unchecked), every request bounded. With `lookup`, names resolve
+/// through a [`GuardedResolver`] over it.
+fn client(
+    settings: &WebhookSettings,
+    lookup: Option<Arc<dyn reqwest::dns::Resolve>>,
+) -> anyhow::Result<reqwest::Client> {
+    let timeout = Duration::from_secs(settings.timeout_secs);
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("voicepay-webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(lookup) = lookup {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver::new(lookup)));
+    }
+    builder.build().context("building the webhook HTTP client")
 }

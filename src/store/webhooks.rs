@@ -5,7 +5,7 @@
 //! hold one row, and a crashed node's lease simply runs out.
 
 use super::{Result, Store};
-use crate::domain::DeliveryStatus;
+use crate::domain::{DeliveryErrorClass, DeliveryStatus};
 
 /// One row of `webhook_outbox`.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,8 +31,12 @@ pub struct OutboxRow {
     pub attempts: i64,
     /// Unix ms: when a `pending` row is due for its next attempt.
     pub next_attempt_at: i64,
-    /// Why the latest failed attempt failed, for people.
+    /// Why the latest failed attempt failed, in detail: for operators
+    /// only (the CLI, the log), never shown to merchants.
     pub last_error: Option<String>,
+    /// The coarse class of that failure, the only part merchants see
+    /// ([`DeliveryErrorClass::as_str`]); `None` before any failure.
+    pub last_error_class: Option<String>,
     /// Unix ms: queued, with the status change.
     pub created_at: i64,
     /// Unix ms of the 2xx answer; `None` until delivered.
@@ -65,7 +69,7 @@ pub enum Redelivery {
 }
 
 const OUTBOX_COLUMNS: &str = "id, merchant_id, order_id, event_type, payload, notify_url, status, \
-     attempts, next_attempt_at, last_error, created_at, delivered_at, schedule_start, \
+     attempts, next_attempt_at, last_error, last_error_class, created_at, delivered_at, schedule_start, \
      schedule_attempts_base";
 
 /// How one delivery attempt ended, as the worker records it.
@@ -77,13 +81,17 @@ pub enum Delivery {
     Retry {
         /// Unix ms when the next attempt is due.
         next_attempt_at: i64,
-        /// Why this attempt failed, for people (kept as `last_error`).
+        /// Why this attempt failed, for operators (kept as `last_error`).
         error: String,
+        /// Its class, for merchants (kept as `last_error_class`).
+        class: DeliveryErrorClass,
     },
     /// The retry window is over: give up.
     Failed {
-        /// Why the last attempt failed, for people (kept as `last_error`).
+        /// Why the last attempt failed, for operators (kept as `last_error`).
         error: String,
+        /// Its class, for merchants (kept as `last_error_class`).
+        class: DeliveryErrorClass,
     },
 }
 
@@ -211,27 +219,32 @@ impl Store {
             Delivery::Retry {
                 next_attempt_at,
                 error,
+                class,
             } => (
                 "pending",
                 Some(*next_attempt_at),
-                Some(error.as_str()),
+                Some((error.as_str(), class.as_str())),
                 None,
             ),
-            Delivery::Failed { error } => ("failed", None, Some(error.as_str()), None),
+            Delivery::Failed { error, class } => {
+                ("failed", None, Some((error.as_str(), class.as_str())), None)
+            }
         };
         let done = sqlx::query(
             "UPDATE webhook_outbox SET status = $1, attempts = attempts + 1, \
                 next_attempt_at = COALESCE($2, next_attempt_at), \
-                last_error = COALESCE($3, last_error), delivered_at = $4, \
+                last_error = COALESCE($3, last_error), \
+                last_error_class = COALESCE($7, last_error_class), delivered_at = $4, \
                 locked_by = NULL, locked_until = NULL \
              WHERE id = $5 AND locked_by = $6 AND status = 'pending'",
         )
         .bind(status)
         .bind(next)
-        .bind(error)
+        .bind(error.map(|e| e.0))
         .bind(delivered)
         .bind(id)
         .bind(node)
+        .bind(error.map(|e| e.1))
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -4,7 +4,7 @@
 //! went.
 
 use super::{rfc3339, OrderView};
-use crate::domain::DeliveryStatus;
+use crate::domain::{DeliveryErrorClass, DeliveryStatus};
 use crate::store::{OutboxRow, WebhookEvent};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -58,8 +58,13 @@ pub struct EventView {
     pub attempts: i64,
     /// When the next attempt is due (pending events).
     pub next_attempt_at: Option<String>,
-    /// Why the last attempt failed, e.g. `HTTP 500`.
-    pub last_error: Option<String>,
+    /// Why the last attempt failed, coarsely: `http_status`, `timeout`,
+    /// `connection_refused`, `tls_error`, `blocked_address` (the URL's host
+    /// is, or resolves to, a loopback, private or otherwise special
+    /// address, or is plain http where only https is accepted; nothing was
+    /// sent) or `internal`. Absent before any failure. The detailed reason
+    /// is kept for the operator (`voicepay webhooks list`), not shown here.
+    pub last_error_class: Option<DeliveryErrorClass>,
     pub notify_url: String,
     pub created_at: String,
     pub delivered_at: Option<String>,
@@ -76,7 +81,10 @@ impl EventView {
             attempts: r.attempts,
             next_attempt_at: (r.status == DeliveryStatus::Pending)
                 .then(|| rfc3339(r.next_attempt_at)),
-            last_error: r.last_error.clone(),
+            last_error_class: r
+                .last_error_class
+                .as_deref()
+                .and_then(DeliveryErrorClass::parse),
             notify_url: r.notify_url.clone(),
             created_at: rfc3339(r.created_at),
             delivered_at: r.delivered_at.map(rfc3339),

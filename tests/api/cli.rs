@@ -213,3 +213,79 @@ fn bank_cards_lists_the_test_cards_masked_with_their_balances() {
     assert!(!dir.path().join("voicepay.stub-bank.jsonl").exists());
     assert!(!dir.path().join("voicepay.keys").exists());
 }
+
+#[test]
+fn webhook_target_settings_load_from_the_environment_and_bad_entries_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = succeeds(dir.path(), &["config", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("allow_http = false"), "{text}");
+    assert!(text.contains("allowed_private_targets = []"), "{text}");
+    let out = voicepay(dir.path())
+        .args(["config", "check"])
+        .env("VOICEPAY__WEBHOOKS__ALLOW_HTTP", "true")
+        .env(
+            "VOICEPAY__WEBHOOKS__ALLOWED_PRIVATE_TARGETS",
+            "127.0.0.1:9000,[::1]:9001",
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("allow_http = true"), "{text}");
+    assert!(
+        text.contains(r#"allowed_private_targets = ["127.0.0.1:9000","[::1]:9001"]"#),
+        "{text}"
+    );
+    for bad in ["127.0.0.1", "127.0.0.1:0", "hooks:http", ":9000", "u@h:1"] {
+        let out = voicepay(dir.path())
+            .args(["config", "check"])
+            .env("VOICEPAY__WEBHOOKS__ALLOWED_PRIVATE_TARGETS", bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("webhooks.allowed_private_targets"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn merchant_add_refuses_an_internal_notify_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://0x7f.1:8088/ari/asterisk/info",
+        "https://localhost/hook",
+        "http://hooks.shop.example/hook", // plain http, allow_http off
+    ] {
+        let out = voicepay(dir.path())
+            .args(["merchant", "add", "--name", "Shop", "--notify-url", url])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{url} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--notify-url"), "{url}: {err}");
+    }
+    assert!(
+        !dir.path().join("voicepay.db").exists(),
+        "a refused merchant was stored"
+    );
+    succeeds(
+        dir.path(),
+        &[
+            "merchant",
+            "add",
+            "--name",
+            "Shop",
+            "--notify-url",
+            "https://hooks.shop.example/h",
+        ],
+    );
+}

@@ -13,4 +13,5 @@ mod matcher;
 mod order_events;
 mod store_calls;
 mod store_lifecycle;
+mod webhook_targets;
 mod webhooks;

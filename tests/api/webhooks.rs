@@ -60,13 +60,14 @@ struct Row {
     attempts: i64,
     next_attempt_at: i64,
     last_error: Option<String>,
+    last_error_class: Option<String>,
     payload: String,
     delivered_at: Option<i64>,
 }
 
 async fn outbox(app: &TestApp, order_id: &str) -> Vec<Row> {
     sqlx::query_as::<_, Row>(
-        "SELECT id, event_type, status, attempts, next_attempt_at, last_error, payload, \
+        "SELECT id, event_type, status, attempts, next_attempt_at, last_error, last_error_class, payload, \
             delivered_at FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, event_type",
     )
     .bind(order_id)
@@ -147,10 +148,15 @@ on_both_stores!(
 // ---------------------------------------------------------------------------
 
 async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
-    let Some(app) = spawn_app_with(db, fast).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        fast(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     let id = order(&app, "W1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
     cancel(&app, &app.api_key, &id).await; // twice: still one final status
@@ -222,10 +228,17 @@ async fn apply(store: &Store, id: &str, t: Transition<'_>, now: i64) -> bool {
 
 async fn final_events_always_progress_events_on_request(db: Db) {
     use OrderStatus::*;
-    let Some(app) = spawn_app_with(db, fast).await else {
+    let rx = Receiver::start().await;
+    let mrx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        fast(s);
+        rx.allow(s);
+        mrx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     let store = Store::connect(&app.settings.database.url, 2, voicepay::views::webhook_body)
         .await
         .unwrap();
@@ -314,7 +327,6 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 
     // The merchant's default notify_url applies when the order has none;
     // with neither, nothing is queued.
-    let mrx = Receiver::start().await;
     let m = voicepay::merchants::create(
         &store,
         &Vault::new(&KeyRing::load(&app.settings.crypto).unwrap()),
@@ -379,15 +391,16 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 }
 
 async fn an_expired_order_sends_order_expired(db: Db) {
+    let rx = Receiver::start().await;
     let Some(app) = spawn_app_with(db, |s| {
         fast(s);
+        rx.allow(s);
         s.orders.sweep_interval_secs = 1;
     })
     .await
     else {
         return;
     };
-    let rx = Receiver::start().await;
     let id = order(&app, "E1", json!({"notify_url": rx.url})).await;
     // Its window ends now; the daemon's own sweep expires it.
     sqlx::query("UPDATE orders SET expires_at = $1 WHERE id = $2")
@@ -405,13 +418,18 @@ async fn an_expired_order_sends_order_expired(db: Db) {
 }
 
 async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
-    let Some(app) = spawn_app_with(db, fast).await else {
-        return;
-    };
     // A port with nobody listening: connections are refused.
     let spot = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = spot.local_addr().unwrap();
     drop(spot);
+    let Some(app) = spawn_app_with(db, |s| {
+        fast(s);
+        s.webhooks.allowed_private_targets = vec![addr.to_string()];
+    })
+    .await
+    else {
+        return;
+    };
     let url = format!("http://{addr}/hook");
     let id = order(&app, "R1", json!({"notify_url": url})).await;
     cancel(&app, &app.api_key, &id).await;
@@ -423,6 +441,11 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
     assert_eq!(row.status, "pending");
     assert!(
         row.last_error.as_deref().unwrap().contains("connection"),
+        "{row:?}"
+    );
+    assert_eq!(
+        row.last_error_class.as_deref(),
+        Some("connection_refused"),
         "{row:?}"
     );
 
@@ -440,8 +463,10 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
 }
 
 async fn a_restart_between_attempts_still_delivers(db: Db) {
+    let rx = Receiver::start().await;
     let Some(mut app) = spawn_app_with(db, |s| {
         fast(s);
+        rx.allow(s);
         // Long enough that the retry falls after the restart.
         s.webhooks.retry_initial_ms = 2000;
         s.webhooks.retry_max_ms = 2000;
@@ -450,7 +475,6 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
     else {
         return;
     };
-    let rx = Receiver::start().await;
     rx.reply(Reply::Status(503));
     let id = order(&app, "S1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
@@ -497,10 +521,15 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
 }
 
 async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     rx.reply(Reply::Status(500));
     let id = order(&app, "F1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
@@ -564,11 +593,17 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
 }
 
 async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
-        return;
-    };
     let elsewhere = Receiver::start().await;
     let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+        elsewhere.allow(s);
+    })
+    .await
+    else {
+        return;
+    };
     rx.reply(Reply::Redirect(elsewhere.url.clone()));
     let id = order(&app, "X1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
@@ -583,14 +618,20 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
         row.last_error.as_deref(),
         Some("HTTP 302 (redirects are not followed)")
     );
+    assert_eq!(row.last_error_class.as_deref(), Some("http_status"));
     assert_eq!(row.next_attempt_at, t0 + 30_000);
 }
 
 async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     for _ in 0..2 {
         rx.reply(Reply::Status(500));
     }
@@ -635,6 +676,9 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
         .await;
     assert_eq!(failed["events"][0]["id"], row.id.as_str());
     assert_eq!(failed["events"][0]["attempts"], 2);
+    // The merchant is told the class, not the operator's detail.
+    assert_eq!(failed["events"][0]["last_error_class"], "http_status");
+    assert!(failed["events"][0].get("last_error").is_none(), "{failed}");
     let (_, other_key) = app.another_merchant().await;
     let theirs: Value = app
         .get_json("/v1/webhooks/events?status=failed", &other_key)
@@ -668,10 +712,15 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
 /// of attempts already made; an event a node is sending right now cannot
 /// be redelivered (409 over the API, an error from the CLI).
 async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     for _ in 0..10 {
         rx.reply(Reply::Status(500));
     }
@@ -755,7 +804,11 @@ async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: D
 }
 
 async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
+    let slow = Receiver::holding().await;
+    let quick = Receiver::start().await;
     let Some(app) = spawn_app_with(db, |s| {
+        slow.allow(s);
+        quick.allow(s);
         fast(s);
         s.webhooks.max_in_flight_per_merchant = 1;
         s.webhooks.timeout_secs = 120;
@@ -764,7 +817,6 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
     else {
         return;
     };
-    let slow = Receiver::holding().await;
     let a = order(&app, "A1", json!({"notify_url": slow.url})).await;
     let b = order(&app, "A2", json!({"notify_url": slow.url})).await;
     cancel(&app, &app.api_key, &a).await;
@@ -775,7 +827,6 @@ async fn a_slow_receiver_does_not_hold_up_other_merchants(db: Db) {
     .await;
 
     let (_, other_key) = app.another_merchant().await;
-    let quick = Receiver::start().await;
     let mut body = order_body("B1");
     body["notify_url"] = json!(quick.url);
     let resp = app.post_json("/v1/orders", &other_key, &body).await;
@@ -819,7 +870,20 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
         json!(["boolean", "null"]),
         "{create:#}"
     );
-    assert!(doc["components"]["schemas"]["EventView"].is_object());
+    let event = &doc["components"]["schemas"]["EventView"];
+    assert!(event.is_object());
+    // Merchants get the coarse class of a failure, not the raw error.
+    assert!(event["properties"].get("last_error").is_none(), "{event:#}");
+    let classes = doc["components"]["schemas"]["DeliveryErrorClass"]["enum"].to_string();
+    for c in [
+        "http_status",
+        "timeout",
+        "connection_refused",
+        "tls_error",
+        "blocked_address",
+    ] {
+        assert!(classes.contains(c), "{c} missing: {classes}");
+    }
     // Unknown before: orders without the new field still create as before.
     let id = order(&app, "O1", json!({})).await;
     let view: Value = app
@@ -829,10 +893,15 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
 }
 
 async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     let id = order(&app, "K1", json!({"notify_url": rx.url})).await;
     cancel(&app, &app.api_key, &id).await;
     let t0 = now_ms() + 1000;
@@ -865,6 +934,7 @@ async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
     // The dead node's late report changes nothing.
     let late = voicepay::store::Delivery::Failed {
         error: "late".into(),
+        class: voicepay::domain::DeliveryErrorClass::Timeout,
     };
     assert!(!store
         .finish_webhook(&row.id, "node_dead", &late, t0 + 50_000)

@@ -29,7 +29,7 @@ use request::NewOrder;
         (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields, or no card bound to the phone (`no_binding`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (e.g. `notify_url` / `invalid_notify_url`: not https, or a loopback, private or otherwise internal address), or no card bound to the phone (`no_binding`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -55,6 +55,9 @@ pub async fn create(
         }
     }
     let new = request::parse(&body, state.settings.orders.max_amount)?;
+    if let Some(url) = &new.notify_url {
+        check_notify_url(&state, url)?;
+    }
 
     for _ in 0..5 {
         let row = order_row(&state, &merchant, &new, now).await?;
@@ -260,6 +263,31 @@ async fn order_row(
         expires_at: now + state.settings.orders.expiry_secs as i64 * 1000,
         notify_progress: i64::from(new.notify_progress),
     })
+}
+
+/// Refuses a `notify_url` webhooks may not reach (422 `invalid_notify_url`
+/// on the field): plain http unless `webhooks.allow_http`, and any
+/// loopback, private, link-local or otherwise special address in whatever
+/// spelling, unless its `host:port` is in `webhooks.allowed_private_targets`
+/// ([`crate::notify::target`]). A name is checked again, resolved, when the
+/// event is sent.
+fn check_notify_url(state: &AppState, url: &crate::domain::NotifyUrl) -> Result<(), ApiError> {
+    let policy = crate::notify::TargetPolicy::new(&state.settings.webhooks);
+    let refused = match url::Url::parse(url.as_str()) {
+        Ok(parsed) => policy.check(&parsed).err(),
+        Err(_) => Some(crate::notify::Refused::NotAUrl),
+    };
+    match refused {
+        None => Ok(()),
+        Some(r) => {
+            tracing::info!(reason = ?r, "notify_url refused");
+            Err(ApiError::Validation(vec![super::FieldError::new(
+                "notify_url",
+                "invalid_notify_url",
+                r.to_string(),
+            )]))
+        }
+    }
 }
 
 /// An 8-digit code (leading zeros allowed): transfer code or order code.

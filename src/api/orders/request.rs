@@ -41,7 +41,13 @@ pub struct CreateOrderRequest {
     id_number: Option<String>,
     /// Prompt language: `zh` (default) or `en`.
     language: Option<String>,
-    /// Where webhooks for this order go (default: the merchant's).
+    /// Where webhooks for this order go (default: the merchant's): an https
+    /// URL (http only where the operator set `webhooks.allow_http`) of a
+    /// public address. A loopback, private, link-local, CGNAT, unique-local,
+    /// multicast, reserved or IPv4-mapped address, in any spelling, or
+    /// `localhost`, is refused with 422 `invalid_notify_url` unless the
+    /// operator listed its `host:port`; a name resolving to one is refused
+    /// when the webhook is sent (`last_error_class` `blocked_address`).
     notify_url: Option<String>,
     /// Also send progress webhooks (`order.calling`, `order.answered`,
     /// `order.authorizing`), not only the final one. Default false.

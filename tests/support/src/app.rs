@@ -84,6 +84,9 @@ pub async fn test_settings(db: Db, dir: &std::path::Path) -> Option<Settings> {
     s.demo.listen = "127.0.0.1:0".parse().unwrap();
     s.database.max_connections = 4;
     s.crypto.key_file = dir.join("voicepay.keys");
+    // Test receivers are plain http on loopback; each test lists its own
+    // (`Receiver::allow`), so every other loopback port stays refused.
+    s.webhooks.allow_http = true;
     s.database.url = match db {
         Db::Sqlite => format!("sqlite://{}", dir.join("voicepay.db").display()),
         Db::Postgres => fresh_postgres_db(&postgres_base_url()?).await,

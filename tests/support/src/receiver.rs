@@ -68,6 +68,7 @@ pub enum Reply {
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
+    addr: std::net::SocketAddr,
     script: Arc<Mutex<Script>>,
     /// When set, every request waits for a permit before it is answered.
     hold: Option<Arc<tokio::sync::Semaphore>>,
@@ -92,6 +93,7 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let me = Self {
             url: format!("http://{addr}/hook"),
+            addr,
             script: Arc::default(),
             hold,
         };
@@ -100,6 +102,16 @@ impl Receiver {
             .with_state(me.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         me
+    }
+
+    /// Lets a daemon's webhooks reach this receiver, which is on loopback
+    /// (refused otherwise): lists its `host:port` in
+    /// `webhooks.allowed_private_targets`, as a lab or a merchant's own
+    /// receiver on a private address is listed.
+    pub fn allow(&self, s: &mut voicepay::config::Settings) {
+        s.webhooks
+            .allowed_private_targets
+            .push(self.addr.to_string());
     }
 
     pub fn reply(&self, r: Reply) {
