@@ -58,7 +58,8 @@ impl App {
             ring.zpk(),
             issuer,
             MatcherConfig::from_settings(&settings.bank),
-        ));
+        )
+        .with_limits(settings.limits.clone()));
         let state = AppState {
             settings: Arc::new(settings),
             store,
