@@ -1075,7 +1075,7 @@ async fn a_bound_payment_whose_binding_is_gone_never_reaches_the_issuer(app: Tes
     let pan = "6222000000000017";
     let first = r.order_in_call(pan).await;
     assert_eq!(r.verify(&first, pin(RIGHT_PIN)).await, Verdict::Approved);
-    let mut body = order_body("Mbound-gone");
+    let mut body = order_body("Mboundgone");
     let o = body.as_object_mut().unwrap();
     o.remove("card_number");
     o.remove("id_number");
