@@ -199,9 +199,22 @@ async fn third_wrong_expiry_or_cvn2_locks_the_card_until_the_next_day() {
             .unwrap()
             .outcome
     };
-    assert_eq!(guess(1).await, Decision::WrongSecret { tries_left: Some(2) });
-    assert_eq!(guess(2).await, Decision::WrongSecret { tries_left: Some(1) });
-    assert_eq!(guess(3).await, Decision::Declined(ResultCode::PinTriesExceeded));
+    assert_eq!(
+        guess(1).await,
+        Decision::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    assert_eq!(
+        guess(2).await,
+        Decision::WrongSecret {
+            tries_left: Some(1)
+        }
+    );
+    assert_eq!(
+        guess(3).await,
+        Decision::Declined(ResultCode::PinTriesExceeded)
+    );
     // the right details are refused for the rest of the day, nothing debited
     let right = credit("r1", pan, "1230", "123", 100);
     assert_eq!(code(s, right).await, ResultCode::PinTriesExceeded);
@@ -229,12 +242,21 @@ async fn the_id_is_checked_before_the_secret_and_a_mismatch_never_counts() {
     assert_eq!(code(&s, right_pin).await, ResultCode::IdMismatch);
     let credit_pan = "6250000000000012";
     for n in 0..4 {
-        let wrong = request(&format!("c{n}"), credit_pan, other, 100, card_secret("1230", "999"));
+        let wrong = request(
+            &format!("c{n}"),
+            credit_pan,
+            other,
+            100,
+            card_secret("1230", "999"),
+        );
         assert_eq!(code(&s, wrong).await, ResultCode::IdMismatch);
     }
     assert!(s.cards().iter().all(|c| c.wrong_pins_today == 0));
     // the cardholder pays
-    assert_eq!(code(&s, debit("own", pan, PIN, 100)).await, ResultCode::Approved);
+    assert_eq!(
+        code(&s, debit("own", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
     let own = credit("own-c", credit_pan, "1230", "123", 100);
     assert_eq!(code(&s, own).await, ResultCode::Approved);
     // and a locked card still answers a wrong ID with the ID's answer first

@@ -290,7 +290,12 @@ impl<I: IssuerLink> BankMatcher<I> {
         if self.store.transition(&order.id, t, now).await? {
             // Which limit held is for the audit log only.
             self.store
-                .append_event(&order.id, "matcher", &format!("wrong secrets: {which} locked for today"), now)
+                .append_event(
+                    &order.id,
+                    "matcher",
+                    &format!("wrong secrets: {which} locked for today"),
+                    now,
+                )
                 .await?;
             tracing::info!(order = %order.id, card = %order.card_masked, limit = which, "wrong-secret limit reached for today");
             return Ok(Some(Verdict::Failed(ResultCode::PinTriesExceeded)));

@@ -770,6 +770,9 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
 }
 
+/// Wrong-secret counters as stored: (fingerprint, count) per card, per phone.
+type Counters = (Vec<(String, i64)>, Vec<(String, i64)>);
+
 /// A stranger's phone, and a second cardholder's (card …0014's holder).
 const STRANGER: &str = "13900139000";
 const OTHER_HOLDER: &str = "310115198506154322";
@@ -806,16 +809,21 @@ impl Rig {
             .unwrap()
             .iter()
             .map(|e| {
-                serde_json::json!([e.kind, e.from_status.map(|s| s.as_str()),
-                    e.to_status.map(|s| s.as_str()), e.detail])
+                serde_json::json!([
+                    e.kind,
+                    e.from_status.map(|s| s.as_str()),
+                    e.to_status.map(|s| s.as_str()),
+                    e.detail
+                ])
             })
             .collect();
-        let bodies: Vec<String> =
-            sqlx::query_scalar("SELECT payload FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, id")
-                .bind(id)
-                .fetch_all(&self.app.pool)
-                .await
-                .unwrap();
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT payload FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.app.pool)
+        .await
+        .unwrap();
         let hooks: Vec<Value> = bodies
             .iter()
             .map(|b| {
@@ -834,7 +842,7 @@ impl Rig {
 
     /// Today's wrong-secret counters as stored: (card fingerprints, phone
     /// fingerprints), with their counts.
-    async fn counters(&self) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+    async fn counters(&self) -> Counters {
         let cards = sqlx::query_as("SELECT card_fp, count FROM pin_tries")
             .fetch_all(&self.app.pool)
             .await
@@ -849,7 +857,7 @@ impl Rig {
 
 /// The counters hold keyed fingerprints only: no card, phone, ID number or
 /// secret.
-fn assert_counters_hold_no_secret(counters: &(Vec<(String, i64)>, Vec<(String, i64)>)) {
+fn assert_counters_hold_no_secret(counters: &Counters) {
     let secrets = voicepay_testkit::secrets::Secrets::new()
         .pin(RIGHT_PIN)
         .pin("111111")
@@ -891,7 +899,12 @@ async fn expiry_and_cvn2_guesses_lock_the_card_for_the_day(app: TestApp) {
         r.verify(&second, card_details("1230", "126")).await,
         Verdict::Failed(PinTriesExceeded)
     );
-    assert_result(&r.order(&second).await, "failed", "pin_tries_exceeded", "67");
+    assert_result(
+        &r.order(&second).await,
+        "failed",
+        "pin_tries_exceeded",
+        "67",
+    );
     let later = r.order_as(pan, PHONE, HOLDER).await;
     assert_eq!(
         r.verify(&later, card_details("1230", "123")).await,
@@ -995,7 +1008,9 @@ async fn an_id_mismatch_looks_exactly_like_a_wrong_secret(app: TestApp) {
     // card …0017 with the wrong holder's ID, the right PIN
     let mismatch = r.order_as("6222000000000017", STRANGER, OTHER_HOLDER).await;
     // card …0014 with its holder's ID, a wrong PIN
-    let wrong = r.order_as("6217000000000014", "13700137000", OTHER_HOLDER).await;
+    let wrong = r
+        .order_as("6217000000000014", "13700137000", OTHER_HOLDER)
+        .await;
     let mut said = Vec::new();
     for _ in 0..3 {
         let a = r.verify(&mismatch, pin(RIGHT_PIN)).await;
@@ -1011,13 +1026,19 @@ async fn an_id_mismatch_looks_exactly_like_a_wrong_secret(app: TestApp) {
             Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded),
         ]
     );
-    let (mut seen, mut twin) = (r.merchant_sees(&mismatch).await, r.merchant_sees(&wrong).await);
+    let (mut seen, mut twin) = (
+        r.merchant_sees(&mismatch).await,
+        r.merchant_sees(&wrong).await,
+    );
     let raw = seen.as_object_mut().unwrap().remove("raw").unwrap();
     twin.as_object_mut().unwrap().remove("raw");
     assert_eq!(seen, twin);
     assert!(!seen["webhooks"].as_array().unwrap().is_empty(), "{seen}");
     let all = format!("{seen} {raw}");
-    assert!(!all.contains("id_mismatch") && !all.contains("\"66\""), "{all}");
+    assert!(
+        !all.contains("id_mismatch") && !all.contains("\"66\""),
+        "{all}"
+    );
     // the audit log keeps what happened
     let audit = r.events(&mismatch).await;
     let n = audit
@@ -1048,7 +1069,12 @@ async fn wrong_pins_with_a_wrong_id_do_not_lock_the_card(app: TestApp) {
             r.verify(&stranger, pin("222222")).await,
             Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
         );
-        assert_result(&r.order(&stranger).await, "failed", "pin_tries_exceeded", "67");
+        assert_result(
+            &r.order(&stranger).await,
+            "failed",
+            "pin_tries_exceeded",
+            "67",
+        );
     }
     let wrong_today = r
         .issuer
@@ -1100,9 +1126,16 @@ async fn a_bound_payment_whose_binding_is_gone_never_reaches_the_issuer(app: Tes
         Verdict::WrongSecret { tries_left: 2 }
     );
     assert!(!issuer_saw(&r, &id).await);
-    assert_eq!(r.balance(pan), START_FEN - AMOUNT, "paid once, by the first");
+    assert_eq!(
+        r.balance(pan),
+        START_FEN - AMOUNT,
+        "paid once, by the first"
+    );
     let audit = r.events(&id).await;
-    assert!(audit.contains(&"bank binding no longer on file".to_owned()), "{audit:?}");
+    assert!(
+        audit.contains(&"bank binding no longer on file".to_owned()),
+        "{audit:?}"
+    );
     assert!(r.counters().await.0.iter().all(|c| c.1 == 0));
 }
 

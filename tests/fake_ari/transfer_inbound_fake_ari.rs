@@ -245,7 +245,11 @@ async fn transfer_keying(
             .count()
     };
     for n in 0..tries {
-        let keys = if n == 0 { format!("1{pin}") } else { pin.to_owned() };
+        let keys = if n == 0 {
+            format!("1{pin}")
+        } else {
+            pin.to_owned()
+        };
         for d in keys.chars() {
             fake.push(event(
                 "ChannelDtmfReceived",
@@ -306,10 +310,15 @@ async fn an_id_mismatch_sounds_and_returns_exactly_like_a_wrong_secret() {
     assert_eq!(va["result"]["code"], "wrong_secret", "{va:#}");
     assert_eq!(va["result"]["resp_code"], "65", "{va:#}");
     let all = format!("{heard_a:?} {vars_a:?} {va}");
-    assert!(!all.contains("id_mismatch") && !all.contains("\"66\""), "{all}");
+    assert!(
+        !all.contains("id_mismatch") && !all.contains("\"66\""),
+        "{all}"
+    );
     let audit = app.event_details(&a).await;
     assert!(
-        audit.iter().any(|d| d == "issuer answered id_mismatch (66)"),
+        audit
+            .iter()
+            .any(|d| d == "issuer answered id_mismatch (66)"),
         "{audit:?}"
     );
     for r in fake.rest_calls() {
