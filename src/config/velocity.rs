@@ -41,3 +41,31 @@ impl VelocityLimits {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Settings;
+
+    #[test]
+    fn limits_load_from_the_file_and_are_bounded() {
+        assert_eq!(Settings::default().limits.wrong_secrets_per_card_day, 3);
+        assert_eq!(Settings::default().limits.wrong_secrets_per_phone_day, 6);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        let file = "[limits]\nwrong_secrets_per_card_day = 2\nwrong_secrets_per_phone_day = 9\n";
+        std::fs::write(&path, file).unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.limits.wrong_secrets_per_card_day, 2);
+        assert_eq!(s.limits.wrong_secrets_per_phone_day, 9);
+        for (card, phone, key) in [
+            (0, 6, "limits.wrong_secrets_per_card_day"),
+            (3, 0, "limits.wrong_secrets_per_phone_day"),
+        ] {
+            let mut s = Settings::default();
+            s.limits.wrong_secrets_per_card_day = card;
+            s.limits.wrong_secrets_per_phone_day = phone;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+}
