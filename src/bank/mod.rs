@@ -42,7 +42,7 @@ pub const PIN_TRIES_PER_DAY: u8 = 3;
 /// `over_limit` (33).
 pub const SINGLE_PAYMENT_LIMIT_FEN: i64 = 5_000_000;
 
-/// The Asia/Shanghai calendar day of `now`: the day the issuer's wrong-PIN
+/// The Asia/Shanghai calendar day of `now`: the day the issuer's wrong-secret
 /// allowance belongs to. China has one UTC+8 offset and no daylight saving.
 pub fn shanghai_day(now: OffsetDateTime) -> Date {
     now.to_offset(time::macros::offset!(+8)).date()
