@@ -59,13 +59,16 @@ impl App {
             .context("loading bank.stub_cards")?
             .with_state_file(&stub_state)
             .with_context(|| format!("opening the stub issuer's state {}", stub_state.display()))?;
-        let matcher = Arc::new(BankMatcher::new(
-            store.clone(),
-            vault.clone(),
-            ring.zpk(),
-            issuer,
-            MatcherConfig::from_settings(&settings.bank),
-        ));
+        let matcher = Arc::new(
+            BankMatcher::new(
+                store.clone(),
+                vault.clone(),
+                ring.zpk(),
+                issuer,
+                MatcherConfig::from_settings(&settings.bank),
+            )
+            .with_limits(settings.limits.clone()),
+        );
         let state = AppState {
             settings: Arc::new(settings),
             store,

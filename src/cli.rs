@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("# stub issuer state: {}", path.display());
                 for c in cards {
                     println!(
-                        "{}  {:<6}  {:>14} fen  wrong PINs today: {}  ({})",
+                        "{}  {:<6}  {:>14} fen  wrong secrets today: {}  ({})",
                         c.card, c.kind, c.available_fen, c.wrong_pins_today, c.bank
                     );
                 }

@@ -4,7 +4,7 @@
 //! fixtures' opening balances rebuilds everything a restart must not lose:
 //! the final answer per idempotency key (so a repeated authorize or a query
 //! gets the first answer again), every debit and reversal (balances), and
-//! the wrong-PIN count of the day per card.
+//! the wrong-secret count (PINs, or expiry and CVN2) of the day per card.
 //!
 //! Why a journal and not a rewritten snapshot: one small append per answer
 //! costs the same whatever the history, and a crash can only tear the last
@@ -40,7 +40,7 @@ pub(crate) enum Line {
         card: Option<String>,
         amount_fen: i64,
         outcome: Recorded,
-        /// The card's wrong-PIN count for the Shanghai day (`YYYY-MM-DD`)
+        /// The card's wrong-secret count for the Shanghai day (`YYYY-MM-DD`)
         /// after this answer, when this answer counted a wrong PIN.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wrong_pins: Option<(String, u8)>,

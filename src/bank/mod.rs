@@ -32,15 +32,17 @@ use std::future::Future;
 use std::sync::Arc;
 use time::{Date, OffsetDateTime};
 
-/// Wrong PIN tries a card gets per Asia/Shanghai calendar day; the last one
-/// locks PIN payments until the next day (respCode 67).
+/// Wrong secret tries (PIN, or expiry and CVN2) a card gets per
+/// Asia/Shanghai calendar day at the stub issuer; the last one locks the
+/// card's payments until the next day (respCode 67). Tries whose cardholder
+/// ID did not match are not counted.
 pub const PIN_TRIES_PER_DAY: u8 = 3;
 
 /// Largest single payment the issuers accept, in fen (¥50,000.00); more is
 /// `over_limit` (33).
 pub const SINGLE_PAYMENT_LIMIT_FEN: i64 = 5_000_000;
 
-/// The Asia/Shanghai calendar day of `now`: the day the issuer's wrong-PIN
+/// The Asia/Shanghai calendar day of `now`: the day the issuer's wrong-secret
 /// allowance belongs to. China has one UTC+8 offset and no daylight saving.
 pub fn shanghai_day(now: OffsetDateTime) -> Date {
     now.to_offset(time::macros::offset!(+8)).date()
@@ -95,7 +97,8 @@ pub struct AuthRequest {
     /// The card from the order (or the binding).
     pub card: CardNumber,
     /// The cardholder ID number from the order; the issuer compares it with
-    /// its records.
+    /// its records before the secret (`id_mismatch` 66, never counted
+    /// against the card's daily tries).
     pub id_number: IdNumber,
     /// What the cardholder keyed.
     pub secret: Secret,
@@ -131,8 +134,9 @@ pub enum Decision {
         /// The issuer's approval code, for the merchant's records.
         auth_code: String,
     },
-    /// The secret was wrong. `tries_left` is the card's remaining wrong-PIN
-    /// allowance today (PIN only); `None` for expiry/CVN2.
+    /// The secret was wrong. `tries_left` is the card's remaining
+    /// wrong-secret allowance today, when the issuer tells it (the stub
+    /// does, for PINs and for expiry/CVN2 alike).
     WrongSecret { tries_left: Option<u8> },
     /// Refused for good, with the reason.
     Declined(ResultCode),

@@ -153,10 +153,11 @@ async fn every_card_checks_the_cardholder_id() {
 #[tokio::test]
 async fn wrong_credit_secret_or_wrong_kind_of_secret_is_wrong_secret() {
     let s = stub();
+    // each a first wrong secret on its card: counted, two tries left
     for (key, req) in [
         ("1", credit("1", "6250000000000012", "1130", "123", 100)),
-        ("2", credit("2", "6250000000000012", "1230", "124", 100)),
-        ("3", debit("3", "6250000000000012", PIN, 100)),
+        ("2", credit("2", "6250000000000038", "1230", "124", 100)),
+        ("3", debit("3", "6250000000000020", PIN, 100)),
         (
             "4",
             request(
@@ -171,13 +172,99 @@ async fn wrong_credit_secret_or_wrong_kind_of_secret_is_wrong_secret() {
         let r = s.authorize(req).await.unwrap();
         assert_eq!(
             r.outcome,
-            Decision::WrongSecret { tries_left: None },
+            Decision::WrongSecret {
+                tries_left: Some(2)
+            },
             "{key}"
         );
     }
-    // expiry/CVN2 mistakes do not lock the card's PIN
+    // a right secret with tries left still pays
     let ok = debit("5", "6222000000000017", PIN, 100);
     assert_eq!(code(&s, ok).await, ResultCode::Approved);
+    let ok = credit("6", "6250000000000012", "1230", "123", 100);
+    assert_eq!(code(&s, ok).await, ResultCode::Approved);
+}
+
+/// Expiry and CVN2 are counted per card per day like PINs: enumerating
+/// them across calls stops at the third wrong try until the next day.
+#[tokio::test]
+async fn third_wrong_expiry_or_cvn2_locks_the_card_until_the_next_day() {
+    let (now, clock) = fake_clock(datetime!(2026-03-01 10:00 UTC));
+    let s = &stub().with_clock(clock);
+    let pan = "6250000000000012";
+    let guess = |n: u32| async move {
+        let cvn2 = format!("{:03}", 200 + n);
+        s.authorize(credit(&format!("g{n}"), pan, "1230", &cvn2, 100))
+            .await
+            .unwrap()
+            .outcome
+    };
+    assert_eq!(
+        guess(1).await,
+        Decision::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    assert_eq!(
+        guess(2).await,
+        Decision::WrongSecret {
+            tries_left: Some(1)
+        }
+    );
+    assert_eq!(
+        guess(3).await,
+        Decision::Declined(ResultCode::PinTriesExceeded)
+    );
+    // the right details are refused for the rest of the day, nothing debited
+    let right = credit("r1", pan, "1230", "123", 100);
+    assert_eq!(code(s, right).await, ResultCode::PinTriesExceeded);
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000));
+    let locked = s.cards().into_iter().find(|c| c.card == "625000******0012");
+    assert_eq!(locked.unwrap().wrong_pins_today, 3);
+    *now.lock().unwrap() = datetime!(2026-03-01 16:00 UTC);
+    let right = credit("r2", pan, "1230", "123", 100);
+    assert_eq!(code(s, right).await, ResultCode::Approved);
+}
+
+/// The cardholder ID comes first: with the wrong ID every secret, right or
+/// wrong, gets the same `id_mismatch`, and none of them counts against the
+/// card, so a stranger holding only the card number cannot lock it.
+#[tokio::test]
+async fn the_id_is_checked_before_the_secret_and_a_mismatch_never_counts() {
+    let s = stub();
+    let pan = "6222000000000017";
+    let other = "310115198506154322";
+    for n in 0..5 {
+        let wrong = request(&format!("w{n}"), pan, other, 100, pin_block("000000", pan));
+        assert_eq!(code(&s, wrong).await, ResultCode::IdMismatch);
+    }
+    let right_pin = request("r", pan, other, 100, pin_block(PIN, pan));
+    assert_eq!(code(&s, right_pin).await, ResultCode::IdMismatch);
+    let credit_pan = "6250000000000012";
+    for n in 0..4 {
+        let wrong = request(
+            &format!("c{n}"),
+            credit_pan,
+            other,
+            100,
+            card_secret("1230", "999"),
+        );
+        assert_eq!(code(&s, wrong).await, ResultCode::IdMismatch);
+    }
+    assert!(s.cards().iter().all(|c| c.wrong_pins_today == 0));
+    // the cardholder pays
+    assert_eq!(
+        code(&s, debit("own", pan, PIN, 100)).await,
+        ResultCode::Approved
+    );
+    let own = credit("own-c", credit_pan, "1230", "123", 100);
+    assert_eq!(code(&s, own).await, ResultCode::Approved);
+    // and a locked card still answers a wrong ID with the ID's answer first
+    for n in 0..3 {
+        let _ = code(&s, debit(&format!("l{n}"), pan, "000000", 100)).await;
+    }
+    let stranger = request("s", pan, other, 100, pin_block(PIN, pan));
+    assert_eq!(code(&s, stranger).await, ResultCode::IdMismatch);
 }
 
 #[tokio::test]

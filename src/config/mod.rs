@@ -15,6 +15,7 @@ mod ivr;
 mod log;
 mod orders;
 mod telephony;
+mod velocity;
 mod webhooks;
 
 pub use ari::AriSettings;
@@ -27,6 +28,7 @@ pub use ivr::IvrSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
 pub use telephony::TelephonySettings;
+pub use velocity::VelocityLimits;
 pub use webhooks::{normal_host, WebhookSettings};
 
 use database::sqlite_file;
@@ -48,6 +50,8 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub ivr: IvrSettings,
     pub webhooks: WebhookSettings,
+    /// `[limits]` (wrong-secret velocity: `velocity.rs`).
+    pub limits: VelocityLimits,
 }
 
 /// A configuration problem, naming the key.
@@ -100,6 +104,7 @@ impl Settings {
         self.webhooks.validate()?;
         self.demo.validate()?;
         self.log.validate()?;
+        self.limits.validate()?;
         self.crypto.validate()
     }
 

@@ -190,9 +190,12 @@ pub enum ResultCode {
     /// `wrong_secret`, respCode `65`: wrong PIN, or wrong expiry / CVN2.
     WrongSecret,
     /// `id_mismatch`, respCode `66`: the ID number is not the cardholder's.
+    /// Kept in the audit log only: callers and merchants are told
+    /// `wrong_secret`, so nobody learns which half was wrong.
     IdMismatch,
-    /// `pin_tries_exceeded`, respCode `67`: too many wrong PINs today; PIN
-    /// payments with the card are locked until the next day.
+    /// `pin_tries_exceeded`, respCode `67`: too many wrong secrets (PINs, or
+    /// expiry / CVN2) today for the card or keyed on the phone; payments are
+    /// locked until the next day.
     PinTriesExceeded,
     /// `input_timeout`, respCode `69`: the cardholder did not key the input
     /// in time.
@@ -303,7 +306,7 @@ impl ResultCode {
             WrongSecret => "Wrong PIN or wrong expiry date / CVN2",
             IdMismatch => "The ID number does not match the cardholder",
             PinTriesExceeded => {
-                "Too many wrong PIN tries today; PIN payments are locked until tomorrow"
+                "Too many wrong PIN or card detail tries today; payments are locked until tomorrow"
             }
             InputTimeout => "The cardholder did not key the input in time",
             CardExpired => "The card has expired",

@@ -36,6 +36,11 @@ impl Ivr {
                     self.begin_entry(field, lead, out);
                 }
             }
+            // Never tell which half was wrong: an ID mismatch that reaches
+            // the call anyway ends it as a wrong secret does.
+            Verdict::Failed(ResultCode::IdMismatch) => {
+                self.on_result(Verdict::Failed(ResultCode::WrongSecret), out)
+            }
             Verdict::Failed(code) => {
                 let prompt = fail_prompt(code);
                 let names: Vec<&str> = prompt.iter().copied().chain(["goodbye"]).collect();
@@ -81,14 +86,14 @@ impl Ivr {
 }
 
 /// The recorded `fail-<code>` prompt for a code, if prompts.tsv has one.
-/// Codes without one (call_failed, merchant_cancelled) end with goodbye only.
+/// Codes without one (call_failed, merchant_cancelled) end with goodbye only;
+/// `id_mismatch` is never spoken: it plays the wrong secret's prompt.
 pub(super) fn fail_prompt(code: ResultCode) -> Option<&'static str> {
     use ResultCode::*;
     Some(match code {
         InvalidCard => "fail-invalid_card",
         InsufficientFunds => "fail-insufficient_funds",
-        WrongSecret => "fail-wrong_secret",
-        IdMismatch => "fail-id_mismatch",
+        WrongSecret | IdMismatch => "fail-wrong_secret",
         PinTriesExceeded => "fail-pin_tries_exceeded",
         InputTimeout => "fail-input_timeout",
         CardExpired => "fail-card_expired",

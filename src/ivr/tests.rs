@@ -793,9 +793,36 @@ fn every_prompt_played_is_recorded() {
     }
     for code in ResultCode::ALL {
         if let Some(p) = fail_prompt(code) {
-            assert_eq!(p, format!("fail-{}", code.code()));
+            let said = match code {
+                ResultCode::IdMismatch => ResultCode::WrongSecret,
+                other => other,
+            };
+            assert_eq!(p, format!("fail-{}", said.code()));
         }
     }
+}
+
+/// An ID mismatch is never told apart from a wrong secret on the line:
+/// the same prompts, the same outcome (`wrong_secret`), whatever reaches
+/// the IVR.
+#[test]
+fn id_mismatch_sounds_exactly_like_a_wrong_secret() {
+    let ending = |verdict: Verdict| {
+        let mut call = Call::at_entry(CardKind::Debit);
+        call.key("111111");
+        call.done("p3");
+        call.ev(Event::VerificationResult(verdict))
+    };
+    let mismatch = ending(Verdict::Failed(ResultCode::IdMismatch));
+    let wrong = ending(Verdict::Failed(ResultCode::WrongSecret));
+    assert_eq!(mismatch, wrong);
+    assert!(
+        mismatch.contains(&failed(ResultCode::WrongSecret)),
+        "{mismatch:?}"
+    );
+    let all = format!("{mismatch:?}");
+    assert!(all.contains("fail-wrong_secret"), "{all}");
+    assert!(!all.contains("id_mismatch"), "{all}");
 }
 
 impl Action {

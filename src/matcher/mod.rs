@@ -23,9 +23,19 @@
 //! the order's code, for an inbound call from the order's phone (see
 //! `calls.rs`). Anything else is refused before the issuer is asked.
 //!
-//! The day-wide PIN limit is kept here too (`pin_tries`, per card
-//! fingerprint and Asia/Shanghai day), so a locked card is refused (67)
-//! before its PIN ever reaches the issuer.
+//! Secret guessing across calls is limited here too ([`VelocityLimits`],
+//! `[limits]`): wrong secrets (PIN, or expiry and CVN2) are counted per card
+//! fingerprint and per phone fingerprint per Asia/Shanghai day, and a card
+//! or phone at its limit is refused (67) before its secret ever reaches the
+//! issuer. The cardholder half comes first: for a bound payment the binding
+//! must still be on file, and a try the issuer answers `id_mismatch` (66)
+//! is never counted against the card (a stranger holding only the card
+//! number cannot lock it), only against the phone.
+//!
+//! Which half was wrong is never told: an ID mismatch answers the caller
+//! and the merchant exactly as a wrong secret does (`wrong_secret` 65, the
+//! same order moves and details, the same tries left); only the audit log
+//! (`bank` entries, not shown to merchants) and the operator log keep 66.
 //!
 //! Secrets: the PIN becomes a format 4 PIN block and is wiped at once;
 //! expiry and CVN2 go to the issuer in their zeroizing types. Nothing here
@@ -45,8 +55,9 @@ pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
 
-use crate::bank::{shanghai_day, AuthResponse, IssuerLink, PIN_TRIES_PER_DAY};
+use crate::bank::{shanghai_day, AuthResponse, IssuerLink};
 use crate::clock::{SharedClock, SystemClock};
+use crate::config::VelocityLimits;
 use crate::crypto::{Vault, ZonePinKey};
 use crate::domain::{OrderStatus, ResultCode, Verification};
 use crate::ivr::Verdict;
@@ -62,6 +73,7 @@ pub struct BankMatcher<I: IssuerLink> {
     zpk: ZonePinKey,
     issuer: I,
     config: MatcherConfig,
+    limits: VelocityLimits,
     clock: SharedClock,
 }
 
@@ -99,8 +111,16 @@ impl<I: IssuerLink> BankMatcher<I> {
             zpk,
             issuer,
             config,
+            limits: VelocityLimits::default(),
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Replaces the wrong-secret limits per card and per phone
+    /// (`[limits]`; the defaults otherwise).
+    pub fn with_limits(mut self, limits: VelocityLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Replaces the clock (order windows, the Shanghai day of PIN tries),
@@ -127,8 +147,8 @@ impl<I: IssuerLink> BankMatcher<I> {
     /// Refused without asking the issuer: a `call` that does not belong to
     /// the order (`order_expired`; the order is left as it is), an order not
     /// in `in_call` or past its window (`order_expired`, or the order's own
-    /// result when it is final) and, for a PIN, a card with three wrong PINs
-    /// today (`pin_tries_exceeded`). A second verification while the first
+    /// result when it is final) and a card or phone at its wrong-secret
+    /// limit today (`pin_tries_exceeded`). A second verification while the first
     /// is with the issuer waits for the first one's result and answers it.
     /// A store or vault failure answers `issuer_unavailable`; an order that
     /// reached `authorizing` is then settled by [`BankMatcher::recover`].
@@ -171,7 +191,7 @@ impl<I: IssuerLink> BankMatcher<I> {
             _ => return self.settled_outcome(&order).await,
         }
         let pin = matches!(verification, Verification::Pin(_));
-        if let Some(refused) = self.refuse_before_bank(&order, pin).await? {
+        if let Some(refused) = self.refuse_before_bank(&order).await? {
             drop(verification);
             return Ok(refused);
         }
@@ -208,20 +228,39 @@ impl<I: IssuerLink> BankMatcher<I> {
                 return Ok(Verdict::Failed(code));
             }
         };
-        self.event(order_id, &format!("authorize attempt {attempt}"))
+        // The cardholder half first: a bound payment whose binding is gone
+        // is an ID mismatch, and its secret never reaches the issuer.
+        let answer = if self.binding_gone(&order).await? {
+            drop(req);
+            self.event(order_id, "binding no longer on file").await?;
+            Answer::Known(AuthResponse::new(crate::bank::Decision::Declined(
+                ResultCode::IdMismatch,
+            )))
+        } else {
+            self.event(order_id, &format!("authorize attempt {attempt}"))
+                .await?;
+            self.authorize(order_id, &key, req).await?
+        };
+        self.record(&order, &key, answer, true).await
+    }
+
+    /// A bound order whose binding was deleted (or replaced) since.
+    async fn binding_gone(&self, order: &OrderRow) -> anyhow::Result<bool> {
+        let Some(bound) = order.binding_id.as_deref() else {
+            return Ok(false);
+        };
+        let now = self
+            .store
+            .binding_for_phone(&order.merchant_id, &order.phone)
             .await?;
-        let answer = self.authorize(order_id, &key, req).await?;
-        self.record(&order, &key, pin, answer, true).await
+        Ok(now.is_none_or(|b| b.id != bound))
     }
 
     /// What ends an `in_call` order without asking the issuer: its window
-    /// has passed (`order_expired`), or its card's PINs are locked for today
-    /// (`pin_tries_exceeded`, PIN only). `None` when it may go to the bank.
-    async fn refuse_before_bank(
-        &self,
-        order: &OrderRow,
-        pin: bool,
-    ) -> anyhow::Result<Option<Verdict>> {
+    /// has passed (`order_expired`), or its card or its phone is at its
+    /// wrong-secret limit for today (`pin_tries_exceeded`). `None` when it
+    /// may go to the bank.
+    async fn refuse_before_bank(&self, order: &OrderRow) -> anyhow::Result<Option<Verdict>> {
         let now = self.now_ms();
         if now >= order.expires_at {
             let code = ResultCode::OrderExpired;
@@ -234,30 +273,57 @@ impl<I: IssuerLink> BankMatcher<I> {
             }
             return self.settled_or_wait(&order.id).await.map(Some);
         }
-        if !pin || self.pin_tries_today(order).await? < i64::from(PIN_TRIES_PER_DAY) {
+        let (card, phone) = self.tries_today(order).await?;
+        let which = if card >= i64::from(self.limits.wrong_secrets_per_card_day) {
+            "card"
+        } else if phone >= i64::from(self.limits.wrong_secrets_per_phone_day) {
+            "phone"
+        } else {
             return Ok(None);
-        }
+        };
         let t = Transition {
             from: OrderStatus::InCall,
             to: OrderStatus::Failed,
             result: Some(ResultCode::PinTriesExceeded),
-            detail: Some("PIN locked for today"),
+            detail: Some("secret tries exceeded for today"),
         };
         if self.store.transition(&order.id, t, now).await? {
-            tracing::info!(order = %order.id, card = %order.card_masked, "PIN payments locked for this card today");
+            // Which limit held is for the audit log only.
+            self.store
+                .append_event(
+                    &order.id,
+                    "matcher",
+                    &format!("wrong secrets: {which} locked for today"),
+                    now,
+                )
+                .await?;
+            tracing::info!(order = %order.id, card = %order.card_masked, limit = which, "wrong-secret limit reached for today");
             return Ok(Some(Verdict::Failed(ResultCode::PinTriesExceeded)));
         }
         self.settled_or_wait(&order.id).await.map(Some)
     }
 
-    async fn pin_tries_today(&self, order: &OrderRow) -> anyhow::Result<i64> {
+    /// Today's wrong secrets (Asia/Shanghai) for the order's card and for
+    /// its phone.
+    async fn tries_today(&self, order: &OrderRow) -> anyhow::Result<(i64, i64)> {
         let day = shanghai_day(self.clock.now()).to_string();
-        Ok(self.store.pin_tries(&order.card_fp, &day).await?)
+        let card = self.store.pin_tries(&order.card_fp, &day).await?;
+        let phone = self
+            .store
+            .phone_secret_tries(&self.phone_fp(order), &day)
+            .await?;
+        Ok((card, phone))
     }
 
-    /// Counts a wrong PIN for the order's card today (at least `at_least`);
-    /// returns today's count.
-    async fn count_wrong_pin(
+    /// The order's phone as its keyed fingerprint (the counters never hold
+    /// the number).
+    fn phone_fp(&self, order: &OrderRow) -> String {
+        self.vault.fingerprint("phone", &order.phone)
+    }
+
+    /// Counts a wrong secret for the order's card today (at least
+    /// `at_least`); returns today's count.
+    async fn count_wrong_on_card(
         &self,
         order: &OrderRow,
         key: &str,
@@ -267,6 +333,16 @@ impl<I: IssuerLink> BankMatcher<I> {
         Ok(self
             .store
             .record_wrong_pin(&order.card_fp, &day, key, at_least, self.now_ms())
+            .await?)
+    }
+
+    /// Counts a wrong secret (or an ID mismatch) keyed on the order's phone
+    /// today; returns today's count.
+    async fn count_wrong_on_phone(&self, order: &OrderRow, key: &str) -> anyhow::Result<i64> {
+        let day = shanghai_day(self.clock.now()).to_string();
+        Ok(self
+            .store
+            .record_wrong_secret_on_phone(&self.phone_fp(order), &day, key, self.now_ms())
             .await?)
     }
 
@@ -294,7 +370,7 @@ impl<I: IssuerLink> Matcher for BankMatcher<I> {
     }
 }
 
-/// PIN tries left today after `used` wrong ones.
-fn remaining(used: i64) -> u8 {
-    u8::try_from((i64::from(PIN_TRIES_PER_DAY) - used).max(0)).unwrap_or(0)
+/// Tries left today after `used` wrong ones of `limit`.
+fn remaining(used: i64, limit: u32) -> u8 {
+    u8::try_from((i64::from(limit) - used).max(0)).unwrap_or(u8::MAX)
 }

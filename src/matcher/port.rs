@@ -4,8 +4,8 @@
 //!
 //! The daemon's implementation is [`BankMatcher`](super::BankMatcher) (the
 //! call belongs to the order, order window, PIN block, issuer link, day-wide
-//! PIN-try limit, binding); the flows only see this trait, so unit tests of
-//! the runner use a fake.
+//! wrong-secret limits per card and per phone, binding); the flows only see
+//! this trait, so unit tests of the runner use a fake.
 
 use crate::domain::{Mode, Verification};
 use crate::ivr::Verdict;

@@ -5,12 +5,15 @@
 use super::{remaining, Answer, BankMatcher};
 use crate::bank::{self, IssuerLink, PIN_TRIES_PER_DAY};
 use crate::crypto::random_hex;
-use crate::domain::CardKind;
 use crate::domain::{OrderStatus, ResultCode};
 use crate::ivr::Verdict;
 use crate::store::{NewBinding, OrderRow, Transition};
 use anyhow::Context;
 use std::time::Duration;
+
+/// The audit entry (kind `bank`, never shown to merchants) of an issuer's
+/// `id_mismatch` (66) answer.
+pub(super) const ID_MISMATCH: &str = "issuer answered id_mismatch (66)";
 
 impl<I: IssuerLink> BankMatcher<I> {
     /// Moves the order from `authorizing` by the issuer's answer and says
@@ -20,7 +23,6 @@ impl<I: IssuerLink> BankMatcher<I> {
         &self,
         order: &OrderRow,
         key: &str,
-        pin: bool,
         answer: Answer,
         live: bool,
     ) -> anyhow::Result<Verdict> {
@@ -63,34 +65,21 @@ impl<I: IssuerLink> BankMatcher<I> {
                 Ok(Verdict::Approved)
             }
             bank::Decision::WrongSecret { tries_left } => {
-                let mut left = tries_left.unwrap_or(PIN_TRIES_PER_DAY);
-                if pin {
-                    let used = self.count_wrong_pin(order, key, 1).await?;
-                    left = left.min(remaining(used));
-                }
-                let (to, code, detail) = if pin && left == 0 {
-                    (
-                        OrderStatus::Failed,
-                        Some(ResultCode::PinTriesExceeded),
-                        None,
-                    )
-                } else if live {
-                    (OrderStatus::InCall, None, Some("wrong secret"))
-                } else {
-                    (OrderStatus::Failed, Some(ResultCode::WrongSecret), None)
-                };
-                if !self.settle(id, to, code, detail).await? {
-                    return self.settled_outcome_of(id).await;
-                }
-                Ok(match code {
-                    Some(code) => Verdict::Failed(code),
-                    None => Verdict::WrongSecret { tries_left: left },
-                })
+                self.wrong_secret(order, key, tries_left, false, live).await
+            }
+            bank::Decision::Declined(ResultCode::IdMismatch) => {
+                // Audit and operator log only: outwardly a wrong secret.
+                self.event(id, ID_MISMATCH).await?;
+                tracing::info!(order = %id, card = %order.card_masked, result = ResultCode::IdMismatch.code(), "cardholder ID mismatch");
+                self.wrong_secret(order, key, None, true, live).await
             }
             bank::Decision::Declined(code) => {
-                if pin && code == ResultCode::PinTriesExceeded {
-                    self.count_wrong_pin(order, key, i64::from(PIN_TRIES_PER_DAY))
-                        .await?;
+                if code == ResultCode::PinTriesExceeded {
+                    // the issuer's lock (its last wrong try, or a card it
+                    // locked today): ours follows at once
+                    let limit = i64::from(self.limits.wrong_secrets_per_card_day);
+                    self.count_wrong_on_card(order, key, limit).await?;
+                    self.count_wrong_on_phone(order, key).await?;
                 }
                 if !self
                     .settle(id, OrderStatus::Failed, Some(code), None)
@@ -102,6 +91,57 @@ impl<I: IssuerLink> BankMatcher<I> {
                 Ok(Verdict::Failed(code))
             }
         }
+    }
+
+    /// A wrong secret, or an ID mismatch answered as one: counted against
+    /// the phone and (not for a mismatch) the card; back to the caller with
+    /// the tries left, or failed at the day's limit (67), or, with nobody on
+    /// the line, failed `wrong_secret`. For a mismatch the tries left count
+    /// this order's mismatches as if they were wrong secrets, so the caller
+    /// hears what a wrong secret would have told them.
+    async fn wrong_secret(
+        &self,
+        order: &OrderRow,
+        key: &str,
+        issuer_left: Option<u8>,
+        mismatch: bool,
+        live: bool,
+    ) -> anyhow::Result<Verdict> {
+        let id = order.id.as_str();
+        let phone_used = self.count_wrong_on_phone(order, key).await?;
+        let card_limit = self.limits.wrong_secrets_per_card_day;
+        let mut left = remaining(phone_used, self.limits.wrong_secrets_per_phone_day);
+        if mismatch {
+            let (card_today, _) = self.tries_today(order).await?;
+            let here = self.store.count_events(id, "bank", ID_MISMATCH).await?;
+            let used = card_today + here;
+            // the issuer's own count would have moved as ours
+            left = left
+                .min(remaining(used, card_limit))
+                .min(remaining(used, u32::from(PIN_TRIES_PER_DAY)));
+        } else {
+            let used = self.count_wrong_on_card(order, key, 1).await?;
+            left = left.min(remaining(used, card_limit));
+            left = left.min(issuer_left.unwrap_or(u8::MAX));
+        }
+        let (to, code, detail) = if left == 0 {
+            (
+                OrderStatus::Failed,
+                Some(ResultCode::PinTriesExceeded),
+                None,
+            )
+        } else if live {
+            (OrderStatus::InCall, None, Some("wrong secret"))
+        } else {
+            (OrderStatus::Failed, Some(ResultCode::WrongSecret), None)
+        };
+        if !self.settle(id, to, code, detail).await? {
+            return self.settled_outcome_of(id).await;
+        }
+        Ok(match code {
+            Some(code) => Verdict::Failed(code),
+            None => Verdict::WrongSecret { tries_left: left },
+        })
     }
 
     /// The issuer approved, but the order had already left `authorizing`
@@ -229,11 +269,9 @@ impl<I: IssuerLink> BankMatcher<I> {
         Ok(match order.status() {
             OrderStatus::Succeeded => Verdict::Approved,
             OrderStatus::InCall => {
-                let left = if order.card_type == CardKind::Debit {
-                    remaining(self.pin_tries_today(order).await?)
-                } else {
-                    PIN_TRIES_PER_DAY
-                };
+                let (card, phone) = self.tries_today(order).await?;
+                let left = remaining(card, self.limits.wrong_secrets_per_card_day)
+                    .min(remaining(phone, self.limits.wrong_secrets_per_phone_day));
                 Verdict::WrongSecret { tries_left: left }
             }
             OrderStatus::Authorizing => Verdict::Failed(ResultCode::IssuerUnavailable),

@@ -24,7 +24,7 @@
 //! authorizations of a node that stopped for good are settled by the others.
 
 use super::{Answer, BankMatcher};
-use crate::bank::{self, IssuerLink};
+use crate::bank::IssuerLink;
 use crate::domain::{OrderStatus, ResultCode};
 use std::time::Duration;
 
@@ -118,15 +118,7 @@ impl<I: IssuerLink> BankMatcher<I> {
             tracing::warn!(order = %order_id, "recovery: the issuer cannot be asked; still authorizing");
             return Ok(Some(false));
         }
-        let pin = matches!(
-            &answer,
-            Answer::Known(r) if matches!(
-                r.outcome,
-                bank::Decision::WrongSecret { tries_left: Some(_) }
-                    | bank::Decision::Declined(ResultCode::PinTriesExceeded)
-            )
-        );
-        let outcome = self.record(&order, &key, pin, answer, false).await?;
+        let outcome = self.record(&order, &key, answer, false).await?;
         tracing::info!(order = %order_id, ?outcome, "recovery settled an order left in authorizing");
         Ok(Some(true))
     }

@@ -1,13 +1,13 @@
-//! What the matcher keeps beside the order itself: the day's wrong-PIN
-//! count per card, the attempt number behind each idempotency key, and the
+//! What the matcher keeps beside the order itself: the day's wrong-secret
+//! counts per card and per phone, the attempt number behind each idempotency key, and the
 //! `bank` entries of the audit log. Nothing here is a secret: cards appear
 //! only as keyed fingerprints, attempts only as numbers.
 
 use super::{Result, Store};
 
 impl Store {
-    /// Wrong PINs recorded for the card (by fingerprint) on `day`
-    /// (`YYYY-MM-DD`, Asia/Shanghai); 0 when none.
+    /// Wrong secrets (PIN, or expiry and CVN2) recorded for the card (by
+    /// fingerprint) on `day` (`YYYY-MM-DD`, Asia/Shanghai); 0 when none.
     ///
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
@@ -21,8 +21,8 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
-    /// Counts the wrong PIN answered to authorization `auth_key` for the
-    /// card on `day`, once however often that answer is recorded, and at
+    /// Counts the wrong secret (PIN, or expiry and CVN2) answered to
+    /// authorization `auth_key` for the card on `day`, once however often that answer is recorded, and at
     /// least `at_least` (the issuer's lock raises it to the daily limit at
     /// once). Returns the day's count. One transaction: the key and the
     /// count move together, and concurrent calls never lose an increment.
@@ -71,6 +71,81 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(count)
+    }
+
+    /// Wrong secrets keyed on the phone (by fingerprint) on `day`
+    /// (`YYYY-MM-DD`, Asia/Shanghai), over every card; 0 when none.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn phone_secret_tries(&self, phone_fp: &str, day: &str) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT count FROM phone_secret_tries WHERE phone_fp = $1 AND day = $2",
+        )
+        .bind(phone_fp)
+        .bind(day)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Counts the wrong secret answered to authorization `auth_key` against
+    /// the phone on `day`, once however often that answer is recorded.
+    /// Returns the day's count. One transaction, as
+    /// [`Store::record_wrong_pin`]. `now` is Unix milliseconds.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn record_wrong_secret_on_phone(
+        &self,
+        phone_fp: &str,
+        day: &str,
+        auth_key: &str,
+        now: i64,
+    ) -> Result<i64> {
+        let mut tx = self.write.begin().await?;
+        let first = sqlx::query(
+            "INSERT INTO phone_secret_try_keys (auth_key, created_at) VALUES ($1, $2) \
+             ON CONFLICT (auth_key) DO NOTHING",
+        )
+        .bind(auth_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let step: i64 = if first { 1 } else { 0 };
+        let count = sqlx::query_scalar(
+            "INSERT INTO phone_secret_tries (phone_fp, day, count, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (phone_fp, day) DO UPDATE SET \
+                count = phone_secret_tries.count + $3, updated_at = $4 \
+             RETURNING count",
+        )
+        .bind(phone_fp)
+        .bind(day)
+        .bind(step)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// How many audit entries of `kind` with exactly `detail` the order
+    /// has, e.g. the issuer's ID mismatches on it.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn count_events(&self, order_id: &str, kind: &str, detail: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind = $2 AND detail = $3",
+        )
+        .bind(order_id)
+        .bind(kind)
+        .bind(detail)
+        .fetch_one(&self.write)
+        .await?)
     }
 
     /// How many times the order has moved `in_call` → `authorizing`: the

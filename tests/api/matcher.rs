@@ -770,6 +770,375 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
 }
 
+/// Wrong-secret counters as stored: (fingerprint, count) per card, per phone.
+type Counters = (Vec<(String, i64)>, Vec<(String, i64)>);
+
+/// A stranger's phone, and a second cardholder's (card …0014's holder).
+const STRANGER: &str = "13900139000";
+const OTHER_HOLDER: &str = "310115198506154322";
+
+impl Rig {
+    /// A new callback order in `in_call` for `pan` with this phone and ID
+    /// number, webhooks for every move queued (to a receiver that never
+    /// answers: only the queued bodies matter here).
+    async fn order_as(&self, pan: &str, phone: &str, id_number: &str) -> String {
+        let n = voicepay::crypto::random_hex(4);
+        let mut body = order_body(&format!("G{n}"));
+        body["card_number"] = pan.into();
+        body["phone"] = phone.into();
+        body["id_number"] = id_number.into();
+        body["notify_url"] = "https://merchant.example/hook".into();
+        body["notify_progress"] = true.into();
+        let resp = self.app.create_order(&body).await;
+        assert_eq!(resp.status(), 201);
+        let order: Value = resp.json().await.unwrap();
+        let id = order["id"].as_str().unwrap().to_owned();
+        self.answered(&id).await;
+        id
+    }
+
+    /// What the merchant can learn of the order: its result in the order
+    /// view, its status events (status, from, detail, result code) and its
+    /// webhook bodies (type, status, result), ids and times left out.
+    async fn merchant_sees(&self, id: &str) -> Value {
+        let order = self.order(id).await;
+        let events: Vec<Value> = self
+            .store
+            .events_after(id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| {
+                serde_json::json!([
+                    e.kind,
+                    e.from_status.map(|s| s.as_str()),
+                    e.to_status.map(|s| s.as_str()),
+                    e.detail
+                ])
+            })
+            .collect();
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT payload FROM webhook_outbox WHERE order_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.app.pool)
+        .await
+        .unwrap();
+        let hooks: Vec<Value> = bodies
+            .iter()
+            .map(|b| {
+                let v: Value = serde_json::from_str(b).unwrap();
+                serde_json::json!([v["type"], v["data"]["status"], v["data"]["result"]])
+            })
+            .collect();
+        serde_json::json!({
+            "status": order["status"],
+            "result": order["result"],
+            "events": events,
+            "webhooks": hooks,
+            "raw": bodies,
+        })
+    }
+
+    /// Today's wrong-secret counters as stored: (card fingerprints, phone
+    /// fingerprints), with their counts.
+    async fn counters(&self) -> Counters {
+        let cards = sqlx::query_as("SELECT card_fp, count FROM pin_tries")
+            .fetch_all(&self.app.pool)
+            .await
+            .unwrap();
+        let phones = sqlx::query_as("SELECT phone_fp, count FROM phone_secret_tries")
+            .fetch_all(&self.app.pool)
+            .await
+            .unwrap();
+        (cards, phones)
+    }
+}
+
+/// The counters hold keyed fingerprints only: no card, phone, ID number or
+/// secret.
+fn assert_counters_hold_no_secret(counters: &Counters) {
+    let secrets = voicepay_testkit::secrets::Secrets::new()
+        .pin(RIGHT_PIN)
+        .pin("111111")
+        .expiry_cvn2("1230", "124")
+        .card("6222000000000017")
+        .card("6250000000000012")
+        .id_number(HOLDER)
+        .id_number(OTHER_HOLDER);
+    for (fp, _) in counters.0.iter().chain(&counters.1) {
+        assert_eq!(fp.len(), 64, "a keyed hash: {fp}");
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()), "{fp}");
+        for number in [PHONE, STRANGER, "6222000000000017", "6250000000000012"] {
+            assert!(!fp.contains(number), "{fp}");
+        }
+        assert_eq!(secrets.scan("counter", fp.as_bytes()), vec![]);
+    }
+}
+
+/// Enumerating expiry + CVN2 across calls: wrong tries are counted per card
+/// per day like PINs, the third locks the card (67), and a later order for
+/// the card, even from another phone and with the right details, is refused
+/// before the issuer until the next day.
+async fn expiry_and_cvn2_guesses_lock_the_card_for_the_day(app: TestApp) {
+    use voicepay::domain::ResultCode::PinTriesExceeded;
+    let r = rig(app).await;
+    let pan = "6250000000000012";
+    let first = r.order_as(pan, STRANGER, HOLDER).await;
+    assert_eq!(
+        r.verify(&first, card_details("1230", "124")).await,
+        Verdict::WrongSecret { tries_left: 2 }
+    );
+    // a new call (a new order) does not start the count again
+    let second = r.order_as(pan, STRANGER, HOLDER).await;
+    assert_eq!(
+        r.verify(&second, card_details("1230", "125")).await,
+        Verdict::WrongSecret { tries_left: 1 }
+    );
+    assert_eq!(
+        r.verify(&second, card_details("1230", "126")).await,
+        Verdict::Failed(PinTriesExceeded)
+    );
+    assert_result(
+        &r.order(&second).await,
+        "failed",
+        "pin_tries_exceeded",
+        "67",
+    );
+    let later = r.order_as(pan, PHONE, HOLDER).await;
+    assert_eq!(
+        r.verify(&later, card_details("1230", "123")).await,
+        Verdict::Failed(PinTriesExceeded)
+    );
+    assert_result(&r.order(&later).await, "failed", "pin_tries_exceeded", "67");
+    assert!(!issuer_saw(&r, &later).await, "refused before the issuer");
+    assert_eq!(r.balance(pan), START_FEN);
+    let counters = r.counters().await;
+    assert_eq!(counters.0.iter().map(|c| c.1).collect::<Vec<_>>(), [3]);
+    assert_counters_hold_no_secret(&counters);
+    for id in [&first, &second, &later] {
+        assert_no_secret(&r.events(id).await);
+    }
+    // The next Shanghai day the card pays again.
+    r.skew.store(86_400, Ordering::SeqCst);
+    let tomorrow = r.order_as(pan, PHONE, HOLDER).await;
+    sqlx::query("UPDATE orders SET expires_at = expires_at + 86400000 WHERE id = $1")
+        .bind(&tomorrow)
+        .execute(&r.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.verify(&tomorrow, card_details("1230", "123")).await,
+        Verdict::Approved
+    );
+}
+
+/// One phone guessing across cards is stopped by its own limit
+/// (`limits.wrong_secrets_per_phone_day`), while the cards themselves stay
+/// usable from their holders' phones.
+async fn one_phone_guessing_across_cards_is_locked_for_the_day(app: TestApp) {
+    use voicepay::domain::ResultCode::PinTriesExceeded;
+    let r = rig(app).await;
+    let limits = voicepay::config::VelocityLimits {
+        wrong_secrets_per_card_day: 3,
+        wrong_secrets_per_phone_day: 4,
+    };
+    let ring = KeyRing::load(&r.app.settings.crypto).expect("the app's keys");
+    let matcher = BankMatcher::new(
+        r.store.clone(),
+        Arc::new(Vault::new(&ring)),
+        ring.zpk(),
+        r.issuer.clone(),
+        fast(),
+    )
+    .with_limits(limits);
+    let verify = |id: String, v: Verification| {
+        let matcher = &matcher;
+        async move {
+            let channel = own_channel(&id);
+            let call = CallRef {
+                channel_id: &channel,
+                via: &Via::Callback,
+            };
+            matcher.verify(&id, call, v).await
+        }
+    };
+    let credit = r.order_as("6250000000000012", STRANGER, HOLDER).await;
+    for left in [2, 1] {
+        assert_eq!(
+            verify(credit.clone(), card_details("1230", "124")).await,
+            Verdict::WrongSecret { tries_left: left }
+        );
+    }
+    let debit = r.order_as("6222000000000017", STRANGER, HOLDER).await;
+    assert_eq!(
+        verify(debit.clone(), pin("111111")).await,
+        Verdict::WrongSecret { tries_left: 1 },
+        "the phone's last try"
+    );
+    assert_eq!(
+        verify(debit.clone(), pin("111112")).await,
+        Verdict::Failed(PinTriesExceeded)
+    );
+    // a third card from the same phone: refused before the issuer
+    let third = r.order_as("6217000000000014", STRANGER, OTHER_HOLDER).await;
+    assert_eq!(
+        verify(third.clone(), pin("246810")).await,
+        Verdict::Failed(PinTriesExceeded)
+    );
+    assert_result(&r.order(&third).await, "failed", "pin_tries_exceeded", "67");
+    assert!(!issuer_saw(&r, &third).await);
+    // the cardholders' own phones still pay with those cards
+    let own = r.order_as("6222000000000017", PHONE, HOLDER).await;
+    assert_eq!(verify(own, pin(RIGHT_PIN)).await, Verdict::Approved);
+    let counters = r.counters().await;
+    let mut phones: Vec<i64> = counters.1.iter().map(|c| c.1).collect();
+    phones.sort_unstable();
+    assert_eq!(phones, [4], "one phone counted: {counters:?}");
+    assert_counters_hold_no_secret(&counters);
+}
+
+/// An ID mismatch answers the caller and the merchant exactly as a wrong
+/// secret does (the same verdicts and tries left, order view, status events
+/// and webhook bodies); only the audit log keeps 66. Here the stranger even
+/// keys the right PIN with the wrong ID, beside a twin order whose right ID
+/// comes with a wrong PIN.
+async fn an_id_mismatch_looks_exactly_like_a_wrong_secret(app: TestApp) {
+    let r = rig(app).await;
+    // card …0017 with the wrong holder's ID, the right PIN
+    let mismatch = r.order_as("6222000000000017", STRANGER, OTHER_HOLDER).await;
+    // card …0014 with its holder's ID, a wrong PIN
+    let wrong = r
+        .order_as("6217000000000014", "13700137000", OTHER_HOLDER)
+        .await;
+    let mut said = Vec::new();
+    for _ in 0..3 {
+        let a = r.verify(&mismatch, pin(RIGHT_PIN)).await;
+        let b = r.verify(&wrong, pin("111111")).await;
+        assert_eq!(a, b);
+        said.push(a);
+    }
+    assert_eq!(
+        said,
+        [
+            Verdict::WrongSecret { tries_left: 2 },
+            Verdict::WrongSecret { tries_left: 1 },
+            Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded),
+        ]
+    );
+    let (mut seen, mut twin) = (
+        r.merchant_sees(&mismatch).await,
+        r.merchant_sees(&wrong).await,
+    );
+    let raw = seen.as_object_mut().unwrap().remove("raw").unwrap();
+    twin.as_object_mut().unwrap().remove("raw");
+    assert_eq!(seen, twin);
+    assert!(!seen["webhooks"].as_array().unwrap().is_empty(), "{seen}");
+    let all = format!("{seen} {raw}");
+    assert!(
+        !all.contains("id_mismatch") && !all.contains("\"66\""),
+        "{all}"
+    );
+    // the audit log keeps what happened
+    let audit = r.events(&mismatch).await;
+    let n = audit
+        .iter()
+        .filter(|e| *e == "bank issuer answered id_mismatch (66)")
+        .count();
+    assert_eq!(n, 3, "{audit:?}");
+    assert_no_secret(&audit);
+    assert!(!r.events(&wrong).await.iter().any(|e| e.contains("66")));
+    assert_eq!(r.balance("6222000000000017"), START_FEN);
+}
+
+/// A call whose ID did not match never counts against the card: a stranger
+/// holding only the card number, keying wrong PINs until the call fails,
+/// does not lock the card, and the real cardholder pays right after.
+async fn wrong_pins_with_a_wrong_id_do_not_lock_the_card(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    for _ in 0..2 {
+        let stranger = r.order_as(pan, STRANGER, OTHER_HOLDER).await;
+        for left in [2, 1] {
+            assert_eq!(
+                r.verify(&stranger, pin("111111")).await,
+                Verdict::WrongSecret { tries_left: left }
+            );
+        }
+        assert_eq!(
+            r.verify(&stranger, pin("222222")).await,
+            Verdict::Failed(voicepay::domain::ResultCode::PinTriesExceeded)
+        );
+        assert_result(
+            &r.order(&stranger).await,
+            "failed",
+            "pin_tries_exceeded",
+            "67",
+        );
+    }
+    let wrong_today = r
+        .issuer
+        .cards()
+        .into_iter()
+        .find(|c| c.card == "622200******0017")
+        .unwrap()
+        .wrong_pins_today;
+    assert_eq!(wrong_today, 0, "the issuer counted nothing");
+    let counters = r.counters().await;
+    assert!(counters.0.iter().all(|c| c.1 == 0), "{counters:?}");
+    assert_counters_hold_no_secret(&counters);
+    let own = r.order_as(pan, PHONE, HOLDER).await;
+    assert_eq!(r.verify(&own, pin(RIGHT_PIN)).await, Verdict::Approved);
+    assert_result(&r.order(&own).await, "succeeded", "approved", "00");
+    assert_eq!(r.balance(pan), START_FEN - AMOUNT);
+}
+
+/// A bound payment checks its binding first: once the merchant deleted it,
+/// the keyed PIN never reaches the issuer and the caller hears a wrong
+/// secret, not counted against the card.
+async fn a_bound_payment_whose_binding_is_gone_never_reaches_the_issuer(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    let first = r.order_in_call(pan).await;
+    assert_eq!(r.verify(&first, pin(RIGHT_PIN)).await, Verdict::Approved);
+    let mut body = order_body("Mboundgone");
+    let o = body.as_object_mut().unwrap();
+    o.remove("card_number");
+    o.remove("id_number");
+    let resp = r.app.create_order(&body).await;
+    assert_eq!(resp.status(), 201);
+    let bound: Value = resp.json().await.unwrap();
+    let id = bound["id"].as_str().unwrap().to_owned();
+    r.answered(&id).await;
+    let binding = r.bindings().await["bindings"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gone = reqwest::Client::new()
+        .delete(r.app.url(&format!("/v1/bindings/{binding}")))
+        .bearer_auth(&r.app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    assert_eq!(
+        r.verify(&id, pin(RIGHT_PIN)).await,
+        Verdict::WrongSecret { tries_left: 2 }
+    );
+    assert!(!issuer_saw(&r, &id).await);
+    assert_eq!(
+        r.balance(pan),
+        START_FEN - AMOUNT,
+        "paid once, by the first"
+    );
+    let audit = r.events(&id).await;
+    assert!(
+        audit.contains(&"bank binding no longer on file".to_owned()),
+        "{audit:?}"
+    );
+    assert!(r.counters().await.0.iter().all(|c| c.1 == 0));
+}
+
 on_both_stores!(
     debit_right_pin_succeeds_and_binds_the_card,
     wrong_pin_goes_back_to_the_caller_then_right_pin_succeeds,
@@ -788,4 +1157,9 @@ on_both_stores!(
     an_inbound_call_must_come_from_the_orders_phone,
     recover_leaves_a_newer_live_attempt_alone,
     a_wrong_pin_answer_counts_once,
+    expiry_and_cvn2_guesses_lock_the_card_for_the_day,
+    one_phone_guessing_across_cards_is_locked_for_the_day,
+    an_id_mismatch_looks_exactly_like_a_wrong_secret,
+    wrong_pins_with_a_wrong_id_do_not_lock_the_card,
+    a_bound_payment_whose_binding_is_gone_never_reaches_the_issuer,
 );

@@ -292,6 +292,62 @@ async fn third_wrong_pin_of_the_day_locks_the_card_across_calls() {
     );
 }
 
+/// Secret guessing across real calls. A stranger holding only the card
+/// number (with someone else's ID number) keys three wrong PINs: the call
+/// goes as wrong PINs do and ends `pin_tries_exceeded`, yet nothing counts
+/// against the card (the audit log keeps the issuer's 66s) and its holder
+/// pays right after. Expiry + CVN2 guessed over two calls lock the credit
+/// card for the day, even for the right details from another phone.
+#[tokio::test]
+async fn a_strangers_wrong_pins_do_not_lock_the_card_but_cvn2_guesses_do() {
+    let Some(_lab) = lab::require_asterisk() else {
+        return;
+    };
+    let _log = lab::log_window().await;
+    let app = daemon().await;
+    let locked = || {
+        (
+            "failed".to_string(),
+            "pin_tries_exceeded".to_string(),
+            "67".to_string(),
+        )
+    };
+    let debit = "6222000000000017";
+    let stranger = pay(
+        &app,
+        &phone(),
+        Some((debit, BANK2_ID)),
+        "answer=1;delay=1;keys=1wwww111111WWWWWWWW222222WWWWWWWW333333;hold=30",
+    )
+    .await;
+    assert_eq!(outcome(&stranger), locked(), "{stranger:#}");
+    let details = app.event_details(stranger["id"].as_str().unwrap()).await;
+    let said = |d: &str| details.iter().filter(|x| *x == d).count();
+    assert_eq!(said("wrong secret"), 2, "{details:?}");
+    assert_eq!(said("issuer answered id_mismatch (66)"), 3, "{details:?}");
+    let holder = pay(&app, &phone(), Some((debit, DEBIT_ID)), &keys(PIN)).await;
+    assert_eq!(
+        outcome(&holder),
+        ("succeeded".into(), "approved".into(), "00".into()),
+        "{holder:#}"
+    );
+
+    let credit = Some(("6250000000000012", DEBIT_ID));
+    let guesser = phone();
+    let first = pay(
+        &app,
+        &guesser,
+        credit,
+        "answer=1;delay=1;keys=1wwww1230ww124WWWWWWWW1230ww125;hold=3",
+    )
+    .await;
+    assert_eq!(first["status"], "failed", "{first:#}");
+    let second = pay(&app, &guesser, credit, &keys("1230ww126")).await;
+    assert_eq!(outcome(&second), locked(), "{second:#}");
+    let right = pay(&app, &phone(), credit, &keys(CREDIT_KEYS)).await;
+    assert_eq!(outcome(&right), locked(), "{right:#}");
+}
+
 /// Every media URI Asterisk plays on the order's callback channel
 /// (`vp-<order>-1`), in order, until the channel is destroyed: Asterisk
 /// sends PlaybackStarted for each file of a list (then PlaybackContinuing

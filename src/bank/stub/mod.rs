@@ -12,10 +12,16 @@
 //! again when it starts, and settles the order by query.
 //!
 //! Order of checks for a new attempt: card known (61), issuer up (03), card
-//! not restricted (63), PIN not locked today (67), secret (65, or 67 on the
-//! last try), cardholder ID (66), card not expired (73), single-payment limit
-//! (33), funds (64); then debit and approve. Only wrong PINs count towards
-//! the daily lock, and a right PIN does not reset it.
+//! not restricted (63), cardholder ID (66), secrets not locked today (67),
+//! secret (65, or 67 on the last try), card not expired (73),
+//! single-payment limit (33), funds (64); then debit and approve. Wrong
+//! secrets count towards the daily lock whatever the card's kind (PINs, and
+//! expiry and CVN2), three per card per day ([`PIN_TRIES_PER_DAY`]); a right
+//! one does not reset it. The ID comes before the secret so that a caller
+//! with the wrong ID learns nothing about the secret and never counts
+//! against the card: a stranger holding only the card number cannot lock it.
+//!
+//! [`PIN_TRIES_PER_DAY`]: super::PIN_TRIES_PER_DAY
 //!
 //! Here: the issuer, its set-up and the [`IssuerLink`] calls; `rules.rs`
 //! decides a new attempt, `state.rs` is what the issuer remembers in memory,
@@ -70,7 +76,8 @@ pub struct CardState {
     pub kind: &'static str,
     /// Balance (debit) or open credit (credit) now, in fen.
     pub available_fen: i64,
-    /// Wrong PINs counted today (Asia/Shanghai); 3 locks PIN payments.
+    /// Wrong secrets (PIN, or expiry and CVN2) counted today
+    /// (Asia/Shanghai); 3 lock the card's payments until the next day.
     pub wrong_pins_today: u8,
 }
 

@@ -88,47 +88,31 @@ impl StubIssuer {
         if card.status == Status::Restricted {
             return decided(effects, Decision::Declined(CardRestricted));
         }
-        match (card.kind, &req.secret) {
-            (CardKind::Debit, Secret::PinBlock(block)) => {
-                let today = shanghai_day(now);
-                let failures = match st.pin_failures.get(&index) {
-                    Some(&(day, n)) if day == today => n,
-                    _ => 0,
-                };
-                if failures >= PIN_TRIES_PER_DAY {
-                    return decided(effects, Decision::Declined(PinTriesExceeded));
-                }
-                // a block that does not decipher (wrong key or PAN, tampered)
-                // counts as a wrong PIN: fail closed
-                let right = block
-                    .decipher(card.pan.expose(), &self.zpk)
-                    .is_ok_and(|pin| card.secret_matches(&pin));
-                if !right {
-                    let failures = failures + 1;
-                    effects.wrong_pins = Some((today, failures));
-                    let outcome = if failures >= PIN_TRIES_PER_DAY {
-                        Decision::Declined(PinTriesExceeded)
-                    } else {
-                        Decision::WrongSecret {
-                            tries_left: Some(PIN_TRIES_PER_DAY - failures),
-                        }
-                    };
-                    return decided(effects, outcome);
-                }
-            }
-            (CardKind::Credit, Secret::Card { expiry, cvn2 }) => {
-                let mut both = zeroize::Zeroizing::new([0u8; 7]);
-                both[..4].copy_from_slice(expiry.expose());
-                both[4..].copy_from_slice(cvn2.expose());
-                if !card.secret_matches(&*both) {
-                    return decided(effects, Decision::WrongSecret { tries_left: None });
-                }
-            }
-            // a PIN for a credit card or expiry+CVN2 for a debit card
-            _ => return decided(effects, Decision::WrongSecret { tries_left: None }),
-        }
+        // The cardholder first: a call whose ID does not match learns
+        // nothing about the secret and never counts against the card, so a
+        // stranger holding only the card number cannot lock it.
         if req.id_number != card.holder_id {
             return decided(effects, Decision::Declined(IdMismatch));
+        }
+        let today = shanghai_day(now);
+        let failures = match st.pin_failures.get(&index) {
+            Some(&(day, n)) if day == today => n,
+            _ => 0,
+        };
+        if failures >= PIN_TRIES_PER_DAY {
+            return decided(effects, Decision::Declined(PinTriesExceeded));
+        }
+        if !self.secret_right(card, &req.secret) {
+            let failures = failures + 1;
+            effects.wrong_pins = Some((today, failures));
+            let outcome = if failures >= PIN_TRIES_PER_DAY {
+                Decision::Declined(PinTriesExceeded)
+            } else {
+                Decision::WrongSecret {
+                    tries_left: Some(PIN_TRIES_PER_DAY - failures),
+                }
+            };
+            return decided(effects, outcome);
         }
         if card.status == Status::Expired {
             return decided(effects, Decision::Declined(CardExpired));
@@ -147,5 +131,23 @@ impl StubIssuer {
         }
         let auth_code = format!("{:06}", st.auth_codes.wrapping_add(1) % 1_000_000);
         decided(effects, Decision::Approved { auth_code })
+    }
+
+    /// Whether the secret is the card's: the PIN of a debit card, expiry and
+    /// CVN2 of a credit card. A block that does not decipher (wrong key or
+    /// PAN, tampered) or the wrong kind of secret is wrong: fail closed.
+    fn secret_right(&self, card: &TestCard, secret: &Secret) -> bool {
+        match (card.kind, secret) {
+            (CardKind::Debit, Secret::PinBlock(block)) => block
+                .decipher(card.pan.expose(), &self.zpk)
+                .is_ok_and(|pin| card.secret_matches(&pin)),
+            (CardKind::Credit, Secret::Card { expiry, cvn2 }) => {
+                let mut both = zeroize::Zeroizing::new([0u8; 7]);
+                both[..4].copy_from_slice(expiry.expose());
+                both[4..].copy_from_slice(cvn2.expose());
+                card.secret_matches(&*both)
+            }
+            _ => false,
+        }
     }
 }

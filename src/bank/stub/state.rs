@@ -11,7 +11,7 @@ use time::Date;
 pub(super) struct State {
     /// Money left per card, by index.
     pub(super) available: HashMap<usize, i64>,
-    /// Wrong PINs per card on one Shanghai day.
+    /// Wrong secrets (PIN, or expiry and CVN2) per card on one Shanghai day.
     pub(super) pin_failures: HashMap<usize, (Date, u8)>,
     /// The final answer per idempotency key.
     pub(super) answers: HashMap<String, Recorded>,
@@ -28,7 +28,7 @@ pub(super) struct Effects {
     pub(super) card: Option<usize>,
     pub(super) amount_fen: i64,
     pub(super) response: AuthResponse,
-    /// The card's wrong-PIN count for the day after this answer, when it
+    /// The card's wrong-secret count for the day after this answer, when it
     /// counted one.
     pub(super) wrong_pins: Option<(Date, u8)>,
 }
