@@ -36,7 +36,24 @@ impl Default for CryptoSettings {
 
 impl CryptoSettings {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if !self.keys.is_empty() {
+        if self.keys.is_empty() {
+            // The keys then come from `key_file`: key material given here
+            // would be silently ignored, and data sealed under keys the
+            // operator believes are in use.
+            for (key, value) in [
+                ("crypto.active_key", &self.active_key),
+                ("crypto.fingerprint_key", &self.fingerprint_key),
+                ("crypto.zone_pin_key", &self.zone_pin_key),
+            ] {
+                if !value.trim().is_empty() {
+                    return invalid(
+                        key,
+                        "is ignored unless crypto.keys is set (the keys come from \
+                         crypto.key_file then): set crypto.keys too, or remove it",
+                    );
+                }
+            }
+        } else {
             if !self.keys.contains_key(&self.active_key) {
                 return invalid("crypto.active_key", "must name one of crypto.keys");
             }
@@ -48,5 +65,35 @@ impl CryptoSettings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_material_that_would_be_ignored_is_refused_by_name() {
+        for key in [
+            "crypto.active_key",
+            "crypto.fingerprint_key",
+            "crypto.zone_pin_key",
+        ] {
+            let mut s = CryptoSettings::default();
+            let field = match key {
+                "crypto.active_key" => &mut s.active_key,
+                "crypto.fingerprint_key" => &mut s.fingerprint_key,
+                _ => &mut s.zone_pin_key,
+            };
+            *field = "AAAA".into();
+            match s.validate() {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, key);
+                    assert!(message.contains("crypto.keys"), "{message}");
+                }
+                other => panic!("{key} alone accepted: {other:?}"),
+            }
+        }
+        assert!(CryptoSettings::default().validate().is_ok());
     }
 }

@@ -24,6 +24,10 @@ pub struct WebhookSettings {
     pub max_in_flight_per_merchant: usize,
     /// How often the worker looks for due events.
     pub poll_interval_ms: u64,
+    /// After `voicepay merchant rotate-webhook-secret`, how long webhooks
+    /// carry a second `v1=` signature made with the replaced secret, in
+    /// seconds (the command's `--overlap-seconds` overrides it; 0: none).
+    pub secret_overlap_seconds: u64,
 }
 
 impl Default for WebhookSettings {
@@ -37,6 +41,7 @@ impl Default for WebhookSettings {
             max_age_secs: 86_400,
             max_in_flight_per_merchant: 4,
             poll_interval_ms: 1000,
+            secret_overlap_seconds: 86_400,
         }
     }
 }

@@ -14,5 +14,5 @@ pub mod signature;
 pub mod worker;
 
 pub use schedule::Schedule;
-pub use signature::{sign, signature_header};
+pub use signature::{sign, signature_header, signature_header_multi};
 pub use worker::Notifier;

@@ -10,7 +10,7 @@
 //! not sent by two nodes at once (as long as the nodes' clocks agree within
 //! a few seconds), and a crashed node's rows come back when their lease ends.
 
-use super::{signature_header, Schedule};
+use super::{signature_header_multi, Schedule};
 use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::crypto::Vault;
@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 /// Rows taken per claim.
 const CLAIM_BATCH: i64 = 100;
@@ -253,18 +254,10 @@ impl Notifier {
     /// One signed POST. `Err` carries a reason fit for `last_error`: it
     /// never includes the secret, the signature or the body.
     async fn send(&self, row: &OutboxRow) -> Result<(), String> {
-        let sealed = self
-            .store
-            .merchant_webhook_secret(&row.merchant_id)
-            .await
-            .map_err(|_| "database error reading the merchant".to_owned())?
-            .ok_or_else(|| "merchant not found".to_owned())?;
-        let secret = self
-            .vault
-            .open("webhook_secret", &sealed)
-            .map_err(|_| "the merchant's webhook secret cannot be opened".to_owned())?;
+        let secrets = self.secrets(&row.merchant_id).await?;
         let t = self.clock.now_ms().div_euclid(1000);
-        let signature = signature_header(&secret, t, row.payload.as_bytes());
+        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.as_slice()).collect();
+        let signature = signature_header_multi(&keys, t, row.payload.as_bytes());
         let resp = self
             .http
             .post(&row.notify_url)
@@ -287,6 +280,29 @@ impl Notifier {
         } else {
             Err(format!("HTTP {}", status.as_u16()))
         }
+    }
+
+    /// The merchant's webhook secrets, opened: the current one, then the one
+    /// a rotation replaced while its overlap lasts (by this worker's clock).
+    async fn secrets(&self, merchant_id: &str) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
+        let sealed = self
+            .store
+            .merchant_webhook_secrets(merchant_id)
+            .await
+            .map_err(|_| "database error reading the merchant".to_owned())?
+            .ok_or_else(|| "merchant not found".to_owned())?;
+        let open = |s: &str| {
+            self.vault
+                .open("webhook_secret", s)
+                .map_err(|_| "the merchant's webhook secret cannot be opened".to_owned())
+        };
+        let mut out = vec![open(&sealed.current_enc)?];
+        if let Some((old, until)) = &sealed.previous {
+            if *until > self.clock.now_ms() {
+                out.push(open(old)?);
+            }
+        }
+        Ok(out)
     }
 
     fn describe(&self, e: &reqwest::Error) -> String {
