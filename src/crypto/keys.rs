@@ -267,6 +267,11 @@ mod tests {
         assert_eq!(kcv(&[0u8; 16]), "66E94B");
         assert_eq!(kcv(&[0u8; 32]), "DC95C0");
         assert_eq!(kcv(&[0u8; 5]), "-");
+        // openssl enc -aes-{128,256}-ecb -nopad over 16 zero bytes
+        let k: Vec<u8> = (0u8..32).collect();
+        assert_eq!(kcv(&k), "F29000");
+        let zpk = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
+        assert_eq!(kcv(&zpk), "7DF76B");
         let ring = KeyRing::for_tests();
         let names: Vec<String> = ring.check_values().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["data:test", "fingerprint", "zone_pin"]);
