@@ -207,6 +207,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn print_new_merchant(m: &crate::merchants::NewMerchant, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(m).context("encoding")?);
+    } else {
+        println!("merchant_id:    {}", m.merchant_id);
+        println!("api_key:        {}", m.api_key);
+        println!("webhook_secret: {}", m.webhook_secret);
+        println!("(shown once: store the key and secret now)");
+    }
+    Ok(())
+}
+
+/// `voicepay merchant …`: on-boarding and the key lifecycle.
 async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Result<()> {
     use crate::merchants;
     let store = app::open_store(settings).await?;
@@ -219,14 +232,7 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
             } => {
                 let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
                 let m = merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
-                if json {
-                    println!("{}", serde_json::to_string(&m).context("encoding")?);
-                } else {
-                    println!("merchant_id:    {}", m.merchant_id);
-                    println!("api_key:        {}", m.api_key);
-                    println!("webhook_secret: {}", m.webhook_secret);
-                    println!("(shown once: store the key and secret now)");
-                }
+                print_new_merchant(&m, json)?;
             }
             MerchantCommand::RotateKey {
                 merchant_id,

@@ -216,11 +216,18 @@ fn bank_cards_lists_the_test_cards_masked_with_their_balances() {
 
 /// Starts `voicepay serve` in `dir` under `umask 000` (so only the modes
 /// voicepay sets itself count), waits for its listen address, and returns
-/// the child, the address, and the log lines so far.
+/// the child (the caller stops and waits for it), the address, the log
+/// lines so far and the rest to come.
+#[allow(clippy::zombie_processes, clippy::type_complexity)]
 fn serve_with_umask_000(
     dir: &std::path::Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
+) -> (
+    std::process::Child,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut c = voicepay(dir);
     c.args(["serve"]);
     let mut sh = Command::new("sh");
@@ -341,13 +348,23 @@ fn serve_refuses_ignored_key_material_and_a_key_file_open_to_others() {
     let b64 = "ERERERERERERERERERERERERERERERERERERERERERE=";
     for (var, key) in [
         ("VOICEPAY__CRYPTO__ZONE_PIN_KEY", "crypto.zone_pin_key"),
-        ("VOICEPAY__CRYPTO__FINGERPRINT_KEY", "crypto.fingerprint_key"),
+        (
+            "VOICEPAY__CRYPTO__FINGERPRINT_KEY",
+            "crypto.fingerprint_key",
+        ),
         ("VOICEPAY__CRYPTO__ACTIVE_KEY", "crypto.active_key"),
     ] {
         let out = voicepay(dir.path())
             .arg("serve")
             .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-            .env(var, if var.ends_with("ACTIVE_KEY") { "k9" } else { b64 })
+            .env(
+                var,
+                if var.ends_with("ACTIVE_KEY") {
+                    "k9"
+                } else {
+                    b64
+                },
+            )
             .output()
             .unwrap();
         assert!(!out.status.success(), "{var} without crypto.keys accepted");

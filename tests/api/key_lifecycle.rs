@@ -109,20 +109,32 @@ async fn revoke_key_makes_the_key_unusable_and_rotate_key_issues_a_new_one(db: D
     // the other merchant is untouched
     assert_eq!(get_order(&app, &other_key, &other).await.0, 200);
 
-    let k = cli_json(&app, &["merchant", "rotate-key", &app.merchant_id, "--json"]).await;
+    let k = cli_json(
+        &app,
+        &["merchant", "rotate-key", &app.merchant_id, "--json"],
+    )
+    .await;
     let new = k["api_key"].as_str().unwrap();
     assert!(new.starts_with("vpk_") && new != old);
     assert_eq!(k["old_key_valid_until_ms"], Value::Null);
     let (status, body) = get_order(&app, new, &id).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], id.as_str());
-    assert_eq!(get_order(&app, &old, &id).await.0, 401, "a revoked key never comes back");
+    assert_eq!(
+        get_order(&app, &old, &id).await.0,
+        401,
+        "a revoked key never comes back"
+    );
     let stored: String = sqlx::query_scalar("SELECT api_key_hash FROM merchants WHERE id = $1")
         .bind(&app.merchant_id)
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(stored, sha256_hex(new.as_bytes()), "only the key's hash is kept");
+    assert_eq!(
+        stored,
+        sha256_hex(new.as_bytes()),
+        "only the key's hash is kept"
+    );
 
     let unknown = voicepay(&app, &["merchant", "revoke-key", "mch_nope"]).await;
     assert!(!unknown.status.success());
@@ -147,15 +159,29 @@ async fn rotate_key_honours_the_overlap_and_only_the_overlap(db: Db) {
     let old = app.api_key.clone();
     let k = cli_json(
         &app,
-        &["merchant", "rotate-key", &app.merchant_id, "--overlap-seconds", "3600", "--json"],
+        &[
+            "merchant",
+            "rotate-key",
+            &app.merchant_id,
+            "--overlap-seconds",
+            "3600",
+            "--json",
+        ],
     )
     .await;
     let new = k["api_key"].as_str().unwrap().to_owned();
     let until = k["old_key_valid_until_ms"].as_i64().unwrap();
-    assert!((now_ms() + 3_590_000..=now_ms() + 3_600_000).contains(&until), "{k}");
+    assert!(
+        (now_ms() + 3_590_000..=now_ms() + 3_600_000).contains(&until),
+        "{k}"
+    );
     // A fresh daemon (no cached keys) shows what the database says.
     app.restart().await;
-    assert_eq!(get_order(&app, &old, &id).await.0, 200, "old key in its overlap");
+    assert_eq!(
+        get_order(&app, &old, &id).await.0,
+        200,
+        "old key in its overlap"
+    );
     assert_eq!(get_order(&app, &new, &id).await.0, 200, "new key");
     // The overlap ends at `until`, by the database's rule.
     let s = store(&app).await;
@@ -165,14 +191,25 @@ async fn rotate_key_honours_the_overlap_and_only_the_overlap(db: Db) {
     assert!(at(until).await.unwrap().is_none(), "overlap over");
 
     // revoke-key --previous ends the overlap early and keeps the new key.
-    cli(&app, &["merchant", "revoke-key", &app.merchant_id, "--previous"]).await;
+    cli(
+        &app,
+        &["merchant", "revoke-key", &app.merchant_id, "--previous"],
+    )
+    .await;
     app.restart().await;
     let (status, body) = get_order(&app, &old, &id).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     assert_eq!(get_order(&app, &new, &id).await.0, 200);
 
     // Without an overlap the replaced key stops at once.
-    let k = cli_json(&app, &["merchant", "rotate-key", &app.merchant_id, "--json"]).await;
+    let k = cli_json(
+        &app,
+        &["merchant", "rotate-key", &app.merchant_id, "--json"],
+    )
+    .await;
     let newer = k["api_key"].as_str().unwrap();
     app.restart().await;
     assert_eq!(get_order(&app, &new, &id).await.0, 401);
@@ -188,7 +225,11 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
     let due_call = new_order(&app, &app.api_key, "D1", json!({})).await;
     let hooked = new_order(&app, &app.api_key, "D2", json!({"notify_url": rx.url})).await;
     let resp = app
-        .post_json(&format!("/v1/orders/{hooked}/cancel"), &app.api_key, &json!({}))
+        .post_json(
+            &format!("/v1/orders/{hooked}/cancel"),
+            &app.api_key,
+            &json!({}),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let (_, other_key) = app.another_merchant().await;
@@ -201,11 +242,18 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "merchant_disabled", "{body}");
     let (status, body) = get_order(&app, &app.api_key, &due_call).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("merchant_disabled")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("merchant_disabled"))
+    );
     let resp = app.get("/v1/webhooks/events", &app.api_key).await;
     assert_eq!(resp.status(), 403);
     let resp = app
-        .post_json(&format!("/v1/orders/{due_call}/cancel"), &app.api_key, &json!({}))
+        .post_json(
+            &format!("/v1/orders/{due_call}/cancel"),
+            &app.api_key,
+            &json!({}),
+        )
         .await;
     assert_eq!(resp.status(), 403);
     assert_eq!(
@@ -213,12 +261,19 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
         footprint,
         "nothing stored"
     );
-    assert_eq!(get_order(&app, &app.api_key, &due_call).await.1["error"]["code"], "merchant_disabled");
+    assert_eq!(
+        get_order(&app, &app.api_key, &due_call).await.1["error"]["code"],
+        "merchant_disabled"
+    );
 
     // No call is started for its pending order, no webhook is sent.
     let s = store(&app).await;
     let now = now_ms();
-    assert!(s.claim_callback("node_t", now, now + 60_000).await.unwrap().is_none());
+    assert!(s
+        .claim_callback("node_t", now, now + 60_000)
+        .await
+        .unwrap()
+        .is_none());
     let clock = Arc::new(FakeClock::at(now + 1000));
     let w = worker(&app, clock.clone()).await;
     assert_eq!(w.run_once().await.unwrap(), 0);
@@ -230,7 +285,11 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
     cli(&app, &["merchant", "enable", &app.merchant_id]).await;
     app.restart().await;
     assert_eq!(get_order(&app, &app.api_key, &due_call).await.0, 200);
-    let claimed = s.claim_callback("node_t", now, now + 60_000).await.unwrap().unwrap();
+    let claimed = s
+        .claim_callback("node_t", now, now + 60_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, due_call, "the held order is called first");
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(rx.got().len(), 1);
@@ -239,7 +298,10 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
 
 /// The hex `v1=` values of a `Voicepay-Signature` header.
 fn v1s(header: &str) -> Vec<&str> {
-    header.split(',').filter_map(|p| p.strip_prefix("v1=")).collect()
+    header
+        .split(',')
+        .filter_map(|p| p.strip_prefix("v1="))
+        .collect()
 }
 
 async fn a_rotated_webhook_secret_signs_twice_during_its_overlap_then_once(db: Db) {
@@ -250,7 +312,14 @@ async fn a_rotated_webhook_secret_signs_twice_during_its_overlap_then_once(db: D
     let old = app.webhook_secret.clone();
     let r = cli_json(
         &app,
-        &["merchant", "rotate-webhook-secret", &app.merchant_id, "--overlap-seconds", "600", "--json"],
+        &[
+            "merchant",
+            "rotate-webhook-secret",
+            &app.merchant_id,
+            "--overlap-seconds",
+            "600",
+            "--json",
+        ],
     )
     .await;
     let new = r["webhook_secret"].as_str().unwrap().to_owned();
