@@ -328,6 +328,8 @@ mod tests {
             ),
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
         let cfg_old = CryptoSettings {
             key_file: old,
             ..CryptoSettings::default()
