@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `Debug` shows key ids and which keys are set, never a key.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CryptoSettings {
     /// The key id that new ciphertexts are sealed with.
@@ -20,6 +21,19 @@ pub struct CryptoSettings {
     /// shared with the issuer link. Empty: the key file's, else derived from
     /// the fingerprint key (see `KeyRing::zone_pin_key`).
     pub zone_pin_key: String,
+}
+
+impl std::fmt::Debug for CryptoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &str| if s.is_empty() { "(empty)" } else { "****" };
+        f.debug_struct("CryptoSettings")
+            .field("active_key", &self.active_key)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("fingerprint_key", &set(&self.fingerprint_key))
+            .field("key_file", &self.key_file)
+            .field("zone_pin_key", &set(&self.zone_pin_key))
+            .finish()
+    }
 }
 
 impl Default for CryptoSettings {
@@ -95,5 +109,21 @@ mod tests {
             }
         }
         assert!(CryptoSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let s = CryptoSettings {
+            active_key: "k1".into(),
+            keys: BTreeMap::from([("k1".into(), "S0VZMQ==".into())]),
+            fingerprint_key: "RlBLRVk=".into(),
+            zone_pin_key: "WlBLRVk=".into(),
+            ..CryptoSettings::default()
+        };
+        let shown = format!("{s:?}");
+        for key in ["S0VZMQ==", "RlBLRVk=", "WlBLRVk="] {
+            assert!(!shown.contains(key), "{shown}");
+        }
+        assert!(shown.contains("k1"), "{shown}");
     }
 }
