@@ -237,7 +237,7 @@ impl Store {
     }
 
     /// The `pending` inbound orders (bound-payment ones included) for a
-    /// phone number (11 digits), of every merchant, still in their window at
+    /// phone number (11 digits), of every enabled merchant, still in their window at
     /// `now` (Unix ms), oldest first.
     ///
     /// # Errors
@@ -246,7 +246,9 @@ impl Store {
     pub async fn pending_inbound_orders(&self, phone: &str, now: i64) -> Result<Vec<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE phone = $1 AND mode = 'inbound' \
-             AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id"
+             AND status = 'pending' AND expires_at > $2 \
+             AND merchant_id NOT IN (SELECT id FROM merchants WHERE disabled_at IS NOT NULL) \
+             ORDER BY created_at, id"
         ))
         .bind(phone)
         .bind(now)

@@ -223,6 +223,7 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
     };
     let rx = Receiver::start().await;
     let due_call = new_order(&app, &app.api_key, "D1", json!({})).await;
+    let inbound = new_order(&app, &app.api_key, "D5", json!({"mode": "inbound"})).await;
     let hooked = new_order(&app, &app.api_key, "D2", json!({"notify_url": rx.url})).await;
     let resp = app
         .post_json(
@@ -291,6 +292,9 @@ async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db:
         .unwrap()
         .unwrap();
     assert_eq!(claimed.id, due_call, "the held order is called first");
+    let offered = s.pending_inbound_orders("13800138000", now).await.unwrap();
+    assert_eq!(offered.len(), 1);
+    assert_eq!(offered[0].id, inbound);
     assert_eq!(w.run_once().await.unwrap(), 1);
     assert_eq!(rx.got().len(), 1);
     s.close().await;
