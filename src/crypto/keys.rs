@@ -35,8 +35,10 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// On-disk form of a generated key file.
+/// On-disk form of a generated key file. An unknown field (a misspelt
+/// key name) is refused rather than silently ignored.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyFile {
     active_key: String,
     keys: BTreeMap<String, String>,
@@ -51,6 +53,16 @@ impl KeyRing {
     /// created with fresh random keys (mode 0600) the first time.
     pub fn load(cfg: &CryptoSettings) -> anyhow::Result<Self> {
         if !cfg.keys.is_empty() {
+            // The key file's keys would be ignored, and what they sealed
+            // could no longer be opened: say so rather than start.
+            if cfg.key_file.exists() {
+                bail!(
+                    "crypto.key_file {} exists but is ignored because crypto.keys is set: \
+                     move its keys into crypto.keys (same ids) and remove the file, \
+                     or unset crypto.keys",
+                    cfg.key_file.display()
+                );
+            }
             return Self::from_parts(
                 &cfg.active_key,
                 &cfg.keys,
@@ -296,6 +308,45 @@ mod tests {
         }
         std::fs::set_permissions(&cfg.key_file, std::fs::Permissions::from_mode(0o400)).unwrap();
         KeyRing::load(&cfg).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_that_would_be_ignored_or_misspelt_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        let mut cfg = CryptoSettings {
+            key_file: file.clone(),
+            ..CryptoSettings::default()
+        };
+        KeyRing::load(&cfg).unwrap();
+        cfg.active_key = "k1".into();
+        cfg.keys = BTreeMap::from([("k1".into(), STANDARD.encode([4u8; 32]))]);
+        cfg.fingerprint_key = STANDARD.encode([5u8; 32]);
+        let err = format!("{:#}", KeyRing::load(&cfg).unwrap_err());
+        assert!(
+            err.contains("crypto.key_file") && err.contains("ignored"),
+            "{err}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        KeyRing::load(&cfg).unwrap();
+
+        let fp = STANDARD.encode([5u8; 32]);
+        let k = STANDARD.encode([4u8; 32]);
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"active_key":"k1","keys":{{"k1":"{k}"}},"fingerprint_key":"{fp}","zone_pinkey":"{k}"}}"#
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let only_file = CryptoSettings {
+            key_file: file,
+            ..CryptoSettings::default()
+        };
+        let err = format!("{:#}", KeyRing::load(&only_file).err().unwrap());
+        assert!(err.contains("zone_pinkey"), "{err}");
     }
 
     #[test]
