@@ -329,6 +329,16 @@ async fn a_rotated_webhook_secret_signs_twice_during_its_overlap_then_once(db: D
     let new = r["webhook_secret"].as_str().unwrap().to_owned();
     assert!(new.starts_with("whsec_") && new != old);
     let until = r["old_secret_signs_until_ms"].as_i64().unwrap();
+    let (now_enc, old_enc): (String, String) = sqlx::query_as(
+        "SELECT webhook_secret_enc, prev_webhook_secret_enc FROM merchants WHERE id = $1",
+    )
+    .bind(&app.merchant_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    for sealed in [&now_enc, &old_enc] {
+        assert!(sealed.starts_with("v1.") && !sealed.contains(&new) && !sealed.contains(&old));
+    }
 
     let cancel = |id: String| {
         let app = &app;
