@@ -50,6 +50,10 @@ impl App {
         settings.demo.validate()?;
         let store = open_store(&settings).await?;
         let ring = KeyRing::load(&settings.crypto)?;
+        // Never a key, at any level: its check value identifies it.
+        for (key, kcv) in ring.check_values() {
+            tracing::info!(key = %key, kcv = %kcv, "key check value");
+        }
         let listener = TcpListener::bind(settings.http.listen)
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
@@ -74,7 +78,7 @@ impl App {
             store,
             vault,
             metrics: Arc::new(Metrics::default()),
-            merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
+            merchant_cache: Arc::new(MerchantCache::new(api::auth::KEY_CACHE_TTL)),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
         };
@@ -236,6 +240,8 @@ async fn demo_parts(
 
 /// Connects to `database.url` and applies the migrations.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    crate::store::create_sqlite_file_private(&settings.database.url)
+        .context("creating the SQLite database file (owner only)")?;
     let store = Store::connect(
         &settings.database.url,
         settings.database.max_connections,

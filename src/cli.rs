@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `merchant add`, `webhooks list|redeliver`,
+//! The command line: `serve`, `migrate`, `merchant add | rotate-key |
+//! revoke-key | disable | enable | rotate-webhook-secret`, `webhooks list|redeliver`,
 //! `bank cards`, `config check`.
 
 use crate::app::{self, App};
@@ -77,6 +78,43 @@ pub enum MerchantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give the merchant a new API key and print it, once. The replaced key
+    /// stops at once unless `--overlap-seconds` keeps it working a while.
+    RotateKey {
+        /// The merchant id (`mch_…`).
+        merchant_id: String,
+        /// Seconds the replaced key keeps working (0: none).
+        #[arg(long, default_value_t = 0)]
+        overlap_seconds: u64,
+        /// Print `{"merchant_id","api_key","old_key_valid_until_ms"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the merchant's API key unusable now, and a replaced key still in
+    /// its overlap; `rotate-key` issues a new one.
+    RevokeKey {
+        merchant_id: String,
+        /// Only end the replaced key's overlap; the current key stays.
+        #[arg(long)]
+        previous: bool,
+    },
+    /// Refuse every API call of the merchant (403 `merchant_disabled`),
+    /// start no call for its orders and hold its webhooks. Calls already
+    /// under way end as usual.
+    Disable { merchant_id: String },
+    /// Undo `disable`: held webhooks are sent, pending orders called.
+    Enable { merchant_id: String },
+    /// Give the merchant a new webhook secret and print it, once. Webhooks
+    /// carry a second `v1=` signature with the old secret for the overlap.
+    RotateWebhookSecret {
+        merchant_id: String,
+        /// Overlap in seconds; default `webhooks.secret_overlap_seconds`.
+        #[arg(long)]
+        overlap_seconds: Option<u64>,
+        /// Print `{"merchant_id","webhook_secret","old_secret_signs_until_ms"}`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,28 +170,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Merchant {
-            command:
-                MerchantCommand::Add {
-                    name,
-                    notify_url,
-                    json,
-                },
-        } => {
-            check_notify_url(&settings, notify_url.as_deref())?;
-            let store = app::open_store(&settings).await?;
-            let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
-            let m = crate::merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
-            store.close().await;
-            if json {
-                println!("{}", serde_json::to_string(&m).context("encoding")?);
-            } else {
-                println!("merchant_id:    {}", m.merchant_id);
-                println!("api_key:        {}", m.api_key);
-                println!("webhook_secret: {}", m.webhook_secret);
-                println!("(shown once: store the key and secret now)");
+        Command::Merchant { command } => {
+            // A refused URL stops the command before any file is created.
+            if let MerchantCommand::Add { notify_url, .. } = &command {
+                check_notify_url(&settings, notify_url.as_deref())?;
             }
-            Ok(())
+            merchant(&settings, command).await
         }
         Command::Webhooks { command } => webhooks(&settings, command).await,
         Command::Bank {
@@ -189,6 +211,95 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn print_new_merchant(m: &crate::merchants::NewMerchant, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(m).context("encoding")?);
+    } else {
+        println!("merchant_id:    {}", m.merchant_id);
+        println!("api_key:        {}", m.api_key);
+        println!("webhook_secret: {}", m.webhook_secret);
+        println!("(shown once: store the key and secret now)");
+    }
+    Ok(())
+}
+
+/// `voicepay merchant …`: on-boarding and the key lifecycle.
+async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Result<()> {
+    use crate::merchants;
+    let store = app::open_store(settings).await?;
+    let result = async {
+        match command {
+            MerchantCommand::Add {
+                name,
+                notify_url,
+                json,
+            } => {
+                let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
+                let m = merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
+                print_new_merchant(&m, json)?;
+            }
+            MerchantCommand::RotateKey {
+                merchant_id,
+                overlap_seconds,
+                json,
+            } => {
+                let k = merchants::rotate_key(&store, &merchant_id, overlap_seconds).await?;
+                if json {
+                    println!("{}", serde_json::to_string(&k).context("encoding")?);
+                } else {
+                    println!("merchant_id: {}", k.merchant_id);
+                    println!("api_key:     {}", k.api_key);
+                    match k.old_key_valid_until_ms {
+                        Some(_) => println!("(the old key works {overlap_seconds} s more)"),
+                        None => println!("(the old key no longer works)"),
+                    }
+                    println!("(shown once: store the key now)");
+                }
+            }
+            MerchantCommand::RevokeKey {
+                merchant_id,
+                previous,
+            } => {
+                merchants::revoke_key(&store, &merchant_id, previous).await?;
+                if previous {
+                    println!("{merchant_id}: the replaced API key no longer works");
+                } else {
+                    println!("{merchant_id}: API key revoked; `voicepay merchant rotate-key {merchant_id}` issues a new one");
+                }
+            }
+            MerchantCommand::Disable { merchant_id } => {
+                merchants::set_enabled(&store, &merchant_id, false).await?;
+                println!("{merchant_id} is disabled");
+            }
+            MerchantCommand::Enable { merchant_id } => {
+                merchants::set_enabled(&store, &merchant_id, true).await?;
+                println!("{merchant_id} is enabled");
+            }
+            MerchantCommand::RotateWebhookSecret {
+                merchant_id,
+                overlap_seconds,
+                json,
+            } => {
+                let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
+                let overlap = overlap_seconds.unwrap_or(settings.webhooks.secret_overlap_seconds);
+                let s = merchants::rotate_webhook_secret(&store, &vault, &merchant_id, overlap)
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string(&s).context("encoding")?);
+                } else {
+                    println!("merchant_id:    {}", s.merchant_id);
+                    println!("webhook_secret: {}", s.webhook_secret);
+                    println!("(the old secret also signs webhooks for {overlap} s; shown once: store the secret now)");
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Result<()> {

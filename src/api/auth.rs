@@ -4,8 +4,15 @@ use crate::store::MerchantRow;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 
+/// How long a running daemon trusts a key it has looked up: the bound on
+/// how late `voicepay merchant revoke-key | rotate-key | disable`, run
+/// against the database from another process, takes effect on it.
+pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The merchant that the request's `Authorization: Bearer <api key>` names.
-/// Handlers that take it can only ever touch that merchant's data.
+/// Handlers that take it can only ever touch that merchant's data. A
+/// revoked key, or a replaced one past its overlap, is 401 `unauthorized`;
+/// a disabled merchant's key is 403 `merchant_disabled`.
 #[derive(Debug, Clone)]
 pub struct Merchant(pub MerchantRow);
 
@@ -25,15 +32,21 @@ impl FromRequestParts<AppState> for Merchant {
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ApiError::Unauthorized)?;
         let hash = sha256_hex(key.as_bytes());
-        if let Some(m) = state.merchant_cache.get(&hash) {
-            return Ok(Merchant(m));
+        let merchant = match state.merchant_cache.get(&hash) {
+            Some(m) => m,
+            None => {
+                let m = state
+                    .store
+                    .merchant_by_key_hash(&hash, crate::store::now_ms())
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                state.merchant_cache.put(hash, m.clone());
+                m
+            }
+        };
+        if merchant.disabled {
+            return Err(ApiError::MerchantDisabled);
         }
-        let merchant = state
-            .store
-            .merchant_by_key_hash(&hash)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        state.merchant_cache.put(hash, merchant.clone());
         Ok(Merchant(merchant))
     }
 }

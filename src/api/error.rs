@@ -33,6 +33,10 @@ impl FieldError {
 pub enum ApiError {
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// 403 `merchant_disabled`: the key is the merchant's, but an operator
+    /// disabled the merchant (`voicepay merchant disable`).
+    #[error("this merchant is disabled; contact the operator")]
+    MerchantDisabled,
     #[error("not found")]
     NotFound,
     #[error("invalid request")]
@@ -88,6 +92,7 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::MerchantDisabled => (StatusCode::FORBIDDEN, "merchant_disabled"),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),

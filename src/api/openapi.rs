@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         document,
     ),
     components(schemas(super::error::ErrorBody, super::error::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &MerchantDisabled),
     tags((name = "orders", description = "Payment orders"), (name = "bindings", description = "Phones bound to cards"), (name = "webhooks", description = "Signed event notifications and their delivery"), (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -40,6 +40,44 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every operation that takes an API key (it documents a 401) may also
+/// answer 403 `merchant_disabled`: added here once rather than on each path.
+struct MerchantDisabled;
+
+impl Modify for MerchantDisabled {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(
+                "The merchant is disabled by its operator (`voicepay merchant disable`): \
+                 error code `merchant_disabled`; nothing was done",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in api.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                if op.responses.responses.contains_key("401") {
+                    op.responses
+                        .responses
+                        .insert("403".into(), response.clone().into());
+                }
+            }
+        }
     }
 }
 

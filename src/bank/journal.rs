@@ -27,6 +27,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// One journal line.
@@ -113,12 +114,17 @@ impl Journal {
                 .with_context(|| format!("creating the folder of {}", path.display()))?;
         }
         let existed = path.exists();
+        // Owner only (it holds balances and PIN-try counts), whatever the
+        // umask; a file left open by an older version is tightened.
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        crate::store::owner_only(path)
+            .with_context(|| format!("restricting {} to its owner", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => bail!(

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 pub struct TelephonySettings {
     /// Dial string for callbacks; `{phone}` is replaced by the cardholder's number.
     pub callback_endpoint: String,
-    /// Caller ID presented on callbacks.
+    /// Caller ID presented on callbacks, e.g. `Shop <4000000000>`: the
+    /// operator's own service number. Empty (the default): voicepay sets
+    /// none and the carrier trunk's own caller ID is used; no organisation's
+    /// real number ships as a default.
     pub caller_id: String,
     /// How long a callback rings before it counts as no answer, in seconds.
     pub ring_timeout_secs: u64,
@@ -32,7 +35,7 @@ impl Default for TelephonySettings {
     fn default() -> Self {
         Self {
             callback_endpoint: "PJSIP/{phone}@carrier".into(),
-            caller_id: "voicepay <95516>".into(),
+            caller_id: String::new(),
             ring_timeout_secs: 30,
             max_attempts: 3,
             retry_interval_secs: 60,

@@ -33,6 +33,10 @@ pub struct WebhookSettings {
     /// compared as the URL parser normalises it; a listed name is resolved
     /// and connected to without the address check. Empty by default.
     pub allowed_private_targets: Vec<String>,
+    /// After `voicepay merchant rotate-webhook-secret`, how long webhooks
+    /// carry a second `v1=` signature made with the replaced secret, in
+    /// seconds (the command's `--overlap-seconds` overrides it; 0: none).
+    pub secret_overlap_seconds: u64,
 }
 
 impl Default for WebhookSettings {
@@ -48,6 +52,7 @@ impl Default for WebhookSettings {
             poll_interval_ms: 1000,
             allow_http: false,
             allowed_private_targets: Vec::new(),
+            secret_overlap_seconds: 86_400,
         }
     }
 }

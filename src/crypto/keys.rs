@@ -35,8 +35,10 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-/// On-disk form of a generated key file.
+/// On-disk form of a generated key file. An unknown field (a misspelt
+/// key name) is refused rather than silently ignored.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyFile {
     active_key: String,
     keys: BTreeMap<String, String>,
@@ -51,6 +53,16 @@ impl KeyRing {
     /// created with fresh random keys (mode 0600) the first time.
     pub fn load(cfg: &CryptoSettings) -> anyhow::Result<Self> {
         if !cfg.keys.is_empty() {
+            // The key file's keys would be ignored, and what they sealed
+            // could no longer be opened: say so rather than start.
+            if cfg.key_file.exists() {
+                bail!(
+                    "crypto.key_file {} exists but is ignored because crypto.keys is set: \
+                     move its keys into crypto.keys (same ids) and remove the file, \
+                     or unset crypto.keys",
+                    cfg.key_file.display()
+                );
+            }
             return Self::from_parts(
                 &cfg.active_key,
                 &cfg.keys,
@@ -71,6 +83,7 @@ impl KeyRing {
                 .with_context(|| format!("creating key file {}", path.display()))?;
             tracing::warn!(path = %path.display(), "generated new data keys; back this file up, or set crypto.keys in production");
         }
+        refuse_loose_mode(path)?;
         let text =
             std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
         let file: KeyFile = serde_json::from_slice(&text)
@@ -121,6 +134,22 @@ impl KeyRing {
         })
     }
 
+    /// Each key's check value, to compare with the key's custodians or
+    /// the issuer link without showing the key: `(name, KCV)` with names
+    /// `data:<id>` (AES-256), `fingerprint` (an HMAC-SHA256 key; its 32
+    /// bytes checked as an AES-256 key) and `zone_pin` (AES-128 or -256).
+    /// See [`kcv`].
+    pub fn check_values(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .data_keys
+            .iter()
+            .map(|(id, k)| (format!("data:{id}"), kcv(k)))
+            .collect();
+        out.push(("fingerprint".into(), kcv(&self.fingerprint_key)));
+        out.push(("zone_pin".into(), kcv(&self.zone_pin_key)));
+        out
+    }
+
     /// The zone PIN key ready for [`crate::crypto::PinBlock`].
     pub fn zpk(&self) -> ZonePinKey {
         ZonePinKey::from_bytes(&self.zone_pin_key).expect("key length checked at load")
@@ -136,6 +165,44 @@ impl KeyRing {
             zone_pin_key: Zeroizing::new(vec![3u8; 32]),
         }
     }
+}
+
+/// The key check value of an AES key (16, 24 or 32 bytes): the first three
+/// bytes, as six upper-case hex digits, of the key encrypting an all-zero
+/// block — the classic KCV of ANSI X9.24 and HSM practice (e.g. Thales
+/// payShield's "KCV type 0" for AES). Three bytes identify a key without
+/// revealing anything usable about it. `"-"` for any other length.
+pub fn kcv(key: &[u8]) -> String {
+    use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
+    let mut block = GenericArray::from([0u8; 16]);
+    match key.len() {
+        16 => aes::Aes128::new_from_slice(key).map(|c| c.encrypt_block(&mut block)),
+        24 => aes::Aes192::new_from_slice(key).map(|c| c.encrypt_block(&mut block)),
+        32 => aes::Aes256::new_from_slice(key).map(|c| c.encrypt_block(&mut block)),
+        _ => return "-".into(),
+    }
+    .expect("key length matched");
+    hex::encode_upper(&block[..3])
+}
+
+/// Refuses a key file that the group or others may read or write: the
+/// keys in it open every sealed card and ID number.
+fn refuse_loose_mode(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading key file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "crypto.key_file {} is open to group or others (mode {:03o}); \
+             allow its owner only: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn decode32(b64: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
@@ -206,6 +273,83 @@ mod tests {
     }
 
     #[test]
+    fn kcv_is_aes_of_a_zero_block() {
+        // FIPS-197 / NIST AESAVS zero-key vectors: AES-128(0, 0) =
+        // 66e94bd4…, AES-256(0, 0) = dc95c078…
+        assert_eq!(kcv(&[0u8; 16]), "66E94B");
+        assert_eq!(kcv(&[0u8; 32]), "DC95C0");
+        assert_eq!(kcv(&[0u8; 5]), "-");
+        // openssl enc -aes-{128,256}-ecb -nopad over 16 zero bytes
+        let k: Vec<u8> = (0u8..32).collect();
+        assert_eq!(kcv(&k), "F29000");
+        let zpk = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
+        assert_eq!(kcv(&zpk), "7DF76B");
+        let ring = KeyRing::for_tests();
+        let names: Vec<String> = ring.check_values().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["data:test", "fingerprint", "zone_pin"]);
+    }
+
+    #[test]
+    fn a_key_file_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CryptoSettings {
+            key_file: dir.path().join("keys.json"),
+            ..CryptoSettings::default()
+        };
+        KeyRing::load(&cfg).unwrap();
+        for mode in [0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&cfg.key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = format!("{:#}", KeyRing::load(&cfg).unwrap_err());
+            assert!(
+                err.contains("crypto.key_file") && err.contains("chmod 600"),
+                "{err}"
+            );
+        }
+        std::fs::set_permissions(&cfg.key_file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        KeyRing::load(&cfg).unwrap();
+    }
+
+    #[test]
+    fn a_key_file_that_would_be_ignored_or_misspelt_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        let mut cfg = CryptoSettings {
+            key_file: file.clone(),
+            ..CryptoSettings::default()
+        };
+        KeyRing::load(&cfg).unwrap();
+        cfg.active_key = "k1".into();
+        cfg.keys = BTreeMap::from([("k1".into(), STANDARD.encode([4u8; 32]))]);
+        cfg.fingerprint_key = STANDARD.encode([5u8; 32]);
+        let err = format!("{:#}", KeyRing::load(&cfg).unwrap_err());
+        assert!(
+            err.contains("crypto.key_file") && err.contains("ignored"),
+            "{err}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        KeyRing::load(&cfg).unwrap();
+
+        let fp = STANDARD.encode([5u8; 32]);
+        let k = STANDARD.encode([4u8; 32]);
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"active_key":"k1","keys":{{"k1":"{k}"}},"fingerprint_key":"{fp}","zone_pinkey":"{k}"}}"#
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let only_file = CryptoSettings {
+            key_file: file,
+            ..CryptoSettings::default()
+        };
+        let err = format!("{:#}", KeyRing::load(&only_file).err().unwrap());
+        assert!(err.contains("zone_pinkey"), "{err}");
+    }
+
+    #[test]
     fn short_keys_are_refused() {
         let keys = BTreeMap::from([("k1".to_string(), STANDARD.encode([0u8; 16]))]);
         let err = KeyRing::from_parts("k1", &keys, &STANDARD.encode([0u8; 32]), "").unwrap_err();
@@ -235,6 +379,8 @@ mod tests {
             ),
         )
         .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
         let cfg_old = CryptoSettings {
             key_file: old,
             ..CryptoSettings::default()

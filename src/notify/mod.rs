@@ -17,6 +17,6 @@ pub mod target;
 pub mod worker;
 
 pub use schedule::Schedule;
-pub use signature::{sign, signature_header};
+pub use signature::{sign, signature_header, signature_header_multi};
 pub use target::{special_range, Refused, TargetPolicy};
 pub use worker::Notifier;

@@ -11,7 +11,7 @@
 //! a few seconds), and a crashed node's rows come back when their lease ends.
 
 use super::target::{BlockedAddress, GuardedResolver, SystemLookup, Target, TargetPolicy};
-use super::{signature_header, Schedule};
+use super::{signature_header_multi, Schedule};
 use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::crypto::Vault;
@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 /// Rows taken per claim.
 const CLAIM_BATCH: i64 = 100;
@@ -277,7 +278,7 @@ impl Notifier {
     /// merchant sees and a reason for the operator: never the secret, the
     /// signature or the body.
     async fn send(&self, row: &OutboxRow) -> Result<(), Failure> {
-        let internal = |detail: &str| Failure::new(DeliveryErrorClass::Internal, detail.into());
+        let internal = |detail: String| Failure::new(DeliveryErrorClass::Internal, detail);
         let blocked = |detail: String| Failure::new(DeliveryErrorClass::BlockedAddress, detail);
         let url = url::Url::parse(&row.notify_url)
             .map_err(|_| blocked("notify_url is not a URL".into()))?;
@@ -286,18 +287,10 @@ impl Notifier {
             Ok(Target::Public(_) | Target::Name(_)) => &self.guarded,
             Err(refused) => return Err(blocked(refusal(&refused))),
         };
-        let sealed = self
-            .store
-            .merchant_webhook_secret(&row.merchant_id)
-            .await
-            .map_err(|_| internal("database error reading the merchant"))?
-            .ok_or_else(|| internal("merchant not found"))?;
-        let secret = self
-            .vault
-            .open("webhook_secret", &sealed)
-            .map_err(|_| internal("the merchant's webhook secret cannot be opened"))?;
+        let secrets = self.secrets(&row.merchant_id).await.map_err(internal)?;
         let t = self.clock.now_ms().div_euclid(1000);
-        let signature = signature_header(&secret, t, row.payload.as_bytes());
+        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.as_slice()).collect();
+        let signature = signature_header_multi(&keys, t, row.payload.as_bytes());
         let resp = http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -320,6 +313,29 @@ impl Notifier {
         } else {
             Err(failed(format!("HTTP {}", status.as_u16())))
         }
+    }
+
+    /// The merchant's webhook secrets, opened: the current one, then the one
+    /// a rotation replaced while its overlap lasts (by this worker's clock).
+    async fn secrets(&self, merchant_id: &str) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
+        let sealed = self
+            .store
+            .merchant_webhook_secrets(merchant_id)
+            .await
+            .map_err(|_| "database error reading the merchant".to_owned())?
+            .ok_or_else(|| "merchant not found".to_owned())?;
+        let open = |s: &str| {
+            self.vault
+                .open("webhook_secret", s)
+                .map_err(|_| "the merchant's webhook secret cannot be opened".to_owned())
+        };
+        let mut out = vec![open(&sealed.current_enc)?];
+        if let Some((old, until)) = &sealed.previous {
+            if *until > self.clock.now_ms() {
+                out.push(open(old)?);
+            }
+        }
+        Ok(out)
     }
 
     fn describe(&self, e: &reqwest::Error) -> Failure {

@@ -25,7 +25,8 @@ pub struct ActiveCall {
 }
 
 impl Store {
-    /// Claims the oldest due callback order for `node`: `pending` →
+    /// Claims the oldest due callback order of an enabled merchant for
+    /// `node`: `pending` →
     /// `calling`, one more attempt counted, the claim held until
     /// `claim_until`, and the `status` event appended, in one transaction.
     /// Returns the claimed order (its `attempts` is this attempt's number),
@@ -50,6 +51,7 @@ impl Store {
                 attempts = attempts + 1, updated_at = $3 \
              WHERE id = (SELECT id FROM orders WHERE status = 'pending' AND mode = 'callback' \
                     AND (next_attempt_at IS NULL OR next_attempt_at <= $3) AND expires_at > $3 \
+                    AND merchant_id NOT IN (SELECT id FROM merchants WHERE disabled_at IS NOT NULL) \
                     ORDER BY created_at LIMIT 1) \
                AND status = 'pending' \
              RETURNING id",
@@ -235,7 +237,7 @@ impl Store {
     }
 
     /// The `pending` inbound orders (bound-payment ones included) for a
-    /// phone number (11 digits), of every merchant, still in their window at
+    /// phone number (11 digits), of every enabled merchant, still in their window at
     /// `now` (Unix ms), oldest first.
     ///
     /// # Errors
@@ -244,7 +246,9 @@ impl Store {
     pub async fn pending_inbound_orders(&self, phone: &str, now: i64) -> Result<Vec<OrderRow>> {
         Ok(sqlx::query_as::<_, OrderRow>(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE phone = $1 AND mode = 'inbound' \
-             AND status = 'pending' AND expires_at > $2 ORDER BY created_at, id"
+             AND status = 'pending' AND expires_at > $2 \
+             AND merchant_id NOT IN (SELECT id FROM merchants WHERE disabled_at IS NOT NULL) \
+             ORDER BY created_at, id"
         ))
         .bind(phone)
         .bind(now)
@@ -256,7 +260,8 @@ impl Store {
     /// inbound) on `channel_id`: `pending` → `in_call`, one more attempt,
     /// held by `node` until `claim_until`, with the `status` event and an
     /// answered attempt row, in one transaction. None when the order left
-    /// `pending` or its window meanwhile (another call took it first).
+    /// `pending` or its window meanwhile (another call took it first), or
+    /// its merchant is disabled.
     /// `now` and `claim_until` are Unix ms.
     ///
     /// # Errors
@@ -276,6 +281,7 @@ impl Store {
             "UPDATE orders SET status = 'in_call', claimed_by = $1, claim_until = $2, \
                 attempts = attempts + 1, updated_at = $3 \
              WHERE id = $4 AND status = 'pending' AND expires_at > $3 \
+               AND merchant_id NOT IN (SELECT id FROM merchants WHERE disabled_at IS NOT NULL) \
              RETURNING attempts",
         )
         .bind(node)

@@ -12,7 +12,24 @@ pub struct MerchantRow {
     pub notify_url: Option<String>,
     /// The webhook signing secret, sealed (`Vault`, column `webhook_secret`).
     pub webhook_secret_enc: String,
+    /// Set by `voicepay merchant disable`: the API refuses the merchant
+    /// (403 `merchant_disabled`).
+    pub disabled: bool,
 }
+
+/// A merchant's webhook signing secrets, sealed (`Vault`, column
+/// `webhook_secret`): the current one, and the one a rotation replaced
+/// while its overlap lasts.
+#[derive(Debug, Clone)]
+pub struct WebhookSecrets {
+    /// The secret that signs every webhook, sealed.
+    pub current_enc: String,
+    /// The replaced secret and the end of its overlap (Unix ms).
+    pub previous: Option<(String, i64)>,
+}
+
+/// What a key-lifecycle command changed: false when no merchant has the id.
+pub type Found = bool;
 
 impl Store {
     /// Creates a merchant: `api_key_hash` is the SHA-256 (hex) of its API
@@ -101,15 +118,21 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The merchant whose API key hashes to `hash` (SHA-256, hex), if any.
+    /// The merchant whose API key hashes to `hash` (SHA-256, hex) at `now`
+    /// (Unix ms): its current key unless revoked, or the key a rotation
+    /// replaced while its overlap lasts. A disabled merchant is returned
+    /// with `disabled` set (the API refuses it with its own code).
     ///
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
-    pub async fn merchant_by_key_hash(&self, hash: &str) -> Result<Option<MerchantRow>> {
+    pub async fn merchant_by_key_hash(&self, hash: &str, now: i64) -> Result<Option<MerchantRow>> {
         let row = sqlx::query(
-            "SELECT id, name, notify_url, webhook_secret_enc FROM merchants WHERE api_key_hash = $1",
+            "SELECT id, name, notify_url, webhook_secret_enc, disabled_at FROM merchants \
+             WHERE (api_key_hash = $1 AND key_revoked_at IS NULL) \
+                OR (prev_api_key_hash = $1 AND prev_api_key_until > $2)",
         )
         .bind(hash)
+        .bind(now)
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| {
@@ -118,6 +141,132 @@ impl Store {
                 name: r.try_get("name")?,
                 notify_url: super::opt(&r, "notify_url")?,
                 webhook_secret_enc: r.try_get("webhook_secret_enc")?,
+                disabled: super::opt::<i64>(&r, "disabled_at")?.is_some(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Gives merchant `id` the API key hashing to `new_hash` and clears a
+    /// revocation. The key it replaces keeps working until `old_until`
+    /// (Unix ms) when that is given and the key was not revoked; otherwise
+    /// it stops at once (as does any older key still in its overlap).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when another
+    /// merchant has this hash; [`StoreError::Db`](super::StoreError::Db) on
+    /// a database error.
+    pub async fn rotate_merchant_key(
+        &self,
+        id: &str,
+        new_hash: &str,
+        old_until: Option<i64>,
+    ) -> Result<Found> {
+        let done = sqlx::query(
+            "UPDATE merchants SET \
+                prev_api_key_hash = CASE WHEN $3 IS NULL OR key_revoked_at IS NOT NULL \
+                    THEN NULL ELSE api_key_hash END, \
+                prev_api_key_until = CASE WHEN $3 IS NULL OR key_revoked_at IS NOT NULL \
+                    THEN NULL ELSE $3 END, \
+                api_key_hash = $2, key_revoked_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new_hash)
+        .bind(old_until)
+        .execute(&self.write)
+        .await
+        .map_err(conflict_aware)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Revokes merchant `id`'s API keys at `now` (Unix ms): the key a
+    /// rotation replaced (its overlap ends), and unless `previous_only` the
+    /// current key too, until the next rotation.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn revoke_merchant_key(
+        &self,
+        id: &str,
+        previous_only: bool,
+        now: i64,
+    ) -> Result<Found> {
+        let q = if previous_only {
+            sqlx::query(
+                "UPDATE merchants SET prev_api_key_hash = NULL, prev_api_key_until = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+        } else {
+            sqlx::query(
+                "UPDATE merchants SET prev_api_key_hash = NULL, prev_api_key_until = NULL, \
+                    key_revoked_at = COALESCE(key_revoked_at, $2) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+        };
+        let done = q.execute(&self.write).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Disables merchant `id` at `now` (Unix ms), or with `now` None enables
+    /// it again.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn set_merchant_disabled(&self, id: &str, now: Option<i64>) -> Result<Found> {
+        let done = sqlx::query("UPDATE merchants SET disabled_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces merchant `id`'s webhook secret with `new_enc` (sealed); the
+    /// secret it replaces still signs webhooks, beside the new one, until
+    /// `old_until` (Unix ms).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+        new_enc: &str,
+        old_until: i64,
+    ) -> Result<Found> {
+        let done = sqlx::query(
+            "UPDATE merchants SET prev_webhook_secret_enc = webhook_secret_enc, \
+                prev_webhook_secret_until = $3, webhook_secret_enc = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new_enc)
+        .bind(old_until)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The merchant's webhook secrets (see [`WebhookSecrets`]); `None` for
+    /// an unknown merchant.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn merchant_webhook_secrets(&self, id: &str) -> Result<Option<WebhookSecrets>> {
+        let row = sqlx::query(
+            "SELECT webhook_secret_enc, prev_webhook_secret_enc, prev_webhook_secret_until \
+             FROM merchants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            let prev: Option<String> = super::opt(&r, "prev_webhook_secret_enc")?;
+            let until: Option<i64> = super::opt(&r, "prev_webhook_secret_until")?;
+            Ok(WebhookSecrets {
+                current_enc: r.try_get("webhook_secret_enc")?,
+                previous: prev.zip(until),
             })
         })
         .transpose()

@@ -20,7 +20,7 @@ mod webhooks;
 pub use bindings::{BindingRow, NewBinding};
 pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
-pub use merchants::MerchantRow;
+pub use merchants::{MerchantRow, WebhookSecrets};
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
 pub use status::{event_type, WebhookBody, WebhookEvent};
 pub use webhooks::{Delivery, OutboxRow, Redelivery, WebhookFilter};
@@ -162,6 +162,63 @@ impl Store {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Creates the SQLite database file of `url` (`sqlite://path…`) mode 0600
+/// if it is missing, and takes group and other permissions off it and its
+/// `-wal` and `-shm` files if they exist, before SQLite opens it: SQLite
+/// creates the `-wal` and `-shm` files with the database file's mode, so all
+/// three stay owner-only whatever the umask. Nothing for an in-memory URL
+/// or another database.
+///
+/// # Errors
+/// The file cannot be created or its mode changed.
+pub fn create_sqlite_file_private(url: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(path);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if file.exists() {
+            owner_only(&file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes group and other permissions off `path` (a data file voicepay
+/// owns: the database, the stub issuer's journal).
+///
+/// # Errors
+/// The file's mode cannot be read or changed.
+pub fn owner_only(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
 }
 
 /// `sqlite://file.db` → created if missing.

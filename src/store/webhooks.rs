@@ -111,7 +111,8 @@ pub struct WebhookFilter<'a> {
 impl Store {
     /// Leases up to `limit` due rows to `node` until `lease_until`, at most
     /// `per_merchant` of any one merchant and none of `skip` (merchants this
-    /// node already sends as much as it may to), oldest due first. `now`
+    /// node already sends as much as it may to) nor of a disabled merchant
+    /// (held `pending` until it is enabled again), oldest due first. `now`
     /// and `lease_until` are Unix ms.
     ///
     /// # Errors
@@ -140,7 +141,8 @@ impl Store {
                     SELECT id, next_attempt_at, ROW_NUMBER() OVER \
                         (PARTITION BY merchant_id ORDER BY next_attempt_at, id) AS n \
                     FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
-                    AND (locked_until IS NULL OR locked_until <= $3) {not_in}) due \
+                    AND (locked_until IS NULL OR locked_until <= $3) {not_in} \
+                    AND merchant_id NOT IN (SELECT id FROM merchants WHERE disabled_at IS NOT NULL)) due \
                 WHERE n <= $4 ORDER BY next_attempt_at LIMIT $5) \
                AND status = 'pending' AND (locked_until IS NULL OR locked_until <= $3) \
              RETURNING {OUTBOX_COLUMNS}"
@@ -248,20 +250,6 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// The merchant's sealed webhook secret (`Vault`, column
-    /// `webhook_secret`); `None` for an unknown merchant.
-    ///
-    /// # Errors
-    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
-    pub async fn merchant_webhook_secret(&self, merchant_id: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT webhook_secret_enc FROM merchants WHERE id = $1")
-                .bind(merchant_id)
-                .fetch_optional(&self.read)
-                .await?,
-        )
     }
 
     /// One event; with `merchant_id`, only if it is that merchant's.

@@ -289,3 +289,181 @@ fn merchant_add_refuses_an_internal_notify_url() {
         ],
     );
 }
+
+/// Starts `voicepay serve` in `dir` under `umask 000` (so only the modes
+/// voicepay sets itself count), waits for its listen address, and returns
+/// the child (the caller stops and waits for it), the address, the log
+/// lines so far and the rest to come.
+#[allow(clippy::zombie_processes, clippy::type_complexity)]
+fn serve_with_umask_000(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    String,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let mut c = voicepay(dir);
+    c.args(["serve"]);
+    let mut sh = Command::new("sh");
+    sh.current_dir(dir)
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" serve")
+        .arg(c.get_program());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
+            sh.env_remove(k);
+        }
+    }
+    sh.env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0");
+    for (k, v) in env {
+        sh.env(k, v);
+    }
+    let mut child = sh.stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            panic!("serve did not log its listen address: {lines:?}")
+        };
+        lines.push(line.clone());
+        if let Some(rest) = line.split("listen=").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            return (child, addr, lines, rx);
+        }
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn serve_prints_key_check_values_never_keys_and_creates_data_files_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Known keys, so the check values are known (openssl enc -aes-*-ecb
+    // -nopad over a zero block) and the keys can be looked for in the log.
+    let keys = dir.path().join("voicepay.keys");
+    std::fs::write(
+        &keys,
+        r#"{"active_key":"k1","keys":{"k1":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="},
+            "fingerprint_key":"ERERERERERERERERERERERERERERERERERERERERERE=",
+            "zone_pin_key":"K34VFiiu0qar9xWICc9PPA=="}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (mut child, addr, mut lines, rx) =
+        serve_with_umask_000(dir.path(), &[("RUST_LOG", "trace")]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+    for file in [
+        "voicepay.db",
+        "voicepay.db-wal",
+        "voicepay.db-shm",
+        "voicepay.stub-bank.jsonl",
+    ] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+    unsafe { libc_kill(child.id() as i32, 15) };
+    assert!(child.wait().unwrap().success());
+    lines.extend(rx.iter());
+    let log = lines.join("\n");
+    for (key, kcv) in [
+        ("data:k1", "F29000"),
+        ("fingerprint", "20EC0F"),
+        ("zone_pin", "7DF76B"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("key check value") && l.contains(key) && l.contains(kcv)),
+            "no KCV {kcv} for {key} in the start-up log:\n{log}"
+        );
+    }
+    for secret in [
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        "000102030405060708090a0b0c0d0e0f",
+        "ERERERERERERERERERERERERERERERERERERERERERE",
+        "11111111111111111111111111111111",
+        "K34VFiiu0qar9xWICc9PPA",
+        "2b7e151628aed2a6abf7158809cf4f3c",
+    ] {
+        assert!(
+            !log.to_lowercase().contains(&secret.to_lowercase()),
+            "key material {secret} in the log"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_ignored_key_material_and_a_key_file_open_to_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let b64 = "ERERERERERERERERERERERERERERERERERERERERERE=";
+    for (var, key) in [
+        ("VOICEPAY__CRYPTO__ZONE_PIN_KEY", "crypto.zone_pin_key"),
+        (
+            "VOICEPAY__CRYPTO__FINGERPRINT_KEY",
+            "crypto.fingerprint_key",
+        ),
+        ("VOICEPAY__CRYPTO__ACTIVE_KEY", "crypto.active_key"),
+    ] {
+        let out = voicepay(dir.path())
+            .arg("serve")
+            .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+            .env(
+                var,
+                if var.ends_with("ACTIVE_KEY") {
+                    "k9"
+                } else {
+                    b64
+                },
+            )
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var} without crypto.keys accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains("crypto.keys"), "{err}");
+        assert!(!err.contains(b64), "the key is echoed: {err}");
+    }
+    assert!(!dir.path().join("voicepay.db").exists(), "nothing created");
+
+    // A key file the group may read is refused before anything starts.
+    succeeds(dir.path(), &["merchant", "add", "--name", "Shop"]);
+    let keys = dir.path().join("voicepay.keys");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = voicepay(dir.path())
+        .arg("serve")
+        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a 0640 key file accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("crypto.key_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!dir.path().join("voicepay.stub-bank.jsonl").exists());
+}

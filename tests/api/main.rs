@@ -9,6 +9,7 @@ mod api_bindings;
 mod api_orders;
 mod cli;
 mod demo;
+mod key_lifecycle;
 mod matcher;
 mod order_events;
 mod store_calls;

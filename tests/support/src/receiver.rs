@@ -11,27 +11,36 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Verifies `Voicepay-Signature` over the raw body; `now` in Unix seconds.
+/// The event is genuine when any `v1=` matches (during a secret rotation's
+/// overlap the header carries one per secret).
 pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> Result<(), &'static str> {
     use hmac::{Hmac, Mac};
     let mut t = None;
-    let mut v1 = None;
+    let mut v1s = Vec::new();
     for part in header.split(',') {
         match part.split_once('=') {
             Some(("t", x)) => t = x.parse::<i64>().ok(),
-            Some(("v1", x)) => v1 = hex::decode(x).ok(),
+            Some(("v1", x)) => v1s.extend(hex::decode(x).ok()),
             _ => {}
         }
     }
-    let (Some(t), Some(v1)) = (t, v1) else {
+    let Some(t) = t.filter(|_| !v1s.is_empty()) else {
         return Err("malformed header");
     };
     if (now - t).abs() > 300 {
         return Err("timestamp too old or in the future");
     }
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&v1).map_err(|_| "bad signature") // constant-time
+    let matches = |v1: &Vec<u8>| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{t}.").as_bytes());
+        mac.update(body);
+        mac.verify_slice(v1).is_ok() // constant-time
+    };
+    if v1s.iter().any(matches) {
+        Ok(())
+    } else {
+        Err("bad signature")
+    }
 }
 
 #[derive(Clone)]
