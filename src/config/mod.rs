@@ -11,6 +11,7 @@ mod crypto;
 mod database;
 mod demo;
 mod http;
+mod inbound;
 mod ivr;
 mod log;
 mod orders;
@@ -23,6 +24,7 @@ pub use crypto::CryptoSettings;
 pub use database::{redact_url_password, DatabaseSettings};
 pub use demo::DemoSettings;
 pub use http::HttpSettings;
+pub use inbound::InboundSettings;
 pub use ivr::IvrSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
@@ -48,6 +50,7 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub ivr: IvrSettings,
     pub webhooks: WebhookSettings,
+    pub inbound: InboundSettings,
 }
 
 /// A configuration problem, naming the key.
@@ -95,6 +98,7 @@ impl Settings {
         self.orders.validate()?;
         self.http.validate()?;
         self.webhooks.validate()?;
+        self.inbound.validate()?;
         self.log.validate()?;
         self.crypto.validate()
     }
@@ -202,6 +206,18 @@ mod tests {
         s.ivr.secret_tries = 4;
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("ivr.secret_tries"), "{err}");
+    }
+
+    #[test]
+    fn inbound_callers_key_the_order_code_by_default() {
+        let mut s = Settings::default();
+        assert!(s.inbound.require_order_code);
+        assert_eq!(s.inbound.wrong_codes_per_day, 5);
+        for bad in [0, 101] {
+            s.inbound.wrong_codes_per_day = bad;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("inbound.wrong_codes_per_day"), "{err}");
+        }
     }
 
     #[test]
