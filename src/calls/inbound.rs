@@ -50,12 +50,15 @@ use tracing::Span;
 /// Tries the caller gets to key an order code in one call.
 const CODE_ATTEMPTS: u8 = 3;
 
-/// How long the caller has to key the code.
-const CODE_ENTRY: Entry = Entry {
-    len: ORDER_CODE_LEN,
-    first_digit: Duration::from_secs(10),
-    inter_digit: Duration::from_secs(5),
-};
+/// How long the caller has to key the code: the IVR's digit timeouts
+/// (`ivr.first_digit_timeout_secs`, `ivr.inter_digit_timeout_secs`).
+fn code_entry<M>(desk: &Desk<M>) -> Entry {
+    Entry {
+        len: ORDER_CODE_LEN,
+        first_digit: Duration::from_secs(desk.settings.ivr.first_digit_timeout_secs),
+        inter_digit: Duration::from_secs(desk.settings.ivr.inter_digit_timeout_secs),
+    }
+}
 
 /// The index of the order among `orders` whose order code the caller
 /// keyed. Every order's code is compared, each in constant time.
@@ -154,7 +157,7 @@ async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Opt
             n,
             prompt,
             caller.lang.as_deref(),
-            CODE_ENTRY,
+            code_entry(desk),
             &mut caller.events,
         )
         .await;
@@ -206,7 +209,7 @@ async fn by_caller_id<M>(
             None
         }
         1 => orders.pop(),
-        _ => match choose(&desk.rest, &orders, caller).await {
+        _ => match choose(&desk.rest, code_entry(desk), &orders, caller).await {
             Choice::Order(i) => Some(orders.swap_remove(i)),
             Choice::Gone => None,
             Choice::NoneKeyed => {
@@ -267,7 +270,12 @@ async fn callers_orders<M>(desk: &Desk<M>, phone: Option<&Phone>) -> Vec<OrderRo
 
 /// Asks for the order code until one of `orders` matches
 /// (`require_order_code = false`, several orders).
-async fn choose(rest: &AriRest, orders: &[OrderRow], caller: &mut Caller<'_>) -> Choice {
+async fn choose(
+    rest: &AriRest,
+    entry: Entry,
+    orders: &[OrderRow],
+    caller: &mut Caller<'_>,
+) -> Choice {
     for n in 1..=u64::from(CODE_ATTEMPTS) {
         let prompt: &[&str] = if n == 1 {
             &["enter-order-code"]
@@ -276,7 +284,7 @@ async fn choose(rest: &AriRest, orders: &[OrderRow], caller: &mut Caller<'_>) ->
         };
         let lang = caller.lang.as_deref();
         let events = &mut caller.events;
-        match collect_code(rest, caller.channel_id, n, prompt, lang, CODE_ENTRY, events).await {
+        match collect_code(rest, caller.channel_id, n, prompt, lang, entry, events).await {
             Keyed::Gone => return Choice::Gone,
             Keyed::Timeout => {}
             Keyed::Code(code) => match pick(orders, &code) {
