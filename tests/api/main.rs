@@ -10,5 +10,6 @@ mod cli;
 mod matcher;
 mod order_events;
 mod store_calls;
+mod store_inbound;
 mod store_lifecycle;
 mod webhooks;
