@@ -4,6 +4,7 @@
 //! before (or instead of) the IVR.
 
 use crate::ari::{self, AriCommands};
+use crate::ivr::order_code::{OrderCode, ORDER_CODE_LEN};
 use crate::ivr::speech::sound;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -66,10 +67,11 @@ pub(super) async fn play_prompts<A: AriCommands>(
 }
 
 /// A code keyed by the caller, or why there is none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum Keyed {
-    /// The digits, ended by `#` or by reaching the full length.
-    Code(String),
+    /// The digits, ended by `#` or by reaching the full length; a secret
+    /// (wiped on drop, never printed).
+    Code(OrderCode),
     /// Nothing (or nothing more) was keyed in time.
     Timeout,
     /// The channel hung up or left the app.
@@ -89,7 +91,8 @@ pub(super) struct Entry {
 
 /// Plays `prompt` and collects digits: a digit during the prompt stops it
 /// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
-/// entry. Only for codes that are not secrets (order codes).
+/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). The
+/// digits go straight into an [`OrderCode`]; nothing here logs them.
 pub(super) async fn collect_code<A: AriCommands>(
     ari: &A,
     channel_id: &str,
@@ -102,7 +105,7 @@ pub(super) async fn collect_code<A: AriCommands>(
     let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
     let media: Vec<String> = prompt.iter().map(|p| sound(p)).collect();
     let mut playing = ari.play(channel_id, &id, &media, lang).await.is_ok();
-    let mut digits = String::new();
+    let mut digits = OrderCode::default();
     let mut deadline = tokio::time::Instant::now()
         + if playing {
             PROMPT_LIMIT + entry.first_digit
@@ -133,7 +136,7 @@ pub(super) async fn collect_code<A: AriCommands>(
                     '*' => digits.clear(),
                     c if c.is_ascii_digit() => {
                         digits.push(c);
-                        if digits.len() >= entry.len {
+                        if digits.len() >= entry.len.min(ORDER_CODE_LEN) {
                             return Keyed::Code(digits);
                         }
                     }

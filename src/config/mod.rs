@@ -11,6 +11,7 @@ mod crypto;
 mod database;
 mod demo;
 mod http;
+mod inbound;
 mod ivr;
 mod log;
 mod orders;
@@ -24,6 +25,7 @@ pub use crypto::CryptoSettings;
 pub use database::{redact_url_password, DatabaseSettings};
 pub use demo::DemoSettings;
 pub use http::HttpSettings;
+pub use inbound::InboundSettings;
 pub use ivr::IvrSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
@@ -52,6 +54,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// `[limits]` (wrong-secret velocity: `velocity.rs`).
     pub limits: VelocityLimits,
+    pub inbound: InboundSettings,
 }
 
 /// A configuration problem, naming the key.
@@ -103,6 +106,7 @@ impl Settings {
         self.http.validate()?;
         self.webhooks.validate()?;
         self.demo.validate()?;
+        self.inbound.validate()?;
         self.log.validate()?;
         self.limits.validate()?;
         self.crypto.validate()
@@ -211,6 +215,18 @@ mod tests {
         s.ivr.secret_tries = 4;
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("ivr.secret_tries"), "{err}");
+    }
+
+    #[test]
+    fn inbound_callers_key_the_order_code_by_default() {
+        let mut s = Settings::default();
+        assert!(s.inbound.require_order_code);
+        assert_eq!(s.inbound.wrong_codes_per_day, 5);
+        for bad in [0, 101] {
+            s.inbound.wrong_codes_per_day = bad;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("inbound.wrong_codes_per_day"), "{err}");
+        }
     }
 
     #[test]

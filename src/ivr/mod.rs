@@ -16,7 +16,8 @@
 //! the routing of each event), `confirm` (the confirmation), `entry` (the
 //! secret, digit by digit), `retry` (failed attempts), `closing` (the
 //! outcome and its closing prompt), and the `prompt` and `timers` they
-//! share; `event` is the contract with the runner.
+//! share; `event` is the contract with the runner. `order_code` is the
+//! gate an inbound caller passes before any order is spoken of.
 
 #![warn(missing_docs)]
 
@@ -27,6 +28,7 @@ mod digits;
 mod entry;
 mod event;
 mod machine;
+pub mod order_code;
 mod prompt;
 mod retry;
 pub mod speech;

@@ -11,6 +11,7 @@ mod bindings;
 mod calls;
 mod claims;
 mod idempotency;
+mod inbound;
 mod lifecycle;
 mod merchants;
 mod orders;

@@ -31,9 +31,11 @@ pub struct OrderView {
     /// (transfer mode, until the order ends).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_code: Option<String>,
-    /// Inbound mode, until the order ends: the code the cardholder keys
-    /// after dialling the access number when their phone has several
-    /// pending orders. Tell it to them with the access number.
+    /// Inbound mode, until the order ends: the 8-digit code the cardholder
+    /// keys after dialling the access number, before anything about the
+    /// order is said (`inbound.require_order_code`; with it off, only when
+    /// their phone has several pending orders). Tell it to them with the
+    /// access number; treat it as a secret (it lets a caller pay).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "20481937")]
     pub order_code: Option<String>,

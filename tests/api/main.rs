@@ -13,6 +13,7 @@ mod key_lifecycle;
 mod matcher;
 mod order_events;
 mod store_calls;
+mod store_inbound;
 mod store_lifecycle;
 mod webhook_targets;
 mod webhooks;

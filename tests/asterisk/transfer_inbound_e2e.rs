@@ -7,7 +7,8 @@
 //!   transfers it with `LAB_TRANSFER_CODE`; when voicepay hands it back it
 //!   publishes `LAB_RESULT_<code>=<VOICEPAY_RESULT>:<VOICEPAY_CODE>`.
 //! - Inbound: the handset's call runs `voicepay-inbound` with the order's
-//!   phone as caller ID.
+//!   phone as caller ID, and keys the order code first
+//!   (`inbound.require_order_code`, on by default).
 //!
 //! Needs `scripts/asterisk up` (and `set -a; . scripts/lab.env; set +a`);
 //! skips without Asterisk, fails under `CI=true`.
@@ -25,8 +26,17 @@ fn phone() -> String {
 
 /// The daemon on the lab Asterisk under the Stasis app `app`.
 async fn daemon(app: &str) -> TestApp {
+    daemon_with(app, |_| {}).await
+}
+
+/// [`daemon`] with its settings tweaked (the `[inbound]` order code).
+async fn daemon_with(
+    app: &str,
+    tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
+) -> TestApp {
     let app = app.to_owned();
     spawn_app_with(Db::Sqlite, move |s| {
+        tweak(s);
         s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
         s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
         s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
@@ -226,9 +236,15 @@ async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
         "{created}"
     );
     let id = created["id"].as_str().expect("id");
-    lab.script_handset(&phone, "answer=0;delay=2;keys=1wwww805137;hold=40")
-        .await
-        .expect("script");
+    let code = created["order_code"].as_str().expect("order_code");
+    // The order code first (8 digits end it), then the IVR: 1 confirms,
+    // then the PIN.
+    lab.script_handset(
+        &phone,
+        &format!("answer=0;delay=2;keys={code}WWW1wwww805137;hold=40"),
+    )
+    .await
+    .expect("script");
     // The network's form of the number: +86 in front.
     dial_in(&lab, &name, &phone, &format!("+86{phone}")).await;
     let v = app.final_view(id, secs(60)).await;
@@ -274,7 +290,9 @@ async fn inbound_call_without_a_pending_order_is_hung_up() {
     };
     let _log = lab::log_window().await;
     let name = lab::unique("vp-in-none");
-    let app = daemon(&name).await;
+    // Without the order code, as before it (with it, a caller without an
+    // order is asked for a code like any other).
+    let app = daemon_with(&name, |s| s.inbound.require_order_code = false).await;
     wait_app(&lab, &name).await;
     let phone = phone();
     // Another phone's inbound order: not the caller's.
@@ -304,4 +322,43 @@ async fn inbound_call_without_a_pending_order_is_hung_up() {
     let v = view(&app, elsewhere["id"].as_str().unwrap()).await;
     assert_eq!(v["status"], "pending", "{v:#}");
     assert_eq!(v["attempts"].as_array().map(Vec::len), Some(0), "{v:#}");
+}
+
+#[tokio::test]
+async fn inbound_caller_keying_a_wrong_code_is_refused_and_the_order_stays_pending() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let _log = lab::log_window().await;
+    let name = lab::unique("vp-in-wrong");
+    // One wrong code a day: the first one ends the call with the refusal.
+    let app = daemon_with(&name, |s| s.inbound.wrong_codes_per_day = 1).await;
+    wait_app(&lab, &name).await;
+    let phone = phone();
+    let created = order(&app, &phone, "inbound").await;
+    let real = created["order_code"].as_str().expect("order_code");
+    let wrong = format!("{:08}", (real.parse::<u32>().unwrap() + 1) % 100_000_000);
+    lab.script_handset(&phone, &format!("answer=0;delay=2;keys={wrong};hold=60"))
+        .await
+        .expect("script");
+    let mut watcher = lab.app("watch").await.expect("watcher");
+    let channel = dial_in(&lab, &name, &phone, &phone).await;
+    lab.subscribe(watcher.name(), &format!("channel:{channel}"))
+        .await
+        .expect("subscribe");
+    watcher
+        .wait_channel_event(&channel, "ChannelDestroyed", secs(45))
+        .await
+        .expect("the call is hung up");
+    watcher.close().await;
+    let _ = lab.clear_handset(&phone).await;
+    let v = view(&app, created["id"].as_str().unwrap()).await;
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(0), "{v:#}");
+    let counted: i64 = sqlx::query_scalar("SELECT count FROM order_code_tries WHERE caller = $1")
+        .bind(&phone)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the wrong code is counted");
+    assert_eq!(counted, 1);
 }

@@ -1,7 +1,7 @@
 //! The transfer and inbound flows against the scripted fake ARI server (no
 //! Asterisk): what the daemon sends for a transferred call (result
 //! variables and `continue`, never a hang-up, never the code) and for an
-//! inbound caller without an order.
+//! inbound caller without an order (`inbound.require_order_code = false`).
 
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -9,10 +9,17 @@ use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
 use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 async fn daemon(fake: &FakeAri) -> TestApp {
+    daemon_with(fake, true).await
+}
+
+async fn daemon_with(fake: &FakeAri, require_order_code: bool) -> TestApp {
     let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| s.ari = ari)
-        .await
-        .expect("sqlite app");
+    let app = spawn_app_with(Db::Sqlite, move |s| {
+        s.ari = ari;
+        s.inbound.require_order_code = require_order_code;
+    })
+    .await
+    .expect("sqlite app");
     fake.wait_connections(1, Duration::from_secs(10)).await;
     app
 }
@@ -124,8 +131,10 @@ async fn unknown_transfer_code_is_said_and_handed_back() {
 
 #[tokio::test]
 async fn inbound_caller_without_an_order_hears_so_and_is_hung_up() {
+    // As before the order code: `require_order_code = false` (with it, the
+    // caller is asked for a code, tests/fake_ari/inbound_code_fake_ari.rs).
     let fake = FakeAri::start().await;
-    let _app = daemon(&fake).await;
+    let _app = daemon_with(&fake, false).await;
     let ch = "1712345678.22";
     fake.push(event(
         "StasisStart",

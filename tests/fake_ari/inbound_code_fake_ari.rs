@@ -1,0 +1,392 @@
+//! The inbound order code (`inbound.require_order_code`, issue #11 item 9)
+//! against the scripted fake ARI server: a caller matched by caller ID
+//! (which can be spoofed) hears nothing of an order, and claims none,
+//! until they key its order code; wrong codes are counted per caller ID
+//! per day across calls; a hang-up before the code leaves the order
+//! pending. What the daemon plays is read from the `play` requests the fake
+//! saw, so "nothing was said" is what a caller would check.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri};
+use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db, TestApp};
+
+/// The caller number of the fake's channels.
+const CALLER: &str = "13700000001";
+
+async fn daemon(
+    fake: &FakeAri,
+    tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
+) -> TestApp {
+    let ari = fake.settings();
+    let app = spawn_app_with(Db::Sqlite, move |s| {
+        tweak(s);
+        s.ari = ari;
+    })
+    .await
+    .expect("sqlite app");
+    fake.wait_connections(1, Duration::from_secs(10)).await;
+    app
+}
+
+/// An inbound order for `phone`: (id, order code).
+async fn inbound_order(app: &TestApp, reference: &str, phone: &str) -> (String, String) {
+    let mut body = order_body(reference);
+    body["mode"] = json!("inbound");
+    body["phone"] = json!(format!("+86{phone}"));
+    let res = app.create_order(&body).await;
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    let code = v["order_code"].as_str().expect("order_code").to_owned();
+    (v["id"].as_str().unwrap().to_owned(), code)
+}
+
+/// Another 8-digit code than `code`.
+fn other_code(code: &str) -> String {
+    format!("{:08}", (code.parse::<u32>().unwrap() + 1) % 100_000_000)
+}
+
+/// `caller` dials the access number on channel `ch`.
+fn dial_in(fake: &FakeAri, ch: &str, caller: &str) {
+    let mut chan = channel(ch, "Ring");
+    chan["caller"]["number"] = json!(caller);
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["inbound"], "channel": chan}),
+    ));
+}
+
+fn keys(fake: &FakeAri, ch: &str, digits: &str) {
+    for d in digits.chars() {
+        fake.push(event(
+            "ChannelDtmfReceived",
+            json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
+        ));
+    }
+}
+
+fn hang_up(fake: &FakeAri, ch: &str) {
+    fake.push(event(
+        "ChannelHangupRequest",
+        json!({"cause": 16, "channel": channel(ch, "Up")}),
+    ));
+    fake.push(event("StasisEnd", json!({"channel": channel(ch, "Up")})));
+}
+
+/// The playbacks started on `ch`, in order: (playback id, media).
+fn plays(fake: &FakeAri, ch: &str) -> Vec<(String, Vec<String>)> {
+    let prefix = format!("/ari/channels/{ch}/play/");
+    fake.rest_calls()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
+        .map(|r| {
+            let media = r
+                .params("media")
+                .iter()
+                .flat_map(|m| m.split(','))
+                .map(str::to_owned)
+                .collect();
+            (r.path[prefix.len()..].replace("%3A", ":"), media)
+        })
+        .collect()
+}
+
+/// Waits for the `n`th playback on `ch`; returns them all.
+async fn wait_plays(fake: &FakeAri, ch: &str, n: usize) -> Vec<(String, Vec<String>)> {
+    wait_for(Duration::from_secs(15), async || {
+        let p = plays(fake, ch);
+        if p.len() >= n {
+            Ok(p)
+        } else {
+            Err(format!("fewer than {n} playbacks on {ch}: {p:#?}"))
+        }
+    })
+    .await
+}
+
+fn media(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("sound:voicepay/{n}"))
+        .collect()
+}
+
+fn finished(fake: &FakeAri, ch: &str, playback_id: &str) {
+    fake.push(event(
+        "PlaybackFinished",
+        json!({"playback": {"id": playback_id, "media_uri": "sound:x",
+               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
+    ));
+}
+
+/// Plays the last prompt on `ch` to its end and waits for the hang-up.
+async fn ends_with(fake: &FakeAri, ch: &str, n: usize, last: &[&str]) {
+    let p = wait_plays(fake, ch, n).await;
+    assert_eq!(p[n - 1].1, media(last), "{p:#?}");
+    finished(fake, ch, &p[n - 1].0);
+    request(fake, |r| {
+        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
+    })
+    .await;
+}
+
+/// No playback on `ch` names the order: no welcome, amount or card digits.
+fn nothing_of_the_order_said(fake: &FakeAri, ch: &str) {
+    for (_, m) in plays(fake, ch) {
+        for s in &m {
+            assert!(
+                !["welcome", "confirm", "digits/", "units/"]
+                    .iter()
+                    .any(|w| s.contains(w)),
+                "{s} played before the order code: {m:?}"
+            );
+        }
+    }
+}
+
+/// Wrong codes counted today for `caller`.
+async fn wrong_codes(app: &TestApp, caller: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT count FROM order_code_tries WHERE caller = $1")
+        .bind(caller)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+}
+
+async fn assert_untouched(app: &TestApp, id: &str) {
+    let v = app.order_view(id).await;
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert_eq!(v["attempts"], json!([]), "{v:#}");
+}
+
+#[tokio::test]
+async fn the_right_code_comes_before_anything_about_the_order() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |_| {}).await;
+    let (id, code) = inbound_order(&app, "IC1", CALLER).await;
+    let ch = "1712345678.40";
+    dial_in(&fake, ch, CALLER);
+    let first = wait_plays(&fake, ch, 1).await;
+    assert_eq!(first[0].1, media(&["key-order-code"]));
+    assert_untouched(&app, &id).await;
+    keys(&fake, ch, &code);
+    app.order_until(&id, |v| v["status"] == "in_call").await;
+    keys(&fake, ch, "1805137");
+    app.order_until(&id, |v| v["status"] == "succeeded").await;
+    let p = plays(&fake, ch);
+    assert_eq!(
+        p[1].1.first().map(String::as_str),
+        Some("sound:voicepay/welcome")
+    );
+    assert!(p[0].1.iter().all(|m| !m.contains("welcome")));
+    assert_eq!(wrong_codes(&app, CALLER).await, 0);
+    for r in fake.rest_calls() {
+        assert!(
+            !format!("{r:?}").contains(&code),
+            "the code reached ARI: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_codes_say_nothing_of_the_order_and_leave_it_pending() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |_| {}).await;
+    let (id, code) = inbound_order(&app, "IC2", CALLER).await;
+    let wrong = other_code(&code);
+    let ch = "1712345678.41";
+    dial_in(&fake, ch, CALLER);
+    wait_plays(&fake, ch, 1).await;
+    keys(&fake, ch, &wrong);
+    let p = wait_plays(&fake, ch, 2).await;
+    assert_eq!(p[1].1, media(&["order-code-wrong", "key-order-code"]));
+    keys(&fake, ch, &wrong);
+    wait_plays(&fake, ch, 3).await;
+    keys(&fake, ch, &wrong);
+    ends_with(&fake, ch, 4, &["order-code-wrong", "goodbye"]).await;
+    nothing_of_the_order_said(&fake, ch);
+    assert_untouched(&app, &id).await;
+    assert_eq!(wrong_codes(&app, CALLER).await, 3);
+    for r in fake.rest_calls() {
+        assert!(
+            !format!("{r:?}").contains(&wrong),
+            "a keyed code reached ARI: {r:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_caller_who_keys_no_code_is_said_goodbye_and_nothing_is_counted() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |s| s.ivr.first_digit_timeout_secs = 1).await;
+    let (id, _code) = inbound_order(&app, "IC3", CALLER).await;
+    let ch = "1712345678.42";
+    dial_in(&fake, ch, CALLER);
+    for n in 1..=3 {
+        let p = wait_plays(&fake, ch, n).await;
+        assert_eq!(p[n - 1].1, media(&["key-order-code"]), "{p:#?}");
+        finished(&fake, ch, &p[n - 1].0);
+    }
+    ends_with(&fake, ch, 4, &["goodbye"]).await;
+    nothing_of_the_order_said(&fake, ch);
+    assert_untouched(&app, &id).await;
+    assert_eq!(wrong_codes(&app, CALLER).await, 0);
+}
+
+#[tokio::test]
+async fn a_hang_up_before_the_code_leaves_the_order_pending_and_unclaimed() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |_| {}).await;
+    let (id, code) = inbound_order(&app, "IC4", CALLER).await;
+    let gone = "1712345678.43";
+    dial_in(&fake, gone, CALLER);
+    wait_plays(&fake, gone, 1).await;
+    keys(&fake, gone, &code[..3]);
+    hang_up(&fake, gone);
+    // The same caller calls again and keys the code: the order was still
+    // pending and unclaimed, so this call takes it, and it is the only
+    // attempt the order has.
+    let again = "1712345678.44";
+    dial_in(&fake, again, CALLER);
+    wait_plays(&fake, again, 1).await;
+    keys(&fake, again, &code);
+    let v = app.order_until(&id, |v| v["status"] == "in_call").await;
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(1), "{v:#}");
+    let channels: Vec<String> =
+        sqlx::query_scalar("SELECT channel_id FROM call_attempts WHERE order_id = $1")
+            .bind(&id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(channels, vec![again.to_owned()]);
+    nothing_of_the_order_said(&fake, gone);
+    assert_eq!(wrong_codes(&app, CALLER).await, 0);
+}
+
+#[tokio::test]
+async fn the_days_wrong_codes_are_limited_per_caller_id_across_calls() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |s| s.inbound.wrong_codes_per_day = 4).await;
+    let (id, code) = inbound_order(&app, "IC5", CALLER).await;
+    let wrong = other_code(&code);
+    // First call: three wrong codes, the call's tries.
+    let a = "1712345678.45";
+    dial_in(&fake, a, CALLER);
+    for n in 1..=3 {
+        wait_plays(&fake, a, n).await;
+        keys(&fake, a, &wrong);
+    }
+    ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
+    // Second call: the fourth wrong code reaches the limit.
+    let b = "1712345678.46";
+    dial_in(&fake, b, CALLER);
+    wait_plays(&fake, b, 1).await;
+    keys(&fake, b, &wrong);
+    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    // Third call: refused before any code is asked for, the right one
+    // included.
+    let c = "1712345678.47";
+    dial_in(&fake, c, CALLER);
+    keys(&fake, c, &code);
+    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    for ch in [a, b, c] {
+        nothing_of_the_order_said(&fake, ch);
+    }
+    assert_untouched(&app, &id).await;
+    assert_eq!(wrong_codes(&app, CALLER).await, 4);
+    // Another caller ID is not affected.
+    let other = "13700000002";
+    let (other_id, other_code) = inbound_order(&app, "IC6", other).await;
+    let d = "1712345678.48";
+    dial_in(&fake, d, other);
+    let p = wait_plays(&fake, d, 1).await;
+    assert_eq!(p[0].1, media(&["key-order-code"]));
+    keys(&fake, d, &other_code);
+    app.order_until(&other_id, |v| v["status"] == "in_call")
+        .await;
+}
+
+#[tokio::test]
+async fn a_phone_without_an_order_is_asked_for_a_code_like_any_other() {
+    let fake = FakeAri::start().await;
+    let _app = daemon(&fake, |_| {}).await;
+    let ch = "1712345678.49";
+    dial_in(&fake, ch, CALLER);
+    let p = wait_plays(&fake, ch, 1).await;
+    assert_eq!(p[0].1, media(&["key-order-code"]));
+}
+
+#[tokio::test]
+async fn a_caller_id_that_is_no_phone_number_has_no_order() {
+    let fake = FakeAri::start().await;
+    let _app = daemon(&fake, |_| {}).await;
+    let ch = "1712345678.50";
+    dial_in(&fake, ch, "anonymous");
+    ends_with(&fake, ch, 1, &["no-pending-order", "goodbye"]).await;
+}
+
+#[tokio::test]
+async fn without_require_order_code_the_caller_id_alone_finds_the_order() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |s| s.inbound.require_order_code = false).await;
+    let (id, _code) = inbound_order(&app, "IC7", CALLER).await;
+    let ch = "1712345678.51";
+    dial_in(&fake, ch, CALLER);
+    app.order_until(&id, |v| v["status"] == "in_call").await;
+    let p = wait_plays(&fake, ch, 1).await;
+    assert_eq!(
+        p[0].1.first().map(String::as_str),
+        Some("sound:voicepay/welcome")
+    );
+    keys(&fake, ch, "1805137");
+    app.order_until(&id, |v| v["status"] == "succeeded").await;
+}
+
+/// A log sink shared with the test: everything the daemon traces.
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_keyed_order_code_reaches_a_log_at_any_level() {
+    // The test runtime is single-threaded: the daemon's tasks all log
+    // through this thread's subscriber, at TRACE.
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |_| {}).await;
+    let (id, code) = inbound_order(&app, "IC8", CALLER).await;
+    let wrong = other_code(&code);
+    let ch = "1712345678.52";
+    dial_in(&fake, ch, CALLER);
+    wait_plays(&fake, ch, 1).await;
+    keys(&fake, ch, &wrong);
+    wait_plays(&fake, ch, 2).await;
+    keys(&fake, ch, &code);
+    app.order_until(&id, |v| v["status"] == "in_call").await;
+    assert_eq!(wrong_codes(&app, CALLER).await, 1);
+    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("wrong order code") && logs.contains("inbound call claimed the order"),
+        "the daemon's logs were not captured: {logs}"
+    );
+    for secret in [&code, &wrong] {
+        assert!(!logs.contains(secret.as_str()), "{secret} in the logs");
+    }
+}
