@@ -218,10 +218,15 @@ async fn rotate_key_honours_the_overlap_and_only_the_overlap(db: Db) {
 }
 
 async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db: Db) {
-    let Some(mut app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(mut app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     let due_call = new_order(&app, &app.api_key, "D1", json!({})).await;
     let inbound = new_order(&app, &app.api_key, "D5", json!({"mode": "inbound"})).await;
     let hooked = new_order(&app, &app.api_key, "D2", json!({"notify_url": rx.url})).await;
@@ -309,10 +314,15 @@ fn v1s(header: &str) -> Vec<&str> {
 }
 
 async fn a_rotated_webhook_secret_signs_twice_during_its_overlap_then_once(db: Db) {
-    let Some(app) = spawn_app_with(db, quiet).await else {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| {
+        quiet(s);
+        rx.allow(s);
+    })
+    .await
+    else {
         return;
     };
-    let rx = Receiver::start().await;
     let old = app.webhook_secret.clone();
     let r = cli_json(
         &app,
