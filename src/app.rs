@@ -59,11 +59,18 @@ impl App {
             issuer,
             MatcherConfig::from_settings(&settings.bank),
         ));
+        let metrics = Arc::new(Metrics::default());
+        let limits = Arc::new(api::limits::Limits::new(
+            &settings,
+            store.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             settings: Arc::new(settings),
             store,
             vault,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            limits,
             merchant_cache: Arc::new(MerchantCache::new(Duration::from_secs(30))),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
@@ -156,10 +163,15 @@ impl App {
             router = router.merge(demo);
         }
         let stop = shutdown.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("http server")?;
+        api::serve::serve(
+            self.listener,
+            router,
+            &self.state.settings.limits,
+            self.state.metrics.clone(),
+            stop,
+        )
+        .await
+        .context("http server")?;
         shutdown.cancel();
         let _ = sweeper.await;
         // Every worker that holds the issuer ends before `run` returns, so a

@@ -49,6 +49,19 @@ pub enum ApiError {
     /// 422 with a specific code that is not a field error (e.g. no binding).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 429 `rate_limited`: a `[limits]` rate or stream cap is reached;
+    /// answered with `Retry-After: retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        retry_after_secs: u64,
+        message: String,
+    },
+    /// 503 `request_timeout`: no response within `limits.request_timeout_secs`.
+    #[error("the request took too long; try again")]
+    RequestTimeout,
+    /// 503 `overloaded`: the node holds `limits.max_connections` already.
+    #[error("too many connections; try again shortly")]
+    Overloaded,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -86,6 +99,9 @@ impl ApiError {
             }
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RequestTimeout => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -100,6 +116,13 @@ impl IntoResponse for ApiError {
         let message = match &self {
             ApiError::Validation(_) => "the request has invalid fields".to_owned(),
             other => other.to_string(),
+        };
+        let retry_after = match &self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => Some((*retry_after_secs).max(1)),
+            ApiError::RequestTimeout | ApiError::Overloaded => Some(1),
+            _ => None,
         };
         let fields = match self {
             ApiError::Validation(f) => Some(f),
@@ -116,6 +139,10 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

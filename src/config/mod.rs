@@ -12,6 +12,7 @@ mod database;
 mod demo;
 mod http;
 mod ivr;
+mod limits;
 mod log;
 mod orders;
 mod telephony;
@@ -24,6 +25,7 @@ pub use database::{redact_url_password, DatabaseSettings};
 pub use demo::DemoSettings;
 pub use http::HttpSettings;
 pub use ivr::IvrSettings;
+pub use limits::LimitSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
 pub use telephony::TelephonySettings;
@@ -48,6 +50,7 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub ivr: IvrSettings,
     pub webhooks: WebhookSettings,
+    pub limits: LimitSettings,
 }
 
 /// A configuration problem, naming the key.
@@ -96,6 +99,7 @@ impl Settings {
         self.http.validate()?;
         self.webhooks.validate()?;
         self.log.validate()?;
+        self.limits.validate()?;
         self.crypto.validate()
     }
 

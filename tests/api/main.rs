@@ -2,11 +2,12 @@
 //! PostgreSQL (each both-stores test runs once per database; PostgreSQL
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, and the
-//! `voicepay` binary's commands.
+//! `voicepay` binary's commands, and the `[limits]`.
 
 mod api_bindings;
 mod api_orders;
 mod cli;
+mod limits;
 mod matcher;
 mod order_events;
 mod store_calls;
