@@ -156,9 +156,10 @@ mod tests {
     use super::*;
 
     fn keys(max: usize) -> FailedKeys {
-        let mut l = crate::config::LimitSettings::default();
-        l.failed_key_cache_size = max;
-        FailedKeys::new(&l)
+        FailedKeys::new(&crate::config::LimitSettings {
+            failed_key_cache_size: max,
+            ..Default::default()
+        })
     }
 
     #[test]

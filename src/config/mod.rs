@@ -236,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn limits_are_checked_and_name_their_key() {
+        let mut s = Settings::default();
+        assert_eq!(s.limits.orders_per_phone_per_day, 10);
+        s.limits.max_streams_per_merchant = s.limits.max_streams + 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_streams_per_merchant"), "{err}");
+        s.limits.max_streams_per_merchant = 1;
+        s.limits.header_read_timeout_secs = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.header_read_timeout_secs"), "{err}");
+        s.limits.header_read_timeout_secs = 1;
+        s.limits.orders_per_phone_per_day = 0;
+        s.validate().unwrap();
+    }
+
+    #[test]
     fn redaction_hides_secrets() {
         let mut s = Settings::default();
         s.ari.password = "hunter2".into();
