@@ -71,13 +71,20 @@ impl App {
                 issuer,
                 MatcherConfig::from_settings(&settings.bank),
             )
-            .with_limits(settings.limits.clone()),
+            .with_limits(settings.limits.velocity()),
         );
+        let metrics = Arc::new(Metrics::default());
+        let limits = Arc::new(api::limits::Limits::new(
+            &settings,
+            store.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             settings: Arc::new(settings),
             store,
             vault,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            limits,
             merchant_cache: Arc::new(MerchantCache::new(api::auth::KEY_CACHE_TTL)),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
@@ -163,13 +170,18 @@ impl App {
         let router = api::router(self.state.clone());
         let demo = self.demo.take().map(|(listener, key)| {
             let app = crate::demo::router(&self.state, key, router.clone());
-            serve_demo(listener, app, shutdown.clone())
+            serve_demo(listener, app, &self.state, shutdown.clone())
         });
         let stop = shutdown.clone();
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("http server");
+        let served = api::serve::serve(
+            self.listener,
+            router,
+            &self.state.settings.limits,
+            self.state.metrics.clone(),
+            stop,
+        )
+        .await
+        .context("http server");
         shutdown.cancel();
         if let Some(demo) = demo {
             // Ends with the shutdown token, like the API's server.
@@ -193,20 +205,22 @@ impl App {
     }
 }
 
-/// Serves the demo page on its own listener until `shutdown`; a failure is
-/// logged (the merchant API goes on).
+/// Serves the demo page on its own listener until `shutdown`, with the
+/// API's connection limits (`[limits]`); a failure is logged (the merchant
+/// API goes on).
 fn serve_demo(
     listener: TcpListener,
     app: axum::Router,
+    state: &AppState,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let limits = state.settings.limits.clone();
+    let metrics = state.metrics.clone();
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(url = %format!("http://{addr}/demo"), "demo checkout page on");
     }
     tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = api::serve::serve(listener, app, &limits, metrics, shutdown).await;
         if let Err(e) = served {
             tracing::error!(error = %e, "demo page server failed");
         }

@@ -5,13 +5,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `voicepay` run in `dir` on the database `db_url`, listening on a free
-/// port and logging at `info`; a bench adds its own settings.
+/// port and logging at `info`, with the `[limits]` raised as a load test
+/// must (one merchant and a few phones make every order, far past any real
+/// merchant's or phone's rate); a bench adds its own settings.
 pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
     c.current_dir(dir)
         .env("VOICEPAY__DATABASE__URL", db_url)
         .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-        .env("VOICEPAY__LOG__LEVEL", "info");
+        .env("VOICEPAY__LOG__LEVEL", "info")
+        .env("VOICEPAY__LIMITS__ORDERS_PER_MERCHANT_PER_MINUTE", "0")
+        .env("VOICEPAY__LIMITS__ORDERS_PER_PHONE_PER_DAY", "0")
+        .env("VOICEPAY__LIMITS__MAX_CONNECTIONS", "4096");
     c
 }
 

@@ -57,13 +57,20 @@ pub enum ApiError {
     /// `cross_site_request`, `session_required`).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
-    /// 429 `rate_limited`: a rate is reached (the demo page's orders);
+    /// 429 `rate_limited`: a `[limits]` rate or stream cap, or the demo
+    /// page's order rate, is reached;
     /// answered with `Retry-After: retry_after_secs`.
     #[error("{message}")]
     RateLimited {
         retry_after_secs: u64,
         message: String,
     },
+    /// 503 `request_timeout`: no response within `limits.request_timeout_secs`.
+    #[error("the request took too long; try again")]
+    RequestTimeout,
+    /// 503 `overloaded`: the node holds `limits.max_connections` already.
+    #[error("too many connections; try again shortly")]
+    Overloaded,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -104,6 +111,8 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RequestTimeout => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -115,15 +124,16 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
+        let message = match &self {
+            ApiError::Validation(_) => "the request has invalid fields".to_owned(),
+            other => other.to_string(),
+        };
         let retry_after = match &self {
             ApiError::RateLimited {
                 retry_after_secs, ..
             } => Some((*retry_after_secs).max(1)),
+            ApiError::RequestTimeout | ApiError::Overloaded => Some(1),
             _ => None,
-        };
-        let message = match &self {
-            ApiError::Validation(_) => "the request has invalid fields".to_owned(),
-            other => other.to_string(),
         };
         let fields = match self {
             ApiError::Validation(f) => Some(f),

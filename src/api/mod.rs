@@ -5,9 +5,11 @@ pub mod auth;
 pub mod bindings;
 pub mod error;
 mod health;
+pub mod limits;
 mod metrics;
 mod openapi;
 pub mod orders;
+pub mod serve;
 pub mod webhooks;
 
 pub use error::{ApiError, FieldError};
@@ -38,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Authenticated merchants by key hash, for a short time.
     pub merchant_cache: Arc<auth::MerchantCache>,
+    /// The `[limits]` state: order rates, stream caps and pollers, wrong keys.
+    pub limits: Arc<limits::Limits>,
     /// What `/readyz` reports beyond the database.
     pub readiness: Arc<Readiness>,
     /// Cancelled when the daemon stops. Long-lived responses (the status
@@ -46,8 +50,9 @@ pub struct AppState {
 }
 
 /// The whole merchant API: `/v1/…`, the probes, `/metrics` and the OpenAPI
-/// document, with request ids, tracing (method and path only) and the body
-/// limit (`http.max_body_bytes`).
+/// document, with request ids, tracing (method and path only), the body
+/// limit (`http.max_body_bytes`) and the request timeout
+/// (`limits.request_timeout_secs`).
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.http.max_body_bytes;
     let v1 = Router::new()
@@ -66,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::timeout))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

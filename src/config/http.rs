@@ -14,6 +14,7 @@ pub struct HttpSettings {
     /// How often a live status stream (`/v1/orders/{id}/events`) looks for
     /// new events in the database, in milliseconds. Polling the shared
     /// database is what lets a stream on one node see another node's calls.
+    /// One poller per order serves all of that order's streams.
     pub events_poll_ms: u64,
     /// Seconds between keep-alive comments on an idle status stream.
     pub events_keepalive_secs: u64,

@@ -13,6 +13,7 @@ mod demo;
 mod http;
 mod inbound;
 mod ivr;
+mod limits;
 mod log;
 mod orders;
 mod telephony;
@@ -27,6 +28,7 @@ pub use demo::DemoSettings;
 pub use http::HttpSettings;
 pub use inbound::InboundSettings;
 pub use ivr::IvrSettings;
+pub use limits::LimitSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
 pub use telephony::TelephonySettings;
@@ -52,8 +54,9 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub ivr: IvrSettings,
     pub webhooks: WebhookSettings,
-    /// `[limits]` (wrong-secret velocity: `velocity.rs`).
-    pub limits: VelocityLimits,
+    /// `[limits]`: HTTP, stream and order rates (`limits.rs`) and the
+    /// wrong-secret velocity limits (`velocity.rs`).
+    pub limits: LimitSettings,
     pub inbound: InboundSettings,
 }
 
@@ -254,6 +257,22 @@ mod tests {
         );
         s.bank.stub_state = "/tmp/x.jsonl".into();
         assert_eq!(s.stub_state_path(), PathBuf::from("/tmp/x.jsonl"));
+    }
+
+    #[test]
+    fn limits_are_checked_and_name_their_key() {
+        let mut s = Settings::default();
+        assert_eq!(s.limits.orders_per_phone_per_day, 10);
+        s.limits.max_streams_per_merchant = s.limits.max_streams + 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_streams_per_merchant"), "{err}");
+        s.limits.max_streams_per_merchant = 1;
+        s.limits.header_read_timeout_secs = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.header_read_timeout_secs"), "{err}");
+        s.limits.header_read_timeout_secs = 1;
+        s.limits.orders_per_phone_per_day = 0;
+        s.validate().unwrap();
     }
 
     #[test]

@@ -5,11 +5,10 @@
 //! cards) stops here before it reaches the bank.
 
 use super::{invalid, ConfigError};
-use serde::{Deserialize, Serialize};
 
-/// Kept in its own struct so it sits beside the HTTP limits of `[limits]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// The two wrong-secret keys of `[limits]` (read there, in
+/// [`LimitSettings`](super::LimitSettings)), as the matcher takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VelocityLimits {
     /// Wrong secrets a card (by keyed fingerprint) may get per Shanghai
     /// day; the last one fails the order `pin_tries_exceeded` (67) and

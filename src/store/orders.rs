@@ -273,6 +273,26 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// How many orders named `phone` (any merchant) were created at or after
+    /// `since` (Unix ms), and the oldest of their creation times: what
+    /// `limits.orders_per_phone_per_day` counts. Index `orders_phone_created`.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
+    pub async fn orders_for_phone_since(
+        &self,
+        phone: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>)> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM orders WHERE phone = $1 AND created_at >= $2",
+        )
+        .bind(phone)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     /// Order counts by status name, for `/metrics`.
     ///
     /// # Errors

@@ -1,7 +1,9 @@
 //! Process-wide Prometheus series: requests by route and status, request
 //! latency (seconds), orders created, orders by status (filled from the
 //! database at scrape time by the API's `/metrics`) and webhook delivery
-//! attempts by outcome. Written by the HTTP edge and the webhook worker.
+//! attempts by outcome, live status streams and their pollers, API key
+//! look-ups and refusals by limit. Written by the HTTP edge and the webhook
+//! worker.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +39,13 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of `voicepay_rate_limited`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `merchant_orders`, `phone_orders`, `streams` or `connections`.
+    pub limit: &'static str,
+}
+
 /// This process's Prometheus registry and the series voicepay keeps.
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +55,18 @@ pub struct Metrics {
     pub orders: Family<StatusLabels, Gauge>,
     /// Webhook delivery attempts by outcome (this node's worker).
     pub webhook_deliveries: Family<OutcomeLabels, Counter>,
+    /// Live status streams open now.
+    pub status_streams: Gauge,
+    /// Orders whose status log is being polled now (one poller per order,
+    /// however many streams follow it).
+    pub status_stream_pollers: Gauge,
+    /// Reads of the status log made by the pollers.
+    pub status_stream_polls: Counter,
+    /// API keys looked up in the database (a wrong key remembered as wrong
+    /// costs none).
+    pub api_key_lookups: Counter,
+    /// Requests and connections refused by a `[limits]` cap, by limit.
+    pub rate_limited: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -75,6 +96,36 @@ impl Default for Metrics {
             "Webhook delivery attempts by outcome",
             webhook_deliveries.clone(),
         );
+        let status_streams = Gauge::default();
+        registry.register(
+            "status_streams",
+            "Live status streams open",
+            status_streams.clone(),
+        );
+        let status_stream_pollers = Gauge::default();
+        registry.register(
+            "status_stream_pollers",
+            "Orders whose status log is polled for live streams",
+            status_stream_pollers.clone(),
+        );
+        let status_stream_polls = Counter::default();
+        registry.register(
+            "status_stream_polls",
+            "Status log reads for live streams",
+            status_stream_polls.clone(),
+        );
+        let api_key_lookups = Counter::default();
+        registry.register(
+            "api_key_lookups",
+            "API keys looked up in the database",
+            api_key_lookups.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests and connections refused by a limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             requests,
@@ -82,6 +133,11 @@ impl Default for Metrics {
             orders_created,
             orders,
             webhook_deliveries,
+            status_streams,
+            status_stream_pollers,
+            status_stream_polls,
+            api_key_lookups,
+            rate_limited,
         }
     }
 }

@@ -4,7 +4,7 @@
 mod metrics;
 mod readiness;
 
-pub use metrics::{Metrics, OutcomeLabels, RequestLabels, RouteLabels, StatusLabels};
+pub use metrics::{LimitLabels, Metrics, OutcomeLabels, RequestLabels, RouteLabels, StatusLabels};
 pub use readiness::Readiness;
 
 use crate::config::LogSettings;

@@ -2,14 +2,15 @@
 //! PostgreSQL (each both-stores test runs once per database; PostgreSQL
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, the demo
-//! page's backend on its own listener, and the
-//! `voicepay` binary's commands.
+//! page's backend on its own listener, the `voicepay` binary's commands,
+//! and the `[limits]`.
 
 mod api_bindings;
 mod api_orders;
 mod cli;
 mod demo;
 mod key_lifecycle;
+mod limits;
 mod matcher;
 mod order_events;
 mod store_calls;

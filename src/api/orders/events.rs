@@ -3,23 +3,27 @@
 //!
 //! New events are found by polling the database every `http.events_poll_ms`
 //! rather than by a hook in the write paths: any node's calls show up on any
-//! node's stream, and a stream costs one indexed read per interval. The
+//! node's stream. One poller per order serves every stream of that order
+//! ([`super::feeds`]), so an order costs one indexed read per interval
+//! however many clients follow it, and the open streams are capped
+//! (`limits.max_streams`, `limits.max_streams_per_merchant`). The
 //! event id is the log row's id, so a client that reconnects with
 //! `Last-Event-ID` gets exactly what it missed. The stream ends after the
 //! final status (or at once when the order is final and nothing is left).
 
 use super::super::error::{ApiError, ErrorBody, FieldError};
 use super::super::{auth::Merchant, AppState};
-use crate::store::{EventRow, Store};
+use super::feeds::{Snapshot, StreamSlot};
+use crate::store::EventRow;
 use crate::views::OrderEvent;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
-use std::collections::VecDeque;
+use axum::response::{IntoResponse, Response};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::watch;
 
 /// Live status of an order as Server-Sent Events: `id:` is the event's
 /// sequence number (send it back as `Last-Event-ID` to resume), `event:` the
@@ -31,10 +35,11 @@ use tokio_util::sync::CancellationToken;
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume: only events after this id"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`; each event's `data` is an OrderEvent", body = OrderEvent, content_type = "text/event-stream"),
+        (status = 200, description = "`text/event-stream`, with `X-Accel-Buffering: no`; each event's `data` is an OrderEvent", body = OrderEvent, content_type = "text/event-stream"),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such order for this merchant", body = ErrorBody),
         (status = 422, description = "Last-Event-ID is not an event id", body = ErrorBody),
+        (status = 429, description = "Too many streams open on the node or for the merchant (`rate_limited`); `Retry-After` says when to try again", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -43,27 +48,31 @@ pub async fn stream(
     Merchant(merchant): Merchant,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let after = last_event_id(&headers)?;
     let order = super::find(&state, &merchant.id, &id).await?;
-    // A final order gets its remaining events, then the end.
-    let final_at_start = order.status().is_final();
-    let feed = Feed {
-        store: state.store.clone(),
+    let feeds = &state.limits.feeds;
+    let slot = feeds.open(&merchant.id)?;
+    let rx = feeds.subscribe(&order.id, &state.shutdown);
+    let reads_at_start = rx.borrow().reads;
+    let follow = Follow {
+        rx,
+        // A final order gets its remaining events, then the end.
+        final_at_start: order.status().is_final(),
         order_id: order.id,
         last: after,
-        queue: VecDeque::new(),
-        final_at_start,
+        reads_at_start,
         done: false,
-        poll: Duration::from_millis(state.settings.http.events_poll_ms),
-        shutdown: state.shutdown.clone(),
+        _slot: slot,
     };
     let keep_alive = KeepAlive::new()
         .interval(Duration::from_secs(
             state.settings.http.events_keepalive_secs,
         ))
         .text("keep-alive");
-    Ok(Sse::new(futures_util::stream::unfold(feed, Feed::next)).keep_alive(keep_alive))
+    let sse = Sse::new(futures_util::stream::unfold(follow, Follow::next)).keep_alive(keep_alive);
+    // A proxy (nginx by default) must pass each event on as it comes.
+    Ok(([("x-accel-buffering", "no")], sse).into_response())
 }
 
 /// `Last-Event-ID`: absent or empty means from the start.
@@ -85,76 +94,54 @@ fn last_event_id(headers: &HeaderMap) -> Result<i64, ApiError> {
         })
 }
 
-/// One stream's cursor over the order's log.
-struct Feed {
-    store: Store,
+/// One stream's cursor over its order's shared [`Snapshot`].
+struct Follow {
+    rx: watch::Receiver<Arc<Snapshot>>,
     order_id: String,
-    /// The id of the last log row looked at.
+    /// The id of the last row sent (or the client's `Last-Event-ID`).
     last: i64,
-    queue: VecDeque<Event>,
     final_at_start: bool,
-    /// The final status is queued (or the order was final and drained).
+    /// The poller's reads when this stream joined.
+    reads_at_start: u64,
+    /// The final status was sent.
     done: bool,
-    poll: Duration,
-    shutdown: CancellationToken,
+    /// This stream's place under the caps, given back when it is dropped.
+    _slot: StreamSlot,
 }
 
-impl Feed {
+impl Follow {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
-            if let Some(event) = self.queue.pop_front() {
-                return Some((Ok(event), self));
-            }
             if self.done {
                 return None;
             }
-            let rows = match self.store.events_after(&self.order_id, self.last).await {
-                Ok(rows) => rows,
-                Err(e) => {
-                    // The client reconnects with Last-Event-ID and misses nothing.
-                    tracing::warn!(order = %self.order_id, error = %e, "status stream read failed");
-                    return None;
-                }
-            };
-            let full_page = rows.len() >= 100;
-            for row in rows {
+            let snap = self.rx.borrow_and_update().clone();
+            while let Some(row) = snap.rows.iter().find(|r| r.id > self.last) {
                 self.last = row.id;
-                if let Some(event) = self.event(&row).await {
-                    self.queue.push_back(event);
-                }
-                if self.done {
-                    break;
+                if let Some(event) = self.event(row, &snap) {
+                    return Some((Ok(event), self));
                 }
             }
-            if !self.queue.is_empty() || self.done || full_page {
-                continue;
-            }
-            if self.final_at_start {
+            if snap.ended {
                 return None;
             }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return None,
-                _ = tokio::time::sleep(self.poll) => {}
+            // A final order whose final row is not in its log: what a read
+            // begun after this stream started had is all there is.
+            if self.final_at_start && snap.reads >= self.reads_at_start + 2 {
+                return None;
+            }
+            if self.rx.changed().await.is_err() {
+                return None;
             }
         }
     }
 
-    /// The SSE event for a status row (`created` or `status`); other audit
-    /// entries (bank attempts …) are not status changes and are skipped.
-    async fn event(&mut self, row: &EventRow) -> Option<Event> {
-        if row.kind != "created" && row.kind != "status" {
-            return None;
-        }
+    /// The SSE event for a status row (`created` or `status`).
+    fn event(&mut self, row: &EventRow, snap: &Snapshot) -> Option<Event> {
         let status = row.to_status?;
         let result_code = if status.is_final() {
             self.done = true;
-            match self.store.order(&self.order_id).await {
-                Ok(order) => order.and_then(|o| o.result_code),
-                Err(e) => {
-                    tracing::warn!(order = %self.order_id, error = %e, "reading the result failed");
-                    None
-                }
-            }
+            snap.result_code.clone()
         } else {
             None
         };

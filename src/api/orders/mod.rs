@@ -1,6 +1,7 @@
 //! `/v1/orders`: create, read and cancel.
 
 pub mod events;
+pub mod feeds;
 pub mod request;
 
 use super::error::{ApiError, ErrorBody};
@@ -30,6 +31,8 @@ use request::NewOrder;
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid fields (e.g. `notify_url` / `invalid_notify_url`: not https, or a loopback, private or otherwise internal address), or no card bound to the phone (`no_binding`)", body = ErrorBody),
+        (status = 429, description = "The merchant's order rate or the phone's daily orders are used up (`rate_limited`); `Retry-After` says when to try again", body = ErrorBody),
+        (status = 503, description = "The request took longer than `limits.request_timeout_secs` (`request_timeout`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -45,6 +48,9 @@ pub async fn create(
     })?;
     require_json(&headers)?;
     let idem_key = idempotency_key(&headers)?;
+    // Before any database read: the bucket bounds what a merchant can make
+    // this node read and write.
+    state.limits.take_order(&merchant.id)?;
     let request_hash = sha256_hex(&body);
     let now = now_ms();
     let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
@@ -58,6 +64,10 @@ pub async fn create(
     if let Some(url) = &new.notify_url {
         check_notify_url(&state, url)?;
     }
+    state
+        .limits
+        .check_phone(&state.store, new.phone.as_str())
+        .await?;
 
     for _ in 0..5 {
         let row = order_row(&state, &merchant, &new, now).await?;
