@@ -120,27 +120,7 @@ impl App {
         // Orders left at the bank (by a previous run of this node, or by a
         // node that stopped and never came back) are settled by query, never
         // by a second authorization: at start, then every RECOVER_EVERY.
-        let matcher = self.matcher.clone();
-        let stop = shutdown.clone();
-        let recovery = tokio::spawn(async move {
-            loop {
-                let r = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = matcher.recover() => r,
-                };
-                if r.settled + r.unresolved > 0 {
-                    tracing::info!(
-                        settled = r.settled,
-                        unresolved = r.unresolved,
-                        "authorizations recovered"
-                    );
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(RECOVER_EVERY) => {}
-                }
-            }
-        });
+        let recovery = tokio::spawn(recover(self.matcher.clone(), shutdown.clone()));
         // Calls only when ARI is configured (a password is set): an API-only
         // daemon never touches an order's call state.
         let calls = if crate::calls::enabled(&self.state.settings) {
@@ -188,7 +168,6 @@ impl App {
             let _ = demo.await;
         }
         served?;
-        shutdown.cancel();
         let _ = sweeper.await;
         // Every worker that holds the issuer ends before `run` returns, so a
         // restarted daemon in the same process can take its state file over.
@@ -202,6 +181,28 @@ impl App {
         self.state.store.close().await;
         tracing::info!("voicepay stopped");
         Ok(())
+    }
+}
+
+/// Settles orders left at the bank by query (never by a second
+/// authorization): at start, then every [`RECOVER_EVERY`], until `stop`.
+async fn recover(matcher: Arc<DaemonMatcher>, stop: CancellationToken) {
+    loop {
+        let r = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = matcher.recover() => r,
+        };
+        if r.settled + r.unresolved > 0 {
+            tracing::info!(
+                settled = r.settled,
+                unresolved = r.unresolved,
+                "authorizations recovered"
+            );
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RECOVER_EVERY) => {}
+        }
     }
 }
 
