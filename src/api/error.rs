@@ -39,6 +39,10 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// 422 `duplicate_field`: a JSON object in the body has this key (a path
+    /// such as `amount` or `card.number`) more than once.
+    #[error("the field `{0}` is given more than once")]
+    DuplicateField(String),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("content type must be application/json")]
@@ -80,6 +84,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::DuplicateField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_field"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -103,6 +108,11 @@ impl IntoResponse for ApiError {
         };
         let fields = match self {
             ApiError::Validation(f) => Some(f),
+            ApiError::DuplicateField(path) => Some(vec![FieldError::new(
+                &path,
+                "duplicate_field",
+                "a JSON object may name each field once",
+            )]),
             _ => None,
         };
         let body = ErrorBody {

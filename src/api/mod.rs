@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bindings;
 pub mod error;
 mod health;
+pub mod json;
 mod metrics;
 mod openapi;
 pub mod orders;

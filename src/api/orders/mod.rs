@@ -5,7 +5,7 @@ pub mod request;
 
 use super::error::{ApiError, ErrorBody};
 use super::{auth::Merchant, AppState};
-use crate::crypto::{random_hex, sha256_hex};
+use crate::crypto::random_hex;
 use crate::domain::{OrderStatus, ResultCode};
 use crate::store::{now_ms, IdempotencyEntry, OrderRow, StoreError};
 use crate::views::OrderView;
@@ -45,7 +45,11 @@ pub async fn create(
     })?;
     require_json(&headers)?;
     let idem_key = idempotency_key(&headers)?;
-    let request_hash = sha256_hex(&body);
+    let value = super::json::parse(&body)?;
+    // By meaning, not by bytes: key order and spacing do not change it.
+    let request_hash = state
+        .vault
+        .request_fingerprint(&merchant.id, &super::json::canonical(&value));
     let now = now_ms();
     let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
     if let Some(key) = &idem_key {
@@ -54,7 +58,7 @@ pub async fn create(
             return Ok(replay);
         }
     }
-    let new = request::parse(&body, state.settings.orders.max_amount)?;
+    let new = request::from_value(value, state.settings.orders.max_amount)?;
 
     for _ in 0..5 {
         let row = order_row(&state, &merchant, &new, now).await?;
@@ -281,7 +285,8 @@ fn created(id: &str, json: String) -> Response {
     resp
 }
 
-/// The stored first response when this key was used with the same body;
+/// The stored first response when this key was used with the same request
+/// (same fingerprint: same fields and values, in any order or spacing);
 /// 409 when it was used with another.
 async fn replay(
     state: &AppState,

@@ -78,10 +78,14 @@ pub struct NewOrder {
     pub notify_progress: bool,
 }
 
-/// Parses and validates the raw body.
+/// Parses (strictly: no key twice, see [`crate::api::json`]) and validates
+/// the raw body.
 pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column())))?;
+    from_value(crate::api::json::parse(body)?, max_amount)
+}
+
+/// Validates a body already parsed by [`crate::api::json::parse`].
+pub fn from_value(value: Value, max_amount: i64) -> Result<NewOrder, ApiError> {
     let Value::Object(obj) = value else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "",
@@ -333,6 +337,15 @@ mod tests {
             r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","id_number":"11010519491231002X"}"#,
         );
         assert_eq!(got, vec![("card_number".into(), "required".into())]);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_not_last_wins() {
+        let body = GOOD.replace("\"amount\":100,", "\"amount\":100,\"amount\":4999999,");
+        assert!(matches!(
+            parse(body.as_bytes(), 10_000_000),
+            Err(ApiError::DuplicateField(f)) if f == "amount"
+        ));
     }
 
     #[test]
