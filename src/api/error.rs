@@ -63,6 +63,57 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Every top-level `error.code` the API answers with, and when. The OpenAPI
+/// document's `ErrorDetail.code` is exactly this list (an `enum`), so a
+/// response with a code missing here fails the contract check
+/// (`scripts/contract`): a new code is one line here, besides its status in
+/// the operations that answer it.
+pub const ERROR_CODES: &[(&str, &str)] = &[
+    ("unauthorized", "401: missing or wrong API key"),
+    ("not_found", "404: no such resource for this merchant"),
+    (
+        "invalid_request",
+        "422: bad fields, each listed in `fields`",
+    ),
+    (
+        "duplicate_field",
+        "422: a JSON object names a field twice; `fields[0].field` is its path",
+    ),
+    (
+        "no_binding",
+        "422: no card is bound to the phone of a bound payment",
+    ),
+    ("malformed_json", "400: the body is not one JSON value"),
+    (
+        "payload_too_large",
+        "413: the body is over `http.max_body_bytes`",
+    ),
+    (
+        "unsupported_media_type",
+        "415: the body is not `application/json`",
+    ),
+    (
+        "duplicate_order",
+        "409: the merchant_order_id is already used",
+    ),
+    (
+        "idempotency_key_reused",
+        "409: the Idempotency-Key came with another request",
+    ),
+    (
+        "order_not_cancellable",
+        "409: authorization has started or the order is final",
+    ),
+    (
+        "webhook_in_flight",
+        "409: the event is being sent right now",
+    ),
+    (
+        "internal",
+        "500: an internal error (logged, never described)",
+    ),
+];
+
 /// The error body, for the OpenAPI document.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -71,6 +122,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
+    /// One of [`ERROR_CODES`] (the document lists them as an `enum`).
+    #[schema(example = "invalid_request")]
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]

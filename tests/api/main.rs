@@ -7,6 +7,7 @@
 mod api_bindings;
 mod api_orders;
 mod cli;
+mod contract;
 mod matcher;
 mod order_events;
 mod store_calls;

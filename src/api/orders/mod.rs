@@ -21,7 +21,7 @@ use request::NewOrder;
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
     request_body = request::CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h when the body is the same")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$", example = "order-A20261125001", description = "1-255 visible ASCII characters. Replays the first response for `orders.idempotency_ttl_secs` (24 h) when the request means the same (the same fields and values, in any order or spacing); 409 `idempotency_key_reused` with another request.")),
     responses(
         (status = 201, description = "Order created", body = OrderView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -29,7 +29,7 @@ use request::NewOrder;
         (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields, or no card bound to the phone (`no_binding`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (`invalid_request`), a field given twice (`duplicate_field`), or no card bound to the phone (`no_binding`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
