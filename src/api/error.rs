@@ -183,3 +183,36 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_answered_is_in_the_documented_list() {
+        let listed = |code: &str| ERROR_CODES.iter().any(|(c, _)| *c == code);
+        for e in [
+            ApiError::Unauthorized,
+            ApiError::NotFound,
+            ApiError::Validation(vec![]),
+            ApiError::MalformedJson(String::new()),
+            ApiError::DuplicateField("amount".into()),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ] {
+            let (_, code) = e.parts();
+            assert!(listed(code), "{code} is missing from ERROR_CODES");
+        }
+        let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ERROR_CODES.len(), "a code is listed twice");
+    }
+
+    #[test]
+    fn a_duplicate_field_names_its_path() {
+        let resp = ApiError::DuplicateField("extra.k".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}
