@@ -13,10 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-/// The query of `GET /v1/bindings`.
-#[derive(Debug, Deserialize, IntoParams)]
+/// The query of `GET /v1/bindings`. `phone` is required (a missing one is
+/// a 422 naming it, not a 400), so it is read as an option.
+#[derive(Debug, Deserialize)]
 pub struct BindingsQuery {
     /// The cardholder's mobile number, as in orders (`+86` optional).
     pub phone: Option<String>,
@@ -70,11 +71,11 @@ impl BindingView {
 /// List the cards bound to a phone.
 #[utoipa::path(
     get, path = "/v1/bindings", tag = "bindings",
-    params(BindingsQuery),
+    params(("phone" = String, Query, pattern = r"^(\+86|0086|86)?1[3-9][0-9]{9}$", example = "13800138000", description = "The cardholder's mobile number, as in orders (`+86` optional). Required: bindings are listed per phone.")),
     responses(
         (status = 200, description = "This merchant's bindings for the phone (empty when none)", body = BindingList),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 422, description = "`phone` missing or not a mainland mobile number", body = ErrorBody),
+        (status = 422, description = "`phone` missing (`required`) or not a mainland mobile number (`invalid_phone`)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -43,6 +43,10 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// 422 `duplicate_field`: a JSON object in the body has this key (a path
+    /// such as `amount` or `card.number`) more than once.
+    #[error("the field `{0}` is given more than once")]
+    DuplicateField(String),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("content type must be application/json")]
@@ -81,6 +85,73 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+/// Every top-level `error.code` the API answers with, and when. The OpenAPI
+/// document's `ErrorDetail.code` is exactly this list (an `enum`), so a
+/// response with a code missing here fails the contract check
+/// (`scripts/contract`): a new code is one line here, besides its status in
+/// the operations that answer it.
+pub const ERROR_CODES: &[(&str, &str)] = &[
+    ("unauthorized", "401: missing or wrong API key"),
+    ("not_found", "404: no such resource for this merchant"),
+    (
+        "invalid_request",
+        "422: bad fields, each listed in `fields`",
+    ),
+    (
+        "duplicate_field",
+        "422: a JSON object names a field twice; `fields[0].field` is its path",
+    ),
+    (
+        "no_binding",
+        "422: no card is bound to the phone of a bound payment",
+    ),
+    ("malformed_json", "400: the body is not one JSON value"),
+    (
+        "payload_too_large",
+        "413: the body is over `http.max_body_bytes`",
+    ),
+    (
+        "unsupported_media_type",
+        "415: the body is not `application/json`",
+    ),
+    (
+        "duplicate_order",
+        "409: the merchant_order_id is already used",
+    ),
+    (
+        "idempotency_key_reused",
+        "409: the Idempotency-Key came with another request",
+    ),
+    (
+        "order_not_cancellable",
+        "409: authorization has started or the order is final",
+    ),
+    (
+        "webhook_in_flight",
+        "409: the event is being sent right now",
+    ),
+    (
+        "merchant_disabled",
+        "403: the merchant is disabled by its operator; nothing was done",
+    ),
+    (
+        "rate_limited",
+        "429: a `[limits]` rate or cap is reached; `Retry-After` gives the seconds to wait",
+    ),
+    (
+        "request_timeout",
+        "503: no response within `limits.request_timeout_secs`; `Retry-After: 1`",
+    ),
+    (
+        "overloaded",
+        "503: the node holds `limits.max_connections` already; `Retry-After: 1`",
+    ),
+    (
+        "internal",
+        "500: an internal error (logged, never described)",
+    ),
+];
+
 /// The error body, for the OpenAPI document.
 #[derive(Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -89,6 +160,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
+    /// One of [`ERROR_CODES`] (the document lists them as an `enum`).
+    #[schema(example = "invalid_request")]
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +176,7 @@ impl ApiError {
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::DuplicateField(_) => (StatusCode::UNPROCESSABLE_ENTITY, "duplicate_field"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -137,6 +211,11 @@ impl IntoResponse for ApiError {
         };
         let fields = match self {
             ApiError::Validation(f) => Some(f),
+            ApiError::DuplicateField(path) => Some(vec![FieldError::new(
+                &path,
+                "duplicate_field",
+                "a JSON object may name each field once",
+            )]),
             _ => None,
         };
         let body = ErrorBody {
@@ -156,5 +235,45 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_answered_is_in_the_documented_list() {
+        let listed = |code: &str| ERROR_CODES.iter().any(|(c, _)| *c == code);
+        for e in [
+            ApiError::Unauthorized,
+            ApiError::NotFound,
+            ApiError::Validation(vec![]),
+            ApiError::MalformedJson(String::new()),
+            ApiError::DuplicateField("amount".into()),
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+            ApiError::MerchantDisabled,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+                message: String::new(),
+            },
+            ApiError::RequestTimeout,
+            ApiError::Overloaded,
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ] {
+            let (_, code) = e.parts();
+            assert!(listed(code), "{code} is missing from ERROR_CODES");
+        }
+        let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ERROR_CODES.len(), "a code is listed twice");
+    }
+
+    #[test]
+    fn a_duplicate_field_names_its_path() {
+        let resp = ApiError::DuplicateField("extra.k".into()).into_response();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", content_type = "text/plain", body = String, example = "ok\n")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -15,8 +15,8 @@ pub async fn healthz() -> &'static str {
 /// Readiness: the database answers (and, once the ARI client runs, Asterisk
 /// is connected). 503 otherwise, so a load balancer stops sending orders.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, description = "Ready"),
-    (status = 503, description = "A dependency is down"),
+    (status = 200, description = "Ready", body = Object, example = json!({"ready": true, "database": "ok", "ari": "connected"})),
+    (status = 503, description = "A dependency is down", body = Object, example = json!({"ready": false, "database": "ok", "ari": "disconnected"})),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.store.ping().await;

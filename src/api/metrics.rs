@@ -61,8 +61,10 @@ fn method_label(method: &Method) -> String {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+/// The process's metrics in the OpenMetrics 1.0 text format (which
+/// Prometheus scrapes): `application/openmetrics-text; version=1.0.0;
+/// charset=utf-8`. No key: it is for the operator's scraper.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "OpenMetrics 1.0 text exposition", content_type = "application/openmetrics-text", body = String, example = "# TYPE voicepay_orders_created counter\nvoicepay_orders_created_total 1\n# EOF\n")))]
 pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(counts) = state.store.order_counts().await {
         for status in crate::domain::OrderStatus::ALL {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bindings;
 pub mod error;
 mod health;
+pub mod json;
 pub mod limits;
 mod metrics;
 mod openapi;

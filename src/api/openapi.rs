@@ -1,5 +1,20 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types
+//! themselves, plus what their attributes cannot say (see [`Contract`]).
+//! `scripts/contract` checks the running API against it with schemathesis.
+//!
+//! Extending it: a new error code goes into [`super::error::ERROR_CODES`]
+//! (the document's `ErrorDetail.code` enum) and, with its status, into the
+//! `responses(...)` of each operation that answers it; a new response
+//! header (e.g. `Retry-After`) into those `responses(...)` as `headers(...)`.
+
+use super::error::ERROR_CODES;
+use crate::api::AppState;
+use axum::extract::State;
 use axum::Json;
+use serde_json::json;
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::RefOr;
 use utoipa::{Modify, OpenApi};
 
 /// The OpenAPI 3 document, generated from the handlers and types themselves.
@@ -20,8 +35,13 @@ use utoipa::{Modify, OpenApi};
         super::metrics::render,
         document,
     ),
-    components(schemas(super::error::ErrorBody, super::error::FieldError)),
-    modifiers(&BearerAuth, &MerchantDisabled),
+    components(schemas(
+        super::error::ErrorBody,
+        super::error::FieldError,
+        crate::views::OrderEvent,
+        super::orders::events::StatusStreamEvent,
+    )),
+    modifiers(&BearerAuth, &MerchantDisabled, &Contract),
     tags((name = "orders", description = "Payment orders"), (name = "bindings", description = "Phones bound to cards"), (name = "webhooks", description = "Signed event notifications and their delivery"), (name = "ops", description = "Health and metrics"))
 )]
 pub struct ApiDoc;
@@ -81,8 +101,59 @@ impl Modify for MerchantDisabled {
     }
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document")))]
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// What the derive attributes cannot express: the error codes as an enum
+/// (from [`ERROR_CODES`]) and the JSON inside each status event's `data`
+/// (JSON Schema 2020-12 `contentSchema`, which OpenAPI 3.1 allows).
+struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = api.components.as_mut() else {
+            return;
+        };
+        if let Some(code) = object_property(&mut components.schemas, "ErrorDetail", "code") {
+            code.enum_values = Some(ERROR_CODES.iter().map(|(c, _)| json!(c)).collect());
+            let list: Vec<String> = ERROR_CODES
+                .iter()
+                .map(|(c, why)| format!("- `{c}`: {why}"))
+                .collect();
+            code.description = Some(format!("A stable machine code:\n{}", list.join("\n")));
+        }
+        if let Some(data) = object_property(&mut components.schemas, "StatusStreamEvent", "data") {
+            data.extensions.get_or_insert_with(Default::default).insert(
+                "contentSchema".into(),
+                json!({"$ref": "#/components/schemas/OrderEvent"}),
+            );
+        }
+    }
+}
+
+/// The inline object schema of `schema.property`, when both exist.
+fn object_property<'a>(
+    schemas: &'a mut std::collections::BTreeMap<String, RefOr<Schema>>,
+    schema: &str,
+    property: &str,
+) -> Option<&'a mut utoipa::openapi::schema::Object> {
+    let Some(RefOr::T(Schema::Object(obj))) = schemas.get_mut(schema) else {
+        return None;
+    };
+    match obj.properties.get_mut(property) {
+        Some(RefOr::T(Schema::Object(p))) => Some(p),
+        _ => None,
+    }
+}
+
+/// This document, with the amount limit this daemon enforces
+/// (`orders.max_amount`) as the body's `amount.maximum`.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    if let Some(components) = doc.components.as_mut() {
+        if let Some(amount) =
+            object_property(&mut components.schemas, "CreateOrderRequest", "amount")
+        {
+            amount.maximum = Some(state.settings.orders.max_amount.into());
+        }
+    }
+    Json(doc)
 }

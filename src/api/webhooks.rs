@@ -17,12 +17,16 @@ const MAX_LIMIT: i64 = 100;
 
 /// The query of `GET /v1/webhooks/events`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// `pending`, `delivered` or `failed`; all when absent.
+    #[param(pattern = "^(pending|delivered|failed)$", example = "failed")]
     pub status: Option<String>,
     /// Events per page, 1-100 (default 50).
+    #[param(minimum = 1, maximum = 100, example = 50)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page: events older than that one.
+    #[param(pattern = "^[A-Za-z0-9_]{0,64}$")]
     pub before: Option<String>,
 }
 

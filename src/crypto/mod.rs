@@ -36,6 +36,10 @@ pub struct Vault {
     active_id: String,
     ciphers: HashMap<String, Aes256Gcm>,
     fingerprint_key: Zeroizing<Vec<u8>>,
+    /// Keys the fingerprints of idempotent requests; derived from the
+    /// fingerprint key ([`derive_request_key`]) so neither key is used for
+    /// two purposes.
+    request_key: Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -61,7 +65,22 @@ impl Vault {
             active_id: ring.active_id.clone(),
             ciphers,
             fingerprint_key: ring.fingerprint_key.clone(),
+            request_key: derive_request_key(&ring.fingerprint_key),
         }
+    }
+
+    /// The fingerprint of a request that an `Idempotency-Key` is bound to:
+    /// HMAC-SHA256 (hex, 64 characters) under a dedicated key, over the
+    /// merchant id and the request's canonical bytes. Keyed, so a stored
+    /// print cannot be checked offline against guessed card and ID numbers;
+    /// scoped to the merchant, so equal bodies of two merchants differ.
+    pub fn request_fingerprint(&self, merchant_id: &str, canonical: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.request_key)
+            .expect("HMAC takes any key length");
+        mac.update(merchant_id.as_bytes());
+        mac.update(&[0]);
+        mac.update(canonical);
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Encrypts `plain` for the column `field` with the active key.
@@ -121,8 +140,20 @@ impl Vault {
     }
 }
 
-/// SHA-256 in hex: for API keys (high-entropy, so no slow hash is needed)
-/// and request bodies.
+/// The request-fingerprint key: HMAC-SHA256(fingerprint key, a fixed label),
+/// the one-step HKDF-Expand of RFC 5869 §2.3 with a single block. A new
+/// label gives an unrelated key, so the key file needs no new entry.
+fn derive_request_key(fingerprint_key: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(fingerprint_key).expect("HMAC takes any key length");
+    mac.update(b"voicepay idempotency request fingerprint v1");
+    mac.update(&[1]);
+    Zeroizing::new(mac.finalize().into_bytes().to_vec())
+}
+
+/// SHA-256 in hex: for API keys (high-entropy, so no slow hash is needed).
+/// Never for anything holding card data: use [`Vault::fingerprint`] or
+/// [`Vault::request_fingerprint`].
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -201,6 +232,22 @@ mod tests {
         let v = Vault::new(&new);
         assert_eq!(&**v.open("card_number", &sealed).unwrap(), b"x");
         assert!(v.seal("card_number", b"x").starts_with("v1.k2."));
+    }
+
+    #[test]
+    fn request_fingerprints_are_keyed_and_merchant_scoped() {
+        let v = vault();
+        let body = br#"{"amount":1}"#;
+        let print = v.request_fingerprint("m1", body);
+        assert_eq!(print, v.request_fingerprint("m1", body));
+        assert_eq!(print.len(), 64);
+        assert_ne!(print, sha256_hex(body));
+        assert_ne!(print, v.request_fingerprint("m2", body));
+        // Not the card-fingerprint key either.
+        assert_ne!(print, v.fingerprint("m1", r#"{"amount":1}"#));
+        let mut other = KeyRing::for_tests();
+        other.fingerprint_key = Zeroizing::new(vec![9u8; 32]);
+        assert_ne!(print, Vault::new(&other).request_fingerprint("m1", body));
     }
 
     #[test]

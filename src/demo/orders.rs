@@ -57,7 +57,9 @@ pub(super) async fn create(
                 "open the demo page first: orders belong to the browser session that placed them"
                     .into(),
         })?;
-    let Ok(c) = serde_json::from_slice::<Checkout>(&body) else {
+    // Strict first: a field twice is a 422 naming it, as on the API.
+    let value = crate::api::json::parse(&body)?;
+    let Ok(c) = serde_json::from_value::<Checkout>(value) else {
         return Err(ApiError::MalformedJson(
             "the checkout form could not be read".into(),
         ));

@@ -8,6 +8,7 @@
 mod api_bindings;
 mod api_orders;
 mod cli;
+mod contract;
 mod demo;
 mod key_lifecycle;
 mod limits;

@@ -14,6 +14,7 @@
 use super::super::error::{ApiError, ErrorBody, FieldError};
 use super::super::{auth::Merchant, AppState};
 use super::feeds::{Snapshot, StreamSlot};
+use crate::domain::OrderStatus;
 use crate::store::EventRow;
 use crate::views::OrderEvent;
 use axum::extract::{Path, State};
@@ -24,6 +25,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use utoipa::ToSchema;
 
 /// Live status of an order as Server-Sent Events: `id:` is the event's
 /// sequence number (send it back as `Last-Event-ID` to resume), `event:` the
@@ -32,10 +34,11 @@ use tokio::sync::watch;
     get, path = "/v1/orders/{id}/events", tag = "orders",
     params(
         ("id" = String, Path, description = "voicepay order id"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "Resume: only events after this id"),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^[0-9]{0,18}$", example = "2", description = "Resume: only events after this event id (empty: from the start)"),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`, with `X-Accel-Buffering: no`; each event's `data` is an OrderEvent", body = OrderEvent, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, one per status change (the schema is one event); `: keep-alive` comments between them. Sent with `X-Accel-Buffering: no`, so a proxy such as nginx passes each event on at once", body = StatusStreamEvent, content_type = "text/event-stream",
+            headers(("X-Accel-Buffering" = String, description = "Always `no`: proxies must not buffer the stream"))),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such order for this merchant", body = ErrorBody),
         (status = 422, description = "Last-Event-ID is not an event id", body = ErrorBody),
@@ -75,16 +78,34 @@ pub async fn stream(
     Ok(([("x-accel-buffering", "no")], sse).into_response())
 }
 
-/// `Last-Event-ID`: absent or empty means from the start.
+/// One event of the stream as an SSE client parses it (`id:`, `event:`,
+/// `data:` lines). Documents the stream; the events are written by [`Feed`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StatusStreamEvent {
+    /// The event's sequence number: send it back as `Last-Event-ID`.
+    #[schema(pattern = "^[0-9]+$", example = "2")]
+    id: String,
+    /// The status the order moved to (the same as `data.status`).
+    event: OrderStatus,
+    /// An `OrderEvent`, as JSON.
+    #[schema(
+        content_media_type = "application/json",
+        example = r#"{"status":"cancelled","from":"pending","detail":"merchant_cancelled","result_code":"merchant_cancelled","created":"2026-11-30T18:34:11.208Z"}"#
+    )]
+    data: String,
+}
+
+/// `Last-Event-ID`: absent or empty means from the start; otherwise 1 to 18
+/// digits (an event id), as the document's pattern says.
 fn last_event_id(headers: &HeaderMap) -> Result<i64, ApiError> {
     let Some(v) = headers.get("last-event-id").filter(|v| !v.is_empty()) else {
         return Ok(0);
     };
     v.to_str()
         .ok()
-        .map(str::trim)
+        .filter(|s| s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
         .ok_or_else(|| {
             ApiError::Validation(vec![FieldError::new(
                 "Last-Event-ID",

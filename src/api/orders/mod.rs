@@ -6,7 +6,7 @@ pub mod request;
 
 use super::error::{ApiError, ErrorBody};
 use super::{auth::Merchant, AppState};
-use crate::crypto::{random_hex, sha256_hex};
+use crate::crypto::random_hex;
 use crate::domain::{OrderStatus, ResultCode};
 use crate::store::{now_ms, IdempotencyEntry, OrderRow, StoreError};
 use crate::views::OrderView;
@@ -22,7 +22,7 @@ use request::NewOrder;
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders",
     request_body = request::CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for 24 h when the body is the same")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$", example = "order-A20261125001", description = "1-255 visible ASCII characters. Replays the first response for `orders.idempotency_ttl_secs` (24 h) when the request means the same (the same fields and values, in any order or spacing); 409 `idempotency_key_reused` with another request.")),
     responses(
         (status = 201, description = "Order created", body = OrderView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
@@ -30,9 +30,11 @@ use request::NewOrder;
         (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid fields (e.g. `notify_url` / `invalid_notify_url`: not https, or a loopback, private or otherwise internal address), or no card bound to the phone (`no_binding`)", body = ErrorBody),
-        (status = 429, description = "The merchant's order rate or the phone's daily orders are used up (`rate_limited`); `Retry-After` says when to try again", body = ErrorBody),
-        (status = 503, description = "The request took longer than `limits.request_timeout_secs` (`request_timeout`)", body = ErrorBody),
+        (status = 422, description = "Invalid fields (`invalid_request`; e.g. `notify_url` / `invalid_notify_url`: not https, or a loopback, private or otherwise internal address), a field given twice (`duplicate_field`), or no card bound to the phone (`no_binding`)", body = ErrorBody),
+        (status = 429, description = "The merchant's order rate or the phone's daily orders are used up (`rate_limited`); `Retry-After` says when to try again", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "The request took longer than `limits.request_timeout_secs` (`request_timeout`), or the node is at `limits.max_connections` (`overloaded`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
     ),
     security(("bearer" = []))
 )]
@@ -51,7 +53,11 @@ pub async fn create(
     // Before any database read: the bucket bounds what a merchant can make
     // this node read and write.
     state.limits.take_order(&merchant.id)?;
-    let request_hash = sha256_hex(&body);
+    let value = super::json::parse(&body)?;
+    // By meaning, not by bytes: key order and spacing do not change it.
+    let request_hash = state
+        .vault
+        .request_fingerprint(&merchant.id, &super::json::canonical(&value));
     let now = now_ms();
     let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
     if let Some(key) = &idem_key {
@@ -60,7 +66,7 @@ pub async fn create(
             return Ok(replay);
         }
     }
-    let new = request::parse(&body, state.settings.orders.max_amount)?;
+    let new = request::from_value(value, state.settings.orders.max_amount)?;
     if let Some(url) = &new.notify_url {
         check_notify_url(&state, url)?;
     }
@@ -319,7 +325,8 @@ fn created(id: &str, json: String) -> Response {
     resp
 }
 
-/// The stored first response when this key was used with the same body;
+/// The stored first response when this key was used with the same request
+/// (same fingerprint: same fields and values, in any order or spacing);
 /// 409 when it was used with another.
 async fn replay(
     state: &AppState,

@@ -18,36 +18,54 @@ use utoipa::ToSchema;
 #[allow(dead_code)] // documents the body; parsing is field by field below
 pub struct CreateOrderRequest {
     /// Your reference: 1-32 letters or digits, unique per merchant.
-    #[schema(example = "A20261125001")]
+    #[schema(example = "A20261125001", pattern = "^[A-Za-z0-9]{1,32}$")]
     merchant_order_id: String,
-    /// Amount in fen (¥1.00 = 100).
-    #[schema(example = 12345, minimum = 1)]
+    /// Amount in fen (¥1.00 = 100), at most `orders.max_amount`.
+    #[schema(example = 12345, minimum = 1, maximum = 100000000)]
     amount: i64,
     /// Always `CNY`.
-    #[schema(example = "CNY")]
+    #[schema(example = "CNY", pattern = "^CNY$")]
     currency: String,
+    /// Shown to the merchant, never spoken: at most 128 characters, no
+    /// control characters.
+    #[schema(
+        example = "Membership top-up",
+        max_length = 128,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     description: Option<String>,
     /// `callback` (default), `transfer` or `inbound`.
-    #[schema(example = "callback")]
+    #[schema(value_type = Option<crate::domain::Mode>, example = "callback")]
     mode: Option<String>,
     /// The cardholder's mobile number; `+86` is accepted.
-    #[schema(example = "13800138000")]
+    #[schema(example = "13800138000", pattern = r"^(\+86|0086|86)?1[3-9][0-9]{9}$")]
     phone: String,
     /// 16-19 digits, Luhn-valid. Omit (with `id_number`) for a bound payment.
-    #[schema(example = "6222000000000017")]
+    #[schema(example = "6222000000000017", pattern = "^[0-9]{16,19}$")]
     card_number: Option<String>,
-    /// 18-character PRC resident ID number.
-    #[schema(example = "11010519491231002X")]
+    /// 18-character PRC resident ID number (17 digits and a check digit or
+    /// `X`, ISO 7064 MOD 11-2, with a real birth date).
+    #[schema(example = "11010519491231002X", pattern = "^[0-9]{17}[0-9Xx]$")]
     id_number: Option<String>,
     /// Prompt language: `zh` (default) or `en`.
+    #[schema(value_type = Option<crate::domain::Language>, example = "zh")]
     language: Option<String>,
     /// Where webhooks for this order go (default: the merchant's): an https
     /// URL (http only where the operator set `webhooks.allow_http`) of a
-    /// public address. A loopback, private, link-local, CGNAT, unique-local,
+    /// public address, with a host, no credentials, at most 2048
+    /// characters. A loopback, private, link-local, CGNAT, unique-local,
     /// multicast, reserved or IPv4-mapped address, in any spelling, or
     /// `localhost`, is refused with 422 `invalid_notify_url` unless the
     /// operator listed its `host:port`; a name resolving to one is refused
-    /// when the webhook is sent (`last_error_class` `blocked_address`).
+    /// when the webhook is sent (`last_error_class` `blocked_address`). An
+    /// empty string is not a URL (422 `invalid_notify_url`); omit the field,
+    /// or send null, for the merchant's default.
+    #[schema(
+        example = "https://shop.example/voicepay/webhooks",
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^@/?#]+([/?#].*)?$"
+    )]
     notify_url: Option<String>,
     /// Also send progress webhooks (`order.calling`, `order.answered`,
     /// `order.authorizing`), not only the final one. Default false.
@@ -84,10 +102,14 @@ pub struct NewOrder {
     pub notify_progress: bool,
 }
 
-/// Parses and validates the raw body.
+/// Parses (strictly: no key twice, see [`crate::api::json`]) and validates
+/// the raw body.
 pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::MalformedJson(format!("line {} column {}", e.line(), e.column())))?;
+    from_value(crate::api::json::parse(body)?, max_amount)
+}
+
+/// Validates a body already parsed by [`crate::api::json::parse`].
+pub fn from_value(value: Value, max_amount: i64) -> Result<NewOrder, ApiError> {
     let Value::Object(obj) = value else {
         return Err(ApiError::Validation(vec![FieldError::new(
             "",
@@ -339,6 +361,15 @@ mod tests {
             r#"{"merchant_order_id":"A","amount":1,"currency":"CNY","phone":"13800138000","id_number":"11010519491231002X"}"#,
         );
         assert_eq!(got, vec![("card_number".into(), "required".into())]);
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_not_last_wins() {
+        let body = GOOD.replace("\"amount\":100,", "\"amount\":100,\"amount\":4999999,");
+        assert!(matches!(
+            parse(body.as_bytes(), 10_000_000),
+            Err(ApiError::DuplicateField(f)) if f == "amount"
+        ));
     }
 
     #[test]
