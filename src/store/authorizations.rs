@@ -12,13 +12,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn pin_tries(&self, card_fp: &str, day: &str) -> Result<i64> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT count FROM pin_tries WHERE card_fp = $1 AND day = $2")
-                .bind(card_fp)
-                .bind(day)
-                .fetch_optional(&self.write)
-                .await?;
-        Ok(n.unwrap_or(0))
+        self.day_count(DayCount::Card, card_fp, day).await
     }
 
     /// Counts the wrong secret (PIN, or expiry and CVN2) answered to
@@ -39,16 +33,7 @@ impl Store {
         now: i64,
     ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let first = sqlx::query(
-            "INSERT INTO pin_try_keys (auth_key, created_at) VALUES ($1, $2) \
-             ON CONFLICT (auth_key) DO NOTHING",
-        )
-        .bind(auth_key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let first = first_answer(&mut tx, CARD_ANSWERS, auth_key, now).await?;
         let sql = if first {
             "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (card_fp, day) DO UPDATE SET \
@@ -79,14 +64,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn phone_secret_tries(&self, phone_fp: &str, day: &str) -> Result<i64> {
-        let n: Option<i64> = sqlx::query_scalar(
-            "SELECT count FROM phone_secret_tries WHERE phone_fp = $1 AND day = $2",
-        )
-        .bind(phone_fp)
-        .bind(day)
-        .fetch_optional(&self.write)
-        .await?;
-        Ok(n.unwrap_or(0))
+        self.day_count(DayCount::Phone, phone_fp, day).await
     }
 
     /// Counts the wrong secret answered to authorization `auth_key` against
@@ -104,16 +82,7 @@ impl Store {
         now: i64,
     ) -> Result<i64> {
         let mut tx = self.write.begin().await?;
-        let first = sqlx::query(
-            "INSERT INTO phone_secret_try_keys (auth_key, created_at) VALUES ($1, $2) \
-             ON CONFLICT (auth_key) DO NOTHING",
-        )
-        .bind(auth_key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let first = first_answer(&mut tx, PHONE_ANSWERS, auth_key, now).await?;
         let step: i64 = if first { 1 } else { 0 };
         let count = sqlx::query_scalar(
             "INSERT INTO phone_secret_tries (phone_fp, day, count, updated_at) \
@@ -206,4 +175,66 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// The per-day counters of wrong tries: each a table of `(key, day, count)`
+/// (a keyed fingerprint or a normalised phone, a Shanghai `YYYY-MM-DD`).
+#[derive(Clone, Copy)]
+pub(super) enum DayCount {
+    /// Wrong secrets per card fingerprint (`pin_tries`).
+    Card,
+    /// Wrong secrets per phone fingerprint (`phone_secret_tries`).
+    Phone,
+    /// Wrong order codes per caller ID (`order_code_tries`).
+    OrderCode,
+}
+
+impl DayCount {
+    fn select(self) -> &'static str {
+        match self {
+            DayCount::Card => "SELECT count FROM pin_tries WHERE card_fp = $1 AND day = $2",
+            DayCount::Phone => {
+                "SELECT count FROM phone_secret_tries WHERE phone_fp = $1 AND day = $2"
+            }
+            DayCount::OrderCode => {
+                "SELECT count FROM order_code_tries WHERE caller = $1 AND day = $2"
+            }
+        }
+    }
+}
+
+impl Store {
+    /// The day's count of `counter` for `key`; 0 when none.
+    pub(super) async fn day_count(&self, counter: DayCount, key: &str, day: &str) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar(counter.select())
+            .bind(key)
+            .bind(day)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+}
+
+/// The authorizations whose wrong secret a card's count holds already.
+const CARD_ANSWERS: &str = "INSERT INTO pin_try_keys (auth_key, created_at) VALUES ($1, $2) \
+     ON CONFLICT (auth_key) DO NOTHING";
+/// The authorizations whose wrong secret a phone's count holds already.
+const PHONE_ANSWERS: &str = "INSERT INTO phone_secret_try_keys (auth_key, created_at) \
+     VALUES ($1, $2) ON CONFLICT (auth_key) DO NOTHING";
+
+/// Notes (with `answers`, one of the two above) that authorization
+/// `auth_key`'s answer is being counted: whether this is the first time, so
+/// that one answer recorded twice counts once.
+async fn first_answer(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    answers: &'static str,
+    auth_key: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(answers)
+        .bind(auth_key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -2,6 +2,7 @@
 //! order codes per caller ID (`inbound.wrong_codes_per_day`). The caller is
 //! its normalised phone number; a keyed code is never stored.
 
+use super::authorizations::DayCount;
 use super::{Result, Store};
 
 impl Store {
@@ -11,13 +12,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn order_code_tries(&self, caller: &str, day: &str) -> Result<i64> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT count FROM order_code_tries WHERE caller = $1 AND day = $2")
-                .bind(caller)
-                .bind(day)
-                .fetch_optional(&self.write)
-                .await?;
-        Ok(n.unwrap_or(0))
+        self.day_count(DayCount::OrderCode, caller, day).await
     }
 
     /// Counts one wrong order code keyed from `caller` on `day` and returns

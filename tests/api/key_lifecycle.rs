@@ -3,6 +3,7 @@
 //! against the daemon's database) and as the merchant then sees it: the API
 //! answers, the calls started, and the webhooks' signatures.
 
+use crate::operator_cli as cli;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,26 +13,6 @@ use voicepay::notify::Notifier;
 use voicepay::store::{now_ms, Store};
 use voicepay_testkit::receiver::{verify, Receiver};
 use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, wait_until, Db, TestApp};
-
-/// `voicepay ARGS` against the app's database and keys; asserts success.
-async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicepay"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("VOICEPAY__DATABASE__URL", &app.settings.database.url)
-        .env("VOICEPAY__CRYPTO__KEY_FILE", &app.settings.crypto.key_file)
-        .args(args);
-    let out = c.output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "voicepay {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 async fn cli_json(app: &TestApp, args: &[&str]) -> Value {
     serde_json::from_slice(&cli(app, args).await.stdout).unwrap()

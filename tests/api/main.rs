@@ -19,3 +19,27 @@ mod store_inbound;
 mod store_lifecycle;
 mod webhook_targets;
 mod webhooks;
+
+/// `voicepay ARGS` against `app`'s database and keys, as an operator runs
+/// it next to a running daemon; asserts success.
+pub(crate) async fn operator_cli(
+    app: &voicepay_testkit::TestApp,
+    args: &[&str],
+) -> std::process::Output {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
+            c.env_remove(k);
+        }
+    }
+    c.env("VOICEPAY__DATABASE__URL", &app.settings.database.url)
+        .env("VOICEPAY__CRYPTO__KEY_FILE", &app.settings.crypto.key_file)
+        .args(args);
+    let out = c.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "voicepay {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -4,6 +4,7 @@
 //! retry schedule is checked with the worker on a fake clock, against the
 //! due times recorded in the database, never against wall time.
 
+use crate::operator_cli as cli;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,26 +108,6 @@ fn schedule(s: &mut Settings) {
     s.webhooks.retry_max_ms = 3_600_000;
     s.webhooks.retry_jitter = 0.0;
     s.webhooks.max_age_secs = 86_400;
-}
-
-/// `voicepay ARGS` against the app's database, as an operator runs it.
-async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_voicepay"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("VOICEPAY__DATABASE__URL", &app.settings.database.url)
-        .env("VOICEPAY__CRYPTO__KEY_FILE", &app.settings.crypto.key_file)
-        .args(args);
-    let out = c.output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "voicepay {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 on_both_stores!(
