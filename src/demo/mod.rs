@@ -123,14 +123,17 @@ async fn page(
         .replace("/*{{CARDS}}*/[]", &cards::json());
     let mut resp = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     let h = resp.headers_mut();
-    // Nothing from elsewhere: the page is self-contained, and says so.
+    // Nothing from elsewhere: the page is self-contained, and says so; and
+    // no other site may frame it (a click-jacked "Pay").
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
-             connect-src 'self'; img-src data:; form-action 'none'; base-uri 'none'",
+             connect-src 'self'; img-src data:; form-action 'none'; base-uri 'none'; \
+             frame-ancestors 'none'",
         ),
     );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,

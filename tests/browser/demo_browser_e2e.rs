@@ -349,7 +349,7 @@ async fn a_wrong_pin_shows_the_failure_reason_in_words() {
     b.close().await;
     assert_eq!(in_zh["title"], "支付失败", "{in_zh}");
     assert_eq!(
-        in_zh["reason"], "今日密码错误次数过多，该卡今日已暂停密码支付，请明天再试。",
+        in_zh["reason"], "今日密码或卡片信息错误次数过多，该卡今日已暂停语音支付，请明天再试。",
         "{in_zh}"
     );
 
@@ -357,7 +357,7 @@ async fn a_wrong_pin_shows_the_failure_reason_in_words() {
     assert_eq!(shown.title, "Payment failed", "{shown:?}");
     assert_eq!(
         shown.reason,
-        "Too many wrong PINs today: PIN payments with this card are locked until tomorrow.",
+        "Too many wrong PINs or card details today: payments by phone with this card are locked until tomorrow.",
         "{shown:?}"
     );
     assert!(shown.steps.contains(&"fail".to_string()), "{shown:?}");
@@ -468,6 +468,8 @@ async fn the_page_is_self_contained_and_holds_no_key() {
         .unwrap()
         .to_string();
     assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
     let page = res.text().await.unwrap();
     assert!(!page.contains(&key), "the API key is in the page");
     assert!(!page.contains("vpk_"), "an API key is in the page");
