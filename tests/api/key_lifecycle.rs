@@ -11,7 +11,7 @@ use voicepay::clock::FakeClock;
 use voicepay::crypto::{sha256_hex, KeyRing, Vault};
 use voicepay::notify::Notifier;
 use voicepay::store::{now_ms, Store};
-use voicepay_testkit::receiver::{verify, Receiver};
+use voicepay_testkit::receiver::{spawn_app_with_receiver, verify};
 use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, wait_until, Db, TestApp};
 
 async fn cli_json(app: &TestApp, args: &[&str]) -> Value {
@@ -199,13 +199,7 @@ async fn rotate_key_honours_the_overlap_and_only_the_overlap(db: Db) {
 }
 
 async fn a_disabled_merchant_is_refused_and_nothing_is_stored_called_or_sent(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(mut app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((mut app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     let due_call = new_order(&app, &app.api_key, "D1", json!({})).await;
@@ -295,13 +289,7 @@ fn v1s(header: &str) -> Vec<&str> {
 }
 
 async fn a_rotated_webhook_secret_signs_twice_during_its_overlap_then_once(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     let old = app.webhook_secret.clone();

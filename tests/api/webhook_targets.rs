@@ -15,7 +15,7 @@ use voicepay::config::Settings;
 use voicepay::crypto::{KeyRing, Vault};
 use voicepay::notify::Notifier;
 use voicepay::store::{now_ms, Store};
-use voicepay_testkit::receiver::Receiver;
+use voicepay_testkit::receiver::{spawn_app_with_receiver, Receiver};
 use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, Db, TestApp};
 
 on_both_stores!(
@@ -432,13 +432,7 @@ async fn the_allow_list_lets_the_listed_receiver_through_and_nothing_else(db: Db
 
 async fn a_tls_failure_is_told_as_tls_error(db: Db) {
     // https to a listed receiver that speaks plain http: the handshake fails.
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     let url = rx.url.replace("http://", "https://");

@@ -14,7 +14,7 @@ use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::notify::Notifier;
 use voicepay::store::{now_ms, Store, Transition};
-use voicepay_testkit::receiver::{verify, Receiver, Reply};
+use voicepay_testkit::receiver::{spawn_app_with_receiver, verify, Receiver, Reply};
 use voicepay_testkit::{on_both_stores, order_body, spawn_app_with, wait_until, Db, TestApp};
 
 // ---------------------------------------------------------------------------
@@ -129,13 +129,7 @@ on_both_stores!(
 // ---------------------------------------------------------------------------
 
 async fn a_cancelled_order_sends_one_signed_masked_event(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        fast(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, fast).await else {
         return;
     };
     let id = order(&app, "W1", json!({"notify_url": rx.url})).await;
@@ -372,10 +366,8 @@ async fn final_events_always_progress_events_on_request(db: Db) {
 }
 
 async fn an_expired_order_sends_order_expired(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
+    let Some((app, rx)) = spawn_app_with_receiver(db, |s| {
         fast(s);
-        rx.allow(s);
         s.orders.sweep_interval_secs = 1;
     })
     .await
@@ -444,10 +436,8 @@ async fn a_receiver_that_was_down_gets_the_event_once(db: Db) {
 }
 
 async fn a_restart_between_attempts_still_delivers(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(mut app) = spawn_app_with(db, |s| {
+    let Some((mut app, rx)) = spawn_app_with_receiver(db, |s| {
         fast(s);
-        rx.allow(s);
         // Long enough that the retry falls after the restart.
         s.webhooks.retry_initial_ms = 2000;
         s.webhooks.retry_max_ms = 2000;
@@ -502,13 +492,7 @@ async fn a_restart_between_attempts_still_delivers(db: Db) {
 }
 
 async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     rx.reply(Reply::Status(500));
@@ -575,10 +559,8 @@ async fn a_failed_attempt_is_retried_on_the_configured_schedule(db: Db) {
 
 async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
     let elsewhere = Receiver::start().await;
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
+    let Some((app, rx)) = spawn_app_with_receiver(db, |s| {
         quiet(s);
-        rx.allow(s);
         elsewhere.allow(s);
     })
     .await
@@ -604,13 +586,7 @@ async fn a_redirect_is_not_followed_and_counts_as_a_failure(db: Db) {
 }
 
 async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     for _ in 0..2 {
@@ -693,13 +669,7 @@ async fn after_the_window_the_event_fails_and_redeliver_sends_it(db: Db) {
 /// of attempts already made; an event a node is sending right now cannot
 /// be redelivered (409 over the API, an error from the CLI).
 async fn redeliver_starts_the_schedule_over_and_waits_for_a_send_in_flight(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     for _ in 0..10 {
@@ -874,13 +844,7 @@ async fn the_openapi_document_describes_webhooks(db: Db) {
 }
 
 async fn a_lease_keeps_other_nodes_off_until_it_runs_out(db: Db) {
-    let rx = Receiver::start().await;
-    let Some(app) = spawn_app_with(db, |s| {
-        quiet(s);
-        rx.allow(s);
-    })
-    .await
-    else {
+    let Some((app, rx)) = spawn_app_with_receiver(db, quiet).await else {
         return;
     };
     let id = order(&app, "K1", json!({"notify_url": rx.url})).await;

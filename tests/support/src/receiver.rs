@@ -83,6 +83,22 @@ pub struct Receiver {
     hold: Option<Arc<tokio::sync::Semaphore>>,
 }
 
+/// A receiver and an app whose allow-list lets webhooks reach it (started
+/// first, so that its address can be listed); `tweak` changes the rest of
+/// the settings. `None` where [`crate::spawn_app_with`] skips.
+pub async fn spawn_app_with_receiver(
+    db: crate::Db,
+    tweak: impl FnOnce(&mut voicepay::config::Settings),
+) -> Option<(crate::TestApp, Receiver)> {
+    let rx = Receiver::start().await;
+    let app = crate::spawn_app_with(db, |s| {
+        tweak(s);
+        rx.allow(s);
+    })
+    .await?;
+    Some((app, rx))
+}
+
 impl Receiver {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
