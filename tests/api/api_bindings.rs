@@ -5,7 +5,6 @@
 //! it is created through the store from a paid order's row.)
 
 use serde_json::Value;
-use voicepay::store::{NewBinding, Store};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 const PHONE: &str = "13800138000";
@@ -20,29 +19,7 @@ async fn bind(app: &TestApp, merchant_order_id: &str) -> String {
     let resp = app.create_order(&order_body(merchant_order_id)).await;
     assert_eq!(resp.status(), 201);
     let id = json_of(resp).await["id"].as_str().unwrap().to_owned();
-    let store = Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
-        .await
-        .expect("store");
-    let o = store.order(&id).await.unwrap().unwrap();
-    let binding_id = format!("bnd_{}", voicepay::crypto::random_hex(12));
-    let created = store
-        .bind_card_if_unbound(&NewBinding {
-            id: &binding_id,
-            merchant_id: &o.merchant_id,
-            phone: &o.phone,
-            card_enc: &o.card_enc,
-            card_masked: &o.card_masked,
-            card_type: o.card_type,
-            card_fp: &o.card_fp,
-            id_enc: &o.id_enc,
-            id_masked: &o.id_masked,
-            created_at: voicepay::store::now_ms(),
-        })
-        .await
-        .unwrap();
-    assert!(created);
-    store.close().await;
-    binding_id
+    app.bind_order_card(&id).await
 }
 
 fn phone_only(merchant_order_id: &str) -> Value {

@@ -8,7 +8,6 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use voicepay::store::{NewBinding, Store};
 use voicepay_testkit::demo::DemoSession;
 use voicepay_testkit::{on_both_stores, spawn_app_with, Db, TestApp};
 
@@ -369,27 +368,7 @@ async fn pay_and_bind(app: &TestApp, id: &str) {
         .execute(&app.pool)
         .await
         .unwrap();
-    let store = Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
-        .await
-        .unwrap();
-    let o = store.order(id).await.unwrap().unwrap();
-    let binding_id = format!("bnd_{}", voicepay::crypto::random_hex(12));
-    store
-        .bind_card_if_unbound(&NewBinding {
-            id: &binding_id,
-            merchant_id: &o.merchant_id,
-            phone: &o.phone,
-            card_enc: &o.card_enc,
-            card_masked: &o.card_masked,
-            card_type: o.card_type,
-            card_fp: &o.card_fp,
-            id_enc: &o.id_enc,
-            id_masked: &o.id_masked,
-            created_at: voicepay::store::now_ms(),
-        })
-        .await
-        .unwrap();
-    store.close().await;
+    app.bind_order_card(id).await;
 }
 
 /// A phone-only payment: the session that paid from the phone with the

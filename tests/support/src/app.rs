@@ -135,6 +135,40 @@ pub async fn spawn_app_with(db: Db, tweak: impl FnOnce(&mut Settings)) -> Option
 }
 
 impl TestApp {
+    /// Binds order `order_id`'s phone to its card, as the matcher does after
+    /// a first success (the matcher's own tests show that path), and returns
+    /// the binding id. Asserts the phone had no binding.
+    pub async fn bind_order_card(&self, order_id: &str) -> String {
+        use voicepay::store::{NewBinding, Store};
+        let store = Store::connect(
+            &self.settings.database.url,
+            1,
+            voicepay::views::webhook_body,
+        )
+        .await
+        .expect("store");
+        let o = store.order(order_id).await.unwrap().expect("order");
+        let binding_id = format!("bnd_{}", voicepay::crypto::random_hex(12));
+        let created = store
+            .bind_card_if_unbound(&NewBinding {
+                id: &binding_id,
+                merchant_id: &o.merchant_id,
+                phone: &o.phone,
+                card_enc: &o.card_enc,
+                card_masked: &o.card_masked,
+                card_type: o.card_type,
+                card_fp: &o.card_fp,
+                id_enc: &o.id_enc,
+                id_masked: &o.id_masked,
+                created_at: voicepay::store::now_ms(),
+            })
+            .await
+            .unwrap();
+        assert!(created, "the phone was bound already");
+        store.close().await;
+        binding_id
+    }
+
     /// Stops the daemon (graceful shutdown, waited for) and starts a new one
     /// on the same database, keys and settings, on a new port.
     pub async fn restart(&mut self) {
