@@ -127,6 +127,19 @@ async fn event(app: &TestApp, order_id: &str) -> (String, i64, Option<String>) {
 }
 
 /// The merchant's view of its one event.
+/// The order's event was attempted once, refused as `blocked_address` and
+/// left pending, and no connection reached `listener`.
+async fn assert_blocked_unreached(app: &TestApp, order_id: &str, listener: &TcpListener) {
+    assert_eq!(
+        event(app, order_id).await,
+        ("pending".into(), 1, Some("blocked_address".into()))
+    );
+    assert!(
+        !reached(listener),
+        "a connection reached the local listener"
+    );
+}
+
 async fn merchant_view(app: &TestApp, key: &str) -> Value {
     let list: Value = app.get_json("/v1/webhooks/events", key).await;
     let events = list["events"].as_array().unwrap();
@@ -288,14 +301,7 @@ async fn a_name_resolving_to_loopback_is_blocked_at_connect_time_and_on_redelive
     };
     let w = loopback().await;
     assert_eq!(w.run_once().await.unwrap(), 1);
-    assert_eq!(
-        event(&app, &id).await,
-        ("pending".into(), 1, Some("blocked_address".into()))
-    );
-    assert!(
-        !reached(&listener),
-        "a connection reached the local listener"
-    );
+    assert_blocked_unreached(&app, &id, &listener).await;
     let view = merchant_view(&app, &app.api_key).await;
     assert_eq!(view["last_error_class"], "blocked_address", "{view}");
     assert!(view.get("last_error").is_none(), "raw error shown: {view}");
@@ -347,14 +353,7 @@ async fn localhost_as_a_merchants_default_url_is_blocked_at_connect_time(db: Db)
     let id = cancelled_order(&app, &m.api_key, "L1", None).await;
     let w = Arc::new(worker(&app, |_| {}).await);
     assert_eq!(w.run_once().await.unwrap(), 1);
-    assert_eq!(
-        event(&app, &id).await,
-        ("pending".into(), 1, Some("blocked_address".into()))
-    );
-    assert!(
-        !reached(&listener),
-        "a connection reached the local listener"
-    );
+    assert_blocked_unreached(&app, &id, &listener).await;
     let view = merchant_view(&app, &m.api_key).await;
     assert_eq!(view["last_error_class"], "blocked_address", "{view}");
 }
@@ -375,11 +374,7 @@ async fn a_literal_address_is_checked_again_at_connect_time(db: Db) {
     let id = cancelled_order(&app, &app.api_key, "C1", Some(&url)).await;
     let w = Arc::new(worker(&app, |s| s.webhooks.allowed_private_targets.clear()).await);
     assert_eq!(w.run_once().await.unwrap(), 1);
-    assert_eq!(
-        event(&app, &id).await,
-        ("pending".into(), 1, Some("blocked_address".into()))
-    );
-    assert!(!reached(&listener));
+    assert_blocked_unreached(&app, &id, &listener).await;
 
     let path = format!(
         "/v1/webhooks/events/{}/redeliver",
