@@ -168,17 +168,167 @@ async fn carrier_debit_pin_pays_over_the_trunk() {
     .await;
     out.sipp.assert_ok();
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
+    // The 1 comes 1.5 s into the 3.9 s welcome: the confirmation that
+    // follows it in the same playback never starts (barge-in).
+    assert_eq!(out.prompts, PAID, "{:#}", out.view);
+}
+
+/// The prompts of a call that confirms during the welcome and pays.
+const PAID: [&str; 5] = [
+    "voicepay/welcome",
+    "voicepay/enter-pin",
+    "voicepay/please-wait",
+    "voicepay/success",
+    "voicepay/goodbye",
+];
+
+#[tokio::test]
+async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
+    let Some(c) = carrier().await else { return };
+    let out = callback(
+        &c,
+        VIA_DIALPLAN,
+        1,
+        CREDIT,
+        answering("Ww1WW1230WW123"),
+        Some("Local/{phone}@voicepay-callback"),
+    )
+    .await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "succeeded", "approved", &["answered"]);
     assert_eq!(
         out.prompts,
         [
             "voicepay/welcome",
-            "voicepay/confirm",
-            "voicepay/enter-pin",
+            "voicepay/enter-expiry",
+            "voicepay/enter-cvn2",
             "voicepay/please-wait",
-            "voicepay/payment-approved",
+            "voicepay/success",
             "voicepay/goodbye",
         ],
         "{:#}",
         out.view
     );
+}
+
+#[tokio::test]
+async fn carrier_caller_presses_2_to_cancel() {
+    let Some(c) = carrier().await else { return };
+    let out = callback(&c, TRUNK, 1, DEBIT, answering("Ww2"), None).await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "failed", "caller_cancelled", &["answered"]);
+}
+
+#[tokio::test]
+async fn carrier_wrong_pin_then_right_pin_in_one_call() {
+    let Some(c) = carrier().await else { return };
+    // The right PIN 8 s after the wrong one: after the bank's answer and
+    // while "wrong PIN, N tries left, enter your PIN" plays.
+    let out = callback(
+        &c,
+        TRUNK,
+        1,
+        DEBIT,
+        answering("Ww1WW111111WWWWWWWW805137"),
+        None,
+    )
+    .await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "succeeded", "approved", &["answered"]);
+    let details = out.app.event_details(out.view["id"].as_str().unwrap()).await;
+    let wrong = details.iter().filter(|d| *d == "wrong secret").count();
+    assert_eq!(wrong, 1, "one wrong PIN, then the right one: {details:?}");
+}
+
+#[tokio::test]
+async fn carrier_no_answer_is_retried_then_fails() {
+    let Some(c) = carrier().await else { return };
+    // SIPp rings and never answers; each attempt ends at the 4 s ring timeout.
+    let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
+    let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "failed", "no_answer", &["no_answer", "no_answer"]);
+}
+
+#[tokio::test]
+async fn carrier_busy_fails_the_order() {
+    let Some(c) = carrier().await else { return };
+    let out = callback(&c, TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "failed", "busy", &["busy"]);
+}
+
+#[tokio::test]
+async fn carrier_caller_hangs_up_mid_pin() {
+    let Some(c) = carrier().await else { return };
+    // Half a PIN, then SIPp sends BYE (6 s after the answer).
+    let keys = KeyPresses::parse("w1WW805").expect("keys");
+    let sipp = Sipp::uas("uas_hangup.xml").keys(keys);
+    let out = callback(&c, TRUNK, 1, DEBIT, sipp, None).await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "failed", "caller_hung_up", &["answered"]);
+}
+
+#[tokio::test]
+async fn carrier_early_media_before_the_answer_still_pays() {
+    let Some(c) = carrier().await else { return };
+    let keys = KeyPresses::parse("Ww1WW805137").expect("keys");
+    let sipp = Sipp::uas("uas_early_media.xml").keys(keys);
+    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
+    out.sipp.assert_ok();
+    assert_final(&out.view, "succeeded", "approved", &["answered"]);
+    // Nothing is played before the 200: the 183's early media is the carrier's.
+    assert_eq!(out.prompts, PAID, "{:#}", out.view);
+}
+
+#[tokio::test]
+async fn carrier_inbound_call_to_the_access_number_pays() {
+    let Some(c) = carrier().await else { return };
+    // The access number's dialplan runs Stasis(${VOICEPAY_APP}) with the
+    // global app name, so this daemon takes that name (carrier tests take
+    // turns, and no other test registers it).
+    let app_name = c.lab.voicepay_app().to_string();
+    let app = spawn_app_with(Db::Sqlite, |s| {
+        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.app = app_name;
+        s.ivr.first_digit_timeout_secs = 3;
+        s.ivr.inter_digit_timeout_secs = 3;
+    })
+    .await
+    .expect("sqlite app");
+    let ready = app.url("/readyz");
+    voicepay_testkit::wait_until(
+        Duration::from_secs(15),
+        "the daemon never connected to ARI",
+        async || match reqwest::get(&ready).await {
+            Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["ari"] == "connected"),
+            Err(_) => false,
+        },
+    )
+    .await;
+    let phone = phone();
+    let created = order(&app, &phone, DEBIT, "inbound").await;
+    let id = created["id"].as_str().expect("id");
+    let code = created["order_code"].as_str().expect("order_code");
+    let recorder = PromptRecorder::start(&c.lab, "PJSIP/carrier-")
+        .await
+        .expect("recorder");
+    // The order code during "key your order code" (8 digits end it), the 1
+    // during the welcome, then the PIN; the network's form of the number
+    // (+86) in From and P-Asserted-Identity.
+    let keys = KeyPresses::parse(&format!("WW{code}WWW1WW805137")).expect("keys");
+    let run = Sipp::uac("uac_inbound.xml", "95516")
+        .set("caller", &format!("+86{phone}"))
+        .keys(keys)
+        .spawn()
+        .expect("sipp");
+    let v = app.final_view(id, Duration::from_secs(90)).await;
+    run.finish(Duration::from_secs(30)).await.assert_ok();
+    let prompts = recorder.prompts(Duration::from_secs(10)).await.expect("prompts");
+    assert_final(&v, "succeeded", "approved", &["answered"]);
+    let mut expected = vec!["voicepay/key-order-code"];
+    expected.extend(PAID);
+    assert_eq!(prompts, expected, "{v:#}");
 }

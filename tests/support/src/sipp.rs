@@ -97,6 +97,7 @@ pub struct Sipp {
     vars: Vec<(String, String)>,
     keys: Option<KeyPresses>,
     timeout: Duration,
+    calls: u32,
 }
 
 impl Sipp {
@@ -109,6 +110,7 @@ impl Sipp {
             vars: Vec::new(),
             keys: None,
             timeout: Duration::from_secs(90),
+            calls: 1,
         }
     }
 
@@ -141,7 +143,14 @@ impl Sipp {
         self
     }
 
-    /// Starts SIPp for one call (`-m 1`) in a temporary folder of its own.
+    /// How many calls SIPp takes (or places) before it ends (`-m`, default
+    /// 1): a retried callback rings the carrier once per attempt.
+    pub fn calls(mut self, n: u32) -> Sipp {
+        self.calls = n.max(1);
+        self
+    }
+
+    /// Starts SIPp for [`Sipp::calls`] calls in a temporary folder of its own.
     /// The process is killed when the returned [`Running`] is dropped.
     pub fn spawn(self) -> Result<Running> {
         if !self.scenario.is_file() {
@@ -159,7 +168,9 @@ impl Sipp {
             .arg(&self.scenario)
             .args(["-i", CARRIER_IP, "-p", &CARRIER_SIP_PORT.to_string()])
             .args(["-mi", CARRIER_IP, "-mp", &CARRIER_MEDIA_PORT.to_string()])
-            .args(["-m", "1", "-nostdin", "-timeout_error"])
+            .arg("-m")
+            .arg(self.calls.to_string())
+            .args(["-nostdin", "-timeout_error"])
             .arg("-timeout")
             .arg(format!("{}s", self.timeout.as_secs().max(1)))
             .args(["-trace_err", "-error_file"])
@@ -427,9 +438,12 @@ fn frame(payload: &[u8], ip_id: u16) -> Vec<u8> {
 /// The prompts the daemon plays on the calls of one test, as Asterisk
 /// reports them: a Stasis app of the test's own, connected with
 /// `subscribeAll=true` (an app subscribed to everything receives every
-/// channel's `PlaybackStarted` and `PlaybackContinuing`, whichever app
+/// channel's `PlaybackStarted`, whichever app
 /// started the playback), keeping those of channels whose name starts with
 /// a prefix (e.g. `PJSIP/carrier-`; carrier tests run one at a time).
+/// Asterisk 22 sends one `PlaybackStarted` per media of a playback's list
+/// (a stopped list starts no further media), so the recording is the
+/// prompts the caller actually began to hear.
 pub struct PromptRecorder {
     app: App,
     prefix: String,
@@ -460,7 +474,9 @@ impl PromptRecorder {
             return;
         }
         match ev["type"].as_str().unwrap_or_default() {
-            "PlaybackStarted" | "PlaybackContinuing" => {
+            // Asterisk 22 sends PlaybackStarted for each media of a list (a
+            // PlaybackContinuing names the one that ended): one per prompt.
+            "PlaybackStarted" => {
                 if let Some(uri) = ev["playback"]["media_uri"].as_str() {
                     self.prompts.push(uri.trim_start_matches("sound:").to_string());
                 }
