@@ -135,8 +135,10 @@ async fn callback(
         .as_str()
         .expect("order id")
         .to_string();
-    let view = app.final_view(&id, Duration::from_secs(90)).await;
-    let sipp = run.finish(Duration::from_secs(30)).await;
+    // SIPp ends with the call (or at once when the call goes wrong: its
+    // logs then say why); the order is final by then.
+    let sipp = run.finish(Duration::from_secs(90)).await;
+    let view = app.final_view(&id, Duration::from_secs(30)).await;
     let prompts = match recorder {
         Some(r) => r.prompts(Duration::from_secs(10)).await.expect("prompts"),
         None => Vec::new(),
@@ -324,8 +326,8 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         .keys(keys)
         .spawn()
         .expect("sipp");
-    let v = app.final_view(id, Duration::from_secs(90)).await;
-    run.finish(Duration::from_secs(30)).await.assert_ok();
+    run.finish(Duration::from_secs(90)).await.assert_ok();
+    let v = app.final_view(id, Duration::from_secs(30)).await;
     let prompts = recorder.prompts(Duration::from_secs(10)).await.expect("prompts");
     assert_final(&v, "succeeded", "approved", &["answered"]);
     let mut expected = vec!["voicepay/key-order-code"];
