@@ -126,7 +126,11 @@ async fn callback(
     let recorder = match record {
         Some(prefix) => {
             let prefix = prefix.replace("{phone}", &phone);
-            Some(PromptRecorder::start(&c.lab, &prefix).await.expect("recorder"))
+            Some(
+                PromptRecorder::start(&c.lab, &prefix)
+                    .await
+                    .expect("recorder"),
+            )
         }
         None => None,
     };
@@ -237,7 +241,10 @@ async fn carrier_wrong_pin_then_right_pin_in_one_call() {
     .await;
     out.sipp.assert_ok();
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
-    let details = out.app.event_details(out.view["id"].as_str().unwrap()).await;
+    let details = out
+        .app
+        .event_details(out.view["id"].as_str().unwrap())
+        .await;
     let wrong = details.iter().filter(|d| *d == "wrong secret").count();
     assert_eq!(wrong, 1, "one wrong PIN, then the right one: {details:?}");
 }
@@ -249,7 +256,12 @@ async fn carrier_no_answer_is_retried_then_fails() {
     let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
     let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
     out.sipp.assert_ok();
-    assert_final(&out.view, "failed", "no_answer", &["no_answer", "no_answer"]);
+    assert_final(
+        &out.view,
+        "failed",
+        "no_answer",
+        &["no_answer", "no_answer"],
+    );
 }
 
 #[tokio::test]
@@ -305,7 +317,10 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         Duration::from_secs(15),
         "the daemon never connected to ARI",
         async || match reqwest::get(&ready).await {
-            Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["ari"] == "connected"),
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v["ari"] == "connected"),
             Err(_) => false,
         },
     )
@@ -328,9 +343,37 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         .expect("sipp");
     run.finish(Duration::from_secs(90)).await.assert_ok();
     let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder.prompts(Duration::from_secs(10)).await.expect("prompts");
+    let prompts = recorder
+        .prompts(Duration::from_secs(10))
+        .await
+        .expect("prompts");
     assert_final(&v, "succeeded", "approved", &["answered"]);
     let mut expected = vec!["voicepay/key-order-code"];
     expected.extend(PAID);
     assert_eq!(prompts, expected, "{v:#}");
+}
+
+/// Issue #12, fault 1: a relay re-stamps the end packets of the PIN's `8`,
+/// and Asterisk reports it twice; the cardholder pressed 805137 once and
+/// must pay, with no wrong PIN counted against the card. Fails without
+/// `ivr.dtmf_repeat_guard_ms` (the daemon then submits 880513).
+#[tokio::test]
+async fn carrier_relay_restamped_key_press_counts_once() {
+    let Some(c) = carrier().await else { return };
+    let keys = KeyPresses::parse("Ww1WW805137")
+        .expect("keys")
+        .restamped_ends_of('8');
+    let sipp = Sipp::uas("uas_answer.xml").keys(keys);
+    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
+    out.sipp.assert_ok();
+    let details = out
+        .app
+        .event_details(out.view["id"].as_str().unwrap())
+        .await;
+    assert!(
+        !details.iter().any(|d| d == "wrong secret"),
+        "a repeated end packet cost the card a PIN try: {details:?}"
+    );
+    assert_final(&out.view, "succeeded", "approved", &["answered"]);
+    assert_eq!(out.prompts, PAID, "{:#}", out.view);
 }

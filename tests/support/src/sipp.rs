@@ -48,7 +48,8 @@ pub const CARRIER_SIP_PORT: u16 = 5060;
 pub const CARRIER_MEDIA_PORT: u16 = 16000;
 /// Where SIPp keeps the recording of [`Sipp::keys`], relative to its folder.
 pub const KEYS_PCAP: &str = "keys.pcap";
-/// Debian's speech-like G.711 A-law recording (package `sip-tester`).
+/// Debian's speech-like G.711 A-law recording (package `sip-tester`),
+/// about 7 s long.
 pub const SPEECH_PCAP: &str = "/usr/share/sip-tester/g711a.pcap";
 
 static CARRIER: Mutex<()> = Mutex::const_new(());
@@ -125,7 +126,16 @@ impl Sipp {
         }
     }
 
-    /// A scenario variable, `[$name]` in the XML (`-set name value`).
+    /// A machine answers (issue #12, fault 5): `uas_speech.xml` answers
+    /// with PCMA, plays [`SPEECH_PCAP`] (about 7 s of speech-like audio),
+    /// keys nothing and waits for Asterisk's BYE; one call per attempt, so
+    /// give [`Sipp::calls`] the daemon's `telephony.max_attempts`.
+    pub fn answering_machine() -> Sipp {
+        Sipp::uas("uas_speech.xml")
+    }
+
+    /// A scenario variable, `[$name]` in the XML (`-set name value`); the
+    /// scenario declares it with `<Global variables="name"/>`.
     pub fn set(mut self, name: &str, value: &str) -> Sipp {
         self.vars.push((name.to_string(), value.to_string()));
         self
@@ -215,7 +225,10 @@ impl Running {
             Ok(Err(e)) => (None, format!("waiting for sipp: {e}\n")),
             Err(_) => {
                 let _ = self.child.kill().await;
-                (None, format!("sipp still running after {within:?}: killed\n"))
+                (
+                    None,
+                    format!("sipp still running after {within:?}: killed\n"),
+                )
             }
         };
         let mut stderr = String::new();
@@ -276,7 +289,9 @@ impl SippResult {
 #[derive(Clone, Debug)]
 pub struct KeyPresses {
     steps: Vec<Step>,
-    restamped_ends: bool,
+    /// The RFC 4733 events (0-9, 10 = `*`, 11 = `#`) whose presses a
+    /// re-stamping relay mangles.
+    restamped: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -316,16 +331,28 @@ impl KeyPresses {
         }
         Ok(KeyPresses {
             steps,
-            restamped_ends: false,
+            restamped: Vec::new(),
         })
     }
 
-    /// The relay fault of issue #12 (fault 1): the 2nd and 3rd end packets
-    /// of every press carry a new RTP timestamp and sequence numbers, as a
-    /// relay that re-stamps packets sends them; Asterisk 22 then reports
-    /// such a press twice.
+    /// The relay fault of issue #12 (fault 1) on every press: the 2nd and
+    /// 3rd end packets carry a new RTP timestamp (and, like every packet,
+    /// their own sequence numbers), as a relay that re-stamps packets sends
+    /// them; Asterisk 22.10 then reports such a press twice.
     pub fn restamped_ends(mut self) -> KeyPresses {
-        self.restamped_ends = true;
+        self.restamped = (0..12).collect();
+        self
+    }
+
+    /// [`KeyPresses::restamped_ends`] for the presses of `key` only (e.g.
+    /// `'8'` in PIN 805137: Asterisk reports 8, 8, 0, 5, 1, 3, 7).
+    pub fn restamped_ends_of(mut self, key: char) -> KeyPresses {
+        let event = match key {
+            '*' => 10,
+            '#' => 11,
+            d => d.to_digit(10).map_or(u8::MAX, |d| d as u8),
+        };
+        self.restamped.push(event);
         self
     }
 
@@ -355,18 +382,30 @@ impl KeyPresses {
                     for i in 0..updates {
                         let dur = (i * PACKET_MS * 8) as u16;
                         let [d0, d1] = dur.to_be_bytes();
-                        push(now_ms + i * PACKET_MS, &mut seq, i == 0, ts, [event, 10, d0, d1]);
+                        push(
+                            now_ms + i * PACKET_MS,
+                            &mut seq,
+                            i == 0,
+                            ts,
+                            [event, 10, d0, d1],
+                        );
                     }
                     let end_at = now_ms + Self::TONE_MS;
                     let [d0, d1] = ((Self::TONE_MS * 8) as u16).to_be_bytes();
                     for i in 0..3u32 {
                         // A re-stamping relay: ends 2 and 3 look like a new event.
-                        let ts = if self.restamped_ends && i > 0 {
+                        let ts = if i > 0 && self.restamped.contains(&event) {
                             ts + Self::TONE_MS * 8
                         } else {
                             ts
                         };
-                        push(end_at + i * 2, &mut seq, false, ts, [event, 0x80 | 10, d0, d1]);
+                        push(
+                            end_at + i * 2,
+                            &mut seq,
+                            false,
+                            ts,
+                            [event, 0x80 | 10, d0, d1],
+                        );
                     }
                     now_ms = end_at + Self::GAP_MS;
                 }
@@ -478,7 +517,8 @@ impl PromptRecorder {
             // PlaybackContinuing names the one that ended): one per prompt.
             "PlaybackStarted" => {
                 if let Some(uri) = ev["playback"]["media_uri"].as_str() {
-                    self.prompts.push(uri.trim_start_matches("sound:").to_string());
+                    self.prompts
+                        .push(uri.trim_start_matches("sound:").to_string());
                 }
             }
             "ChannelDestroyed" => self.destroyed.push(id),
@@ -540,6 +580,17 @@ mod tests {
         assert_eq!(ts(&relay[8]), ts(&plain[8]));
         assert_ne!(ts(&relay[9]), ts(&relay[8]));
         assert_eq!(ts(&relay[9]), ts(&relay[10]));
+    }
+
+    #[test]
+    fn only_the_chosen_key_is_restamped() {
+        let p = KeyPresses::parse("80")
+            .unwrap()
+            .restamped_ends_of('8')
+            .packets();
+        let ts = |p: &Packet| u32::from_be_bytes([p.rtp[4], p.rtp[5], p.rtp[6], p.rtp[7]]);
+        assert_ne!(ts(&p[9]), ts(&p[8]), "the 8's 2nd end packet");
+        assert_eq!(ts(&p[20]), ts(&p[19]), "the 0's end packets");
     }
 
     #[test]
