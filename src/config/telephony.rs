@@ -98,9 +98,13 @@ impl MachineDetectionSettings {
             );
         }
         if !(100..=10_000).contains(&self.silence_ms) {
-            return invalid("telephony.machine_detection.silence_ms", "must be 100 to 10000");
+            return invalid(
+                "telephony.machine_detection.silence_ms",
+                "must be 100 to 10000",
+            );
         }
-        if !(1000..=60_000).contains(&self.machine_talk_ms) || self.machine_talk_ms <= self.silence_ms
+        if !(1000..=60_000).contains(&self.machine_talk_ms)
+            || self.machine_talk_ms <= self.silence_ms
         {
             return invalid(
                 "telephony.machine_detection.machine_talk_ms",
@@ -182,7 +186,10 @@ mod tests {
             let mut t = TelephonySettings::default();
             spoil(&mut t.machine_detection);
             let err = t.validate().unwrap_err().to_string();
-            assert!(err.contains(&format!("telephony.machine_detection.{key}")), "{err}");
+            assert!(
+                err.contains(&format!("telephony.machine_detection.{key}")),
+                "{err}"
+            );
         }
     }
 }

@@ -267,7 +267,10 @@ mod tests {
                 duration: SCREEN.machine_talk,
             },
         );
-        assert_eq!(end[..2], [cancel(3), Action::Finish(CallOutcome::NotReached)]);
+        assert_eq!(
+            end[..2],
+            [cancel(3), Action::Finish(CallOutcome::NotReached)]
+        );
         assert!(end.contains(&Action::Hangup));
         assert!(played(&end).is_empty());
     }
