@@ -172,7 +172,8 @@ mod tests {
         assert!(t.machine_detection.enabled);
         t.validate().unwrap();
         assert_eq!(t.machine_detection.talk_detect_value(), "1200,256");
-        let cases: [(fn(&mut MachineDetectionSettings), &str); 6] = [
+        type Spoil = fn(&mut MachineDetectionSettings);
+        let cases: [(Spoil, &str); 6] = [
             (|m| m.answer_window_ms = 0, "answer_window_ms"),
             (|m| m.silence_ms = 50, "silence_ms"),
             (|m| m.machine_talk_ms = 999, "machine_talk_ms"),

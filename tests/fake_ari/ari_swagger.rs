@@ -95,7 +95,12 @@ const FIELDS: &[(&str, &str, &[&str], bool)] = &[
     ("Dial", "forwarded", &["Channel"], false),
     ("ChannelTalkingStarted", "channel", &["Channel"], true),
     ("ChannelTalkingFinished", "channel", &["Channel"], true),
-    ("ChannelTalkingFinished", "duration", &["int", "long"], false),
+    (
+        "ChannelTalkingFinished",
+        "duration",
+        &["int", "long"],
+        false,
+    ),
     ("Message", "type", &["string"], true),
     ("Channel", "id", &["string"], true),
     ("Channel", "name", &["string"], false),
