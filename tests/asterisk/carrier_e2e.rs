@@ -126,7 +126,11 @@ async fn callback(
     let recorder = match record {
         Some(prefix) => {
             let prefix = prefix.replace("{phone}", &phone);
-            Some(PromptRecorder::start(&c.lab, &prefix).await.expect("recorder"))
+            Some(
+                PromptRecorder::start(&c.lab, &prefix)
+                    .await
+                    .expect("recorder"),
+            )
         }
         None => None,
     };
@@ -237,7 +241,10 @@ async fn carrier_wrong_pin_then_right_pin_in_one_call() {
     .await;
     out.sipp.assert_ok();
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
-    let details = out.app.event_details(out.view["id"].as_str().unwrap()).await;
+    let details = out
+        .app
+        .event_details(out.view["id"].as_str().unwrap())
+        .await;
     let wrong = details.iter().filter(|d| *d == "wrong secret").count();
     assert_eq!(wrong, 1, "one wrong PIN, then the right one: {details:?}");
 }
@@ -249,7 +256,12 @@ async fn carrier_no_answer_is_retried_then_fails() {
     let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
     let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
     out.sipp.assert_ok();
-    assert_final(&out.view, "failed", "no_answer", &["no_answer", "no_answer"]);
+    assert_final(
+        &out.view,
+        "failed",
+        "no_answer",
+        &["no_answer", "no_answer"],
+    );
 }
 
 #[tokio::test]
@@ -305,7 +317,10 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         Duration::from_secs(15),
         "the daemon never connected to ARI",
         async || match reqwest::get(&ready).await {
-            Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["ari"] == "connected"),
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .is_ok_and(|v| v["ari"] == "connected"),
             Err(_) => false,
         },
     )
@@ -328,7 +343,10 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         .expect("sipp");
     run.finish(Duration::from_secs(90)).await.assert_ok();
     let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder.prompts(Duration::from_secs(10)).await.expect("prompts");
+    let prompts = recorder
+        .prompts(Duration::from_secs(10))
+        .await
+        .expect("prompts");
     assert_final(&v, "succeeded", "approved", &["answered"]);
     let mut expected = vec!["voicepay/key-order-code"];
     expected.extend(PAID);

@@ -215,7 +215,10 @@ impl Running {
             Ok(Err(e)) => (None, format!("waiting for sipp: {e}\n")),
             Err(_) => {
                 let _ = self.child.kill().await;
-                (None, format!("sipp still running after {within:?}: killed\n"))
+                (
+                    None,
+                    format!("sipp still running after {within:?}: killed\n"),
+                )
             }
         };
         let mut stderr = String::new();
@@ -355,7 +358,13 @@ impl KeyPresses {
                     for i in 0..updates {
                         let dur = (i * PACKET_MS * 8) as u16;
                         let [d0, d1] = dur.to_be_bytes();
-                        push(now_ms + i * PACKET_MS, &mut seq, i == 0, ts, [event, 10, d0, d1]);
+                        push(
+                            now_ms + i * PACKET_MS,
+                            &mut seq,
+                            i == 0,
+                            ts,
+                            [event, 10, d0, d1],
+                        );
                     }
                     let end_at = now_ms + Self::TONE_MS;
                     let [d0, d1] = ((Self::TONE_MS * 8) as u16).to_be_bytes();
@@ -366,7 +375,13 @@ impl KeyPresses {
                         } else {
                             ts
                         };
-                        push(end_at + i * 2, &mut seq, false, ts, [event, 0x80 | 10, d0, d1]);
+                        push(
+                            end_at + i * 2,
+                            &mut seq,
+                            false,
+                            ts,
+                            [event, 0x80 | 10, d0, d1],
+                        );
                     }
                     now_ms = end_at + Self::GAP_MS;
                 }
@@ -478,7 +493,8 @@ impl PromptRecorder {
             // PlaybackContinuing names the one that ended): one per prompt.
             "PlaybackStarted" => {
                 if let Some(uri) = ev["playback"]["media_uri"].as_str() {
-                    self.prompts.push(uri.trim_start_matches("sound:").to_string());
+                    self.prompts
+                        .push(uri.trim_start_matches("sound:").to_string());
                 }
             }
             "ChannelDestroyed" => self.destroyed.push(id),
