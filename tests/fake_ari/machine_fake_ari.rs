@@ -207,3 +207,25 @@ async fn with_detection_off_the_call_is_not_screened() {
     assert_eq!(v["result"]["code"], "approved");
     assert!(talk_detect_requests(&fake, &ch).is_empty());
 }
+
+#[tokio::test]
+async fn an_announcement_that_hangs_up_while_talking_is_not_reached() {
+    let fake = FakeAri::start().await;
+    // A long machine time: the line hangs up before it passes.
+    let app = daemon(&fake, 1, |m| m.machine_talk_ms = 30_000).await;
+    let id = new_order(&app, "AMD5").await;
+    let ch = format!("vp-{id}-1");
+    answer(&fake, &id, &ch).await;
+    // "The number you have dialled is not available", then the network
+    // clears the call.
+    fake.push(event("ChannelTalkingStarted", json!({"channel": up(&ch)})));
+    fake.push(event(
+        "ChannelHangupRequest",
+        json!({"cause": 16, "channel": up(&ch)}),
+    ));
+    fake.push(event("StasisEnd", json!({"channel": up(&ch)})));
+    let v = app.order_until(&id, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "no_answer", "{v:#}");
+    assert_eq!(v["attempts"][0]["outcome"], "not_reached");
+    assert_eq!(played(&fake, &ch), Vec::<String>::new());
+}
