@@ -3,6 +3,11 @@
 //! cardholder answers ([`answered`]: `calling` → `in_call`); transfer and
 //! inbound calls after claiming the order ([`Desk::claim_incoming`]).
 //!
+//! A callback is first screened for an answering machine when
+//! `telephony.machine_detection` is on (TALK_DETECT set on the answered
+//! channel, the talk events fed to the IVR, see `ivr::screen`); a machine's
+//! attempt is `not_reached` and the order is retried, `no_answer` at the end.
+//!
 //! [`run_order`] answers the channel, runs the [`CallRunner`] (ARI events
 //! ⇄ the pure IVR ⇄ commands), settles the order when the call is lost
 //! with Asterisk, and closes the attempt row.
