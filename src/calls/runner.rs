@@ -237,7 +237,10 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         tracing::info!(?outcome, "call finished");
         let code = match outcome {
             CallOutcome::Failed(code) => code,
-            CallOutcome::Approved | CallOutcome::HungUpAwaitingBank => return,
+            // NotReached: the callback flow retries the order.
+            CallOutcome::Approved | CallOutcome::HungUpAwaitingBank | CallOutcome::NotReached => {
+                return
+            }
         };
         let t = Transition {
             from: OrderStatus::InCall,
@@ -267,6 +270,10 @@ fn cut_off(event: &ari::Event) -> bool {
 fn translate(event: &ari::Event, s: &Session) -> Option<Event> {
     match event {
         ari::Event::ChannelDtmfReceived { digit, .. } => digit.expose().map(Event::Digit),
+        ari::Event::ChannelTalkingStarted { .. } => Some(Event::TalkStarted),
+        ari::Event::ChannelTalkingFinished { duration, .. } => Some(Event::TalkFinished {
+            duration: std::time::Duration::from_millis(u64::try_from(*duration).unwrap_or(0)),
+        }),
         ari::Event::PlaybackFinished { playback } => {
             s.playbacks
                 .get(&playback.id)

@@ -3,16 +3,21 @@
 //! cardholder answers ([`answered`]: `calling` → `in_call`); transfer and
 //! inbound calls after claiming the order ([`Desk::claim_incoming`]).
 //!
+//! A callback is first screened for an answering machine when
+//! `telephony.machine_detection` is on (TALK_DETECT set on the answered
+//! channel, the talk events fed to the IVR, see `ivr::screen`); a machine's
+//! attempt is `not_reached` and the order is retried, `no_answer` at the end.
+//!
 //! [`run_order`] answers the channel, runs the [`CallRunner`] (ARI events
 //! ⇄ the pure IVR ⇄ commands), settles the order when the call is lost
 //! with Asterisk, and closes the attempt row.
 
 use super::desk::Desk;
 use super::runner::{CallEnd, CallRunner};
-use super::settle::settle_lost;
+use super::settle::{retry_or_fail, settle_lost};
 use crate::ari::{self, AriCommands, HangupReason};
-use crate::domain::{Language, OrderStatus, YearMonth};
-use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig};
+use crate::domain::{Language, OrderStatus, ResultCode, YearMonth};
+use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, MachineScreen};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, ActiveCall, OrderRow, Transition};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -26,6 +31,8 @@ pub(super) async fn answered<M: Matcher>(
     channel_id: &str,
     events: &mut UnboundedReceiver<ari::Event>,
 ) {
+    // First, so that a greeting that starts at once is heard.
+    let screen = listen_for_machines(desk, channel_id).await;
     let now = now_ms();
     // The attempt row is what the merchant sees of the call: a failed
     // write is logged; the order's own move below still decides.
@@ -54,15 +61,63 @@ pub(super) async fn answered<M: Matcher>(
             .await;
         return;
     };
-    run_order(
+    let outcome = run_screened(
         desk,
         &order,
         channel_id,
         &Via::Callback,
         events,
         CallEnd::Hangup,
+        screen,
     )
     .await;
+    if outcome == Some(CallOutcome::NotReached) {
+        not_reached(desk, &order, channel_id).await;
+    }
+}
+
+/// Sets Asterisk's talk detection (`TALK_DETECT(set)`, func_talkdetect)
+/// on an answered callback when `telephony.machine_detection` is on, so
+/// that `ChannelTalkingStarted`/`Finished` reach the call. None (the call
+/// is not screened, as with detection off) when it is off or Asterisk
+/// refused it (func_talkdetect not loaded).
+async fn listen_for_machines<M>(desk: &Desk<M>, channel_id: &str) -> Option<MachineScreen> {
+    let m = &desk.settings.telephony.machine_detection;
+    if !m.enabled {
+        return None;
+    }
+    let value = m.talk_detect_value();
+    match desk
+        .rest
+        .set_variable(channel_id, "TALK_DETECT(set)", &value)
+        .await
+    {
+        Ok(()) => Some(MachineScreen::from(m)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set TALK_DETECT (is func_talkdetect loaded?): callback not screened for machines");
+            None
+        }
+    }
+}
+
+/// A machine answered the callback: the attempt is closed as
+/// `not_reached`, the order goes back to `calling` and is retried while
+/// attempts remain, else fails with `no_answer`.
+async fn not_reached<M>(desk: &Desk<M>, order: &OrderRow, channel_id: &str) {
+    tracing::info!("callback answered by a machine; not reached");
+    desk.end_attempt(channel_id, "not_reached", Some("machine"))
+        .await;
+    let back = Transition {
+        from: OrderStatus::InCall,
+        to: OrderStatus::Calling,
+        result: None,
+        detail: Some("answered by a machine"),
+    };
+    match desk.store.transition(&order.id, back, now_ms()).await {
+        Ok(true) => retry_or_fail(desk, &order.id, order.attempts, ResultCode::NoAnswer).await,
+        Ok(false) => tracing::info!("order left in_call meanwhile"),
+        Err(e) => tracing::warn!(error = %e, "cannot put the order back to calling"),
+    }
 }
 
 /// Runs the IVR for `order`, already `in_call` on `channel_id`: answers
@@ -78,12 +133,30 @@ pub(super) async fn run_order<M: Matcher>(
     events: &mut UnboundedReceiver<ari::Event>,
     end: CallEnd,
 ) -> Option<CallOutcome> {
+    run_screened(desk, order, channel_id, via, events, end, None).await
+}
+
+/// [`run_order`], screening the call for an answering machine first when
+/// `screen` is set; a machine's call ends [`CallOutcome::NotReached`] with
+/// its attempt left open for the caller to close.
+async fn run_screened<M: Matcher>(
+    desk: &Desk<M>,
+    order: &OrderRow,
+    channel_id: &str,
+    via: &Via,
+    events: &mut UnboundedReceiver<ari::Event>,
+    end: CallEnd,
+    screen: Option<MachineScreen>,
+) -> Option<CallOutcome> {
     let order_id = order.id.as_str();
     if let Err(e) = desk.rest.answer(channel_id).await {
         tracing::debug!(error = %e, "answer failed (already up?)");
     }
     let lang = order.language;
-    let ivr = Ivr::new(IvrConfig::from(&desk.settings.ivr), call_info(order, lang));
+    let mut ivr = Ivr::new(IvrConfig::from(&desk.settings.ivr), call_info(order, lang));
+    if let Some(screen) = screen {
+        ivr = ivr.screened(screen);
+    }
     let runner = CallRunner {
         ari: &desk.rest,
         matcher: desk.matcher.as_ref(),
@@ -99,6 +172,7 @@ pub(super) async fn run_order<M: Matcher>(
         Some(CallOutcome::Approved) => "approved",
         Some(CallOutcome::Failed(c)) => c.code(),
         Some(CallOutcome::HungUpAwaitingBank) => "hung_up_awaiting_bank",
+        Some(CallOutcome::NotReached) => return outcome,
         None => {
             // Lost with Asterisk: settled like a call found lost at
             // reconciliation (retried while attempts remain, else

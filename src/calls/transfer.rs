@@ -53,6 +53,8 @@ pub fn result_vars(outcome: Option<CallOutcome>) -> Option<(&'static str, &'stat
         | Some(CallOutcome::HungUpAwaitingBank)
         | None => None,
         Some(CallOutcome::Failed(code)) => Some(("failure", code.code())),
+        // Only callbacks are screened for machines.
+        Some(CallOutcome::NotReached) => Some(("failure", "no_answer")),
     }
 }
 

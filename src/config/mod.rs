@@ -31,7 +31,7 @@ pub use ivr::IvrSettings;
 pub use limits::LimitSettings;
 pub use log::LogSettings;
 pub use orders::OrderSettings;
-pub use telephony::TelephonySettings;
+pub use telephony::{MachineDetectionSettings, TelephonySettings};
 pub use velocity::VelocityLimits;
 pub use webhooks::{normal_host, WebhookSettings};
 

@@ -29,6 +29,96 @@ pub struct TelephonySettings {
     /// placing or running (whether or not ARI is connected), and looks for
     /// calls abandoned by a stopped node, in seconds.
     pub claim_renew_secs: u64,
+    /// Telling a callback answered by a machine (voicemail, a network
+    /// announcement) from a person: `[telephony.machine_detection]`.
+    pub machine_detection: MachineDetectionSettings,
+}
+
+/// `[telephony.machine_detection]`: Asterisk's talk detection
+/// (`TALK_DETECT`, func_talkdetect) on each answered callback. Nothing is
+/// played until the first moments of the call tell a person from a
+/// machine: continuous talk that starts within `answer_window_ms` of the
+/// answer and lasts `machine_talk_ms` with no key pressed is a machine, and
+/// the attempt counts as not reached (retried; `no_answer` when attempts
+/// run out). All times in milliseconds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MachineDetectionSettings {
+    /// Off: callbacks are not screened (the welcome plays at once).
+    pub enabled: bool,
+    /// Talk must start this soon after the answer to count (1-10000);
+    /// with no talk by then, the call goes on as a person's.
+    pub answer_window_ms: u64,
+    /// Continuous talk this long makes the call a machine's (1000-60000);
+    /// must exceed `silence_ms`, since talk ends only after that silence.
+    pub machine_talk_ms: u64,
+    /// Silence that ends a stretch of talk (TALK_DETECT's
+    /// `dsp_silence_threshold`, 100-10000): pauses shorter than this inside
+    /// a greeting do not end it.
+    pub silence_ms: u64,
+    /// Average sample magnitude above which audio is talk (TALK_DETECT's
+    /// `dsp_talking_threshold`, 1-32768; not a time).
+    pub talking_threshold: u32,
+}
+
+impl Default for MachineDetectionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            answer_window_ms: 2000,
+            machine_talk_ms: 5000,
+            silence_ms: 1200,
+            talking_threshold: 256,
+        }
+    }
+}
+
+impl From<&MachineDetectionSettings> for crate::ivr::MachineScreen {
+    fn from(m: &MachineDetectionSettings) -> Self {
+        Self {
+            answer_window: std::time::Duration::from_millis(m.answer_window_ms),
+            machine_talk: std::time::Duration::from_millis(m.machine_talk_ms),
+        }
+    }
+}
+
+impl MachineDetectionSettings {
+    /// The value for `TALK_DETECT(set)`: `dsp_silence_threshold,dsp_talking_threshold`
+    /// (Asterisk 22, func_talkdetect).
+    pub fn talk_detect_value(&self) -> String {
+        format!("{},{}", self.silence_ms, self.talking_threshold)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        const KEY: &str = "telephony.machine_detection.";
+        if !(1..=10_000).contains(&self.answer_window_ms) {
+            return invalid(
+                "telephony.machine_detection.answer_window_ms",
+                "must be 1 to 10000",
+            );
+        }
+        if !(100..=10_000).contains(&self.silence_ms) {
+            return invalid(
+                "telephony.machine_detection.silence_ms",
+                "must be 100 to 10000",
+            );
+        }
+        if !(1000..=60_000).contains(&self.machine_talk_ms)
+            || self.machine_talk_ms <= self.silence_ms
+        {
+            return invalid(
+                "telephony.machine_detection.machine_talk_ms",
+                &format!("must be 1000 to 60000 and above {KEY}silence_ms"),
+            );
+        }
+        if !(1..=32_768).contains(&self.talking_threshold) {
+            return invalid(
+                "telephony.machine_detection.talking_threshold",
+                "must be 1 to 32768",
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for TelephonySettings {
@@ -42,6 +132,7 @@ impl Default for TelephonySettings {
             max_concurrent_calls: 100,
             max_concurrent_originates: 8,
             claim_renew_secs: 30,
+            machine_detection: MachineDetectionSettings::default(),
         }
     }
 }
@@ -67,6 +158,39 @@ impl TelephonySettings {
         if !(1..=60).contains(&self.claim_renew_secs) {
             return invalid("telephony.claim_renew_secs", "must be 1 to 60");
         }
-        Ok(())
+        self.machine_detection.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_detection_is_on_by_default_and_bounded() {
+        let t = TelephonySettings::default();
+        assert!(t.machine_detection.enabled);
+        t.validate().unwrap();
+        assert_eq!(t.machine_detection.talk_detect_value(), "1200,256");
+        type Spoil = fn(&mut MachineDetectionSettings);
+        let cases: [(Spoil, &str); 6] = [
+            (|m| m.answer_window_ms = 0, "answer_window_ms"),
+            (|m| m.silence_ms = 50, "silence_ms"),
+            (|m| m.machine_talk_ms = 999, "machine_talk_ms"),
+            // Talk ends only after `silence_ms` of silence: a shorter
+            // machine time would take every "hello" for a machine.
+            (|m| m.machine_talk_ms = m.silence_ms, "machine_talk_ms"),
+            (|m| m.talking_threshold = 0, "talking_threshold"),
+            (|m| m.talking_threshold = 40_000, "talking_threshold"),
+        ];
+        for (spoil, key) in cases {
+            let mut t = TelephonySettings::default();
+            spoil(&mut t.machine_detection);
+            let err = t.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("telephony.machine_detection.{key}")),
+                "{err}"
+            );
+        }
     }
 }

@@ -41,6 +41,10 @@ pub enum CallOutcome {
     /// The caller hung up after the secret was submitted: the bank's answer,
     /// not the call, decides the order.
     HungUpAwaitingBank,
+    /// A machine answered (voicemail, a network announcement: continuous
+    /// talk from the answer, no key pressed): nobody was reached, nothing
+    /// was played, and the flow retries the callback like an unanswered one.
+    NotReached,
 }
 
 /// What happens to the call, delivered to the machine in order.
@@ -64,6 +68,14 @@ pub enum Event {
     VerificationResult(Verdict),
     /// The caller hung up (or the channel is gone).
     Hangup,
+    /// Talk began on the line (`ChannelTalkingStarted`); only screening
+    /// ([`Ivr::screened`](super::Ivr::screened)) listens to it.
+    TalkStarted,
+    /// Talk ended after `duration` of talking (`ChannelTalkingFinished`).
+    TalkFinished {
+        /// How long the talk lasted.
+        duration: Duration,
+    },
 }
 
 /// Hand-written so that logging events never logs a keyed digit.
@@ -81,6 +93,11 @@ impl std::fmt::Debug for Event {
             }
             Event::VerificationResult(o) => f.debug_tuple("VerificationResult").field(o).finish(),
             Event::Hangup => f.write_str("Hangup"),
+            Event::TalkStarted => f.write_str("TalkStarted"),
+            Event::TalkFinished { duration } => f
+                .debug_struct("TalkFinished")
+                .field("duration", duration)
+                .finish(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! handlers that route each event to the step the call is in.
 
 use super::retry::Miss;
-use super::speech::sound;
+use super::screen::Screen;
 use super::{Action, CallInfo, CallOutcome, DigitBuf, Event, Ivr, IvrConfig, Phase, TimerId};
 use crate::domain::ResultCode;
 use std::time::Duration;
@@ -26,6 +26,7 @@ impl Ivr {
             final_timer: None,
             started_at: None,
             expired: false,
+            screen: Screen::Off,
             finished: false,
         }
     }
@@ -63,6 +64,8 @@ impl Ivr {
                 self.on_playback_finished(&playback_id, &mut out)
             }
             Event::Digit(c) => self.on_digit(c, &mut out),
+            Event::TalkStarted => self.on_talk_started(&mut out),
+            Event::TalkFinished { duration } => self.on_talk_finished(duration, &mut out),
             Event::TimerFired { timer } => self.on_timer(timer, &mut out),
             Event::VerificationResult(o) => self.on_result(o, &mut out),
             Event::Hangup => unreachable!("handled above"),
@@ -81,10 +84,9 @@ impl Ivr {
             timer,
             after: self.config.max_call,
         });
-        self.phase = Phase::Confirm;
-        let mut media = vec![sound("welcome")];
-        media.extend(self.confirmation());
-        self.play(media, out);
+        if !self.start_screening(out) {
+            self.begin(out);
+        }
     }
 
     fn on_playback_finished(&mut self, id: &str, out: &mut Vec<Action>) {
@@ -104,6 +106,7 @@ impl Ivr {
         if !(c.is_ascii_digit() || c == '*' || c == '#') {
             return;
         }
+        self.key_ends_screening(out);
         if !matches!(self.phase, Phase::Confirm | Phase::Entry(_)) {
             return; // nothing is being asked: keys during please-wait or goodbye
         }
@@ -122,6 +125,9 @@ impl Ivr {
     }
 
     fn on_timer(&mut self, timer: TimerId, out: &mut Vec<Action>) {
+        if self.on_screen_timer(timer, out) {
+            return;
+        }
         if self.input_timer.is_some_and(|(t, _)| t == timer) {
             self.input_timer = None;
             self.miss(Miss::Timeout, out);
@@ -148,6 +154,8 @@ impl Ivr {
             self.finished = true;
             out.push(Action::Finish(if self.phase == Phase::Verifying {
                 CallOutcome::HungUpAwaitingBank
+            } else if let Some(o) = self.hangup_outcome_while_screening() {
+                o
             } else {
                 CallOutcome::Failed(ResultCode::CallerHungUp)
             }));

@@ -13,7 +13,8 @@
 //!
 //! This file holds the machine's state; the other files follow the call:
 //! `config` ([`IvrConfig`], [`CallInfo`]), `machine` (building, `step` and
-//! the routing of each event), `confirm` (the confirmation), `entry` (the
+//! the routing of each event), `screen` (listening for an answering
+//! machine before a callback's first prompt), `confirm` (the confirmation), `entry` (the
 //! secret, digit by digit), `retry` (failed attempts), `closing` (the
 //! outcome and its closing prompt), and the `prompt` and `timers` they
 //! share; `event` is the contract with the runner. `order_code` is the
@@ -31,6 +32,7 @@ mod machine;
 pub mod order_code;
 mod prompt;
 mod retry;
+mod screen;
 pub mod speech;
 #[cfg(test)]
 mod tests;
@@ -38,10 +40,12 @@ mod timers;
 
 pub use config::{CallInfo, IvrConfig};
 pub use event::{Action, CallOutcome, Event, TimerId, Verdict};
+pub use screen::MachineScreen;
 
 use crate::domain::Expiry;
 use digits::DigitBuf;
 use entry::Field;
+use screen::Screen;
 use std::time::Duration;
 
 // What tests.rs reads through `use super::*` besides the items above.
@@ -55,6 +59,8 @@ use {
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     NotStarted,
+    /// A callback listens for an answering machine; nothing plays yet.
+    Screening,
     /// Waiting for 1 (confirm) or 2 (cancel).
     Confirm,
     Entry(Field),
@@ -105,5 +111,7 @@ pub struct Ivr {
     started_at: Option<Duration>,
     /// The maximum call length has passed.
     expired: bool,
+    /// Answering-machine screening (callbacks).
+    screen: Screen,
     finished: bool,
 }

@@ -179,7 +179,7 @@ impl Store {
     }
 
     /// The call on `channel_id` ended: `outcome` is `answered`, `no_answer`,
-    /// `busy` or `failed`; `cause` a Q.850 cause or result code for people.
+    /// `busy`, `failed` or `not_reached` (answered by a machine); `cause` a Q.850 cause or result code for people.
     /// `now` is Unix ms. Only the first end is kept.
     ///
     /// # Errors

@@ -80,7 +80,8 @@ pub struct AttemptView {
     pub started_at: String,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
-    /// e.g. `answered`, `no_answer`, `busy`, `failed`.
+    /// e.g. `answered`, `no_answer`, `busy`, `failed`, `not_reached` (a
+    /// machine answered: retried like no answer).
     pub outcome: Option<String>,
 }
 

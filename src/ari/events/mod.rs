@@ -133,6 +133,20 @@ pub enum Event {
         #[serde(default)]
         forwarded: Option<Box<Channel>>,
     },
+    /// Talk began on a channel with `TALK_DETECT` set (func_talkdetect).
+    ChannelTalkingStarted {
+        /// The channel.
+        channel: Channel,
+    },
+    /// Talk ended on a channel with `TALK_DETECT` set: sent once the
+    /// channel has been silent for the set `dsp_silence_threshold`.
+    ChannelTalkingFinished {
+        /// The channel.
+        channel: Channel,
+        /// How long talking was detected, in milliseconds.
+        #[serde(default)]
+        duration: i64,
+    },
     /// Another WebSocket took our app name over: this connection will get no
     /// more events for it (each node needs its own app name).
     ApplicationReplaced,
@@ -154,6 +168,8 @@ impl Event {
         "ChannelDestroyed",
         "ChannelStateChange",
         "Dial",
+        "ChannelTalkingStarted",
+        "ChannelTalkingFinished",
         "ApplicationReplaced",
     ];
 
@@ -171,6 +187,8 @@ impl Event {
             Event::ChannelDestroyed { .. } => "ChannelDestroyed",
             Event::ChannelStateChange { .. } => "ChannelStateChange",
             Event::Dial { .. } => "Dial",
+            Event::ChannelTalkingStarted { .. } => "ChannelTalkingStarted",
+            Event::ChannelTalkingFinished { .. } => "ChannelTalkingFinished",
             Event::ApplicationReplaced => "ApplicationReplaced",
             Event::Unknown => "Unknown",
         }
@@ -187,7 +205,9 @@ impl Event {
             | Event::ChannelDtmfReceived { channel, .. }
             | Event::ChannelHangupRequest { channel, .. }
             | Event::ChannelDestroyed { channel, .. }
-            | Event::ChannelStateChange { channel } => Some(&channel.id),
+            | Event::ChannelStateChange { channel }
+            | Event::ChannelTalkingStarted { channel }
+            | Event::ChannelTalkingFinished { channel, .. } => Some(&channel.id),
             Event::Dial { peer, .. } => Some(&peer.id),
             Event::PlaybackStarted { playback }
             | Event::PlaybackContinuing { playback }

@@ -268,3 +268,22 @@ fn events_stay_small_in_queues() {
     let size = std::mem::size_of::<Event>();
     assert!(size <= 512, "Event is {size} bytes");
 }
+
+#[test]
+fn talk_detection_events_parse_with_their_duration() {
+    let ev = parse_value(&event(
+        "ChannelTalkingStarted",
+        json!({"channel": channel("c1", "Up")}),
+    ));
+    assert_eq!(ev.type_name(), "ChannelTalkingStarted");
+    assert_eq!(ev.channel_id(), Some("c1"));
+    let ev = parse_value(&event(
+        "ChannelTalkingFinished",
+        json!({"duration": 6420, "channel": channel("c1", "Up")}),
+    ));
+    let Event::ChannelTalkingFinished { duration, .. } = &ev else {
+        panic!("not talking finished")
+    };
+    assert_eq!(*duration, 6420);
+    assert_eq!(ev.channel_id(), Some("c1"));
+}
