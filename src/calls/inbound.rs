@@ -11,10 +11,13 @@
 //! `require_order_code` says, the caller keys the order code
 //! (`key-order-code`), which alone names the order among every pending
 //! inbound order, and the call then belongs to that order whatever its
-//! caller ID (`Via::InboundByCode`). Wrong codes count as below, against the
-//! number presented, or, for every caller with no number at all, against
-//! one shared count (`withheld`): withholding the number is no way around
-//! the day's limit.
+//! caller ID (`Via::InboundByCode`). Such a code is searched among every
+//! order, and a landline or foreign caller ID is as easy to spoof as any, so
+//! the wrong codes of all these callers count, as below, against one shared
+//! count (`no-mobile`): neither withholding nor changing the number is a
+//! way around the day's limit (the price: a day's flood of wrong codes
+//! refuses every caller without a mobile caller ID until the next day;
+//! callers from a mobile are not affected).
 //!
 //! A caller ID can be spoofed, so by default (`inbound.require_order_code`)
 //! it only narrows the search: every caller whose caller ID is a phone
@@ -61,8 +64,9 @@ use tracing::Span;
 /// Tries the caller gets to key an order code in one call.
 const CODE_ATTEMPTS: u8 = 3;
 
-/// Whom the wrong order codes of callers with no number count against.
-const WITHHELD: &str = "withheld";
+/// Whom the wrong order codes of every caller whose caller ID is no mobile
+/// count against (one count for them all, see the module docs).
+const NO_MOBILE: &str = "no-mobile";
 
 /// How long the caller has to key the code: the IVR's digit timeouts
 /// (`ivr.first_digit_timeout_secs`, `ivr.inter_digit_timeout_secs`).
@@ -136,10 +140,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
             return pay(desk, &order, via, &mut caller).await;
         }
         CallerNumber::Mobile(p) => Among::Phone(p),
-        CallerNumber::Other(number) => Among::Anyone { caller: number },
-        CallerNumber::Withheld => Among::Anyone {
-            caller: WITHHELD.to_owned(),
-        },
+        CallerNumber::Other(_) | CallerNumber::Withheld => Among::Anyone,
     };
     let Some(order) = gated(desk, &among, &mut caller).await else {
         return;
@@ -148,7 +149,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         Among::Phone(_) => Via::Inbound {
             caller_id: caller.number.clone(),
         },
-        Among::Anyone { .. } => Via::InboundByCode,
+        Among::Anyone => Via::InboundByCode,
     };
     pay(desk, &order, via, &mut caller).await;
 }
@@ -159,10 +160,9 @@ enum Among {
     /// A mobile caller ID: its own pending orders (the caller ID narrows,
     /// the code decides); wrong codes count against the phone.
     Phone(Phone),
-    /// A caller ID that is no mobile: every pending inbound order, by its
-    /// code; wrong codes count against `caller` (the number presented, or
-    /// [`WITHHELD`]).
-    Anyone { caller: String },
+    /// A caller ID that is no mobile (withheld, a landline): every pending
+    /// inbound order, by its code; wrong codes count against [`NO_MOBILE`].
+    Anyone,
 }
 
 impl Among {
@@ -170,7 +170,7 @@ impl Among {
     fn caller(&self) -> &str {
         match self {
             Among::Phone(p) => p.as_str(),
-            Among::Anyone { caller } => caller,
+            Among::Anyone => NO_MOBILE,
         }
     }
 
@@ -178,8 +178,7 @@ impl Among {
     fn shown(&self) -> String {
         match self {
             Among::Phone(p) => p.masked(),
-            Among::Anyone { caller } if caller == WITHHELD => WITHHELD.to_owned(),
-            Among::Anyone { .. } => "not a mobile".to_owned(),
+            Among::Anyone => NO_MOBILE.to_owned(),
         }
     }
 }
@@ -200,7 +199,7 @@ async fn gated<M>(desk: &Desk<M>, among: &Among, caller: &mut Caller<'_>) -> Opt
     };
     let mut orders = match among {
         Among::Phone(p) => callers_orders(desk, p).await,
-        Among::Anyone { .. } => {
+        Among::Anyone => {
             tracing::info!(caller = %among.shown(), "inbound call; the order code names the order");
             Vec::new()
         }

@@ -125,27 +125,89 @@ async fn without_the_code_gate_a_withheld_caller_is_still_asked_for_the_code() {
 }
 
 #[tokio::test]
-async fn withheld_callers_wrong_codes_claim_nothing_and_are_counted() {
+async fn callers_without_a_mobile_share_one_days_wrong_code_limit() {
+    // A code is searched among every order for them, and a landline
+    // number is as easy to spoof as any: withholding or changing the
+    // number must not buy more guesses.
     let fake = FakeAri::start().await;
-    let app = daemon(&fake, |_| {}).await;
+    let app = daemon(&fake, |s| s.inbound.wrong_codes_per_day = 4).await;
     let (id, code) = inbound_order(&app, "CIW10", CALLER).await;
     let wrong = other_code(&code);
-    let ch = "1712345680.10";
-    dial_in(&fake, ch, "anonymous");
+    // A withheld caller: three wrong codes, the call's tries.
+    let a = "1712345680.10";
+    dial_in(&fake, a, "anonymous");
     for n in 1..=3 {
-        let p = wait_plays(&fake, ch, n).await;
+        let p = wait_plays(&fake, a, n).await;
         let want: &[&str] = if n == 1 {
             &["key-order-code"]
         } else {
             &["order-code-wrong", "key-order-code"]
         };
         assert_eq!(p[n - 1].1, media(want), "{p:#?}");
-        keys(&fake, ch, &wrong);
+        keys(&fake, a, &wrong);
     }
-    ends_with(&fake, ch, 4, &["order-code-wrong", "goodbye"]).await;
-    nothing_of_the_order_said(&fake, ch);
+    ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
+    // A landline: its first wrong code reaches the shared limit.
+    let b = "1712345680.11";
+    dial_in(&fake, b, "02161234567");
+    wait_plays(&fake, b, 1).await;
+    keys(&fake, b, &wrong);
+    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    // Another number: refused before any code is asked for, the right one
+    // included.
+    let c = "1712345680.12";
+    dial_in(&fake, c, "unknown");
+    keys(&fake, c, &code);
+    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    for ch in [a, b, c] {
+        nothing_of_the_order_said(&fake, ch);
+    }
     assert_untouched(&app, &id).await;
-    // Counted against every caller with no number, not against the phone.
-    assert_eq!(wrong_codes(&app, "withheld").await, 3);
+    assert_eq!(wrong_codes(&app, "no-mobile").await, 4);
+    // The order's own phone is not affected.
     assert_eq!(wrong_codes(&app, CALLER).await, 0);
+    pays_by_code(
+        &app,
+        &fake,
+        "1712345680.13",
+        &format!("0{CALLER}"),
+        &id,
+        &code,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_withheld_callers_order_code_reaches_no_log_at_any_level() {
+    // The code is looked up in the store for them (a bound parameter):
+    // still never in a log, a right one or a wrong one.
+    let logs = voicepay_testkit::log::capture();
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake, |_| {}).await;
+    let (id, code) = inbound_order(&app, "CIW20", CALLER).await;
+    let wrong = other_code(&code);
+    let ch = "1712345680.20";
+    dial_in(&fake, ch, "anonymous");
+    wait_plays(&fake, ch, 1).await;
+    keys(&fake, ch, &wrong);
+    wait_plays(&fake, ch, 2).await;
+    keys(&fake, ch, &code);
+    app.order_until(&id, |v| v["status"] == "in_call").await;
+    // The welcome: logged after the claim.
+    wait_plays(&fake, ch, 3).await;
+    assert_eq!(wrong_codes(&app, "no-mobile").await, 1);
+    let logs = logs.text();
+    assert!(
+        logs.contains("wrong order code") && logs.contains("inbound call claimed the order"),
+        "the daemon's logs were not captured: {logs}"
+    );
+    for secret in [&code, &wrong] {
+        assert!(!logs.contains(secret.as_str()), "{secret} in the logs");
+    }
+    for r in fake.rest_calls() {
+        assert!(
+            !format!("{r:?}").contains(&code),
+            "the code reached ARI: {r:?}"
+        );
+    }
 }

@@ -346,32 +346,10 @@ async fn without_require_order_code_the_caller_id_alone_finds_the_order() {
     app.order_until(&id, |v| v["status"] == "succeeded").await;
 }
 
-/// A log sink shared with the test: everything the daemon traces.
-#[derive(Clone, Default)]
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_keyed_order_code_reaches_a_log_at_any_level() {
-    // The test runtime is single-threaded: the daemon's tasks all log
-    // through this thread's subscriber, at TRACE.
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // The daemon's tasks run on this test's thread (see `capture`).
+    let logs = voicepay_testkit::log::capture();
     let fake = FakeAri::start().await;
     let app = daemon(&fake, |_| {}).await;
     let (id, code) = inbound_order(&app, "IC8", CALLER).await;
@@ -383,8 +361,10 @@ async fn no_keyed_order_code_reaches_a_log_at_any_level() {
     wait_plays(&fake, ch, 2).await;
     keys(&fake, ch, &code);
     app.order_until(&id, |v| v["status"] == "in_call").await;
+    // The welcome: logged after the claim.
+    wait_plays(&fake, ch, 3).await;
     assert_eq!(wrong_codes(&app, CALLER).await, 1);
-    let logs = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    let logs = logs.text();
     assert!(
         logs.contains("wrong order code") && logs.contains("inbound call claimed the order"),
         "the daemon's logs were not captured: {logs}"
