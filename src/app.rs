@@ -132,6 +132,13 @@ impl App {
             };
             Some(crate::calls::start(parts, shutdown.clone())?)
         } else {
+            // Said once, at start: a new operator's callback orders would
+            // otherwise wait in silence until they expire.
+            tracing::warn!(
+                "ARI is not configured (ari.password is empty): calls are off; callback orders \
+                 wait as pending until they expire and inbound or transfer calls are not \
+                 taken; set ari.password (with ari.url and ari.username) to place calls"
+            );
             None
         };
         let notifier = if self.state.settings.webhooks.enabled {

@@ -46,13 +46,20 @@ enum Unanswered {
 }
 
 impl Unanswered {
-    /// From the last Dial status and the channel's hang-up cause. When our
-    /// own originate timeout ends the ringing, ARI sends no final Dial
-    /// status, only ChannelDestroyed with cause 19.
-    fn classify(dialstatus: &str, cause: Option<i64>) -> Self {
+    /// From the last Dial status, the channel's hang-up cause, how long it
+    /// `rang` since the originate was sent and the ring time asked for
+    /// (`telephony.ring_timeout_secs`). When our own originate timeout ends
+    /// the ringing, ARI sends no final Dial status, only ChannelDestroyed
+    /// with cause 19 (no user responding); Asterisk builds without the 2025
+    /// fix for originate timeouts send cause 0 (unknown) instead. Cause 0
+    /// with no Dial status after the full ring time is therefore that
+    /// timeout (no answer, retried as one); well before it, something else
+    /// failed.
+    fn classify(dialstatus: &str, cause: Option<i64>, rang: Duration, ring_time: Duration) -> Self {
         match (dialstatus, cause) {
             ("BUSY", _) | (_, Some(17)) => Unanswered::Busy,
             ("NOANSWER", _) | (_, Some(19)) => Unanswered::NoAnswer,
+            ("", Some(0)) if rang >= ring_time => Unanswered::NoAnswer,
             _ => Unanswered::Failed,
         }
     }
@@ -169,6 +176,7 @@ async fn claim<M: Matcher + 'static>(
             running: false,
             originating: true,
             span: span.clone(),
+            rang_from: tokio::time::Instant::now(),
         },
     );
     Ok(Some((order, channel_id, span)))
@@ -225,7 +233,10 @@ async fn originate<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, chann
         }
         let mut placed = desk.placed.lock().await;
         match placed.get_mut(channel_id) {
-            Some(p) if !p.running => p.originating = true,
+            Some(p) if !p.running => {
+                p.originating = true;
+                p.rang_from = tokio::time::Instant::now();
+            }
             _ => return,
         }
         drop(placed);
@@ -282,7 +293,7 @@ async fn placed_anyway<M>(desk: &Desk<M>, channel_id: &str) -> bool {
 /// own: unanswered (retry or fail) or answered (the IVR). Returns false,
 /// doing nothing, when the channel is not ours.
 pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) -> bool {
-    let (order_id, attempt, permit, span) = {
+    let (order_id, attempt, permit, span, rang_from) = {
         let mut placed = desk.placed.lock().await;
         let Some(p) = placed.get_mut(&call.channel_id) else {
             return false;
@@ -293,12 +304,18 @@ pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) ->
             p.attempt,
             p.permit.take(),
             p.span.clone(),
+            p.rang_from,
         )
     };
     let this = desk.clone();
     desk.spawn_call(span, async move {
         let channel_id = call.channel_id.clone();
-        drive(&this, call, &order_id, attempt).await;
+        let placed = Attempt {
+            order_id: &order_id,
+            attempt,
+            rang_from,
+        };
+        drive(&this, call, placed).await;
         this.placed.lock().await.remove(&channel_id);
         drop(permit);
         this.wake.notify_one();
@@ -306,9 +323,22 @@ pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) ->
     true
 }
 
+/// The attempt a placed call is: its order, its number, and when its
+/// originate was sent.
+struct Attempt<'a> {
+    order_id: &'a str,
+    attempt: i64,
+    rang_from: tokio::time::Instant,
+}
+
 /// Follows a placed call from its first event: ringing until it is
 /// answered (the session runs) or ends unanswered.
-async fn drive<M: Matcher + 'static>(desk: &Desk<M>, call: Call, order_id: &str, attempt: i64) {
+async fn drive<M: Matcher + 'static>(desk: &Desk<M>, call: Call, placed: Attempt<'_>) {
+    let Attempt {
+        order_id,
+        attempt,
+        rang_from,
+    } = placed;
     let Call {
         channel_id,
         first,
@@ -340,8 +370,10 @@ async fn drive<M: Matcher + 'static>(desk: &Desk<M>, call: Call, order_id: &str,
             _ => {}
         }
     }
-    let why = Unanswered::classify(&dialstatus, cause);
-    tracing::info!(%dialstatus, ?cause, ?why, "callback not answered");
+    let rang = rang_from.elapsed();
+    let ring_time = Duration::from_secs(desk.settings.telephony.ring_timeout_secs);
+    let why = Unanswered::classify(&dialstatus, cause, rang, ring_time);
+    tracing::info!(%dialstatus, ?cause, rang_ms = rang.as_millis(), ?why, "callback not answered");
     let cause = cause.map(|c| c.to_string());
     unanswered(desk, order_id, attempt, &channel_id, why, cause.as_deref()).await;
 }
@@ -358,4 +390,64 @@ async fn unanswered<M>(
 ) {
     desk.end_attempt(channel_id, why.outcome(), cause).await;
     retry_or_fail(desk, order_id, attempt, why.result()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unanswered;
+    use std::time::Duration;
+
+    const RING: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn cause_0_after_the_full_ring_time_is_no_answer() {
+        for rang in [RING, RING + Duration::from_millis(1), 2 * RING] {
+            assert_eq!(
+                Unanswered::classify("", Some(0), rang, RING),
+                Unanswered::NoAnswer,
+                "{rang:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cause_0_before_the_ring_time_or_with_a_dial_status_failed() {
+        for (status, rang) in [
+            ("", Duration::ZERO),
+            ("", RING - Duration::from_millis(1)),
+            ("CHANUNAVAIL", RING),
+            ("CONGESTION", 2 * RING),
+        ] {
+            assert_eq!(
+                Unanswered::classify(status, Some(0), rang, RING),
+                Unanswered::Failed,
+                "{status:?} {rang:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn busy_and_no_answer_do_not_depend_on_the_ring_time() {
+        let early = Duration::from_secs(1);
+        assert_eq!(
+            Unanswered::classify("BUSY", None, early, RING),
+            Unanswered::Busy
+        );
+        assert_eq!(
+            Unanswered::classify("", Some(17), early, RING),
+            Unanswered::Busy
+        );
+        assert_eq!(
+            Unanswered::classify("NOANSWER", None, early, RING),
+            Unanswered::NoAnswer
+        );
+        assert_eq!(
+            Unanswered::classify("", Some(19), early, RING),
+            Unanswered::NoAnswer
+        );
+        assert_eq!(
+            Unanswered::classify("", Some(16), RING, RING),
+            Unanswered::Failed
+        );
+    }
 }

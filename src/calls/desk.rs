@@ -38,6 +38,10 @@ pub(super) struct Placed {
     pub(super) originating: bool,
     /// The call's span ([`call_span`]), for the tasks that serve it.
     pub(super) span: Span,
+    /// When its (last) `POST /channels` was sent: the ring time is
+    /// measured from here (see `callback::Unanswered::classify`). An
+    /// incoming call: when it claimed its order (unused).
+    pub(super) rang_from: tokio::time::Instant,
 }
 
 /// The call desk of one node (see the module docs). Shared by the ARI
@@ -161,6 +165,7 @@ impl<M> Desk<M> {
                         running: true,
                         originating: false,
                         span: Span::current(),
+                        rang_from: tokio::time::Instant::now(),
                     },
                 );
                 Some(order)

@@ -1,9 +1,23 @@
 //! The inbound flow (DESIGN.md flow 3): the cardholder dials voicepay's
 //! access number (`Stasis(app, inbound)`, dialplan/inbound.conf). The
-//! caller ID, normalised like the order's phone (`+86`, `0086`, `86`
-//! dropped), finds that phone's `pending` orders of mode `inbound` (bound
-//! payments included: they are inbound orders whose card comes from the
-//! binding).
+//! caller ID, normalised to the order's phone by
+//! [`CallerNumber`](crate::domain::CallerNumber) (carriers' `+86`, `0086`,
+//! `86` and national trunk `0` prefixes taken off), finds that phone's
+//! `pending` orders of mode `inbound` (bound payments included: they are
+//! inbound orders whose card comes from the binding).
+//!
+//! A caller ID that is no mobile (withheld, `anonymous`, `unknown`, empty,
+//! not digits, a landline) finds no order by itself: whatever
+//! `require_order_code` says, the caller keys the order code
+//! (`key-order-code`), which alone names the order among every pending
+//! inbound order, and the call then belongs to that order whatever its
+//! caller ID (`Via::InboundByCode`). Such a code is searched among every
+//! order, and a landline or foreign caller ID is as easy to spoof as any, so
+//! the wrong codes of all these callers count, as below, against one shared
+//! count (`no-mobile`): neither withholding nor changing the number is a
+//! way around the day's limit (the price: a day's flood of wrong codes
+//! refuses every caller without a mobile caller ID until the next day;
+//! callers from a mobile are not affected).
 //!
 //! A caller ID can be spoofed, so by default (`inbound.require_order_code`)
 //! it only narrows the search: every caller whose caller ID is a phone
@@ -38,7 +52,7 @@ use super::runner::CallEnd;
 use super::session::run_order;
 use crate::ari::{AriCommands, AriRest, Call, Event, HangupReason};
 use crate::bank::shanghai_day;
-use crate::domain::Phone;
+use crate::domain::{CallerNumber, Phone};
 use crate::ivr::order_code::{CodeGate, GateInput, GateStep, OrderCode, ORDER_CODE_LEN};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
@@ -49,6 +63,10 @@ use tracing::Span;
 
 /// Tries the caller gets to key an order code in one call.
 const CODE_ATTEMPTS: u8 = 3;
+
+/// Whom the wrong order codes of every caller whose caller ID is no mobile
+/// count against (one count for them all, see the module docs).
+const NO_MOBILE: &str = "no-mobile";
 
 /// How long the caller has to key the code: the IVR's digit timeouts
 /// (`ivr.first_digit_timeout_secs`, `ivr.inter_digit_timeout_secs`).
@@ -111,22 +129,67 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         lang: lang.filter(|l| !l.is_empty()),
         events,
     };
-    let phone = Phone::parse(caller.number.trim()).ok();
-    let chosen = match &phone {
-        Some(p) if desk.settings.inbound.require_order_code => gated(desk, p, &mut caller).await,
-        _ => by_caller_id(desk, phone.as_ref(), &mut caller).await,
+    let among = match CallerNumber::parse(&caller.number) {
+        CallerNumber::Mobile(p) if !desk.settings.inbound.require_order_code => {
+            let Some(order) = by_caller_id(desk, &p, &mut caller).await else {
+                return;
+            };
+            let via = Via::Inbound {
+                caller_id: caller.number.clone(),
+            };
+            return pay(desk, &order, via, &mut caller).await;
+        }
+        CallerNumber::Mobile(p) => Among::Phone(p),
+        CallerNumber::Other(_) | CallerNumber::Withheld => Among::Anyone,
     };
-    let Some(order) = chosen else { return };
-    pay(desk, &order, &mut caller).await;
+    let Some(order) = gated(desk, &among, &mut caller).await else {
+        return;
+    };
+    let via = match among {
+        Among::Phone(_) => Via::Inbound {
+            caller_id: caller.number.clone(),
+        },
+        Among::Anyone => Via::InboundByCode,
+    };
+    pay(desk, &order, via, &mut caller).await;
+}
+
+/// Where the order-code gate looks for the keyed code's order, and whom
+/// its wrong codes count against.
+enum Among {
+    /// A mobile caller ID: its own pending orders (the caller ID narrows,
+    /// the code decides); wrong codes count against the phone.
+    Phone(Phone),
+    /// A caller ID that is no mobile (withheld, a landline): every pending
+    /// inbound order, by its code; wrong codes count against [`NO_MOBILE`].
+    Anyone,
+}
+
+impl Among {
+    /// The key of the day's wrong-code count.
+    fn caller(&self) -> &str {
+        match self {
+            Among::Phone(p) => p.as_str(),
+            Among::Anyone => NO_MOBILE,
+        }
+    }
+
+    /// The caller as logs show it.
+    fn shown(&self) -> String {
+        match self {
+            Among::Phone(p) => p.masked(),
+            Among::Anyone => NO_MOBILE.to_owned(),
+        }
+    }
 }
 
 /// The gate of `inbound.require_order_code`: the order whose code the
 /// caller keyed, or None once the call has been ended (or is gone) with no
 /// order touched.
-async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Option<OrderRow> {
+async fn gated<M>(desk: &Desk<M>, among: &Among, caller: &mut Caller<'_>) -> Option<OrderRow> {
     let day = shanghai_day(time::OffsetDateTime::now_utc()).to_string();
     let per_day = desk.settings.inbound.wrong_codes_per_day;
-    let wrong_today = match desk.store.order_code_tries(phone.as_str(), &day).await {
+    let wrong_today = match desk.store.order_code_tries(among.caller(), &day).await {
         Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
         Err(e) => {
             tracing::warn!(error = %e, "wrong order code count unavailable");
@@ -134,7 +197,13 @@ async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Opt
             return None;
         }
     };
-    let mut orders = callers_orders(desk, Some(phone)).await;
+    let mut orders = match among {
+        Among::Phone(p) => callers_orders(desk, p).await,
+        Among::Anyone => {
+            tracing::info!(caller = %among.shown(), "inbound call; the order code names the order");
+            Vec::new()
+        }
+    };
     let mut gate = CodeGate::new(CODE_ATTEMPTS, per_day);
     let mut next = gate.start(wrong_today);
     let mut n = 0;
@@ -143,7 +212,7 @@ async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Opt
             GateStep::Pass(i) => return Some(orders.swap_remove(i)),
             GateStep::End(prompts) => {
                 if wrong_today >= per_day {
-                    tracing::info!(caller = %phone.masked(), "caller ID over the day's wrong order codes");
+                    tracing::info!(caller = %among.shown(), "caller ID over the day's wrong order codes");
                 }
                 say_and_hang_up(desk, caller, prompts).await;
                 return None;
@@ -164,21 +233,50 @@ async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Opt
         let input = match keyed {
             Keyed::Gone => return None,
             Keyed::Timeout => GateInput::NothingKeyed,
-            Keyed::Code(code) => match pick(&orders, &code) {
+            Keyed::Code(code) => match find(desk, among, &mut orders, &code).await {
                 Some(i) => GateInput::Right(i),
-                None => wrong_code(desk, phone, &day, per_day).await,
+                None => wrong_code(desk, among, &day, per_day).await,
             },
         };
         next = gate.step(input);
     }
 }
 
+/// The index in `orders` of the order whose code the caller keyed: among
+/// the phone's orders, or (no mobile caller ID) the one pending inbound
+/// order with that code, which then becomes `orders`' only entry.
+async fn find<M>(
+    desk: &Desk<M>,
+    among: &Among,
+    orders: &mut Vec<OrderRow>,
+    code: &OrderCode,
+) -> Option<usize> {
+    if let Among::Phone(_) = among {
+        return pick(orders, code);
+    }
+    let found = desk
+        .store
+        .pending_inbound_order_by_code(code.expose(), now_ms())
+        .await;
+    match found {
+        Ok(Some(order)) => {
+            *orders = vec![order];
+            Some(0)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "order code lookup failed");
+            None
+        }
+    }
+}
+
 /// Counts a wrong code against the caller ID; a count that cannot be
 /// written ends the gate as the limit does (fail closed).
-async fn wrong_code<M>(desk: &Desk<M>, phone: &Phone, day: &str, per_day: u32) -> GateInput {
+async fn wrong_code<M>(desk: &Desk<M>, among: &Among, day: &str, per_day: u32) -> GateInput {
     let today = match desk
         .store
-        .record_wrong_order_code(phone.as_str(), day, now_ms())
+        .record_wrong_order_code(among.caller(), day, now_ms())
         .await
     {
         Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
@@ -187,16 +285,16 @@ async fn wrong_code<M>(desk: &Desk<M>, phone: &Phone, day: &str, per_day: u32) -
             per_day
         }
     };
-    tracing::info!(caller = %phone.masked(), today, "wrong order code");
+    tracing::info!(caller = %among.shown(), today, "wrong order code");
     GateInput::Wrong { today }
 }
 
-/// `inbound.require_order_code = false` (or a caller ID that is no phone
-/// number): the caller's one pending order, or the one whose code they key
-/// among several; None once the call has been ended.
+/// `inbound.require_order_code = false` and a mobile caller ID: the
+/// caller's one pending order, or the one whose code they key among
+/// several; None once the call has been ended.
 async fn by_caller_id<M>(
     desk: &Desk<M>,
-    phone: Option<&Phone>,
+    phone: &Phone,
     caller: &mut Caller<'_>,
 ) -> Option<OrderRow> {
     let mut orders = callers_orders(desk, phone).await;
@@ -221,7 +319,12 @@ async fn by_caller_id<M>(
 }
 
 /// Claims the chosen order for this call and runs the IVR for it.
-async fn pay<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, caller: &mut Caller<'_>) {
+async fn pay<M: Matcher + 'static>(
+    desk: &Desk<M>,
+    order: &OrderRow,
+    via: Via,
+    caller: &mut Caller<'_>,
+) {
     record_order(&Span::current(), &order.id);
     let claimed = desk
         .claim_incoming(&order.id, caller.channel_id, "inbound call")
@@ -231,9 +334,6 @@ async fn pay<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, caller: &mu
         return;
     };
     tracing::info!("inbound call claimed the order");
-    let via = Via::Inbound {
-        caller_id: caller.number.clone(),
-    };
     run_order(
         desk,
         &order,
@@ -246,25 +346,20 @@ async fn pay<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, caller: &mu
     desk.release(caller.channel_id).await;
 }
 
-/// The `pending` inbound orders of the calling number (none when it is
-/// not a phone number).
-async fn callers_orders<M>(desk: &Desk<M>, phone: Option<&Phone>) -> Vec<OrderRow> {
-    let orders = match phone {
-        Some(p) => match desk
-            .store
-            .pending_inbound_orders(p.as_str(), now_ms())
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "inbound order lookup failed");
-                Vec::new()
-            }
-        },
-        None => Vec::new(),
+/// The `pending` inbound orders of the calling mobile.
+async fn callers_orders<M>(desk: &Desk<M>, phone: &Phone) -> Vec<OrderRow> {
+    let orders = match desk
+        .store
+        .pending_inbound_orders(phone.as_str(), now_ms())
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "inbound order lookup failed");
+            Vec::new()
+        }
     };
-    let shown = phone.map(Phone::masked).unwrap_or_default();
-    tracing::info!(caller = %shown, orders = orders.len(), "inbound call");
+    tracing::info!(caller = %phone.masked(), orders = orders.len(), "inbound call");
     orders
 }
 

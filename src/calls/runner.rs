@@ -60,7 +60,8 @@ pub enum CallEnd {
 /// The per-call bookkeeping that turns IVR ids into ARI ids and back.
 #[derive(Default)]
 struct Session {
-    /// ARI playback id → the IVR's id.
+    /// ARI playback id → the IVR's id, for the playbacks not known to have
+    /// finished.
     playbacks: HashMap<String, String>,
     /// The IVR's playback id → ARI's.
     ari_ids: HashMap<String, String>,
@@ -95,6 +96,13 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// come back: digits keyed meanwhile are lost, and on reconnection
     /// either the channel is still there (the timer then counts) or the
     /// stream ends (lost), so an outage never uses up the caller's tries.
+    ///
+    /// A prompt that ended while the socket was down sent its
+    /// `PlaybackFinished` to nobody: after each reconnection the call asks
+    /// Asterisk which of its playbacks still exist, and takes one that no
+    /// longer does (404) as finished, so the digit timer that follows a
+    /// prompt is armed (rather than a silent caller waiting for
+    /// `ivr.max_call_secs`).
     pub async fn run(
         &self,
         mut ivr: Ivr,
@@ -105,6 +113,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut session = Session::default();
         let mut queue = VecDeque::from([Event::Start]);
         let mut stream_open = true;
+        let mut epoch = self.ari.events_epoch();
         loop {
             while let Some(event) = queue.pop_front() {
                 for action in ivr.step(event, began.elapsed()) {
@@ -119,14 +128,18 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) if cut_off(&event) => stream_open = false,
-                    Some(event) => queue.extend(translate(&event, &session)),
+                    Some(event) => queue.extend(translate(&event, &mut session)),
                     // Hang-up events end the IVR before the stream ends, so
                     // this is a channel that vanished unseen: lost.
                     None => stream_open = false,
                 },
+                now = self.ari.events_reconnected(epoch) => {
+                    epoch = now;
+                    queue.extend(self.finished_meanwhile(&mut session).await);
+                },
                 Some(timer) = timer_rx.recv() => {
                     session.timers.remove(&timer);
-                    if !self.hold_while_disconnected(events, &session, &mut queue).await {
+                    if !self.hold_while_disconnected(events, &mut session, &mut queue).await {
                         stream_open = false;
                     } else {
                         queue.push_back(Event::TimerFired { timer });
@@ -142,7 +155,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     async fn hold_while_disconnected(
         &self,
         events: &mut mpsc::UnboundedReceiver<ari::Event>,
-        session: &Session,
+        session: &mut Session,
         queue: &mut VecDeque<Event>,
     ) -> bool {
         loop {
@@ -158,6 +171,31 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 () = self.ari.events_up() => return true,
             }
         }
+    }
+
+    /// The end of each playback of the call that Asterisk no longer has
+    /// (`GET /playbacks/{id}` answers 404): its `PlaybackFinished` went out
+    /// while the events socket was down. One that cannot be asked about
+    /// stays playing (its event, or the call's own limit, still ends it).
+    async fn finished_meanwhile(&self, s: &mut Session) -> Vec<Event> {
+        let mut ended = Vec::new();
+        for id in s.playbacks.keys() {
+            match self.ari.playback_exists(id).await {
+                Ok(true) => {}
+                Ok(false) => ended.push(id.clone()),
+                Err(e) => {
+                    tracing::debug!(error = %e, playback = %id, "cannot ask for the playback")
+                }
+            }
+        }
+        ended
+            .iter()
+            .filter_map(|id| s.playbacks.remove(id))
+            .map(|playback_id| {
+                tracing::info!("a prompt ended while the events socket was down");
+                Event::PlaybackFinished { playback_id }
+            })
+            .collect()
     }
 
     /// Carries out one action; returns the event it produces at once, if any
@@ -182,6 +220,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                     // No PlaybackFinished will come: end it here so the IVR
                     // moves on (a gone channel also brings a hang-up).
                     tracing::debug!(error = %e, "play failed");
+                    s.playbacks.remove(&id);
                     return Some(Event::PlaybackFinished { playback_id });
                 }
             }
@@ -266,21 +305,20 @@ fn cut_off(event: &ari::Event) -> bool {
     )
 }
 
-/// The IVR event an ARI event means for this call, if any.
-fn translate(event: &ari::Event, s: &Session) -> Option<Event> {
+/// The IVR event an ARI event means for this call, if any. A finished
+/// playback is forgotten: a second end of it (after
+/// [`CallRunner::finished_meanwhile`] found it gone) means nothing.
+fn translate(event: &ari::Event, s: &mut Session) -> Option<Event> {
     match event {
         ari::Event::ChannelDtmfReceived { digit, .. } => digit.expose().map(Event::Digit),
         ari::Event::ChannelTalkingStarted { .. } => Some(Event::TalkStarted),
         ari::Event::ChannelTalkingFinished { duration, .. } => Some(Event::TalkFinished {
             duration: std::time::Duration::from_millis(u64::try_from(*duration).unwrap_or(0)),
         }),
-        ari::Event::PlaybackFinished { playback } => {
-            s.playbacks
-                .get(&playback.id)
-                .map(|id| Event::PlaybackFinished {
-                    playback_id: id.clone(),
-                })
-        }
+        ari::Event::PlaybackFinished { playback } => s
+            .playbacks
+            .remove(&playback.id)
+            .map(|playback_id| Event::PlaybackFinished { playback_id }),
         ari::Event::StasisEnd { .. }
         | ari::Event::ChannelHangupRequest { .. }
         | ari::Event::ChannelDestroyed { .. } => Some(Event::Hangup),

@@ -107,6 +107,10 @@ impl AriCommands for FakeAri {
         self.push(format!("stop {playback_id}"));
         Ok(())
     }
+    async fn playback_exists(&self, playback_id: &str) -> R<bool> {
+        self.push(format!("playback? {playback_id}"));
+        Ok(true)
+    }
     async fn hangup(&self, channel_id: &str, _: HangupReason) -> R<()> {
         self.push(format!("hangup {channel_id}"));
         Ok(())

@@ -13,12 +13,14 @@ pub struct InboundSettings {
     /// code (8 digits, then `#`) before the order is claimed or anything
     /// about it is spoken (default `true`). `false`: a caller with one
     /// pending order goes straight to the IVR, as before; with several the
-    /// code chooses.
+    /// code chooses. A caller ID that is no mobile (withheld, a landline)
+    /// is asked for the code either way.
     pub require_order_code: bool,
     /// Wrong order codes one caller ID may key per Asia/Shanghai calendar
     /// day, across calls (1-100, default 5). At the limit the caller hears
     /// `order-code-refused` and the call ends; further calls that day are
-    /// refused before any code is asked for.
+    /// refused before any code is asked for. Callers whose caller ID is no
+    /// mobile (withheld, a landline) share one count.
     pub wrong_codes_per_day: u32,
 }
 

@@ -16,7 +16,7 @@ pub use amount::Amount;
 pub use card::{CardKind, CardNumber};
 pub use id_number::IdNumber;
 pub use order::{DeliveryErrorClass, DeliveryStatus, Language, Mode, OrderStatus, ResultCode};
-pub use phone::Phone;
+pub use phone::{CallerNumber, Phone};
 pub use secret::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
 pub use text::{Description, MerchantOrderId, NotifyUrl};
 

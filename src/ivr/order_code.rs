@@ -59,6 +59,17 @@ impl OrderCode {
     }
 }
 
+impl OrderCode {
+    /// The keyed digits, for the one lookup that needs them: the order a
+    /// caller with no mobile caller ID names by its code (a bound query
+    /// parameter, as a transfer code is). Never log, store or send them
+    /// anywhere else.
+    pub fn expose(&self) -> &str {
+        // Only ASCII digits are ever pushed.
+        std::str::from_utf8(&self.digits[..self.len]).unwrap_or_default()
+    }
+}
+
 impl std::fmt::Debug for OrderCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "OrderCode({} digits)", self.len)

@@ -20,8 +20,9 @@
 //!
 //! The call must belong to the order: a verification is only taken from a
 //! channel placed for (or claimed by) that order, and for a transfer with
-//! the order's code, for an inbound call from the order's phone (see
-//! `calls.rs`). Anything else is refused before the issuer is asked.
+//! the order's code, for an inbound call from the order's phone (carriers'
+//! prefixes taken off) or, without a mobile caller ID, after its order
+//! code (see `calls.rs`). Anything else is refused before the issuer is asked.
 //!
 //! Secret guessing across calls is limited here too ([`VelocityLimits`],
 //! `[limits]`): wrong secrets (PIN, or expiry and CVN2) are counted per card

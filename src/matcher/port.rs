@@ -27,9 +27,15 @@ pub enum Via {
     /// A cardholder who dialled the access number (inbound): the caller ID
     /// must be the order's phone.
     Inbound {
-        /// As Asterisk presented it (normalised by the matcher).
+        /// As Asterisk presented it (normalised by the matcher with
+        /// [`CallerNumber`](crate::domain::CallerNumber)).
         caller_id: String,
     },
+    /// A caller at the access number whose caller ID names no mobile
+    /// (withheld, a landline) and who keyed the order's code (inbound):
+    /// the code identified the order, whatever the caller ID, so only the
+    /// call's claim on the order is checked.
+    InboundByCode,
 }
 
 impl Via {
@@ -38,7 +44,7 @@ impl Via {
         match self {
             Via::Callback => Mode::Callback,
             Via::Transfer { .. } => Mode::Transfer,
-            Via::Inbound { .. } => Mode::Inbound,
+            Via::Inbound { .. } | Via::InboundByCode => Mode::Inbound,
         }
     }
 }
@@ -74,7 +80,8 @@ pub struct CallRef<'a> {
 /// into or out of `authorizing`.
 ///
 /// `call` must belong to the order (a channel placed for it, its transfer
-/// code, its phone as caller ID); otherwise the matcher refuses with
+/// code, its phone as caller ID or, without one, its order code keyed);
+/// otherwise the matcher refuses with
 /// `order_expired` without asking the issuer and leaves the order as it
 /// was.
 pub trait Matcher: Send + Sync {

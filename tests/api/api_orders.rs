@@ -576,7 +576,11 @@ async fn ops_endpoints(app: TestApp) {
     );
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(json_of(ready).await["database"], "ok");
+    let body = json_of(ready).await;
+    assert_eq!(body["database"], "ok", "{body}");
+    // No `ari.password` in the test settings: calls are off, and said so.
+    assert_eq!(body["ari"], "not_configured", "{body}");
+    assert_eq!(body["ready"], true, "{body}");
     app.create_order(&order_body("A1")).await;
     let metrics = app.metrics().await;
     assert!(

@@ -130,6 +130,7 @@ fn serve_runs_on_defaults_and_stops_on_sigterm() {
         }
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut start = Vec::new();
     let addr = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = rx.recv_timeout(left).unwrap_or_else(|_| {
@@ -139,15 +140,23 @@ fn serve_runs_on_defaults_and_stops_on_sigterm() {
         if let Some(rest) = line.split("listen=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
+        start.push(line);
     };
+    // The defaults have no ARI password: the operator is told at start.
+    assert!(
+        start.iter().any(|l| l.contains("WARN")
+            && l.contains("ari.password")
+            && l.contains("calls are off")),
+        "no warning naming ari.password: {start:#?}"
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let status = rt.block_on(async {
-        reqwest::get(format!("http://{addr}/readyz"))
-            .await
-            .unwrap()
-            .status()
+    let (status, body) = rt.block_on(async {
+        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        let status = r.status();
+        (status, r.json::<serde_json::Value>().await.unwrap())
     });
     assert_eq!(status, 200);
+    assert_eq!(body["ari"], "not_configured", "{body}");
     assert!(
         dir.path().join("voicepay.db").exists(),
         "the SQLite file is created on first start"

@@ -770,6 +770,61 @@ async fn an_inbound_call_must_come_from_the_orders_phone(app: TestApp) {
     assert_eq!(r.balance("6222000000000017"), START_FEN - AMOUNT);
 }
 
+/// Issue #12 fault 4: the matcher normalises the caller ID as the inbound
+/// lookup does (a trunk's `0`, `+86`, `0086`, `86` before the mobile), and a
+/// call that named its order by the order code (`InboundByCode`: no mobile
+/// caller ID) belongs to the order it claimed, whatever its caller ID, but
+/// to no other order and on no other channel.
+async fn an_inbound_call_is_the_orders_by_its_normalised_caller_id_or_its_code(app: TestApp) {
+    let r = rig(app).await;
+    let pan = "6222000000000017";
+    // Each presented form pays an order of its own, on its own channel.
+    for (n, caller) in [
+        format!("0{PHONE}"),
+        format!("0086{PHONE}"),
+        format!("86{PHONE}"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (id, _) = live_order(&r, "inbound", "order_code").await;
+        let channel = format!("inbound-cid-{n}");
+        claim_live(&r, &id, &channel).await;
+        let via = Via::Inbound {
+            caller_id: caller.clone(),
+        };
+        assert_eq!(
+            r.verify_on(&id, &channel, &via, pin(RIGHT_PIN)).await,
+            Verdict::Approved,
+            "{caller:?}"
+        );
+    }
+    // By its code: the claimed channel pays; another channel, or the
+    // code-identified kind of call on a callback order, does not.
+    let (id, _) = live_order(&r, "inbound", "order_code").await;
+    claim_live(&r, &id, "inbound-code-1").await;
+    let foreign = r.order_in_call(pan).await;
+    for (order, channel) in [
+        (&id, "inbound-code-2".to_owned()),
+        (&foreign, own_channel(&foreign)),
+    ] {
+        assert_eq!(
+            r.verify_on(order, &channel, &Via::InboundByCode, pin(RIGHT_PIN))
+                .await,
+            Verdict::Failed(voicepay::domain::ResultCode::OrderExpired),
+            "{channel}"
+        );
+        assert!(!issuer_saw(&r, order).await, "{channel}");
+    }
+    assert_eq!(
+        r.verify_on(&id, "inbound-code-1", &Via::InboundByCode, pin(RIGHT_PIN))
+            .await,
+        Verdict::Approved
+    );
+    assert_eq!(r.status(&foreign).await, "in_call");
+    assert_eq!(r.balance(pan), START_FEN - 4 * AMOUNT);
+}
+
 /// Wrong-secret counters as stored: (fingerprint, count) per card, per phone.
 type Counters = (Vec<(String, i64)>, Vec<(String, i64)>);
 
@@ -1155,6 +1210,7 @@ on_both_stores!(
     a_foreign_call_runner_is_refused_and_the_order_left_alone,
     a_transfer_call_must_present_the_orders_code,
     an_inbound_call_must_come_from_the_orders_phone,
+    an_inbound_call_is_the_orders_by_its_normalised_caller_id_or_its_code,
     recover_leaves_a_newer_live_attempt_alone,
     a_wrong_pin_answer_counts_once,
     expiry_and_cvn2_guesses_lock_the_card_for_the_day,

@@ -1,9 +1,10 @@
 //! The inbound flow's wrong order codes in the store, on SQLite and
 //! PostgreSQL: counted per caller ID per day, every concurrent increment
-//! kept.
+//! kept; and the pending inbound order a keyed code names (a withheld
+//! caller's lookup).
 
 use voicepay::store::{now_ms, Store};
-use voicepay_testkit::{on_both_stores, TestApp};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 async fn store(app: &TestApp) -> Store {
     Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
@@ -43,4 +44,51 @@ async fn wrong_codes_are_counted_per_caller_id_and_day(app: TestApp) {
     assert_eq!(store.order_code_tries(b, "2026-11-30").await.unwrap(), 8);
 }
 
-on_both_stores!(wrong_codes_are_counted_per_caller_id_and_day);
+/// The code names only a `pending` inbound order: not a transfer order's
+/// code, not an unknown one, not an order that left `pending`.
+async fn an_order_code_names_its_pending_inbound_order_only(app: TestApp) {
+    let store = store(&app).await;
+    let mut codes = Vec::new();
+    for (reference, mode, field) in [
+        ("SC1", "inbound", "order_code"),
+        ("SC2", "transfer", "transfer_code"),
+    ] {
+        let mut body = order_body(reference);
+        body["mode"] = mode.into();
+        let res = app.create_order(&body).await;
+        assert_eq!(res.status(), 201);
+        let v: serde_json::Value = res.json().await.unwrap();
+        let code = v[field].as_str().unwrap().to_owned();
+        codes.push((v["id"].as_str().unwrap().to_owned(), code));
+    }
+    let (inbound, code) = &codes[0];
+    let found = store
+        .pending_inbound_order_by_code(code, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(found.map(|o| o.id).as_ref(), Some(inbound));
+    let transfer_code = &codes[1].1;
+    for other in [transfer_code.as_str(), "", "1234567"] {
+        let found = store
+            .pending_inbound_order_by_code(other, now_ms())
+            .await
+            .unwrap();
+        assert!(found.is_none(), "{other:?}");
+    }
+    let now = now_ms();
+    let claimed = store
+        .claim_live_call(inbound, "node-t", "ch-1", "test call", now, now + 60_000)
+        .await
+        .unwrap();
+    assert!(claimed.is_some());
+    let found = store
+        .pending_inbound_order_by_code(code, now_ms())
+        .await
+        .unwrap();
+    assert!(found.is_none(), "an order in a call is no longer pending");
+}
+
+on_both_stores!(
+    wrong_codes_are_counted_per_caller_id_and_day,
+    an_order_code_names_its_pending_inbound_order_only
+);

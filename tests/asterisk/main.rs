@@ -10,6 +10,7 @@
 
 mod asterisk_lab;
 mod callback_e2e;
+mod caller_id_e2e;
 mod carrier_e2e;
 mod carrier_trust;
 mod machine_e2e;

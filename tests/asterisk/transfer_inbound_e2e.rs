@@ -20,12 +20,12 @@ use voicepay_testkit::lab::{secs, Lab, Originate};
 use voicepay_testkit::{order_body, spawn_app_with, wait_for, wait_until, Db, TestApp};
 
 /// A handset number no other test uses: 1390013 and four random digits.
-fn phone() -> String {
+pub(super) fn phone() -> String {
     format!("1390013{:04}", rand::random::<u16>() % 10_000)
 }
 
 /// The daemon on the lab Asterisk under the Stasis app `app`.
-async fn daemon(app: &str) -> TestApp {
+pub(super) async fn daemon(app: &str) -> TestApp {
     daemon_with(app, |_| {}).await
 }
 
@@ -48,7 +48,7 @@ async fn daemon_with(
 }
 
 /// Waits until the daemon's app is registered with Asterisk.
-async fn wait_app(lab: &Lab, app: &str) {
+pub(super) async fn wait_app(lab: &Lab, app: &str) {
     let failure = format!("app {app} never registered");
     wait_until(secs(15), failure, async || {
         lab.get(&format!("/applications/{app}"), &[]).await.is_ok()
@@ -60,7 +60,7 @@ async fn wait_app(lab: &Lab, app: &str) {
 const DEBIT: &str = "6222000000000017";
 
 /// Creates an order in `mode` for `phone`; returns the order view.
-async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
+pub(super) async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
     let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
     body["phone"] = Value::from(phone);
     body["card_number"] = Value::from(DEBIT);
@@ -209,7 +209,7 @@ async fn transferred_caller_hanging_up_mid_pin_fails_the_order() {
 }
 
 /// The handset `phone` dials the access number with `caller_id`.
-async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) -> String {
+pub(super) async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) -> String {
     let channel = lab::unique("inbound");
     let o = Originate::to_dialplan(lab.handset(phone), "voicepay-inbound", "95516", &channel)
         .caller_id(caller_id)

@@ -633,3 +633,47 @@ async fn dropping_the_notices_stops_the_client() {
         .expect("connection task ends without a reader")
         .unwrap();
 }
+
+/// `GET /playbacks/{id}` (issue #12, fault 7): a playback exists while it
+/// plays; once done (or never started) Asterisk answers 404, which is "no
+/// such playback", not an error. Each reconnection moves the epoch on, and
+/// `events_reconnected` resolves with the new one.
+#[tokio::test]
+async fn playbacks_are_asked_for_and_reconnections_counted() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&fake.settings(), fast_options());
+    client.connected().await;
+    let rest = client.ari.rest.clone();
+    let first = rest.events_epoch();
+    assert!(first >= 1, "{first}");
+    rest.play("c1", "c1:1", &["sound:voicepay/welcome".into()], None)
+        .await
+        .unwrap();
+    assert!(rest.playback_exists("c1:1").await.unwrap());
+    fake.playback_done("c1:1");
+    assert!(!rest.playback_exists("c1:1").await.unwrap());
+    assert!(!rest.playback_exists("c1:2").await.unwrap());
+    let asked: Vec<String> = fake
+        .rest_calls()
+        .iter()
+        .filter(|c| c.method == "GET" && c.path.starts_with("/ari/playbacks/"))
+        .map(|c| c.path.replace("%3A", ":"))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "/ari/playbacks/c1:1",
+            "/ari/playbacks/c1:1",
+            "/ari/playbacks/c1:2"
+        ]
+    );
+
+    fake.drop_socket();
+    assert!(matches!(client.notice().await, Notice::Disconnected { .. }));
+    client.connected().await;
+    let next = tokio::time::timeout(Duration::from_secs(10), rest.events_reconnected(first))
+        .await
+        .expect("the reconnection is seen");
+    assert_eq!(next, first + 1);
+    assert_eq!(rest.events_epoch(), next);
+}

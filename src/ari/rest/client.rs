@@ -39,6 +39,16 @@ impl Default for RestOptions {
     }
 }
 
+/// The events socket's state as the calls see it (one `Arc` in
+/// [`AriRest`], which every queued [`Call`](crate::ari::Call) carries).
+pub(super) struct EventsSocket {
+    /// Up and reconciled.
+    pub(super) up: watch::Sender<bool>,
+    /// How many times it has come up (see
+    /// [`AriCommands::events_epoch`](super::AriCommands::events_epoch)).
+    pub(super) epoch: watch::Sender<u64>,
+}
+
 /// The real ARI REST client. Cheap to clone: clones share one connection
 /// pool.
 #[derive(Clone)]
@@ -50,7 +60,7 @@ pub struct AriRest {
     /// Whether the events socket is up and reconciled, set by the
     /// connection task (see
     /// [`AriCommands::events_up`](super::AriCommands::events_up)).
-    pub(super) events: Arc<watch::Sender<bool>>,
+    pub(super) events: Arc<EventsSocket>,
     /// Bounds requests in flight (see [`RestOptions::max_in_flight`]).
     in_flight: Arc<Semaphore>,
     /// `ari.originate_timeout_secs`: the limit for `POST /channels`.
@@ -112,7 +122,10 @@ impl AriRest {
             http,
             base: ari_base(settings)?,
             auth: basic_auth(settings)?,
-            events: Arc::new(watch::channel(false).0),
+            events: Arc::new(EventsSocket {
+                up: watch::channel(false).0,
+                epoch: watch::channel(0).0,
+            }),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             originate_timeout: Duration::from_secs(settings.originate_timeout_secs.max(1)),
         })
@@ -122,8 +135,13 @@ impl AriRest {
     /// only after reconciliation, so a call whose channel vanished has seen
     /// its queue close before this says "up" again.
     pub(crate) fn set_events_connected(&self, up: bool) {
-        self.events
+        let changed = self
+            .events
+            .up
             .send_if_modified(|v| std::mem::replace(v, up) != up);
+        if changed && up {
+            self.events.epoch.send_modify(|n| *n += 1);
+        }
     }
 
     pub(super) fn request(&self, method: Method, segments: &[&str]) -> reqwest::RequestBuilder {

@@ -1,5 +1,6 @@
-//! What a call does to its channel: originate, answer, play, hang up,
-//! continue in the dialplan, set a variable. The call flows see these
+//! What a call does to its channel: originate, answer, play (and ask
+//! whether a playback still exists), hang up, continue in the dialplan, set
+//! a variable. The call flows see these
 //! through [`AriCommands`], so tests and benchmarks can stand in for
 //! Asterisk.
 
@@ -107,6 +108,26 @@ pub trait AriCommands: Send + Sync {
     fn events_up(&self) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
+    /// How many times the events socket has come up (each time after
+    /// reconciliation). A call reads it, then learns from
+    /// [`AriCommands::events_reconnected`] that the socket went down and
+    /// came back, its channel's events meanwhile lost. Stand-ins without a
+    /// socket stay at 0.
+    fn events_epoch(&self) -> u64 {
+        0
+    }
+    /// Resolves, with the new epoch, once the events socket is up again
+    /// after `epoch` (see [`AriCommands::events_epoch`]); never for
+    /// stand-ins without a socket.
+    fn events_reconnected(&self, epoch: u64) -> impl Future<Output = u64> + Send {
+        let _ = epoch;
+        std::future::pending()
+    }
+    /// Whether a playback still exists (`GET /playbacks/{playbackId}`):
+    /// false when Asterisk answers 404, which it does as soon as the
+    /// playback is done (played out, stopped or failed). How a call learns
+    /// that a prompt ended while the events socket was down.
+    fn playback_exists(&self, playback_id: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 
 /// A 404 on something we wanted gone means it is gone already.
@@ -119,9 +140,29 @@ fn gone_is_done(r: Result<()>) -> Result<()> {
 
 impl AriCommands for AriRest {
     async fn events_up(&self) {
-        let mut rx = self.events.subscribe();
+        let mut rx = self.events.up.subscribe();
         // The sender lives in `self`, so this cannot fail.
         let _ = rx.wait_for(|up| *up).await;
+    }
+
+    fn events_epoch(&self) -> u64 {
+        *self.events.epoch.borrow()
+    }
+
+    async fn events_reconnected(&self, epoch: u64) -> u64 {
+        let mut rx = self.events.epoch.subscribe();
+        // The sender lives in `self`, so this cannot fail.
+        let now = rx.wait_for(|n| *n > epoch).await.map(|n| *n);
+        now.unwrap_or(epoch)
+    }
+
+    async fn playback_exists(&self, playback_id: &str) -> Result<bool> {
+        let req = self.request(Method::GET, &["playbacks", playback_id]);
+        match self.send(req).await {
+            Ok(()) => Ok(true),
+            Err(AriError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn originate(&self, o: &Originate) -> Result<Channel> {

@@ -92,6 +92,9 @@ struct State {
     tap: Mutex<Option<mpsc::UnboundedSender<Recorded>>>,
     /// Paths whose answers wait for [`Held::answer`].
     held: Mutex<HashMap<String, Arc<watch::Sender<Option<u16>>>>>,
+    /// Playbacks started and not yet done ([`FakeAri::playback_done`]):
+    /// `GET /playbacks/{id}` finds them, and answers 404 for any other.
+    playing: Mutex<HashSet<String>>,
 }
 
 /// A request path whose answers wait (see [`FakeAri::hold`]).
@@ -139,6 +142,7 @@ impl FakeAri {
             keep: AtomicBool::new(true),
             tap: Mutex::new(None),
             held: Mutex::new(HashMap::new()),
+            playing: Mutex::new(HashSet::new()),
         });
         let st = state.clone();
         let accept = tokio::spawn(async move {
@@ -251,6 +255,14 @@ impl FakeAri {
     /// playbacks) answers 404 from now on, as after a hang-up.
     pub fn gone(&self, channel_id: &str) {
         self.state.gone.lock().unwrap().insert(channel_id.into());
+    }
+
+    /// The playback (`<channel>:<n>`) is done, as Asterisk forgets it when
+    /// it has played out: `GET /playbacks/{id}` answers 404 from now on. No
+    /// event is sent (push `PlaybackFinished` for that): a test of a
+    /// `PlaybackFinished` lost with the socket calls only this.
+    pub fn playback_done(&self, playback_id: &str) {
+        self.state.playing.lock().unwrap().remove(playback_id);
     }
 
     /// Every request so far, in arrival order.
@@ -490,11 +502,36 @@ fn rest(rec: &Recorded, state: &State) -> (u16, Value) {
         ),
         ("GET", ["channels"]) => (200, Value::Array(state.channels.lock().unwrap().clone())),
         ("POST", ["channels", id]) => (200, channel(id, "Down")),
-        ("POST", ["channels", id, "play", pb]) => (
-            201,
-            json!({"id": pb, "media_uri": rec.param("media").unwrap_or_default(),
-                   "target_uri": format!("channel:{id}"), "state": "queued"}),
-        ),
+        ("POST", ["channels", id, "play", pb]) => {
+            let pb = pb.replace("%3A", ":");
+            state.playing.lock().unwrap().insert(pb.clone());
+            (
+                201,
+                json!({"id": pb, "media_uri": rec.param("media").unwrap_or_default(),
+                       "target_uri": format!("channel:{id}"), "state": "queued"}),
+            )
+        }
+        ("GET", ["playbacks", pb]) => {
+            let pb = pb.replace("%3A", ":");
+            if state.playing.lock().unwrap().contains(&pb) {
+                let channel = pb.rsplit_once(':').map_or("", |(c, _)| c);
+                (
+                    200,
+                    json!({"id": pb, "media_uri": "sound:voicepay/welcome",
+                           "target_uri": format!("channel:{channel}"), "state": "playing"}),
+                )
+            } else {
+                (404, json!({"message": "Playback not found"}))
+            }
+        }
+        ("DELETE", ["playbacks", pb]) => {
+            state
+                .playing
+                .lock()
+                .unwrap()
+                .remove(&pb.replace("%3A", ":"));
+            (204, Value::Null)
+        }
         _ => (204, Value::Null),
     }
 }

@@ -5,9 +5,11 @@
 //!
 //! The helpers that start something ([`crate::spawn_app`], the fake ARI, the
 //! lab) call [`init`], so every test gets the switch without asking.
+//!
+//! A test that asserts on what the daemon logs uses [`capture`].
 
 use std::io::IsTerminal;
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once};
 use tracing_subscriber::EnvFilter;
 
 /// Whether `TEST_LOG` asks for traces: any value but empty and `0`.
@@ -30,4 +32,62 @@ pub fn init() {
             .with_ansi(std::io::stdout().is_terminal())
             .try_init();
     });
+}
+
+/// What the daemon traced (at every level, TRACE included) on the test's
+/// thread since [`capture`]; keep it alive for the whole test.
+pub struct Captured {
+    sink: Sink,
+    _guard: tracing::subscriber::DefaultGuard,
+    _second: tracing::Dispatch,
+}
+
+impl Captured {
+    /// Everything logged so far, as text (no colours).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.sink.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// Captures what the daemon logs, for a `#[tokio::test]` (its runtime is
+/// single-threaded: the daemon's tasks all log through this thread's
+/// subscriber).
+///
+/// A second, do-nothing dispatcher lives as long as the capture: with only
+/// one dispatcher registered, tracing-core takes a callsite's interest from
+/// the default dispatcher of whichever thread hits it first, so another
+/// test's thread (no subscriber) would switch that log line off for good,
+/// and the capture would miss it when tests run in parallel. With two,
+/// every registered dispatcher is asked.
+pub fn capture() -> Captured {
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    Captured {
+        sink,
+        _guard: tracing::subscriber::set_default(subscriber),
+        _second: second,
+    }
+}
+
+/// Where [`capture`]'s subscriber writes.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
