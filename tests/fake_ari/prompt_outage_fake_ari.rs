@@ -19,6 +19,9 @@ async fn daemon(fake: &FakeAri) -> TestApp {
         s.telephony.max_attempts = 1;
         s.ivr.first_digit_timeout_secs = 1;
         s.ivr.attempts_per_step = 1;
+        // No answering-machine screening: the welcome is the first
+        // playback, started as soon as the call is answered.
+        s.telephony.machine_detection.enabled = false;
         // The default: far longer than any wait of this test.
         s.ivr.max_call_secs = 180;
     })
