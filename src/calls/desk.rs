@@ -9,11 +9,13 @@
 //! registered calls to their task, and the node keeps renewing its claims
 //! on their orders ([`super::claims`]).
 
+use super::line::Follow;
 use crate::ari::AriRest;
 use crate::config::Settings;
 use crate::store::{now_ms, OrderRow, Store};
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +199,37 @@ impl<M> Desk<M> {
     pub(super) async fn calls_ended(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+impl<M: Send + Sync> Follow for Desk<M> {
+    /// The call on `from` moved onto `to` (a masquerade, see
+    /// [`super::line`]): when it is one of this node's calls, it is
+    /// registered under `to` and its attempt row names `to` (the matcher
+    /// checks that row before a secret reaches the bank). A channel that
+    /// is not ours (an incoming call before it claimed an order) has
+    /// nothing to follow.
+    fn follow<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let mut placed = self.placed.lock().await;
+            let Some(order_id) = placed.get(from).map(|p| p.order_id.clone()) else {
+                return;
+            };
+            if let Err(e) = self
+                .store
+                .attempt_moved(&order_id, from, to, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the call's new channel");
+            }
+            if let Some(p) = placed.remove(from) {
+                placed.insert(to.to_owned(), p);
+            }
+        })
     }
 }
 

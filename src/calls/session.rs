@@ -8,24 +8,21 @@
 //! with Asterisk, and closes the attempt row.
 
 use super::desk::Desk;
+use super::line::Line;
 use super::runner::{CallEnd, CallRunner};
 use super::settle::settle_lost;
-use crate::ari::{self, AriCommands, HangupReason};
+use crate::ari::{AriCommands, HangupReason};
 use crate::domain::{Language, OrderStatus, YearMonth};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, ActiveCall, OrderRow, Transition};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The cardholder answered our callback: `calling` → `in_call`, the IVR,
 /// the order settled by the runner. An order cancelled or expired while
 /// ringing is not paid: the call is hung up.
-pub(super) async fn answered<M: Matcher>(
-    desk: &Desk<M>,
-    order_id: &str,
-    channel_id: &str,
-    events: &mut UnboundedReceiver<ari::Event>,
-) {
+pub(super) async fn answered<M: Matcher>(desk: &Desk<M>, order_id: &str, line: &mut Line<'_>) {
+    let channel_id = line.id().to_owned();
+    let channel_id = channel_id.as_str();
     let now = now_ms();
     // The attempt row is what the merchant sees of the call: a failed
     // write is logged; the order's own move below still decides.
@@ -54,32 +51,25 @@ pub(super) async fn answered<M: Matcher>(
             .await;
         return;
     };
-    run_order(
-        desk,
-        &order,
-        channel_id,
-        &Via::Callback,
-        events,
-        CallEnd::Hangup,
-    )
-    .await;
+    run_order(desk, &order, &Via::Callback, line, CallEnd::Hangup).await;
 }
 
-/// Runs the IVR for `order`, already `in_call` on `channel_id`: answers
+/// Runs the IVR for `order`, already `in_call` on `line`: answers
 /// the channel (harmless when it is up already), settles the order when
 /// the call ends without a decision or is lost with Asterisk (see
 /// [`settle_lost`]), and closes the attempt row.
-/// Shared by the callback, transfer and inbound flows.
+/// Shared by the callback, transfer and inbound flows. When a masquerade
+/// moves the call onto a new channel meanwhile, the IVR goes on there and
+/// the attempt row is closed under the new channel's id.
 pub(super) async fn run_order<M: Matcher>(
     desk: &Desk<M>,
     order: &OrderRow,
-    channel_id: &str,
     via: &Via,
-    events: &mut UnboundedReceiver<ari::Event>,
+    line: &mut Line<'_>,
     end: CallEnd,
 ) -> Option<CallOutcome> {
     let order_id = order.id.as_str();
-    if let Err(e) = desk.rest.answer(channel_id).await {
+    if let Err(e) = desk.rest.answer(line.id()).await {
         tracing::debug!(error = %e, "answer failed (already up?)");
     }
     let lang = order.language;
@@ -89,12 +79,12 @@ pub(super) async fn run_order<M: Matcher>(
         matcher: desk.matcher.as_ref(),
         store: &desk.store,
         order_id,
-        channel_id,
         via,
         lang: lang.as_str(),
         end,
     };
-    let outcome = runner.run(ivr, events).await;
+    let outcome = runner.run(ivr, line).await;
+    let channel_id = line.id();
     let code = match outcome {
         Some(CallOutcome::Approved) => "approved",
         Some(CallOutcome::Failed(c)) => c.code(),
