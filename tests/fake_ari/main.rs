@@ -6,4 +6,5 @@ mod ari_client;
 mod ari_swagger;
 mod callback_fake_ari;
 mod inbound_code_fake_ari;
+mod masquerade_fake_ari;
 mod transfer_inbound_fake_ari;
