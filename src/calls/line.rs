@@ -30,6 +30,9 @@ pub trait Follow: Send + Sync {
 }
 
 /// What [`Line::next`] gives.
+// Returned and matched at once, never stored or queued: boxing every event
+// to shrink the rare `Moved` would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Next {
     /// An event of the call's channel (or, for a playback started before

@@ -140,7 +140,10 @@ async fn a_callback_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let id = v["id"].as_str().unwrap().to_owned();
     let old = format!("vp-{id}-1");
     let new = "1712345678.40";
-    request(&fake, |r| r.method == "POST" && r.path == format!("/ari/channels/{old}")).await;
+    request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{old}")
+    })
+    .await;
     fake.push(event(
         "StasisStart",
         json!({"args": ["callback", id], "channel": channel(&old, "Up")}),
@@ -174,7 +177,11 @@ async fn a_callback_moved_by_an_attended_transfer_pays_on_the_new_channel() {
         .iter()
         .filter(|r| r.method == "DELETE" && r.path.starts_with("/ari/channels/"))
         .collect();
-    assert_eq!(deletes.len(), 1, "one hang-up, of the new channel: {deletes:#?}");
+    assert_eq!(
+        deletes.len(),
+        1,
+        "one hang-up, of the new channel: {deletes:#?}"
+    );
     assert!(calls.iter().all(|r| !format!("{r:?}").contains("805137")));
 }
 
@@ -236,8 +243,10 @@ async fn a_transfer_call_moved_by_an_attended_transfer_pays_and_goes_back_on_the
         "a transferred caller is never hung up: {calls:#?}"
     );
     assert!(
-        calls.iter().all(|r| !r.path.starts_with(&format!("/ari/channels/{old}/variable"))
-            && !r.path.starts_with(&format!("/ari/channels/{old}/continue"))),
+        calls.iter().all(
+            |r| !r.path.starts_with(&format!("/ari/channels/{old}/variable"))
+                && !r.path.starts_with(&format!("/ari/channels/{old}/continue"))
+        ),
         "{calls:#?}"
     );
 }
