@@ -50,9 +50,9 @@ impl Drop for App {
 }
 
 impl App {
-    pub(super) async fn connect(lab: &Lab, name: &str) -> Result<App> {
+    pub(super) async fn connect(lab: &Lab, name: &str, subscribe_all: bool) -> Result<App> {
         let ws_url = format!(
-            "{}/ari/events?app={name}&subscribeAll=false",
+            "{}/ari/events?app={name}&subscribeAll={subscribe_all}",
             lab.ari_url.replacen("http://", "ws://", 1)
         );
         let mut req = ws_url.as_str().into_client_request()?;
