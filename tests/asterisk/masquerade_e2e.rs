@@ -2,14 +2,16 @@
 //! into voicepay's app by a real attended transfer from a second SIP leg.
 //!
 //! Leg 1 (SIPp, `tests/sipp/transfer_leg1.xml`) calls the access number
-//! from the carrier's address and is answered by the inbound flow; leg 2
+//! from the carrier's address and keys the order code, so the inbound flow
+//! claims the order on leg 1's channel and starts the IVR; leg 2
 //! (a second SIPp on the carrier's address, `transfer_replaces.xml`) sends
 //! INVITE with `Replaces:` naming leg 1's dialog (RFC 3891), as a phone or
 //! PBX completing an attended transfer does. Asterisk's res_pjsip
 //! masquerades leg 2's channel into leg 1's place in Stasis: voicepay gets
 //! `StasisStart` for the new channel with empty args and `replace_channel`,
-//! then leg 1's `StasisEnd`. Leg 2 then keys the order code, the
-//! confirmation and the PIN, and the order must pay on the new channel.
+//! then leg 1's `StasisEnd`. Leg 2 then keys the confirmation and the
+//! PIN, and the order must pay on the new channel, with its attempt row
+//! moved there.
 //!
 //! Needs `scripts/asterisk up` and `sipp`; skips without them, fails under
 //! `CI=true`. Holds the carrier turn ([`sipp::carrier`]) for both legs.
@@ -18,12 +20,28 @@ use serde_json::Value;
 use std::time::Duration;
 use voicepay_testkit::lab::{self};
 use voicepay_testkit::sipp::{self, KeyPresses, PromptRecorder, Sipp};
-use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db};
+use voicepay_testkit::{order_body, spawn_app_with, Db};
 
 /// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
 const DEBIT: &str = "6222000000000017";
-/// Leg 2's SIP and RTP ports on the carrier's address (leg 1 has 5060).
-const LEG2_PORTS: (u16, u16) = (5062, 16002);
+/// Leg 2's SIP and RTP ports on the carrier's address (leg 1 has 5060
+/// and RTP 16000-16003: SIPp also binds the video port, media + 2).
+const LEG2_PORTS: (u16, u16) = (5062, 16010);
+
+/// The file's content once it exists (leg 1 writes it whole), or None
+/// after `within`.
+async fn written(path: &std::path::Path, within: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Some(text);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 #[tokio::test]
 async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
@@ -83,20 +101,23 @@ async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let leg1 = Sipp::uac("transfer_leg1.xml", "95516")
         .set("caller", &caller)
         .set("dialog_file", &dialog_file.display().to_string())
+        .keys(KeyPresses::parse(&format!("WW{code}")).expect("keys"))
         .spawn()
         .expect("sipp leg 1");
-    let dialog = wait_for(Duration::from_secs(20), async || {
-        std::fs::read_to_string(&dialog_file).map_err(|e| format!("leg 1 not answered yet: {e}"))
-    })
-    .await;
+    let Some(dialog) = written(&dialog_file, Duration::from_secs(20)).await else {
+        let log = leg1.finish(Duration::from_secs(1)).await;
+        panic!("leg 1 was never answered:\n{}", log.log);
+    };
     let ids: Vec<&str> = dialog.split_whitespace().collect();
     let [cid, totag, fromtag] = ids[..] else {
         panic!("leg 1 wrote {dialog:?}")
     };
 
-    // Leg 2 replaces leg 1, then keys the order code, the confirmation
-    // and the PIN on the new channel.
-    let keys = KeyPresses::parse(&format!("WW{code}WWW1WW805137")).expect("keys");
+    // The order code claimed the order on leg 1's channel.
+    app.order_until(&id, |v| v["status"] == "in_call").await;
+    // Leg 2 replaces leg 1, then keys the confirmation and the PIN on the
+    // new channel.
+    let keys = KeyPresses::parse("WW1WW805137").expect("keys");
     let leg2 = Sipp::uac("transfer_replaces.xml", "95516")
         .ports(LEG2_PORTS.0, LEG2_PORTS.1)
         .set("caller", &caller)
@@ -107,16 +128,14 @@ async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
         .spawn()
         .expect("sipp leg 2");
 
-    let leg2 = leg2.finish(Duration::from_secs(90)).await;
-    let leg1 = leg1.finish(Duration::from_secs(10)).await;
+    leg2.finish(Duration::from_secs(90)).await.assert_ok();
+    leg1.finish(Duration::from_secs(10)).await.assert_ok();
     let v = app.final_view(&id, Duration::from_secs(30)).await;
     let prompts = recorder
         .prompts(Duration::from_secs(10))
         .await
         .expect("prompts");
     let details = app.event_details(&id).await;
-    leg1.assert_ok();
-    leg2.assert_ok();
     assert_eq!(v["status"], "succeeded", "{v:#}\n{details:#?}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let outcomes: Vec<&str> = v["attempts"]
