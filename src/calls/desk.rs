@@ -7,7 +7,9 @@
 //! Every call is registered in one table, by channel id, from its claim
 //! until its task ends: reconciliation after a reconnect leaves the
 //! registered calls to their task, and the node keeps renewing its claims
-//! on their orders ([`super::claims`]).
+//! on their orders ([`super::claims`]). The id is the channel the call is
+//! on now: when a masquerade moves a call onto a new channel, the desk
+//! re-registers it and moves its attempt row ([`Follow`]).
 
 use super::line::Follow;
 use crate::ari::AriRest;
@@ -52,7 +54,7 @@ pub struct Desk<M> {
     /// This node's name in `orders.claimed_by`: its Stasis app name, which
     /// is unique per node anyway (one WebSocket owns an app).
     pub(super) node: String,
-    /// This node's calls by channel id.
+    /// This node's calls by the id of the channel each is on now.
     pub(super) placed: Mutex<HashMap<String, Placed>>,
     /// One per running call (`telephony.max_concurrent_calls`).
     pub(super) permits: Arc<Semaphore>,
