@@ -7,7 +7,7 @@
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
-//! - [`line`]: a call's channel and events, following the call when a
+//! - [`line`](mod@line): a call's channel and events, following the call when a
 //!   masquerade (an attended transfer into the app) moves it onto a new
 //!   channel.
 //! - `live`: the prompts and key entry transfer and inbound run outside
@@ -162,7 +162,7 @@ async fn supervise<M: Matcher + 'static>(
 /// app is hung up rather than left hanging, including a masquerade's
 /// `StasisStart` (no args, `replace_channel`) whose old channel is no call
 /// of ours: one replacing a call we drive never comes here, the
-/// dispatcher hands it to that call's own queue ([`line`]).
+/// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),
