@@ -12,6 +12,13 @@
 //!   StasisEnd, a late playback event) go to [`Notice::Unrouted`] instead of
 //!   opening a new call; only a new StasisStart (the channel came back into
 //!   the app) opens one.
+//! - A masquerade (an attended transfer into the app) brings a
+//!   `StasisStart` for a new channel whose `replace_channel` names a
+//!   channel with an open queue: that queue moves to the new id and gets
+//!   the event, so the same call task goes on there. The old channel's
+//!   end events that follow are unrouted (the call did not end); its other
+//!   events (a playback started before the move) still reach the call. A
+//!   `replace_channel` naming no open queue is an ordinary new call.
 //! - On reconnect, queues of channels Asterisk no longer has are closed
 //!   (their end was missed while the socket was down); after an Asterisk
 //!   restart all are.
@@ -47,6 +54,8 @@ pub struct Call {
 /// apart from the channel sends.
 pub struct Dispatcher {
     queues: HashMap<String, mpsc::UnboundedSender<Event>>,
+    /// Channels a call moved away from (masquerade) → the call's channel.
+    moved: HashMap<String, String>,
     ended: RecentSet,
     notices: mpsc::UnboundedSender<Notice>,
     rest: AriRest,
@@ -57,6 +66,7 @@ impl Dispatcher {
     pub fn new(notices: mpsc::UnboundedSender<Notice>, rest: AriRest) -> Self {
         Self {
             queues: HashMap::new(),
+            moved: HashMap::new(),
             ended: RecentSet::new(RECENTLY_ENDED),
             notices,
             rest,
@@ -74,11 +84,23 @@ impl Dispatcher {
         let Some(id) = event.channel_id().map(str::to_owned) else {
             return self.unrouted(event);
         };
+        if let Some(old) = event.replaced_channel_id() {
+            if self.queues.contains_key(old) {
+                let old = old.to_owned();
+                return self.move_call(old, id, event);
+            }
+        }
+        let reentry = matches!(event, Event::StasisStart { .. });
+        if let Some(to) = self.moved.get(&id).cloned() {
+            if !reentry {
+                return self.left_behind(&id, &to, event);
+            }
+            self.moved.remove(&id);
+        }
         let closes = matches!(
             event,
             Event::StasisEnd { .. } | Event::ChannelDestroyed { .. }
         );
-        let reentry = matches!(event, Event::StasisStart { .. });
         if let Some(tx) = self.queues.get(&id) {
             if let Err(mpsc::error::SendError(event)) = tx.send(event) {
                 // The call task ended early; say so rather than lose it.
@@ -94,10 +116,15 @@ impl Dispatcher {
         if self.ended.contains(&id) && !reentry {
             return self.unrouted(event);
         }
+        self.open(id, event, closes)
+    }
+
+    /// Opens the queue of a new call whose first event is `first`.
+    fn open(&mut self, id: String, first: Event, closes: bool) -> bool {
         let (tx, rx) = mpsc::unbounded_channel();
         let call = Call {
             channel_id: id.clone(),
-            first: event,
+            first,
             events: rx,
             rest: self.rest.clone(),
         };
@@ -110,6 +137,52 @@ impl Dispatcher {
             self.queues.insert(id, tx);
         }
         self.notices.send(Notice::Call(call)).is_ok()
+    }
+
+    /// A masquerade moved the call on `old` onto `new` (`StasisStart` with
+    /// `replace_channel`): the call's queue follows it and gets the
+    /// `StasisStart`, so its task goes on with the same payment on `new`.
+    /// When that task has ended, `new` is a new call like any other.
+    fn move_call(&mut self, old: String, new: String, event: Event) -> bool {
+        let Some(tx) = self.queues.remove(&old) else {
+            return self.open(new, event, false);
+        };
+        match tx.send(event) {
+            Ok(()) => {
+                tracing::info!(from = %old, to = %new, "call moved to a new channel");
+                self.queues.insert(new.clone(), tx);
+                for to in self.moved.values_mut().filter(|to| **to == old) {
+                    to.clone_from(&new);
+                }
+                self.moved.insert(old, new);
+                true
+            }
+            Err(mpsc::error::SendError(event)) => {
+                self.ended.insert(old);
+                self.open(new, event, false)
+            }
+        }
+    }
+
+    /// An event of `old`, a channel the call has moved away from (now on
+    /// `to`). Its end (`StasisEnd`, hang-up, destroyed) is not the call's:
+    /// unrouted. Anything else (a playback started on it before the move)
+    /// still goes to the call.
+    fn left_behind(&mut self, old: &str, to: &str, event: Event) -> bool {
+        if event.ends_channel() {
+            if matches!(event, Event::ChannelDestroyed { .. }) {
+                self.moved.remove(old);
+                self.ended.insert(old.to_owned());
+            }
+            return self.unrouted(event);
+        }
+        match self.queues.get(to) {
+            Some(tx) => match tx.send(event) {
+                Ok(()) => true,
+                Err(mpsc::error::SendError(event)) => self.unrouted(event),
+            },
+            None => self.unrouted(event),
+        }
     }
 
     /// After a reconnect: close the queues whose channel is gone. When
@@ -131,6 +204,17 @@ impl Dispatcher {
 
     fn close(&mut self, id: &str) {
         if let Some((id, _tx)) = self.queues.remove_entry(id) {
+            // The channels the call moved away from end with it.
+            let left: Vec<String> = self
+                .moved
+                .iter()
+                .filter(|(_, to)| **to == id)
+                .map(|(old, _)| old.clone())
+                .collect();
+            for old in left {
+                self.moved.remove(&old);
+                self.ended.insert(old);
+            }
             self.ended.insert(id);
         }
     }
@@ -227,6 +311,66 @@ mod tests {
         // Coming back into the app is a new call.
         d.dispatch(ev("StasisStart", "a"));
         assert_eq!(next_call(&mut rx).channel_id, "a");
+    }
+
+    fn replacing(new: &str, old: &str) -> Event {
+        parse(&format!(
+            r#"{{"type":"StasisStart","args":[],"channel":{{"id":"{new}"}},"replace_channel":{{"id":"{old}"}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_masquerade_moves_the_call_to_the_new_channel() {
+        let (mut d, mut rx) = setup();
+        d.dispatch(ev("StasisStart", "old"));
+        let mut call = next_call(&mut rx);
+        assert!(d.dispatch(replacing("new", "old")));
+        // The old channel's end is not the call's; its other events are.
+        d.dispatch(ev("ChannelStateChange", "old"));
+        d.dispatch(ev("StasisEnd", "old"));
+        d.dispatch(ev("ChannelDestroyed", "old"));
+        d.dispatch(ev("ChannelStateChange", "new"));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Notice::Unrouted(Event::StasisEnd { .. }))
+        ));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Notice::Unrouted(Event::ChannelDestroyed { .. }))
+        ));
+        assert!(rx.try_recv().is_err(), "no new call was opened");
+        let got: Vec<(&str, String)> = std::iter::from_fn(|| call.events.try_recv().ok())
+            .map(|e| (e.type_name(), e.channel_id().unwrap_or_default().to_owned()))
+            .collect();
+        let want = [
+            ("StasisStart", "new"),
+            ("ChannelStateChange", "old"),
+            ("ChannelStateChange", "new"),
+        ];
+        assert_eq!(got, want.map(|(k, c)| (k, c.to_owned())));
+        assert_eq!(d.open_calls(), 1);
+        // The new channel's end ends the call.
+        d.dispatch(ev("StasisEnd", "new"));
+        assert_eq!(call.events.try_recv().unwrap().type_name(), "StasisEnd");
+        assert!(matches!(
+            call.events.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+        assert_eq!(d.open_calls(), 0);
+    }
+
+    #[test]
+    fn a_replace_channel_we_do_not_drive_is_a_new_call() {
+        let (mut d, mut rx) = setup();
+        d.dispatch(replacing("new", "stranger"));
+        let call = next_call(&mut rx);
+        assert_eq!(call.channel_id, "new");
+        // Nor one whose task has ended.
+        d.dispatch(ev("StasisStart", "old"));
+        drop(next_call(&mut rx));
+        d.dispatch(replacing("new2", "old"));
+        assert_eq!(next_call(&mut rx).channel_id, "new2");
     }
 
     #[test]

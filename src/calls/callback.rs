@@ -19,6 +19,7 @@
 
 use super::claims;
 use super::desk::{call_span, record_order, Desk, Placed};
+use super::line::{Follow, Line, Next};
 use super::session;
 use super::settle::retry_or_fail;
 use crate::ari::{self, AriCommands, AriError, Call, Originate};
@@ -309,14 +310,21 @@ pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) ->
     };
     let this = desk.clone();
     desk.spawn_call(span, async move {
-        let channel_id = call.channel_id.clone();
+        let Call {
+            channel_id,
+            first,
+            events,
+            ..
+        } = call;
+        let mut line = Line::new(channel_id, events, Some(this.as_ref() as &dyn Follow));
         let placed = Attempt {
             order_id: &order_id,
             attempt,
             rang_from,
         };
-        drive(&this, call, placed).await;
-        this.placed.lock().await.remove(&channel_id);
+        drive(&this, first, &mut line, placed).await;
+        // Registered under the channel it ended on (see `Follow`).
+        this.placed.lock().await.remove(line.id());
         drop(permit);
         this.wake.notify_one();
     });
@@ -333,32 +341,33 @@ struct Attempt<'a> {
 
 /// Follows a placed call from its first event: ringing until it is
 /// answered (the session runs) or ends unanswered.
-async fn drive<M: Matcher + 'static>(desk: &Desk<M>, call: Call, placed: Attempt<'_>) {
+async fn drive<M: Matcher + 'static>(
+    desk: &Desk<M>,
+    first: ari::Event,
+    line: &mut Line<'_>,
+    placed: Attempt<'_>,
+) {
     let Attempt {
         order_id,
         attempt,
         rang_from,
     } = placed;
-    let Call {
-        channel_id,
-        first,
-        mut events,
-        ..
-    } = call;
     let mut dialstatus = String::new();
     let mut cause = None;
     let mut next = Some(first);
     loop {
         let event = match next.take() {
             Some(e) => e,
-            None => match events.recv().await {
-                Some(e) => e,
+            None => match line.next().await {
+                Some(Next::Event(e)) => e,
+                // Moved before it entered the app: it rings on there.
+                Some(Next::Moved { .. }) => continue,
                 None => break,
             },
         };
         match event {
             ari::Event::StasisStart { .. } => {
-                session::answered(desk, order_id, &channel_id, &mut events).await;
+                session::answered(desk, order_id, line).await;
                 return;
             }
             ari::Event::Dial { dialstatus: s, .. } if !s.is_empty() => dialstatus = s,
@@ -375,7 +384,7 @@ async fn drive<M: Matcher + 'static>(desk: &Desk<M>, call: Call, placed: Attempt
     let why = Unanswered::classify(&dialstatus, cause, rang, ring_time);
     tracing::info!(%dialstatus, ?cause, rang_ms = rang.as_millis(), ?why, "callback not answered");
     let cause = cause.map(|c| c.to_string());
-    unanswered(desk, order_id, attempt, &channel_id, why, cause.as_deref()).await;
+    unanswered(desk, order_id, attempt, line.id(), why, cause.as_deref()).await;
 }
 
 /// Records the failed attempt, then `pending` again after the retry

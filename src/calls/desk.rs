@@ -7,13 +7,17 @@
 //! Every call is registered in one table, by channel id, from its claim
 //! until its task ends: reconciliation after a reconnect leaves the
 //! registered calls to their task, and the node keeps renewing its claims
-//! on their orders ([`super::claims`]).
+//! on their orders ([`super::claims`]). The id is the channel the call is
+//! on now: when a masquerade moves a call onto a new channel, the desk
+//! re-registers it and moves its attempt row ([`Follow`]).
 
+use super::line::Follow;
 use crate::ari::AriRest;
 use crate::config::Settings;
 use crate::store::{now_ms, OrderRow, Store};
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +58,7 @@ pub struct Desk<M> {
     /// This node's name in `orders.claimed_by`: its Stasis app name, which
     /// is unique per node anyway (one WebSocket owns an app).
     pub(super) node: String,
-    /// This node's calls by channel id.
+    /// This node's calls by the id of the channel each is on now.
     pub(super) placed: Mutex<HashMap<String, Placed>>,
     /// One per running call (`telephony.max_concurrent_calls`).
     pub(super) permits: Arc<Semaphore>,
@@ -202,6 +206,37 @@ impl<M> Desk<M> {
     pub(super) async fn calls_ended(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+impl<M: Send + Sync> Follow for Desk<M> {
+    /// The call on `from` moved onto `to` (a masquerade, see
+    /// [`super::line`]): when it is one of this node's calls, it is
+    /// registered under `to` and its attempt row names `to` (the matcher
+    /// checks that row before a secret reaches the bank). A channel that
+    /// is not ours (an incoming call before it claimed an order) has
+    /// nothing to follow.
+    fn follow<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let mut placed = self.placed.lock().await;
+            let Some(order_id) = placed.get(from).map(|p| p.order_id.clone()) else {
+                return;
+            };
+            if let Err(e) = self
+                .store
+                .attempt_moved(&order_id, from, to, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the call's new channel");
+            }
+            if let Some(p) = placed.remove(from) {
+                placed.insert(to.to_owned(), p);
+            }
+        })
     }
 }
 

@@ -47,6 +47,7 @@
 //! variable.
 
 use super::desk::{call_span, record_order, Desk};
+use super::line::{Follow, Line};
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
 use super::runner::CallEnd;
 use super::session::run_order;
@@ -58,7 +59,6 @@ use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::Span;
 
 /// Tries the caller gets to key an order code in one call.
@@ -99,12 +99,12 @@ pub fn take_inbound<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) {
     desk.spawn_call(span, async move { inbound(&this, call).await });
 }
 
-/// One inbound call: who calls, on which channel, in which language.
+/// One inbound call: who calls, on which line (it follows the call onto
+/// a new channel, see [`Line`]), in which language.
 struct Caller<'a> {
     number: String,
-    channel_id: &'a str,
+    line: Line<'a>,
     lang: Option<String>,
-    events: UnboundedReceiver<Event>,
 }
 
 async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
@@ -125,9 +125,8 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
     }
     let mut caller = Caller {
         number,
-        channel_id: &channel_id,
+        line: Line::new(channel_id, events, Some(desk as &dyn Follow)),
         lang: lang.filter(|l| !l.is_empty()),
-        events,
     };
     let among = match CallerNumber::parse(&caller.number) {
         CallerNumber::Mobile(p) if !desk.settings.inbound.require_order_code => {
@@ -222,12 +221,11 @@ async fn gated<M>(desk: &Desk<M>, among: &Among, caller: &mut Caller<'_>) -> Opt
         n += 1;
         let keyed = collect_code(
             &desk.rest,
-            caller.channel_id,
+            &mut caller.line,
             n,
             prompt,
             caller.lang.as_deref(),
             code_entry(desk),
-            &mut caller.events,
         )
         .await;
         let input = match keyed {
@@ -327,23 +325,15 @@ async fn pay<M: Matcher + 'static>(
 ) {
     record_order(&Span::current(), &order.id);
     let claimed = desk
-        .claim_incoming(&order.id, caller.channel_id, "inbound call")
+        .claim_incoming(&order.id, caller.line.id(), "inbound call")
         .await;
     let Some(order) = claimed else {
         say_and_hang_up(desk, caller, &["no-pending-order", "goodbye"]).await;
         return;
     };
     tracing::info!("inbound call claimed the order");
-    run_order(
-        desk,
-        &order,
-        caller.channel_id,
-        &via,
-        &mut caller.events,
-        CallEnd::Hangup,
-    )
-    .await;
-    desk.release(caller.channel_id).await;
+    run_order(desk, &order, &via, &mut caller.line, CallEnd::Hangup).await;
+    desk.release(caller.line.id()).await;
 }
 
 /// The `pending` inbound orders of the calling mobile.
@@ -378,8 +368,7 @@ async fn choose(
             &["invalid-input", "enter-order-code"]
         };
         let lang = caller.lang.as_deref();
-        let events = &mut caller.events;
-        match collect_code(rest, caller.channel_id, n, prompt, lang, entry, events).await {
+        match collect_code(rest, &mut caller.line, n, prompt, lang, entry).await {
             Keyed::Gone => return Choice::Gone,
             Keyed::Timeout => {}
             Keyed::Code(code) => match pick(orders, &code) {
@@ -392,10 +381,10 @@ async fn choose(
 }
 
 async fn say_and_hang_up<M>(desk: &Desk<M>, caller: &mut Caller<'_>, prompts: &[&str]) {
-    let (rest, ch) = (&desk.rest, caller.channel_id);
+    let rest = &desk.rest;
     let lang = caller.lang.as_deref();
-    if play_prompts(rest, ch, 100, prompts, lang, &mut caller.events).await == Heard::Played {
-        let _ = rest.hangup(ch, HangupReason::Normal).await;
+    if play_prompts(rest, &mut caller.line, 100, prompts, lang).await == Heard::Played {
+        let _ = rest.hangup(caller.line.id(), HangupReason::Normal).await;
     }
 }
 

@@ -3,11 +3,11 @@
 //! `Desk::claim_incoming`): the short prompts and key entry they run
 //! before (or instead of) the IVR.
 
+use super::line::{Line, Next};
 use crate::ari::{self, AriCommands};
 use crate::ivr::order_code::{OrderCode, ORDER_CODE_LEN};
 use crate::ivr::speech::sound;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Playback numbers of prompts played outside the IVR start here, so they
 /// never collide with the runner's (1, 2, …) on the same channel.
@@ -36,29 +36,32 @@ pub(super) fn ends_call(event: &ari::Event) -> bool {
     )
 }
 
-/// Plays the named prompts in one playback and waits for its end. Digits
-/// keyed meanwhile are dropped (nothing is being asked).
+/// Plays the named prompts in one playback on `line`'s channel and waits
+/// for its end. Digits keyed meanwhile are dropped (nothing is being
+/// asked). A move to a new channel meanwhile (a masquerade) does not end
+/// it: the playback's own end still comes.
 pub(super) async fn play_prompts<A: AriCommands>(
     ari: &A,
-    channel_id: &str,
+    line: &mut Line<'_>,
     n: u64,
     prompts: &[&str],
     lang: Option<&str>,
-    events: &mut UnboundedReceiver<ari::Event>,
 ) -> Heard {
-    let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
+    let id = ari::playback_id(line.id(), OWN_PLAYBACKS + n);
     let media: Vec<String> = prompts.iter().map(|p| sound(p)).collect();
-    if let Err(e) = ari.play(channel_id, &id, &media, lang).await {
+    if let Err(e) = ari.play(line.id(), &id, &media, lang).await {
         tracing::debug!(error = %e, "play failed");
         return Heard::Played;
     }
     let deadline = tokio::time::Instant::now() + PROMPT_LIMIT;
     loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        match tokio::time::timeout_at(deadline, line.next()).await {
             Err(_) => return Heard::Played,
             Ok(None) => return Heard::Gone,
-            Ok(Some(e)) if ends_call(&e) => return Heard::Gone,
-            Ok(Some(ari::Event::PlaybackFinished { playback })) if playback.id == id => {
+            Ok(Some(Next::Event(e))) if ends_call(&e) => return Heard::Gone,
+            Ok(Some(Next::Event(ari::Event::PlaybackFinished { playback })))
+                if playback.id == id =>
+            {
                 return Heard::Played
             }
             Ok(Some(_)) => {}
@@ -89,22 +92,23 @@ pub(super) struct Entry {
     pub inter_digit: Duration,
 }
 
-/// Plays `prompt` and collects digits: a digit during the prompt stops it
+/// Plays `prompt` on `line`'s channel and collects digits (on whichever
+/// channel the call is on: a masquerade meanwhile keeps what was keyed):
+/// a digit during the prompt stops it
 /// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
 /// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). The
 /// digits go straight into an [`OrderCode`]; nothing here logs them.
 pub(super) async fn collect_code<A: AriCommands>(
     ari: &A,
-    channel_id: &str,
+    line: &mut Line<'_>,
     n: u64,
     prompt: &[&str],
     lang: Option<&str>,
     entry: Entry,
-    events: &mut UnboundedReceiver<ari::Event>,
 ) -> Keyed {
-    let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
+    let id = ari::playback_id(line.id(), OWN_PLAYBACKS + n);
     let media: Vec<String> = prompt.iter().map(|p| sound(p)).collect();
-    let mut playing = ari.play(channel_id, &id, &media, lang).await.is_ok();
+    let mut playing = ari.play(line.id(), &id, &media, lang).await.is_ok();
     let mut digits = OrderCode::default();
     let mut deadline = tokio::time::Instant::now()
         + if playing {
@@ -113,10 +117,11 @@ pub(super) async fn collect_code<A: AriCommands>(
             entry.first_digit
         };
     loop {
-        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+        let event = match tokio::time::timeout_at(deadline, line.next()).await {
             Err(_) => return Keyed::Timeout,
             Ok(None) => return Keyed::Gone,
-            Ok(Some(e)) => e,
+            Ok(Some(Next::Event(e))) => e,
+            Ok(Some(Next::Moved { .. })) => continue,
         };
         let now = tokio::time::Instant::now();
         match event {

@@ -7,6 +7,9 @@
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
+//! - [`line`](mod@line): a call's channel and events, following the call when a
+//!   masquerade (an attended transfer into the app) moves it onto a new
+//!   channel.
 //! - `live`: the prompts and key entry transfer and inbound run outside
 //!   the IVR.
 //! - `session`: one order's IVR on a channel, which every flow ends in;
@@ -24,6 +27,7 @@ pub mod callback;
 pub mod claims;
 pub mod desk;
 pub mod inbound;
+pub mod line;
 mod live;
 #[cfg(test)]
 mod placeholder;
@@ -155,7 +159,10 @@ async fn supervise<M: Matcher + 'static>(
 /// Hands a new call to its flow by its Stasis arguments: `transfer,<code>`
 /// and `inbound` come from the dialplan; our originates (`callback,<order>`
 /// and their ringing events) are known by channel id. Anything else in our
-/// app is hung up rather than left hanging.
+/// app is hung up rather than left hanging, including a masquerade's
+/// `StasisStart` (no args, `replace_channel`) whose old channel is no call
+/// of ours: one replacing a call we drive never comes here, the
+/// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),

@@ -16,6 +16,7 @@
 //! The secret exists here only inside [`Action::Submit`], which is moved
 //! straight into [`Matcher::verify`]; nothing logs an action's content.
 
+use super::line::{Line, Next};
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::OrderStatus;
 use crate::ivr::{Action, CallOutcome, Event, Ivr, TimerId};
@@ -36,8 +37,6 @@ pub struct CallRunner<'a, A, M> {
     pub store: &'a Store,
     /// The order paid on this call.
     pub order_id: &'a str,
-    /// The call's channel.
-    pub channel_id: &'a str,
     /// How the call reached the order; the matcher checks it.
     pub via: &'a Via,
     /// Prompt language for ARI's `lang` play parameter (`zh`, `en`).
@@ -103,11 +102,11 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// longer does (404) as finished, so the digit timer that follows a
     /// prompt is armed (rather than a silent caller waiting for
     /// `ivr.max_call_secs`).
-    pub async fn run(
-        &self,
-        mut ivr: Ivr,
-        events: &mut mpsc::UnboundedReceiver<ari::Event>,
-    ) -> Option<CallOutcome> {
+    ///
+    /// The call's channel is `line`'s: when a masquerade moves the call
+    /// onto a new channel, the IVR goes on where it was (keyed digits,
+    /// tries) and every later command names the new channel.
+    pub async fn run(&self, mut ivr: Ivr, line: &mut Line<'_>) -> Option<CallOutcome> {
         let began = Instant::now();
         let (timer_tx, mut timer_rx) = mpsc::unbounded_channel::<TimerId>();
         let mut session = Session::default();
@@ -117,7 +116,8 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         loop {
             while let Some(event) = queue.pop_front() {
                 for action in ivr.step(event, began.elapsed()) {
-                    if let Some(back) = self.execute(action, &mut session, &timer_tx).await {
+                    let ch = line.id();
+                    if let Some(back) = self.execute(action, ch, &mut session, &timer_tx).await {
                         queue.push_back(back);
                     }
                 }
@@ -126,9 +126,11 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 break;
             }
             tokio::select! {
-                event = events.recv() => match event {
-                    Some(event) if cut_off(&event) => stream_open = false,
-                    Some(event) => queue.extend(translate(&event, &mut session)),
+                next = line.next() => match next {
+                    Some(Next::Event(event)) if cut_off(&event) => stream_open = false,
+                    Some(Next::Event(event)) => queue.extend(translate(&event, &mut session)),
+                    // Same payment, new channel: nothing for the IVR.
+                    Some(Next::Moved { .. }) => {}
                     // Hang-up events end the IVR before the stream ends, so
                     // this is a channel that vanished unseen: lost.
                     None => stream_open = false,
@@ -139,7 +141,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 },
                 Some(timer) = timer_rx.recv() => {
                     session.timers.remove(&timer);
-                    if !self.hold_while_disconnected(events, &mut session, &mut queue).await {
+                    if !self.hold_while_disconnected(line, &mut session, &mut queue).await {
                         stream_open = false;
                     } else {
                         queue.push_back(Event::TimerFired { timer });
@@ -154,7 +156,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// go to `queue`. False when the stream ended first (the call was lost).
     async fn hold_while_disconnected(
         &self,
-        events: &mut mpsc::UnboundedReceiver<ari::Event>,
+        line: &mut Line<'_>,
         session: &mut Session,
         queue: &mut VecDeque<Event>,
     ) -> bool {
@@ -163,9 +165,10 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 // The queue first: a channel found gone on reconnection is
                 // closed before the socket is reported up.
                 biased;
-                event = events.recv() => match event {
-                    Some(event) if cut_off(&event) => return false,
-                    Some(event) => queue.extend(translate(&event, session)),
+                next = line.next() => match next {
+                    Some(Next::Event(event)) if cut_off(&event) => return false,
+                    Some(Next::Event(event)) => queue.extend(translate(&event, session)),
+                    Some(Next::Moved { .. }) => {}
                     None => return false,
                 },
                 () = self.ari.events_up() => return true,
@@ -198,25 +201,23 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             .collect()
     }
 
-    /// Carries out one action; returns the event it produces at once, if any
-    /// (the matcher's answer, or the end of a playback that failed to start).
+    /// Carries out one action on the call's channel `ch`; returns the
+    /// event it produces at once, if any (the matcher's answer, or the end
+    /// of a playback that failed to start).
     async fn execute(
         &self,
         action: Action,
+        ch: &str,
         s: &mut Session,
         timers: &mpsc::UnboundedSender<TimerId>,
     ) -> Option<Event> {
         match action {
             Action::Play { playback_id, media } => {
                 s.next_playback += 1;
-                let id = ari::playback_id(self.channel_id, s.next_playback);
+                let id = ari::playback_id(ch, s.next_playback);
                 s.playbacks.insert(id.clone(), playback_id.clone());
                 s.ari_ids.insert(playback_id.clone(), id.clone());
-                if let Err(e) = self
-                    .ari
-                    .play(self.channel_id, &id, &media, Some(self.lang))
-                    .await
-                {
+                if let Err(e) = self.ari.play(ch, &id, &media, Some(self.lang)).await {
                     // No PlaybackFinished will come: end it here so the IVR
                     // moves on (a gone channel also brings a hang-up).
                     tracing::debug!(error = %e, "play failed");
@@ -249,7 +250,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             Action::Submit(verification) => {
                 // Moved straight in; the matcher moves and settles the order.
                 let call = CallRef {
-                    channel_id: self.channel_id,
+                    channel_id: ch,
                     via: self.via,
                 };
                 let outcome = self.matcher.verify(self.order_id, call, verification).await;
@@ -257,7 +258,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             }
             Action::Hangup if self.end == CallEnd::ReturnToDialplan => {}
             Action::Hangup => {
-                if let Err(e) = self.ari.hangup(self.channel_id, HangupReason::Normal).await {
+                if let Err(e) = self.ari.hangup(ch, HangupReason::Normal).await {
                     tracing::debug!(error = %e, "hangup failed");
                 }
             }

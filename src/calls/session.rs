@@ -13,24 +13,21 @@
 //! with Asterisk, and closes the attempt row.
 
 use super::desk::Desk;
+use super::line::Line;
 use super::runner::{CallEnd, CallRunner};
 use super::settle::{retry_or_fail, settle_lost};
-use crate::ari::{self, AriCommands, HangupReason};
+use crate::ari::{AriCommands, HangupReason};
 use crate::domain::{Language, OrderStatus, ResultCode, YearMonth};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, MachineScreen};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, ActiveCall, OrderRow, Transition};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The cardholder answered our callback: `calling` → `in_call`, the IVR,
 /// the order settled by the runner. An order cancelled or expired while
 /// ringing is not paid: the call is hung up.
-pub(super) async fn answered<M: Matcher>(
-    desk: &Desk<M>,
-    order_id: &str,
-    channel_id: &str,
-    events: &mut UnboundedReceiver<ari::Event>,
-) {
+pub(super) async fn answered<M: Matcher>(desk: &Desk<M>, order_id: &str, line: &mut Line<'_>) {
+    let channel_id = line.id().to_owned();
+    let channel_id = channel_id.as_str();
     // First, so that a greeting that starts at once is heard.
     let screen = listen_for_machines(desk, channel_id).await;
     let now = now_ms();
@@ -61,18 +58,9 @@ pub(super) async fn answered<M: Matcher>(
             .await;
         return;
     };
-    let outcome = run_screened(
-        desk,
-        &order,
-        channel_id,
-        &Via::Callback,
-        events,
-        CallEnd::Hangup,
-        screen,
-    )
-    .await;
+    let outcome = run_screened(desk, &order, &Via::Callback, line, CallEnd::Hangup, screen).await;
     if outcome == Some(CallOutcome::NotReached) {
-        not_reached(desk, &order, channel_id).await;
+        not_reached(desk, &order, line.id()).await;
     }
 }
 
@@ -120,20 +108,21 @@ async fn not_reached<M>(desk: &Desk<M>, order: &OrderRow, channel_id: &str) {
     }
 }
 
-/// Runs the IVR for `order`, already `in_call` on `channel_id`: answers
+/// Runs the IVR for `order`, already `in_call` on `line`: answers
 /// the channel (harmless when it is up already), settles the order when
 /// the call ends without a decision or is lost with Asterisk (see
 /// [`settle_lost`]), and closes the attempt row.
-/// Shared by the callback, transfer and inbound flows.
+/// Shared by the callback, transfer and inbound flows. When a masquerade
+/// moves the call onto a new channel meanwhile, the IVR goes on there and
+/// the attempt row is closed under the new channel's id.
 pub(super) async fn run_order<M: Matcher>(
     desk: &Desk<M>,
     order: &OrderRow,
-    channel_id: &str,
     via: &Via,
-    events: &mut UnboundedReceiver<ari::Event>,
+    line: &mut Line<'_>,
     end: CallEnd,
 ) -> Option<CallOutcome> {
-    run_screened(desk, order, channel_id, via, events, end, None).await
+    run_screened(desk, order, via, line, end, None).await
 }
 
 /// [`run_order`], screening the call for an answering machine first when
@@ -142,14 +131,13 @@ pub(super) async fn run_order<M: Matcher>(
 async fn run_screened<M: Matcher>(
     desk: &Desk<M>,
     order: &OrderRow,
-    channel_id: &str,
     via: &Via,
-    events: &mut UnboundedReceiver<ari::Event>,
+    line: &mut Line<'_>,
     end: CallEnd,
     screen: Option<MachineScreen>,
 ) -> Option<CallOutcome> {
     let order_id = order.id.as_str();
-    if let Err(e) = desk.rest.answer(channel_id).await {
+    if let Err(e) = desk.rest.answer(line.id()).await {
         tracing::debug!(error = %e, "answer failed (already up?)");
     }
     let lang = order.language;
@@ -162,12 +150,12 @@ async fn run_screened<M: Matcher>(
         matcher: desk.matcher.as_ref(),
         store: &desk.store,
         order_id,
-        channel_id,
         via,
         lang: lang.as_str(),
         end,
     };
-    let outcome = runner.run(ivr, events).await;
+    let outcome = runner.run(ivr, line).await;
+    let channel_id = line.id();
     let code = match outcome {
         Some(CallOutcome::Approved) => "approved",
         Some(CallOutcome::Failed(c)) => c.code(),

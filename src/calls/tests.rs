@@ -1,6 +1,7 @@
 //! The runner against a fake ARI (no Asterisk) and a temporary SQLite store:
 //! ids, barge-in, the order's moves, and that no command carries the PIN.
 
+use super::line::Line;
 use super::placeholder::PlaceholderMatcher;
 use super::runner::{CallEnd, CallRunner};
 use crate::ari::{self, AriCommands, AriError, Channel, HangupReason, Originate};
@@ -70,7 +71,6 @@ impl Rig {
             matcher: &self.matcher,
             store: &self.store,
             order_id: &self.order_id,
-            channel_id: "ch1",
             via: &Via::Callback,
             lang: "zh",
             end,
@@ -214,13 +214,13 @@ fn call_info() -> CallInfo {
 #[tokio::test]
 async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
     let r = rig().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     // Confirm and PIN keyed ahead, over the prompts (barge-in, type-ahead).
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
     let runner = r.runner(CallEnd::Hangup);
-    let outcome = runner.run(ivr(), &mut rx).await;
+    let outcome = runner.run(ivr(), &mut Line::new("ch1", rx, None)).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
     let order = r.store.order(&r.order_id).await.unwrap().unwrap();
     assert_eq!(order.status, OrderStatus::Succeeded);
@@ -241,7 +241,7 @@ async fn keyed_ahead_pin_pays_the_order_and_never_leaves_the_runner() {
 #[tokio::test]
 async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     let r = rig().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     tx.send(dtmf("ch1", '1')).unwrap();
     tx.send(ari::Event::StasisEnd {
         channel: Channel {
@@ -252,7 +252,7 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
     .unwrap();
     drop(tx); // the dispatcher closes the queue after StasisEnd
     let runner = r.runner(CallEnd::Hangup);
-    let outcome = runner.run(ivr(), &mut rx).await;
+    let outcome = runner.run(ivr(), &mut Line::new("ch1", rx, None)).await;
     assert!(
         matches!(outcome, Some(CallOutcome::Failed(_))),
         "{outcome:?}"
@@ -265,12 +265,12 @@ async fn caller_hang_up_fails_the_order_with_caller_hung_up() {
 #[tokio::test]
 async fn return_to_dialplan_leaves_the_channel_up() {
     let r = rig().await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     for c in "1805137".chars() {
         tx.send(dtmf("ch1", c)).unwrap();
     }
     let runner = r.runner(CallEnd::ReturnToDialplan);
-    let outcome = runner.run(ivr(), &mut rx).await;
+    let outcome = runner.run(ivr(), &mut Line::new("ch1", rx, None)).await;
     assert_eq!(outcome, Some(CallOutcome::Approved));
     let lines = r.ari.lines();
     assert!(
@@ -286,7 +286,7 @@ async fn return_to_dialplan_leaves_the_channel_up() {
 async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
     let r = rig().await;
     r.ari.up.send_replace(false); // the events socket is down
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     let runner = r.runner(CallEnd::Hangup);
     let short = Ivr::new(
         IvrConfig {
@@ -309,7 +309,8 @@ async fn a_call_lost_in_an_outage_is_not_a_hang_up_and_its_timers_wait() {
         // hang-up event.
         drop(tx);
     };
-    let (outcome, ()) = tokio::join!(runner.run(short, &mut rx), watcher);
+    let mut line = Line::new("ch1", rx, None);
+    let (outcome, ()) = tokio::join!(runner.run(short, &mut line), watcher);
     assert_eq!(outcome, None, "lost, not hung up");
     let order = r.store.order(&r.order_id).await.unwrap().unwrap();
     assert_eq!(
@@ -343,13 +344,60 @@ async fn asterisk_hanging_the_call_up_is_not_the_caller_hanging_up() {
         ),
     ] {
         let r = rig().await;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         for c in "1805".chars() {
             tx.send(dtmf("ch1", c)).unwrap();
         }
         tx.send(request).unwrap();
         let runner = r.runner(CallEnd::Hangup);
-        assert_eq!(runner.run(ivr(), &mut rx).await, want);
+        assert_eq!(
+            runner.run(ivr(), &mut Line::new("ch1", rx, None)).await,
+            want
+        );
         drop(tx);
     }
+}
+
+#[tokio::test]
+async fn a_masquerade_mid_pin_keeps_the_keyed_digits_and_moves_every_command() {
+    let r = rig().await;
+    let (tx, rx) = mpsc::unbounded_channel();
+    for c in "180".chars() {
+        tx.send(dtmf("ch1", c)).unwrap();
+    }
+    // An attended transfer into the app: the call is now on ch2, then the
+    // old channel leaves the app.
+    let old = Channel {
+        id: "ch1".into(),
+        ..Channel::default()
+    };
+    tx.send(ari::Event::StasisStart {
+        args: vec![],
+        channel: Channel {
+            id: "ch2".into(),
+            ..Channel::default()
+        },
+        replace_channel: Some(Box::new(old.clone())),
+    })
+    .unwrap();
+    tx.send(ari::Event::StasisEnd { channel: old }).unwrap();
+    for c in "5137".chars() {
+        tx.send(dtmf("ch2", c)).unwrap();
+    }
+    let runner = r.runner(CallEnd::Hangup);
+    let mut line = Line::new("ch1", rx, None);
+    let outcome = runner.run(ivr(), &mut line).await;
+    assert_eq!(outcome, Some(CallOutcome::Approved));
+    assert_eq!(line.id(), "ch2");
+    let order = r.store.order(&r.order_id).await.unwrap().unwrap();
+    assert_eq!(order.status, OrderStatus::Succeeded);
+    let lines = r.ari.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("play ch2 ch2:") && l.contains("sound:voicepay/success")),
+        "the closing prompt on the new channel: {lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("hangup ch2"));
+    assert!(!lines.iter().any(|l| l == "hangup ch1"), "{lines:?}");
 }

@@ -13,6 +13,7 @@
 //! with `caller_hung_up`, as in a callback.
 
 use super::desk::{call_span, record_order, Desk};
+use super::line::{Follow, Line};
 use super::live::{play_prompts, Heard};
 use super::runner::CallEnd;
 use super::session::run_order;
@@ -70,9 +71,10 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
     let Call {
         channel_id,
         first,
-        mut events,
+        events,
         ..
     } = call;
+    let mut line = Line::new(channel_id, events, Some(desk as &dyn Follow));
     let channel_lang = match &first {
         crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
         _ => None,
@@ -82,7 +84,7 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
     let claimed = match find_order(desk, &code).await {
         Some(o) => {
             record_order(&Span::current(), &o.id);
-            desk.claim_incoming(&o.id, &channel_id, "transferred call")
+            desk.claim_incoming(&o.id, line.id(), "transferred call")
                 .await
         }
         None => None,
@@ -91,15 +93,14 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
         tracing::info!(code = %masked, "unknown, used or expired transfer code");
         let heard = play_prompts(
             &desk.rest,
-            &channel_id,
+            &mut line,
             1,
             &["transfer-code-invalid"],
             channel_lang.as_deref(),
-            &mut events,
         )
         .await;
         if heard == Heard::Played {
-            hand_back(&desk.rest, &channel_id, "failure", CODE_INVALID).await;
+            hand_back(&desk.rest, line.id(), "failure", CODE_INVALID).await;
         }
         return;
     };
@@ -107,19 +108,12 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
     // The code goes with the call to the matcher, which checks it is
     // still this order's.
     let via = Via::Transfer { code };
-    let outcome = run_order(
-        desk,
-        &order,
-        &channel_id,
-        &via,
-        &mut events,
-        CallEnd::ReturnToDialplan,
-    )
-    .await;
+    let outcome = run_order(desk, &order, &via, &mut line, CallEnd::ReturnToDialplan).await;
+    // To the channel the call is on now: a masquerade may have moved it.
     if let Some((result, code)) = result_vars(outcome) {
-        hand_back(&desk.rest, &channel_id, result, code).await;
+        hand_back(&desk.rest, line.id(), result, code).await;
     }
-    desk.release(&channel_id).await;
+    desk.release(line.id()).await;
 }
 
 /// The `pending` transfer order of `code`, if the code has the right shape

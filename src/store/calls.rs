@@ -203,6 +203,51 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// The call on `from` moved onto channel `to` (a masquerade: an
+    /// attended transfer into the app): its open attempt row of
+    /// `order_id` names `to` from now on, so that the matcher's check that
+    /// the call belongs to the order, the hang-up and the end of the
+    /// attempt all find it, and the order's audit log says where it came
+    /// from. `now` is Unix ms. Returns false, changing nothing, when no
+    /// open attempt of the order is on `from` (already moved).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn attempt_moved(
+        &self,
+        order_id: &str,
+        from: &str,
+        to: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE call_attempts SET channel_id = $1 \
+             WHERE order_id = $2 AND channel_id = $3 AND ended_at IS NULL",
+        )
+        .bind(to)
+        .bind(order_id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+             VALUES ($1, 'call', NULL, NULL, $2, $3)",
+        )
+        .bind(order_id)
+        .bind(format!("call moved from channel {from} to {to} (transfer)"))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }
 
 /// A claim whose node let it run out, found by [`Store::stale_claims`].

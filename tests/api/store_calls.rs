@@ -186,8 +186,52 @@ async fn a_node_renews_only_its_own_live_claims(app: TestApp) {
     assert_eq!(store.renew_claims("node-a", &[], until).await.unwrap(), 0);
 }
 
+async fn a_moved_call_keeps_its_attempt_row_under_the_new_channel(app: TestApp) {
+    let (store, id) = new_order(&app, "M1").await;
+    let now = now_ms();
+    store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("due");
+    let old = format!("vp-{id}-1");
+    store.insert_attempt(&id, 1, &old, now).await.unwrap();
+    assert!(store
+        .attempt_moved(&id, &old, "1712345678.9", now)
+        .await
+        .unwrap());
+    // Once only, and never another order's row.
+    assert!(!store
+        .attempt_moved(&id, &old, "1712345678.9", now)
+        .await
+        .unwrap());
+    assert!(!store
+        .attempt_moved("ord_other", "1712345678.9", "x", now)
+        .await
+        .unwrap());
+    assert!(store.call_placed_for(&id, "1712345678.9").await.unwrap());
+    assert!(!store.call_placed_for(&id, &old).await.unwrap());
+    let active = store.active_calls("node-a").await.unwrap();
+    assert_eq!(active[0].channel_id.as_deref(), Some("1712345678.9"));
+    let attempts = store.attempts_for(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].channel_id, "1712345678.9");
+    let detail = format!("call moved from channel {old} to 1712345678.9 (transfer)");
+    assert_eq!(store.count_events(&id, "call", &detail).await.unwrap(), 1);
+    // An ended attempt no longer moves.
+    store
+        .attempt_ended("1712345678.9", "answered", Some("approved"), now)
+        .await
+        .unwrap();
+    assert!(!store
+        .attempt_moved(&id, "1712345678.9", "later", now)
+        .await
+        .unwrap());
+}
+
 on_both_stores!(
     a_due_order_is_claimed_once_and_retried_on_schedule,
     racing_workers_claim_each_order_exactly_once,
     a_node_renews_only_its_own_live_claims,
+    a_moved_call_keeps_its_attempt_row_under_the_new_channel,
 );

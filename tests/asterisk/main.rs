@@ -14,6 +14,7 @@ mod caller_id_e2e;
 mod carrier_e2e;
 mod carrier_trust;
 mod machine_e2e;
+mod masquerade_e2e;
 mod no_secret_e2e;
 mod payments_e2e;
 mod transfer_inbound_e2e;

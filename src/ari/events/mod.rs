@@ -194,6 +194,33 @@ impl Event {
         }
     }
 
+    /// For a `StasisStart` that replaces a channel, the id of the channel it
+    /// replaces (`replace_channel`): a masquerade (an attended transfer
+    /// into the app, some pickups) moved the call onto this event's new
+    /// channel; the old channel's `StasisEnd` follows (res_stasis.c,
+    /// `channel_replaced_cb`). None for any other event.
+    pub fn replaced_channel_id(&self) -> Option<&str> {
+        match self {
+            Event::StasisStart {
+                replace_channel: Some(old),
+                ..
+            } => Some(old.id.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Whether this event ends its channel's part in the app: it left
+    /// (`StasisEnd`), is being hung up (`ChannelHangupRequest`) or is gone
+    /// (`ChannelDestroyed`).
+    pub fn ends_channel(&self) -> bool {
+        matches!(
+            self,
+            Event::StasisEnd { .. }
+                | Event::ChannelHangupRequest { .. }
+                | Event::ChannelDestroyed { .. }
+        )
+    }
+
     /// Which call this event belongs to: the channel's id; for `Dial` the
     /// dialed `peer` (the channel we originated); for playbacks the
     /// `channel:<id>` target, or else the channel named by the playback id

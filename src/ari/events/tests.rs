@@ -62,6 +62,30 @@ fn stasis_start_carries_args_and_channel() {
 }
 
 #[test]
+fn a_masquerade_names_the_channel_it_replaces() {
+    // An attended transfer into the app: the new channel, no args, and the
+    // old channel it takes the place of (res_stasis.c channel_replaced_cb).
+    let ev = parse_value(&event(
+        "StasisStart",
+        json!({"args": [], "channel": channel("new.2", "Up"),
+               "replace_channel": channel("old.1", "Up")}),
+    ));
+    assert_eq!(ev.channel_id(), Some("new.2"));
+    assert_eq!(ev.replaced_channel_id(), Some("old.1"));
+    assert!(!ev.ends_channel());
+    let plain = parse_value(&event(
+        "StasisStart",
+        json!({"args": ["inbound"], "channel": channel("c1", "Up")}),
+    ));
+    assert_eq!(plain.replaced_channel_id(), None);
+    let end = parse_value(&event(
+        "StasisEnd",
+        json!({"channel": channel("old.1", "Up")}),
+    ));
+    assert!(end.ends_channel());
+}
+
+#[test]
 fn dtmf_digit_parses_but_never_prints() {
     let ev = parse_value(&event(
         "ChannelDtmfReceived",

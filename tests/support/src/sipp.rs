@@ -99,6 +99,8 @@ pub struct Sipp {
     keys: Option<KeyPresses>,
     timeout: Duration,
     calls: u32,
+    /// SIP and RTP ports on [`CARRIER_IP`] (see [`Sipp::ports`]).
+    ports: (u16, u16),
 }
 
 impl Sipp {
@@ -112,6 +114,7 @@ impl Sipp {
             keys: None,
             timeout: Duration::from_secs(90),
             calls: 1,
+            ports: (CARRIER_SIP_PORT, CARRIER_MEDIA_PORT),
         }
     }
 
@@ -147,6 +150,16 @@ impl Sipp {
         self
     }
 
+    /// A second carrier leg beside the one on 127.0.0.3:5060 (e.g. the
+    /// leg of an attended transfer, issue #12 fault 3): SIPp on
+    /// [`CARRIER_IP`] with these SIP and RTP ports (defaults
+    /// [`CARRIER_SIP_PORT`], [`CARRIER_MEDIA_PORT`]). Asterisk identifies
+    /// the carrier by address only, so it is the carrier's call too.
+    pub fn ports(mut self, sip: u16, media: u16) -> Sipp {
+        self.ports = (sip, media);
+        self
+    }
+
     /// SIPp gives up (and fails) after this long (`-timeout`, default 90 s).
     pub fn timeout(mut self, t: Duration) -> Sipp {
         self.timeout = t;
@@ -176,8 +189,8 @@ impl Sipp {
         cmd.current_dir(dir.path())
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-i", CARRIER_IP, "-p", &CARRIER_SIP_PORT.to_string()])
-            .args(["-mi", CARRIER_IP, "-mp", &CARRIER_MEDIA_PORT.to_string()])
+            .args(["-i", CARRIER_IP, "-p", &self.ports.0.to_string()])
+            .args(["-mi", CARRIER_IP, "-mp", &self.ports.1.to_string()])
             .arg("-m")
             .arg(self.calls.to_string())
             .args(["-nostdin", "-timeout_error"])
