@@ -33,13 +33,14 @@
 //! variable.
 
 use super::desk::{call_span, record_order, Desk};
-use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
+use super::live::{collect_code, play_prompts, Entry, Heard, Keyed, Line};
 use super::runner::CallEnd;
 use super::session::run_order;
 use crate::ari::{AriCommands, AriRest, Call, Event, HangupReason};
 use crate::bank::shanghai_day;
 use crate::domain::Phone;
 use crate::ivr::order_code::{CodeGate, GateInput, GateStep, OrderCode, ORDER_CODE_LEN};
+use crate::ivr::repeat::RepeatGuard;
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
@@ -87,6 +88,8 @@ struct Caller<'a> {
     channel_id: &'a str,
     lang: Option<String>,
     events: UnboundedReceiver<Event>,
+    /// The call's DTMF repeat guard, from the order code to the IVR.
+    keys: RepeatGuard,
 }
 
 async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
@@ -110,6 +113,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         channel_id: &channel_id,
         lang: lang.filter(|l| !l.is_empty()),
         events,
+        keys: desk.settings.ivr.repeat_guard(),
     };
     let phone = Phone::parse(caller.number.trim()).ok();
     let chosen = match &phone {
@@ -158,7 +162,10 @@ async fn gated<M>(desk: &Desk<M>, phone: &Phone, caller: &mut Caller<'_>) -> Opt
             prompt,
             caller.lang.as_deref(),
             code_entry(desk),
-            &mut caller.events,
+            Line {
+                events: &mut caller.events,
+                keys: &mut caller.keys,
+            },
         )
         .await;
         let input = match keyed {
@@ -241,6 +248,7 @@ async fn pay<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, caller: &mu
         &via,
         &mut caller.events,
         CallEnd::Hangup,
+        caller.keys.clone(),
     )
     .await;
     desk.release(caller.channel_id).await;
@@ -283,8 +291,11 @@ async fn choose(
             &["invalid-input", "enter-order-code"]
         };
         let lang = caller.lang.as_deref();
-        let events = &mut caller.events;
-        match collect_code(rest, caller.channel_id, n, prompt, lang, entry, events).await {
+        let line = Line {
+            events: &mut caller.events,
+            keys: &mut caller.keys,
+        };
+        match collect_code(rest, caller.channel_id, n, prompt, lang, entry, line).await {
             Keyed::Gone => return Choice::Gone,
             Keyed::Timeout => {}
             Keyed::Code(code) => match pick(orders, &code) {

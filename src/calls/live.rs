@@ -3,8 +3,10 @@
 //! `Desk::claim_incoming`): the short prompts and key entry they run
 //! before (or instead of) the IVR.
 
+use super::keys::pressed;
 use crate::ari::{self, AriCommands};
 use crate::ivr::order_code::{OrderCode, ORDER_CODE_LEN};
+use crate::ivr::repeat::RepeatGuard;
 use crate::ivr::speech::sound;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -89,10 +91,24 @@ pub(super) struct Entry {
     pub inter_digit: Duration,
 }
 
+/// The caller's side of a channel while a code is keyed: its ordered
+/// events, and the call's repeat guard that every key passes (kept for the
+/// whole call, so a press reported again after the entry ended is caught
+/// by the next stage too).
+pub(super) struct Line<'a> {
+    /// The channel's events.
+    pub events: &'a mut UnboundedReceiver<ari::Event>,
+    /// The call's DTMF repeat guard (`ivr.dtmf_repeat_guard_ms`).
+    pub keys: &'a mut RepeatGuard,
+}
+
 /// Plays `prompt` and collects digits: a digit during the prompt stops it
 /// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
-/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). The
-/// digits go straight into an [`OrderCode`]; nothing here logs them.
+/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). A
+/// `#` with nothing keyed yet (the terminator a caller adds after a code
+/// that was already complete) is ignored: it neither stops the prompt nor
+/// counts. The digits go straight into an [`OrderCode`]; nothing here
+/// logs them.
 pub(super) async fn collect_code<A: AriCommands>(
     ari: &A,
     channel_id: &str,
@@ -100,8 +116,9 @@ pub(super) async fn collect_code<A: AriCommands>(
     prompt: &[&str],
     lang: Option<&str>,
     entry: Entry,
-    events: &mut UnboundedReceiver<ari::Event>,
+    line: Line<'_>,
 ) -> Keyed {
+    let Line { events, keys } = line;
     let id = ari::playback_id(channel_id, OWN_PLAYBACKS + n);
     let media: Vec<String> = prompt.iter().map(|p| sound(p)).collect();
     let mut playing = ari.play(channel_id, &id, &media, lang).await.is_ok();
@@ -125,14 +142,24 @@ pub(super) async fn collect_code<A: AriCommands>(
                 playing = false;
                 deadline = now + entry.first_digit;
             }
-            ari::Event::ChannelDtmfReceived { digit, .. } => {
-                let Some(c) = digit.expose() else { continue };
+            ari::Event::ChannelDtmfReceived {
+                digit,
+                duration_ms,
+                ended_at_ms,
+                ..
+            } => {
+                let Some(c) = pressed(keys, &digit, duration_ms, ended_at_ms) else {
+                    continue;
+                };
+                if c == '#' && digits.is_empty() {
+                    continue;
+                }
                 if playing {
                     playing = false;
                     let _ = ari.stop_playback(&id).await;
                 }
                 match c {
-                    '#' if !digits.is_empty() => return Keyed::Code(digits),
+                    '#' => return Keyed::Code(digits),
                     '*' => digits.clear(),
                     c if c.is_ascii_digit() => {
                         digits.push(c);

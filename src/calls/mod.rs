@@ -8,7 +8,7 @@
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
 //! - `live`: the prompts and key entry transfer and inbound run outside
-//!   the IVR.
+//!   the IVR; `keys`: where a DTMF event becomes a key (repeats dropped).
 //! - `session`: one order's IVR on a channel, which every flow ends in;
 //!   [`runner`] drives the call: ARI events ⇄ the pure IVR ⇄ commands.
 //! - `settle`: calls that ended without a bank decision (unanswered, lost).
@@ -24,6 +24,7 @@ pub mod callback;
 pub mod claims;
 pub mod desk;
 pub mod inbound;
+mod keys;
 mod live;
 #[cfg(test)]
 mod placeholder;

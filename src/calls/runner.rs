@@ -18,6 +18,7 @@
 
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::OrderStatus;
+use crate::ivr::repeat::RepeatGuard;
 use crate::ivr::{Action, CallOutcome, Event, Ivr, TimerId};
 use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
@@ -44,6 +45,9 @@ pub struct CallRunner<'a, A, M> {
     pub lang: &'a str,
     /// What the IVR's closing [`Action::Hangup`] does to the channel.
     pub end: CallEnd,
+    /// The call's DTMF repeat guard as the stages before left it (a fresh
+    /// one from `ivr.dtmf_repeat_guard_ms` when the IVR is the first).
+    pub keys: RepeatGuard,
 }
 
 /// How a call leaves the IVR once its closing prompt has played.
@@ -67,6 +71,8 @@ struct Session {
     next_playback: u64,
     timers: HashMap<TimerId, AbortHandle>,
     outcome: Option<CallOutcome>,
+    /// Drops repeated reports of one key press.
+    keys: RepeatGuard,
 }
 
 impl Drop for Session {
@@ -103,6 +109,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let began = Instant::now();
         let (timer_tx, mut timer_rx) = mpsc::unbounded_channel::<TimerId>();
         let mut session = Session::default();
+        session.keys = self.keys.clone();
         let mut queue = VecDeque::from([Event::Start]);
         let mut stream_open = true;
         loop {
@@ -119,14 +126,14 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) if cut_off(&event) => stream_open = false,
-                    Some(event) => queue.extend(translate(&event, &session)),
+                    Some(event) => queue.extend(translate(&event, &mut session)),
                     // Hang-up events end the IVR before the stream ends, so
                     // this is a channel that vanished unseen: lost.
                     None => stream_open = false,
                 },
                 Some(timer) = timer_rx.recv() => {
                     session.timers.remove(&timer);
-                    if !self.hold_while_disconnected(events, &session, &mut queue).await {
+                    if !self.hold_while_disconnected(events, &mut session, &mut queue).await {
                         stream_open = false;
                     } else {
                         queue.push_back(Event::TimerFired { timer });
@@ -142,7 +149,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     async fn hold_while_disconnected(
         &self,
         events: &mut mpsc::UnboundedReceiver<ari::Event>,
-        session: &Session,
+        session: &mut Session,
         queue: &mut VecDeque<Event>,
     ) -> bool {
         loop {
@@ -264,9 +271,14 @@ fn cut_off(event: &ari::Event) -> bool {
 }
 
 /// The IVR event an ARI event means for this call, if any.
-fn translate(event: &ari::Event, s: &Session) -> Option<Event> {
+fn translate(event: &ari::Event, s: &mut Session) -> Option<Event> {
     match event {
-        ari::Event::ChannelDtmfReceived { digit, .. } => digit.expose().map(Event::Digit),
+        ari::Event::ChannelDtmfReceived {
+            digit,
+            duration_ms,
+            ended_at_ms,
+            ..
+        } => super::keys::pressed(&mut s.keys, digit, *duration_ms, *ended_at_ms).map(Event::Digit),
         ari::Event::PlaybackFinished { playback } => {
             s.playbacks
                 .get(&playback.id)

@@ -12,6 +12,7 @@ use super::runner::{CallEnd, CallRunner};
 use super::settle::settle_lost;
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::{Language, OrderStatus, YearMonth};
+use crate::ivr::repeat::RepeatGuard;
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, ActiveCall, OrderRow, Transition};
@@ -61,6 +62,7 @@ pub(super) async fn answered<M: Matcher>(
         &Via::Callback,
         events,
         CallEnd::Hangup,
+        desk.settings.ivr.repeat_guard(),
     )
     .await;
 }
@@ -69,7 +71,8 @@ pub(super) async fn answered<M: Matcher>(
 /// the channel (harmless when it is up already), settles the order when
 /// the call ends without a decision or is lost with Asterisk (see
 /// [`settle_lost`]), and closes the attempt row.
-/// Shared by the callback, transfer and inbound flows.
+/// Shared by the callback, transfer and inbound flows; `keys` is the
+/// call's DTMF repeat guard as the flow's own entry left it.
 pub(super) async fn run_order<M: Matcher>(
     desk: &Desk<M>,
     order: &OrderRow,
@@ -77,6 +80,7 @@ pub(super) async fn run_order<M: Matcher>(
     via: &Via,
     events: &mut UnboundedReceiver<ari::Event>,
     end: CallEnd,
+    keys: RepeatGuard,
 ) -> Option<CallOutcome> {
     let order_id = order.id.as_str();
     if let Err(e) = desk.rest.answer(channel_id).await {
@@ -93,6 +97,7 @@ pub(super) async fn run_order<M: Matcher>(
         via,
         lang: lang.as_str(),
         end,
+        keys,
     };
     let outcome = runner.run(ivr, events).await;
     let code = match outcome {

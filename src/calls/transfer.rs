@@ -112,6 +112,7 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
         &via,
         &mut events,
         CallEnd::ReturnToDialplan,
+        desk.settings.ivr.repeat_guard(),
     )
     .await;
     if let Some((result, code)) = result_vars(outcome) {
