@@ -94,6 +94,7 @@ const FIELDS: &[(&str, &str, &[&str], bool)] = &[
     ("Dial", "forward", &["string"], false),
     ("Dial", "forwarded", &["Channel"], false),
     ("Message", "type", &["string"], true),
+    ("Event", "timestamp", &["Date"], false),
     ("Channel", "id", &["string"], true),
     ("Channel", "name", &["string"], false),
     ("Channel", "state", &["string"], false),

@@ -5,5 +5,6 @@
 mod ari_client;
 mod ari_swagger;
 mod callback_fake_ari;
+mod dtmf_fake_ari;
 mod inbound_code_fake_ari;
 mod transfer_inbound_fake_ari;
