@@ -51,8 +51,15 @@ impl Drop for App {
 
 impl App {
     pub(super) async fn connect(lab: &Lab, name: &str) -> Result<App> {
+        Self::connect_with(lab, name, false).await
+    }
+
+    /// Like [`App::connect`]; `all`: the app also gets every channel's
+    /// events (ARI's `subscribeAll`), so a test can watch a channel from
+    /// before it exists without a race.
+    pub(super) async fn connect_with(lab: &Lab, name: &str, all: bool) -> Result<App> {
         let ws_url = format!(
-            "{}/ari/events?app={name}&subscribeAll=false",
+            "{}/ari/events?app={name}&subscribeAll={all}",
             lab.ari_url.replacen("http://", "ws://", 1)
         );
         let mut req = ws_url.as_str().into_client_request()?;
@@ -187,6 +194,29 @@ impl App {
                 return Ok(seen);
             }
         }
+    }
+
+    /// The first media of each playback started on `channel_id` so far
+    /// (`PlaybackStarted`), in order: the prompts a caller heard. Needs an
+    /// app that sees the channel's events (see [`Lab::watch_all`]).
+    ///
+    /// [`Lab::watch_all`]: super::Lab::watch_all
+    pub fn prompts_started(&mut self, channel_id: &str) -> Vec<String> {
+        while let Ok(ev) = self.rx.try_recv() {
+            self.backlog.push_back(ev);
+        }
+        self.backlog
+            .iter()
+            .filter(|ev| {
+                ev["type"] == "PlaybackStarted" && event_channel_id(ev) == Some(channel_id)
+            })
+            .map(|ev| {
+                ev["playback"]["media_uri"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect()
     }
 
     /// Waits for `count` ChannelDtmfReceived events on `channel_id` and

@@ -335,6 +335,13 @@ impl Lab {
         App::connect(self, &unique(&format!("vp-{label}"))).await
     }
 
+    /// A fresh app `vp-<label>-…` that gets every channel's events
+    /// (`subscribeAll`), to watch what another app (the daemon) does on a
+    /// channel, e.g. the prompts it plays ([`App::prompts_started`]).
+    pub async fn watch_all(&self, label: &str) -> Result<App> {
+        App::connect_with(self, &unique(&format!("vp-{label}")), true).await
+    }
+
     /// Originates a channel (`POST /channels/{channelId}`); see [`Originate`].
     pub async fn originate(&self, o: &Originate) -> Result<Value> {
         let timeout = o.timeout_secs.to_string();
