@@ -17,6 +17,16 @@ apt_install() {
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"; }
 }
 
+# ensure_sipp: SIPp (Debian's `sip-tester`: `sipp` with PCAP playback and
+# RFC 2833 key-press recordings in /usr/share/sip-tester/), installed from
+# Debian's packages when missing (as root). The tests use it as the lab
+# carrier on 127.0.0.3:5060 (tests/sipp/, README "The SIPp carrier").
+ensure_sipp() {
+  command -v sipp >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { say "SIPp is missing: apt-get install sip-tester (as root)"; return 1; }
+  apt_install -qq --no-install-recommends sip-tester >&2 && command -v sipp >/dev/null 2>&1
+}
+
 # lab_env: export scripts/lab.env's settings (a variable already set wins).
 lab_env() {
   set -a

@@ -10,6 +10,7 @@
 
 mod asterisk_lab;
 mod callback_e2e;
+mod carrier_e2e;
 mod carrier_trust;
 mod no_secret_e2e;
 mod payments_e2e;

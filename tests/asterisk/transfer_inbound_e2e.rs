@@ -268,7 +268,7 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     let second = order(&app, &phone, "inbound").await;
     let code = second["order_code"].as_str().expect("order_code");
     // Watches the daemon's prompts on the call (issue #12, fault 2).
-    let mut watch = lab.watch_all("watch-in2").await.expect("watcher app");
+    let mut watch = lab.app_all("watch-in2").await.expect("watcher app");
     // The code followed by `#`, as the prompt asks: the code is taken at its
     // 8th digit and the `#` reaches the confirmation while it plays.
     lab.script_handset(

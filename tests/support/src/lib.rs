@@ -10,6 +10,7 @@
 //! | [`fake_ari`] | a scripted fake of Asterisk's ARI (events WebSocket, REST) |
 //! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
 //! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
+//! | [`sipp`] | SIPp as the lab carrier (127.0.0.3:5060): scenarios under `tests/sipp/`, RFC 4733 key-press recordings, the prompts a call heard |
 //! | [`secrets`] | the "no secret anywhere" scanner |
 //! | [`wait`] | [`wait_for`]: poll a condition instead of sleeping |
 //! | [`log`] | `TEST_LOG=1`: the daemon's tracing output in tests |
@@ -21,6 +22,7 @@ pub mod lab;
 pub mod log;
 pub mod receiver;
 pub mod secrets;
+pub mod sipp;
 pub mod wait;
 
 pub use app::{order_body, spawn_app, spawn_app_with, test_settings, Db, TestApp};

@@ -50,16 +50,9 @@ impl Drop for App {
 }
 
 impl App {
-    pub(super) async fn connect(lab: &Lab, name: &str) -> Result<App> {
-        Self::connect_with(lab, name, false).await
-    }
-
-    /// Like [`App::connect`]; `all`: the app also gets every channel's
-    /// events (ARI's `subscribeAll`), so a test can watch a channel from
-    /// before it exists without a race.
-    pub(super) async fn connect_with(lab: &Lab, name: &str, all: bool) -> Result<App> {
+    pub(super) async fn connect(lab: &Lab, name: &str, subscribe_all: bool) -> Result<App> {
         let ws_url = format!(
-            "{}/ari/events?app={name}&subscribeAll={all}",
+            "{}/ari/events?app={name}&subscribeAll={subscribe_all}",
             lab.ari_url.replacen("http://", "ws://", 1)
         );
         let mut req = ws_url.as_str().into_client_request()?;
@@ -201,9 +194,9 @@ impl App {
     /// Asterisk 22 sends a `PlaybackStarted` for each media of a playback;
     /// only its first counts. Events already taken by a `wait_*` are not
     /// seen. Needs an app that sees the channel's events
-    /// ([`Lab::watch_all`]).
+    /// ([`Lab::app_all`]).
     ///
-    /// [`Lab::watch_all`]: super::Lab::watch_all
+    /// [`Lab::app_all`]: super::Lab::app_all
     pub fn prompts_started(&mut self, channel_id: &str) -> Vec<(String, String)> {
         while let Ok(ev) = self.rx.try_recv() {
             self.backlog.push_back(ev);

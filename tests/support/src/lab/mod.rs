@@ -332,14 +332,14 @@ impl Lab {
     /// Registers a fresh Stasis app named `vp-<label>-…` and returns its
     /// event stream. The app lives as long as the returned [`App`].
     pub async fn app(&self, label: &str) -> Result<App> {
-        App::connect(self, &unique(&format!("vp-{label}"))).await
+        App::connect(self, &unique(&format!("vp-{label}")), false).await
     }
 
-    /// A fresh app `vp-<label>-…` that gets every channel's events
-    /// (`subscribeAll`), to watch what another app (the daemon) does on a
-    /// channel, e.g. the prompts it plays ([`App::prompts_started`]).
-    pub async fn watch_all(&self, label: &str) -> Result<App> {
-        App::connect_with(self, &unique(&format!("vp-{label}")), true).await
+    /// [`Lab::app`] connected with `subscribeAll=true`: it receives the
+    /// events of every channel, bridge and endpoint (e.g. the playbacks
+    /// another app starts), not only those of its own channels.
+    pub async fn app_all(&self, label: &str) -> Result<App> {
+        App::connect(self, &unique(&format!("vp-{label}")), true).await
     }
 
     /// Originates a channel (`POST /channels/{channelId}`); see [`Originate`].
