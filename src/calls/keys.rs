@@ -4,7 +4,7 @@
 //! `ivr.dtmf_repeat_guard_ms`), before a stage can count them.
 
 use crate::ari::events::DtmfDigit;
-use crate::ivr::repeat::{RepeatGuard, Report};
+use crate::ivr::repeat::{Judged, RepeatGuard, Report};
 
 /// The key a `ChannelDtmfReceived` stands for, or None when it is no single
 /// key or only a repeated report of the previous press (logged without the
@@ -21,10 +21,17 @@ pub(super) fn pressed(
         ended_at_ms,
         duration_ms,
     };
-    if keys.admit(report) {
-        Some(key)
-    } else {
-        tracing::info!(duration_ms, "repeated DTMF report of one key press dropped");
-        None
+    match keys.judge(report) {
+        Judged::NewPress => Some(key),
+        Judged::Repeat { gap_ms } => {
+            // The gap tells an operator how close a repeat came to the
+            // guard (`ivr.dtmf_repeat_guard_ms`); never the key.
+            tracing::info!(
+                duration_ms,
+                gap_ms,
+                "repeated DTMF report of one key press dropped"
+            );
+            None
+        }
     }
 }

@@ -62,6 +62,20 @@ impl std::fmt::Debug for Report {
     }
 }
 
+/// The guard's reading of one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// A key press: count it.
+    NewPress,
+    /// The previous press of the same key reported again: drop it.
+    Repeat {
+        /// Milliseconds from the end of the previous report of the key to
+        /// the start of this one's press (negative: they overlap); below
+        /// the guard.
+        gap_ms: i64,
+    },
+}
+
 /// Remembers the last key reported on one call and tells a new press from
 /// a repeated report of the same one. Pure: the caller gives the times.
 /// Keep one per call for every stage that reads keys (order code, IVR), so
@@ -90,25 +104,28 @@ impl RepeatGuard {
     /// Whether `report` is a new key press (true) or a repeated report of
     /// the previous one (false: drop it).
     pub fn admit(&mut self, report: Report) -> bool {
+        self.judge(report) == Judged::NewPress
+    }
+
+    /// Like [`RepeatGuard::admit`], saying how a repeat was told.
+    pub fn judge(&mut self, report: Report) -> Judged {
         let Some(ended) = report.ended_at_ms else {
             // Cannot be placed in time: keep it, and compare no later report
             // with a press whose end is unknown.
             self.last_key = 0;
-            return true;
+            return Judged::NewPress;
         };
         let key = u8::try_from(report.key).unwrap_or(0);
         let began = ended.saturating_sub(report.duration_ms.max(0));
-        let repeat = key != 0
-            && key == self.last_key
-            && began < self.last_end_ms.saturating_add(self.guard_ms);
-        if repeat {
+        let gap_ms = began.saturating_sub(self.last_end_ms);
+        if key != 0 && key == self.last_key && gap_ms < self.guard_ms {
             // A third report is compared with the second: they chain.
             self.last_end_ms = self.last_end_ms.max(ended);
-            return false;
+            return Judged::Repeat { gap_ms };
         }
         self.last_key = key;
         self.last_end_ms = ended;
-        true
+        Judged::NewPress
     }
 }
 
@@ -248,6 +265,19 @@ mod tests {
             kept(&mut g, &[at('3', 1_000, 100), at('3', 1_350, 100)]),
             "3"
         );
+    }
+
+    #[test]
+    fn a_repeat_says_how_far_it_began_from_the_previous_end() {
+        let mut g = RepeatGuard::default();
+        assert_eq!(g.judge(at('8', 1_000, 280)), Judged::NewPress);
+        // Re-stamped 20 ms later with the press's whole length: it overlaps.
+        assert_eq!(
+            g.judge(at('8', 1_020, 280)),
+            Judged::Repeat { gap_ms: -260 }
+        );
+        assert_eq!(g.judge(at('8', 1_100, 30)), Judged::Repeat { gap_ms: 50 });
+        assert_eq!(g.judge(at('0', 1_110, 30)), Judged::NewPress);
     }
 
     #[test]
