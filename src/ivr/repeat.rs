@@ -24,6 +24,12 @@
 //! - a person cannot release a key and press it again that fast (a
 //!   deliberate repeat leaves well over 100 ms).
 //!
+//! Measured on the lab's Asterisk 22.10.1 with a SIPp recording whose 2nd
+//! and 3rd end packets carry a new RTP timestamp
+//! (`tests/asterisk/carrier_e2e.rs`): both repeats came with the press's
+//! 160 ms and began 117 and 158 ms *before* the first report ended, so a
+//! repeat there is an overlap whatever the guard.
+//!
 //! A different key is never dropped, nor a same key after a real gap. A
 //! report without a time (no readable `timestamp`) is always kept: it cannot
 //! be placed, and dropping a real digit is worse than today's behaviour. A
