@@ -13,16 +13,18 @@
 //! have begun before the previous report of that key ended, or less than the
 //! guard after it, cannot be a new press and is dropped. The default guard,
 //! [`DEFAULT_REPEAT_GUARD`], is 60 ms:
-//! - ITU-T Q.24 (DTMF reception, table A-1) has receivers count a pause of
-//!   40 ms as a pause between two digits, so senders leave at least that;
-//!   3GPP TS 23.014 has a mobile network leave at least 65 ms between two
-//!   tones it generates for a handset's key presses;
+//! - the shortest pause the DTMF standards know is 40 ms (ITU-T Q.24's
+//!   receivers recognise pauses from 40 ms; North American senders leave
+//!   at least 45 ms off, with a tone-on to tone-on cycle of at least
+//!   100 ms): nothing shorter can be the pause between two presses;
 //! - Asterisk itself spaces the digits it passes on by at least 45 ms
 //!   (`AST_MIN_DTMF_GAP`, main/channel.c), so a duplicate Asterisk delays
 //!   can look like a press starting 45 ms after the first ended: the guard
 //!   must be above that;
 //! - a person cannot release a key and press it again that fast (a
-//!   deliberate repeat leaves well over 100 ms).
+//!   deliberate repeat leaves well over 100 ms). A machine that sends the
+//!   same digit twice at the standards' minimum pause (40-59 ms) would lose
+//!   the second one: lower the guard (e.g. to 40) for such callers.
 //!
 //! Measured on the lab's Asterisk 22.10.1 with a SIPp recording whose 2nd
 //! and 3rd end packets carry a new RTP timestamp
