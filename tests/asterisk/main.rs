@@ -12,6 +12,7 @@ mod asterisk_lab;
 mod callback_e2e;
 mod carrier_e2e;
 mod carrier_trust;
+mod dtmf_carrier_e2e;
 mod no_secret_e2e;
 mod payments_e2e;
 mod transfer_inbound_e2e;
