@@ -316,7 +316,8 @@ pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) ->
             events,
             ..
         } = call;
-        let mut line = Line::new(channel_id, events, Some(this.as_ref() as &dyn Follow));
+        let mut line = Line::new(channel_id, events, Some(this.as_ref() as &dyn Follow))
+            .guarding(this.settings.ivr.repeat_guard());
         let placed = Attempt {
             order_id: &order_id,
             attempt,

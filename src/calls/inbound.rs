@@ -125,7 +125,8 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
     }
     let mut caller = Caller {
         number,
-        line: Line::new(channel_id, events, Some(desk as &dyn Follow)),
+        line: Line::new(channel_id, events, Some(desk as &dyn Follow))
+            .guarding(desk.settings.ivr.repeat_guard()),
         lang: lang.filter(|l| !l.is_empty()),
     };
     let among = match CallerNumber::parse(&caller.number) {

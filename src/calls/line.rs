@@ -10,8 +10,15 @@
 //! the call. Every command a flow sends afterwards (prompts, hang-up, the
 //! hand-back to the dialplan) names [`Line::id`], so it reaches the new
 //! channel.
+//!
+//! The line is also where a `ChannelDtmfReceived` that only repeats the
+//! previous press (a relay re-stamping RFC 4733 end packets) is dropped,
+//! once for every stage of the call (the order-code entry, the IVR):
+//! [`super::keys`], `ivr.dtmf_repeat_guard_ms`.
 
+use super::keys::pressed;
 use crate::ari;
+use crate::ivr::repeat::RepeatGuard;
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -55,6 +62,8 @@ pub struct Line<'a> {
     moving: Option<String>,
     events: UnboundedReceiver<ari::Event>,
     follow: Option<&'a dyn Follow>,
+    /// Drops repeated reports of one key press, for the whole call.
+    keys: RepeatGuard,
 }
 
 impl<'a> Line<'a> {
@@ -72,7 +81,17 @@ impl<'a> Line<'a> {
             moving: None,
             events,
             follow,
+            keys: RepeatGuard::default(),
         }
+    }
+
+    /// The line with the call's DTMF repeat guard
+    /// (`IvrSettings::repeat_guard`, `ivr.dtmf_repeat_guard_ms`) in place
+    /// of the default one ([`crate::ivr::repeat::DEFAULT_REPEAT_GUARD`]).
+    #[must_use]
+    pub fn guarding(mut self, keys: RepeatGuard) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The channel the call is on now.
@@ -111,9 +130,25 @@ impl<'a> Line<'a> {
                 continue;
             }
             let stale = event.ends_channel() && event.channel_id().is_some_and(|c| self.left(c));
-            if !stale {
+            if !stale && !self.repeated(&event) {
                 return Some(Next::Event(event));
             }
+        }
+    }
+}
+
+impl Line<'_> {
+    /// Whether `event` is a DTMF report that is no new key press: a repeat
+    /// of the previous press, or no single key at all.
+    fn repeated(&mut self, event: &ari::Event) -> bool {
+        match event {
+            ari::Event::ChannelDtmfReceived {
+                digit,
+                duration_ms,
+                ended_at_ms,
+                ..
+            } => pressed(&mut self.keys, digit, *duration_ms, *ended_at_ms).is_none(),
+            _ => false,
         }
     }
 }

@@ -96,8 +96,12 @@ pub(super) struct Entry {
 /// channel the call is on: a masquerade meanwhile keeps what was keyed):
 /// a digit during the prompt stops it
 /// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
-/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). The
-/// digits go straight into an [`OrderCode`]; nothing here logs them.
+/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). A
+/// `#` with nothing keyed yet (the terminator a caller adds after a code
+/// that was already complete) is ignored: it neither stops the prompt nor
+/// counts. The digits go straight into an [`OrderCode`]; nothing here
+/// logs them. Repeated reports of one press never get here: the [`Line`]
+/// drops them.
 pub(super) async fn collect_code<A: AriCommands>(
     ari: &A,
     line: &mut Line<'_>,
@@ -132,12 +136,15 @@ pub(super) async fn collect_code<A: AriCommands>(
             }
             ari::Event::ChannelDtmfReceived { digit, .. } => {
                 let Some(c) = digit.expose() else { continue };
+                if c == '#' && digits.is_empty() {
+                    continue;
+                }
                 if playing {
                     playing = false;
                     let _ = ari.stop_playback(&id).await;
                 }
                 match c {
-                    '#' if !digits.is_empty() => return Keyed::Code(digits),
+                    '#' => return Keyed::Code(digits),
                     '*' => digits.clear(),
                     c if c.is_ascii_digit() => {
                         digits.push(c);

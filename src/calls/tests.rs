@@ -178,6 +178,7 @@ fn dtmf(channel: &str, digit: char) -> ari::Event {
     ari::Event::ChannelDtmfReceived {
         digit: ari::events::DtmfDigit::new(digit.to_string()),
         duration_ms: 100,
+        ended_at_ms: None,
         channel: Channel {
             id: channel.into(),
             ..Channel::default()

@@ -74,7 +74,8 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
         events,
         ..
     } = call;
-    let mut line = Line::new(channel_id, events, Some(desk as &dyn Follow));
+    let mut line = Line::new(channel_id, events, Some(desk as &dyn Follow))
+        .guarding(desk.settings.ivr.repeat_guard());
     let channel_lang = match &first {
         crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
         _ => None,

@@ -23,6 +23,12 @@ pub struct IvrSettings {
     /// The longest the closing prompt may play before the call is hung up
     /// anyway, in seconds.
     pub final_prompt_limit_secs: u64,
+    /// Milliseconds: a report of the same DTMF key whose press began less
+    /// than this after the previous report of it ended is the same press
+    /// reported again (a relay re-stamping RFC 4733 end packets) and is
+    /// dropped (`ivr::repeat`; default 60, 0 to 500; 0 drops only
+    /// overlapping reports).
+    pub dtmf_repeat_guard_ms: u64,
 }
 
 impl Default for IvrSettings {
@@ -35,6 +41,10 @@ impl Default for IvrSettings {
             secret_tries: d.secret_tries,
             max_call_secs: d.max_call.as_secs(),
             final_prompt_limit_secs: d.final_prompt_limit.as_secs(),
+            dtmf_repeat_guard_ms: u64::try_from(
+                crate::ivr::repeat::DEFAULT_REPEAT_GUARD.as_millis(),
+            )
+            .unwrap_or(60),
         }
     }
 }
@@ -54,6 +64,13 @@ impl From<&IvrSettings> for crate::ivr::IvrConfig {
 }
 
 impl IvrSettings {
+    /// A fresh repeat guard for one call (`dtmf_repeat_guard_ms`).
+    pub fn repeat_guard(&self) -> crate::ivr::repeat::RepeatGuard {
+        crate::ivr::repeat::RepeatGuard::new(std::time::Duration::from_millis(
+            self.dtmf_repeat_guard_ms,
+        ))
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=60).contains(&self.first_digit_timeout_secs) {
             return invalid("ivr.first_digit_timeout_secs", "must be 1 to 60");
@@ -74,6 +91,32 @@ impl IvrSettings {
         if !(1..=120).contains(&self.final_prompt_limit_secs) {
             return invalid("ivr.final_prompt_limit_secs", "must be 1 to 120");
         }
+        // Above 500 ms the guard would eat a person's deliberate repeats.
+        if self.dtmf_repeat_guard_ms > 500 {
+            return invalid("ivr.dtmf_repeat_guard_ms", "must be 0 to 500");
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IvrSettings;
+
+    #[test]
+    fn the_dtmf_repeat_guard_defaults_to_60_ms_and_is_bounded() {
+        let mut s = IvrSettings::default();
+        assert_eq!(s.dtmf_repeat_guard_ms, 60);
+        s.validate().unwrap();
+        for ok in [0, 500] {
+            s.dtmf_repeat_guard_ms = ok;
+            s.validate().unwrap();
+        }
+        s.dtmf_repeat_guard_ms = 501;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("ivr.dtmf_repeat_guard_ms"), "{err}");
+        // Read from the `[ivr]` table like every other key.
+        let s: IvrSettings = toml::from_str("dtmf_repeat_guard_ms = 80").unwrap();
+        assert_eq!(s.dtmf_repeat_guard_ms, 80);
     }
 }

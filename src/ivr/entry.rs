@@ -44,7 +44,9 @@ impl Ivr {
     }
 
     /// A key pressed while a secret is keyed: `*` starts the entry over, `#`
-    /// is a failed attempt, a digit is kept until the field is complete.
+    /// after some digits (an entry ended short) is a failed attempt, a digit
+    /// is kept until the field is complete. (`#` with nothing keyed never
+    /// gets here: `on_digit` ignores it.)
     pub(super) fn on_entry_digit(&mut self, field: Field, c: char, out: &mut Vec<Action>) {
         match c {
             '*' => {

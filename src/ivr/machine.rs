@@ -110,6 +110,13 @@ impl Ivr {
         if !matches!(self.phase, Phase::Confirm | Phase::Entry(_)) {
             return; // nothing is being asked: keys during please-wait or goodbye
         }
+        if c == '#' && self.buf.is_empty() {
+            // The terminator a caller adds after an entry that was already
+            // complete at its fixed length (order code, confirmation, MMYY,
+            // a PIN re-asked), or a lone `#`: no error, no barge-in, no timer
+            // change. The confirmation never buffers, so it always ignores `#`.
+            return;
+        }
         if let Some(p) = self.prompt.as_mut().filter(|p| !p.stopping) {
             p.stopping = true;
             out.push(Action::StopPlayback {

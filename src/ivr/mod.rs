@@ -18,7 +18,9 @@
 //! secret, digit by digit), `retry` (failed attempts), `closing` (the
 //! outcome and its closing prompt), and the `prompt` and `timers` they
 //! share; `event` is the contract with the runner. `order_code` is the
-//! gate an inbound caller passes before any order is spoken of.
+//! gate an inbound caller passes before any order is spoken of; `repeat`
+//! tells a key press from the same press reported twice, before any stage
+//! sees a key.
 
 #![warn(missing_docs)]
 
@@ -31,6 +33,7 @@ mod event;
 mod machine;
 pub mod order_code;
 mod prompt;
+pub mod repeat;
 mod retry;
 mod screen;
 pub mod speech;

@@ -358,8 +358,8 @@ fn three_invalid_confirmation_keys_end_the_call() {
     let mut again = vec!["invalid-input", "tries-you-have", "number:2", "tries-left"];
     again.extend(CONFIRM);
     assert_eq!(call.key("5"), [cancel(2), play("p2", &again)]);
-    // # and * are just wrong keys here, and barge in like any other.
-    assert_eq!(call.key("#")[..1], [stop("p2")]);
+    // 9 and * are just wrong keys here, and barge in like any other.
+    assert_eq!(call.key("9")[..1], [stop("p2")]);
     assert_eq!(
         call.key("*"),
         [
@@ -474,9 +474,10 @@ fn hash_ends_early_and_a_short_pin_is_invalid() {
         ]
     );
     assert_eq!(call.ivr.buf.raw(), &[0u8; 8]);
-    // # alone is invalid too.
+    // A second short PIN is the second miss.
+    call.key("9");
     assert_eq!(
-        call.key("#")[1],
+        call.key("#")[0],
         play(
             "p4",
             &[
@@ -485,6 +486,101 @@ fn hash_ends_early_and_a_short_pin_is_invalid() {
                 "number:1",
                 "tries-left",
                 "enter-pin"
+            ]
+        )
+    );
+}
+
+#[test]
+fn a_hash_with_nothing_keyed_is_ignored_at_every_step() {
+    // The inbound caller keyed `{code}#`: the code was taken at its 8th
+    // digit and the `#` reaches the confirmation while it plays.
+    let mut call = Call::new(info(CardKind::Debit));
+    call.ev(Event::Start);
+    assert!(call.key("#").is_empty(), "no barge-in, no invalid input");
+    // After the confirmation has played: the first-digit timer keeps running.
+    assert_eq!(call.done("p1"), [start(2, 10)]);
+    assert!(call.key("##").is_empty());
+    // `1#`: the `#` arrives during enter-pin and leaves it playing.
+    assert_eq!(call.key("1"), [cancel(2), play("p2", &["enter-pin"])]);
+    assert!(call.key("#").is_empty());
+    assert_eq!(call.done("p2"), [start(3, 10)]);
+    // The PIN and its `#`: submitted once, the `#` ignored while verifying.
+    let all = call.key("805137#");
+    assert_eq!(all.last(), Some(&pin("805137")));
+    assert_eq!(submits(&all), 1);
+    // A wrong PIN: its re-prompt is not cut by a `#`, and the tries said
+    // are the bank's, with no step attempt used up.
+    call.done("p3");
+    let retry = call.ev(Event::VerificationResult(Verdict::WrongSecret {
+        tries_left: 2,
+    }));
+    assert_eq!(retry.len(), 1);
+    assert!(call.key("#").is_empty());
+    assert_eq!(call.ivr.attempts, 0);
+    assert_eq!(call.key("805137").last(), Some(&pin("805137")));
+}
+
+#[test]
+fn a_hash_after_expiry_and_cvn2_is_no_error() {
+    // The credit card: `1`, `MMYY#`, `CVN2#`, each entry complete at its
+    // length; every prompt played is the one a caller expects.
+    let mut call = Call::new(info(CardKind::Credit));
+    let mut all = call.ev(Event::Start);
+    all.extend(call.done("p1"));
+    all.extend(call.key("1#"));
+    all.extend(call.done("p2"));
+    all.extend(call.key("1227#"));
+    all.extend(call.done("p3"));
+    all.extend(call.key("123#"));
+    all.extend(call.done("p4"));
+    all.extend(call.ev(Event::VerificationResult(Verdict::Approved)));
+    let heard: Vec<&Vec<String>> = all
+        .iter()
+        .filter_map(|a| match a {
+            Action::Play { media, .. } => Some(media),
+            _ => None,
+        })
+        .collect();
+    let mut first = media(&["welcome"]);
+    first.extend(media(&CONFIRM));
+    assert_eq!(
+        heard,
+        [
+            &first,
+            &media(&["enter-expiry"]),
+            &media(&["enter-cvn2"]),
+            &media(&["please-wait"]),
+            &media(&["success", "goodbye"]),
+        ]
+    );
+    assert!(
+        !all.iter().any(|a| matches!(a, Action::StopPlayback { .. })),
+        "no prompt was cut: {all:?}"
+    );
+    assert_eq!(submits(&all), 1);
+    assert!(all.contains(&Action::Finish(CallOutcome::Approved)));
+}
+
+#[test]
+fn a_hash_during_the_cvn2_prompt_leaves_it_playing() {
+    // `MMYY#` typed ahead: the `#` arrives while enter-cvn2 plays.
+    let mut call = Call::at_entry(CardKind::Credit);
+    assert_eq!(call.key("1227").last(), Some(&play("p3", &["enter-cvn2"])));
+    assert!(call.key("#").is_empty());
+    assert_eq!(call.done("p3"), [start(7, 10)]);
+    // A `#` after some CVN2 digits still ends a short entry: invalid.
+    call.key("12");
+    assert_eq!(
+        call.key("#")[1],
+        play(
+            "p4",
+            &[
+                "invalid-input",
+                "tries-you-have",
+                "number:2",
+                "tries-left",
+                "enter-cvn2"
             ]
         )
     );

@@ -267,18 +267,52 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     let first = order(&app, &phone, "inbound").await;
     let second = order(&app, &phone, "inbound").await;
     let code = second["order_code"].as_str().expect("order_code");
+    // Watches the daemon's prompts on the call (issue #12, fault 2).
+    let mut watch = lab.app_all("watch-in2").await.expect("watcher app");
+    // The code followed by `#`, as the prompt asks: the code is taken at its
+    // 8th digit and the `#` reaches the confirmation while it plays.
     lab.script_handset(
         &phone,
         &format!("answer=0;delay=2;keys={code}#WWW1wwww805137;hold=40"),
     )
     .await
     .expect("script");
-    dial_in(&lab, &name, &phone, &phone).await;
+    let ch = dial_in(&lab, &name, &phone, &phone).await;
     let v = app
         .final_view(second["id"].as_str().unwrap(), secs(60))
         .await;
+    let closing = watch
+        .wait_for("the closing prompt", secs(15), |ev| {
+            ev["type"] == "PlaybackStarted"
+                && lab::event_channel_id(ev) == Some(ch.as_str())
+                && ev["playback"]["media_uri"] == "sound:voicepay/success"
+        })
+        .await
+        .expect("success played");
+    let closing_id = closing["playback"]["id"].as_str().unwrap_or("?");
+    let mut heard: Vec<String> = watch
+        .prompts_started(&ch)
+        .into_iter()
+        .filter(|(id, _)| id != closing_id)
+        .map(|(_, media)| media)
+        .collect();
+    heard.extend(closing["playback"]["media_uri"].as_str().map(str::to_owned));
+    watch.close().await;
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["result"]["code"], "approved", "{v:#}");
+    // No "invalid input" for the `#`: the caller heard each prompt once.
+    assert_eq!(
+        heard,
+        [
+            "sound:voicepay/key-order-code",
+            "sound:voicepay/welcome",
+            "sound:voicepay/enter-pin",
+            "sound:voicepay/please-wait",
+            "sound:voicepay/success",
+        ],
+        "{v:#}"
+    );
     let other = view(&app, first["id"].as_str().unwrap()).await;
     assert_eq!(other["status"], "pending", "{other:#}");
 }

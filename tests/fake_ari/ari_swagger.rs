@@ -102,6 +102,7 @@ const FIELDS: &[(&str, &str, &[&str], bool)] = &[
         false,
     ),
     ("Message", "type", &["string"], true),
+    ("Event", "timestamp", &["Date"], false),
     ("Channel", "id", &["string"], true),
     ("Channel", "name", &["string"], false),
     ("Channel", "state", &["string"], false),

@@ -84,12 +84,7 @@ async fn answered_callback_runs_the_ivr_and_pays() {
         app.order_until(&id, |v| v["status"] == "in_call").await["status"],
         "in_call"
     );
-    for d in "1805137".chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(&ch)}),
-        ));
-    }
+    fake.press(&chan(&ch), "1805137");
     let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved");
     // The caller hangs up during the goodbye: the attempt is closed.
@@ -203,12 +198,7 @@ async fn answered_call(app: &TestApp, fake: &FakeAri, reference: &str) -> (Strin
     ));
     app.order_until(&id, |v| v["status"] == "in_call").await;
     // Confirmed, half the PIN keyed.
-    for d in "1805".chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(&ch)}),
-        ));
-    }
+    fake.press(&chan(&ch), "1805");
     (id, ch)
 }
 
@@ -393,12 +383,7 @@ async fn ari_ready(app: &TestApp, connected: bool) {
 
 /// Keys the confirmation and the PIN on `ch` and waits for the payment.
 async fn pay(app: &TestApp, fake: &FakeAri, id: &str, ch: &str) -> Value {
-    for d in "1805137".chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": chan(ch)}),
-        ));
-    }
+    fake.press(&chan(ch), "1805137");
     app.order_until(id, |v| v["status"] == "succeeded").await
 }
 

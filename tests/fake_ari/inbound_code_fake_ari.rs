@@ -57,12 +57,7 @@ pub(super) fn dial_in(fake: &FakeAri, ch: &str, caller: &str) {
 }
 
 pub(super) fn keys(fake: &FakeAri, ch: &str, digits: &str) {
-    for d in digits.chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
-        ));
-    }
+    fake.press(&channel(ch, "Up"), digits);
 }
 
 fn hang_up(fake: &FakeAri, ch: &str) {

@@ -83,12 +83,7 @@ async fn transferred_call_pays_then_goes_back_with_the_result() {
         json!({"args": ["transfer", code], "channel": channel(ch, "Up")}),
     ));
     app.order_until(&id, |v| v["status"] == "in_call").await;
-    for d in "1805137".chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
-        ));
-    }
+    fake.press(&channel(ch, "Up"), "1805137");
     app.order_until(&id, |v| v["status"] == "succeeded").await;
     let closing = played(&fake, ch, "sound:voicepay/success").await;
     fake.push(finished(ch, &closing));
@@ -259,12 +254,7 @@ async fn transfer_keying(
         } else {
             pin.to_owned()
         };
-        for d in keys.chars() {
-            fake.push(event(
-                "ChannelDtmfReceived",
-                json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
-            ));
-        }
+        fake.press(&channel(ch, "Up"), &keys);
         if n + 1 < tries {
             // the PIN prompt once for the first entry, then once per retry
             voicepay_testkit::wait_for(Duration::from_secs(15), async || {

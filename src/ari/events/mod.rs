@@ -58,9 +58,14 @@ pub enum Event {
     ChannelDtmfReceived {
         /// The key: 0-9, A-D, `*` or `#`. Possibly part of a secret.
         digit: DtmfDigit,
-        /// How long the key was held.
+        /// How long the key was held, in milliseconds (0 when unknown).
         #[serde(default)]
         duration_ms: i64,
+        /// When the tone ended: the event's `timestamp` (ARI's
+        /// `2025-01-01T10:00:01.123+0800`), in milliseconds since the Unix
+        /// epoch; None when absent or unreadable (the event still parses).
+        #[serde(default, rename = "timestamp", deserialize_with = "ari_time_ms")]
+        ended_at_ms: Option<i64>,
         /// The channel it was keyed on.
         channel: Channel,
     },
@@ -286,6 +291,28 @@ pub fn type_of(text: &str) -> Option<String> {
     let tag: Tag<'_> = serde_json::from_str(text).ok()?;
     let ok = tag.kind.len() <= 64 && tag.kind.chars().all(|c| c.is_ascii_alphanumeric());
     ok.then(|| tag.kind.into_owned())
+}
+
+/// An ARI `Date` (`Event.timestamp`: Asterisk writes `%FT%T.%q%z`, e.g.
+/// `2025-01-01T10:00:01.123+0800`; RFC 3339's `+08:00` is read too) as
+/// milliseconds since the Unix epoch. Anything else gives None rather than
+/// failing the event: the time only refines how a digit is read.
+fn ari_time_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let text: Option<Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(text.as_deref().and_then(parse_ari_time_ms))
+}
+
+/// See [`ari_time_ms`].
+fn parse_ari_time_ms(text: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::format_description;
+    let asterisk = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]][offset_hour sign:mandatory][offset_minute]"
+    );
+    let at = time::OffsetDateTime::parse(text, asterisk)
+        .or_else(|_| time::OffsetDateTime::parse(text, &Rfc3339))
+        .ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// A DTMF key as ARI reported it. It may be a PIN digit, so it is wiped when

@@ -104,6 +104,55 @@ fn dtmf_digit_parses_but_never_prints() {
     assert_eq!(ev.channel_id(), Some("c1"));
 }
 
+fn dtmf_ended_at(timestamp: Value) -> Option<i64> {
+    let mut v = event(
+        "ChannelDtmfReceived",
+        json!({"digit": "8", "duration_ms": 280, "channel": channel("c1", "Up")}),
+    );
+    v["timestamp"] = timestamp;
+    match parse_value(&v) {
+        Event::ChannelDtmfReceived { ended_at_ms, .. } => ended_at_ms,
+        other => panic!("not dtmf: {other:?}"),
+    }
+}
+
+#[test]
+fn dtmf_timestamp_is_read_to_the_millisecond() {
+    // 2025-01-01T02:00:01.000Z
+    let base = 1_735_696_801_000;
+    assert_eq!(
+        dtmf_ended_at(json!("2025-01-01T10:00:01.000+0800")),
+        Some(base)
+    );
+    assert_eq!(
+        dtmf_ended_at(json!("2025-01-01T10:00:01.020+0800")),
+        Some(base + 20)
+    );
+    assert_eq!(
+        dtmf_ended_at(json!("2025-01-01T02:00:01.5+0000")),
+        Some(base + 500)
+    );
+    assert_eq!(dtmf_ended_at(json!("2025-01-01T10:00:01+0800")), Some(base));
+    assert_eq!(
+        dtmf_ended_at(json!("2025-01-01T10:00:01.020+08:00")),
+        Some(base + 20)
+    );
+    // Unreadable or absent: the digit still arrives, without a time.
+    assert_eq!(dtmf_ended_at(json!("yesterday")), None);
+    assert_eq!(dtmf_ended_at(Value::Null), None);
+    let no_time = json!({"type": "ChannelDtmfReceived", "digit": "8",
+                         "channel": channel("c1", "Up")});
+    let Event::ChannelDtmfReceived {
+        ended_at_ms,
+        duration_ms,
+        ..
+    } = parse_value(&no_time)
+    else {
+        panic!("not dtmf")
+    };
+    assert_eq!((ended_at_ms, duration_ms), (None, 0));
+}
+
 #[test]
 fn malformed_dtmf_error_does_not_quote_the_digit() {
     // A number where a string belongs: serde would quote the value.

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -336,6 +336,45 @@ pub fn event(kind: &str, fields: Value) -> Value {
         .unwrap()
         .extend(fields.as_object().unwrap().clone());
     v
+}
+
+/// When the next key's tone ends, in ms since 2025-01-01T00:00:00+0800:
+/// one clock for the whole test binary, so a channel's key reports never go
+/// back in time (the daemon drops a same-key report that does).
+static KEY_CLOCK: AtomicU64 = AtomicU64::new(36_001_000);
+
+/// How far apart [`FakeAri::press`] keys are: a brisk person.
+pub const KEY_SPACING_MS: u64 = 400;
+
+/// A `ChannelDtmfReceived` frame as Asterisk sends it when a tone ends:
+/// `timestamp` is the end (`ended_ms` after 2025-01-01T00:00:00+0800, on
+/// that day) and `duration_ms` the tone's length.
+pub fn dtmf(channel: &Value, key: char, ended_ms: u64, duration_ms: u64) -> Value {
+    assert!(ended_ms < 86_400_000, "the key clock stays within its day");
+    let (h, m) = (ended_ms / 3_600_000, ended_ms / 60_000 % 60);
+    let (sec, ms) = (ended_ms / 1000 % 60, ended_ms % 1000);
+    let mut v = event(
+        "ChannelDtmfReceived",
+        json!({"digit": key.to_string(), "duration_ms": duration_ms, "channel": channel}),
+    );
+    v["timestamp"] = json!(format!("2025-01-01T{h:02}:{m:02}:{sec:02}.{ms:03}+0800"));
+    v
+}
+
+/// Takes `span_ms` of the shared key clock; returns its start.
+pub fn key_clock(span_ms: u64) -> u64 {
+    KEY_CLOCK.fetch_add(span_ms, Ordering::SeqCst)
+}
+
+impl FakeAri {
+    /// Keys `keys` on `channel` as a person does: 120 ms tones,
+    /// [`KEY_SPACING_MS`] apart, each reported once with its own time.
+    pub fn press(&self, channel: &Value, keys: &str) {
+        for key in keys.chars() {
+            let ended = key_clock(KEY_SPACING_MS) + KEY_SPACING_MS;
+            self.push(dtmf(channel, key, ended, 120));
+        }
+    }
 }
 
 fn authorized(header: Option<&str>) -> bool {
