@@ -100,8 +100,8 @@ pub(super) struct Entry {
 /// `#` with nothing keyed yet (the terminator a caller adds after a code
 /// that was already complete) is ignored: it neither stops the prompt nor
 /// counts. The digits go straight into an [`OrderCode`]; nothing here
-/// logs them. Repeated reports of one press never get here: the [`Line`]
-/// drops them.
+/// logs them. Repeated reports of one press never get here: the call's
+/// [`super::line::Line`] drops them.
 pub(super) async fn collect_code<A: AriCommands>(
     ari: &A,
     line: &mut Line<'_>,
