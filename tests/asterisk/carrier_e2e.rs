@@ -13,11 +13,13 @@
 //! these tests take turns ([`sipp::carrier`]). Timers are short (ring 4 s,
 //! retry 1 s, digit timeouts 3 s) so the file adds about a minute.
 
-use serde_json::Value;
+use super::common::{
+    assert_final, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected, CarrierTurn,
+};
 use std::time::Duration;
-use voicepay_testkit::lab::{self, Lab};
-use voicepay_testkit::sipp::{self, KeyPresses, PromptRecorder, Sipp, SippResult};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp, SippResult};
+use voicepay_testkit::TestApp;
 
 /// The production callback endpoint: straight to the carrier trunk.
 const TRUNK: &str = "PJSIP/{phone}@carrier";
@@ -31,32 +33,13 @@ const CREDIT: &str = "6250000000000012";
 
 /// A callee number no other test uses: 1380014 and four random digits.
 fn phone() -> String {
-    format!("1380014{:04}", rand::random::<u16>() % 10_000)
-}
-
-/// Everything a carrier test needs, or None when it skips.
-struct Carrier {
-    lab: Lab,
-    _log: tokio::sync::RwLockReadGuard<'static, ()>,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
-async fn carrier() -> Option<Carrier> {
-    let lab = lab::require_asterisk()?;
-    sipp::require_sipp()?;
-    let _log = lab::log_window().await;
-    let _turn = sipp::carrier().await;
-    Some(Carrier { lab, _log, _turn })
+    phone_in("1380014")
 }
 
 /// A daemon wired to the lab Asterisk under a unique app name, calling
 /// through `endpoint`, with short ring, retry and digit timers.
 async fn daemon(endpoint: &str, max_attempts: u32) -> TestApp {
-    spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = lab::unique("vp-carrier");
+    lab_daemon(lab::unique("vp-carrier"), |s| {
         s.telephony.callback_endpoint = endpoint.into();
         s.telephony.ring_timeout_secs = 4;
         s.telephony.max_attempts = max_attempts;
@@ -65,41 +48,6 @@ async fn daemon(endpoint: &str, max_attempts: u32) -> TestApp {
         s.ivr.inter_digit_timeout_secs = 3;
     })
     .await
-    .expect("sqlite app")
-}
-
-/// Creates an order for `phone` paid with `card` in `mode` (`callback`
-/// or `inbound`); returns its API view.
-async fn order(app: &TestApp, phone: &str, card: &str, mode: &str) -> Value {
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone);
-    body["card_number"] = Value::from(card);
-    body["mode"] = Value::from(mode);
-    let res = app.create_order(&body).await;
-    let status = res.status();
-    let v: Value = res.json().await.expect("json");
-    assert_eq!(status, 201, "order refused: {v}");
-    v
-}
-
-fn result_code(v: &Value) -> &str {
-    v["result"]["code"].as_str().unwrap_or_default()
-}
-
-fn attempt_outcomes(v: &Value) -> Vec<String> {
-    v["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-").to_string())
-        .collect()
-}
-
-/// Asserts the order's final status, result code and attempt outcomes.
-fn assert_final(v: &Value, status: &str, code: &str, attempts: &[&str]) {
-    assert_eq!(v["status"], status, "{v:#}");
-    assert_eq!(result_code(v), code, "{v:#}");
-    assert_eq!(attempt_outcomes(v), attempts, "{v:#}");
 }
 
 /// The callback scenarios: SIPp as the called carrier running `scenario`
@@ -108,13 +56,13 @@ fn assert_final(v: &Value, status: &str, code: &str, attempts: &[&str]) {
 /// given, the prompts played on channels named with that prefix.
 struct Outcome {
     app: TestApp,
-    view: Value,
+    view: serde_json::Value,
     sipp: SippResult,
     prompts: Vec<String>,
 }
 
 async fn callback(
-    c: &Carrier,
+    c: &CarrierTurn,
     endpoint: &str,
     max_attempts: u32,
     card: &str,
@@ -162,7 +110,9 @@ fn answering(keys: &str) -> Sipp {
 
 #[tokio::test]
 async fn carrier_debit_pin_pays_over_the_trunk() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let out = callback(
         &c,
         TRUNK,
@@ -190,7 +140,9 @@ const PAID: [&str; 5] = [
 
 #[tokio::test]
 async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let out = callback(
         &c,
         VIA_DIALPLAN,
@@ -219,7 +171,9 @@ async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
 
 #[tokio::test]
 async fn carrier_caller_presses_2_to_cancel() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let out = callback(&c, TRUNK, 1, DEBIT, answering("Ww2"), None).await;
     out.sipp.assert_ok();
     assert_final(&out.view, "failed", "caller_cancelled", &["answered"]);
@@ -227,7 +181,9 @@ async fn carrier_caller_presses_2_to_cancel() {
 
 #[tokio::test]
 async fn carrier_wrong_pin_then_right_pin_in_one_call() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     // The right PIN 8 s after the wrong one: after the bank's answer and
     // while "wrong PIN, N tries left, enter your PIN" plays.
     let out = callback(
@@ -251,7 +207,9 @@ async fn carrier_wrong_pin_then_right_pin_in_one_call() {
 
 #[tokio::test]
 async fn carrier_no_answer_is_retried_then_fails() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     // SIPp rings and never answers; each attempt ends at the 4 s ring timeout.
     let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
     let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
@@ -266,7 +224,9 @@ async fn carrier_no_answer_is_retried_then_fails() {
 
 #[tokio::test]
 async fn carrier_busy_fails_the_order() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let out = callback(&c, TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await;
     out.sipp.assert_ok();
     assert_final(&out.view, "failed", "busy", &["busy"]);
@@ -274,7 +234,9 @@ async fn carrier_busy_fails_the_order() {
 
 #[tokio::test]
 async fn carrier_caller_hangs_up_mid_pin() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     // Half a PIN, then SIPp sends BYE (6 s after the answer).
     let keys = KeyPresses::parse("w1WW805").expect("keys");
     let sipp = Sipp::uas("uas_hangup.xml").keys(keys);
@@ -285,7 +247,9 @@ async fn carrier_caller_hangs_up_mid_pin() {
 
 #[tokio::test]
 async fn carrier_early_media_before_the_answer_still_pays() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let keys = KeyPresses::parse("Ww1WW805137").expect("keys");
     let sipp = Sipp::uas("uas_early_media.xml").keys(keys);
     let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
@@ -297,34 +261,18 @@ async fn carrier_early_media_before_the_answer_still_pays() {
 
 #[tokio::test]
 async fn carrier_inbound_call_to_the_access_number_pays() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     // The access number's dialplan runs Stasis(${VOICEPAY_APP}) with the
     // global app name, so this daemon takes that name (carrier tests take
     // turns, and no other test registers it).
-    let app_name = c.lab.voicepay_app().to_string();
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = app_name;
+    let app = lab_daemon(c.lab.voicepay_app(), |s| {
         s.ivr.first_digit_timeout_secs = 3;
         s.ivr.inter_digit_timeout_secs = 3;
     })
-    .await
-    .expect("sqlite app");
-    let ready = app.url("/readyz");
-    voicepay_testkit::wait_until(
-        Duration::from_secs(15),
-        "the daemon never connected to ARI",
-        async || match reqwest::get(&ready).await {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .is_ok_and(|v| v["ari"] == "connected"),
-            Err(_) => false,
-        },
-    )
     .await;
+    wait_ari_connected(&app).await;
     let phone = phone();
     let created = order(&app, &phone, DEBIT, "inbound").await;
     let id = created["id"].as_str().expect("id");
@@ -359,7 +307,9 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
 /// `ivr.dtmf_repeat_guard_ms` (the daemon then submits 880513).
 #[tokio::test]
 async fn carrier_relay_restamped_key_press_counts_once() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     let keys = KeyPresses::parse("Ww1WW805137")
         .expect("keys")
         .restamped_ends_of('8');
