@@ -6,9 +6,11 @@
 //! alone names the order, and the call then pays it whatever its caller
 //! ID. What the caller heard is read from the `play` requests the fake saw.
 
+use super::common::{
+    daemon_on as daemon, dial_in, inbound_order, keys, media, plays, wait_plays, CALLER,
+};
 use super::inbound_code_fake_ari::{
-    assert_untouched, daemon, dial_in, ends_with, inbound_order, keys, media,
-    nothing_of_the_order_said, other_code, plays, wait_plays, wrong_codes, CALLER,
+    assert_untouched, ends_with, nothing_of_the_order_said, other_code, wrong_codes,
 };
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::TestApp;
