@@ -13,12 +13,10 @@
 //! these tests take turns ([`sipp::carrier`]). Timers are short (ring 4 s,
 //! retry 1 s, digit timeouts 3 s) so the file adds about a minute.
 
-use super::common::{
-    assert_final, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected, CarrierTurn,
-};
+use super::common::{assert_final, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected};
 use std::time::Duration;
 use voicepay_testkit::lab;
-use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp, SippResult};
+use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp};
 use voicepay_testkit::TestApp;
 
 /// The production callback endpoint: straight to the carrier trunk.
@@ -50,25 +48,25 @@ async fn daemon(endpoint: &str, max_attempts: u32) -> TestApp {
     .await
 }
 
-/// The callback scenarios: SIPp as the called carrier running `scenario`
-/// (keying `keys` when it answers), one order through `endpoint`; returns
-/// the daemon, the final order view, SIPp's result and, when `record` is
-/// given, the prompts played on channels named with that prefix.
+/// The callback scenarios: SIPp as the called carrier running `sipp`, one
+/// order through `endpoint`, SIPp's run asserted clean; returns the
+/// daemon, the final order view and, when `record` is given, the prompts
+/// played on channels named with that prefix. None when the test skips
+/// (no Asterisk or SIPp); takes the carrier's turn for the call.
 struct Outcome {
     app: TestApp,
     view: serde_json::Value,
-    sipp: SippResult,
     prompts: Vec<String>,
 }
 
 async fn callback(
-    c: &CarrierTurn,
     endpoint: &str,
     max_attempts: u32,
     card: &str,
     sipp: Sipp,
     record: Option<&str>,
-) -> Outcome {
+) -> Option<Outcome> {
+    let c = carrier_turn().await?;
     let app = daemon(endpoint, max_attempts).await;
     let phone = phone();
     let recorder = match record {
@@ -89,18 +87,13 @@ async fn callback(
         .to_string();
     // SIPp ends with the call (or at once when the call goes wrong: its
     // logs then say why); the order is final by then.
-    let sipp = run.finish(Duration::from_secs(90)).await;
+    run.finish(Duration::from_secs(90)).await.assert_ok();
     let view = app.final_view(&id, Duration::from_secs(30)).await;
     let prompts = match recorder {
         Some(r) => r.prompts(Duration::from_secs(10)).await.expect("prompts"),
         None => Vec::new(),
     };
-    Outcome {
-        app,
-        view,
-        sipp,
-        prompts,
-    }
+    Some(Outcome { app, view, prompts })
 }
 
 /// SIPp answering and keying `keys` (lab handset notation).
@@ -110,19 +103,17 @@ fn answering(keys: &str) -> Sipp {
 
 #[tokio::test]
 async fn carrier_debit_pin_pays_over_the_trunk() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         TRUNK,
         1,
         DEBIT,
         answering("w1WW805137"),
         Some("PJSIP/carrier-"),
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     // The 1 comes 1.5 s into the 3.9 s welcome: the confirmation that
     // follows it in the same playback never starts (barge-in).
@@ -140,19 +131,17 @@ const PAID: [&str; 5] = [
 
 #[tokio::test]
 async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         VIA_DIALPLAN,
         1,
         CREDIT,
         answering("Ww1WW1230WW123"),
         Some("Local/{phone}@voicepay-callback"),
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     assert_eq!(
         out.prompts,
@@ -171,31 +160,27 @@ async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
 
 #[tokio::test]
 async fn carrier_caller_presses_2_to_cancel() {
-    let Some(c) = carrier_turn().await else {
+    let Some(out) = callback(TRUNK, 1, DEBIT, answering("Ww2"), None).await else {
         return;
     };
-    let out = callback(&c, TRUNK, 1, DEBIT, answering("Ww2"), None).await;
-    out.sipp.assert_ok();
     assert_final(&out.view, "failed", "caller_cancelled", &["answered"]);
 }
 
 #[tokio::test]
 async fn carrier_wrong_pin_then_right_pin_in_one_call() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
     // The right PIN 8 s after the wrong one: after the bank's answer and
     // while "wrong PIN, N tries left, enter your PIN" plays.
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         TRUNK,
         1,
         DEBIT,
         answering("Ww1WW111111WWWWWWWW805137"),
         None,
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     let details = out
         .app
@@ -207,13 +192,11 @@ async fn carrier_wrong_pin_then_right_pin_in_one_call() {
 
 #[tokio::test]
 async fn carrier_no_answer_is_retried_then_fails() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
     // SIPp rings and never answers; each attempt ends at the 4 s ring timeout.
     let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
-    let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 2, DEBIT, sipp, None).await else {
+        return;
+    };
     assert_final(
         &out.view,
         "failed",
@@ -224,36 +207,30 @@ async fn carrier_no_answer_is_retried_then_fails() {
 
 #[tokio::test]
 async fn carrier_busy_fails_the_order() {
-    let Some(c) = carrier_turn().await else {
+    let Some(out) = callback(TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await else {
         return;
     };
-    let out = callback(&c, TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await;
-    out.sipp.assert_ok();
     assert_final(&out.view, "failed", "busy", &["busy"]);
 }
 
 #[tokio::test]
 async fn carrier_caller_hangs_up_mid_pin() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
     // Half a PIN, then SIPp sends BYE (6 s after the answer).
     let keys = KeyPresses::parse("w1WW805").expect("keys");
     let sipp = Sipp::uas("uas_hangup.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, None).await else {
+        return;
+    };
     assert_final(&out.view, "failed", "caller_hung_up", &["answered"]);
 }
 
 #[tokio::test]
 async fn carrier_early_media_before_the_answer_still_pays() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
     let keys = KeyPresses::parse("Ww1WW805137").expect("keys");
     let sipp = Sipp::uas("uas_early_media.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     // Nothing is played before the 200: the 183's early media is the carrier's.
     assert_eq!(out.prompts, PAID, "{:#}", out.view);
@@ -307,15 +284,13 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
 /// `ivr.dtmf_repeat_guard_ms` (the daemon then submits 880513).
 #[tokio::test]
 async fn carrier_relay_restamped_key_press_counts_once() {
-    let Some(c) = carrier_turn().await else {
-        return;
-    };
     let keys = KeyPresses::parse("Ww1WW805137")
         .expect("keys")
         .restamped_ends_of('8');
     let sipp = Sipp::uas("uas_answer.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await else {
+        return;
+    };
     let details = out
         .app
         .event_details(out.view["id"].as_str().unwrap())

@@ -206,6 +206,32 @@ pub(super) async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) 
     channel
 }
 
+/// An inbound order for `phone`, and the handset's call to the access
+/// number presenting `caller_id`: it keys the order code (8 digits end
+/// it), then 1 to confirm and the PIN. Returns the order as created and
+/// its final view.
+pub(super) async fn pay_inbound(
+    lab: &Lab,
+    app: &TestApp,
+    name: &str,
+    phone: &str,
+    caller_id: &str,
+) -> (Value, Value) {
+    let created = order(app, phone, "inbound").await;
+    let id = created["id"].as_str().expect("id");
+    let code = created["order_code"].as_str().expect("order_code");
+    lab.script_handset(
+        phone,
+        &format!("answer=0;delay=2;keys={code}WWW1wwww805137;hold=40"),
+    )
+    .await
+    .expect("script");
+    dial_in(lab, name, phone, caller_id).await;
+    let v = app.final_view(id, secs(60)).await;
+    let _ = lab.clear_handset(phone).await;
+    (created, v)
+}
+
 #[tokio::test]
 async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
     let Some(lab) = lab::require_asterisk() else {
@@ -216,26 +242,13 @@ async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
     let phone = phone();
-    let created = order(&app, &phone, "inbound").await;
+    // The network's form of the number: +86 in front.
+    let (created, v) = pay_inbound(&lab, &app, &name, &phone, &format!("+86{phone}")).await;
     assert_eq!(
         created["order_code"].as_str().map(str::len),
         Some(8),
         "{created}"
     );
-    let id = created["id"].as_str().expect("id");
-    let code = created["order_code"].as_str().expect("order_code");
-    // The order code first (8 digits end it), then the IVR: 1 confirms,
-    // then the PIN.
-    lab.script_handset(
-        &phone,
-        &format!("answer=0;delay=2;keys={code}WWW1wwww805137;hold=40"),
-    )
-    .await
-    .expect("script");
-    // The network's form of the number: +86 in front.
-    dial_in(&lab, &name, &phone, &format!("+86{phone}")).await;
-    let v = app.final_view(id, secs(60)).await;
-    let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     assert!(v.get("order_code").is_none(), "{v:#}");
