@@ -7,7 +7,7 @@
 //! ID. What the caller heard is read from the `play` requests the fake saw.
 
 use super::common::{
-    daemon_on as daemon, dial_in, inbound_order, keys, media, plays, wait_plays, CALLER,
+    daemon_on as daemon, dial_in, inbound_order, keys, media, plays, settled, wait_plays, CALLER,
 };
 use super::inbound_code_fake_ari::{
     assert_untouched, ends_with, nothing_of_the_order_said, other_code, wrong_codes,
@@ -53,11 +53,7 @@ async fn pays_by_code(
     app.order_until(id, |v| v["status"] == "in_call").await;
     wait_plays(fake, ch, 2).await;
     keys(fake, ch, CONFIRM_AND_PIN);
-    let v = app
-        .order_until(id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{presented:?}: {v:#}");
     assert_eq!(v["result"]["code"], "approved", "{presented:?}: {v:#}");
     asked_for_the_code_then_welcomed(fake, ch);
@@ -93,11 +89,7 @@ async fn without_the_code_gate_a_trunk_prefixed_caller_id_alone_pays() {
         "{p:#?}"
     );
     keys(&fake, ch, CONFIRM_AND_PIN);
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
 }

@@ -140,3 +140,12 @@ pub(super) fn attempt_outcomes(v: &Value) -> Vec<String> {
         .map(|a| a["outcome"].as_str().unwrap_or("-").to_owned())
         .collect()
 }
+
+/// Waits until order `id` is past its call and the bank's answer;
+/// returns its view.
+pub(super) async fn settled(app: &TestApp, id: &str) -> Value {
+    app.order_until(id, |v| {
+        v["status"] != "in_call" && v["status"] != "authorizing"
+    })
+    .await
+}

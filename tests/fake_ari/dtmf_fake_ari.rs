@@ -5,7 +5,7 @@
 //! read from the `play` requests the fake saw, in order.
 
 use super::common::{
-    daemon_on, dial_in, finished, hung_up, inbound_order, media, up, wait_plays, CALLER,
+    daemon_on, dial_in, finished, hung_up, inbound_order, media, settled, up, wait_plays, CALLER,
 };
 use serde_json::{json, Value};
 use voicepay_testkit::fake_ari::{dtmf, event, key_clock, request, FakeAri, Recorded};
@@ -51,6 +51,16 @@ async fn wait_heard(fake: &FakeAri, ch: &str, n: usize) -> Vec<Vec<String>> {
     let p = wait_plays(fake, ch, n).await;
     p.into_iter().map(|(_, m)| m).collect()
 }
+
+/// The first media of each playback of an inbound call that keys its
+/// order code, confirms and pays by PIN.
+const PAID_BY_CODE: [&str; 5] = [
+    "sound:voicepay/key-order-code",
+    "sound:voicepay/welcome",
+    "sound:voicepay/enter-pin",
+    "sound:voicepay/please-wait",
+    "sound:voicepay/success",
+];
 
 /// An inbound order for [`CALLER`], who calls in on `ch` and is asked
 /// for the order code: (id, order code).
@@ -103,11 +113,7 @@ async fn a_pin_digit_reported_twice_20_ms_apart_pays_with_the_right_pin() {
     // `8` reported twice 20 ms apart, then 05137: the PIN is 805137.
     restamped(&fake, &ch, '8', 2);
     fake.press(&up(&ch), "05137");
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, &ch, 4).await;
@@ -141,17 +147,7 @@ async fn a_press_reported_three_times_in_the_order_code_is_one_digit() {
     let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, ch, 5).await;
-    assert_eq!(
-        firsts(&h),
-        [
-            "sound:voicepay/key-order-code",
-            "sound:voicepay/welcome",
-            "sound:voicepay/enter-pin",
-            "sound:voicepay/please-wait",
-            "sound:voicepay/success",
-        ],
-        "{h:#?}"
-    );
+    assert_eq!(firsts(&h), PAID_BY_CODE, "{h:#?}");
     let wrong: Option<i64> = sqlx::query_scalar("SELECT count FROM order_code_tries")
         .fetch_optional(&app.pool)
         .await
@@ -176,17 +172,7 @@ async fn an_order_code_keyed_with_its_hash_goes_straight_to_the_confirmation() {
     let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, ch, 5).await;
-    assert_eq!(
-        firsts(&h),
-        [
-            "sound:voicepay/key-order-code",
-            "sound:voicepay/welcome",
-            "sound:voicepay/enter-pin",
-            "sound:voicepay/please-wait",
-            "sound:voicepay/success",
-        ],
-        "{h:#?}"
-    );
+    assert_eq!(firsts(&h), PAID_BY_CODE, "{h:#?}");
     assert!(
         h.iter().flatten().all(|m| !m.contains("invalid-input")),
         "{h:#?}"
@@ -223,11 +209,7 @@ async fn a_credit_card_keyed_as_mmyy_hash_then_cvn2_hash_pays() {
     fake.press(&up(&ch), "1230#");
     wait_heard(&fake, &ch, 3).await;
     fake.press(&up(&ch), "123#");
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, &ch, 5).await;

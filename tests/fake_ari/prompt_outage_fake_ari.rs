@@ -27,6 +27,20 @@ async fn daemon(fake: &FakeAri) -> TestApp {
     .await
 }
 
+/// A callback order whose call is answered; its channel outlives the
+/// outage (reconciliation keeps the call): (id, channel).
+async fn answered(app: &TestApp, fake: &FakeAri, reference: &str) -> (String, String) {
+    let id = new_order(app, reference).await;
+    let ch = format!("vp-{id}-1");
+    request(fake, originate_of(ch.clone())).await;
+    fake.set_channels(vec![up(&ch)]);
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": up(&ch)}),
+    ));
+    (id, ch)
+}
+
 fn asks_for(playback_id: String) -> impl Fn(&Recorded) -> bool {
     move |r| {
         r.method == "GET" && r.path.replace("%3A", ":") == format!("/ari/playbacks/{playback_id}")
@@ -37,15 +51,7 @@ fn asks_for(playback_id: String) -> impl Fn(&Recorded) -> bool {
 async fn a_prompt_that_ended_during_an_outage_arms_the_digit_timer() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let id = new_order(&app, "PO1").await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, originate_of(ch.clone())).await;
-    // The channel outlives the outage: reconciliation keeps the call.
-    fake.set_channels(vec![up(&ch)]);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(&ch)}),
-    ));
+    let (id, ch) = answered(&app, &fake, "PO1").await;
     let welcome = format!("{ch}:1");
     request(&fake, |r| {
         r.method == "POST"
@@ -89,14 +95,7 @@ async fn a_prompt_that_ended_during_an_outage_arms_the_digit_timer() {
 async fn a_prompt_still_playing_after_an_outage_is_left_to_its_end() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let id = new_order(&app, "PO2").await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, originate_of(ch.clone())).await;
-    fake.set_channels(vec![up(&ch)]);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(&ch)}),
-    ));
+    let (id, ch) = answered(&app, &fake, "PO2").await;
     let welcome = format!("{ch}:1");
     app.order_until(&id, |v| v["status"] == "in_call").await;
     // An outage while the welcome plays; it still plays after it.
