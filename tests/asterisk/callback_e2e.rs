@@ -7,7 +7,7 @@
 //! skips without Asterisk, fails under `CI=true`. Every test has its own
 //! Stasis app and its own handset number, so they run in parallel.
 
-use super::common::{assert_final, lab_daemon, phone_in};
+use super::common::{assert_final, lab_daemon, phone_in, CREDIT, DEBIT};
 use serde_json::Value;
 use std::time::Duration;
 use voicepay_testkit::lab;
@@ -28,11 +28,6 @@ async fn daemon(max_attempts: u32) -> TestApp {
     })
     .await
 }
-
-/// The debit test card (BIN 622200): verified by PIN.
-const DEBIT: &str = "6222000000000017";
-/// A credit test card (BIN 625000): verified by expiry and CVN2.
-const CREDIT: &str = "6250000000000012";
 
 /// Creates a callback order for `phone` paid with `card`.
 async fn order(app: &TestApp, phone: &str, card: &str) -> String {

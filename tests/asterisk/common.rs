@@ -8,6 +8,32 @@ use voicepay_testkit::lab::{self, Lab};
 use voicepay_testkit::sipp;
 use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
+/// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
+pub(super) const DEBIT: &str = "6222000000000017";
+/// A credit test card (BIN 625000): expiry 1230, CVN2 123.
+pub(super) const CREDIT: &str = "6250000000000012";
+
+/// The prompts of a call that confirms during the welcome and pays by PIN
+/// (keyed during the PIN prompt).
+pub(super) const PAID: [&str; 5] = [
+    "voicepay/welcome",
+    "voicepay/enter-pin",
+    "voicepay/please-wait",
+    "voicepay/success",
+    "voicepay/goodbye",
+];
+
+/// The prompts of a credit card's call that confirms during the welcome
+/// and pays by expiry and CVN2.
+pub(super) const PAID_BY_CREDIT: [&str; 6] = [
+    "voicepay/welcome",
+    "voicepay/enter-expiry",
+    "voicepay/enter-cvn2",
+    "voicepay/please-wait",
+    "voicepay/success",
+    "voicepay/goodbye",
+];
+
 /// The daemon (in-process, port 0, its own SQLite) connected to the lab
 /// Asterisk's ARI under the Stasis app `app`, with `tweak` applied to its
 /// settings.

@@ -19,7 +19,8 @@
 //! `CI=true`. Holds the carrier turn ([`sipp::carrier`]) for both legs.
 
 use super::common::{
-    attempt_outcomes, carrier_turn, lab_daemon, phone_in, wait_ari_connected, CarrierTurn,
+    attempt_outcomes, carrier_turn, lab_daemon, phone_in, wait_ari_connected, CarrierTurn, DEBIT,
+    PAID,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -27,8 +28,6 @@ use std::time::Duration;
 use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Running, Sipp};
 use voicepay_testkit::TestApp;
 
-/// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
-const DEBIT: &str = "6222000000000017";
 /// Leg 2's SIP and RTP ports on the carrier's address (leg 1 has 5060
 /// and RTP 16000-16003: SIPp also binds the video port, media + 2).
 const LEG2_PORTS: (u16, u16) = (5062, 16010);
@@ -145,15 +144,6 @@ async fn assert_paid_on_the_new_channel(
     assert_eq!(rows, [new_channel]);
     assert_eq!(prompts, want, "{v:#}");
 }
-
-/// What a paid call plays (the PIN keyed during the PIN prompt).
-const PAID: [&str; 5] = [
-    "voicepay/welcome",
-    "voicepay/enter-pin",
-    "voicepay/please-wait",
-    "voicepay/success",
-    "voicepay/goodbye",
-];
 
 #[tokio::test]
 async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {

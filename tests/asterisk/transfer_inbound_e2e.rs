@@ -51,12 +51,9 @@ pub(super) async fn wait_app(lab: &Lab, app: &str) {
     .await;
 }
 
-/// The debit test card (BIN 622200), PIN 805137.
-const DEBIT: &str = "6222000000000017";
-
 /// Creates an order in `mode` for `phone`; returns the order view.
 pub(super) async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
-    super::common::order(app, phone, DEBIT, mode).await
+    super::common::order(app, phone, super::common::DEBIT, mode).await
 }
 
 async fn view(app: &TestApp, id: &str) -> Value {
