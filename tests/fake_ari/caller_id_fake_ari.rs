@@ -53,7 +53,7 @@ async fn pays_by_code(
     app.order_until(id, |v| v["status"] == "in_call").await;
     wait_plays(fake, ch, 2).await;
     keys(fake, ch, CONFIRM_AND_PIN);
-    let v = settled(&app, &id).await;
+    let v = settled(app, id).await;
     assert_eq!(v["status"], "succeeded", "{presented:?}: {v:#}");
     assert_eq!(v["result"]["code"], "approved", "{presented:?}: {v:#}");
     asked_for_the_code_then_welcomed(fake, ch);
