@@ -14,8 +14,8 @@
 //! retry 1 s, digit timeouts 3 s) so the file adds about a minute.
 
 use super::common::{
-    assert_final, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected, CREDIT, DEBIT,
-    PAID, PAID_BY_CREDIT,
+    assert_final, call_outcome, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected,
+    CREDIT, DEBIT, PAID, PAID_BY_CREDIT,
 };
 use std::time::Duration;
 use voicepay_testkit::lab;
@@ -243,12 +243,7 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         .keys(keys)
         .spawn()
         .expect("sipp");
-    run.finish(Duration::from_secs(90)).await.assert_ok();
-    let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder
-        .prompts(Duration::from_secs(10))
-        .await
-        .expect("prompts");
+    let (v, prompts) = call_outcome(run, &app, id, recorder).await;
     assert_final(&v, "succeeded", "approved", &["answered"]);
     let mut expected = vec!["voicepay/key-order-code"];
     expected.extend(PAID);

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 use voicepay::config::Settings;
 use voicepay_testkit::lab::{self, Lab};
-use voicepay_testkit::sipp;
+use voicepay_testkit::sipp::{self, PromptRecorder, Running};
 use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
 
 /// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
@@ -126,4 +126,22 @@ pub(super) fn assert_final(v: &Value, status: &str, code: &str, attempts: &[&str
         "{v:#}"
     );
     assert_eq!(attempt_outcomes(v), attempts, "{v:#}");
+}
+
+/// The end of a SIPp call that paid or failed order `id`: SIPp's run ends
+/// clean, the order is final, and the call's channels are gone. Returns
+/// the order's final view and the prompts `recorder` saw.
+pub(super) async fn call_outcome(
+    run: Running,
+    app: &TestApp,
+    id: &str,
+    recorder: PromptRecorder,
+) -> (Value, Vec<String>) {
+    run.finish(Duration::from_secs(90)).await.assert_ok();
+    let v = app.final_view(id, Duration::from_secs(30)).await;
+    let prompts = recorder
+        .prompts(Duration::from_secs(10))
+        .await
+        .expect("prompts");
+    (v, prompts)
 }

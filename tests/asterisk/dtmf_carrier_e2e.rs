@@ -10,9 +10,8 @@
 //! under `CI=true`. Takes its turn on 127.0.0.3:5060 (`sipp::carrier`).
 
 use super::common::{
-    assert_final, carrier_turn, lab_daemon, order, phone_in, CREDIT, PAID_BY_CREDIT,
+    assert_final, call_outcome, carrier_turn, lab_daemon, order, phone_in, CREDIT, PAID_BY_CREDIT,
 };
-use std::time::Duration;
 use voicepay_testkit::lab;
 use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp};
 
@@ -42,12 +41,7 @@ async fn carrier_expiry_and_cvn2_each_followed_by_hash_pay_without_invalid_input
         .expect("sipp");
     let created = order(&app, &phone, CREDIT, "callback").await;
     let id = created["id"].as_str().expect("id");
-    run.finish(Duration::from_secs(90)).await.assert_ok();
-    let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder
-        .prompts(Duration::from_secs(10))
-        .await
-        .expect("prompts");
+    let (v, prompts) = call_outcome(run, &app, id, recorder).await;
     assert_final(&v, "succeeded", "approved", &["answered"]);
     assert_eq!(prompts, PAID_BY_CREDIT, "{v:#}");
     let details = app.event_details(id).await;
