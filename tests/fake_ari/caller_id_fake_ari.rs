@@ -10,7 +10,8 @@ use super::common::{
     daemon_on as daemon, dial_in, inbound_order, keys, media, plays, settled, wait_plays, CALLER,
 };
 use super::inbound_code_fake_ari::{
-    assert_untouched, ends_with, nothing_of_the_order_said, other_code, wrong_codes,
+    assert_untouched, ends_with, nothing_of_the_order_said, other_code, refused_at_once,
+    wrong_code_reaches_the_limit, wrong_codes,
 };
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::TestApp;
@@ -143,16 +144,11 @@ async fn callers_without_a_mobile_share_one_days_wrong_code_limit() {
     ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
     // A landline: its first wrong code reaches the shared limit.
     let b = "1712345680.11";
-    dial_in(&fake, b, "02161234567");
-    wait_plays(&fake, b, 1).await;
-    keys(&fake, b, &wrong);
-    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    wrong_code_reaches_the_limit(&fake, b, "02161234567", &wrong).await;
     // Another number: refused before any code is asked for, the right one
     // included.
     let c = "1712345680.12";
-    dial_in(&fake, c, "unknown");
-    keys(&fake, c, &code);
-    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    refused_at_once(&fake, c, "unknown", &code).await;
     for ch in [a, b, c] {
         nothing_of_the_order_said(&fake, ch);
     }

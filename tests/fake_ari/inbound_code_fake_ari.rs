@@ -35,6 +35,28 @@ pub(super) async fn ends_with(fake: &FakeAri, ch: &str, n: usize, last: &[&str])
     hung_up(fake, ch).await;
 }
 
+/// `caller` calls in on `ch` and keys `wrong` when asked for the code: the
+/// day's limit is reached, the code is refused and the call ends.
+pub(super) async fn wrong_code_reaches_the_limit(
+    fake: &FakeAri,
+    ch: &str,
+    caller: &str,
+    wrong: &str,
+) {
+    dial_in(fake, ch, caller);
+    wait_plays(fake, ch, 1).await;
+    keys(fake, ch, wrong);
+    ends_with(fake, ch, 2, &["order-code-refused", "goodbye"]).await;
+}
+
+/// `caller` calls in on `ch` past the day's limit and keys `code`: refused
+/// before any code is asked for, the right one included.
+pub(super) async fn refused_at_once(fake: &FakeAri, ch: &str, caller: &str, code: &str) {
+    dial_in(fake, ch, caller);
+    keys(fake, ch, code);
+    ends_with(fake, ch, 1, &["order-code-refused", "goodbye"]).await;
+}
+
 /// No playback on `ch` names the order: no welcome, amount or card digits.
 pub(super) fn nothing_of_the_order_said(fake: &FakeAri, ch: &str) {
     for (_, m) in plays(fake, ch) {
@@ -185,16 +207,11 @@ async fn the_days_wrong_codes_are_limited_per_caller_id_across_calls() {
     ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
     // Second call: the fourth wrong code reaches the limit.
     let b = "1712345678.46";
-    dial_in(&fake, b, CALLER);
-    wait_plays(&fake, b, 1).await;
-    keys(&fake, b, &wrong);
-    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    wrong_code_reaches_the_limit(&fake, b, CALLER, &wrong).await;
     // Third call: refused before any code is asked for, the right one
     // included.
     let c = "1712345678.47";
-    dial_in(&fake, c, CALLER);
-    keys(&fake, c, &code);
-    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    refused_at_once(&fake, c, CALLER, &code).await;
     for ch in [a, b, c] {
         nothing_of_the_order_said(&fake, ch);
     }
