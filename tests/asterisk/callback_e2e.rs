@@ -7,60 +7,32 @@
 //! skips without Asterisk, fails under `CI=true`. Every test has its own
 //! Stasis app and its own handset number, so they run in parallel.
 
+use super::common::{assert_final, lab_daemon, phone_in, CREDIT, DEBIT};
 use serde_json::Value;
 use std::time::Duration;
 use voicepay_testkit::lab;
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::TestApp;
 
 /// A handset number no other test uses: 1380013 and four random digits.
 fn phone() -> String {
-    format!("1380013{:04}", rand::random::<u16>() % 10_000)
+    phone_in("1380013")
 }
 
 /// A daemon wired to the lab Asterisk under a unique app name.
 async fn daemon(max_attempts: u32) -> TestApp {
-    spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = lab::unique("vp-cb");
+    lab_daemon(lab::unique("vp-cb"), |s| {
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 4;
         s.telephony.max_attempts = max_attempts;
         s.telephony.retry_interval_secs = 1;
     })
     .await
-    .expect("sqlite app")
 }
-
-/// The debit test card (BIN 622200): verified by PIN.
-const DEBIT: &str = "6222000000000017";
-/// A credit test card (BIN 625000): verified by expiry and CVN2.
-const CREDIT: &str = "6250000000000012";
 
 /// Creates a callback order for `phone` paid with `card`.
 async fn order(app: &TestApp, phone: &str, card: &str) -> String {
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone);
-    body["card_number"] = Value::from(card);
-    let res = app.create_order(&body).await;
-    let status = res.status();
-    let v: Value = res.json().await.expect("json");
-    assert_eq!(status, 201, "order refused: {v}");
+    let v = super::common::order(app, phone, card, "callback").await;
     v["id"].as_str().expect("order id").to_string()
-}
-
-fn result_code(v: &Value) -> &str {
-    v["result"]["code"].as_str().unwrap_or_default()
-}
-
-fn attempt_outcomes(v: &Value) -> Vec<String> {
-    v["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-").to_string())
-        .collect()
 }
 
 /// Runs one callback scenario: the handset script, the expected final
@@ -81,9 +53,7 @@ async fn scenario(
     let id = order(&app, &phone, card).await;
     let v = app.final_view(&id, Duration::from_secs(90)).await;
     let _ = lab.clear_handset(&phone).await;
-    assert_eq!(v["status"], status, "{v:#}");
-    assert_eq!(result_code(&v), code, "{v:#}");
-    assert_eq!(attempt_outcomes(&v), attempts, "{v:#}");
+    assert_final(&v, status, code, attempts);
     Some((app, id))
 }
 

@@ -13,50 +13,29 @@
 //! these tests take turns ([`sipp::carrier`]). Timers are short (ring 4 s,
 //! retry 1 s, digit timeouts 3 s) so the file adds about a minute.
 
-use serde_json::Value;
+use super::common::{
+    assert_final, call_outcome, carrier_turn, lab_daemon, order, phone_in, wait_ari_connected,
+    CREDIT, DEBIT, PAID, PAID_BY_CREDIT,
+};
 use std::time::Duration;
-use voicepay_testkit::lab::{self, Lab};
-use voicepay_testkit::sipp::{self, KeyPresses, PromptRecorder, Sipp, SippResult};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::lab;
+use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp};
+use voicepay_testkit::TestApp;
 
 /// The production callback endpoint: straight to the carrier trunk.
 const TRUNK: &str = "PJSIP/{phone}@carrier";
 /// The production dialplan in front of the trunk (dialplan/callback.conf).
 const VIA_DIALPLAN: &str = "Local/{phone}@voicepay-callback";
 
-/// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
-const DEBIT: &str = "6222000000000017";
-/// A credit test card (BIN 625000): expiry 1230, CVN2 123.
-const CREDIT: &str = "6250000000000012";
-
 /// A callee number no other test uses: 1380014 and four random digits.
 fn phone() -> String {
-    format!("1380014{:04}", rand::random::<u16>() % 10_000)
-}
-
-/// Everything a carrier test needs, or None when it skips.
-struct Carrier {
-    lab: Lab,
-    _log: tokio::sync::RwLockReadGuard<'static, ()>,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
-async fn carrier() -> Option<Carrier> {
-    let lab = lab::require_asterisk()?;
-    sipp::require_sipp()?;
-    let _log = lab::log_window().await;
-    let _turn = sipp::carrier().await;
-    Some(Carrier { lab, _log, _turn })
+    phone_in("1380014")
 }
 
 /// A daemon wired to the lab Asterisk under a unique app name, calling
 /// through `endpoint`, with short ring, retry and digit timers.
 async fn daemon(endpoint: &str, max_attempts: u32) -> TestApp {
-    spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = lab::unique("vp-carrier");
+    lab_daemon(lab::unique("vp-carrier"), |s| {
         s.telephony.callback_endpoint = endpoint.into();
         s.telephony.ring_timeout_secs = 4;
         s.telephony.max_attempts = max_attempts;
@@ -65,62 +44,27 @@ async fn daemon(endpoint: &str, max_attempts: u32) -> TestApp {
         s.ivr.inter_digit_timeout_secs = 3;
     })
     .await
-    .expect("sqlite app")
 }
 
-/// Creates an order for `phone` paid with `card` in `mode` (`callback`
-/// or `inbound`); returns its API view.
-async fn order(app: &TestApp, phone: &str, card: &str, mode: &str) -> Value {
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone);
-    body["card_number"] = Value::from(card);
-    body["mode"] = Value::from(mode);
-    let res = app.create_order(&body).await;
-    let status = res.status();
-    let v: Value = res.json().await.expect("json");
-    assert_eq!(status, 201, "order refused: {v}");
-    v
-}
-
-fn result_code(v: &Value) -> &str {
-    v["result"]["code"].as_str().unwrap_or_default()
-}
-
-fn attempt_outcomes(v: &Value) -> Vec<String> {
-    v["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-").to_string())
-        .collect()
-}
-
-/// Asserts the order's final status, result code and attempt outcomes.
-fn assert_final(v: &Value, status: &str, code: &str, attempts: &[&str]) {
-    assert_eq!(v["status"], status, "{v:#}");
-    assert_eq!(result_code(v), code, "{v:#}");
-    assert_eq!(attempt_outcomes(v), attempts, "{v:#}");
-}
-
-/// The callback scenarios: SIPp as the called carrier running `scenario`
-/// (keying `keys` when it answers), one order through `endpoint`; returns
-/// the daemon, the final order view, SIPp's result and, when `record` is
-/// given, the prompts played on channels named with that prefix.
+/// The callback scenarios: SIPp as the called carrier running `sipp`, one
+/// order through `endpoint`, SIPp's run asserted clean; returns the
+/// daemon, the final order view and, when `record` is given, the prompts
+/// played on channels named with that prefix. None when the test skips
+/// (no Asterisk or SIPp); takes the carrier's turn for the call.
 struct Outcome {
     app: TestApp,
-    view: Value,
-    sipp: SippResult,
+    view: serde_json::Value,
     prompts: Vec<String>,
 }
 
 async fn callback(
-    c: &Carrier,
     endpoint: &str,
     max_attempts: u32,
     card: &str,
     sipp: Sipp,
     record: Option<&str>,
-) -> Outcome {
+) -> Option<Outcome> {
+    let c = carrier_turn().await?;
     let app = daemon(endpoint, max_attempts).await;
     let phone = phone();
     let recorder = match record {
@@ -141,18 +85,13 @@ async fn callback(
         .to_string();
     // SIPp ends with the call (or at once when the call goes wrong: its
     // logs then say why); the order is final by then.
-    let sipp = run.finish(Duration::from_secs(90)).await;
+    run.finish(Duration::from_secs(90)).await.assert_ok();
     let view = app.final_view(&id, Duration::from_secs(30)).await;
     let prompts = match recorder {
         Some(r) => r.prompts(Duration::from_secs(10)).await.expect("prompts"),
         None => Vec::new(),
     };
-    Outcome {
-        app,
-        view,
-        sipp,
-        prompts,
-    }
+    Some(Outcome { app, view, prompts })
 }
 
 /// SIPp answering and keying `keys` (lab handset notation).
@@ -162,84 +101,63 @@ fn answering(keys: &str) -> Sipp {
 
 #[tokio::test]
 async fn carrier_debit_pin_pays_over_the_trunk() {
-    let Some(c) = carrier().await else { return };
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         TRUNK,
         1,
         DEBIT,
         answering("w1WW805137"),
         Some("PJSIP/carrier-"),
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     // The 1 comes 1.5 s into the 3.9 s welcome: the confirmation that
     // follows it in the same playback never starts (barge-in).
     assert_eq!(out.prompts, PAID, "{:#}", out.view);
 }
 
-/// The prompts of a call that confirms during the welcome and pays.
-const PAID: [&str; 5] = [
-    "voicepay/welcome",
-    "voicepay/enter-pin",
-    "voicepay/please-wait",
-    "voicepay/success",
-    "voicepay/goodbye",
-];
-
 #[tokio::test]
 async fn carrier_credit_expiry_and_cvn2_pay_through_the_callback_dialplan() {
-    let Some(c) = carrier().await else { return };
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         VIA_DIALPLAN,
         1,
         CREDIT,
         answering("Ww1WW1230WW123"),
         Some("Local/{phone}@voicepay-callback"),
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
-    assert_eq!(
-        out.prompts,
-        [
-            "voicepay/welcome",
-            "voicepay/enter-expiry",
-            "voicepay/enter-cvn2",
-            "voicepay/please-wait",
-            "voicepay/success",
-            "voicepay/goodbye",
-        ],
-        "{:#}",
-        out.view
-    );
+    assert_eq!(out.prompts, PAID_BY_CREDIT, "{:#}", out.view);
 }
 
 #[tokio::test]
 async fn carrier_caller_presses_2_to_cancel() {
-    let Some(c) = carrier().await else { return };
-    let out = callback(&c, TRUNK, 1, DEBIT, answering("Ww2"), None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, answering("Ww2"), None).await else {
+        return;
+    };
     assert_final(&out.view, "failed", "caller_cancelled", &["answered"]);
 }
 
 #[tokio::test]
 async fn carrier_wrong_pin_then_right_pin_in_one_call() {
-    let Some(c) = carrier().await else { return };
     // The right PIN 8 s after the wrong one: after the bank's answer and
     // while "wrong PIN, N tries left, enter your PIN" plays.
-    let out = callback(
-        &c,
+    let Some(out) = callback(
         TRUNK,
         1,
         DEBIT,
         answering("Ww1WW111111WWWWWWWW805137"),
         None,
     )
-    .await;
-    out.sipp.assert_ok();
+    .await
+    else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     let details = out
         .app
@@ -251,11 +169,11 @@ async fn carrier_wrong_pin_then_right_pin_in_one_call() {
 
 #[tokio::test]
 async fn carrier_no_answer_is_retried_then_fails() {
-    let Some(c) = carrier().await else { return };
     // SIPp rings and never answers; each attempt ends at the 4 s ring timeout.
     let sipp = Sipp::uas("uas_no_answer.xml").calls(2);
-    let out = callback(&c, TRUNK, 2, DEBIT, sipp, None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 2, DEBIT, sipp, None).await else {
+        return;
+    };
     assert_final(
         &out.view,
         "failed",
@@ -266,30 +184,30 @@ async fn carrier_no_answer_is_retried_then_fails() {
 
 #[tokio::test]
 async fn carrier_busy_fails_the_order() {
-    let Some(c) = carrier().await else { return };
-    let out = callback(&c, TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, Sipp::uas("uas_busy.xml"), None).await else {
+        return;
+    };
     assert_final(&out.view, "failed", "busy", &["busy"]);
 }
 
 #[tokio::test]
 async fn carrier_caller_hangs_up_mid_pin() {
-    let Some(c) = carrier().await else { return };
     // Half a PIN, then SIPp sends BYE (6 s after the answer).
     let keys = KeyPresses::parse("w1WW805").expect("keys");
     let sipp = Sipp::uas("uas_hangup.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, None).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, None).await else {
+        return;
+    };
     assert_final(&out.view, "failed", "caller_hung_up", &["answered"]);
 }
 
 #[tokio::test]
 async fn carrier_early_media_before_the_answer_still_pays() {
-    let Some(c) = carrier().await else { return };
     let keys = KeyPresses::parse("Ww1WW805137").expect("keys");
     let sipp = Sipp::uas("uas_early_media.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await else {
+        return;
+    };
     assert_final(&out.view, "succeeded", "approved", &["answered"]);
     // Nothing is played before the 200: the 183's early media is the carrier's.
     assert_eq!(out.prompts, PAID, "{:#}", out.view);
@@ -297,34 +215,18 @@ async fn carrier_early_media_before_the_answer_still_pays() {
 
 #[tokio::test]
 async fn carrier_inbound_call_to_the_access_number_pays() {
-    let Some(c) = carrier().await else { return };
+    let Some(c) = carrier_turn().await else {
+        return;
+    };
     // The access number's dialplan runs Stasis(${VOICEPAY_APP}) with the
     // global app name, so this daemon takes that name (carrier tests take
     // turns, and no other test registers it).
-    let app_name = c.lab.voicepay_app().to_string();
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = app_name;
+    let app = lab_daemon(c.lab.voicepay_app(), |s| {
         s.ivr.first_digit_timeout_secs = 3;
         s.ivr.inter_digit_timeout_secs = 3;
     })
-    .await
-    .expect("sqlite app");
-    let ready = app.url("/readyz");
-    voicepay_testkit::wait_until(
-        Duration::from_secs(15),
-        "the daemon never connected to ARI",
-        async || match reqwest::get(&ready).await {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .is_ok_and(|v| v["ari"] == "connected"),
-            Err(_) => false,
-        },
-    )
     .await;
+    wait_ari_connected(&app).await;
     let phone = phone();
     let created = order(&app, &phone, DEBIT, "inbound").await;
     let id = created["id"].as_str().expect("id");
@@ -341,12 +243,7 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
         .keys(keys)
         .spawn()
         .expect("sipp");
-    run.finish(Duration::from_secs(90)).await.assert_ok();
-    let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder
-        .prompts(Duration::from_secs(10))
-        .await
-        .expect("prompts");
+    let (v, prompts) = call_outcome(run, &app, id, recorder).await;
     assert_final(&v, "succeeded", "approved", &["answered"]);
     let mut expected = vec!["voicepay/key-order-code"];
     expected.extend(PAID);
@@ -359,13 +256,13 @@ async fn carrier_inbound_call_to_the_access_number_pays() {
 /// `ivr.dtmf_repeat_guard_ms` (the daemon then submits 880513).
 #[tokio::test]
 async fn carrier_relay_restamped_key_press_counts_once() {
-    let Some(c) = carrier().await else { return };
     let keys = KeyPresses::parse("Ww1WW805137")
         .expect("keys")
         .restamped_ends_of('8');
     let sipp = Sipp::uas("uas_answer.xml").keys(keys);
-    let out = callback(&c, TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await;
-    out.sipp.assert_ok();
+    let Some(out) = callback(TRUNK, 1, DEBIT, sipp, Some("PJSIP/carrier-")).await else {
+        return;
+    };
     let details = out
         .app
         .event_details(out.view["id"].as_str().unwrap())

@@ -9,40 +9,27 @@
 //! Needs `scripts/asterisk up` and `sipp`; skips without them, fails
 //! under `CI=true`. Takes its turn on 127.0.0.3:5060 (`sipp::carrier`).
 
-use serde_json::Value;
-use std::time::Duration;
+use super::common::{
+    assert_final, call_outcome, carrier_turn, lab_daemon, order, phone_in, CREDIT, PAID_BY_CREDIT,
+};
 use voicepay_testkit::lab;
-use voicepay_testkit::sipp::{self, KeyPresses, PromptRecorder, Sipp};
-use voicepay_testkit::{order_body, spawn_app_with, Db};
-
-/// A credit test card (BIN 625000): expiry 1230, CVN2 123.
-const CREDIT: &str = "6250000000000012";
+use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Sipp};
 
 #[tokio::test]
 async fn carrier_expiry_and_cvn2_each_followed_by_hash_pay_without_invalid_input() {
-    let Some(lab) = lab::require_asterisk() else {
+    let Some(c) = carrier_turn().await else {
         return;
     };
-    if sipp::require_sipp().is_none() {
-        return;
-    }
-    let _log = lab::log_window().await;
-    let _turn = sipp::carrier().await;
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = lab::unique("vp-dtmf");
+    let app = lab_daemon(lab::unique("vp-dtmf"), |s| {
         s.telephony.callback_endpoint = "PJSIP/{phone}@carrier".into();
         s.telephony.ring_timeout_secs = 4;
         s.telephony.max_attempts = 1;
         s.ivr.first_digit_timeout_secs = 3;
         s.ivr.inter_digit_timeout_secs = 3;
     })
-    .await
-    .expect("sqlite app");
-    let phone = format!("1380015{:04}", rand::random::<u16>() % 10_000);
-    let recorder = PromptRecorder::start(&lab, "PJSIP/carrier-")
+    .await;
+    let phone = phone_in("1380015");
+    let recorder = PromptRecorder::start(&c.lab, "PJSIP/carrier-")
         .await
         .expect("recorder");
     // 1 during the welcome, then 1230# (the # arrives while enter-cvn2
@@ -52,40 +39,11 @@ async fn carrier_expiry_and_cvn2_each_followed_by_hash_pay_without_invalid_input
         .keys(keys)
         .spawn()
         .expect("sipp");
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone.as_str());
-    body["card_number"] = Value::from(CREDIT);
-    let res = app.create_order(&body).await;
-    assert_eq!(res.status(), 201);
-    let created: Value = res.json().await.expect("json");
+    let created = order(&app, &phone, CREDIT, "callback").await;
     let id = created["id"].as_str().expect("id");
-    run.finish(Duration::from_secs(90)).await.assert_ok();
-    let v = app.final_view(id, Duration::from_secs(30)).await;
-    let prompts = recorder
-        .prompts(Duration::from_secs(10))
-        .await
-        .expect("prompts");
-    assert_eq!(v["status"], "succeeded", "{v:#}");
-    assert_eq!(v["result"]["code"], "approved", "{v:#}");
-    let attempts: Vec<&str> = v["attempts"]
-        .as_array()
-        .expect("attempts")
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-"))
-        .collect();
-    assert_eq!(attempts, ["answered"], "{v:#}");
-    assert_eq!(
-        prompts,
-        [
-            "voicepay/welcome",
-            "voicepay/enter-expiry",
-            "voicepay/enter-cvn2",
-            "voicepay/please-wait",
-            "voicepay/success",
-            "voicepay/goodbye",
-        ],
-        "{v:#}"
-    );
+    let (v, prompts) = call_outcome(run, &app, id, recorder).await;
+    assert_final(&v, "succeeded", "approved", &["answered"]);
+    assert_eq!(prompts, PAID_BY_CREDIT, "{v:#}");
     let details = app.event_details(id).await;
     assert!(
         !details.iter().any(|d| d == "wrong secret"),

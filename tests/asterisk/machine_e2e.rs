@@ -9,26 +9,17 @@
 //! Needs `scripts/asterisk up` (func_talkdetect loaded) and `sipp`; skips
 //! without them, fails under `CI=true`.
 
+use super::common::{carrier_turn, lab_daemon, order, phone_in};
 use std::time::Duration;
 use voicepay_testkit::lab;
-use voicepay_testkit::sipp::{self, PromptRecorder, Sipp};
-use voicepay_testkit::{order_body, spawn_app_with, Db};
+use voicepay_testkit::sipp::{PromptRecorder, Sipp};
 
 #[tokio::test]
 async fn a_machine_answering_every_attempt_is_not_reached_and_fails_no_answer() {
-    let Some(lab) = lab::require_asterisk() else {
+    let Some(c) = carrier_turn().await else {
         return;
     };
-    if sipp::require_sipp().is_none() {
-        return;
-    }
-    let _log = lab::log_window().await;
-    let _turn = sipp::carrier().await;
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = lab::unique("vp-machine");
+    let app = lab_daemon(lab::unique("vp-machine"), |s| {
         s.telephony.callback_endpoint = "PJSIP/{phone}@carrier".into();
         s.telephony.ring_timeout_secs = 4;
         s.telephony.max_attempts = 2;
@@ -37,19 +28,14 @@ async fn a_machine_answering_every_attempt_is_not_reached_and_fails_no_answer() 
         // six seconds, the default 5000 ms would leave little margin.
         s.telephony.machine_detection.machine_talk_ms = 3000;
     })
-    .await
-    .expect("sqlite app");
-    let recorder = PromptRecorder::start(&lab, "PJSIP/carrier-")
+    .await;
+    let recorder = PromptRecorder::start(&c.lab, "PJSIP/carrier-")
         .await
         .expect("recorder");
     let run = Sipp::uas("uas_speech.xml").calls(2).spawn().expect("sipp");
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = format!("1380015{:04}", rand::random::<u16>() % 10_000).into();
-    body["card_number"] = "6222000000000017".into();
-    let res = app.create_order(&body).await;
-    assert_eq!(res.status(), 201);
-    let v: serde_json::Value = res.json().await.unwrap();
-    let id = v["id"].as_str().unwrap().to_owned();
+    let phone = phone_in("1380015");
+    let created = order(&app, &phone, "6222000000000017", "callback").await;
+    let id = created["id"].as_str().expect("id").to_owned();
 
     let sipp = run.finish(Duration::from_secs(90)).await;
     let view = app.final_view(&id, Duration::from_secs(30)).await;

@@ -13,6 +13,7 @@ mod callback_e2e;
 mod caller_id_e2e;
 mod carrier_e2e;
 mod carrier_trust;
+mod common;
 mod dtmf_carrier_e2e;
 mod machine_e2e;
 mod masquerade_e2e;

@@ -18,15 +18,16 @@
 //! Needs `scripts/asterisk up` and `sipp`; skips without them, fails under
 //! `CI=true`. Holds the carrier turn ([`sipp::carrier`]) for both legs.
 
+use super::common::{
+    attempt_outcomes, carrier_turn, lab_daemon, phone_in, wait_ari_connected, CarrierTurn, DEBIT,
+    PAID,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
-use voicepay_testkit::lab::{self, Lab};
-use voicepay_testkit::sipp::{self, KeyPresses, PromptRecorder, Running, Sipp};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::sipp::{KeyPresses, PromptRecorder, Running, Sipp};
+use voicepay_testkit::TestApp;
 
-/// The debit test card (BIN 622200): PIN 805137 (src/bank/test_cards.toml).
-const DEBIT: &str = "6222000000000017";
 /// Leg 2's SIP and RTP ports on the carrier's address (leg 1 has 5060
 /// and RTP 16000-16003: SIPp also binds the video port, media + 2).
 const LEG2_PORTS: (u16, u16) = (5062, 16010);
@@ -48,65 +49,32 @@ async fn written(path: &std::path::Path, within: Duration) -> Option<String> {
 
 /// What every test here needs, or None when it skips.
 struct Rig {
-    lab: Lab,
     app: TestApp,
-    _log: tokio::sync::RwLockReadGuard<'static, ()>,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
+    turn: CarrierTurn,
 }
 
 /// The lab, the carrier's turn, and a daemon connected to ARI under the
 /// app name the access number runs (`Stasis(${VOICEPAY_APP})`), calling
 /// back through the carrier trunk.
 async fn rig() -> Option<Rig> {
-    let lab = lab::require_asterisk()?;
-    sipp::require_sipp()?;
-    let _log = lab::log_window().await;
-    let _turn = sipp::carrier().await;
-    let app_name = lab.voicepay_app().to_string();
-    let app = spawn_app_with(Db::Sqlite, |s| {
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = app_name;
+    let turn = carrier_turn().await?;
+    let app = lab_daemon(turn.lab.voicepay_app(), |s| {
         s.telephony.callback_endpoint = "PJSIP/{phone}@carrier".into();
         s.telephony.ring_timeout_secs = 10;
         s.telephony.max_attempts = 1;
         s.ivr.first_digit_timeout_secs = 5;
         s.ivr.inter_digit_timeout_secs = 5;
     })
-    .await
-    .expect("sqlite app");
-    let ready = app.url("/readyz");
-    voicepay_testkit::wait_until(
-        Duration::from_secs(15),
-        "the daemon never connected to ARI",
-        async || match reqwest::get(&ready).await {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .is_ok_and(|v| v["ari"] == "connected"),
-            Err(_) => false,
-        },
-    )
     .await;
-    Some(Rig {
-        lab,
-        app,
-        _log,
-        _turn,
-    })
+    wait_ari_connected(&app).await;
+    Some(Rig { app, turn })
 }
 
 /// A debit order of `mode` for a fresh phone number: (phone, API view).
 async fn order(app: &TestApp, mode: &str) -> (String, Value) {
-    let phone = format!("1380015{:04}", rand::random::<u16>() % 10_000);
-    let mut body = order_body(&format!("x{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone.as_str());
-    body["card_number"] = Value::from(DEBIT);
-    body["mode"] = Value::from(mode);
-    let res = app.create_order(&body).await;
-    assert_eq!(res.status(), 201);
-    (phone, res.json().await.unwrap())
+    let phone = phone_in("1380015");
+    let v = super::common::order(app, &phone, DEBIT, mode).await;
+    (phone, v)
 }
 
 /// Leg 1's dialog as leg 1 wrote it to `file`: (Call-ID, to-tag, from-tag)
@@ -155,13 +123,7 @@ async fn assert_paid_on_the_new_channel(
     let details = app.event_details(id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}\n{details:#?}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
-    let outcomes: Vec<&str> = v["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-"))
-        .collect();
-    assert_eq!(outcomes, ["answered"], "{v:#}");
+    assert_eq!(attempt_outcomes(&v), ["answered"], "{v:#}");
     let moved: Vec<&String> = details
         .iter()
         .filter(|d| d.starts_with("call moved from channel "))
@@ -183,15 +145,6 @@ async fn assert_paid_on_the_new_channel(
     assert_eq!(prompts, want, "{v:#}");
 }
 
-/// What a paid call plays (the PIN keyed during the PIN prompt).
-const PAID: [&str; 5] = [
-    "voicepay/welcome",
-    "voicepay/enter-pin",
-    "voicepay/please-wait",
-    "voicepay/success",
-    "voicepay/goodbye",
-];
-
 #[tokio::test]
 async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let Some(rig) = rig().await else { return };
@@ -199,7 +152,7 @@ async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let (phone, created) = order(app, "inbound").await;
     let id = created["id"].as_str().expect("id");
     let code = created["order_code"].as_str().expect("order_code");
-    let recorder = PromptRecorder::start(&rig.lab, "PJSIP/carrier-")
+    let recorder = PromptRecorder::start(&rig.turn.lab, "PJSIP/carrier-")
         .await
         .expect("recorder");
     // Leg 1: the cardholder's call, answered by voicepay, keys the order
@@ -228,7 +181,7 @@ async fn carrier_call_moved_by_an_attended_transfer_pays_on_the_new_channel() {
 async fn carrier_callback_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let Some(rig) = rig().await else { return };
     let app = &rig.app;
-    let recorder = PromptRecorder::start(&rig.lab, "PJSIP/carrier-")
+    let recorder = PromptRecorder::start(&rig.turn.lab, "PJSIP/carrier-")
         .await
         .expect("recorder");
     // Leg 1 answers the callback and keys nothing.

@@ -17,11 +17,12 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use voicepay_testkit::lab;
 use voicepay_testkit::lab::{secs, Lab, Originate};
-use voicepay_testkit::{order_body, spawn_app_with, wait_for, wait_until, Db, TestApp};
+use voicepay_testkit::sipp::PromptRecorder;
+use voicepay_testkit::{wait_for, wait_until, TestApp};
 
 /// A handset number no other test uses: 1390013 and four random digits.
 pub(super) fn phone() -> String {
-    format!("1390013{:04}", rand::random::<u16>() % 10_000)
+    super::common::phone_in("1390013")
 }
 
 /// The daemon on the lab Asterisk under the Stasis app `app`.
@@ -34,17 +35,11 @@ async fn daemon_with(
     app: &str,
     tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
 ) -> TestApp {
-    let app = app.to_owned();
-    spawn_app_with(Db::Sqlite, move |s| {
+    super::common::lab_daemon(app, |s| {
         tweak(s);
-        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
-        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
-        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
-        s.ari.app = app;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
     })
     .await
-    .expect("sqlite app")
 }
 
 /// Waits until the daemon's app is registered with Asterisk.
@@ -56,20 +51,9 @@ pub(super) async fn wait_app(lab: &Lab, app: &str) {
     .await;
 }
 
-/// The debit test card (BIN 622200), PIN 805137.
-const DEBIT: &str = "6222000000000017";
-
 /// Creates an order in `mode` for `phone`; returns the order view.
 pub(super) async fn order(app: &TestApp, phone: &str, mode: &str) -> Value {
-    let mut body = order_body(&format!("m{:012x}", rand::random::<u64>() >> 16));
-    body["phone"] = Value::from(phone);
-    body["card_number"] = Value::from(DEBIT);
-    body["mode"] = Value::from(mode);
-    let res = app.create_order(&body).await;
-    let status = res.status();
-    let v: Value = res.json().await.expect("json");
-    assert_eq!(status, 201, "order refused: {v}");
-    v
+    super::common::order(app, phone, super::common::DEBIT, mode).await
 }
 
 async fn view(app: &TestApp, id: &str) -> Value {
@@ -219,6 +203,32 @@ pub(super) async fn dial_in(lab: &Lab, app: &str, phone: &str, caller_id: &str) 
     channel
 }
 
+/// An inbound order for `phone`, and the handset's call to the access
+/// number presenting `caller_id`: it keys the order code (8 digits end
+/// it), then 1 to confirm and the PIN. Returns the order as created and
+/// its final view.
+pub(super) async fn pay_inbound(
+    lab: &Lab,
+    app: &TestApp,
+    name: &str,
+    phone: &str,
+    caller_id: &str,
+) -> (Value, Value) {
+    let created = order(app, phone, "inbound").await;
+    let id = created["id"].as_str().expect("id");
+    let code = created["order_code"].as_str().expect("order_code");
+    lab.script_handset(
+        phone,
+        &format!("answer=0;delay=2;keys={code}WWW1wwww805137;hold=40"),
+    )
+    .await
+    .expect("script");
+    dial_in(lab, name, phone, caller_id).await;
+    let v = app.final_view(id, secs(60)).await;
+    let _ = lab.clear_handset(phone).await;
+    (created, v)
+}
+
 #[tokio::test]
 async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
     let Some(lab) = lab::require_asterisk() else {
@@ -229,26 +239,13 @@ async fn inbound_call_pays_the_callers_order_found_by_caller_id() {
     let app = daemon(&name).await;
     wait_app(&lab, &name).await;
     let phone = phone();
-    let created = order(&app, &phone, "inbound").await;
+    // The network's form of the number: +86 in front.
+    let (created, v) = pay_inbound(&lab, &app, &name, &phone, &format!("+86{phone}")).await;
     assert_eq!(
         created["order_code"].as_str().map(str::len),
         Some(8),
         "{created}"
     );
-    let id = created["id"].as_str().expect("id");
-    let code = created["order_code"].as_str().expect("order_code");
-    // The order code first (8 digits end it), then the IVR: 1 confirms,
-    // then the PIN.
-    lab.script_handset(
-        &phone,
-        &format!("answer=0;delay=2;keys={code}WWW1wwww805137;hold=40"),
-    )
-    .await
-    .expect("script");
-    // The network's form of the number: +86 in front.
-    dial_in(&lab, &name, &phone, &format!("+86{phone}")).await;
-    let v = app.final_view(id, secs(60)).await;
-    let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     assert!(v.get("order_code").is_none(), "{v:#}");
@@ -267,8 +264,10 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     let first = order(&app, &phone, "inbound").await;
     let second = order(&app, &phone, "inbound").await;
     let code = second["order_code"].as_str().expect("order_code");
-    // Watches the daemon's prompts on the call (issue #12, fault 2).
-    let mut watch = lab.app_all("watch-in2").await.expect("watcher app");
+    // Records the daemon's prompts on the call (issue #12, fault 2).
+    let recorder = PromptRecorder::start(&lab, &lab.handset(&phone))
+        .await
+        .expect("recorder");
     // The code followed by `#`, as the prompt asks: the code is taken at its
     // 8th digit and the `#` reaches the confirmation while it plays.
     lab.script_handset(
@@ -277,27 +276,11 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     )
     .await
     .expect("script");
-    let ch = dial_in(&lab, &name, &phone, &phone).await;
+    dial_in(&lab, &name, &phone, &phone).await;
     let v = app
         .final_view(second["id"].as_str().unwrap(), secs(60))
         .await;
-    let closing = watch
-        .wait_for("the closing prompt", secs(15), |ev| {
-            ev["type"] == "PlaybackStarted"
-                && lab::event_channel_id(ev) == Some(ch.as_str())
-                && ev["playback"]["media_uri"] == "sound:voicepay/success"
-        })
-        .await
-        .expect("success played");
-    let closing_id = closing["playback"]["id"].as_str().unwrap_or("?");
-    let mut heard: Vec<String> = watch
-        .prompts_started(&ch)
-        .into_iter()
-        .filter(|(id, _)| id != closing_id)
-        .map(|(_, media)| media)
-        .collect();
-    heard.extend(closing["playback"]["media_uri"].as_str().map(str::to_owned));
-    watch.close().await;
+    let heard = recorder.prompts(secs(30)).await.expect("prompts");
     let _ = lab.clear_handset(&phone).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
@@ -305,11 +288,12 @@ async fn inbound_caller_with_two_orders_keys_the_order_code() {
     assert_eq!(
         heard,
         [
-            "sound:voicepay/key-order-code",
-            "sound:voicepay/welcome",
-            "sound:voicepay/enter-pin",
-            "sound:voicepay/please-wait",
-            "sound:voicepay/success",
+            "voicepay/key-order-code",
+            "voicepay/welcome",
+            "voicepay/enter-pin",
+            "voicepay/please-wait",
+            "voicepay/success",
+            "voicepay/goodbye",
         ],
         "{v:#}"
     );

@@ -3,10 +3,11 @@
 //! events, and how it settles orders whose calls were lost when Asterisk
 //! restarted.
 
+use super::common::{attempt_outcomes, daemon_on, new_order, originate_of, up as chan};
 use serde_json::{json, Value};
 use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Held, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, test_settings, wait_for, Db, TestApp};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Held};
+use voicepay_testkit::{order_body, test_settings, wait_for, Db, TestApp};
 
 async fn daemon(fake: &FakeAri, max_attempts: u32) -> TestApp {
     daemon_with(fake, max_attempts, 100).await
@@ -24,34 +25,14 @@ async fn daemon_tweaked(
     max_attempts: u32,
     tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
 ) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
+    daemon_on(fake, |s| {
         tweak(s);
-        s.ari = ari;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 5;
         s.telephony.max_attempts = max_attempts;
         s.telephony.retry_interval_secs = 1;
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-async fn new_order(app: &TestApp, reference: &str) -> String {
-    let res = app.create_order(&order_body(reference)).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_owned()
-}
-
-fn originate_of(channel_id: String) -> impl Fn(&Recorded) -> bool {
-    move |r| r.method == "POST" && r.path == format!("/ari/channels/{channel_id}")
-}
-
-fn chan(id: &str) -> Value {
-    channel(id, "Up")
 }
 
 #[tokio::test]
@@ -140,13 +121,7 @@ async fn calls_lost_in_an_asterisk_restart_are_retried_then_busy_fails() {
     ));
     let v = app.order_until(&id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "busy", "{v:#}");
-    let outcomes: Vec<&str> = v["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-"))
-        .collect();
-    assert_eq!(outcomes, ["failed", "busy"], "{v:#}");
+    assert_eq!(attempt_outcomes(&v), ["failed", "busy"], "{v:#}");
 }
 
 #[tokio::test]

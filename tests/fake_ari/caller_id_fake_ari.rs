@@ -6,9 +6,12 @@
 //! alone names the order, and the call then pays it whatever its caller
 //! ID. What the caller heard is read from the `play` requests the fake saw.
 
+use super::common::{
+    daemon_on as daemon, dial_in, inbound_order, keys, media, plays, settled, wait_plays, CALLER,
+};
 use super::inbound_code_fake_ari::{
-    assert_untouched, daemon, dial_in, ends_with, inbound_order, keys, media,
-    nothing_of_the_order_said, other_code, plays, wait_plays, wrong_codes, CALLER,
+    assert_untouched, ends_with, nothing_of_the_order_said, other_code, refused_at_once,
+    wrong_code_reaches_the_limit, wrong_codes,
 };
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::TestApp;
@@ -51,11 +54,7 @@ async fn pays_by_code(
     app.order_until(id, |v| v["status"] == "in_call").await;
     wait_plays(fake, ch, 2).await;
     keys(fake, ch, CONFIRM_AND_PIN);
-    let v = app
-        .order_until(id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(app, id).await;
     assert_eq!(v["status"], "succeeded", "{presented:?}: {v:#}");
     assert_eq!(v["result"]["code"], "approved", "{presented:?}: {v:#}");
     asked_for_the_code_then_welcomed(fake, ch);
@@ -91,11 +90,7 @@ async fn without_the_code_gate_a_trunk_prefixed_caller_id_alone_pays() {
         "{p:#?}"
     );
     keys(&fake, ch, CONFIRM_AND_PIN);
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
 }
@@ -149,16 +144,11 @@ async fn callers_without_a_mobile_share_one_days_wrong_code_limit() {
     ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
     // A landline: its first wrong code reaches the shared limit.
     let b = "1712345680.11";
-    dial_in(&fake, b, "02161234567");
-    wait_plays(&fake, b, 1).await;
-    keys(&fake, b, &wrong);
-    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    wrong_code_reaches_the_limit(&fake, b, "02161234567", &wrong).await;
     // Another number: refused before any code is asked for, the right one
     // included.
     let c = "1712345680.12";
-    dial_in(&fake, c, "unknown");
-    keys(&fake, c, &code);
-    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    refused_at_once(&fake, c, "unknown", &code).await;
     for ch in [a, b, c] {
         nothing_of_the_order_said(&fake, ch);
     }

@@ -4,30 +4,20 @@
 //! that was already complete at its fixed length. What the caller heard is
 //! read from the `play` requests the fake saw, in order.
 
+use super::common::{
+    daemon_on, dial_in, finished, hung_up, inbound_order, media, settled, up, wait_plays, CALLER,
+};
 use serde_json::{json, Value};
-use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, dtmf, event, key_clock, request, FakeAri, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db, TestApp};
-
-/// The caller number of the fake's channels.
-const CALLER: &str = "13700000001";
+use voicepay_testkit::fake_ari::{dtmf, event, key_clock, request, FakeAri, Recorded};
+use voicepay_testkit::{order_body, TestApp};
 
 async fn daemon(fake: &FakeAri) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.ari = ari;
+    daemon_on(fake, |s| {
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 5;
         s.telephony.max_attempts = 1;
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-fn up(ch: &str) -> Value {
-    channel(ch, "Up")
 }
 
 /// A callback order paid with `card`, answered on its channel: (id, channel).
@@ -56,40 +46,29 @@ async fn answered_callback(
     (id, ch)
 }
 
-/// The media of each playback started on `ch`, in order.
-fn heard(fake: &FakeAri, ch: &str) -> Vec<Vec<String>> {
-    let prefix = format!("/ari/channels/{ch}/play/");
-    fake.rest_calls()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
-        .map(|r| {
-            r.params("media")
-                .iter()
-                .flat_map(|m| m.split(','))
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect()
-}
-
 /// Waits for the `n`th playback on `ch`; returns what was heard so far.
 async fn wait_heard(fake: &FakeAri, ch: &str, n: usize) -> Vec<Vec<String>> {
-    wait_for(Duration::from_secs(15), async || {
-        let h = heard(fake, ch);
-        if h.len() >= n {
-            Ok(h)
-        } else {
-            Err(format!("fewer than {n} playbacks on {ch}: {h:#?}"))
-        }
-    })
-    .await
+    let p = wait_plays(fake, ch, n).await;
+    p.into_iter().map(|(_, m)| m).collect()
 }
 
-fn media(names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .map(|n| format!("sound:voicepay/{n}"))
-        .collect()
+/// The first media of each playback of an inbound call that keys its
+/// order code, confirms and pays by PIN.
+const PAID_BY_CODE: [&str; 5] = [
+    "sound:voicepay/key-order-code",
+    "sound:voicepay/welcome",
+    "sound:voicepay/enter-pin",
+    "sound:voicepay/please-wait",
+    "sound:voicepay/success",
+];
+
+/// An inbound order for [`CALLER`], who calls in on `ch` and is asked
+/// for the order code: (id, order code).
+async fn called_in(app: &TestApp, fake: &FakeAri, reference: &str, ch: &str) -> (String, String) {
+    let (id, code) = inbound_order(app, reference, CALLER).await;
+    dial_in(fake, ch, CALLER);
+    wait_plays(fake, ch, 1).await;
+    (id, code)
 }
 
 /// The first media of each playback: which prompt the caller heard.
@@ -121,16 +100,8 @@ fn restamped(fake: &FakeAri, ch: &str, key: char, times: u64) {
 
 /// Plays the closing prompt to its end; the daemon hangs up.
 async fn closing_heard(fake: &FakeAri, ch: &str, n: usize) {
-    let id = format!("{ch}:{n}");
-    fake.push(event(
-        "PlaybackFinished",
-        json!({"playback": {"id": id, "media_uri": "sound:x",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    ));
-    request(fake, |r: &Recorded| {
-        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
+    finished(fake, ch, &format!("{ch}:{n}"));
+    hung_up(fake, ch).await;
 }
 
 #[tokio::test]
@@ -142,11 +113,7 @@ async fn a_pin_digit_reported_twice_20_ms_apart_pays_with_the_right_pin() {
     // `8` reported twice 20 ms apart, then 05137: the PIN is 805137.
     restamped(&fake, &ch, '8', 2);
     fake.press(&up(&ch), "05137");
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, &ch, 4).await;
@@ -170,22 +137,8 @@ async fn a_pin_digit_reported_twice_20_ms_apart_pays_with_the_right_pin() {
 async fn a_press_reported_three_times_in_the_order_code_is_one_digit() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let mut body = order_body("D2");
-    body["mode"] = json!("inbound");
-    body["phone"] = json!(format!("+86{CALLER}"));
-    let v: Value = app.create_order(&body).await.json().await.unwrap();
-    let (id, code) = (
-        v["id"].as_str().unwrap().to_owned(),
-        v["order_code"].as_str().unwrap().to_owned(),
-    );
     let ch = "1712345678.70";
-    let mut ringing = channel(ch, "Ring");
-    ringing["caller"]["number"] = json!(CALLER);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["inbound"], "channel": ringing}),
-    ));
-    wait_heard(&fake, ch, 1).await;
+    let (id, code) = called_in(&app, &fake, "D2", ch).await;
     let first = code.chars().next().unwrap();
     restamped(&fake, ch, first, 3);
     fake.press(&up(ch), &code[1..]);
@@ -194,17 +147,7 @@ async fn a_press_reported_three_times_in_the_order_code_is_one_digit() {
     let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, ch, 5).await;
-    assert_eq!(
-        firsts(&h),
-        [
-            "sound:voicepay/key-order-code",
-            "sound:voicepay/welcome",
-            "sound:voicepay/enter-pin",
-            "sound:voicepay/please-wait",
-            "sound:voicepay/success",
-        ],
-        "{h:#?}"
-    );
+    assert_eq!(firsts(&h), PAID_BY_CODE, "{h:#?}");
     let wrong: Option<i64> = sqlx::query_scalar("SELECT count FROM order_code_tries")
         .fetch_optional(&app.pool)
         .await
@@ -217,22 +160,8 @@ async fn a_press_reported_three_times_in_the_order_code_is_one_digit() {
 async fn an_order_code_keyed_with_its_hash_goes_straight_to_the_confirmation() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let mut body = order_body("D3");
-    body["mode"] = json!("inbound");
-    body["phone"] = json!(format!("+86{CALLER}"));
-    let v: Value = app.create_order(&body).await.json().await.unwrap();
-    let (id, code) = (
-        v["id"].as_str().unwrap().to_owned(),
-        v["order_code"].as_str().unwrap().to_owned(),
-    );
     let ch = "1712345678.71";
-    let mut ringing = channel(ch, "Ring");
-    ringing["caller"]["number"] = json!(CALLER);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["inbound"], "channel": ringing}),
-    ));
-    wait_heard(&fake, ch, 1).await;
+    let (id, code) = called_in(&app, &fake, "D3", ch).await;
     // "Key the order code followed by #": taken at its 8th digit, the `#`
     // reaches the confirmation, which must not call it invalid.
     fake.press(&up(ch), &format!("{code}#"));
@@ -243,17 +172,7 @@ async fn an_order_code_keyed_with_its_hash_goes_straight_to_the_confirmation() {
     let v = app.order_until(&id, |v| v["status"] == "succeeded").await;
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, ch, 5).await;
-    assert_eq!(
-        firsts(&h),
-        [
-            "sound:voicepay/key-order-code",
-            "sound:voicepay/welcome",
-            "sound:voicepay/enter-pin",
-            "sound:voicepay/please-wait",
-            "sound:voicepay/success",
-        ],
-        "{h:#?}"
-    );
+    assert_eq!(firsts(&h), PAID_BY_CODE, "{h:#?}");
     assert!(
         h.iter().flatten().all(|m| !m.contains("invalid-input")),
         "{h:#?}"
@@ -290,11 +209,7 @@ async fn a_credit_card_keyed_as_mmyy_hash_then_cvn2_hash_pays() {
     fake.press(&up(&ch), "1230#");
     wait_heard(&fake, &ch, 3).await;
     fake.press(&up(&ch), "123#");
-    let v = app
-        .order_until(&id, |v| {
-            v["status"] != "in_call" && v["status"] != "authorizing"
-        })
-        .await;
+    let v = settled(&app, &id).await;
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["result"]["code"], "approved", "{v:#}");
     let h = wait_heard(&fake, &ch, 5).await;

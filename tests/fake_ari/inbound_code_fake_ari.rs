@@ -6,112 +6,25 @@
 //! pending. What the daemon plays is read from the `play` requests the fake
 //! saw, so "nothing was said" is what a caller would check.
 
-use serde_json::{json, Value};
-use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri};
-use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db, TestApp};
-
-/// The caller number of the fake's channels.
-pub(super) const CALLER: &str = "13700000001";
-
-pub(super) async fn daemon(
-    fake: &FakeAri,
-    tweak: impl FnOnce(&mut voicepay::config::Settings) + Send + 'static,
-) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        tweak(s);
-        s.ari = ari;
-    })
-    .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-/// An inbound order for `phone`: (id, order code).
-pub(super) async fn inbound_order(app: &TestApp, reference: &str, phone: &str) -> (String, String) {
-    let mut body = order_body(reference);
-    body["mode"] = json!("inbound");
-    body["phone"] = json!(format!("+86{phone}"));
-    let res = app.create_order(&body).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    let code = v["order_code"].as_str().expect("order_code").to_owned();
-    (v["id"].as_str().unwrap().to_owned(), code)
-}
+use super::common::{
+    daemon_on as daemon, dial_in, finished, hung_up, inbound_order, keys, media, plays, up,
+    wait_plays, CALLER,
+};
+use serde_json::json;
+use voicepay_testkit::fake_ari::{event, FakeAri};
+use voicepay_testkit::TestApp;
 
 /// Another 8-digit code than `code`.
 pub(super) fn other_code(code: &str) -> String {
     format!("{:08}", (code.parse::<u32>().unwrap() + 1) % 100_000_000)
 }
 
-/// `caller` dials the access number on channel `ch`.
-pub(super) fn dial_in(fake: &FakeAri, ch: &str, caller: &str) {
-    let mut chan = channel(ch, "Ring");
-    chan["caller"]["number"] = json!(caller);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["inbound"], "channel": chan}),
-    ));
-}
-
-pub(super) fn keys(fake: &FakeAri, ch: &str, digits: &str) {
-    fake.press(&channel(ch, "Up"), digits);
-}
-
 fn hang_up(fake: &FakeAri, ch: &str) {
     fake.push(event(
         "ChannelHangupRequest",
-        json!({"cause": 16, "channel": channel(ch, "Up")}),
+        json!({"cause": 16, "channel": up(ch)}),
     ));
-    fake.push(event("StasisEnd", json!({"channel": channel(ch, "Up")})));
-}
-
-/// The playbacks started on `ch`, in order: (playback id, media).
-pub(super) fn plays(fake: &FakeAri, ch: &str) -> Vec<(String, Vec<String>)> {
-    let prefix = format!("/ari/channels/{ch}/play/");
-    fake.rest_calls()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
-        .map(|r| {
-            let media = r
-                .params("media")
-                .iter()
-                .flat_map(|m| m.split(','))
-                .map(str::to_owned)
-                .collect();
-            (r.path[prefix.len()..].replace("%3A", ":"), media)
-        })
-        .collect()
-}
-
-/// Waits for the `n`th playback on `ch`; returns them all.
-pub(super) async fn wait_plays(fake: &FakeAri, ch: &str, n: usize) -> Vec<(String, Vec<String>)> {
-    wait_for(Duration::from_secs(15), async || {
-        let p = plays(fake, ch);
-        if p.len() >= n {
-            Ok(p)
-        } else {
-            Err(format!("fewer than {n} playbacks on {ch}: {p:#?}"))
-        }
-    })
-    .await
-}
-
-pub(super) fn media(names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .map(|n| format!("sound:voicepay/{n}"))
-        .collect()
-}
-
-pub(super) fn finished(fake: &FakeAri, ch: &str, playback_id: &str) {
-    fake.push(event(
-        "PlaybackFinished",
-        json!({"playback": {"id": playback_id, "media_uri": "sound:x",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    ));
+    fake.push(event("StasisEnd", json!({"channel": up(ch)})));
 }
 
 /// Plays the last prompt on `ch` to its end and waits for the hang-up.
@@ -119,10 +32,29 @@ pub(super) async fn ends_with(fake: &FakeAri, ch: &str, n: usize, last: &[&str])
     let p = wait_plays(fake, ch, n).await;
     assert_eq!(p[n - 1].1, media(last), "{p:#?}");
     finished(fake, ch, &p[n - 1].0);
-    request(fake, |r| {
-        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
+    hung_up(fake, ch).await;
+}
+
+/// `caller` calls in on `ch` and keys `wrong` when asked for the code: the
+/// day's limit is reached, the code is refused and the call ends.
+pub(super) async fn wrong_code_reaches_the_limit(
+    fake: &FakeAri,
+    ch: &str,
+    caller: &str,
+    wrong: &str,
+) {
+    dial_in(fake, ch, caller);
+    wait_plays(fake, ch, 1).await;
+    keys(fake, ch, wrong);
+    ends_with(fake, ch, 2, &["order-code-refused", "goodbye"]).await;
+}
+
+/// `caller` calls in on `ch` past the day's limit and keys `code`: refused
+/// before any code is asked for, the right one included.
+pub(super) async fn refused_at_once(fake: &FakeAri, ch: &str, caller: &str, code: &str) {
+    dial_in(fake, ch, caller);
+    keys(fake, ch, code);
+    ends_with(fake, ch, 1, &["order-code-refused", "goodbye"]).await;
 }
 
 /// No playback on `ch` names the order: no welcome, amount or card digits.
@@ -275,16 +207,11 @@ async fn the_days_wrong_codes_are_limited_per_caller_id_across_calls() {
     ends_with(&fake, a, 4, &["order-code-wrong", "goodbye"]).await;
     // Second call: the fourth wrong code reaches the limit.
     let b = "1712345678.46";
-    dial_in(&fake, b, CALLER);
-    wait_plays(&fake, b, 1).await;
-    keys(&fake, b, &wrong);
-    ends_with(&fake, b, 2, &["order-code-refused", "goodbye"]).await;
+    wrong_code_reaches_the_limit(&fake, b, CALLER, &wrong).await;
     // Third call: refused before any code is asked for, the right one
     // included.
     let c = "1712345678.47";
-    dial_in(&fake, c, CALLER);
-    keys(&fake, c, &code);
-    ends_with(&fake, c, 1, &["order-code-refused", "goodbye"]).await;
+    refused_at_once(&fake, c, CALLER, &code).await;
     for ch in [a, b, c] {
         nothing_of_the_order_said(&fake, ch);
     }

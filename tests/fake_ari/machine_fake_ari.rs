@@ -3,19 +3,17 @@
 //! nothing, and is retried until the order fails `no_answer`; a person who
 //! says "hello" and keys pays; with detection off the call is as before.
 
+use super::common::{daemon_on, keys as key, new_order, originate_of, plays, up};
 use serde_json::{json, Value};
-use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, TestApp};
+use voicepay_testkit::fake_ari::{event, request, FakeAri, Recorded};
+use voicepay_testkit::TestApp;
 
 async fn daemon(
     fake: &FakeAri,
     max_attempts: u32,
     tweak: impl FnOnce(&mut voicepay::config::MachineDetectionSettings) + Send + 'static,
 ) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(voicepay_testkit::Db::Sqlite, move |s| {
-        s.ari = ari;
+    daemon_on(fake, |s| {
         s.telephony.callback_endpoint = "PJSIP/{phone}@carrier".into();
         s.telephony.ring_timeout_secs = 5;
         s.telephony.max_attempts = max_attempts;
@@ -27,26 +25,11 @@ async fn daemon(
         tweak(m);
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-async fn new_order(app: &TestApp, reference: &str) -> String {
-    let res = app.create_order(&order_body(reference)).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_owned()
-}
-
-fn up(id: &str) -> Value {
-    channel(id, "Up")
 }
 
 /// Waits for the originate of `ch`, then answers it (StasisStart).
 async fn answer(fake: &FakeAri, id: &str, ch: &str) {
-    let path = format!("/ari/channels/{ch}");
-    request(fake, |r| r.method == "POST" && r.path == path).await;
+    request(fake, originate_of(ch.to_owned())).await;
     fake.push(event(
         "StasisStart",
         json!({"args": ["callback", id], "channel": up(ch)}),
@@ -64,27 +47,7 @@ fn talk_detect_requests(fake: &FakeAri, ch: &str) -> Vec<Recorded> {
 
 /// The media of every playback started on `ch`, in order.
 fn played(fake: &FakeAri, ch: &str) -> Vec<String> {
-    let prefix = format!("/ari/channels/{ch}/play/");
-    fake.rest_calls()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
-        .flat_map(|r| {
-            r.params("media")
-                .iter()
-                .flat_map(|m| m.split(','))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn key(fake: &FakeAri, ch: &str, digits: &str) {
-    for d in digits.chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": up(ch)}),
-        ));
-    }
+    plays(fake, ch).into_iter().flat_map(|(_, m)| m).collect()
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod ari_client;
 mod ari_swagger;
 mod callback_fake_ari;
 mod caller_id_fake_ari;
+mod common;
 mod dtmf_fake_ari;
 mod inbound_code_fake_ari;
 mod machine_fake_ari;

@@ -7,31 +7,18 @@
 //! prompt, the hang-up and the hand-back name the new channel, the attempt
 //! row follows it, and the old channel's end does not end the call.
 
+use super::common::{daemon_on, finished, inbound_order, keys, originate_of, up, CALLER};
 use serde_json::{json, Value};
 use std::time::Duration;
 use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, wait_for, Db, TestApp};
+use voicepay_testkit::{order_body, wait_for, TestApp};
 
 async fn daemon(fake: &FakeAri) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.ari = ari;
+    daemon_on(fake, |s| {
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.max_attempts = 1;
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-fn keys(fake: &FakeAri, ch: &str, digits: &str) {
-    for d in digits.chars() {
-        fake.push(event(
-            "ChannelDtmfReceived",
-            json!({"digit": d.to_string(), "duration_ms": 120, "channel": channel(ch, "Up")}),
-        ));
-    }
 }
 
 /// The masquerade as Asterisk 22 reports it: the new channel enters the
@@ -39,13 +26,13 @@ fn keys(fake: &FakeAri, ch: &str, digits: &str) {
 fn masquerade(fake: &FakeAri, old: &str, new: &str) {
     fake.push(event(
         "StasisStart",
-        json!({"args": [], "channel": channel(new, "Up"),
-               "replace_channel": channel(old, "Up")}),
+        json!({"args": [], "channel": up(new),
+               "replace_channel": up(old)}),
     ));
-    fake.push(event("StasisEnd", json!({"channel": channel(old, "Up")})));
+    fake.push(event("StasisEnd", json!({"channel": up(old)})));
     fake.push(event(
         "ChannelDestroyed",
-        json!({"cause": 16, "cause_txt": "Normal Clearing", "channel": channel(old, "Up")}),
+        json!({"cause": 16, "cause_txt": "Normal Clearing", "channel": up(old)}),
     ));
 }
 
@@ -86,14 +73,6 @@ fn prompt_sequence(fake: &FakeAri) -> Vec<(String, String)> {
         .into_iter()
         .map(|(c, _, m)| (c, m.first().cloned().unwrap_or_default()))
         .collect()
-}
-
-fn finished(fake: &FakeAri, ch: &str, playback_id: &str) {
-    fake.push(event(
-        "PlaybackFinished",
-        json!({"playback": {"id": playback_id, "media_uri": "sound:x",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    ));
 }
 
 fn is_delete(ch: &str) -> impl Fn(&Recorded) -> bool {
@@ -140,13 +119,10 @@ async fn a_callback_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     let id = v["id"].as_str().unwrap().to_owned();
     let old = format!("vp-{id}-1");
     let new = "1712345678.40";
-    request(&fake, |r| {
-        r.method == "POST" && r.path == format!("/ari/channels/{old}")
-    })
-    .await;
+    request(&fake, originate_of(old.clone())).await;
     fake.push(event(
         "StasisStart",
-        json!({"args": ["callback", id], "channel": channel(&old, "Up")}),
+        json!({"args": ["callback", id], "channel": up(&old)}),
     ));
     app.order_until(&id, |v| v["status"] == "in_call").await;
     keys(&fake, &old, "1");
@@ -163,7 +139,7 @@ async fn a_callback_moved_by_an_attended_transfer_pays_on_the_new_channel() {
     // The closing prompt plays out, then the NEW channel is hung up.
     finished(&fake, new, &closing);
     request(&fake, is_delete(new)).await;
-    fake.push(event("StasisEnd", json!({"channel": channel(new, "Up")})));
+    fake.push(event("StasisEnd", json!({"channel": up(new)})));
     let v = app
         .order_until(&id, |v| !v["attempts"][0]["ended_at"].is_null())
         .await;
@@ -195,7 +171,7 @@ async fn a_transfer_call_moved_by_an_attended_transfer_pays_and_goes_back_on_the
     let (old, new) = ("1712345678.41", "1712345678.42");
     fake.push(event(
         "StasisStart",
-        json!({"args": ["transfer", code], "channel": channel(old, "Up")}),
+        json!({"args": ["transfer", code], "channel": up(old)}),
     ));
     app.order_until(&id, |v| v["status"] == "in_call").await;
     keys(&fake, old, "1");
@@ -228,7 +204,7 @@ async fn a_transfer_call_moved_by_an_attended_transfer_pays_and_goes_back_on_the
             && r.param("context") == Some("voicepay-transfer-return")
     })
     .await;
-    fake.push(event("StasisEnd", json!({"channel": channel(new, "Up")})));
+    fake.push(event("StasisEnd", json!({"channel": up(new)})));
     app.order_until(&id, |v| !v["attempts"][0]["ended_at"].is_null())
         .await;
     assert_eq!(
@@ -255,14 +231,7 @@ async fn a_transfer_call_moved_by_an_attended_transfer_pays_and_goes_back_on_the
 async fn an_inbound_call_moved_while_keying_its_order_code_pays_on_the_new_channel() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let mut body = order_body("X3");
-    body["mode"] = json!("inbound");
-    body["phone"] = json!("+8613700000001");
-    let res = app.create_order(&body).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    let id = v["id"].as_str().unwrap().to_owned();
-    let code = v["order_code"].as_str().unwrap().to_owned();
+    let (id, code) = inbound_order(&app, "X3", CALLER).await;
     let (old, new) = ("1712345678.43", "1712345678.44");
     fake.push(event(
         "StasisStart",
@@ -299,8 +268,8 @@ async fn a_masquerade_of_a_channel_we_do_not_drive_is_hung_up_like_a_stranger() 
     let new = "1712345678.46";
     fake.push(event(
         "StasisStart",
-        json!({"args": [], "channel": channel(new, "Up"),
-               "replace_channel": channel("1712345678.45", "Up")}),
+        json!({"args": [], "channel": up(new),
+               "replace_channel": up("1712345678.45")}),
     ));
     request(&fake, is_delete(new)).await;
     // Nothing was paid or claimed.

@@ -6,15 +6,14 @@
 //! caller's call ends `input_timeout` after `ivr.first_digit_timeout_secs`,
 //! not after `ivr.max_call_secs`.
 
-use serde_json::{json, Value};
+use super::common::{daemon_on, finished, hung_up, new_order, originate_of, plays, up};
+use serde_json::json;
 use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::fake_ari::{event, request, FakeAri, Recorded};
+use voicepay_testkit::TestApp;
 
 async fn daemon(fake: &FakeAri) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.ari = ari;
+    daemon_on(fake, |s| {
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.max_attempts = 1;
         s.ivr.first_digit_timeout_secs = 1;
@@ -26,27 +25,20 @@ async fn daemon(fake: &FakeAri) -> TestApp {
         s.ivr.max_call_secs = 180;
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
 }
 
-/// The playbacks started on `ch`, in order: (playback id, media).
-fn plays(fake: &FakeAri, ch: &str) -> Vec<(String, Vec<String>)> {
-    let prefix = format!("/ari/channels/{ch}/play/");
-    fake.rest_calls()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
-        .map(|r| {
-            let media = r
-                .params("media")
-                .iter()
-                .flat_map(|m| m.split(','))
-                .map(str::to_owned)
-                .collect();
-            (r.path[prefix.len()..].replace("%3A", ":"), media)
-        })
-        .collect()
+/// A callback order whose call is answered; its channel outlives the
+/// outage (reconciliation keeps the call): (id, channel).
+async fn answered(app: &TestApp, fake: &FakeAri, reference: &str) -> (String, String) {
+    let id = new_order(app, reference).await;
+    let ch = format!("vp-{id}-1");
+    request(fake, originate_of(ch.clone())).await;
+    fake.set_channels(vec![up(&ch)]);
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": up(&ch)}),
+    ));
+    (id, ch)
 }
 
 fn asks_for(playback_id: String) -> impl Fn(&Recorded) -> bool {
@@ -59,21 +51,7 @@ fn asks_for(playback_id: String) -> impl Fn(&Recorded) -> bool {
 async fn a_prompt_that_ended_during_an_outage_arms_the_digit_timer() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let res = app.create_order(&order_body("PO1")).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    let id = v["id"].as_str().unwrap().to_owned();
-    let ch = format!("vp-{id}-1");
-    request(&fake, |r| {
-        r.method == "POST" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
-    // The channel outlives the outage: reconciliation keeps the call.
-    fake.set_channels(vec![channel(&ch, "Up")]);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": channel(&ch, "Up")}),
-    ));
+    let (id, ch) = answered(&app, &fake, "PO1").await;
     let welcome = format!("{ch}:1");
     request(&fake, |r| {
         r.method == "POST"
@@ -109,35 +87,15 @@ async fn a_prompt_that_ended_during_an_outage_arms_the_digit_timer() {
         "{p:#?}"
     );
     // The closing prompt ends (the socket is up): the call is hung up.
-    fake.push(event(
-        "PlaybackFinished",
-        json!({"playback": {"id": p[1].0, "media_uri": "sound:voicepay/goodbye",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    ));
-    request(&fake, |r| {
-        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
+    finished(&fake, &ch, &p[1].0);
+    hung_up(&fake, &ch).await;
 }
 
 #[tokio::test]
 async fn a_prompt_still_playing_after_an_outage_is_left_to_its_end() {
     let fake = FakeAri::start().await;
     let app = daemon(&fake).await;
-    let res = app.create_order(&order_body("PO2")).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    let id = v["id"].as_str().unwrap().to_owned();
-    let ch = format!("vp-{id}-1");
-    request(&fake, |r| {
-        r.method == "POST" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
-    fake.set_channels(vec![channel(&ch, "Up")]);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": channel(&ch, "Up")}),
-    ));
+    let (id, ch) = answered(&app, &fake, "PO2").await;
     let welcome = format!("{ch}:1");
     app.order_until(&id, |v| v["status"] == "in_call").await;
     // An outage while the welcome plays; it still plays after it.
@@ -151,11 +109,7 @@ async fn a_prompt_still_playing_after_an_outage_is_left_to_its_end() {
     assert_eq!(v["status"], "in_call", "{v:#}");
     assert_eq!(plays(&fake, &ch).len(), 1);
     // Its end comes on the new socket: then the timer runs.
-    fake.push(event(
-        "PlaybackFinished",
-        json!({"playback": {"id": welcome, "media_uri": "sound:voicepay/welcome",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    ));
+    finished(&fake, &ch, &welcome);
     let v = app.order_until(&id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "input_timeout", "{v:#}");
     assert_eq!(plays(&fake, &ch).len(), 2);

@@ -4,35 +4,20 @@
 //! the full ring time (`telephony.ring_timeout_secs`, from the originate)
 //! that is no answer, retried as one; well before it, the call failed.
 
+use super::common::{attempt_outcomes as outcomes, daemon_on, new_order, originate_of};
 use serde_json::{json, Value};
 use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri};
+use voicepay_testkit::TestApp;
 
 async fn daemon(fake: &FakeAri, ring_timeout_secs: u64, max_attempts: u32) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.ari = ari;
+    daemon_on(fake, |s| {
         s.telephony.callback_endpoint = "PJSIP/{phone}@carrier".into();
         s.telephony.ring_timeout_secs = ring_timeout_secs;
         s.telephony.max_attempts = max_attempts;
         s.telephony.retry_interval_secs = 1;
     })
     .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
-}
-
-async fn new_order(app: &TestApp, reference: &str) -> String {
-    let res = app.create_order(&order_body(reference)).await;
-    assert_eq!(res.status(), 201);
-    let v: Value = res.json().await.unwrap();
-    v["id"].as_str().unwrap().to_owned()
-}
-
-fn originate_of(channel_id: String) -> impl Fn(&Recorded) -> bool {
-    move |r| r.method == "POST" && r.path == format!("/ari/channels/{channel_id}")
 }
 
 /// What such an Asterisk sends when the originate's timeout ends the
@@ -46,15 +31,6 @@ fn rings_out_with_cause_0(fake: &FakeAri, ch: &str) {
         "ChannelDestroyed",
         json!({"cause": 0, "cause_txt": "Unknown", "channel": channel(ch, "Ringing")}),
     ));
-}
-
-fn outcomes(v: &Value) -> Vec<String> {
-    v["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap_or("-").to_owned())
-        .collect()
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! variables and `continue`, never a hang-up, never the code) and for an
 //! inbound caller without an order (`inbound.require_order_code = false`).
 
+use super::common::{daemon_on, playback_finished as finished};
 use serde_json::{json, Value};
 use std::time::Duration;
 use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
@@ -13,15 +14,7 @@ async fn daemon(fake: &FakeAri) -> TestApp {
 }
 
 async fn daemon_with(fake: &FakeAri, require_order_code: bool) -> TestApp {
-    let ari = fake.settings();
-    let app = spawn_app_with(Db::Sqlite, move |s| {
-        s.ari = ari;
-        s.inbound.require_order_code = require_order_code;
-    })
-    .await
-    .expect("sqlite app");
-    fake.wait_connections(1, Duration::from_secs(10)).await;
-    app
+    daemon_on(fake, |s| s.inbound.require_order_code = require_order_code).await
 }
 
 fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
@@ -58,14 +51,6 @@ async fn played(fake: &FakeAri, ch: &str, sound: &str) -> String {
     })
     .await;
     r.path[prefix.len()..].replace("%3A", ":")
-}
-
-fn finished(ch: &str, playback_id: &str) -> Value {
-    event(
-        "PlaybackFinished",
-        json!({"playback": {"id": playback_id, "media_uri": "sound:x",
-               "target_uri": format!("channel:{ch}"), "language": "zh", "state": "done"}}),
-    )
 }
 
 #[tokio::test]

@@ -189,32 +189,6 @@ impl App {
         }
     }
 
-    /// The playbacks started on `channel_id` so far, in order, each once
-    /// as (playback id, its first media): the prompts a caller heard.
-    /// Asterisk 22 sends a `PlaybackStarted` for each media of a playback;
-    /// only its first counts. Events already taken by a `wait_*` are not
-    /// seen. Needs an app that sees the channel's events
-    /// ([`Lab::app_all`]).
-    ///
-    /// [`Lab::app_all`]: super::Lab::app_all
-    pub fn prompts_started(&mut self, channel_id: &str) -> Vec<(String, String)> {
-        while let Ok(ev) = self.rx.try_recv() {
-            self.backlog.push_back(ev);
-        }
-        let mut seen: Vec<(String, String)> = Vec::new();
-        for ev in &self.backlog {
-            if ev["type"] != "PlaybackStarted" || event_channel_id(ev) != Some(channel_id) {
-                continue;
-            }
-            let id = ev["playback"]["id"].as_str().unwrap_or("?");
-            if seen.iter().all(|(s, _)| s != id) {
-                let media = ev["playback"]["media_uri"].as_str().unwrap_or("?");
-                seen.push((id.to_owned(), media.to_owned()));
-            }
-        }
-        seen
-    }
-
     /// Waits for `count` ChannelDtmfReceived events on `channel_id` and
     /// returns their digits in arrival order.
     pub async fn dtmf_digits(
