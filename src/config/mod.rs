@@ -151,21 +151,9 @@ impl Settings {
 }
 
 fn toml_string(s: &Settings) -> String {
-    // serde_json -> a simple TOML rendering keeps us off a second TOML crate.
-    let value = serde_json::to_value(s).unwrap_or_default();
-    let mut out = String::new();
-    if let serde_json::Value::Object(sections) = value {
-        for (section, body) in sections {
-            out.push_str(&format!("[{section}]\n"));
-            if let serde_json::Value::Object(keys) = body {
-                for (k, v) in keys {
-                    out.push_str(&format!("{k} = {v}\n"));
-                }
-            }
-            out.push('\n');
-        }
-    }
-    out
+    // Nested tables (`[telephony.machine_detection]`) come out as tables,
+    // in the shape `voicepay.example.toml` and `--config` files use.
+    toml::to_string(s).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -246,8 +246,13 @@ fn webhook_target_settings_load_from_the_environment_and_bad_entries_are_named()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("allow_http = true"), "{text}");
+    // Nested settings print as the table a `--config` file uses.
     assert!(
-        text.contains(r#"allowed_private_targets = ["127.0.0.1:9000","[::1]:9001"]"#),
+        text.contains("[telephony.machine_detection]\nenabled = true\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"allowed_private_targets = ["127.0.0.1:9000", "[::1]:9001"]"#),
         "{text}"
     );
     for bad in ["127.0.0.1", "127.0.0.1:0", "hooks:http", ":9000", "u@h:1"] {
