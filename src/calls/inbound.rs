@@ -214,6 +214,7 @@ async fn gated<M>(desk: &Desk<M>, among: &Among, caller: &mut Caller<'_>) -> Opt
                 if wrong_today >= per_day {
                     tracing::info!(caller = %among.shown(), "caller ID over the day's wrong order codes");
                 }
+                tracing::info!(caller = %among.shown(), "inbound call ended at the order code; no order claimed");
                 say_and_hang_up(desk, caller, prompts).await;
                 return None;
             }
@@ -230,7 +231,10 @@ async fn gated<M>(desk: &Desk<M>, among: &Among, caller: &mut Caller<'_>) -> Opt
         )
         .await;
         let input = match keyed {
-            Keyed::Gone => return None,
+            Keyed::Gone => {
+                tracing::info!("inbound caller hung up at the order code; no order claimed");
+                return None;
+            }
             Keyed::Timeout => GateInput::NothingKeyed,
             Keyed::Code(code) => match find(desk, among, &mut orders, &code).await {
                 Some(i) => GateInput::Right(i),
