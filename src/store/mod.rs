@@ -15,6 +15,9 @@ mod inbound;
 mod lifecycle;
 mod merchants;
 mod orders;
+mod refunds;
+mod reversals;
+mod stans;
 mod status;
 mod webhooks;
 
@@ -23,6 +26,10 @@ pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::{MerchantRow, WebhookSecrets};
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
+pub use refunds::{RefundAnswer, RefundCreated, RefundError, RefundRow, RefundStatus};
+pub use reversals::{
+    reversal_backoff_ms, NewReversal, OriginalRequest, PendingReversal, ReversalStatus,
+};
 pub use status::{event_type, WebhookBody, WebhookEvent};
 pub use webhooks::{Delivery, OutboxRow, Redelivery, WebhookFilter};
 
