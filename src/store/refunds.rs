@@ -203,7 +203,7 @@ impl Store {
             return Err(RefundError::NotRefundable);
         }
         let taken: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM refunds \
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds \
              WHERE order_id = $1 AND status <> 'failed'",
         )
         .bind(order_id)
@@ -324,7 +324,7 @@ impl Store {
     /// [`StoreError::Db`] on a database error.
     pub async fn refunded_amount(&self, order_id: &str) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM refunds \
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds \
              WHERE order_id = $1 AND status = 'succeeded'",
         )
         .bind(order_id)

@@ -262,14 +262,19 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<PendingReversal>> {
-        // The outer conditions repeat the inner ones: under PostgreSQL's
-        // READ COMMITTED a row another node leased meanwhile is re-checked
-        // after its lock is released, and then skipped.
+        // PostgreSQL: rows another node is leasing right now are skipped,
+        // not waited for, so two nodes claiming at once share the due rows.
+        // The outer conditions repeat the inner ones: under READ COMMITTED
+        // a row another node leased meanwhile is re-checked, and skipped.
+        let skip_locked = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
         let sql = format!(
             "UPDATE pending_reversals SET locked_by = $1, locked_until = $2 \
              WHERE id IN (SELECT id FROM pending_reversals WHERE status = 'pending' \
                     AND next_attempt_at <= $3 AND (locked_until IS NULL OR locked_until <= $3) \
-                    ORDER BY next_attempt_at, id LIMIT $4) \
+                    ORDER BY next_attempt_at, id LIMIT $4{skip_locked}) \
                AND status = 'pending' AND (locked_until IS NULL OR locked_until <= $3) \
              RETURNING {REVERSAL_COLUMNS}"
         );

@@ -17,6 +17,7 @@ mod order_events;
 mod store_calls;
 mod store_inbound;
 mod store_lifecycle;
+mod store_link;
 mod webhook_targets;
 mod webhooks;
 
