@@ -128,3 +128,68 @@ impl OrderView {
         }
     }
 }
+
+/// One refund of an order, as merchants will see it in the order's
+/// `refunds` (not wired into [`OrderView`] yet: the order view and the
+/// webhook bodies rendered in the store's transaction must both carry it,
+/// with `refunded_amount` from [`crate::store::Store::refunded_amount`]).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundView {
+    /// voicepay's refund id.
+    #[schema(example = "rfd_5f0c6b1e2d3a4b5c6d7e8f90")]
+    pub id: String,
+    /// Amount in fen.
+    pub amount: i64,
+    /// `pending`, `succeeded`, `failed` or `unknown` (no answer yet from
+    /// the issuer; resolved like a purchase).
+    #[schema(example = "succeeded")]
+    pub status: String,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When the issuer's answer settled it (RFC 3339); `null` while open.
+    pub decided_at: Option<String>,
+}
+
+impl From<&crate::store::RefundRow> for RefundView {
+    fn from(r: &crate::store::RefundRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            amount: r.amount,
+            status: r.status.as_str().to_owned(),
+            created_at: rfc3339(r.created_at),
+            decided_at: r.decided_at.map(rfc3339),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RefundView;
+    use crate::store::{RefundRow, RefundStatus};
+
+    #[test]
+    fn a_refund_shows_amount_status_and_times_and_nothing_of_the_issuer() {
+        let row = RefundRow {
+            id: "rfd_1".into(),
+            order_id: "ord_1".into(),
+            amount: 500,
+            status: RefundStatus::Succeeded,
+            stan: Some("000042".into()),
+            transmitted_at: Some("1130142301".into()),
+            rrn: Some("433412345678".into()),
+            approval_code: Some("A1B2C3".into()),
+            resp_code: Some("00".into()),
+            idempotency_key: Some("k".into()),
+            created_at: 1_764_505_381_000,
+            decided_at: None,
+        };
+        let v = serde_json::to_value(RefundView::from(&row)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "rfd_1", "amount": 500, "status": "succeeded",
+                "created_at": "2025-11-30T12:23:01.000Z", "decided_at": null,
+            })
+        );
+    }
+}
