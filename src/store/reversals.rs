@@ -92,11 +92,12 @@ pub struct PendingReversal {
     pub amount: i64,
     /// Pending or acknowledged.
     pub status: ReversalStatus,
-    /// Advices sent so far (0 before the first 0420).
+    /// Advices sent (or about to be) so far: 0 before the first 0420.
     pub attempts: i64,
     /// Unix ms: when the next advice is due.
     pub next_attempt_at: i64,
-    /// Why the latest advice went unanswered, for operators.
+    /// Why the latest advice went unanswered, for operators
+    /// ([`Store::note_reversal_error`]).
     pub last_error: Option<String>,
     /// Unix ms: recorded.
     pub created_at: i64,
@@ -116,8 +117,8 @@ impl PendingReversal {
     }
 }
 
-/// Unix ms to wait after the `attempt`-th unanswered advice (1 = the
-/// first): 5 s, doubling, at most 5 minutes. A reversal is never given up:
+/// Unix ms to wait, beyond the response timeout, after the `attempt`-th
+/// advice (1 = the first): 5 s, doubling, at most 5 minutes. A reversal is never given up:
 /// it stays pending until acknowledged.
 pub fn reversal_backoff_ms(attempt: i64) -> i64 {
     let doublings = u32::try_from((attempt - 1).clamp(0, 16)).unwrap_or(16);
@@ -249,8 +250,8 @@ impl Store {
 
     /// Leases up to `limit` pending reversals due at `now` to `node` until
     /// `lease_until` (both Unix ms), oldest due first: only this node sends
-    /// them until it reports ([`Store::reversal_unanswered`],
-    /// [`Store::acknowledge_reversal`]) or the lease runs out. One
+    /// them until it counts the advice ([`Store::reversal_sending`]) or
+    /// the lease runs out. One
     /// conditional update: two nodes claiming at once never get one row.
     ///
     /// # Errors
@@ -291,35 +292,53 @@ impl Store {
         Ok(due)
     }
 
-    /// Notes that the advice `node` sent for reversal `r` (a row of its
-    /// lease, from [`Store::due_reversals`]) went unanswered: one more
-    /// attempt, the next due at `now` + [`reversal_backoff_ms`] (Unix ms),
-    /// `error` kept for operators, the lease given back. Returns false (and
-    /// changes nothing) when `node` no longer holds the row, another attempt
-    /// was recorded meanwhile, or it was acknowledged.
+    /// Counts the advice `node` is about to send for reversal `r` (a row of
+    /// its lease, from [`Store::due_reversals`]), *before* it is written to
+    /// the link, so that after a crash the next advice is a repeat (0421):
+    /// one more attempt, the next due at `now` + `answer_within_ms` (the
+    /// link's response timeout) + [`reversal_backoff_ms`], the lease given
+    /// back (the row is not due again before then, and a 0430 meanwhile
+    /// ends it). Times in Unix ms. Returns false, and the advice must not be
+    /// sent, when `node`'s lease ran out, another attempt was counted
+    /// meanwhile, or it was acknowledged.
     ///
     /// # Errors
     /// [`StoreError::Db`] on a database error.
-    pub async fn reversal_unanswered(
+    pub async fn reversal_sending(
         &self,
         r: &PendingReversal,
         node: &str,
-        error: &str,
+        answer_within_ms: i64,
         now: i64,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE pending_reversals SET attempts = attempts + 1, next_attempt_at = $1, \
-                last_error = $2, locked_by = NULL, locked_until = NULL \
-             WHERE id = $3 AND locked_by = $4 AND attempts = $5 AND status = 'pending'",
+                locked_by = NULL, locked_until = NULL \
+             WHERE id = $2 AND locked_by = $3 AND locked_until > $4 AND attempts = $5 \
+               AND status = 'pending'",
         )
-        .bind(now + reversal_backoff_ms(r.attempts + 1))
-        .bind(error)
+        .bind(now + answer_within_ms.max(0) + reversal_backoff_ms(r.attempts + 1))
         .bind(&r.id)
         .bind(node)
+        .bind(now)
         .bind(r.attempts)
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Keeps why the latest advice of reversal `id` went unanswered (no
+    /// 0430 in time, the link down), for operators; never a secret.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error.
+    pub async fn note_reversal_error(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE pending_reversals SET last_error = $1 WHERE id = $2")
+            .bind(error)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     /// Marks the reversal of `original` acknowledged at `now` (Unix ms): a

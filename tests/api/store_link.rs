@@ -184,7 +184,7 @@ async fn two_nodes_claiming_at_once_never_share_a_reversal(app: TestApp) {
     assert_eq!(taken_over.len(), 20);
 }
 
-async fn an_unanswered_advice_is_repeated_as_0421_after_backoff(app: TestApp) {
+async fn an_unanswered_advice_is_repeated_as_0421_after_timeout_and_backoff(app: TestApp) {
     let store = node(&app).await;
     let id = new_order(&app, "R3").await;
     store
@@ -197,38 +197,35 @@ async fn an_unanswered_advice_is_repeated_as_0421_after_backoff(app: TestApp) {
         .unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].mti(), "0420");
-    // Another node cannot report on a row it does not hold.
-    assert!(!store
-        .reversal_unanswered(&due[0], "node-b", "timeout", 2_000)
-        .await
-        .unwrap());
-    assert!(store
-        .reversal_unanswered(&due[0], "node-a", "no 0430 in 10 s", 2_000)
-        .await
-        .unwrap());
-    // Reported twice (a retry of the same report): counted once.
-    assert!(!store
-        .reversal_unanswered(&due[0], "node-a", "timeout", 2_000)
-        .await
-        .unwrap());
-    assert!(store
-        .due_reversals("node-a", 6_999, 60_000, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    let due = store
-        .due_reversals("node-b", 7_000, 60_000, 10)
+    // Another node may not send a row it does not hold.
+    let sending = store.reversal_sending(&due[0], "node-b", 10_000, 2_000);
+    assert!(!sending.await.unwrap());
+    // Counted before it goes out: 10 s for the 0430, then 5 s.
+    let sending = store.reversal_sending(&due[0], "node-a", 10_000, 2_000);
+    assert!(sending.await.unwrap());
+    store
+        .note_reversal_error(&due[0].id, "no 0430 in 10 s")
         .await
         .unwrap();
-    assert_eq!(due.len(), 1, "due 5 s after the first advice, for any node");
+    // Counted twice (a retry of the same call): once.
+    let again = store.reversal_sending(&due[0], "node-a", 10_000, 2_000);
+    assert!(!again.await.unwrap());
+    let early = store.due_reversals("node-a", 16_999, 60_000, 10).await;
+    assert!(early.unwrap().is_empty());
+    let due = store
+        .due_reversals("node-b", 17_000, 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "due again for any node");
     assert_eq!((due[0].attempts, due[0].mti()), (1, "0421"));
     assert_eq!(due[0].last_error.as_deref(), Some("no 0430 in 10 s"));
-    assert!(store
-        .reversal_unanswered(&due[0], "node-b", "timeout", 8_000)
-        .await
-        .unwrap());
+    // A lease that ran out (the node stalled) may not send any more.
+    let stale = store.reversal_sending(&due[0], "node-b", 10_000, 60_000);
+    assert!(!stale.await.unwrap());
+    let sending = store.reversal_sending(&due[0], "node-b", 10_000, 18_000);
+    assert!(sending.await.unwrap());
     let r = store.reversals_for(&id).await.unwrap().remove(0);
-    assert_eq!((r.attempts, r.next_attempt_at), (2, 18_000), "then 10 s");
+    assert_eq!((r.attempts, r.next_attempt_at), (2, 38_000), "then 10 s");
 }
 
 async fn an_acknowledged_reversal_is_never_sent_again(app: TestApp) {
@@ -257,10 +254,8 @@ async fn an_acknowledged_reversal_is_never_sent_again(app: TestApp) {
         .acknowledge_reversal(&original(12), 1_600)
         .await
         .unwrap());
-    assert!(!store
-        .reversal_unanswered(&due[0], "node-a", "late", 1_700)
-        .await
-        .unwrap());
+    let late = store.reversal_sending(&due[0], "node-a", 10_000, 1_700);
+    assert!(!late.await.unwrap(), "an acknowledged reversal is not sent");
     let r = store.reversal_of(&original(11)).await.unwrap().unwrap();
     assert_eq!(r.status, ReversalStatus::Acknowledged);
     assert_eq!(r.acknowledged_at, Some(1_500));
@@ -497,7 +492,7 @@ on_both_stores!(
     the_stan_after_999999_is_000001,
     a_reversal_is_recorded_once_per_original,
     two_nodes_claiming_at_once_never_share_a_reversal,
-    an_unanswered_advice_is_repeated_as_0421_after_backoff,
+    an_unanswered_advice_is_repeated_as_0421_after_timeout_and_backoff,
     an_acknowledged_reversal_is_never_sent_again,
     a_pending_reversal_survives_a_restart,
     only_a_succeeded_order_is_refundable,
