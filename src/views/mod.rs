@@ -9,7 +9,7 @@ mod order;
 mod status;
 mod webhook;
 
-pub use order::{AttemptView, CardView, OrderView, ResultView};
+pub use order::{AttemptView, CardView, OrderView, RefundView, ResultView};
 pub use status::OrderEvent;
 pub use webhook::{webhook_body, EventList, EventView};
 
