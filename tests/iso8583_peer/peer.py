@@ -92,7 +92,13 @@ Answers:
 - 0420/0421 → 0430 F39 ``00``, always (an unknown original is acknowledged
   too, and logged); an approved original is undone once.
 - A 0200 whose (F7, F11, F32) was seen before gets the first answer again
-  and changes nothing.
+  and changes nothing. A 0200 whose key an earlier 0420 already named (the
+  reversal overtook it) gets ``25`` and moves no money.
+
+Card behaviours (the ``behaviour`` key of the card table): ``unavailable``
+answers ``91``; ``slow`` answers after ``--slow-secs`` (default 5);
+``no_answer`` processes every purchase but never sends its 0210 (as
+``hold-next-0210`` does for one purchase).
 
 Card table: ``--cards`` names a TOML file (read with ``tomllib``; the
 default is voicepay's own src/bank/test_cards.toml, so the cards are the
