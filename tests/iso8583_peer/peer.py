@@ -108,7 +108,9 @@ salt over the PIN digits (debit) or MMYY followed by the CVN2 (credit).
 
 Ledger: ``--ledger`` is a JSONL file (truncated at start) with one line
 per money movement: ``{"kind": "debit"|"credit"|"reversal", "pan":
-masked, "amount": fen, "key": "F7/F11/F32", "original": key|null, ...}``.
+masked, "amount": fen, "key": "F7/F11/F32", "original": key|null,
+"rrn": F37, "terminal": F41, "acceptor": F42, "auth_code": F38, "time"}``
+(a reversal line has ``key``, ``original``, ``mti``, no F37/F41/F42).
 A reversal line names the original it undid and carries the signed
 ``amount`` it moved back (positive: money returned to the card).
 
@@ -347,17 +349,19 @@ class Issuer:
         else:
             out = self.decide_refund(doc, key)
         pan = doc["2"]
+        where = {"rrn": doc.get("37"), "terminal": doc["41"], "acceptor": doc.get("42")}
         if "_debit" in out:
             self.txns[key] = {"kind": "debit", "pan": pan, "amount": out["_debit"],
                               "refunded": 0}
             self.record({"kind": "debit", "pan": mask(pan), "amount": out["_debit"],
-                         "key": key, "original": None, "auth_code": out["38"]})
+                         "key": key, "original": None, "auth_code": out["38"],
+                         **where})
         if "_credit" in out:
             self.txns[key] = {"kind": "credit", "pan": pan, "amount": out["_credit"],
                               "original": out["_original"]}
             self.record({"kind": "credit", "pan": mask(pan), "amount": out["_credit"],
                          "key": key, "original": out["_original"],
-                         "auth_code": out["38"]})
+                         "auth_code": out["38"], **where})
         self.rrns += 1
         answer = {"t": "0210"}
         for f in ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49"):

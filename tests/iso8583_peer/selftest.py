@@ -4,6 +4,13 @@ asserts the answers, the ledger file and the peer's log. Exit status 0 on
 success; an AssertionError (and status 1) names the first failure.
 
     /var/cache/voicepay/venv/bin/python tests/iso8583_peer/selftest.py
+    /var/cache/voicepay/venv/bin/python tests/iso8583_peer/selftest.py \
+        --against 127.0.0.1:PORT
+
+The second form drives another host speaking the same wire format (e.g.
+`voicepay bank serve`, fresh, with the same test cards and the lab ZPK
+below) through the scenarios that need no control channel, asserting its
+answers only (its ledger is its own).
 
 Run by the Rust test `iso8583_peer::the_python_issuer_peer_passes_its_selftest`
 (tests/api/iso8583_peer.rs), so `scripts/test` covers it.
@@ -193,7 +200,12 @@ def run(tmp: str) -> None:
     check_log(open(log_path).read())
 
 
-def scenarios(port: int, ctl: Control, ledger_path: str) -> None:
+def scenarios(port: int, ctl: Control | None, ledger_path: str | None) -> None:
+    """Every scenario against the host on `port`. With `ctl` (this peer's
+    control channel) also the held, unsolicited and duplicate answers, the
+    dropped link, the protocol-error count and the ledger; without it (any
+    other host speaking the wire format, e.g. `voicepay bank serve`) the
+    answers alone."""
     link = Link(port)
     sent_secrets: list[str] = []
 
@@ -250,16 +262,21 @@ def scenarios(port: int, ctl: Control, ledger_path: str) -> None:
     assert again["38"] == first["38"], "a duplicate got a new approval code"
 
     # no answer: the 0210 is held; 0420 and 0421 are acknowledged; no debit
-    ctl("hold-next-0210")
     held = purchase(DEBIT, 3000, pin=PIN)
-    link.send(held)
+    if ctl:
+        ctl("hold-next-0210")
+        link.send(held)
+    else:  # another host cannot hold: reverse an answered purchase
+        ok(held, "00", "purchase to be reversed")
     rev = ok(reversal(held), "00", "0420 for the unanswered purchase")
     assert rev["90"] == f90(held)
     ok(reversal(held, "0421"), "00", "0421 repeat")
-    assert ctl("stats")["held"] == 1
-    ctl("release-held")  # a late 0210 approval: changes nothing at the peer
-    late = link.answer("0210", held["11"])
-    print(f"ok  late 0210 for the reversed purchase arrived, F39 {late['39']}")
+    if ctl:
+        assert ctl("stats")["held"] == 1
+        ctl("release-held")  # a late 0210 approval: changes nothing at the peer
+        late = link.answer("0210", held["11"])
+        print(f"ok  late 0210 for the reversed purchase arrived, F39 {late['39']}")
+    ok(refund(held, 3000), "25", "refund of the reversed purchase")
     # a reversal of an original the peer never saw: still acknowledged
     ok(reversal(purchase(DEBIT, 1, pin=PIN)), "00", "0420 for an unknown original")
 
@@ -272,6 +289,10 @@ def scenarios(port: int, ctl: Control, ledger_path: str) -> None:
     c_ref = refund(c1, 5000)
     ok(c_ref, "00", "credit card refund")
     ok(reversal(c_ref), "00", "reversal of that refund")
+    ok(refund(c1, 20000), "00", "refund of all of it after the refund's reversal")
+    if ctl is None:
+        ok(netmgmt("301"), "00", "echo at the end")
+        return
 
     # unsolicited and duplicate replies, then the link dropped and redone
     stan = ctl("send-unsolicited")["stan"]
@@ -316,15 +337,18 @@ def check_ledger(ledger: list[dict], stats: dict) -> None:
                       ("debit", "621700******0014", 700),
                       ("debit", "622200******0017", 500),
                       ("debit", "622200******0017", 3000)], debits
+    credits = [(e["pan"], e["amount"]) for e in ledger if e["kind"] == "credit"]
+    assert credits == [("622200******0017", 2345), ("622200******0017", 10000),
+                       ("625000******0012", 5000), ("625000******0012", 20000)], credits
     reversals = [e for e in ledger if e["kind"] == "reversal"]
     assert [(r["pan"], r["amount"]) for r in reversals] == [
         ("622200******0017", 3000), ("625000******0012", -5000)], reversals
     # money taken per card: d1 fully refunded, the held one reversed
     assert net(ledger, "622200******0017") == 500
-    assert net(ledger, "625000******0012") == 20000
+    assert net(ledger, "625000******0012") == 0
     assert net(ledger, "621700******0014") == 700
     assert stats["balances"]["622200******0017"] == 10_000_000 - 500
-    assert stats["balances"]["625000******0012"] == 10_000_000 - 20000
+    assert stats["balances"]["625000******0012"] == 10_000_000
     print(f"ok  ledger: {len(ledger)} entries, one debit per purchase")
 
 
@@ -341,6 +365,11 @@ def check_log(text: str) -> None:
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory() as tmp:
-        run(tmp)
+    if len(sys.argv) == 3 and sys.argv[1] == "--against":
+        # Another host on the wire format, with the same test cards (fresh:
+        # no wrong PIN yet today) and the lab ZPK above.
+        scenarios(int(sys.argv[2].rsplit(":", 1)[1]), None, None)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(tmp)
     print("selftest passed")
