@@ -137,6 +137,7 @@ import json
 import logging
 import os
 import random
+import re
 import sys
 import tomllib
 import warnings
@@ -423,6 +424,7 @@ class Peer:
         self.held: list[dict] = []
         self.last_0210: dict | None = None
         self.connections = 0
+        self.later: set[asyncio.Task] = set()
 
     def protocol_error(self, why: str) -> None:
         LOG.warning("protocol error: %s", why)
@@ -459,7 +461,10 @@ class Peer:
         try:
             doc, _ = iso8583.decode(raw, SPEC)
         except Exception as e:  # noqa: BLE001
-            self.protocol_error(f"undecodable frame: {type(e).__name__}: {e}"[:200])
+            # the library's message may quote field data: keep where only
+            where = re.search(r"field \S+ pos \d+", str(e))
+            self.protocol_error(f"undecodable frame: {type(e).__name__}"
+                                f" at {where.group(0) if where else '?'}")
             return
         try:
             kind = validate(doc)
@@ -494,7 +499,16 @@ class Peer:
                 LOG.info("holding 0210 STAN %s", doc["11"])
                 return
             if card.get("behaviour") == "slow" and not dup:
-                await asyncio.sleep(self.slow_secs)
+                # later, without holding up the other requests on the link
+                task = asyncio.create_task(self.send_later(writer, answer))
+                self.later.add(task)
+                task.add_done_callback(self.later.discard)
+                return
+            await self.send(writer, answer)
+
+    async def send_later(self, writer, answer: dict) -> None:
+        await asyncio.sleep(self.slow_secs)
+        if not writer.is_closing():
             await self.send(writer, answer)
 
     # -- control channel ------------------------------------------------

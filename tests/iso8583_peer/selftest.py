@@ -44,6 +44,7 @@ OTHER_ID = "310115198506154322"  # the holder of DEBIT2
 DEBIT, DEBIT2, POOR, LOST, DOWN = (
     "6222000000000017", "6217000000000014", "6222000000000025",
     "6222000000000033", "6222000000000066")
+SLOW = "6222000000000041"
 CREDIT, CREDIT_EXPIRED = "6250000000000012", "6250000000000020"
 PIN, PIN2, WRONG_PIN = "805137", "246810", "111111"
 IO_TIMEOUT = 30  # a guard against hanging forever, not a timed assertion
@@ -183,7 +184,7 @@ def run(tmp: str) -> None:
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "peer.py"), "--port", "0",
-         "--control-port", "0", "--zpk", ZPK, "--ledger", ledger_path],
+         "--control-port", "0", "--slow-secs", "0.2", "--zpk", ZPK, "--ledger", ledger_path],
         stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         ready = json.loads(proc.stdout.readline())
@@ -254,6 +255,14 @@ def scenarios(port: int, ctl: Control | None, ledger_path: str | None) -> None:
     # wrong then right PIN in one call
     ok(purchase(DEBIT2, 700, pin=WRONG_PIN), "55", "wrong PIN first")
     ok(purchase(DEBIT2, 700, pin=PIN2), "00", "then the right PIN")
+
+    # a slow card's answer does not hold up the link's other requests
+    slow = purchase(SLOW, 400, pin=PIN)
+    link.send(slow)
+    ok(netmgmt("301"), "00", "echo while a slow card's purchase is pending")
+    got = link.answer("0210", slow["11"])
+    assert got["39"] == "00", got
+    print("ok  the slow card's 0210 arrived: F39 00")
 
     # duplicate 0200 (same F7, F11, F32): the first answer, one debit
     dup = purchase(DEBIT, 500, pin=PIN)
@@ -331,10 +340,11 @@ def check_ledger(ledger: list[dict], stats: dict) -> None:
     assert ledger == stats["ledger"], "the ledger file and stats differ"
     kinds = [(e["kind"], e["pan"], e["amount"]) for e in ledger]
     debits = [k for k in kinds if k[0] == "debit"]
-    # d1, c1, the right PIN, the duplicate once, the held one
+    # d1, c1, the right PIN, the slow one, the duplicate once, the held one
     assert debits == [("debit", "622200******0017", 12345),
                       ("debit", "625000******0012", 20000),
                       ("debit", "621700******0014", 700),
+                      ("debit", "622200******0041", 400),
                       ("debit", "622200******0017", 500),
                       ("debit", "622200******0017", 3000)], debits
     credits = [(e["pan"], e["amount"]) for e in ledger if e["kind"] == "credit"]
