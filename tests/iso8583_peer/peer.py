@@ -77,7 +77,12 @@ counted in ``stats``):
 
 Answers:
 
-- 0800 → 0810 F39 ``00`` (echoing F7, F11, F70).
+- 0800 → 0810 F39 ``00`` (echoing F7, F11, F70, and F41 when sent).
+
+Every answer echoes F11 and F41 (voicepay matches answers by STAN and
+terminal id); a 0210 echoes F3, F4, F7, F11, F12, F13, F32, F37, F41, F42,
+F49 and adds F38 (approved) and F39, never F2, F14, F52 or F61; a 0430
+echoes F3, F4, F7, F11, F32, F41, F90.
 - 0200 purchase → 0210. F39: ``00`` approved (F38 set), ``14`` unknown card,
   ``62`` restricted card, ``63`` ID number mismatch (checked before the
   secret and never counted as a try), ``55`` wrong PIN or wrong
@@ -476,8 +481,11 @@ class Peer:
         pan = mask(doc["2"]) if "2" in doc else "-"
         LOG.info("received %s STAN %s card %s", mti, doc.get("11"), pan)
         if kind == "0800":
-            await self.send(writer, {"t": "0810", "7": doc["7"], "11": doc["11"],
-                                     "39": "00", "70": doc["70"]})
+            answer = {"t": "0810", "7": doc["7"], "11": doc["11"], "39": "00",
+                      "70": doc["70"]}
+            if "41" in doc:
+                answer["41"] = doc["41"]
+            await self.send(writer, answer)
         elif kind in ("0420", "0421"):
             self.issuer.reverse(doc)
             answer = {"t": "0430", "39": "00"}

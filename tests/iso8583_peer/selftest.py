@@ -164,7 +164,7 @@ def reversal(orig: dict, mti: str = "0420") -> dict:
 
 
 def netmgmt(code: str) -> dict:
-    return {"t": "0800", "7": f7_now(), "11": next_stan(), "70": code}
+    return {"t": "0800", "7": f7_now(), "11": next_stan(), "41": "VPTERM01", "70": code}
 
 
 def ledger_of(path: str) -> list[dict]:
