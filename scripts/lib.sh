@@ -40,3 +40,34 @@ lab_env() {
 cargo_cache() {
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/voicepay/target}
 }
+
+# ensure_venv: the Python virtual environment the test tools share,
+# $VOICEPAY_VENV (default /var/cache/voicepay/venv), created when missing;
+# Debian's python3-venv is installed first (as root) when `python3 -m venv`
+# cannot work. Prints nothing on stdout.
+ensure_venv() {
+  VOICEPAY_VENV=${VOICEPAY_VENV:-/var/cache/voicepay/venv}
+  [ -x "$VOICEPAY_VENV/bin/pip" ] && return 0
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    [ "$(id -u)" = 0 ] || { say "python3-venv is missing (install it as root)"; return 1; }
+    apt_install -qq --no-install-recommends python3-venv python3-pip >&2 || return 1
+  fi
+  python3 -m venv "$VOICEPAY_VENV" >&2
+}
+
+# venv_install ARG…: `pip install ARG…` (a pinned requirement, or -r FILE)
+# in the venv of ensure_venv, quietly; already installed pins cost nothing.
+venv_install() {
+  ensure_venv || return 1
+  "$VOICEPAY_VENV/bin/pip" install -q --disable-pip-version-check "$@" >&2
+}
+
+# ensure_iso8583_peer: pyiso8583 and psec, pinned in
+# tests/iso8583-peer-requirements.txt, in the venv: what the Python ISO 8583
+# issuer peer (tests/iso8583_peer/) runs on.
+ensure_iso8583_peer() {
+  local req
+  req="$(dirname "${BASH_SOURCE[0]}")/../tests/iso8583-peer-requirements.txt"
+  venv_install -r "$req" || return 1
+  "$VOICEPAY_VENV/bin/python" -W ignore -c 'import iso8583, psec' 2>/dev/null
+}

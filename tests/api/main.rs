@@ -3,13 +3,14 @@
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, the demo
 //! page's backend on its own listener, the `voicepay` binary's commands,
-//! and the `[limits]`.
+//! the `[limits]`, and the Python ISO 8583 issuer peer's self-test.
 
 mod api_bindings;
 mod api_orders;
 mod cli;
 mod contract;
 mod demo;
+mod iso8583_peer;
 mod key_lifecycle;
 mod limits;
 mod matcher;
