@@ -291,7 +291,7 @@ fn pan_field0(pan: &str) -> Result<[u8; 8], PinBlockError> {
 fn read_pin_field0(field: &[u8; 8]) -> Result<Zeroizing<Vec<u8>>, PinBlockError> {
     let nibble = |i: usize| {
         let b = field[i / 2];
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             b >> 4
         } else {
             b & 0x0f

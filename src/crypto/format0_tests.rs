@@ -234,11 +234,12 @@ fn translation_wipes_its_scratch() {
     let k = zpk();
     let pan = "6222000000000017";
     let b4 = PinBlock::encipher(b"805137", pan, &aes).unwrap();
-    let mut s = Scratch::default();
     // a scratch left dirty by someone else is wiped too
-    s.pin = *b"999999999999";
-    s.len = 12;
-    s.clear0 = [0xAB; 8];
+    let mut s = Scratch {
+        pin: *b"999999999999",
+        len: 12,
+        clear0: [0xAB; 8],
+    };
     let b0 = translate_with(&mut s, &b4, &aes, pan, &k).unwrap();
     assert_eq!((s.pin, s.len, s.clear0), ([0u8; 12], 0, [0u8; 8]));
     assert_eq!(&**b0.decipher(pan, &k).unwrap(), b"805137");
