@@ -51,7 +51,9 @@ pub enum ZpkError {
 /// hex digit breaks it, so a typo is caught at start-up rather than as
 /// "wrong PIN" on every payment. Equal halves are refused because
 /// TDES(K‖K) is single DES. The key schedule is wiped on drop (`des` with
-/// its `zeroize` feature); `Debug` shows the id and the check value only.
+/// its `zeroize` feature), for every clone; `Debug` shows the id and the
+/// check value only.
+#[derive(Clone)]
 pub struct Zpk {
     id: String,
     cipher: TdesEde2,
