@@ -4,8 +4,8 @@
 use crate::api::{self, auth::MerchantCache, AppState};
 use crate::bank::StubIssuer;
 use crate::clock::SystemClock;
-use crate::config::Settings;
-use crate::crypto::{KeyRing, Vault};
+use crate::config::{BankKind, Settings};
+use crate::crypto::{KeyRing, Vault, Zpk};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::matcher::{BankMatcher, MatcherConfig};
 use crate::notify::Notifier;
@@ -38,6 +38,27 @@ pub struct App {
     demo: Option<(TcpListener, zeroize::Zeroizing<String>)>,
 }
 
+/// `bank.kind = "iso8583"` is refused until the ISO 8583 link is wired
+/// (issue 13): its settings and zone PIN key are checked (the key's id and
+/// check value logged, never the key), then start-up stops before anything
+/// is opened.
+fn refuse_unwired_bank(settings: &Settings) -> anyhow::Result<()> {
+    if settings.bank.kind != BankKind::Iso8583 {
+        return Ok(());
+    }
+    let link = &settings.bank.iso8583;
+    let zpk = Zpk::from_hex(&link.zone_pin_key_id, &link.zone_pin_key)
+        .context("bank.iso8583.zone_pin_key")?;
+    tracing::info!(key = %format!("bank.iso8583:{}", zpk.id()), kcv = %zpk.kcv(), "key check value");
+    anyhow::bail!(
+        "bank.kind = \"iso8583\" is not wired yet: the ISO 8583 acquirer link does not exist \
+         in this build (its settings are valid; zone PIN key {} has KCV {}). \
+         Use bank.kind = \"stub\"",
+        zpk.id(),
+        zpk.kcv()
+    )
+}
+
 impl App {
     /// Connects and migrates the database, loads the keys and binds the
     /// listeners (port 0 picks a free port: see [`App::local_addr`] and
@@ -48,6 +69,7 @@ impl App {
     /// (before anything is opened), the database, the keys, a port taken.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.demo.validate()?;
+        refuse_unwired_bank(&settings)?;
         let store = open_store(&settings).await?;
         let ring = KeyRing::load(&settings.crypto)?;
         // Never a key, at any level: its check value identifies it.

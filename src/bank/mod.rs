@@ -109,6 +109,12 @@ pub struct AuthRequest {
 pub enum Secret {
     /// Debit card: the PIN, enciphered for this card with the zone PIN key.
     PinBlock(PinBlock),
+    /// Debit card, as an ISO 8583 request carries it in F52: an ISO 9564
+    /// format 0 block under the link's TDES zone PIN key
+    /// (`bank.iso8583.zone_pin_key`). The stub issuer checks it only when it
+    /// holds that key ([`StubIssuer::with_link_zpk`]); otherwise it is a
+    /// wrong secret.
+    PinBlock0(crate::crypto::PinBlock0),
     /// Credit card: zeroized on drop.
     Card {
         /// MMYY as keyed.

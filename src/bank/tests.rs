@@ -758,3 +758,58 @@ fn a_damaged_state_file_stops_the_start() {
     let err = format!("{:#}", stub().with_state_file(&path).unwrap_err());
     assert!(err.contains("line 1"), "{err}");
 }
+
+/// A PIN arriving over ISO 8583 (F52: format 0 under the link's TDES key) is
+/// checked like a format 4 one once the stub holds the link key: the right
+/// PIN approves and debits, a wrong one counts as a wrong PIN; without the
+/// link key, or under another key, it is a wrong PIN and nothing is debited.
+#[tokio::test]
+async fn format0_pins_from_the_link_are_checked_with_the_link_key() {
+    use crate::crypto::{PinBlock0, Zpk};
+    let link_key = || Zpk::from_hex("zpk1", "0123456789ABCDEFFEDCBA9876543210").unwrap();
+    let pan = "6222000000000017";
+    let f52 = |pin: &str| {
+        Secret::PinBlock0(PinBlock0::encipher(pin.as_bytes(), pan, &link_key()).unwrap())
+    };
+    let s = stub().with_link_zpk(link_key());
+    assert_eq!(
+        code(&s, request("a:1", pan, HOLDER, 100, f52(PIN))).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(pan)), Some(10_000_000 - 100));
+    let wrong = s
+        .authorize(request("a:2", pan, HOLDER, 100, f52("805138")))
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.outcome,
+        Decision::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+
+    let no_key = stub();
+    let r = no_key
+        .authorize(request("b:1", pan, HOLDER, 100, f52(PIN)))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcome,
+        Decision::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    let other = Zpk::from_hex("zpk2", "89ABCDEF0123456776543210FEDCBA98").unwrap();
+    let other_key = stub().with_link_zpk(other);
+    let r = other_key
+        .authorize(request("c:1", pan, HOLDER, 100, f52(PIN)))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcome,
+        Decision::WrongSecret {
+            tries_left: Some(2)
+        }
+    );
+    assert_eq!(other_key.available_fen(&card(pan)), Some(10_000_000));
+}

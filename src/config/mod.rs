@@ -21,7 +21,7 @@ mod velocity;
 mod webhooks;
 
 pub use ari::AriSettings;
-pub use bank::BankSettings;
+pub use bank::{BankKind, BankSettings, Iso8583Settings};
 pub use crypto::CryptoSettings;
 pub use database::{redact_url_password, DatabaseSettings};
 pub use demo::DemoSettings;
@@ -93,7 +93,11 @@ impl Settings {
             // A list from one variable: `VOICEPAY__WEBHOOKS__ALLOWED_PRIVATE_TARGETS=a:1,b:2`.
             .list_separator(",")
             .with_list_parse_key("webhooks.allowed_private_targets");
-        let settings: Settings = builder.add_source(env).build()?.try_deserialize()?;
+        let settings: Settings = builder
+            .add_source(env)
+            .add_source(text_env())
+            .build()?
+            .try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -144,10 +148,29 @@ impl Settings {
         hide(&mut shown.ari.password);
         hide(&mut shown.crypto.fingerprint_key);
         hide(&mut shown.crypto.zone_pin_key);
+        hide(&mut shown.bank.iso8583.zone_pin_key);
         shown.crypto.keys.values_mut().for_each(hide);
         shown.database.url = redact_url_password(&shown.database.url);
         toml_string(&shown)
     }
+}
+
+/// The `VOICEPAY__BANK__ISO8583__…` variables that are text whatever they
+/// look like (a terminal id `00000001`, an all-digit hex key), read again
+/// without the number parsing of the main environment source, which would
+/// turn them into numbers and drop their leading zeros.
+fn text_env() -> config::Environment {
+    let names: Vec<String> = bank::Iso8583Settings::TEXT_KEYS
+        .iter()
+        .map(|k| format!("VOICEPAY__BANK__ISO8583__{}", k.to_uppercase()))
+        .collect();
+    let vars = std::env::vars()
+        .filter(|(name, _)| names.contains(name))
+        .collect();
+    config::Environment::with_prefix("VOICEPAY")
+        .prefix_separator("__")
+        .separator("__")
+        .source(Some(vars))
 }
 
 fn toml_string(s: &Settings) -> String {
@@ -269,12 +292,17 @@ mod tests {
         s.ari.password = "hunter2".into();
         s.database.url = "postgres://vp:dbsecret@localhost/vp".into();
         s.crypto.keys.insert("k1".into(), "c2VjcmV0".into());
+        s.bank.iso8583.zone_pin_key = "0123456789ABCDEFFEDCBA9876543210".into();
+        s.bank.iso8583.zone_pin_key_id = "zpk-2026".into();
         let shown = s.redacted_toml();
         assert!(
             !shown.contains("hunter2")
                 && !shown.contains("dbsecret")
                 && !shown.contains("c2VjcmV0")
+                && !shown.contains("0123456789ABCDEF")
+                && !format!("{s:?}").contains("0123456789ABCDEF")
         );
         assert!(shown.contains("[ari]"));
+        assert!(shown.contains("[bank.iso8583]") && shown.contains("zpk-2026"));
     }
 }

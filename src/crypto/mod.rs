@@ -1,13 +1,19 @@
 //! Protection of card data at rest: AES-256-GCM sealing with rotating key ids,
 //! keyed fingerprints for lookups, and zeroizing key material; and ISO 9564
-//! format 4 PIN blocks under the zone PIN key ([`PinBlock`]).
+//! format 4 PIN blocks under the zone PIN key ([`PinBlock`]); and their
+//! translation to the ISO 9564 format 0 blocks of the ISO 8583 link under a
+//! TDES zone PIN key ([`translate_format4_to_format0`], [`Zpk`],
+//! [`PinBlock0`]), the job of an HSM in production.
 //!
 //! A sealed value is `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`; the
 //! field name is bound in as associated data so a ciphertext cannot be moved
 //! from one column to another.
 
+mod format0;
 mod keys;
 mod pinblock;
+
+pub use format0::{translate_format4_to_format0, PinBlock0, Zpk, ZpkError};
 
 pub use keys::KeyRing;
 pub use pinblock::{PinBlock, PinBlockError, ZonePinKey};

@@ -481,3 +481,106 @@ fn serve_refuses_ignored_key_material_and_a_key_file_open_to_others() {
     );
     assert!(!dir.path().join("voicepay.stub-bank.jsonl").exists());
 }
+
+/// `[bank.iso8583]`: given by the environment as an operator would (a
+/// terminal id and acquirer id with leading zeros, an all-digit ZPK stay
+/// text), shown by `config check` with the zone PIN key masked, each bad
+/// value named by its key, and `bank.kind = "iso8583"` refused at start as
+/// not wired yet (the key's check value in the message, never the key),
+/// before any file is created.
+#[test]
+fn bank_iso8583_settings_are_checked_masked_and_refused_until_wired() {
+    let dir = tempfile::tempdir().unwrap();
+    // all digits, odd parity, halves different
+    let zpk = "01013737454567677676545432321010";
+    let link = [
+        ("VOICEPAY__BANK__KIND", "iso8583"),
+        ("VOICEPAY__BANK__ISO8583__ADDRESS", "127.0.0.1:8583"),
+        ("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY", zpk),
+        ("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY_ID", "zpk-2026"),
+        ("VOICEPAY__BANK__ISO8583__ACQUIRER_ID", "00012345"),
+        ("VOICEPAY__BANK__ISO8583__TERMINAL_ID", "00000001"),
+        ("VOICEPAY__BANK__ISO8583__MAX_IN_FLIGHT", "4"),
+    ];
+    let out = voicepay(dir.path())
+        .args(["config", "check"])
+        .envs(link)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shown in [
+        "kind = \"iso8583\"",
+        "[bank.iso8583]",
+        "terminal_id = \"00000001\"",
+        "acquirer_id = \"00012345\"",
+        "zone_pin_key_id = \"zpk-2026\"",
+        "max_in_flight = 4",
+        "zone_pin_key = \"****\"",
+    ] {
+        assert!(text.contains(shown), "{shown} missing in {text}");
+    }
+    assert!(!text.contains(zpk), "the zone PIN key is shown");
+
+    for (var, value) in [
+        ("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY", "0123456789ABCDEF"),
+        (
+            "VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY",
+            "0123456789ABCDEFFEDCBA9876543211",
+        ),
+        ("VOICEPAY__BANK__ISO8583__TERMINAL_ID", "1"),
+        ("VOICEPAY__BANK__ISO8583__ACQUIRER_ID", "12a"),
+        ("VOICEPAY__BANK__ISO8583__ADDRESS", "nowhere"),
+        ("VOICEPAY__BANK__ISO8583__RESPONSE_TIMEOUT_SECS", "0"),
+        ("VOICEPAY__BANK__KIND", "tcp"),
+    ] {
+        let out = voicepay(dir.path())
+            .args(["config", "check"])
+            .envs(link)
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let key = var
+            .trim_start_matches("VOICEPAY__")
+            .replace("__", ".")
+            .to_lowercase();
+        let key = if key == "bank.kind" { "kind" } else { &key };
+        assert!(err.contains(key), "{var}: {err}");
+        assert!(
+            !err.contains("0123456789ABCDEF"),
+            "the key is echoed: {err}"
+        );
+    }
+
+    let out = voicepay(dir.path())
+        .arg("serve")
+        .envs(link)
+        .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bank.kind = iso8583 started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        err.contains("not wired yet") && err.contains("zpk-2026"),
+        "{err}"
+    );
+    // the KCV of 0101373745456767 7676545432321010, from psec 1.3.0
+    // `generate_kcv(key, 3)`
+    assert!(err.contains("KCV 810813"), "{err}");
+    assert!(!all.contains(zpk), "the zone PIN key is printed: {all}");
+    assert!(
+        !dir.path().join("voicepay.db").exists(),
+        "a database was created"
+    );
+    assert!(
+        !dir.path().join("voicepay.keys").exists(),
+        "a key file was created"
+    );
+}

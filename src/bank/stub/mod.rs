@@ -35,7 +35,7 @@ use super::fixtures::{self, Fixtures};
 use super::journal::Line;
 use super::{shanghai_day, AuthRequest, AuthResponse, IssuerError, IssuerLink};
 use crate::clock::{SharedClock, SystemClock};
-use crate::crypto::ZonePinKey;
+use crate::crypto::{ZonePinKey, Zpk};
 use crate::domain::CardNumber;
 use anyhow::Context;
 use rules::Reply;
@@ -87,6 +87,8 @@ pub struct StubIssuer {
     /// Index into `fixtures.cards` by card number.
     by_pan: HashMap<String, usize>,
     zpk: ZonePinKey,
+    /// The ISO 8583 link's TDES zone PIN key, for [`Secret::PinBlock0`].
+    link_zpk: Option<Zpk>,
     clock: SharedClock,
     latency: Latency,
     state: Mutex<State>,
@@ -102,6 +104,15 @@ impl std::fmt::Debug for StubIssuer {
 }
 
 impl StubIssuer {
+    /// Checks debit PINs that arrive as ISO 9564 format 0 blocks
+    /// ([`Secret::PinBlock0`], F52 of an ISO 8583 purchase) under `zpk`, the
+    /// link's TDES zone PIN key: what `voicepay bank serve` needs.
+    #[must_use]
+    pub fn with_link_zpk(mut self, zpk: Zpk) -> Self {
+        self.link_zpk = Some(zpk);
+        self
+    }
+
     /// The built-in test cards (`test_cards.toml`).
     pub fn builtin(zpk: ZonePinKey) -> Self {
         Self::from_toml(fixtures::BUILTIN, zpk).expect("built-in test cards are valid")
@@ -126,6 +137,7 @@ impl StubIssuer {
             fixtures,
             by_pan,
             zpk,
+            link_zpk: None,
             clock: Arc::new(SystemClock),
             latency: Latency::default(),
             state: Mutex::new(State {

@@ -141,6 +141,13 @@ impl StubIssuer {
             (CardKind::Debit, Secret::PinBlock(block)) => block
                 .decipher(card.pan.expose(), &self.zpk)
                 .is_ok_and(|pin| card.secret_matches(&pin)),
+            (CardKind::Debit, Secret::PinBlock0(block)) => {
+                self.link_zpk.as_ref().is_some_and(|zpk| {
+                    block
+                        .decipher(card.pan.expose(), zpk)
+                        .is_ok_and(|pin| card.secret_matches(&pin))
+                })
+            }
             (CardKind::Credit, Secret::Card { expiry, cvn2 }) => {
                 let mut both = zeroize::Zeroizing::new([0u8; 7]);
                 both[..4].copy_from_slice(expiry.expose());
