@@ -248,7 +248,7 @@ impl OriginalData {
         }
         let acquirer = s[20..31].trim_start_matches('0');
         Some(Self {
-            mti: super::Mti::parse(s[..4].as_bytes()).ok()?,
+            mti: super::Mti::parse(&s.as_bytes()[..4]).ok()?,
             stan: Stan::new(s[4..10].parse().ok()?)?,
             transmission: s[10..20].to_owned(),
             acquirer_id: if acquirer.is_empty() { "0" } else { acquirer }.to_owned(),
