@@ -500,3 +500,31 @@ impl Message {
         OriginalData::parse(self.text(90)?)
     }
 }
+
+/// Fields an answer echoes from its request (ISO 8583:1987 "mandatory
+/// echo"), as [`Message::reply`] copies them. F2 is left out: the answer
+/// never needs the PAN, so it never carries it.
+pub const ECHOED_FIELDS: [u8; 13] = [3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70, 90];
+
+/// Requests, answers and the multiplexer's matching.
+impl Message {
+    /// The answer skeleton for this request or advice: the response MTI and
+    /// the [`ECHOED_FIELDS`] it carries; the host adds F38/F39. `None` when
+    /// this message is itself an answer.
+    pub fn reply(&self) -> Option<Message> {
+        let mut out = Message::new(self.mti().response()?);
+        for field in ECHOED_FIELDS {
+            if let Some(data) = self.get(field) {
+                // Copied from a validated message: cannot fail.
+                out.set(field, data).ok()?;
+            }
+        }
+        Some(out)
+    }
+
+    /// What the link matches an answer to its request by: F11 and F41
+    /// (without padding). `None` when either is missing.
+    pub fn match_key(&self) -> Option<(Stan, &str)> {
+        Some((self.stan()?, self.terminal_id()?))
+    }
+}

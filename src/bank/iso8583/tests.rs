@@ -500,3 +500,75 @@ fn the_field_table_matches_pyiso8583_default_spot_checks() {
     assert_eq!(s(128).encoding, Encoding::Binary);
     assert!(spec::spec(1).is_none() && spec::spec(129).is_none());
 }
+
+#[test]
+fn a_reply_echoes_the_request_without_the_pan_and_matches_it() {
+    let req = purchase();
+    let mut answer = req.reply().unwrap();
+    assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
+    assert!(!answer.has(2) && !answer.has(52) && !answer.has(61) && !answer.has(14));
+    for f in [3, 4, 7, 11, 12, 13, 32, 41, 42, 49] {
+        assert_eq!(answer.get(f), req.get(f), "field {f}");
+    }
+    answer
+        .set_response_code(ResponseCode::parse("51").unwrap())
+        .unwrap();
+    let answer = Message::decode(&answer.encode()).unwrap();
+    assert_eq!(answer.match_key(), req.match_key());
+    assert_eq!(
+        answer.match_key(),
+        Some((Stan::new(42).unwrap(), "VP000001"))
+    );
+    assert_eq!(
+        answer.response_code().map(ResponseCode::outcome),
+        Some(F39Outcome::Declined(ResultCode::InsufficientFunds))
+    );
+    assert!(answer.reply().is_none(), "an answer has no answer");
+    let mut echo = Message::new(Mti::REVERSAL_ADVICE_REPEAT);
+    echo.set_stan(Stan::new(9).unwrap()).unwrap();
+    assert_eq!(echo.reply().unwrap().mti(), Mti::REVERSAL_RESPONSE);
+}
+
+#[tokio::test]
+async fn framed_stream_keeps_going_after_a_bad_message() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::{FramedRead, FramedWrite};
+
+    let (client, server) = tokio::io::duplex(256);
+    let (server_rx, _server_tx) = tokio::io::split(server);
+    let (_client_rx, mut client_tx) = tokio::io::split(client);
+    let mut rx = FramedRead::new(server_rx, FrameCodec::default());
+    // A garbage frame, then a real one through the encoder.
+    client_tx
+        .write_all(&[0, 3, b'x', b'y', b'z'])
+        .await
+        .unwrap();
+    let mut tx = FramedWrite::new(client_tx, FrameCodec::default());
+    let mut m = Message::new(Mti::NETWORK_REQUEST);
+    m.set_stan(Stan::new(2).unwrap())
+        .unwrap()
+        .set_network_code(NetworkCode::Echo)
+        .unwrap();
+    tx.send(m.clone()).await.unwrap();
+    let first = rx.next().await.unwrap().unwrap();
+    assert_eq!(
+        first,
+        Err(CodecError::Truncated {
+            part: Part::Mti,
+            needed: 4,
+            available: 3
+        })
+    );
+    assert_eq!(rx.next().await.unwrap().unwrap(), Ok(m));
+    // Over the maximum: the stream ends with an error.
+    let mut raw = tx.into_inner();
+    raw.write_all(&[0xFF, 0xFF]).await.unwrap();
+    assert!(matches!(
+        rx.next().await,
+        Some(Err(FrameError::TooLarge {
+            len: 65_535,
+            max: 8192
+        }))
+    ));
+}
