@@ -14,7 +14,7 @@
 //! | edges | [`api`], [`demo`], [`notify`], [`views`] | the merchant HTTP API, the lab checkout page, webhook delivery, and what merchants see (order, webhook envelope, events) |
 //! | calls | [`calls`] | the desk that claims calls, the callback / transfer / inbound flows, one IVR session per call |
 //! | matcher | [`matcher`] | joins an order with the keyed secret, moves it to `authorizing`, asks the issuer once, records the answer |
-//! | issuer link | [`bank`] | the trait an issuer link implements, and the stub issuer with the test cards |
+//! | issuer link | [`bank`] | the trait an issuer link implements, the stub issuer with the test cards, and the ISO 8583 codec and framing ([`bank::iso8583`]) |
 //! | adapters | [`ari`], [`store`], [`merchants`] | Asterisk's REST Interface; the database (SQLite or PostgreSQL); merchant on-boarding |
 //! | protection | [`crypto`] | sealing of card and ID numbers, fingerprints, PIN blocks, keys |
 //! | settings | [`config`] | typed settings; the IVR's defaults come from [`ivr`] |

@@ -17,6 +17,7 @@
 //!   format 4 [`PinBlock`], and `Debug` of everything here is safe to log.
 
 mod fixtures;
+pub mod iso8583;
 mod journal;
 mod stub;
 #[cfg(test)]
