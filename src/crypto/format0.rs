@@ -19,7 +19,7 @@
 //! the PIN digits, the clear format 0 block) sits in [`Scratch`], which is
 //! wiped before the function returns, on success and on every error.
 
-use super::pinblock::{PinBlock, PinBlockError, ZonePinKey};
+use super::pinblock::{read_pin_digits, PinBlock, PinBlockError, ZonePinKey};
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::TdesEde2;
@@ -291,36 +291,7 @@ fn pan_field0(pan: &str) -> Result<[u8; 8], PinBlockError> {
 }
 
 fn read_pin_field0(field: &[u8; 8]) -> Result<Zeroizing<Vec<u8>>, PinBlockError> {
-    let nibble = |i: usize| {
-        let b = field[i / 2];
-        if i.is_multiple_of(2) {
-            b >> 4
-        } else {
-            b & 0x0f
-        }
-    };
-    let len = usize::from(nibble(1));
-    if nibble(0) != 0 || !(4..=12).contains(&len) {
-        return Err(PinBlockError::Invalid);
-    }
-    // Every nibble is checked before answering, as for format 4.
-    let mut pin = Zeroizing::new(Vec::with_capacity(12));
-    let mut ok = true;
-    for i in 2..16 {
-        let mut n = nibble(i);
-        if i < 2 + len {
-            ok &= n <= 9;
-            pin.push(b'0' + n);
-        } else {
-            ok &= n == 0xF;
-        }
-        n.zeroize();
-    }
-    if ok {
-        Ok(pin)
-    } else {
-        Err(PinBlockError::Invalid)
-    }
+    read_pin_digits(field, 0, 0xF)
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ fn pack(nibbles: &[u8; 32]) -> Zeroizing<[u8; 16]> {
     out
 }
 
-fn nibble(block: &[u8; 16], i: usize) -> u8 {
+fn nibble(block: &[u8], i: usize) -> u8 {
     let b = block[i / 2];
     if i.is_multiple_of(2) {
         b >> 4
@@ -211,21 +211,33 @@ fn pan_field(pan: &str) -> Result<[u8; 16], PinBlockError> {
 }
 
 fn read_pin_field(field: &[u8; 16]) -> Result<Zeroizing<Vec<u8>>, PinBlockError> {
+    read_pin_digits(field, 4, 0xA)
+}
+
+/// The PIN of a clear ISO 9564 PIN field whose first nibble is `format`:
+/// control nibble, length nibble (4-12), the digits, then `fill` up to the
+/// 16th nibble (format 4: `A`, format 0: `F`; a format 4 field's second
+/// half is random and not checked).
+pub(super) fn read_pin_digits(
+    field: &[u8],
+    format: u8,
+    fill: u8,
+) -> Result<Zeroizing<Vec<u8>>, PinBlockError> {
     let len = usize::from(nibble(field, 1));
-    if nibble(field, 0) != 4 || !(4..=12).contains(&len) {
+    if nibble(field, 0) != format || !(4..=12).contains(&len) {
         return Err(PinBlockError::Invalid);
     }
     // Check every nibble before answering, so the time taken does not say
     // which check failed.
     let mut pin = Zeroizing::new(Vec::with_capacity(12));
     let mut ok = true;
-    for i in 2..32 {
+    for i in 2..field.len() * 2 {
         let mut n = nibble(field, i);
         if i < 2 + len {
             ok &= n <= 9;
             pin.push(b'0' + n);
         } else if i < 16 {
-            ok &= n == 0xA;
+            ok &= n == fill;
         }
         n.zeroize();
     }
