@@ -360,21 +360,12 @@ impl<'a> Reader<'a> {
 }
 
 /// First six and last four of a PAN, the rest `*`; all `*` when too short
-/// to mask safely.
+/// to mask safely (under 13 digits).
 pub fn mask_pan(pan: &[u8]) -> String {
     if pan.len() < 13 {
         return "*".repeat(pan.len());
     }
-    pan.iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if i < 6 || i >= pan.len() - 4 {
-                char::from(b)
-            } else {
-                '*'
-            }
-        })
-        .collect()
+    crate::domain::mask(&String::from_utf8_lossy(pan), 6, 4)
 }
 
 impl fmt::Debug for Message {
