@@ -19,7 +19,7 @@
 
 use super::claims;
 use super::desk::{call_span, record_order, Desk, Placed};
-use super::line::{Follow, Line, Next};
+use super::line::{Line, Next};
 use super::session;
 use super::settle::retry_or_fail;
 use crate::ari::{self, AriCommands, AriError, Call, Originate};
@@ -316,8 +316,7 @@ pub async fn take_call<M: Matcher + 'static>(desk: &Arc<Desk<M>>, call: Call) ->
             events,
             ..
         } = call;
-        let mut line = Line::new(channel_id, events, Some(this.as_ref() as &dyn Follow))
-            .guarding(this.settings.ivr.repeat_guard());
+        let mut line = this.line(channel_id, events);
         let placed = Attempt {
             order_id: &order_id,
             attempt,

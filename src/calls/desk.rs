@@ -11,8 +11,8 @@
 //! on now: when a masquerade moves a call onto a new channel, the desk
 //! re-registers it and moves its attempt row ([`Follow`]).
 
-use super::line::Follow;
-use crate::ari::AriRest;
+use super::line::{Follow, Line};
+use crate::ari::{self, AriRest};
 use crate::config::Settings;
 use crate::store::{now_ms, OrderRow, Store};
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
@@ -206,6 +207,20 @@ impl<M> Desk<M> {
     pub(super) async fn calls_ended(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+impl<M: Send + Sync> Desk<M> {
+    /// The line of a call this node takes on `channel_id`, fed by its
+    /// dispatcher queue: the desk follows it onto a new channel, and its
+    /// keys pass the call's repeat guard (`ivr.dtmf_repeat_guard_ms`).
+    pub(super) fn line(
+        &self,
+        channel_id: String,
+        events: UnboundedReceiver<ari::Event>,
+    ) -> Line<'_> {
+        Line::new(channel_id, events, Some(self as &dyn Follow))
+            .guarding(self.settings.ivr.repeat_guard())
     }
 }
 

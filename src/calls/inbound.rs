@@ -47,7 +47,7 @@
 //! variable.
 
 use super::desk::{call_span, record_order, Desk};
-use super::line::{Follow, Line};
+use super::line::Line;
 use super::live::{collect_code, play_prompts, Entry, Heard, Keyed};
 use super::runner::CallEnd;
 use super::session::run_order;
@@ -125,8 +125,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
     }
     let mut caller = Caller {
         number,
-        line: Line::new(channel_id, events, Some(desk as &dyn Follow))
-            .guarding(desk.settings.ivr.repeat_guard()),
+        line: desk.line(channel_id, events),
         lang: lang.filter(|l| !l.is_empty()),
     };
     let among = match CallerNumber::parse(&caller.number) {

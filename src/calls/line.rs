@@ -14,11 +14,10 @@
 //! The line is also where a `ChannelDtmfReceived` that only repeats the
 //! previous press (a relay re-stamping RFC 4733 end packets) is dropped,
 //! once for every stage of the call (the order-code entry, the IVR):
-//! [`super::keys`], `ivr.dtmf_repeat_guard_ms`.
+//! [`crate::ivr::repeat`], `ivr.dtmf_repeat_guard_ms`.
 
-use super::keys::pressed;
 use crate::ari;
-use crate::ivr::repeat::RepeatGuard;
+use crate::ivr::repeat::{Judged, RepeatGuard, Report};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -138,17 +137,39 @@ impl<'a> Line<'a> {
 }
 
 impl Line<'_> {
-    /// Whether `event` is a DTMF report that is no new key press: a repeat
-    /// of the previous press, or no single key at all.
+    /// Whether `event` is a DTMF report that is no new key press: no
+    /// single key at all, or a repeat of the previous press (logged
+    /// without the key: nothing is dropped silently).
     fn repeated(&mut self, event: &ari::Event) -> bool {
-        match event {
-            ari::Event::ChannelDtmfReceived {
-                digit,
-                duration_ms,
-                ended_at_ms,
-                ..
-            } => pressed(&mut self.keys, digit, *duration_ms, *ended_at_ms).is_none(),
-            _ => false,
+        let ari::Event::ChannelDtmfReceived {
+            digit,
+            duration_ms,
+            ended_at_ms,
+            ..
+        } = event
+        else {
+            return false;
+        };
+        let Some(key) = digit.expose() else {
+            return true;
+        };
+        let report = Report {
+            key,
+            ended_at_ms: *ended_at_ms,
+            duration_ms: *duration_ms,
+        };
+        match self.keys.judge(report) {
+            Judged::NewPress => false,
+            Judged::Repeat { gap_ms } => {
+                // The gap tells an operator how close a repeat came to the
+                // guard (`ivr.dtmf_repeat_guard_ms`); never the key.
+                tracing::info!(
+                    duration_ms,
+                    gap_ms,
+                    "repeated DTMF report of one key press dropped"
+                );
+                true
+            }
         }
     }
 }

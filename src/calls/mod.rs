@@ -11,7 +11,7 @@
 //!   masquerade (an attended transfer into the app) moves it onto a new
 //!   channel.
 //! - `live`: the prompts and key entry transfer and inbound run outside
-//!   the IVR; `keys`: where a DTMF event becomes a key (repeats dropped).
+//!   the IVR.
 //! - `session`: one order's IVR on a channel, which every flow ends in;
 //!   [`runner`] drives the call: ARI events ⇄ the pure IVR ⇄ commands.
 //! - `settle`: calls that ended without a bank decision (unanswered, lost).
@@ -27,7 +27,6 @@ pub mod callback;
 pub mod claims;
 pub mod desk;
 pub mod inbound;
-mod keys;
 pub mod line;
 mod live;
 #[cfg(test)]

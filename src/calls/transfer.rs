@@ -13,7 +13,7 @@
 //! with `caller_hung_up`, as in a callback.
 
 use super::desk::{call_span, record_order, Desk};
-use super::line::{Follow, Line};
+
 use super::live::{play_prompts, Heard};
 use super::runner::CallEnd;
 use super::session::run_order;
@@ -74,8 +74,7 @@ async fn transfer<M: Matcher + 'static>(desk: &Desk<M>, call: Call, code: String
         events,
         ..
     } = call;
-    let mut line = Line::new(channel_id, events, Some(desk as &dyn Follow))
-        .guarding(desk.settings.ivr.repeat_guard());
+    let mut line = desk.line(channel_id, events);
     let channel_lang = match &first {
         crate::ari::Event::StasisStart { channel, .. } => channel.language.clone(),
         _ => None,
