@@ -22,10 +22,9 @@ use serde_json::{json, Map, Value};
 use time::macros::datetime;
 use voicepay::bank::iso8583::spec::{self, Encoding, LenType};
 use voicepay::bank::iso8583::{
-    CardholderAuth, EntryMode, Message, Mti, NetworkCode, OriginalData, ProcessingCode,
-    ResponseCode, Stan,
+    CardholderAuth, EntryMode, Message, Mti, NetworkCode, ProcessingCode, ResponseCode,
 };
-use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber};
+use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, OriginalRequest, Stan};
 
 const PYISO_VERSION: &str = "4.0.1";
 
@@ -119,10 +118,10 @@ fn typed_messages() -> Vec<Message> {
         .unwrap();
     let mut refund = purchase.clone();
     refund.set_processing_code(ProcessingCode::Refund).unwrap();
-    let original = OriginalData {
-        mti: Mti::FINANCIAL_REQUEST,
+    let original = OriginalRequest {
+        mti: "0200".into(),
         stan: Stan::new(42).unwrap(),
-        transmission: "1130160509".into(),
+        transmitted_at: "1130160509".into(),
         acquirer_id: "12345678".into(),
     };
     refund.set_original(&original).unwrap();

@@ -79,12 +79,68 @@ pub trait IssuerLink: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Option<AuthResponse>, IssuerError>> + Send;
 
-    /// Undoes an approved payment. `Ok(true)` when this call returned the
-    /// money; `Ok(false)` when there was nothing (left) to reverse.
+    /// Undoes the request sent under `idempotency_key` (a purchase attempt
+    /// or a refund). `Ok(true)` when this call returned the money, or (for a
+    /// link with store-and-forward reversals) queued the reversal that will;
+    /// `Ok(false)` when there was nothing (left) to reverse.
     fn reverse(
         &self,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<bool, IssuerError>> + Send;
+
+    /// Returns part or all of an approved payment to the card. The refund's
+    /// own key is `req.refund_id`: like an authorization's idempotency key,
+    /// its first answer is final, and an unknown outcome
+    /// (`Err(IssuerError::Timeout)`) is resolved as [`Self::unknown_outcome`]
+    /// says, under that key. `Decision::WrongSecret` is never answered.
+    fn refund(
+        &self,
+        req: RefundRequest,
+    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
+        // Replaced by every implementation; kept only until each has one.
+        let _ = req;
+        std::future::ready(Err(IssuerError::Unavailable))
+    }
+
+    /// How the matcher settles an attempt whose outcome is unknown (no
+    /// answer in time, a link dropped with it in flight, a crash after
+    /// sending it).
+    fn unknown_outcome(&self) -> UnknownOutcome {
+        UnknownOutcome::Query
+    }
+}
+
+/// What the matcher does about an attempt (or refund) whose outcome is
+/// unknown; a property of the issuer link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownOutcome {
+    /// Ask for the key's final answer with [`IssuerLink::query`] and follow
+    /// it (the stub issuer, which keeps every answer by key).
+    Query,
+    /// Undo it with [`IssuerLink::reverse`] and fail the order
+    /// `issuer_unavailable`: ISO 8583 has no query, so the link sends a
+    /// reversal advice (0420, repeated as 0421) until the issuer
+    /// acknowledges it (0430). Never a second purchase.
+    Reverse,
+}
+
+/// One refund of an approved payment (`POST /v1/orders/{id}/refunds`).
+/// `Debug` shows the masked card only.
+#[derive(Debug)]
+pub struct RefundRequest {
+    /// voicepay's refund id (`rfd_…`): the refund's key at the issuer.
+    pub refund_id: String,
+    /// The refunded order.
+    pub order_id: String,
+    /// The idempotency key of the order's approved attempt
+    /// (`{order id}:{n}`): the purchase the refund names (F90 on ISO 8583).
+    pub purchase_key: String,
+    /// What to return, in fen: at most what is left of the payment.
+    pub amount: Amount,
+    /// The card paid with.
+    pub card: CardNumber,
+    /// The merchant's card acceptor id (ISO 8583 F42), when it has one.
+    pub acceptor_id: Option<String>,
 }
 
 /// One authorization: the order's half (card, cardholder ID, amount) joined
@@ -93,6 +149,10 @@ pub trait IssuerLink: Send + Sync {
 pub struct AuthRequest {
     /// One per attempt; see the module's contract.
     pub idempotency_key: String,
+    /// The order paid.
+    pub order_id: String,
+    /// The merchant's card acceptor id (ISO 8583 F42), when it has one.
+    pub acceptor_id: Option<String>,
     /// What to debit.
     pub amount: Amount,
     /// The card from the order (or the binding).
@@ -201,5 +261,16 @@ impl<I: IssuerLink> IssuerLink for Arc<I> {
         idempotency_key: &str,
     ) -> impl Future<Output = Result<bool, IssuerError>> + Send {
         (**self).reverse(idempotency_key)
+    }
+
+    fn refund(
+        &self,
+        req: RefundRequest,
+    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
+        (**self).refund(req)
+    }
+
+    fn unknown_outcome(&self) -> UnknownOutcome {
+        (**self).unknown_outcome()
     }
 }

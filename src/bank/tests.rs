@@ -38,6 +38,8 @@ fn card(pan: &str) -> CardNumber {
 fn request(key: &str, pan: &str, id: &str, fen: i64, secret: Secret) -> AuthRequest {
     AuthRequest {
         idempotency_key: key.into(),
+        order_id: key.split(':').next().unwrap_or(key).into(),
+        acceptor_id: None,
         amount: Amount::parse(fen, i64::MAX).unwrap(),
         card: card(pan),
         id_number: IdNumber::parse(id).unwrap(),

@@ -19,7 +19,7 @@ pub use id_number::IdNumber;
 pub use order::{DeliveryErrorClass, DeliveryStatus, Language, Mode, OrderStatus, ResultCode};
 pub use phone::{CallerNumber, Phone};
 pub use secret::{Cvn2, Expiry, PinDigits, Verification, YearMonth};
-pub use stan::Stan;
+pub use stan::{OriginalRequest, Stan};
 pub use text::{Description, MerchantOrderId, NotifyUrl};
 
 /// Why a value was refused: a stable machine code and a sentence for people.

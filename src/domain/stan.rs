@@ -1,4 +1,5 @@
-//! The system trace audit number (ISO 8583 field 11).
+//! The system trace audit number (ISO 8583 field 11), and the original
+//! request a reversal or refund names (field 90), whose key it is part of.
 
 use super::Invalid;
 
@@ -59,6 +60,65 @@ impl TryFrom<String> for Stan {
 
     fn try_from(s: String) -> Result<Self, Invalid> {
         Self::parse(&s)
+    }
+}
+
+/// A request the acquirer link sent, as ISO 8583:1987 field 90 (original
+/// data elements) names it when a reversal (0420/0421) or a refund refers
+/// to it: its MTI, STAN (F11), transmission date-time (F7) and acquiring
+/// institution (F32). The issuer matches reversals to originals, and
+/// detects duplicates, by these four.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OriginalRequest {
+    /// The original message type, four digits, e.g. `0200`.
+    pub mti: String,
+    /// Its STAN (F11).
+    pub stan: Stan,
+    /// Its transmission date and time (F7): `MMDDhhmmss`, UTC.
+    pub transmitted_at: String,
+    /// Its acquiring institution id (F32): 1 to 11 digits.
+    pub acquirer_id: String,
+}
+
+impl OriginalRequest {
+    /// Field 90, `n42` (ISO 8583:1987): MTI (4), STAN (6), F7 (10), F32 (11,
+    /// zero-filled on the left), forwarding institution (11, zeros).
+    ///
+    /// # Errors
+    /// [`Invalid`] `invalid_original` when the MTI is not 4 digits, F7 not
+    /// 10 digits or F32 not 1 to 11 digits.
+    pub fn to_f90(&self) -> Result<String, Invalid> {
+        let digits = |s: &str, lens: std::ops::RangeInclusive<usize>| {
+            lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !(digits(&self.mti, 4..=4)
+            && digits(&self.transmitted_at, 10..=10)
+            && digits(&self.acquirer_id, 1..=11))
+        {
+            return Err(Invalid::new(
+                "invalid_original",
+                "field 90 needs a 4-digit MTI, a 10-digit F7 and a 1 to 11 digit F32",
+            ));
+        }
+        Ok(format!(
+            "{}{}{}{:0>11}00000000000",
+            self.mti, self.stan, self.transmitted_at, self.acquirer_id
+        ))
+    }
+
+    /// Reads field 90's 42 digits (leading zeros of the acquirer id dropped,
+    /// at least one digit kept); `None` when the layout does not hold.
+    pub fn from_f90(s: &str) -> Option<Self> {
+        if s.len() != 42 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let acquirer = s[20..31].trim_start_matches('0');
+        Some(Self {
+            mti: s[..4].to_owned(),
+            stan: Stan::parse(&s[4..10]).ok()?,
+            transmitted_at: s[10..20].to_owned(),
+            acquirer_id: if acquirer.is_empty() { "0" } else { acquirer }.to_owned(),
+        })
     }
 }
 

@@ -45,6 +45,8 @@ impl<I: IssuerLink> BankMatcher<I> {
         };
         Ok(AuthRequest {
             idempotency_key: key.to_owned(),
+            order_id: order.id.clone(),
+            acceptor_id: None,
             // The order's cap was checked at creation; the issuer applies its own.
             amount: Amount::parse(order.amount, i64::MAX)
                 .ok()

@@ -27,9 +27,7 @@ pub use idempotency::StoredResponse;
 pub use merchants::{MerchantRow, WebhookSecrets};
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
 pub use refunds::{RefundAnswer, RefundCreated, RefundError, RefundRow, RefundStatus};
-pub use reversals::{
-    reversal_backoff_ms, NewReversal, OriginalRequest, PendingReversal, ReversalStatus,
-};
+pub use reversals::{reversal_backoff_ms, NewReversal, PendingReversal, ReversalStatus};
 pub use status::{event_type, WebhookBody, WebhookEvent};
 pub use webhooks::{Delivery, OutboxRow, Redelivery, WebhookFilter};
 

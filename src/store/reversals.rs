@@ -12,20 +12,7 @@
 //! order's sealed card (`orders.card_enc`) when it builds the message.
 
 use super::{conflict_aware, typed, Result, Store, StoreError};
-use crate::domain::{Invalid, Stan};
-
-/// The original request a reversal undoes, exactly as field 90 names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginalRequest {
-    /// The original message type, e.g. `0200`.
-    pub mti: String,
-    /// Its STAN (F11).
-    pub stan: Stan,
-    /// Its transmission date and time (F7): `MMDDhhmmss`, UTC.
-    pub transmitted_at: String,
-    /// Its acquiring institution id (F32).
-    pub acquirer_id: String,
-}
+use crate::domain::{Invalid, OriginalRequest};
 
 /// A reversal to record ([`Store::record_reversal`]).
 #[derive(Debug, Clone)]

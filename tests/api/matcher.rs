@@ -210,6 +210,8 @@ impl Rig {
         let block = PinBlock::from_pin(&PinDigits::parse(pin_digits).unwrap(), &pan, &self.zpk);
         let req = AuthRequest {
             idempotency_key: key.to_owned(),
+            order_id: key.split(':').next().unwrap_or(key).to_owned(),
+            acceptor_id: None,
             amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
             card: pan,
             id_number: IdNumber::parse(HOLDER).unwrap(),

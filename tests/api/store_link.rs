@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 use time::macros::date;
-use voicepay::domain::{OrderStatus, ResultCode, Stan};
+use voicepay::domain::{OrderStatus, OriginalRequest, ResultCode, Stan};
 use voicepay::store::{
-    now_ms, NewReversal, OriginalRequest, RefundAnswer, RefundCreated, RefundError, RefundStatus,
-    ReversalStatus, Store, Transition,
+    now_ms, NewReversal, RefundAnswer, RefundCreated, RefundError, RefundStatus, ReversalStatus,
+    Store, Transition,
 };
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 

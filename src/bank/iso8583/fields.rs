@@ -9,7 +9,9 @@ use time::{macros::offset, OffsetDateTime};
 use zeroize::Zeroizing;
 
 use super::{CodecError, Message};
-use crate::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, ResultCode};
+use crate::domain::{
+    Amount, CardNumber, Cvn2, Expiry, IdNumber, OriginalRequest, ResultCode, Stan,
+};
 
 /// F25 point-of-service condition code `08`: mail/telephone order (ISO
 /// 8583:1987), what every voicepay payment is.
@@ -97,28 +99,6 @@ impl NetworkCode {
     }
 }
 
-/// F11 system trace audit number: 1 to 999999.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Stan(u32);
-
-impl Stan {
-    /// `Some` for 1..=999999.
-    pub fn new(n: u32) -> Option<Self> {
-        (1..=999_999).contains(&n).then_some(Stan(n))
-    }
-
-    /// The number.
-    pub fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for Stan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:06}", self.0)
-    }
-}
-
 /// F39 response code: two ASCII characters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ResponseCode([u8; 2]);
@@ -202,58 +182,6 @@ impl ResponseCode {
 impl fmt::Debug for ResponseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ResponseCode({:?})", self.as_str())
-    }
-}
-
-/// F90 original data elements (n42, ISO 8583:1987): original MTI (4),
-/// STAN (6), transmission date-time F7 (10), acquiring institution F32
-/// (11, zero-filled on the left), forwarding institution (11, zeros).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginalData {
-    /// The original request's MTI (e.g. `0200`).
-    pub mti: super::Mti,
-    /// Its STAN.
-    pub stan: Stan,
-    /// Its F7, `MMDDhhmmss`.
-    pub transmission: String,
-    /// Its F32, up to 11 digits.
-    pub acquirer_id: String,
-}
-
-impl OriginalData {
-    /// The 42 digits.
-    ///
-    /// # Errors
-    /// [`CodecError::OutOfRange`] (field 90) when F7 is not 10 digits or
-    /// F32 is not 1 to 11 digits.
-    pub fn encode(&self) -> Result<String, CodecError> {
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        let ok = self.transmission.len() == 10
-            && digits(&self.transmission)
-            && (1..=11).contains(&self.acquirer_id.len())
-            && digits(&self.acquirer_id);
-        if !ok {
-            return Err(CodecError::OutOfRange { field: 90 });
-        }
-        Ok(format!(
-            "{}{}{}{:0>11}{}",
-            self.mti, self.stan, self.transmission, self.acquirer_id, "00000000000"
-        ))
-    }
-
-    /// Reads 42 digits (leading zeros of the acquirer id dropped, at least
-    /// one digit kept); `None` when the layout does not hold.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.len() != 42 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let acquirer = s[20..31].trim_start_matches('0');
-        Some(Self {
-            mti: super::Mti::parse(&s.as_bytes()[..4]).ok()?,
-            stan: Stan::new(s[4..10].parse().ok()?)?,
-            transmission: s[10..20].to_owned(),
-            acquirer_id: if acquirer.is_empty() { "0" } else { acquirer }.to_owned(),
-        })
     }
 }
 
@@ -344,7 +272,7 @@ impl Message {
 
     /// F11.
     pub fn stan(&self) -> Option<Stan> {
-        Stan::new(self.text(11)?.parse().ok()?)
+        Stan::parse(self.text(11)?).ok()
     }
 
     /// F12 `hhmmss` and F13 `MMDD`, local time in Asia/Shanghai (UTC+8, no
@@ -492,13 +420,20 @@ impl Message {
     }
 
     /// F90.
-    pub fn set_original(&mut self, original: &OriginalData) -> Result<&mut Self, CodecError> {
-        self.set_text(90, &original.encode()?)
+    ///
+    /// # Errors
+    /// [`CodecError::OutOfRange`] (field 90) when the original's F7 is not
+    /// 10 digits or its F32 not 1 to 11 digits.
+    pub fn set_original(&mut self, original: &OriginalRequest) -> Result<&mut Self, CodecError> {
+        let f90 = original
+            .to_f90()
+            .map_err(|_| CodecError::OutOfRange { field: 90 })?;
+        self.set_text(90, &f90)
     }
 
     /// F90.
-    pub fn original(&self) -> Option<OriginalData> {
-        OriginalData::parse(self.text(90)?)
+    pub fn original(&self) -> Option<OriginalRequest> {
+        OriginalRequest::from_f90(self.text(90)?)
     }
 }
 

@@ -20,8 +20,8 @@ mod message;
 pub mod spec;
 
 pub use fields::{
-    CardholderAuth, EntryMode, F39Outcome, NetworkCode, OriginalData, ProcessingCode, ResponseCode,
-    Stan, CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
+    CardholderAuth, EntryMode, F39Outcome, NetworkCode, ProcessingCode, ResponseCode,
+    CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
 };
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
 pub use message::{mask_pan, Message, Mti, Part};

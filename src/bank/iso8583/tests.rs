@@ -6,7 +6,9 @@ use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::*;
-use crate::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, ResultCode};
+use crate::domain::{
+    Amount, CardNumber, Cvn2, Expiry, IdNumber, OriginalRequest, ResultCode, Stan,
+};
 
 const PAN: &str = "6222000000000017";
 
@@ -77,7 +79,7 @@ fn purchase_encodes_to_the_expected_bytes_and_back() {
     assert_eq!(&raw[12..30], b"166222000000000017", "F2 is LLVAR");
     let back = Message::decode(&raw).unwrap();
     assert_eq!(back, m);
-    assert_eq!(back.stan(), Stan::new(42));
+    assert_eq!(back.stan(), Stan::new(42).ok());
     assert_eq!(
         back.pin_block(),
         Some(&[0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xF0][..])
@@ -105,10 +107,10 @@ fn secondary_bitmap_only_when_a_field_above_64_is_present() {
 #[test]
 fn every_message_type_round_trips() {
     let at = datetime!(2026-01-02 03:04:05 UTC);
-    let original = OriginalData {
-        mti: Mti::FINANCIAL_REQUEST,
+    let original = OriginalRequest {
+        mti: "0200".into(),
         stan: Stan::new(7).unwrap(),
-        transmission: "0102030405".into(),
+        transmitted_at: "0102030405".into(),
         acquirer_id: "12345678".into(),
     };
     for mti in [
@@ -154,25 +156,30 @@ fn every_message_type_round_trips() {
 
 #[test]
 fn f90_names_the_original_in_42_digits() {
-    let original = OriginalData {
-        mti: Mti::FINANCIAL_REQUEST,
+    let original = OriginalRequest {
+        mti: "0200".into(),
         stan: Stan::new(123).unwrap(),
-        transmission: "1130160509".into(),
+        transmitted_at: "1130160509".into(),
         acquirer_id: "12345678".into(),
     };
-    let s = original.encode().unwrap();
+    let s = original.to_f90().unwrap();
     assert_eq!(
         s,
         "0200000123113016050900012345678000000000000"[..42].to_owned()
     );
     assert_eq!(s.len(), 42);
-    assert_eq!(OriginalData::parse(&s), Some(original.clone()));
-    let bad = OriginalData {
+    assert_eq!(OriginalRequest::from_f90(&s), Some(original.clone()));
+    let bad = OriginalRequest {
         acquirer_id: "123456789012".into(),
         ..original
     };
-    assert_eq!(bad.encode(), Err(CodecError::OutOfRange { field: 90 }));
-    assert_eq!(OriginalData::parse("02000001"), None);
+    assert!(bad.to_f90().is_err());
+    let mut m = Message::new(Mti::REVERSAL_ADVICE);
+    assert_eq!(
+        m.set_original(&bad).unwrap_err(),
+        CodecError::OutOfRange { field: 90 }
+    );
+    assert_eq!(OriginalRequest::from_f90("02000001"), None);
 }
 
 #[test]
@@ -241,8 +248,8 @@ fn fixed_llvar_lllvar_and_binary_fields_are_checked_on_set() {
         m.set_acquirer_id("12A"),
         Err(CodecError::NotNumeric { field: 32 })
     );
-    assert_eq!(Stan::new(0), None);
-    assert_eq!(Stan::new(1_000_000), None);
+    assert!(Stan::new(0).is_err());
+    assert!(Stan::new(1_000_000).is_err());
     let raw = m.encode();
     assert_eq!(Message::decode(&raw).unwrap(), m);
 }
