@@ -133,10 +133,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
             let Some(order) = by_caller_id(desk, &p, &mut caller).await else {
                 return;
             };
-            let via = Via::Inbound {
-                caller_id: caller.number.clone(),
-            };
-            return pay(desk, &order, via, &mut caller).await;
+            return pay(desk, &order, Via::Inbound { caller: p }, &mut caller).await;
         }
         CallerNumber::Mobile(p) => Among::Phone(p),
         CallerNumber::Other(_) | CallerNumber::Withheld => Among::Anyone,
@@ -145,9 +142,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         return;
     };
     let via = match among {
-        Among::Phone(_) => Via::Inbound {
-            caller_id: caller.number.clone(),
-        },
+        Among::Phone(p) => Via::Inbound { caller: p },
         Among::Anyone => Via::InboundByCode,
     };
     pay(desk, &order, via, &mut caller).await;
