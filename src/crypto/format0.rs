@@ -19,7 +19,9 @@
 //! the PIN digits, the clear format 0 block) sits in [`Scratch`], which is
 //! wiped before the function returns, on success and on every error.
 
-use super::pinblock::{read_pin_digits, PinBlock, PinBlockError, ZonePinKey};
+use super::pinblock::{
+    pack_into, read_pin_digits, write_pin_nibbles, xor_into, PinBlock, PinBlockError, ZonePinKey,
+};
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::TdesEde2;
@@ -160,7 +162,7 @@ impl PinBlock0 {
     /// the acquirer side uses [`translate_format4_to_format0`].
     pub fn encipher(pin: &[u8], pan: &str, zpk: &Zpk) -> Result<Self, PinBlockError> {
         let mut block = pin_field0(pin)?;
-        xor8(&mut block, &pan_field0(pan)?);
+        xor_into(&mut block, &pan_field0(pan)?);
         zpk.encrypt(&mut block);
         Ok(Self(*block))
     }
@@ -177,7 +179,7 @@ impl PinBlock0 {
         let pan_field = pan_field0(pan)?;
         let mut block = Zeroizing::new(self.0);
         zpk.decrypt(&mut block);
-        xor8(&mut block, &pan_field);
+        xor_into(&mut block, &pan_field);
         read_pin_field0(&block)
     }
 
@@ -240,17 +242,13 @@ fn translate_with(
         s.pin[..s.len].copy_from_slice(&pin);
         drop(pin);
         fill_pin_field0(&s.pin[..s.len], &mut s.clear0)?;
-        xor8(&mut s.clear0, &pan_field);
+        xor_into(&mut s.clear0, &pan_field);
         let mut block = s.clear0;
         zpk.encrypt(&mut block);
         Ok(PinBlock0(block))
     })();
     s.zeroize();
     out
-}
-
-fn xor8(block: &mut [u8; 8], other: &[u8; 8]) {
-    block.iter_mut().zip(other).for_each(|(a, b)| *a ^= b);
 }
 
 /// The clear format 0 PIN field of `pin` (4-12 ASCII digits).
@@ -261,18 +259,9 @@ fn pin_field0(pin: &[u8]) -> Result<Zeroizing<[u8; 8]>, PinBlockError> {
 }
 
 fn fill_pin_field0(pin: &[u8], field: &mut [u8; 8]) -> Result<(), PinBlockError> {
-    if !(4..=12).contains(&pin.len()) || !pin.iter().all(u8::is_ascii_digit) {
-        return Err(PinBlockError::BadPin);
-    }
     let mut nibbles = Zeroizing::new([0xFu8; 16]);
-    nibbles[0] = 0;
-    nibbles[1] = pin.len() as u8;
-    for (n, d) in nibbles[2..].iter_mut().zip(pin) {
-        *n = d - b'0';
-    }
-    for (i, byte) in field.iter_mut().enumerate() {
-        *byte = nibbles[2 * i] << 4 | nibbles[2 * i + 1];
-    }
+    write_pin_nibbles(pin, 0, &mut nibbles[..])?;
+    pack_into(&nibbles[..], field);
     Ok(())
 }
 
