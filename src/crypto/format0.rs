@@ -27,22 +27,8 @@ use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::TdesEde2;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Why a TDES zone PIN key was refused. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ZpkError {
-    #[error("must be 32 hex digits (a double-length TDES key), got {0} characters")]
-    Length(usize),
-    #[error("must be hex digits only")]
-    NotHex,
-    /// Halves equal: TDES with K1 = K2 is single DES.
-    #[error("its two halves are equal, which makes it a single-length DES key")]
-    EqualHalves,
-    /// Byte `n` (0-based) does not have odd parity.
-    #[error("byte {0} does not have odd parity (every byte of a DES key must have an odd number of 1 bits)")]
-    Parity(usize),
-    #[error("the key id must be 1 to 32 letters, digits, - or _")]
-    BadId,
-}
+use crate::config::zpk_bytes;
+pub use crate::config::ZpkError;
 
 /// A double-length (112-bit, 2-key, K1‖K2) TDES zone PIN key shared with
 /// the acquirer, with the id both sides know it by.
@@ -65,21 +51,7 @@ pub struct Zpk {
 impl Zpk {
     /// The key `id` (1-32 of `A-Za-z0-9-_`) from 32 hex digits (either case).
     pub fn from_hex(id: &str, hex_key: &str) -> Result<Self, ZpkError> {
-        if id.is_empty()
-            || id.len() > 32
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ZpkError::BadId);
-        }
-        let hex_key = hex_key.trim();
-        if hex_key.len() != 32 {
-            return Err(ZpkError::Length(hex_key.len()));
-        }
-        let mut raw = Zeroizing::new([0u8; 16]);
-        hex::decode_to_slice(hex_key, &mut *raw).map_err(|_| ZpkError::NotHex)?;
-        check_key_bytes(&raw)?;
+        let raw = zpk_bytes(id, hex_key)?;
         let cipher = TdesEde2::new_from_slice(&*raw).expect("16 bytes");
         let mut block = GenericArray::from([0u8; 8]);
         cipher.encrypt_block(&mut block);
@@ -122,16 +94,6 @@ impl std::fmt::Debug for Zpk {
 
 /// Checks the shape [`Zpk::from_hex`] accepts on 16 raw bytes: halves differ,
 /// every byte has odd parity.
-fn check_key_bytes(raw: &[u8; 16]) -> Result<(), ZpkError> {
-    if raw[..8] == raw[8..] {
-        return Err(ZpkError::EqualHalves);
-    }
-    match raw.iter().position(|b| b.count_ones() % 2 == 0) {
-        Some(i) => Err(ZpkError::Parity(i)),
-        None => Ok(()),
-    }
-}
-
 /// An enciphered ISO 9564 format 0 PIN block (8 bytes, the F52 of an ISO
 /// 8583 request). Safe to hold: without the ZPK and the PAN it says nothing
 /// about the PIN. Unlike format 4 it has no random part, so the same PIN on
