@@ -285,25 +285,29 @@ async fn a_reversal_restores_the_balance_and_a_repeat_is_acknowledged_again() {
 #[tokio::test]
 async fn a_purchase_whose_reversal_came_first_is_never_processed() {
     let mut lab = Lab::start().await;
-    let mut conn = lab.connect().await;
+    // Straight to the host, no socket: which request comes first is the
+    // point here.
+    let host = IssuerHost::new(lab.issuer.clone());
     let purchase = lab.debit(DEBIT, 700, PIN, HOLDER);
     let advice = lab.reversal(&purchase, Mti::REVERSAL_ADVICE);
-    assert_eq!(f39(&exchange(&mut conn, &advice).await), "00");
-    conn.send(&purchase).await.unwrap();
-    // An echo sent after it is answered; the late 0200 is not.
-    let echo = lab.network(NetworkCode::Echo);
-    let answer = exchange(&mut conn, &echo).await;
-    assert_eq!(f39(&answer), "00");
-    assert_eq!(lab.balance(DEBIT), START_FEN);
+    let ack = host.answer(&advice).await.expect("acknowledged");
+    assert_eq!(f39(&ack), "00");
     assert_eq!(
-        lab.issuer
-            .cards()
-            .iter()
-            .find(|c| c.card == "622200******0017")
-            .unwrap()
-            .available_fen,
-        START_FEN
+        host.answer(&purchase).await,
+        None,
+        "the late 0200 is not answered"
     );
+    assert_eq!(lab.balance(DEBIT), START_FEN);
+    let key = super::request_key(&name_of(&purchase));
+    use crate::bank::IssuerLink;
+    assert_eq!(lab.issuer.query(&key).await, Ok(None), "nor processed");
+
+    // A declined purchase reversed afterwards is still answered on repeat.
+    let declined = lab.debit(DEBIT, 700, b"111111", HOLDER);
+    assert_eq!(f39(&host.answer(&declined).await.unwrap()), "55");
+    let advice = lab.reversal(&declined, Mti::REVERSAL_ADVICE);
+    assert_eq!(f39(&host.answer(&advice).await.unwrap()), "00");
+    assert_eq!(f39(&host.answer(&declined).await.unwrap()), "55");
 }
 
 #[tokio::test]
