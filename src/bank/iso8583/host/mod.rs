@@ -65,6 +65,10 @@ const NO_ORIGINAL: &str = "25";
 const INVALID_AMOUNT: &str = "13";
 /// Answers waiting to be written on one connection.
 const WRITE_QUEUE: usize = 64;
+/// Requests being decided at once on one connection; beyond it the host
+/// stops reading the connection until one is answered (back-pressure on a
+/// client that floods or never reads its answers).
+const IN_FLIGHT_PER_CONNECTION: usize = 256;
 
 /// The host: an issuer behind the ISO 8583 wire format. Share it in an
 /// `Arc`; see the module documentation.
@@ -124,6 +128,7 @@ impl<I: IssuerLink + 'static> IssuerHost<I> {
     ) {
         let (mut sink, mut frames) = Framed::new(stream, FrameCodec::default()).split();
         let (tx, mut rx) = mpsc::channel::<Message>(WRITE_QUEUE);
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_PER_CONNECTION));
         let writer = tokio::spawn(async move {
             while let Some(answer) = rx.recv().await {
                 if let Err(e) = sink.send(answer).await {
@@ -148,11 +153,15 @@ impl<I: IssuerLink + 'static> IssuerHost<I> {
                     tracing::warn!(%peer, error = %e, "ISO 8583 host: a frame that does not decode, dropped");
                 }
                 Some(Ok(Ok(request))) => {
+                    let Ok(slot) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
                     let (host, tx) = (self.clone(), tx.clone());
                     tokio::spawn(async move {
                         if let Some(answer) = host.answer(&request).await {
                             let _ = tx.send(answer).await;
                         }
+                        drop(slot);
                     });
                 }
             }
