@@ -71,3 +71,30 @@ ensure_iso8583_peer() {
   venv_install -r "$req" || return 1
   "$VOICEPAY_VENV/bin/python" -W ignore -c 'import iso8583, psec' 2>/dev/null
 }
+
+# start_issuer_host BIN LISTEN STATE LOG: `BIN bank serve --listen LISTEN`
+# (the stub issuer as an ISO 8583 issuer host, README "Shared issuer host")
+# in the background, on its own stub state file STATE, its log in LOG; the
+# [bank.iso8583] zone PIN key comes from the environment. Returns once it
+# printed its ready line (shown on stderr), with ISSUER_HOST_PID set; fails
+# when it exits first.
+start_issuer_host() {
+  local bin=$1 listen=$2 state=$3 log=$4 ready pid
+  ready=$(mktemp)
+  VOICEPAY__BANK__STUB_STATE=$state "$bin" bank serve --listen "$listen" >"$ready" 2>"$log" &
+  pid=$!
+  until grep -q 'listening on' "$ready"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      grep -q 'listening on' "$ready" && break
+      say "voicepay bank serve did not start (log: $log):"
+      tail -n 5 "$log" >&2
+      rm -f "$ready"
+      return 1
+    fi
+    sleep 0.2
+  done
+  say "$(cat "$ready")"
+  rm -f "$ready"
+  # shellcheck disable=SC2034 # read by the caller
+  ISSUER_HOST_PID=$pid
+}

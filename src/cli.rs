@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, `merchant add | rotate-key |
 //! revoke-key | disable | enable | rotate-webhook-secret`, `webhooks list|redeliver`,
-//! `bank cards`, `config check`.
+//! `bank cards | serve`, `config check`.
 
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -62,6 +62,20 @@ pub enum BankCommand {
         /// Print `{"state": path, "cards": [{"card","bank","kind","available_fen","wrong_pins_today"}]}`.
         #[arg(long)]
         json: bool,
+    },
+    /// Run the stub issuer as an ISO 8583 issuer host (README: "Shared
+    /// issuer host") until SIGTERM or ctrl-c: the test cards of
+    /// `bank.stub_cards`, its durable state (`bank.stub_state`), F52 under
+    /// `[bank.iso8583]` `zone_pin_key` / `zone_pin_key_id`. Prints one ready
+    /// line with the address and the key's id and check value.
+    Serve {
+        /// Where to listen (`host:port`; port 0: any free one).
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        listen: std::net::SocketAddr,
+        /// Accept a non-loopback `--listen`: anyone who can reach it can
+        /// move the test cards' money and try their PINs.
+        #[arg(long)]
+        allow_remote: bool,
     },
 }
 
@@ -178,6 +192,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             merchant(&settings, command).await
         }
         Command::Webhooks { command } => webhooks(&settings, command).await,
+        Command::Bank {
+            command:
+                BankCommand::Serve {
+                    listen,
+                    allow_remote,
+                },
+        } => bank_serve(&settings, listen, allow_remote).await,
         Command::Bank {
             command: BankCommand::Cards { json },
         } => {
@@ -368,6 +389,70 @@ async fn webhooks(settings: &Settings, command: WebhooksCommand) -> anyhow::Resu
     result
 }
 
+/// `voicepay bank serve`: the stub issuer behind the ISO 8583 host, on
+/// `listen` (loopback unless `allow_remote`), until SIGTERM or ctrl-c.
+async fn bank_serve(
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+    allow_remote: bool,
+) -> anyhow::Result<()> {
+    use crate::bank::iso8583::host::IssuerHost;
+    check_host_listen(listen, allow_remote)?;
+    let link = &settings.bank.iso8583;
+    if link.zone_pin_key.is_empty() {
+        anyhow::bail!(
+            "bank.iso8583.zone_pin_key (and zone_pin_key_id) is required: \
+             the host deciphers F52 PIN blocks with it"
+        );
+    }
+    let zpk = crate::crypto::Zpk::from_hex(&link.zone_pin_key_id, &link.zone_pin_key)
+        .context("bank.iso8583.zone_pin_key")?;
+    let (zpk_id, kcv) = (zpk.id().to_owned(), zpk.kcv().to_owned());
+    let state = settings.stub_state_path();
+    // PINs reach the host as format 0 blocks under the link's key only; the
+    // stub's own (format 4) key is never used here.
+    let unused = crate::crypto::ZonePinKey::from_bytes(&[0u8; 32])?;
+    let issuer = crate::bank::StubIssuer::load(&settings.bank.stub_cards, unused)
+        .context("loading bank.stub_cards")?
+        .with_link_zpk(zpk)
+        .with_state_file(&state)
+        .with_context(|| format!("opening the stub issuer's state {}", state.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr().context("the listening address")?;
+    tracing::info!(%addr, zpk_id = %zpk_id, kcv = %kcv, state = %state.display(), "ISO 8583 issuer host ready");
+    println!(
+        "voicepay bank serve: ISO 8583 issuer host listening on {addr} \
+         (zone PIN key {zpk_id}, KCV {kcv}; state {})",
+        state.display()
+    );
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        app::shutdown_signal().await;
+        trigger.cancel();
+    });
+    std::sync::Arc::new(IssuerHost::new(issuer))
+        .serve(listener, shutdown)
+        .await;
+    tracing::info!("ISO 8583 issuer host stopped");
+    Ok(())
+}
+
+/// `bank serve --listen`: loopback unless `--allow-remote`, as the demo
+/// page's `demo.listen` needs `demo.allow_remote`.
+fn check_host_listen(listen: std::net::SocketAddr, allow_remote: bool) -> anyhow::Result<()> {
+    if listen.ip().is_loopback() || allow_remote {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--listen {listen} is not a loopback address: the issuer host moves the test cards' \
+         money and checks their PINs for anyone who connects; keep it on 127.0.0.1 or ::1, \
+         or pass --allow-remote to expose it on purpose"
+    )
+}
+
 /// `merchant add --notify-url`: the same rule as an order's `notify_url`
 /// (https unless `webhooks.allow_http`, no internal address unless listed);
 /// it is checked again, resolved, at every delivery.
@@ -378,4 +463,25 @@ fn check_notify_url(settings: &Settings, notify_url: Option<&str>) -> anyhow::Re
             .map_err(|e| anyhow::anyhow!("--notify-url: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_host_listen;
+
+    #[test]
+    fn bank_serve_listens_on_loopback_unless_allowed() {
+        for ok in ["127.0.0.1:8583", "[::1]:8583", "127.0.0.1:0"] {
+            check_host_listen(ok.parse().unwrap(), false).unwrap();
+        }
+        let remote = "0.0.0.0:8583".parse().unwrap();
+        let err = check_host_listen(remote, false).unwrap_err().to_string();
+        assert!(
+            err.contains("--allow-remote") && err.contains("0.0.0.0:8583"),
+            "{err}"
+        );
+        check_host_listen(remote, true).unwrap();
+        let lan = "192.168.1.10:8583".parse().unwrap();
+        assert!(check_host_listen(lan, false).is_err());
+    }
 }

@@ -13,6 +13,8 @@
 //! Needs the venv at /var/cache/voicepay/venv (`VOICEPAY_VENV`) with
 //! tests/iso8583-peer-requirements.txt installed (scripts/test does it). Skips
 //! without it; fails under `CI=true`.
+//!
+//! `bank_serve`: `voicepay bank serve`, the issuer host, as a child process.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,6 +27,9 @@ use voicepay::bank::iso8583::{
     CardholderAuth, EntryMode, Message, Mti, NetworkCode, ProcessingCode, ResponseCode,
 };
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, OriginalRequest, Stan};
+
+#[path = "bank_iso8583/bank_serve.rs"]
+mod bank_serve;
 
 const PYISO_VERSION: &str = "4.0.1";
 

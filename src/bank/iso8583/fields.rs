@@ -158,8 +158,9 @@ impl ResponseCode {
     }
 
     /// The code a host answers with for `result` (the inverse of
-    /// [`ResponseCode::outcome`], for voicepay's own issuer host); `None`
-    /// for results an issuer never gives.
+    /// [`ResponseCode::outcome`], for voicepay's own issuer host; `91`,
+    /// issuer inoperative, for issuer_unavailable, as the Python peer
+    /// answers); `None` for results an issuer never gives.
     pub fn for_result(result: ResultCode) -> Option<Self> {
         use ResultCode::*;
         let code = match result {
@@ -171,7 +172,7 @@ impl ResponseCode {
             InvalidCard => "14",
             CardRestricted => "62",
             OverLimit => "61",
-            IssuerUnavailable => "96",
+            IssuerUnavailable => "91",
             IdMismatch => RESPONSE_ID_MISMATCH,
             _ => return None,
         };

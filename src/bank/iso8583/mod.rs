@@ -2,7 +2,8 @@
 //! field table), [`Message`] (encode/decode with no IO), typed fields and
 //! the response-code table ([`fields`]), and [`FrameCodec`] (the 2-byte
 //! length prefix, as a `tokio_util` codec). The link that multiplexes
-//! requests over a connection sits above this module.
+//! requests over a connection sits above this module; [`host`] is the
+//! server side, voicepay's own issuer host (`voicepay bank serve`).
 //!
 //! Protocol sources: ISO 8583:1987 (message structure, field types, F90
 //! layout, F25/F70 codes), and the `default` specification of the Python
@@ -16,6 +17,7 @@
 
 pub mod fields;
 mod frame;
+pub mod host;
 mod message;
 pub mod spec;
 

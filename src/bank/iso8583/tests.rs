@@ -291,7 +291,7 @@ fn response_code_table() {
             Declined(r) => r,
             UnknownDecline(_) => unreachable!(),
         };
-        // The inverse, for voicepay's own host (96 is its single
+        // The inverse, for voicepay's own host (91 is its single
         // "unavailable").
         let back = ResponseCode::for_result(result).unwrap();
         assert_eq!(back.outcome(), want, "{code}");
