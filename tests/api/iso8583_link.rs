@@ -7,7 +7,10 @@
 //! `send-duplicate-0210` / `send-unsolicited` (logged masked, dropped, the
 //! link goes on). Each test ends with the peer's protocol-error count at 0.
 //!
-//! Skips without the venv (pyiso8583 + psec), except under `CI=true`, as
+//! Also: [`StoreStans`], the link's STAN source in production, draws from
+//! the store's per-day sequence on SQLite and PostgreSQL.
+//!
+//! The peer tests skip without the venv (pyiso8583 + psec), except under `CI=true`, as
 //! `iso8583_peer.rs` does; `scripts/lib.sh ensure_iso8583_peer` fills it.
 
 use std::future::Future;
@@ -21,9 +24,12 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use voicepay::bank::iso8583::fields::{CardholderAuth, EntryMode, ProcessingCode};
-use voicepay::bank::iso8583::link::CounterStans;
+use voicepay::bank::iso8583::link::{CounterStans, StanSource, StoreStans};
 use voicepay::bank::iso8583::{Link, LinkError, LinkSettings, LinkStatus, Message, Mti};
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, Stan};
+
+use voicepay::store::Store;
+use voicepay_testkit::{on_both_stores, TestApp};
 
 use crate::iso8583_peer::peer_python;
 
@@ -304,3 +310,29 @@ async fn duplicate_and_unsolicited_0210s_are_dropped_and_the_link_goes_on() {
     no_protocol_errors(&stats);
     link.shutdown().await;
 }
+
+// ---- STANs of the link's own 0800s ----
+
+async fn store_stans_draw_from_the_days_sequence(app: TestApp) {
+    use time::macros::{date, datetime};
+    let store = Store::connect(&app.settings.database.url, 2, voicepay::views::webhook_body)
+        .await
+        .unwrap();
+    // 15:59:59 UTC is still 2026-11-30 in Asia/Shanghai; 16:00 is the next day.
+    let late = StoreStans::new(
+        store.clone(),
+        Arc::new(|| datetime!(2026-11-30 15:59:59 UTC)),
+    );
+    let next_day = StoreStans::new(
+        store.clone(),
+        Arc::new(|| datetime!(2026-11-30 16:00:00 UTC)),
+    );
+    assert_eq!(late.next_stan().await.unwrap().to_string(), "000001");
+    // The issuer's requests share the sequence: no STAN twice in a day.
+    let issuer = store.next_stan(date!(2026 - 11 - 30)).await.unwrap();
+    assert_eq!(issuer.to_string(), "000002");
+    assert_eq!(late.next_stan().await.unwrap().to_string(), "000003");
+    assert_eq!(next_day.next_stan().await.unwrap().to_string(), "000001");
+}
+
+on_both_stores!(store_stans_draw_from_the_days_sequence);

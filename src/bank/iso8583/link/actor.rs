@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::super::{FrameCodec, FrameError, Message, Mti, NetworkCode, ResponseCode};
+use super::super::{CodecError, FrameCodec, FrameError, Message, Mti, NetworkCode, ResponseCode};
 use super::inflight::{key_of, InFlight, Matched, Outgoing, Waiter};
 use super::{LinkError, LinkSettings, LinkStatus, StanSource};
 
@@ -59,6 +59,10 @@ pub(super) enum Down {
     ConnectTimeout(String),
     #[error("no STAN for the {0}: {1:#}")]
     Stan(&'static str, anyhow::Error),
+    #[error("no STAN for the {0} within the response timeout")]
+    StanTimeout(&'static str),
+    #[error("building the {0}: {1}")]
+    Build(&'static str, CodecError),
     #[error("sign-on refused: F39 {0}")]
     SignOnRefused(String),
     #[error("sign-on not answered within the response timeout")]
@@ -170,10 +174,9 @@ impl Actor {
             NetworkCode::Echo => "echo test",
             NetworkCode::SignOff => "sign-off",
         };
-        let stan = self
-            .stans
-            .next_stan()
+        let stan = timeout(self.settings.response_timeout, self.stans.next_stan())
             .await
+            .map_err(|_| Down::StanTimeout(what))?
             .map_err(|e| Down::Stan(what, e))?;
         let mut m = Message::new(Mti::NETWORK_REQUEST);
         let built = (|| {
@@ -182,10 +185,10 @@ impl Actor {
                 .set_acquirer_id(&self.settings.acquirer_id)?
                 .set_terminal_id(&self.settings.terminal_id)?
                 .set_network_code(code)?;
-            Ok::<_, super::super::CodecError>(())
+            Ok::<_, CodecError>(())
         })();
-        // The config layer validated F32 and F41; a failure here is a bug.
-        built.map_err(|e| Down::Stan(what, anyhow::anyhow!("building the 0800: {e}")))?;
+        // The config layer validated F32 and F41: a failure here is a bug.
+        built.map_err(|e| Down::Build(what, e))?;
         Ok(m)
     }
 
