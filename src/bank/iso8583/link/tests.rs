@@ -254,6 +254,33 @@ async fn a_request_is_not_sent_when_no_sign_on_succeeds_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_queued_as_the_connection_drops_is_never_sent_once_given_up() {
+    let (host, link) = Host::start(4).await;
+    let (wire, _) = host.accept_signed_on(&link).await;
+    // Queued while the link still counts as signed on, then the connection
+    // goes before the link writes it.
+    let pending = exchange(&link, 2);
+    drop(wire);
+    let mut wire = host.accept().await;
+    let sign_on = recv(&mut wire).await;
+    assert_eq!(
+        pending.await.unwrap().unwrap_err(),
+        LinkError::NotSent("the link is not signed on")
+    );
+    answer(&mut wire, &sign_on, "00").await;
+    signed_on(&link).await;
+    let probe = exchange(&link, 3);
+    let next = recv(&mut wire).await;
+    assert_eq!(
+        next.stan(),
+        Stan::new(3).ok(),
+        "the given-up request was sent"
+    );
+    answer(&mut wire, &next, "00").await;
+    assert!(probe.await.unwrap().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
 async fn echoes_when_idle_and_reconnects_when_the_echo_goes_unanswered() {
     let (host, link) = Host::start(4).await;
     let (mut wire, _) = host.accept_signed_on(&link).await;
