@@ -1,9 +1,10 @@
 //! voicepay's ISO 8583 wire format, layered like mini-redis: [`spec`] (the
 //! field table), [`Message`] (encode/decode with no IO), typed fields and
 //! the response-code table ([`fields`]), and [`FrameCodec`] (the 2-byte
-//! length prefix, as a `tokio_util` codec). The link that multiplexes
-//! requests over a connection sits above this module; [`host`] is the
-//! server side, voicepay's own issuer host (`voicepay bank serve`).
+//! length prefix, as a `tokio_util` codec), the [`link`] that keeps a
+//! signed-on connection to the acquirer host and multiplexes requests over
+//! it, and the [`host`]: the server side, voicepay's own issuer host
+//! (`voicepay bank serve`).
 //!
 //! Protocol sources: ISO 8583:1987 (message structure, field types, F90
 //! layout, F25/F70 codes), and the `default` specification of the Python
@@ -18,6 +19,7 @@
 pub mod fields;
 mod frame;
 pub mod host;
+pub mod link;
 mod message;
 pub mod spec;
 
@@ -26,6 +28,7 @@ pub use fields::{
     CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
 };
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
+pub use link::{Link, LinkError, LinkSettings, LinkStatus, StanSource};
 pub use message::{mask_pan, Message, Mti, Part};
 
 /// Why a message could not be built, encoded or decoded. Errors name a
