@@ -213,7 +213,7 @@ impl<I: IssuerLink> BankMatcher<I> {
         // From here this call alone speaks to the issuer for the order.
         let attempt = self.store.authorization_attempts(order_id).await?;
         let key = format!("{order_id}:{attempt}");
-        let req = match self.request(&order, &key, verification) {
+        let req = match self.request(&order, &key, verification).await {
             Ok(req) => req,
             Err(e) => {
                 // Nothing was sent, so failing the order cannot lose a payment.
@@ -223,7 +223,7 @@ impl<I: IssuerLink> BankMatcher<I> {
                     order_id,
                     OrderStatus::Failed,
                     Some(code),
-                    Some("card data unreadable"),
+                    Some("authorization could not be built"),
                 )
                 .await?;
                 return Ok(Verdict::Failed(code));

@@ -3,7 +3,7 @@
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, the demo
 //! page's backend on its own listener, the `voicepay` binary's commands,
-//! the `[limits]`, and the Python ISO 8583 issuer peer's self-test.
+//! the `[limits]`, refunds, and the Python ISO 8583 issuer peer's self-test.
 
 mod api_bindings;
 mod api_orders;
@@ -15,6 +15,7 @@ mod key_lifecycle;
 mod limits;
 mod matcher;
 mod order_events;
+mod refunds;
 mod store_calls;
 mod store_inbound;
 mod store_lifecycle;
