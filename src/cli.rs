@@ -261,6 +261,39 @@ fn print_new_merchant(m: &crate::merchants::NewMerchant, json: bool) -> anyhow::
     Ok(())
 }
 
+fn print_rotated_key(
+    k: &crate::merchants::RotatedKey,
+    overlap_seconds: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(k).context("encoding")?);
+    } else {
+        println!("merchant_id: {}", k.merchant_id);
+        println!("api_key:     {}", k.api_key);
+        match k.old_key_valid_until_ms {
+            Some(_) => println!("(the old key works {overlap_seconds} s more)"),
+            None => println!("(the old key no longer works)"),
+        }
+        println!("(shown once: store the key now)");
+    }
+    Ok(())
+}
+
+/// `voicepay merchant set-acceptor-id`: sets or (with `None`) clears it.
+async fn set_acceptor_id(
+    store: &crate::store::Store,
+    merchant_id: &str,
+    acceptor_id: Option<&str>,
+) -> anyhow::Result<()> {
+    crate::merchants::set_acceptor_id(store, merchant_id, acceptor_id).await?;
+    match acceptor_id {
+        Some(a) => println!("{merchant_id}: card acceptor id (F42) is now {a}"),
+        None => println!("{merchant_id}: card acceptor id (F42) removed"),
+    }
+    Ok(())
+}
+
 /// `voicepay merchant list`: one line (or JSON object) per merchant.
 async fn list_merchants(store: &crate::store::Store, json: bool) -> anyhow::Result<()> {
     for m in store.merchants().await.context("reading the merchants")? {
@@ -292,14 +325,8 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
                 json,
             } => {
                 let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
-                let m = merchants::create_with(
-                    &store,
-                    &vault,
-                    &name,
-                    notify_url.as_deref(),
-                    acceptor_id.as_deref(),
-                )
-                .await?;
+                let (url, acceptor) = (notify_url.as_deref(), acceptor_id.as_deref());
+                let m = merchants::create_with(&store, &vault, &name, url, acceptor).await?;
                 print_new_merchant(&m, json)?;
             }
             MerchantCommand::RotateKey {
@@ -308,17 +335,7 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
                 json,
             } => {
                 let k = merchants::rotate_key(&store, &merchant_id, overlap_seconds).await?;
-                if json {
-                    println!("{}", serde_json::to_string(&k).context("encoding")?);
-                } else {
-                    println!("merchant_id: {}", k.merchant_id);
-                    println!("api_key:     {}", k.api_key);
-                    match k.old_key_valid_until_ms {
-                        Some(_) => println!("(the old key works {overlap_seconds} s more)"),
-                        None => println!("(the old key no longer works)"),
-                    }
-                    println!("(shown once: store the key now)");
-                }
+                print_rotated_key(&k, overlap_seconds, json)?;
             }
             MerchantCommand::RevokeKey {
                 merchant_id,
@@ -343,13 +360,7 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
                 merchant_id,
                 acceptor_id,
                 clear: _,
-            } => {
-                merchants::set_acceptor_id(&store, &merchant_id, acceptor_id.as_deref()).await?;
-                match acceptor_id {
-                    Some(a) => println!("{merchant_id}: card acceptor id (F42) is now {a}"),
-                    None => println!("{merchant_id}: card acceptor id (F42) removed"),
-                }
-            }
+            } => set_acceptor_id(&store, &merchant_id, acceptor_id.as_deref()).await?,
             MerchantCommand::List { json } => list_merchants(&store, json).await?,
             MerchantCommand::RotateWebhookSecret {
                 merchant_id,
