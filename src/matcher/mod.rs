@@ -51,10 +51,12 @@ mod config;
 mod port;
 mod record;
 mod recover;
+mod refund;
 
 pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
+pub use refund::{RefundDone, RefundFuture, RefundRefused, Refunder};
 
 use crate::bank::{shanghai_day, AuthResponse, IssuerLink};
 use crate::clock::{SharedClock, SystemClock};

@@ -7,16 +7,17 @@
 //! card balances prove how many times money moved.
 
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use voicepay::bank::{
-    AuthRequest, AuthResponse, IssuerError, IssuerLink, RefundRequest, StubIssuer,
+    AuthRequest, AuthResponse, IssuerError, IssuerLink, RefundRequest, StubIssuer, UnknownOutcome,
 };
 use voicepay::crypto::{KeyRing, Vault};
-use voicepay::domain::{CardNumber, OrderStatus, PinDigits, Verification};
+use voicepay::domain::{Amount, CardNumber, OrderStatus, PinDigits, Verification};
 use voicepay::ivr::Verdict;
-use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Via};
-use voicepay::store::{Store, Transition};
+use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, RefundRefused, Via};
+use voicepay::store::{RefundStatus, Store, Transition};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
 const PAN: &str = "6222000000000017";
@@ -39,15 +40,27 @@ enum Seen {
     },
 }
 
-/// The stub issuer, with a log of what it was asked.
+/// The stub issuer, with a log of what it was asked, and two faults to
+/// switch on.
 struct Recording {
     stub: StubIssuer,
     seen: Mutex<Vec<Seen>>,
+    /// Refunds are processed, then their answer is lost (`Timeout`).
+    lose_refund_answers: AtomicBool,
+    /// Unknown outcomes are settled by reversal (as ISO 8583), not query.
+    reverse_unknown: AtomicBool,
 }
 
 impl Recording {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    fn refunds(&self) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| matches!(s, Seen::Refund { .. }))
+            .collect()
     }
 }
 
@@ -75,7 +88,19 @@ impl IssuerLink for Recording {
             fen: req.amount.fen(),
             acceptor_id: req.acceptor_id.clone(),
         });
-        self.stub.refund(req).await
+        let answer = self.stub.refund(req).await;
+        if self.lose_refund_answers.load(Ordering::SeqCst) {
+            return Err(IssuerError::Timeout);
+        }
+        answer
+    }
+
+    fn unknown_outcome(&self) -> UnknownOutcome {
+        if self.reverse_unknown.load(Ordering::SeqCst) {
+            UnknownOutcome::Reverse
+        } else {
+            UnknownOutcome::Query
+        }
     }
 }
 
@@ -104,6 +129,8 @@ async fn rig(app: TestApp) -> Rig {
     let issuer = Arc::new(Recording {
         stub: StubIssuer::builtin(ring.zpk()),
         seen: Mutex::new(Vec::new()),
+        lose_refund_answers: AtomicBool::new(false),
+        reverse_unknown: AtomicBool::new(false),
     });
     let matcher = Arc::new(BankMatcher::new(
         store.clone(),
@@ -203,4 +230,115 @@ async fn the_merchants_acceptor_id_goes_to_the_issuer(app: TestApp) {
     assert_eq!(r.balance(), START_FEN - 2 * AMOUNT);
 }
 
-on_both_stores!(the_merchants_acceptor_id_goes_to_the_issuer);
+fn fen(n: i64) -> Amount {
+    Amount::parse(n, i64::MAX).unwrap()
+}
+
+/// The refund service itself (the API's port): the purchase is named by
+/// its key, the merchant's F42 goes along, the balance is kept.
+async fn the_refund_service_names_the_purchase_and_keeps_the_balance(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.paid_order().await;
+    let merchant = r.app.merchant_id.clone();
+    r.store
+        .set_merchant_acceptor_id(
+            &merchant,
+            Some(&voicepay::domain::AcceptorId::parse("SHOP1").unwrap()),
+        )
+        .await
+        .unwrap();
+    let part = r
+        .matcher
+        .refund(&merchant, &id, fen(5_000), None)
+        .await
+        .unwrap();
+    assert_eq!(part.refund.status, RefundStatus::Succeeded);
+    assert!(!part.replayed);
+    assert_eq!(r.balance(), START_FEN - AMOUNT + 5_000);
+    assert_eq!(
+        r.issuer.refunds(),
+        vec![Seen::Refund {
+            refund_id: part.refund.id.clone(),
+            purchase_key: format!("{id}:1"),
+            fen: 5_000,
+            acceptor_id: Some("SHOP1".into()),
+        }]
+    );
+    // more than is left: refused before the issuer, nothing stored
+    let over = r
+        .matcher
+        .refund(&merchant, &id, fen(AMOUNT - 4_999), None)
+        .await;
+    assert!(
+        matches!(over, Err(RefundRefused::ExceedsBalance { left }) if left == AMOUNT - 5_000),
+        "{over:?}"
+    );
+    // another merchant's order is not found
+    let (other, _) = r.app.another_merchant().await;
+    let theirs = r.matcher.refund(&other, &id, fen(1), None).await;
+    assert!(
+        matches!(theirs, Err(RefundRefused::OrderNotFound)),
+        "{theirs:?}"
+    );
+    assert_eq!(r.issuer.refunds().len(), 1);
+    assert_eq!(r.store.refunds_for(&id).await.unwrap().len(), 1);
+    // the rest
+    let rest = r
+        .matcher
+        .refund(&merchant, &id, fen(AMOUNT - 5_000), None)
+        .await
+        .unwrap();
+    assert_eq!(rest.refund.status, RefundStatus::Succeeded);
+    assert_eq!(r.balance(), START_FEN);
+    assert_eq!(r.store.refunded_amount(&id).await.unwrap(), AMOUNT);
+}
+
+/// A refund whose answer is lost is found by query (the stub's policy):
+/// asked once, settled by its answer.
+async fn a_lost_refund_answer_is_found_by_query(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.paid_order().await;
+    r.issuer.lose_refund_answers.store(true, Ordering::SeqCst);
+    let done = r
+        .matcher
+        .refund(&r.app.merchant_id, &id, fen(AMOUNT), None)
+        .await
+        .unwrap();
+    assert_eq!(done.refund.status, RefundStatus::Succeeded);
+    assert!(done.refund.decided_at.is_some());
+    assert_eq!(r.issuer.refunds().len(), 1, "asked once, then queried");
+    assert_eq!(r.balance(), START_FEN);
+}
+
+/// With an issuer whose unknown outcomes are reversed (ISO 8583), a refund
+/// with no answer is reversed and fails; its amount is free again.
+async fn a_lost_refund_answer_is_reversed_when_the_issuer_says_so(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.paid_order().await;
+    r.issuer.lose_refund_answers.store(true, Ordering::SeqCst);
+    r.issuer.reverse_unknown.store(true, Ordering::SeqCst);
+    let done = r
+        .matcher
+        .refund(&r.app.merchant_id, &id, fen(AMOUNT), None)
+        .await
+        .unwrap();
+    assert_eq!(done.refund.status, RefundStatus::Failed);
+    // the stub had processed it; the reversal took the money back
+    assert_eq!(r.balance(), START_FEN - AMOUNT);
+    r.issuer.lose_refund_answers.store(false, Ordering::SeqCst);
+    let again = r
+        .matcher
+        .refund(&r.app.merchant_id, &id, fen(AMOUNT), None)
+        .await
+        .unwrap();
+    assert_eq!(again.refund.status, RefundStatus::Succeeded);
+    assert_eq!(r.balance(), START_FEN);
+    assert_eq!(r.store.refunded_amount(&id).await.unwrap(), AMOUNT);
+}
+
+on_both_stores!(
+    the_merchants_acceptor_id_goes_to_the_issuer,
+    the_refund_service_names_the_purchase_and_keeps_the_balance,
+    a_lost_refund_answer_is_found_by_query,
+    a_lost_refund_answer_is_reversed_when_the_issuer_says_so,
+);
