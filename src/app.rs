@@ -107,6 +107,7 @@ impl App {
             vault,
             metrics,
             limits,
+            refunder: matcher.clone(),
             merchant_cache: Arc::new(MerchantCache::new(api::auth::KEY_CACHE_TTL)),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),

@@ -6,10 +6,15 @@
 //! service is that matcher (the daemon delivers the webhooks). The stub's
 //! card balances prove how many times money moved.
 
+use serde_json::json;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use voicepay::api::auth::{MerchantCache, KEY_CACHE_TTL};
+use voicepay::api::limits::Limits;
+use voicepay::api::AppState;
 use voicepay::bank::{
     AuthRequest, AuthResponse, IssuerError, IssuerLink, RefundRequest, StubIssuer, UnknownOutcome,
 };
@@ -18,7 +23,9 @@ use voicepay::domain::{Amount, CardNumber, OrderStatus, PinDigits, Verification}
 use voicepay::ivr::Verdict;
 use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, RefundRefused, Via};
 use voicepay::store::{RefundStatus, Store, Transition};
-use voicepay_testkit::{on_both_stores, order_body, TestApp};
+use voicepay::telemetry::{Metrics, Readiness};
+use voicepay_testkit::receiver::{spawn_app_with_receiver, Receiver};
+use voicepay_testkit::{on_both_stores, order_body, wait_until, Db, TestApp};
 
 const PAN: &str = "6222000000000017";
 const RIGHT_PIN: &str = "805137";
@@ -118,9 +125,22 @@ struct Rig {
     store: Store,
     issuer: Arc<Recording>,
     matcher: Arc<BankMatcher<Arc<Recording>>>,
+    /// The API node whose refund service is `matcher`.
+    api: String,
+    /// Where the merchant's webhooks go.
+    rx: Receiver,
 }
 
-async fn rig(app: TestApp) -> Rig {
+fn fast_webhooks(s: &mut voicepay::config::Settings) {
+    s.webhooks.poll_interval_ms = 50;
+    s.webhooks.retry_initial_ms = 200;
+    s.webhooks.retry_max_ms = 400;
+}
+
+/// The daemon (with a webhook receiver), and beside it the test's matcher
+/// and API node on the same database. `None` where PostgreSQL is skipped.
+async fn rig(db: Db) -> Option<Rig> {
+    let (app, rx) = spawn_app_with_receiver(db, fast_webhooks).await?;
     let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
         .await
         .expect("store");
@@ -134,17 +154,42 @@ async fn rig(app: TestApp) -> Rig {
     });
     let matcher = Arc::new(BankMatcher::new(
         store.clone(),
-        vault,
+        vault.clone(),
         ring.zpk(),
         issuer.clone(),
         fast(),
     ));
-    Rig {
+    let settings = Arc::new(app.settings.clone());
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState {
+        settings: settings.clone(),
+        store: store.clone(),
+        vault,
+        metrics: metrics.clone(),
+        merchant_cache: Arc::new(MerchantCache::new(KEY_CACHE_TTL)),
+        limits: Arc::new(Limits::new(&settings, store.clone(), metrics)),
+        refunder: matcher.clone(),
+        readiness: Arc::new(Readiness::default()),
+        shutdown: CancellationToken::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, voicepay::api::router(state)).await });
+    // the merchant's default webhook URL
+    sqlx::query("UPDATE merchants SET notify_url = $1 WHERE id = $2")
+        .bind(&rx.url)
+        .bind(&app.merchant_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    Some(Rig {
         app,
         store,
         issuer,
         matcher,
-    }
+        api,
+        rx,
+    })
 }
 
 impl Rig {
@@ -191,6 +236,52 @@ impl Rig {
         id
     }
 
+    /// `POST /v1/orders/{id}/refunds` on the test's API node.
+    async fn post_refund(&self, id: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .app
+            .http
+            .post(format!("{}/v1/orders/{id}/refunds", self.api))
+            .bearer_auth(&self.app.api_key)
+            .json(&body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A refund of `fen` that must be created: its body.
+    async fn refund_ok(&self, id: &str, fen: i64) -> Value {
+        let resp = self.post_refund(id, json!({ "amount": fen }), None).await;
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    /// A refused request: its status and error code.
+    async fn refused(&self, resp: reqwest::Response) -> (u16, String) {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    }
+
+    /// Rows in `refunds` for the order.
+    async fn stored(&self, id: &str) -> usize {
+        self.store.refunds_for(id).await.unwrap().len()
+    }
+
+    /// The `order.refunded` webhooks delivered, as sent.
+    fn refunded_events(&self) -> Vec<Value> {
+        self.rx
+            .got()
+            .iter()
+            .map(|r| r.json())
+            .filter(|e| e["type"] == "order.refunded")
+            .collect()
+    }
+
     fn balance(&self) -> i64 {
         self.issuer
             .stub
@@ -199,8 +290,8 @@ impl Rig {
     }
 }
 
-async fn the_merchants_acceptor_id_goes_to_the_issuer(app: TestApp) {
-    let r = rig(app).await;
+async fn the_merchants_acceptor_id_goes_to_the_issuer(db: Db) {
+    let Some(r) = rig(db).await else { return };
     // none set: no F42
     let first = r.paid_order().await;
     crate::operator_cli(
@@ -236,8 +327,8 @@ fn fen(n: i64) -> Amount {
 
 /// The refund service itself (the API's port): the purchase is named by
 /// its key, the merchant's F42 goes along, the balance is kept.
-async fn the_refund_service_names_the_purchase_and_keeps_the_balance(app: TestApp) {
-    let r = rig(app).await;
+async fn the_refund_service_names_the_purchase_and_keeps_the_balance(db: Db) {
+    let Some(r) = rig(db).await else { return };
     let id = r.paid_order().await;
     let merchant = r.app.merchant_id.clone();
     r.store
@@ -295,8 +386,8 @@ async fn the_refund_service_names_the_purchase_and_keeps_the_balance(app: TestAp
 
 /// A refund whose answer is lost is found by query (the stub's policy):
 /// asked once, settled by its answer.
-async fn a_lost_refund_answer_is_found_by_query(app: TestApp) {
-    let r = rig(app).await;
+async fn a_lost_refund_answer_is_found_by_query(db: Db) {
+    let Some(r) = rig(db).await else { return };
     let id = r.paid_order().await;
     r.issuer.lose_refund_answers.store(true, Ordering::SeqCst);
     let done = r
@@ -312,8 +403,8 @@ async fn a_lost_refund_answer_is_found_by_query(app: TestApp) {
 
 /// With an issuer whose unknown outcomes are reversed (ISO 8583), a refund
 /// with no answer is reversed and fails; its amount is free again.
-async fn a_lost_refund_answer_is_reversed_when_the_issuer_says_so(app: TestApp) {
-    let r = rig(app).await;
+async fn a_lost_refund_answer_is_reversed_when_the_issuer_says_so(db: Db) {
+    let Some(r) = rig(db).await else { return };
     let id = r.paid_order().await;
     r.issuer.lose_refund_answers.store(true, Ordering::SeqCst);
     r.issuer.reverse_unknown.store(true, Ordering::SeqCst);
@@ -336,9 +427,289 @@ async fn a_lost_refund_answer_is_reversed_when_the_issuer_says_so(app: TestApp) 
     assert_eq!(r.store.refunded_amount(&id).await.unwrap(), AMOUNT);
 }
 
-on_both_stores!(
+on_both_stores!(db:
+    a_full_refund_returns_the_money_and_shows_on_the_order,
+    two_partial_refunds_then_one_too_many,
+    an_order_that_did_not_succeed_is_not_refundable,
+    another_merchants_order_is_not_found,
+    a_retry_with_the_idempotency_key_returns_the_same_refund,
+    bad_amounts_are_refused_and_change_nothing,
     the_merchants_acceptor_id_goes_to_the_issuer,
     the_refund_service_names_the_purchase_and_keeps_the_balance,
     a_lost_refund_answer_is_found_by_query,
     a_lost_refund_answer_is_reversed_when_the_issuer_says_so,
 );
+
+// ---------------------------------------------------------------------------
+// The API: POST /v1/orders/{id}/refunds, the order's view, the webhook.
+
+async fn a_full_refund_returns_the_money_and_shows_on_the_order(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    assert_eq!(r.balance(), START_FEN - AMOUNT);
+    let resp = r.post_refund(&id, json!({ "amount": AMOUNT }), None).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("/v1/orders/{id}").as_str()
+    );
+    let refund: Value = resp.json().await.unwrap();
+    let rid = refund["id"].as_str().unwrap().to_owned();
+    assert!(rid.starts_with("rfd_"), "{refund}");
+    assert_eq!(refund["amount"], AMOUNT);
+    assert_eq!(refund["status"], "succeeded");
+    assert!(refund["created_at"].as_str().unwrap().ends_with('Z'));
+    assert!(refund["decided_at"].as_str().unwrap().ends_with('Z'));
+    // the money is back on the card, as the issuer's card state shows it
+    let card = r
+        .issuer
+        .stub
+        .cards()
+        .into_iter()
+        .find(|c| c.card == "622200******0017")
+        .unwrap();
+    assert_eq!(card.available_fen, START_FEN);
+    // the order stays succeeded and shows the refund
+    let view = r.app.order_view(&id).await;
+    assert_eq!(view["status"], "succeeded");
+    assert_eq!(view["refunded_amount"], AMOUNT);
+    assert_eq!(view["refunds"], json!([refund]));
+    // one webhook, with the order as GET shows it
+    wait_until(
+        Duration::from_secs(10),
+        "the order.refunded webhook",
+        || async { !r.refunded_events().is_empty() },
+    )
+    .await;
+    let events = r.refunded_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["data"], view);
+    // nothing left: a further refund is refused before the issuer
+    let resp = r.post_refund(&id, json!({"amount": 1}), None).await;
+    assert_eq!(
+        r.refused(resp).await,
+        (409, "refund_exceeds_balance".to_owned())
+    );
+    assert_eq!(r.issuer.refunds().len(), 1);
+    assert_eq!(r.stored(&id).await, 1);
+}
+
+async fn two_partial_refunds_then_one_too_many(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    let first = r.refund_ok(&id, 5_000).await;
+    let second = r.refund_ok(&id, 7_000).await;
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(r.balance(), START_FEN - AMOUNT + 12_000);
+    // 345 fen left: 346 is one too many
+    let resp = r
+        .post_refund(&id, json!({ "amount": AMOUNT - 12_000 + 1 }), None)
+        .await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "refund_exceeds_balance");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("345 fen"),
+        "{body}"
+    );
+    // nothing stored, the issuer not asked, no money moved
+    assert_eq!(r.stored(&id).await, 2);
+    assert_eq!(r.issuer.refunds().len(), 2);
+    assert_eq!(r.balance(), START_FEN - AMOUNT + 12_000);
+    let view = r.app.order_view(&id).await;
+    assert_eq!(view["refunded_amount"], 12_000);
+    assert_eq!(view["refunds"], json!([first, second]));
+    assert_eq!(view["status"], "succeeded");
+    // one webhook per refund, each with its own event id
+    wait_until(
+        Duration::from_secs(10),
+        "two order.refunded webhooks",
+        || async { r.refunded_events().len() >= 2 },
+    )
+    .await;
+    let events = r.refunded_events();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_ne!(events[0]["id"], events[1]["id"]);
+}
+
+async fn an_order_that_did_not_succeed_is_not_refundable(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    // a pending order (never called) and a failed one (declined)
+    let mut body = order_body("Mpending");
+    body["card_number"] = PAN.into();
+    let resp = r.app.create_order(&body).await;
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let pending = created["id"].as_str().unwrap().to_owned();
+    let failed = r.order_in_call("6222000000000025").await;
+    assert!(matches!(
+        r.verify(&failed, RIGHT_PIN).await,
+        Verdict::Failed(_)
+    ));
+    for id in [&pending, &failed] {
+        let resp = r
+            .post_refund(id, json!({ "amount": 100 }), Some("k1"))
+            .await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "not_refundable");
+        assert_eq!(r.stored(id).await, 0);
+        let view = r.app.order_view(id).await;
+        assert_eq!(view["refunds"], json!([]));
+        assert_eq!(view["refunded_amount"], 0);
+    }
+    // the daemon's own API answers the same (its matcher is its refunder)
+    let on_daemon = r
+        .app
+        .post_json(
+            &format!("/v1/orders/{failed}/refunds"),
+            &r.app.api_key,
+            &json!({ "amount": 100 }),
+        )
+        .await;
+    assert_eq!(
+        r.refused(on_daemon).await,
+        (409, "not_refundable".to_owned())
+    );
+    assert!(r.issuer.refunds().is_empty(), "the issuer was not asked");
+    assert_eq!(r.app.count("refunds").await, 0);
+    assert_eq!(
+        r.app
+            .count("webhook_outbox WHERE event_type = 'order.refunded'")
+            .await,
+        0
+    );
+}
+
+async fn another_merchants_order_is_not_found(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    let (_, other_key) = r.app.another_merchant().await;
+    for path_id in [
+        id.as_str(),
+        "ord_000000000000000000000000",
+        "no-such-order!",
+    ] {
+        let resp = r
+            .app
+            .http
+            .post(format!("{}/v1/orders/{path_id}/refunds", r.api))
+            .bearer_auth(&other_key)
+            .json(&json!({ "amount": 100 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.refused(resp).await,
+            (404, "not_found".to_owned()),
+            "{path_id}"
+        );
+    }
+    assert_eq!(r.stored(&id).await, 0);
+    assert!(r.issuer.refunds().is_empty());
+    assert_eq!(r.balance(), START_FEN - AMOUNT);
+}
+
+async fn a_retry_with_the_idempotency_key_returns_the_same_refund(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    let first = r
+        .post_refund(&id, json!({ "amount": 2_000 }), Some("refund-1"))
+        .await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = r
+        .post_refund(&id, json!({ "amount": 2_000 }), Some("refund-1"))
+        .await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again, first);
+    // the same key with another amount: refused, nothing new
+    let other = r
+        .post_refund(&id, json!({ "amount": 3_000 }), Some("refund-1"))
+        .await;
+    assert_eq!(
+        r.refused(other).await,
+        (409, "idempotency_key_reused".to_owned())
+    );
+    // asked once, refunded once
+    assert_eq!(r.issuer.refunds().len(), 1);
+    assert_eq!(r.stored(&id).await, 1);
+    assert_eq!(r.balance(), START_FEN - AMOUNT + 2_000);
+    assert_eq!(r.app.order_view(&id).await["refunded_amount"], 2_000);
+    // another key is another refund
+    let second = r
+        .post_refund(&id, json!({ "amount": 2_000 }), Some("refund-2"))
+        .await;
+    assert_eq!(second.status(), 201);
+    assert_eq!(r.issuer.refunds().len(), 2);
+    // one webhook event per refund, not per request
+    wait_until(
+        Duration::from_secs(10),
+        "two order.refunded webhooks",
+        || async { r.refunded_events().len() >= 2 },
+    )
+    .await;
+    assert_eq!(
+        r.app
+            .count("webhook_outbox WHERE event_type = 'order.refunded'")
+            .await,
+        2
+    );
+}
+
+async fn bad_amounts_are_refused_and_change_nothing(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    for (body, field, code) in [
+        (json!({}), "amount", "required"),
+        (json!({ "amount": 0 }), "amount", "invalid_amount"),
+        (json!({ "amount": -100 }), "amount", "invalid_amount"),
+        (json!({ "amount": 1.5 }), "amount", "wrong_type"),
+        (json!({ "amount": "100" }), "amount", "wrong_type"),
+        (
+            json!({ "amount": 100, "reason": "x" }),
+            "reason",
+            "unknown_field",
+        ),
+    ] {
+        let resp = r.post_refund(&id, body.clone(), None).await;
+        let status = resp.status();
+        let got: Value = resp.json().await.unwrap();
+        assert_eq!(status, 422, "{body} -> {got}");
+        assert_eq!(got["error"]["code"], "invalid_request", "{got}");
+        assert_eq!(got["error"]["fields"][0]["field"], field, "{got}");
+        assert_eq!(got["error"]["fields"][0]["code"], code, "{got}");
+    }
+    let bad_key = r
+        .post_refund(&id, json!({ "amount": 100 }), Some("has space"))
+        .await;
+    assert_eq!(
+        r.refused(bad_key).await,
+        (422, "invalid_request".to_owned())
+    );
+    let not_json = r
+        .app
+        .http
+        .post(format!("{}/v1/orders/{id}/refunds", r.api))
+        .bearer_auth(&r.app.api_key)
+        .header("content-type", "application/json")
+        .body("{\"amount\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.refused(not_json).await,
+        (400, "malformed_json".to_owned())
+    );
+    assert_eq!(r.stored(&id).await, 0);
+    assert!(r.issuer.refunds().is_empty());
+    assert_eq!(r.balance(), START_FEN - AMOUNT);
+}
