@@ -112,7 +112,7 @@ pub async fn create(
 }
 
 /// The refund's amount from the body: an object with exactly `amount`, an
-/// integer number of fen of at least 1 (what is left is checked by the
+/// integer number of fen (`100.0` counts as one) of at least 1 (what is left is checked by the
 /// store, under the order's lock).
 fn parse(value: Value) -> Result<Amount, ApiError> {
     let Value::Object(obj) = value else {
@@ -129,7 +129,8 @@ fn parse(value: Value) -> Result<Amount, ApiError> {
         .collect();
     let amount = match obj.get("amount") {
         None | Some(Value::Null) => Err(Invalid::new("required", "amount is required")),
-        Some(Value::Number(n)) => match n.as_i64() {
+        // JSON Schema's `integer` includes `100.0`: taken as 100 fen.
+        Some(Value::Number(n)) => match n.as_i64().or_else(|| whole(n.as_f64()?)) {
             Some(fen) => Amount::parse(fen, i64::MAX),
             None => Err(Invalid::new(
                 "wrong_type",
@@ -151,6 +152,13 @@ fn parse(value: Value) -> Result<Amount, ApiError> {
     }
 }
 
+/// `f` as an integer when it is one (and well inside what a double holds
+/// exactly).
+fn whole(f: f64) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (f.fract() == 0.0 && f.abs() < EXACT).then_some(f as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
@@ -167,12 +175,16 @@ mod tests {
     #[test]
     fn the_amount_is_a_positive_integer_of_fen_and_nothing_else_is_taken() {
         assert_eq!(parse(json!({"amount": 1})).unwrap().fen(), 1);
+        // an integer in JSON Schema's sense
+        assert_eq!(parse(json!({"amount": 25949.0})).unwrap().fen(), 25949);
         let field = |c: &str| vec![("amount".to_owned(), c.to_owned())];
         assert_eq!(codes(json!({})), field("required"));
         assert_eq!(codes(json!({"amount": null})), field("required"));
         assert_eq!(codes(json!({"amount": 0})), field("invalid_amount"));
         assert_eq!(codes(json!({"amount": -5})), field("invalid_amount"));
         assert_eq!(codes(json!({"amount": 1.5})), field("wrong_type"));
+        assert_eq!(codes(json!({"amount": 1e300})), field("wrong_type"));
+        assert_eq!(codes(json!({"amount": -0.0})), field("invalid_amount"));
         assert_eq!(codes(json!({"amount": "100"})), field("wrong_type"));
         assert_eq!(
             codes(json!({"amount": 100, "reason": "x"})),
