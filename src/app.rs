@@ -229,6 +229,18 @@ async fn recover(matcher: Arc<DaemonMatcher>, stop: CancellationToken) {
                 "authorizations recovered"
             );
         }
+        // Refunds a crash (or an issuer that could not be asked) left open.
+        let r = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = matcher.recover_refunds() => r,
+        };
+        if r.settled + r.unresolved > 0 {
+            tracing::info!(
+                settled = r.settled,
+                unresolved = r.unresolved,
+                "refunds recovered"
+            );
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(RECOVER_EVERY) => {}

@@ -24,6 +24,14 @@
 //!   `unknown`, holding its amount back.
 //!
 //! The order itself stays `succeeded` throughout.
+//!
+//! Recovery ([`BankMatcher::recover_refunds`], run by the daemon with the
+//! purchase recovery): a refund still `pending` or `unknown` once a live
+//! refund would long have finished (`recover_after`, as for purchases) was
+//! left by a crash or an issuer that could not be asked. It is settled the
+//! same way: `Query` asks the issuer for the refund id's answer (no record:
+//! never processed, `failed`), `Reverse` reverses it and fails it. One the
+//! issuer still cannot be asked about stays open for the next run.
 
 use super::{Answer, BankMatcher};
 use crate::bank::UnknownOutcome;
@@ -302,6 +310,62 @@ impl<I: IssuerLink> BankMatcher<I> {
                 .refund(&row.id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("refund {} vanished", row.id)),
+        }
+    }
+
+    /// Settles every refund left `pending` or `unknown` for longer than
+    /// `recover_after` (see the module documentation).
+    pub async fn recover_refunds(&self) -> super::Recovery {
+        let mut report = super::Recovery::default();
+        let grace = i64::try_from(self.config.recover_after.as_millis()).unwrap_or(i64::MAX);
+        let before = self.now_ms().saturating_sub(grace);
+        let open = match self.store.open_refunds(before, 1000).await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list open refunds");
+                return report;
+            }
+        };
+        for row in open {
+            match self.recover_refund(&row).await {
+                Ok(r) if !r.status.is_open() => report.settled += 1,
+                Ok(_) => report.unresolved += 1,
+                Err(e) => {
+                    tracing::error!(refund = %row.id, error = format!("{e:#}"), "refund recovery failed");
+                    report.unresolved += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// Settles one open refund as the issuer's [`UnknownOutcome`] says.
+    async fn recover_refund(&self, row: &RefundRow) -> anyhow::Result<RefundRow> {
+        self.event(&row.order_id, &format!("recovery: refund {}", row.id))
+            .await?;
+        match self.issuer.unknown_outcome() {
+            UnknownOutcome::Query => {
+                match self
+                    .resolve(&row.order_id, &row.id, vec![std::time::Duration::ZERO])
+                    .await?
+                {
+                    Answer::Known(resp) => self.settle_refund_by(row, &resp).await,
+                    Answer::NotProcessed => {
+                        if let Err(e) = self.issuer.reverse(&row.id).await {
+                            tracing::warn!(refund = %row.id, error = %e, "reversal of an unanswered refund failed");
+                        }
+                        self.settle_refund(row, RefundStatus::Failed, None).await
+                    }
+                    Answer::Unknown => Ok(row.clone()),
+                }
+            }
+            UnknownOutcome::Reverse => match self.issuer.reverse(&row.id).await {
+                Ok(_) => self.settle_refund(row, RefundStatus::Failed, None).await,
+                Err(e) => {
+                    tracing::warn!(refund = %row.id, error = %e, "recovery: reversal of an open refund failed");
+                    Ok(row.clone())
+                }
+            },
         }
     }
 }

@@ -315,6 +315,24 @@ impl Store {
             .await?)
     }
 
+    /// Refunds still `pending` or `unknown` that were created at or before
+    /// `created_before` (Unix ms), oldest first, at most `limit`: what
+    /// refund recovery settles.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error or a corrupt row.
+    pub async fn open_refunds(&self, created_before: i64, limit: i64) -> Result<Vec<RefundRow>> {
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE status IN ('pending', 'unknown') \
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(created_before)
+            .bind(limit)
+            .fetch_all(&self.write)
+            .await?)
+    }
+
     /// The order's refunds, oldest first (every status).
     ///
     /// # Errors

@@ -21,8 +21,8 @@ use voicepay::bank::{
 use voicepay::crypto::{KeyRing, Vault};
 use voicepay::domain::{Amount, CardNumber, OrderStatus, PinDigits, Verification};
 use voicepay::ivr::Verdict;
-use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, RefundRefused, Via};
-use voicepay::store::{RefundStatus, Store, Transition};
+use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Recovery, RefundRefused, Via};
+use voicepay::store::{now_ms, RefundCreated, RefundRow, RefundStatus, Store, Transition};
 use voicepay::telemetry::{Metrics, Readiness};
 use voicepay_testkit::receiver::{spawn_app_with_receiver, Receiver};
 use voicepay_testkit::{on_both_stores, order_body, wait_until, Db, TestApp};
@@ -438,6 +438,8 @@ on_both_stores!(db:
     the_refund_service_names_the_purchase_and_keeps_the_balance,
     a_lost_refund_answer_is_found_by_query,
     a_lost_refund_answer_is_reversed_when_the_issuer_says_so,
+    refunds_left_open_are_settled_by_recovery,
+    with_a_reversing_issuer_recovery_reverses_open_refunds,
 );
 
 // ---------------------------------------------------------------------------
@@ -712,4 +714,104 @@ async fn bad_amounts_are_refused_and_change_nothing(db: Db) {
     assert_eq!(r.stored(&id).await, 0);
     assert!(r.issuer.refunds().is_empty());
     assert_eq!(r.balance(), START_FEN - AMOUNT);
+}
+
+// ---------------------------------------------------------------------------
+// Recovery of refunds a crash left open.
+
+impl Rig {
+    /// A `pending` refund of `fen`, recorded as the service does before it
+    /// asks the issuer (and then "crashed").
+    async fn open_refund(&self, id: &str, fen: i64) -> RefundRow {
+        match self.store.create_refund(id, fen, None, now_ms()).await {
+            Ok(RefundCreated::New(row)) => row,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The issuer processes refund `row` of order `id`; its answer is lost.
+    async fn issuer_refunds(&self, id: &str, row: &RefundRow) {
+        let req = RefundRequest {
+            refund_id: row.id.clone(),
+            order_id: id.to_owned(),
+            purchase_key: format!("{id}:1"),
+            amount: fen(row.amount),
+            card: CardNumber::parse(PAN).unwrap(),
+            acceptor_id: None,
+        };
+        assert!(self.issuer.stub.refund(req).await.unwrap().is_approved());
+    }
+
+    async fn status_of(&self, row: &RefundRow) -> RefundStatus {
+        self.store.refund(&row.id).await.unwrap().unwrap().status
+    }
+}
+
+async fn refunds_left_open_are_settled_by_recovery(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    // one never sent, one the issuer approved before the "crash"
+    let unsent = r.open_refund(&id, 1_000).await;
+    let sent = r.open_refund(&id, 2_000).await;
+    r.issuer_refunds(&id, &sent).await;
+    // meanwhile both hold their amounts back
+    let resp = r
+        .post_refund(&id, json!({ "amount": AMOUNT - 3_000 + 1 }), None)
+        .await;
+    assert_eq!(
+        r.refused(resp).await,
+        (409, "refund_exceeds_balance".to_owned())
+    );
+    assert_eq!(
+        r.matcher.recover_refunds().await,
+        Recovery {
+            settled: 2,
+            unresolved: 0
+        }
+    );
+    assert_eq!(r.status_of(&unsent).await, RefundStatus::Failed);
+    assert_eq!(r.status_of(&sent).await, RefundStatus::Succeeded);
+    assert_eq!(r.balance(), START_FEN - AMOUNT + 2_000);
+    assert!(r.issuer.refunds().is_empty(), "recovery only queried");
+    let view = r.app.order_view(&id).await;
+    assert_eq!(view["refunded_amount"], 2_000);
+    assert_eq!(view["status"], "succeeded");
+    wait_until(
+        Duration::from_secs(10),
+        "the order.refunded webhook",
+        || async { !r.refunded_events().is_empty() },
+    )
+    .await;
+    assert_eq!(
+        r.app
+            .count("webhook_outbox WHERE event_type = 'order.refunded'")
+            .await,
+        1,
+        "one event: for the refund that succeeded"
+    );
+    // nothing is left open: a second run settles nothing
+    assert_eq!(r.matcher.recover_refunds().await, Recovery::default());
+    // the failed one's amount is free again
+    r.refund_ok(&id, AMOUNT - 2_000).await;
+    assert_eq!(r.balance(), START_FEN);
+}
+
+async fn with_a_reversing_issuer_recovery_reverses_open_refunds(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    r.issuer.reverse_unknown.store(true, Ordering::SeqCst);
+    let sent = r.open_refund(&id, AMOUNT).await;
+    r.issuer_refunds(&id, &sent).await;
+    assert_eq!(r.balance(), START_FEN);
+    assert_eq!(
+        r.matcher.recover_refunds().await,
+        Recovery {
+            settled: 1,
+            unresolved: 0
+        }
+    );
+    assert_eq!(r.status_of(&sent).await, RefundStatus::Failed);
+    // the reversal took the refunded money back at the issuer
+    assert_eq!(r.balance(), START_FEN - AMOUNT);
+    assert_eq!(r.app.order_view(&id).await["refunded_amount"], 0);
 }
