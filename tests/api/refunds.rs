@@ -439,6 +439,7 @@ on_both_stores!(db:
     a_lost_refund_answer_is_found_by_query,
     a_lost_refund_answer_is_reversed_when_the_issuer_says_so,
     refunds_left_open_are_settled_by_recovery,
+    concurrent_requests_refund_once,
     with_a_reversing_issuer_recovery_reverses_open_refunds,
 );
 
@@ -814,4 +815,32 @@ async fn with_a_reversing_issuer_recovery_reverses_open_refunds(db: Db) {
     // the reversal took the refunded money back at the issuer
     assert_eq!(r.balance(), START_FEN - AMOUNT);
     assert_eq!(r.app.order_view(&id).await["refunded_amount"], 0);
+}
+
+async fn concurrent_requests_refund_once(db: Db) {
+    let Some(r) = rig(db).await else { return };
+    let id = r.paid_order().await;
+    // the same key twice at once: one refund, asked once
+    let body = json!({ "amount": 1_000 });
+    let (a, b) = tokio::join!(
+        r.post_refund(&id, body.clone(), Some("same")),
+        r.post_refund(&id, body.clone(), Some("same")),
+    );
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(r.issuer.refunds().len(), 1);
+    // two refunds racing for the last balance: exactly one is made
+    let left = AMOUNT - 1_000;
+    let (c, d) = tokio::join!(
+        r.post_refund(&id, json!({ "amount": left }), None),
+        r.post_refund(&id, json!({ "amount": left }), None),
+    );
+    let mut statuses = [c.status().as_u16(), d.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+    assert_eq!(r.issuer.refunds().len(), 2);
+    assert_eq!(r.stored(&id).await, 2);
+    assert_eq!(r.balance(), START_FEN);
+    assert_eq!(r.app.order_view(&id).await["refunded_amount"], AMOUNT);
 }
