@@ -107,6 +107,7 @@ impl App {
             vault,
             metrics,
             limits,
+            refunder: matcher.clone(),
             merchant_cache: Arc::new(MerchantCache::new(api::auth::KEY_CACHE_TTL)),
             readiness: Arc::new(Readiness::default()),
             shutdown: CancellationToken::new(),
@@ -226,6 +227,18 @@ async fn recover(matcher: Arc<DaemonMatcher>, stop: CancellationToken) {
                 settled = r.settled,
                 unresolved = r.unresolved,
                 "authorizations recovered"
+            );
+        }
+        // Refunds a crash (or an issuer that could not be asked) left open.
+        let r = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = matcher.recover_refunds() => r,
+        };
+        if r.settled + r.unresolved > 0 {
+            tracing::info!(
+                settled = r.settled,
+                unresolved = r.unresolved,
+                "refunds recovered"
             );
         }
         tokio::select! {

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `migrate`, `merchant add | rotate-key |
-//! revoke-key | disable | enable | rotate-webhook-secret`, `webhooks list|redeliver`,
-//! `bank cards | serve`, `config check`.
+//! revoke-key | disable | enable | rotate-webhook-secret | set-acceptor-id |
+//! list`, `webhooks list|redeliver`, `bank cards | serve`, `config check`.
 
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -88,6 +88,10 @@ pub enum MerchantCommand {
         /// Default webhook URL for the merchant's orders.
         #[arg(long)]
         notify_url: Option<String>,
+        /// The card acceptor id the acquirer assigned (ISO 8583 F42): 1-15
+        /// printable ASCII characters.
+        #[arg(long)]
+        acceptor_id: Option<String>,
         /// Print `{"merchant_id","api_key","webhook_secret"}`.
         #[arg(long)]
         json: bool,
@@ -118,6 +122,24 @@ pub enum MerchantCommand {
     Disable { merchant_id: String },
     /// Undo `disable`: held webhooks are sent, pending orders called.
     Enable { merchant_id: String },
+    /// Set the merchant's card acceptor id (ISO 8583 F42, 1-15 printable
+    /// ASCII characters), sent with its next purchases and refunds.
+    SetAcceptorId {
+        merchant_id: String,
+        /// The id the acquirer assigned.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        acceptor_id: Option<String>,
+        /// Remove it instead (F42 is then left out).
+        #[arg(long)]
+        clear: bool,
+    },
+    /// List the merchants: id, name, acceptor id, state (no key or secret).
+    List {
+        /// One JSON object per line:
+        /// `{"merchant_id","name","notify_url","acceptor_id","disabled","created_at"}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Give the merchant a new webhook secret and print it, once. Webhooks
     /// carry a second `v1=` signature with the old secret for the overlap.
     RotateWebhookSecret {
@@ -189,6 +211,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let MerchantCommand::Add { notify_url, .. } = &command {
                 check_notify_url(&settings, notify_url.as_deref())?;
             }
+            // So is a bad acceptor id.
+            if let MerchantCommand::Add {
+                acceptor_id: Some(a),
+                ..
+            }
+            | MerchantCommand::SetAcceptorId {
+                acceptor_id: Some(a),
+                ..
+            } = &command
+            {
+                crate::domain::AcceptorId::parse(a)
+                    .map_err(|e| anyhow::anyhow!("--acceptor-id: {}", e.message))?;
+            }
             merchant(&settings, command).await
         }
         Command::Webhooks { command } => webhooks(&settings, command).await,
@@ -246,6 +281,57 @@ fn print_new_merchant(m: &crate::merchants::NewMerchant, json: bool) -> anyhow::
     Ok(())
 }
 
+fn print_rotated_key(
+    k: &crate::merchants::RotatedKey,
+    overlap_seconds: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(k).context("encoding")?);
+    } else {
+        println!("merchant_id: {}", k.merchant_id);
+        println!("api_key:     {}", k.api_key);
+        match k.old_key_valid_until_ms {
+            Some(_) => println!("(the old key works {overlap_seconds} s more)"),
+            None => println!("(the old key no longer works)"),
+        }
+        println!("(shown once: store the key now)");
+    }
+    Ok(())
+}
+
+/// `voicepay merchant set-acceptor-id`: sets or (with `None`) clears it.
+async fn set_acceptor_id(
+    store: &crate::store::Store,
+    merchant_id: &str,
+    acceptor_id: Option<&str>,
+) -> anyhow::Result<()> {
+    crate::merchants::set_acceptor_id(store, merchant_id, acceptor_id).await?;
+    match acceptor_id {
+        Some(a) => println!("{merchant_id}: card acceptor id (F42) is now {a}"),
+        None => println!("{merchant_id}: card acceptor id (F42) removed"),
+    }
+    Ok(())
+}
+
+/// `voicepay merchant list`: one line (or JSON object) per merchant.
+async fn list_merchants(store: &crate::store::Store, json: bool) -> anyhow::Result<()> {
+    for m in store.merchants().await.context("reading the merchants")? {
+        if json {
+            println!("{}", serde_json::to_string(&m).context("encoding")?);
+        } else {
+            println!(
+                "{}  {:<15}  {:<8}  {}",
+                m.merchant_id,
+                m.acceptor_id.as_deref().unwrap_or("-"),
+                if m.disabled { "disabled" } else { "enabled" },
+                m.name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `voicepay merchant …`: on-boarding and the key lifecycle.
 async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Result<()> {
     use crate::merchants;
@@ -255,10 +341,12 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
             MerchantCommand::Add {
                 name,
                 notify_url,
+                acceptor_id,
                 json,
             } => {
                 let vault = Vault::new(&KeyRing::load(&settings.crypto)?);
-                let m = merchants::create(&store, &vault, &name, notify_url.as_deref()).await?;
+                let (url, acceptor) = (notify_url.as_deref(), acceptor_id.as_deref());
+                let m = merchants::create_with(&store, &vault, &name, url, acceptor).await?;
                 print_new_merchant(&m, json)?;
             }
             MerchantCommand::RotateKey {
@@ -267,17 +355,7 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
                 json,
             } => {
                 let k = merchants::rotate_key(&store, &merchant_id, overlap_seconds).await?;
-                if json {
-                    println!("{}", serde_json::to_string(&k).context("encoding")?);
-                } else {
-                    println!("merchant_id: {}", k.merchant_id);
-                    println!("api_key:     {}", k.api_key);
-                    match k.old_key_valid_until_ms {
-                        Some(_) => println!("(the old key works {overlap_seconds} s more)"),
-                        None => println!("(the old key no longer works)"),
-                    }
-                    println!("(shown once: store the key now)");
-                }
+                print_rotated_key(&k, overlap_seconds, json)?;
             }
             MerchantCommand::RevokeKey {
                 merchant_id,
@@ -298,6 +376,12 @@ async fn merchant(settings: &Settings, command: MerchantCommand) -> anyhow::Resu
                 merchants::set_enabled(&store, &merchant_id, true).await?;
                 println!("{merchant_id} is enabled");
             }
+            MerchantCommand::SetAcceptorId {
+                merchant_id,
+                acceptor_id,
+                clear: _,
+            } => set_acceptor_id(&store, &merchant_id, acceptor_id.as_deref()).await?,
+            MerchantCommand::List { json } => list_merchants(&store, json).await?,
             MerchantCommand::RotateWebhookSecret {
                 merchant_id,
                 overlap_seconds,

@@ -2,7 +2,7 @@
 //! a hash of the API key is kept, and the webhook secret is sealed.
 
 use crate::crypto::{random_hex, random_token, sha256_hex, Vault};
-use crate::domain::NotifyUrl;
+use crate::domain::{AcceptorId, NotifyUrl};
 use crate::store::{now_ms, Store};
 use anyhow::Context;
 use serde::Serialize;
@@ -15,11 +15,32 @@ pub struct NewMerchant {
     pub webhook_secret: String,
 }
 
+/// Creates a merchant with no card acceptor id; see [`create_with`].
+///
+/// # Errors
+/// As [`create_with`].
 pub async fn create(
     store: &Store,
     vault: &Vault,
     name: &str,
     notify_url: Option<&str>,
+) -> anyhow::Result<NewMerchant> {
+    create_with(store, vault, name, notify_url, None).await
+}
+
+/// Creates a merchant (`voicepay merchant add`): `name` 1-100 characters,
+/// an optional default webhook URL and an optional card acceptor id (ISO
+/// 8583 F42, `--acceptor-id`: 1-15 printable ASCII characters, see
+/// [`AcceptorId`]). Everything is checked before anything is stored.
+///
+/// # Errors
+/// A bad name, URL or acceptor id (nothing stored), or a database error.
+pub async fn create_with(
+    store: &Store,
+    vault: &Vault,
+    name: &str,
+    notify_url: Option<&str>,
+    acceptor_id: Option<&str>,
 ) -> anyhow::Result<NewMerchant> {
     let name = name.trim();
     anyhow::ensure!(
@@ -29,6 +50,7 @@ pub async fn create(
     if let Some(url) = notify_url {
         NotifyUrl::parse(url).map_err(|e| anyhow::anyhow!("--notify-url: {}", e.message))?;
     }
+    let acceptor_id = acceptor_id.map(parse_acceptor_id).transpose()?;
     let creds = NewMerchant {
         merchant_id: format!("mch_{}", random_hex(8)),
         api_key: format!("vpk_{}", random_token(32)),
@@ -41,6 +63,7 @@ pub async fn create(
             &sha256_hex(creds.api_key.as_bytes()),
             &vault.seal("webhook_secret", creds.webhook_secret.as_bytes()),
             notify_url,
+            acceptor_id.as_ref(),
             now_ms(),
         )
         .await
@@ -159,4 +182,28 @@ pub async fn rotate_webhook_secret(
         webhook_secret,
         old_secret_signs_until_ms: until,
     })
+}
+
+fn parse_acceptor_id(s: &str) -> anyhow::Result<AcceptorId> {
+    AcceptorId::parse(s).map_err(|e| anyhow::anyhow!("--acceptor-id: {}", e.message))
+}
+
+/// Sets the merchant's card acceptor id (ISO 8583 F42; `voicepay merchant
+/// set-acceptor-id`), or with `None` clears it. It goes out with the
+/// merchant's next purchase or refund.
+///
+/// # Errors
+/// A bad acceptor id or an unknown merchant (nothing changed), or a
+/// database error.
+pub async fn set_acceptor_id(
+    store: &Store,
+    merchant_id: &str,
+    acceptor_id: Option<&str>,
+) -> anyhow::Result<()> {
+    let acceptor_id = acceptor_id.map(parse_acceptor_id).transpose()?;
+    let done = store
+        .set_merchant_acceptor_id(merchant_id, acceptor_id.as_ref())
+        .await
+        .context("storing the acceptor id")?;
+    found(merchant_id, done)
 }

@@ -127,6 +127,14 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "409: authorization has started or the order is final",
     ),
     (
+        "not_refundable",
+        "409: a refund of an order that did not succeed; nothing was stored or sent",
+    ),
+    (
+        "refund_exceeds_balance",
+        "409: a refund of more than what is left of the order; nothing was stored or sent",
+    ),
+    (
         "webhook_in_flight",
         "409: the event is being sent right now",
     ),

@@ -28,7 +28,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 /// What the HTTP handlers use, and nothing else: the call code and the
-/// matcher are wired beside the edge by [`crate::app`], not through it.
+/// matcher are wired beside the edge by [`crate::app`], not through it
+/// (the matcher's refund service is reached through its port only).
 #[derive(Clone)]
 pub struct AppState {
     /// The daemon's configuration.
@@ -43,6 +44,9 @@ pub struct AppState {
     pub merchant_cache: Arc<auth::MerchantCache>,
     /// The `[limits]` state: order rates, stream caps and pollers, wrong keys.
     pub limits: Arc<limits::Limits>,
+    /// Refunds orders (`POST /v1/orders/{id}/refunds`): the daemon's
+    /// matcher, which holds the issuer link.
+    pub refunder: Arc<dyn crate::matcher::Refunder>,
     /// What `/readyz` reports beyond the database.
     pub readiness: Arc<Readiness>,
     /// Cancelled when the daemon stops. Long-lived responses (the status
@@ -60,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/orders/{id}/refunds", post(orders::refunds::create))
         .route("/orders/{id}/events", get(orders::events::stream))
         .route("/bindings", get(bindings::list))
         .route("/bindings/{id}", delete(bindings::delete))

@@ -25,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         super::orders::create,
         super::orders::get,
         super::orders::cancel,
+        super::orders::refunds::create,
         super::orders::events::stream,
         super::bindings::list,
         super::bindings::delete,
@@ -37,6 +38,7 @@ use utoipa::{Modify, OpenApi};
     ),
     components(schemas(
         super::error::ErrorBody,
+        crate::views::RefundView,
         super::error::FieldError,
         crate::views::OrderEvent,
         super::orders::events::StatusStreamEvent,

@@ -46,8 +46,19 @@ pub(crate) enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         wrong_pins: Option<(String, u8)>,
     },
-    /// An approved payment's money returned.
+    /// An approved payment's money returned, or an approved refund's taken
+    /// back.
     Reverse { key: String },
+    /// The final answer to a refund (its key is the refund id) of the
+    /// purchase answered under `purchase`.
+    Refund {
+        key: String,
+        purchase: String,
+        /// The card's reference; `None` for a card not on file.
+        card: Option<String>,
+        amount_fen: i64,
+        outcome: Recorded,
+    },
 }
 
 /// An answer's outcome as written: `approved` (and so debited),

@@ -815,3 +815,267 @@ async fn format0_pins_from_the_link_are_checked_with_the_link_key() {
     );
     assert_eq!(other_key.available_fen(&card(pan)), Some(10_000_000));
 }
+
+// Refunds: by the purchase's key, at most what is left, first answer per
+// refund id final, reversible, durable.
+
+const DEBIT: &str = "6222000000000017";
+const CREDIT: &str = "6250000000000012";
+
+fn refund(refund_id: &str, purchase_key: &str, pan: &str, fen: i64) -> RefundRequest {
+    RefundRequest {
+        refund_id: refund_id.into(),
+        order_id: purchase_key
+            .split(':')
+            .next()
+            .unwrap_or(purchase_key)
+            .into(),
+        purchase_key: purchase_key.into(),
+        amount: Amount::parse(fen, i64::MAX).unwrap(),
+        card: card(pan),
+        acceptor_id: None,
+    }
+}
+
+async fn refund_code(s: &StubIssuer, req: RefundRequest) -> ResultCode {
+    s.refund(req).await.unwrap().result_code()
+}
+
+#[tokio::test]
+async fn refunds_give_back_at_most_what_is_left_of_the_purchase() {
+    let s = stub();
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 10_000))
+        .await
+        .unwrap()
+        .is_approved());
+    let paid = 10_000_000 - 10_000;
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(paid));
+    let first = s.refund(refund("r1", "o:1", DEBIT, 4_000)).await.unwrap();
+    assert!(first.is_approved(), "{first:?}");
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(paid + 4_000));
+    // one fen more than what is left: declined, nothing moves
+    assert_eq!(
+        refund_code(&s, refund("r2", "o:1", DEBIT, 6_001)).await,
+        ResultCode::OverLimit
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(paid + 4_000));
+    assert_eq!(
+        refund_code(&s, refund("r3", "o:1", DEBIT, 6_000)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    assert_eq!(
+        refund_code(&s, refund("r4", "o:1", DEBIT, 1)).await,
+        ResultCode::OverLimit
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    // a credit card's open credit comes back the same way
+    let c = credit("c:1", CREDIT, "1230", "123", 2_500);
+    assert_eq!(code(&s, c).await, ResultCode::Approved);
+    assert_eq!(
+        refund_code(&s, refund("r5", "c:1", CREDIT, 2_500)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(CREDIT)), Some(10_000_000));
+}
+
+#[tokio::test]
+async fn only_an_approved_unreversed_purchase_of_the_same_card_is_refunded() {
+    let s = stub();
+    // declined purchase (insufficient funds)
+    let poor = "6222000000000025";
+    let declined = debit("d:1", poor, PIN, 100);
+    assert_eq!(code(&s, declined).await, ResultCode::InsufficientFunds);
+    let before_poor = s.available_fen(&card(poor));
+    assert_eq!(
+        refund_code(&s, refund("r1", "d:1", poor, 100)).await,
+        ResultCode::InvalidCard
+    );
+    // a wrong PIN is no purchase either
+    let wrong = debit("w:1", DEBIT, "000000", 100);
+    assert_eq!(code(&s, wrong).await, ResultCode::WrongSecret);
+    assert_eq!(
+        refund_code(&s, refund("r2", "w:1", DEBIT, 100)).await,
+        ResultCode::InvalidCard
+    );
+    // a key the issuer never saw
+    assert_eq!(
+        refund_code(&s, refund("r3", "nobody:1", DEBIT, 100)).await,
+        ResultCode::InvalidCard
+    );
+    // an approved purchase, refunded to another card
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 500))
+        .await
+        .unwrap()
+        .is_approved());
+    assert_eq!(
+        refund_code(&s, refund("r4", "o:1", CREDIT, 500)).await,
+        ResultCode::InvalidCard
+    );
+    // an approved purchase that was reversed
+    assert!(s.reverse("o:1").await.unwrap());
+    assert_eq!(
+        refund_code(&s, refund("r5", "o:1", DEBIT, 500)).await,
+        ResultCode::InvalidCard
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    assert_eq!(s.available_fen(&card(CREDIT)), Some(10_000_000));
+    assert_eq!(s.available_fen(&card(poor)), before_poor);
+    // each decline is final under its refund id
+    assert_eq!(
+        s.query("r5").await.unwrap().unwrap().result_code(),
+        ResultCode::InvalidCard
+    );
+}
+
+#[tokio::test]
+async fn the_first_answer_per_refund_id_is_final() {
+    let s = stub();
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 1_000))
+        .await
+        .unwrap()
+        .is_approved());
+    let first = s.refund(refund("r1", "o:1", DEBIT, 400)).await.unwrap();
+    assert!(first.is_approved());
+    // the same refund id again, even with another amount: the same answer,
+    // no second credit
+    let again = s.refund(refund("r1", "o:1", DEBIT, 600)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000 - 600));
+    assert_eq!(s.query("r1").await.unwrap(), Some(first));
+    assert_eq!(s.query("r9").await.unwrap(), None);
+    // a declined refund stays declined though the balance would now allow it
+    assert_eq!(
+        refund_code(&s, refund("r2", "o:1", DEBIT, 1_000)).await,
+        ResultCode::OverLimit
+    );
+    assert!(s.reverse("r1").await.unwrap());
+    assert_eq!(
+        refund_code(&s, refund("r2", "o:1", DEBIT, 1_000)).await,
+        ResultCode::OverLimit
+    );
+}
+
+#[tokio::test]
+async fn reversing_a_refund_takes_its_money_back_once_and_frees_the_balance() {
+    let s = stub();
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 1_000))
+        .await
+        .unwrap()
+        .is_approved());
+    assert_eq!(
+        refund_code(&s, refund("r1", "o:1", DEBIT, 1_000)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    assert!(s.reverse("r1").await.unwrap());
+    assert!(!s.reverse("r1").await.unwrap(), "reversed once only");
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000 - 1_000));
+    // what the reversed refund gave back may be refunded again
+    assert_eq!(
+        refund_code(&s, refund("r2", "o:1", DEBIT, 1_000)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    // a declined refund has nothing to reverse
+    assert_eq!(
+        refund_code(&s, refund("r3", "o:1", DEBIT, 1)).await,
+        ResultCode::OverLimit
+    );
+    assert!(!s.reverse("r3").await.unwrap());
+}
+
+#[tokio::test]
+async fn reversing_a_partly_refunded_purchase_returns_only_the_rest() {
+    let s = stub();
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 1_000))
+        .await
+        .unwrap()
+        .is_approved());
+    assert_eq!(
+        refund_code(&s, refund("r1", "o:1", DEBIT, 300)).await,
+        ResultCode::Approved
+    );
+    assert!(s.reverse("o:1").await.unwrap());
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    // the purchase is undone: nothing more to refund
+    assert_eq!(
+        refund_code(&s, refund("r2", "o:1", DEBIT, 1)).await,
+        ResultCode::InvalidCard
+    );
+}
+
+#[tokio::test]
+async fn an_offline_issuer_refunds_nothing() {
+    let s = stub();
+    assert!(s
+        .authorize(debit("o:1", DEBIT, PIN, 1_000))
+        .await
+        .unwrap()
+        .is_approved());
+    s.set_offline(true);
+    assert_eq!(
+        s.refund(refund("r1", "o:1", DEBIT, 1_000)).await,
+        Err(IssuerError::Unavailable)
+    );
+    s.set_offline(false);
+    assert_eq!(s.query("r1").await, Ok(None));
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000 - 1_000));
+}
+
+#[tokio::test]
+async fn refunds_and_their_reversals_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stub.jsonl");
+    let first = {
+        let s = durable(&path);
+        assert!(s
+            .authorize(debit("o:1", DEBIT, PIN, 1_000))
+            .await
+            .unwrap()
+            .is_approved());
+        let first = s.refund(refund("r1", "o:1", DEBIT, 600)).await.unwrap();
+        assert!(first.is_approved());
+        assert_eq!(
+            refund_code(&s, refund("r2", "o:1", DEBIT, 300)).await,
+            ResultCode::Approved
+        );
+        assert!(s.reverse("r2").await.unwrap());
+        assert_eq!(
+            refund_code(&s, refund("r3", "o:1", DEBIT, 401)).await,
+            ResultCode::OverLimit
+        );
+        first
+    };
+    let s = durable(&path);
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000 - 400));
+    assert_eq!(s.query("r1").await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        s.refund(refund("r1", "o:1", DEBIT, 600)).await.unwrap(),
+        first
+    );
+    assert!(!s.reverse("r2").await.unwrap(), "reversed once only");
+    assert_eq!(
+        s.query("r3").await.unwrap().unwrap().result_code(),
+        ResultCode::OverLimit
+    );
+    // what is left is still what is left: 400 fen
+    assert_eq!(
+        refund_code(&s, refund("r4", "o:1", DEBIT, 401)).await,
+        ResultCode::OverLimit
+    );
+    assert_eq!(
+        refund_code(&s, refund("r5", "o:1", DEBIT, 400)).await,
+        ResultCode::Approved
+    );
+    assert_eq!(s.available_fen(&card(DEBIT)), Some(10_000_000));
+    drop(s);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains(DEBIT), "no card number in the journal");
+    assert!(text.contains("\"kind\":\"refund\""), "{text}");
+}

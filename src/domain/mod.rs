@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+mod acceptor;
 mod amount;
 mod card;
 mod id_number;
@@ -13,6 +14,7 @@ mod secret;
 mod stan;
 mod text;
 
+pub use acceptor::AcceptorId;
 pub use amount::Amount;
 pub use card::{CardKind, CardNumber};
 pub use id_number::IdNumber;

@@ -14,21 +14,20 @@ use std::time::Duration;
 impl<I: IssuerLink> BankMatcher<I> {
     /// The request for this attempt: the order's card and ID number opened
     /// from the vault, the PIN enciphered into a block (the digits are wiped
-    /// when `verification` drops here) or expiry and CVN2 moved in.
-    pub(super) fn request(
+    /// when `verification` drops here) or expiry and CVN2 moved in, and the
+    /// merchant's card acceptor id (F42) as the store has it now.
+    pub(super) async fn request(
         &self,
         order: &OrderRow,
         key: &str,
         verification: Verification,
     ) -> anyhow::Result<AuthRequest> {
-        let pan = self
-            .vault
-            .open("card_number", &order.card_enc)
-            .context("opening the card number")?;
-        let card = std::str::from_utf8(&pan)
-            .ok()
-            .and_then(|s| CardNumber::parse(s).ok())
-            .context("the sealed card number is not a card number")?;
+        let acceptor_id = self
+            .store
+            .merchant_acceptor_id(&order.merchant_id)
+            .await
+            .context("reading the merchant's acceptor id")?;
+        let card = self.order_card(order)?;
         let idn = self
             .vault
             .open("id_number", &order.id_enc)
@@ -46,7 +45,7 @@ impl<I: IssuerLink> BankMatcher<I> {
         Ok(AuthRequest {
             idempotency_key: key.to_owned(),
             order_id: order.id.clone(),
-            acceptor_id: None,
+            acceptor_id,
             // The order's cap was checked at creation; the issuer applies its own.
             amount: Amount::parse(order.amount, i64::MAX)
                 .ok()
@@ -55,6 +54,18 @@ impl<I: IssuerLink> BankMatcher<I> {
             id_number,
             secret,
         })
+    }
+
+    /// The order's card number, opened from the vault.
+    pub(super) fn order_card(&self, order: &OrderRow) -> anyhow::Result<CardNumber> {
+        let pan = self
+            .vault
+            .open("card_number", &order.card_enc)
+            .context("opening the card number")?;
+        std::str::from_utf8(&pan)
+            .ok()
+            .and_then(|s| CardNumber::parse(s).ok())
+            .context("the sealed card number is not a card number")
     }
 
     /// One `authorize`, bounded by the timeout; no answer is resolved by

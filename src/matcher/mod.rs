@@ -51,10 +51,12 @@ mod config;
 mod port;
 mod record;
 mod recover;
+mod refund;
 
 pub use config::MatcherConfig;
 pub use port::{CallRef, Matcher, Via};
 pub use recover::Recovery;
+pub use refund::{RefundDone, RefundFuture, RefundRefused, Refunder};
 
 use crate::bank::{shanghai_day, AuthResponse, IssuerLink};
 use crate::clock::{SharedClock, SystemClock};
@@ -213,7 +215,7 @@ impl<I: IssuerLink> BankMatcher<I> {
         // From here this call alone speaks to the issuer for the order.
         let attempt = self.store.authorization_attempts(order_id).await?;
         let key = format!("{order_id}:{attempt}");
-        let req = match self.request(&order, &key, verification) {
+        let req = match self.request(&order, &key, verification).await {
             Ok(req) => req,
             Err(e) => {
                 // Nothing was sent, so failing the order cannot lose a payment.
@@ -223,7 +225,7 @@ impl<I: IssuerLink> BankMatcher<I> {
                     order_id,
                     OrderStatus::Failed,
                     Some(code),
-                    Some("card data unreadable"),
+                    Some("authorization could not be built"),
                 )
                 .await?;
                 return Ok(Verdict::Failed(code));

@@ -1,4 +1,5 @@
 use super::{conflict_aware, Result, Store};
+use crate::domain::AcceptorId;
 use sqlx::Row;
 
 /// A merchant as the API sees it after authentication.
@@ -15,6 +16,25 @@ pub struct MerchantRow {
     /// Set by `voicepay merchant disable`: the API refuses the merchant
     /// (403 `merchant_disabled`).
     pub disabled: bool,
+    /// Its card acceptor id (ISO 8583 F42), when the operator set one.
+    pub acceptor_id: Option<String>,
+}
+
+/// One merchant as `voicepay merchant list` shows it: no key, no secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MerchantSummary {
+    /// voicepay's id (`mch_…`).
+    pub merchant_id: String,
+    /// Display name.
+    pub name: String,
+    /// The default webhook URL.
+    pub notify_url: Option<String>,
+    /// The card acceptor id (ISO 8583 F42).
+    pub acceptor_id: Option<String>,
+    /// Whether `voicepay merchant disable` holds.
+    pub disabled: bool,
+    /// Unix ms.
+    pub created_at: i64,
 }
 
 /// A merchant's webhook signing secrets, sealed (`Vault`, column
@@ -34,12 +54,14 @@ pub type Found = bool;
 impl Store {
     /// Creates a merchant: `api_key_hash` is the SHA-256 (hex) of its API
     /// key, `webhook_secret_enc` its sealed webhook secret, `now` Unix
-    /// milliseconds.
+    /// milliseconds; `acceptor_id` its card acceptor id (ISO 8583 F42),
+    /// validated by the caller.
     ///
     /// # Errors
     /// [`StoreError::Conflict`](super::StoreError::Conflict) when the id or
     /// the API key hash is taken; [`StoreError::Db`](super::StoreError::Db)
     /// on a database error.
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_merchant(
         &self,
         id: &str,
@@ -47,17 +69,19 @@ impl Store {
         api_key_hash: &str,
         webhook_secret_enc: &str,
         notify_url: Option<&str>,
+        acceptor_id: Option<&AcceptorId>,
         now: i64,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO merchants (id, name, api_key_hash, webhook_secret_enc, notify_url, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO merchants (id, name, api_key_hash, webhook_secret_enc, notify_url, \
+                acceptor_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(id)
         .bind(name)
         .bind(api_key_hash)
         .bind(webhook_secret_enc)
         .bind(notify_url)
+        .bind(acceptor_id.map(AcceptorId::as_str))
         .bind(now)
         .execute(&self.write)
         .await
@@ -127,7 +151,7 @@ impl Store {
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn merchant_by_key_hash(&self, hash: &str, now: i64) -> Result<Option<MerchantRow>> {
         let row = sqlx::query(
-            "SELECT id, name, notify_url, webhook_secret_enc, disabled_at FROM merchants \
+            "SELECT id, name, notify_url, webhook_secret_enc, disabled_at, acceptor_id FROM merchants \
              WHERE (api_key_hash = $1 AND key_revoked_at IS NULL) \
                 OR (prev_api_key_hash = $1 AND prev_api_key_until > $2)",
         )
@@ -142,6 +166,7 @@ impl Store {
                 notify_url: super::opt(&r, "notify_url")?,
                 webhook_secret_enc: r.try_get("webhook_secret_enc")?,
                 disabled: super::opt::<i64>(&r, "disabled_at")?.is_some(),
+                acceptor_id: super::opt(&r, "acceptor_id")?,
             })
         })
         .transpose()
@@ -270,5 +295,62 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Sets (or with `None` clears) merchant `id`'s card acceptor id (ISO
+    /// 8583 F42), used from the next purchase or refund on.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn set_merchant_acceptor_id(
+        &self,
+        id: &str,
+        acceptor_id: Option<&AcceptorId>,
+    ) -> Result<Found> {
+        let done = sqlx::query("UPDATE merchants SET acceptor_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(acceptor_id.map(AcceptorId::as_str))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Merchant `id`'s card acceptor id (ISO 8583 F42); `None` when it has
+    /// none or does not exist.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn merchant_acceptor_id(&self, id: &str) -> Result<Option<String>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT acceptor_id FROM merchants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(v.flatten())
+    }
+
+    /// Every merchant, oldest first, for the operator.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn merchants(&self) -> Result<Vec<MerchantSummary>> {
+        let rows = sqlx::query(
+            "SELECT id, name, notify_url, acceptor_id, disabled_at, created_at FROM merchants \
+             ORDER BY created_at, id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MerchantSummary {
+                    merchant_id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    notify_url: super::opt(r, "notify_url")?,
+                    acceptor_id: super::opt(r, "acceptor_id")?,
+                    disabled: super::opt::<i64>(r, "disabled_at")?.is_some(),
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 }

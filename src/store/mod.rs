@@ -24,7 +24,7 @@ mod webhooks;
 pub use bindings::{BindingRow, NewBinding};
 pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
-pub use merchants::{MerchantRow, WebhookSecrets};
+pub use merchants::{MerchantRow, MerchantSummary, WebhookSecrets};
 pub use orders::{AttemptRow, EventRow, IdempotencyEntry, OrderRow, Transition};
 pub use refunds::{RefundAnswer, RefundCreated, RefundError, RefundRow, RefundStatus};
 pub use reversals::{reversal_backoff_ms, NewReversal, PendingReversal, ReversalStatus};

@@ -10,6 +10,9 @@
 use super::{Backend, Result, Store, StoreError};
 use crate::domain::{Invalid, Stan};
 
+/// The webhook event type of a succeeded refund.
+pub const REFUNDED: &str = "order.refunded";
+
 /// Where a refund stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefundStatus {
@@ -135,7 +138,7 @@ pub struct RefundAnswer<'a> {
     pub resp_code: Option<&'a str>,
 }
 
-const REFUND_COLUMNS: &str = "id, order_id, amount, status, stan, transmitted_at, rrn, \
+pub(super) const REFUND_COLUMNS: &str = "id, order_id, amount, status, stan, transmitted_at, rrn, \
      approval_code, resp_code, idempotency_key, created_at, decided_at";
 
 impl Store {
@@ -256,7 +259,10 @@ impl Store {
     /// `pending` to any other status, from `unknown` to `succeeded` or
     /// `failed`. One conditional update, so exactly one settlement wins;
     /// returns the settled row, or `None` when the refund does not exist or
-    /// is no longer in a status it may leave that way.
+    /// is no longer in a status it may leave that way. A move to
+    /// `succeeded` queues the merchant's `order.refunded` webhook event in
+    /// the same transaction (one event per refund: only the winning move
+    /// makes it).
     ///
     /// # Errors
     /// [`StoreError::Db`] on a database error.
@@ -279,15 +285,22 @@ impl Store {
                 decided_at = $5 \
              WHERE id = $6 AND status IN {from} RETURNING {REFUND_COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        let mut tx = self.write.begin().await?;
+        let row: Option<RefundRow> = sqlx::query_as(&sql)
             .bind(to.as_str())
             .bind(answer.rrn)
             .bind(answer.approval_code)
             .bind(answer.resp_code)
             .bind(decided)
             .bind(id)
-            .fetch_optional(&self.write)
-            .await?)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(r) = row.as_ref().filter(|r| r.status == RefundStatus::Succeeded) {
+            self.enqueue_event(&mut tx, &r.order_id, REFUNDED, false, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// Refund `id`, if it exists.
@@ -299,6 +312,24 @@ impl Store {
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .fetch_optional(&self.write)
+            .await?)
+    }
+
+    /// Refunds still `pending` or `unknown` that were created at or before
+    /// `created_before` (Unix ms), oldest first, at most `limit`: what
+    /// refund recovery settles.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error or a corrupt row.
+    pub async fn open_refunds(&self, created_before: i64, limit: i64) -> Result<Vec<RefundRow>> {
+        let sql = format!(
+            "SELECT {REFUND_COLUMNS} FROM refunds WHERE status IN ('pending', 'unknown') \
+             AND created_at <= $1 ORDER BY created_at, id LIMIT $2"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(created_before)
+            .bind(limit)
+            .fetch_all(&self.write)
             .await?)
     }
 

@@ -6,6 +6,7 @@
 //! with), so an event exists if and only if the change committed.
 
 use super::orders::{AttemptRow, OrderRow, ORDER_COLUMNS};
+use super::refunds::RefundRow;
 use super::{Result, Store};
 use crate::domain::OrderStatus;
 
@@ -25,6 +26,8 @@ pub struct WebhookEvent<'a> {
     pub order: &'a OrderRow,
     /// The order's call attempts, oldest first.
     pub attempts: &'a [AttemptRow],
+    /// The order's refunds, oldest first, as the change left them.
+    pub refunds: &'a [RefundRow],
 }
 
 /// Renders the exact JSON body of a webhook event (stored, signed, sent).
@@ -90,6 +93,21 @@ impl Store {
         let Some((kind, progress)) = event_type(from, to) else {
             return Ok(());
         };
+        self.enqueue_event(tx, order_id, kind, progress, now).await
+    }
+
+    /// Queues webhook event `kind` for the order (its body rendered from the
+    /// order as it stands in `tx`), when the order or its merchant has a
+    /// URL and, for a `progress` event, the order asked for those. Each call
+    /// queues a new event with its own id.
+    pub(super) async fn enqueue_event(
+        &self,
+        tx: &mut Tx<'_>,
+        order_id: &str,
+        kind: &str,
+        progress: bool,
+        now: i64,
+    ) -> Result<()> {
         let target: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
             "SELECT o.notify_url, m.notify_url, o.notify_progress FROM orders o \
          JOIN merchants m ON m.id = o.merchant_id WHERE o.id = $1",
@@ -119,6 +137,13 @@ impl Store {
         .bind(order_id)
         .fetch_all(&mut **tx)
         .await?;
+        let refunds = sqlx::query_as::<_, RefundRow>(&format!(
+            "SELECT {} FROM refunds WHERE order_id = $1 ORDER BY created_at, id",
+            super::refunds::REFUND_COLUMNS
+        ))
+        .bind(order_id)
+        .fetch_all(&mut **tx)
+        .await?;
         let id = format!("evt_{}", crate::crypto::random_hex(12));
         let payload = (self.webhook_body)(&WebhookEvent {
             id: &id,
@@ -126,6 +151,7 @@ impl Store {
             created: now,
             order: &order,
             attempts: &attempts,
+            refunds: &refunds,
         });
         sqlx::query(
         "INSERT INTO webhook_outbox (id, merchant_id, order_id, event_type, payload, notify_url, \

@@ -4,7 +4,7 @@
 
 use super::rfc3339;
 use crate::domain::{CardKind, Language, Mode, OrderStatus};
-use crate::store::{AttemptRow, OrderRow};
+use crate::store::{AttemptRow, OrderRow, RefundRow, RefundStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -51,6 +51,12 @@ pub struct OrderView {
     pub result: Option<ResultView>,
     /// Calls placed or taken for this order, oldest first.
     pub attempts: Vec<AttemptView>,
+    /// Refunds asked for (`POST /v1/orders/{id}/refunds`), oldest first,
+    /// whatever their status.
+    pub refunds: Vec<RefundView>,
+    /// What has been given back, in fen: the sum of the `succeeded`
+    /// refunds. The order's `status` stays `succeeded`.
+    pub refunded_amount: i64,
 }
 
 /// The order's card, masked.
@@ -125,14 +131,27 @@ impl OrderView {
                     outcome: a.outcome.clone(),
                 })
                 .collect(),
+            refunds: Vec::new(),
+            refunded_amount: 0,
         }
+    }
+
+    /// The view with the order's `refunds` (oldest first) and the
+    /// `refunded_amount` they add up to.
+    #[must_use]
+    pub fn with_refunds(mut self, refunds: &[RefundRow]) -> Self {
+        self.refunded_amount = refunds
+            .iter()
+            .filter(|r| r.status == RefundStatus::Succeeded)
+            .map(|r| r.amount)
+            .sum();
+        self.refunds = refunds.iter().map(RefundView::from).collect();
+        self
     }
 }
 
-/// One refund of an order, as merchants will see it in the order's
-/// `refunds` (not wired into [`OrderView`] yet: the order view and the
-/// webhook bodies rendered in the store's transaction must both carry it,
-/// with `refunded_amount` from [`crate::store::Store::refunded_amount`]).
+/// One refund of an order, as merchants see it in the order's `refunds`
+/// and as `POST /v1/orders/{id}/refunds` answers it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RefundView {
     /// voicepay's refund id.

@@ -1,6 +1,6 @@
 //! Webhooks as merchants see them: the signed body (`{id, type, created,
 //! data}`, where `data` is the order exactly as `GET /v1/orders/{id}` shows
-//! it) and, in `GET /v1/webhooks/events`, each event with how its delivery
+//! it, refunds included) and, in `GET /v1/webhooks/events`, each event with how its delivery
 //! went.
 
 use super::{rfc3339, OrderView};
@@ -26,7 +26,7 @@ pub fn webhook_body(e: &WebhookEvent<'_>) -> String {
         id: e.id,
         kind: e.kind,
         created: rfc3339(e.created),
-        data: OrderView::new(e.order, e.attempts),
+        data: OrderView::new(e.order, e.attempts).with_refunds(e.refunds),
     };
     // A struct of strings and numbers always serializes.
     serde_json::to_string(&envelope).unwrap_or_default()

@@ -584,3 +584,103 @@ fn bank_iso8583_settings_are_checked_masked_and_refused_until_wired() {
         "a key file was created"
     );
 }
+
+/// `voicepay merchant list --json`, one object per merchant.
+fn merchants(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = succeeds(dir, &["merchant", "list", "--json"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Runs `voicepay ARGS`, asserts that it failed, and returns its stderr.
+fn fails(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = voicepay(dir).args(args).output().unwrap();
+    assert!(!out.status.success(), "voicepay {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn merchant_acceptor_ids_are_set_shown_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // a bad one on `add` stops before anything exists
+    for bad in ["", "1234567890123456", "商户", "tab\there", " lead"] {
+        let err = fails(
+            d,
+            &["merchant", "add", "--name", "Shop", "--acceptor-id", bad],
+        );
+        assert!(
+            err.contains("--acceptor-id") && err.contains("1 to 15 printable ASCII"),
+            "{err}"
+        );
+    }
+    assert!(!d.join("voicepay.db").exists(), "nothing was created");
+
+    let out = succeeds(
+        d,
+        &[
+            "merchant",
+            "add",
+            "--name",
+            "Shop",
+            "--acceptor-id",
+            "SHOP 000000001",
+            "--json",
+        ],
+    );
+    let shop: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shop_id = shop["merchant_id"].as_str().unwrap();
+    let out = succeeds(d, &["merchant", "add", "--name", "Plain", "--json"]);
+    let plain: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain_id = plain["merchant_id"].as_str().unwrap();
+
+    let listed = merchants(d);
+    assert_eq!(listed.len(), 2);
+    let by_id = |id: &str| {
+        merchants(d)
+            .into_iter()
+            .find(|m| m["merchant_id"] == id)
+            .unwrap()
+    };
+    assert_eq!(by_id(shop_id)["acceptor_id"], "SHOP 000000001");
+    assert_eq!(by_id(plain_id)["acceptor_id"], serde_json::Value::Null);
+    // the list shows no key or secret
+    let text = serde_json::to_string(&listed).unwrap();
+    assert!(!text.contains(shop["api_key"].as_str().unwrap()));
+    assert!(!text.contains("whsec_"));
+    let human = succeeds(d, &["merchant", "list"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(shop_id) && human.contains("SHOP 000000001"),
+        "{human}"
+    );
+
+    succeeds(
+        d,
+        &["merchant", "set-acceptor-id", plain_id, "123456789012345"],
+    );
+    assert_eq!(by_id(plain_id)["acceptor_id"], "123456789012345");
+
+    // bad ids and unknown merchants change nothing
+    let err = fails(
+        d,
+        &["merchant", "set-acceptor-id", plain_id, "1234567890123456"],
+    );
+    assert!(err.contains("1 to 15 printable ASCII"), "{err}");
+    let err = fails(d, &["merchant", "set-acceptor-id", plain_id, "caf\u{e9}"]);
+    assert!(err.contains("1 to 15 printable ASCII"), "{err}");
+    let err = fails(
+        d,
+        &["merchant", "set-acceptor-id", "mch_0000000000000000", "X1"],
+    );
+    assert!(err.contains("no merchant mch_0000000000000000"), "{err}");
+    fails(d, &["merchant", "set-acceptor-id", plain_id]);
+    assert_eq!(by_id(plain_id)["acceptor_id"], "123456789012345");
+    assert_eq!(by_id(shop_id)["acceptor_id"], "SHOP 000000001");
+
+    succeeds(d, &["merchant", "set-acceptor-id", plain_id, "--clear"]);
+    assert_eq!(by_id(plain_id)["acceptor_id"], serde_json::Value::Null);
+    assert_eq!(merchants(d).len(), 2);
+}

@@ -3,8 +3,8 @@
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, the demo
 //! page's backend on its own listener, the `voicepay` binary's commands,
-//! the `[limits]`, the Python ISO 8583 issuer peer's self-test, and the
-//! ISO 8583 link against that peer.
+//! the `[limits]`, refunds, the Python ISO 8583 issuer peer's self-test, and
+//! the ISO 8583 link against that peer.
 
 mod api_bindings;
 mod api_orders;
@@ -17,6 +17,7 @@ mod key_lifecycle;
 mod limits;
 mod matcher;
 mod order_events;
+mod refunds;
 mod store_calls;
 mod store_inbound;
 mod store_lifecycle;

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod feeds;
+pub mod refunds;
 pub mod request;
 
 use super::error::{ApiError, ErrorBody};
@@ -120,7 +121,8 @@ pub async fn create(
     )))
 }
 
-/// Get an order, with its result once final and its call attempts.
+/// Get an order, with its result once final, its call attempts and its
+/// refunds (`refunds`, `refunded_amount`).
 #[utoipa::path(
     get, path = "/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "voicepay order id")),
@@ -138,7 +140,10 @@ pub async fn get(
 ) -> Result<axum::Json<OrderView>, ApiError> {
     let order = find(&state, &merchant.id, &id).await?;
     let attempts = state.store.attempts_for(&order.id).await?;
-    Ok(axum::Json(OrderView::new(&order, &attempts)))
+    let refunds = state.store.refunds_for(&order.id).await?;
+    Ok(axum::Json(
+        OrderView::new(&order, &attempts).with_refunds(&refunds),
+    ))
 }
 
 /// Cancel an order that has not reached the bank yet. Cancelling twice is
@@ -373,7 +378,7 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };

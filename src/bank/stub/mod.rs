@@ -23,17 +23,22 @@
 //!
 //! [`PIN_TRIES_PER_DAY`]: super::PIN_TRIES_PER_DAY
 //!
+//! Refunds (`refund.rs`) name the approved purchase by its idempotency key
+//! and give back at most what is left of it; `reverse` of a refund id takes
+//! an approved refund's money back.
+//!
 //! Here: the issuer, its set-up and the [`IssuerLink`] calls; `rules.rs`
-//! decides a new attempt, `state.rs` is what the issuer remembers in memory,
+//! decides a new attempt, `refund.rs` a refund, `state.rs` is what the issuer remembers in memory,
 //! `state_file.rs` makes it durable through the journal.
 
+mod refund;
 mod rules;
 mod state;
 mod state_file;
 
 use super::fixtures::{self, Fixtures};
 use super::journal::Line;
-use super::{shanghai_day, AuthRequest, AuthResponse, IssuerError, IssuerLink};
+use super::{shanghai_day, AuthRequest, AuthResponse, IssuerError, IssuerLink, RefundRequest};
 use crate::clock::{SharedClock, SystemClock};
 use crate::crypto::{ZonePinKey, Zpk};
 use crate::domain::CardNumber;
@@ -276,5 +281,12 @@ impl IssuerLink for StubIssuer {
         };
         drop(st);
         std::future::ready(answer)
+    }
+
+    fn refund(
+        &self,
+        req: RefundRequest,
+    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
+        std::future::ready(self.decide_refund(&req))
     }
 }

@@ -35,6 +35,7 @@ impl StubIssuer {
                 amount_fen: req.amount.fen(),
                 response: AuthResponse::new(Decision::Declined(ResultCode::InvalidCard)),
                 wrong_pins: None,
+                refund_of: None,
             };
             return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
         };
@@ -80,6 +81,7 @@ impl StubIssuer {
             amount_fen: req.amount.fen(),
             response: AuthResponse::new(Decision::Declined(CardRestricted)),
             wrong_pins: None,
+            refund_of: None,
         };
         let decided = |mut e: Effects, outcome| {
             e.response = AuthResponse::new(outcome);

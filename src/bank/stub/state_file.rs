@@ -1,4 +1,4 @@
-//! The stub's state file: every new answer and reversal is written to the
+//! The stub's state file: every new answer (purchase or refund) and reversal is written to the
 //! journal before it is given, and a journal is replayed at start.
 
 use super::state::{apply, reverse_in_memory, Effects, State};
@@ -21,12 +21,23 @@ impl StubIssuer {
         effects: Effects,
     ) -> Result<AuthResponse, IssuerError> {
         if let Some(journal) = st.journal.as_mut() {
-            let line = Line::Answer {
-                key: key.to_owned(),
-                card: effects.card.map(|i| self.fixtures.cards[i].reference()),
-                amount_fen: effects.amount_fen,
-                outcome: Written::from_decision(&effects.response.outcome),
-                wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
+            let card = effects.card.map(|i| self.fixtures.cards[i].reference());
+            let outcome = Written::from_decision(&effects.response.outcome);
+            let line = match &effects.refund_of {
+                Some(purchase) => Line::Refund {
+                    key: key.to_owned(),
+                    purchase: purchase.clone(),
+                    card,
+                    amount_fen: effects.amount_fen,
+                    outcome,
+                },
+                None => Line::Answer {
+                    key: key.to_owned(),
+                    card,
+                    amount_fen: effects.amount_fen,
+                    outcome,
+                    wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
+                },
             };
             if let Err(e) = journal.append(&line) {
                 tracing::error!(key = %key, error = %e, "stub issuer cannot write its state");
@@ -96,6 +107,26 @@ impl StubIssuer {
                         amount_fen: *amount_fen,
                         response: AuthResponse::new(outcome.to_decision().with_context(at)?),
                         wrong_pins,
+                        refund_of: None,
+                    };
+                    apply(&mut st, key, effects);
+                }
+                Line::Refund {
+                    key,
+                    purchase,
+                    card,
+                    amount_fen,
+                    outcome,
+                } => {
+                    if st.answers.contains_key(key) {
+                        continue;
+                    }
+                    let effects = Effects {
+                        card: card.as_ref().and_then(|r| by_ref.get(r).copied()),
+                        amount_fen: *amount_fen,
+                        response: AuthResponse::new(outcome.to_decision().with_context(at)?),
+                        wrong_pins: None,
+                        refund_of: Some(purchase.clone()),
                     };
                     apply(&mut st, key, effects);
                 }
