@@ -249,12 +249,10 @@ fn a_remote_listen_or_a_missing_zone_pin_key_is_refused() {
     );
 }
 
-/// The Python self-test's scenarios against a fresh `voicepay bank serve`.
-/// Its refund scenarios need `StubIssuer::refund` (the `refunds` part of
-/// issue 13): until that is merged the host answers refunds `91` and the
-/// self-test stops at "refund of the reversed purchase".
+/// The Python self-test's scenarios (tests/iso8583_peer/selftest.py:
+/// sign-on, echo, purchases, declines, duplicates, reversals, refunds)
+/// against a fresh `voicepay bank serve`.
 #[test]
-#[ignore = "needs StubIssuer::refund (i13-refunds); run with --ignored after the merge"]
 fn the_python_selftest_passes_against_voicepay_bank_serve() {
     let Some(python) = super::python() else {
         return;
