@@ -10,6 +10,7 @@ mod api_orders;
 mod cli;
 mod contract;
 mod demo;
+mod iso8583_issuer;
 mod iso8583_peer;
 mod key_lifecycle;
 mod limits;

@@ -1,8 +1,11 @@
 //! voicepay's ISO 8583 wire format, layered like mini-redis: [`spec`] (the
 //! field table), [`Message`] (encode/decode with no IO), typed fields and
 //! the response-code table ([`fields`]), and [`FrameCodec`] (the 2-byte
-//! length prefix, as a `tokio_util` codec). The link that multiplexes
-//! requests over a connection sits above this module.
+//! length prefix, as a `tokio_util` codec). Above them: the [`Exchange`]
+//! seam to the transport that multiplexes requests over a connection
+//! (`link::Link`), the [`Iso8583Issuer`] (the `IssuerLink` over it, with the
+//! request journal) and the [`ReversalWorker`] (store-and-forward
+//! reversals).
 //!
 //! Protocol sources: ISO 8583:1987 (message structure, field types, F90
 //! layout, F25/F70 codes), and the `default` specification of the Python
@@ -14,16 +17,20 @@
 //! Nothing here puts a PAN (other than masked), a PIN block, an expiry or
 //! F61 into a `Debug` or an error: errors name the field, never its data.
 
+mod exchange;
 pub mod fields;
 mod frame;
+mod issuer;
 mod message;
 pub mod spec;
 
+pub use exchange::{Exchange, LinkError};
 pub use fields::{
     CardholderAuth, EntryMode, F39Outcome, NetworkCode, ProcessingCode, ResponseCode,
     CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
 };
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
+pub use issuer::{decision, Iso8583Issuer, Terminal, SECURITY_CONTROL_FORMAT0};
 pub use message::{mask_pan, Message, Mti, Part};
 
 /// Why a message could not be built, encoded or decoded. Errors name a

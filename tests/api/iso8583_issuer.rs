@@ -1,0 +1,466 @@
+//! `Iso8583Issuer` (the `IssuerLink` over the ISO 8583 acquirer link) and
+//! the matcher with it, against a scripted in-process acquirer host behind
+//! the `Exchange` seam: it answers each request from a script (an F39, no
+//! answer, a dropped link, never sent, an answer held until released), and
+//! keeps every request it saw so the tests can read the fields, decipher
+//! F52 with the link's zone PIN key, and count what reached it. Orders come
+//! in through the real API; the request journal and the reversals are read
+//! back from the store. On SQLite and PostgreSQL.
+
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use voicepay::bank::iso8583::{
+    Exchange, Iso8583Issuer, LinkError, Message, ResponseCode, Terminal,
+};
+use voicepay::bank::{AuthRequest, Decision, IssuerError, IssuerLink, Secret, UnknownOutcome};
+use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, ZonePinKey, Zpk};
+use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
+use voicepay::store::{RequestStatus, Store};
+use voicepay_testkit::{on_both_stores, order_body, TestApp};
+
+const DEBIT: &str = "6222000000000017";
+const CREDIT: &str = "6250000000000012";
+const HOLDER: &str = "11010519491231002X";
+const RIGHT_PIN: &str = "805137";
+const AMOUNT: i64 = 12345;
+/// The published lab-only zone PIN key of the Python peer.
+const LINK_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const ACQUIRER: &str = "00012345";
+const TERMINAL: &str = "VP000001";
+
+/// What the scripted host does with one request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Act {
+    /// Answers the 0210 (or 0430) with this F39.
+    Answer(&'static str),
+    /// `LinkError::NotSent`: the host never sees it.
+    NotSent,
+    /// Sees it (and may process it), never answers: `LinkError::Timeout`.
+    Timeout,
+    /// Sees it, then the link drops: `LinkError::Dropped`.
+    Dropped,
+    /// Sees it and answers with this F39 only after [`FakeHost::release`].
+    Hold(&'static str),
+    /// Answers a message of the wrong type (an 0810).
+    WrongMti,
+}
+
+/// The scripted acquirer host. Requests beyond the script are answered
+/// `00`.
+#[derive(Default)]
+pub(crate) struct FakeHost {
+    script: Mutex<VecDeque<Act>>,
+    seen: Mutex<Vec<Message>>,
+    release: tokio::sync::Notify,
+}
+
+impl FakeHost {
+    pub(crate) fn then(&self, act: Act) -> &Self {
+        self.script.lock().unwrap().push_back(act);
+        self
+    }
+
+    /// Every request the host saw (not the `NotSent` ones), in order.
+    pub(crate) fn seen(&self) -> Vec<Message> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Lets one held answer go.
+    pub(crate) fn release(&self) {
+        self.release.notify_one();
+    }
+
+    fn answer(request: &Message, f39: &str) -> Message {
+        let mut a = request.reply().expect("a request");
+        a.set_response_code(ResponseCode::parse(f39).unwrap())
+            .unwrap();
+        if f39 == "00" && request.mti().as_str() == "0200" {
+            a.set_approval_code("A1B2C3").unwrap();
+            a.set_rrn("000000000042").unwrap();
+        }
+        a
+    }
+}
+
+impl Exchange for FakeHost {
+    async fn exchange(&self, request: Message) -> Result<Message, LinkError> {
+        let act = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Act::Answer("00"));
+        if !matches!(act, Act::NotSent) {
+            self.seen.lock().unwrap().push(request.clone());
+        }
+        match act {
+            Act::Answer(f39) => Ok(Self::answer(&request, f39)),
+            Act::NotSent => Err(LinkError::NotSent("link down")),
+            Act::Timeout => Err(LinkError::Timeout),
+            Act::Dropped => Err(LinkError::Dropped),
+            Act::Hold(f39) => {
+                self.release.notified().await;
+                Ok(Self::answer(&request, f39))
+            }
+            Act::WrongMti => {
+                let mut a = Message::new(voicepay::bank::iso8583::Mti::NETWORK_RESPONSE);
+                a.set(11, request.get(11).unwrap()).unwrap();
+                a.set_response_code(ResponseCode::APPROVED).unwrap();
+                Ok(a)
+            }
+        }
+    }
+}
+
+pub(crate) fn link_zpk() -> Zpk {
+    Zpk::from_hex("zpk-lab", LINK_ZPK).unwrap()
+}
+
+pub(crate) fn terminal() -> Terminal {
+    Terminal {
+        acquirer_id: ACQUIRER.into(),
+        terminal_id: TERMINAL.into(),
+    }
+}
+
+struct Rig {
+    app: TestApp,
+    store: Store,
+    zpk: ZonePinKey,
+    host: Arc<FakeHost>,
+    issuer: Iso8583Issuer<Arc<FakeHost>>,
+}
+
+async fn rig(app: TestApp) -> Rig {
+    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
+        .await
+        .expect("store");
+    let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let host = Arc::new(FakeHost::default());
+    let issuer = Iso8583Issuer::new(
+        host.clone(),
+        store.clone(),
+        ring.zpk(),
+        link_zpk(),
+        terminal(),
+    );
+    Rig {
+        app,
+        store,
+        zpk: ring.zpk(),
+        host,
+        issuer,
+    }
+}
+
+fn card(pan: &str) -> CardNumber {
+    CardNumber::parse(pan).unwrap()
+}
+
+impl Rig {
+    /// A new order for `pan` through the API (its status does not matter
+    /// to the issuer).
+    async fn order(&self, pan: &str) -> String {
+        let n = voicepay::crypto::random_hex(4);
+        let mut body = order_body(&format!("M{n}"));
+        body["card_number"] = pan.into();
+        // a phone of its own: `[limits] orders_per_phone_per_day`
+        let phone =
+            u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap() % 100_000_000;
+        body["phone"] = format!("+86139{phone:08}").into();
+        let resp = self.app.create_order(&body).await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        let order: Value = resp.json().await.unwrap();
+        order["id"].as_str().unwrap().to_owned()
+    }
+
+    fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {
+        let c = card(DEBIT);
+        let block = PinBlock::from_pin(&PinDigits::parse(pin).unwrap(), &c, &self.zpk);
+        AuthRequest {
+            idempotency_key: format!("{order_id}:1"),
+            order_id: order_id.into(),
+            acceptor_id: Some("SHOP000000001".into()),
+            amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
+            card: c,
+            id_number: IdNumber::parse(HOLDER).unwrap(),
+            secret: Secret::PinBlock(block),
+        }
+    }
+
+    fn credit(&self, order_id: &str) -> AuthRequest {
+        AuthRequest {
+            idempotency_key: format!("{order_id}:1"),
+            order_id: order_id.into(),
+            acceptor_id: None,
+            amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
+            card: card(CREDIT),
+            id_number: IdNumber::parse(HOLDER).unwrap(),
+            secret: Secret::Card {
+                expiry: Expiry::parse("1230").unwrap(),
+                cvn2: Cvn2::parse("123").unwrap(),
+            },
+        }
+    }
+
+    async fn journal(&self, key: &str) -> Option<RequestStatus> {
+        self.store
+            .acquirer_request(key)
+            .await
+            .unwrap()
+            .map(|r| r.status)
+    }
+
+    async fn events(&self, id: &str) -> Vec<String> {
+        self.store
+            .events_for(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// Every F39 of the one table, and two it does not know, give the
+/// decision the matcher records; the journal keeps the answer, the audit
+/// log the raw unknown code.
+async fn each_f39_maps_to_its_result(app: TestApp) {
+    use ResultCode::*;
+    let r = rig(app).await;
+    assert_eq!(r.issuer.unknown_outcome(), UnknownOutcome::Reverse);
+    let cases: [(&str, Decision); 14] = [
+        (
+            "00",
+            Decision::Approved {
+                auth_code: "A1B2C3".into(),
+            },
+        ),
+        ("55", Decision::WrongSecret { tries_left: None }),
+        ("51", Decision::Declined(InsufficientFunds)),
+        ("75", Decision::Declined(PinTriesExceeded)),
+        ("54", Decision::Declined(CardExpired)),
+        ("14", Decision::Declined(InvalidCard)),
+        ("62", Decision::Declined(CardRestricted)),
+        ("61", Decision::Declined(OverLimit)),
+        ("91", Decision::Declined(IssuerUnavailable)),
+        ("96", Decision::Declined(IssuerUnavailable)),
+        ("63", Decision::Declined(IdMismatch)),
+        ("05", Decision::Declined(IssuerDeclined)),
+        ("Z9", Decision::Declined(IssuerDeclined)),
+        ("13", Decision::Declined(IssuerDeclined)),
+    ];
+    let count = cases.len();
+    // one order, one attempt per code (429s otherwise: the API's rate limit)
+    let id = r.order(DEBIT).await;
+    let mut unknown_seen = 0;
+    for (n, (f39, want)) in cases.into_iter().enumerate() {
+        let key = format!("{id}:{n}");
+        r.host.then(Act::Answer(f39));
+        let mut req = r.debit(&id, RIGHT_PIN);
+        req.idempotency_key = key.clone();
+        let got = r.issuer.authorize(req).await;
+        assert_eq!(got.unwrap().outcome, want, "F39 {f39}");
+        let row = r.store.acquirer_request(&key).await.unwrap();
+        let row = row.expect("journalled");
+        assert_eq!(row.status, RequestStatus::Answered, "F39 {f39}");
+        assert_eq!(row.resp_code.as_deref(), Some(f39));
+        // query answers from the journal, the same
+        let q = r.issuer.query(&key).await.unwrap().unwrap();
+        assert_eq!(q.outcome, want, "query of F39 {f39}");
+        let unknown = r
+            .events(&id)
+            .await
+            .into_iter()
+            .filter(|e| e.contains("not in the table"))
+            .collect::<Vec<_>>();
+        if want == Decision::Declined(IssuerDeclined) {
+            unknown_seen += 1;
+            assert_eq!(
+                unknown.last().map(String::as_str),
+                Some(
+                    format!("bank issuer answered F39 {f39} (not in the table): issuer_declined")
+                        .as_str()
+                )
+            );
+        }
+        assert_eq!(unknown.len(), unknown_seen, "{unknown:?}");
+    }
+    assert!(r.store.reversals_for(&id).await.unwrap().is_empty());
+    assert_eq!(r.host.seen().len(), count);
+}
+
+/// The 0200s carry the layout of the interface document: a debit's F52 is
+/// a format 0 block of the keyed PIN under the link's TDES key, with F53
+/// and F22 011; a credit's F14 (YYMM), F61 with the CVN2 and F22 012; F7,
+/// F11 (the day's STANs, one each), F25 08, F32, F41, F42, F49. Nothing
+/// secret shows in a message's Debug.
+async fn the_purchase_fields_follow_the_interface(app: TestApp) {
+    let r = rig(app).await;
+    let debit_order = r.order(DEBIT).await;
+    let credit_order = r.order(CREDIT).await;
+    r.issuer
+        .authorize(r.debit(&debit_order, RIGHT_PIN))
+        .await
+        .unwrap();
+    r.issuer.authorize(r.credit(&credit_order)).await.unwrap();
+    let seen = r.host.seen();
+    let (d, c) = (&seen[0], &seen[1]);
+    for m in [d, c] {
+        assert_eq!(m.mti().as_str(), "0200");
+        assert_eq!(m.text(3), Some("000000"));
+        assert_eq!(m.text(4), Some("000000012345"));
+        assert_eq!(m.text(7).map(str::len), Some(10));
+        assert_eq!(m.text(12).map(str::len), Some(6));
+        assert_eq!(m.text(13).map(str::len), Some(4));
+        assert_eq!(m.text(25), Some("08"));
+        assert_eq!(m.text(32), Some(ACQUIRER));
+        assert_eq!(m.text(41), Some(TERMINAL));
+        assert_eq!(m.text(49), Some("156"));
+        let shown = format!("{m:?}");
+        for secret in [DEBIT, CREDIT, HOLDER] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+    assert_ne!(d.stan(), c.stan());
+    assert_eq!(d.text(2), Some(DEBIT));
+    assert_eq!(d.text(22), Some("011"));
+    assert_eq!(d.text(53), Some("1600000000000000"));
+    assert_eq!(d.acceptor_id(), Some("SHOP000000001"));
+    assert!(!d.has(14));
+    let f52: [u8; 8] = d.get(52).unwrap().try_into().unwrap();
+    assert!(PinBlock0::from_bytes(f52).verify(DEBIT, &link_zpk(), RIGHT_PIN.as_bytes()));
+    assert_eq!(d.text(61), Some(format!("01{HOLDER}").as_str()));
+    assert_eq!(c.text(22), Some("012"));
+    assert_eq!(c.get(14), Some(&b"3012"[..]));
+    assert!(!c.has(52) && !c.has(53) && !c.has(42));
+    assert_eq!(c.text(61), Some(format!("01{HOLDER}123").as_str()));
+    // the journal names each as a reversal's F90 would
+    let row = r
+        .store
+        .acquirer_request(&format!("{debit_order}:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.original.mti, "0200");
+    assert_eq!(Some(row.original.stan), d.stan());
+    assert_eq!(Some(row.original.transmitted_at.as_str()), d.text(7));
+    assert_eq!(row.original.acquirer_id, ACQUIRER);
+    assert_eq!(
+        (row.processing_code.as_str(), row.amount),
+        ("000000", AMOUNT)
+    );
+}
+
+/// No answer (a timeout, a dropped link, an answer that is no 0210): the
+/// outcome is unknown, so the request is reversed at once (one pending
+/// reversal naming it) and the answer is `Timeout`; asking again under the
+/// key never sends a second purchase.
+async fn an_unknown_outcome_is_reversed_never_resent(app: TestApp) {
+    let r = rig(app).await;
+    for act in [Act::Timeout, Act::Dropped, Act::WrongMti] {
+        let before = r.host.seen().len();
+        let id = r.order(DEBIT).await;
+        let key = format!("{id}:1");
+        r.host.then(act);
+        let got = r.issuer.authorize(r.debit(&id, RIGHT_PIN)).await;
+        assert_eq!(got.unwrap_err(), IssuerError::Timeout, "{act:?}");
+        assert_eq!(r.journal(&key).await, Some(RequestStatus::Reversing));
+        let sent = r.host.seen()[before].clone();
+        let reversals = r.store.reversals_for(&id).await.unwrap();
+        assert_eq!(reversals.len(), 1, "{act:?}");
+        assert_eq!(Some(reversals[0].original.stan), sent.stan());
+        assert_eq!(
+            Some(reversals[0].original.transmitted_at.as_str()),
+            sent.text(7)
+        );
+        assert_eq!(reversals[0].amount, AMOUNT);
+        // the same key again: no second purchase, still unknown
+        let again = r.issuer.authorize(r.debit(&id, RIGHT_PIN)).await;
+        assert_eq!(again.unwrap_err(), IssuerError::Timeout);
+        assert_eq!(r.issuer.query(&key).await, Err(IssuerError::Timeout));
+        assert_eq!(r.host.seen().len(), before + 1, "{act:?}");
+        // reversing again is idempotent: still one reversal
+        assert_eq!(r.issuer.reverse(&key).await, Ok(true));
+        assert_eq!(r.store.reversals_for(&id).await.unwrap().len(), 1);
+    }
+}
+
+/// A request the link never wrote: nothing was processed, so the answer is
+/// `Unavailable`, the journal forgets it (a query says "never sent") and
+/// nothing is reversed.
+async fn a_request_never_sent_is_unavailable_and_forgotten(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.order(DEBIT).await;
+    let key = format!("{id}:1");
+    r.host.then(Act::NotSent);
+    let got = r.issuer.authorize(r.debit(&id, RIGHT_PIN)).await;
+    assert_eq!(got.unwrap_err(), IssuerError::Unavailable);
+    assert!(r.host.seen().is_empty());
+    assert_eq!(r.journal(&key).await, None);
+    assert_eq!(r.issuer.query(&key).await, Ok(None));
+    assert_eq!(r.issuer.reverse(&key).await, Ok(false));
+    assert!(r.store.reversals_for(&id).await.unwrap().is_empty());
+}
+
+/// The first answer under a key is final: asking again returns it without
+/// a second request; a decline is not reversed, an approval can be.
+async fn the_first_answer_is_final(app: TestApp) {
+    let r = rig(app).await;
+    let declined = r.order(DEBIT).await;
+    r.host.then(Act::Answer("51"));
+    let first = r.issuer.authorize(r.debit(&declined, RIGHT_PIN)).await;
+    r.host.then(Act::Answer("00"));
+    let again = r.issuer.authorize(r.debit(&declined, RIGHT_PIN)).await;
+    assert_eq!(first, again);
+    assert_eq!(r.host.seen().len(), 1);
+    assert_eq!(r.issuer.reverse(&format!("{declined}:1")).await, Ok(false));
+    assert!(r.store.reversals_for(&declined).await.unwrap().is_empty());
+    let approved = r.order(DEBIT).await;
+    r.host.then(Act::Answer("00"));
+    assert!(r
+        .issuer
+        .authorize(r.debit(&approved, RIGHT_PIN))
+        .await
+        .unwrap()
+        .is_approved());
+    assert_eq!(r.issuer.reverse(&format!("{approved}:1")).await, Ok(true));
+    assert_eq!(r.store.reversals_for(&approved).await.unwrap().len(), 1);
+}
+
+/// An answer that arrives after the request was given up and reversed
+/// (another node's recovery reversed it while this one still waited)
+/// changes nothing: the journal stays `reversing`, the reversal stands,
+/// and the caller hears `Timeout`, not the approval.
+async fn a_late_answer_after_the_reversal_changes_nothing(app: TestApp) {
+    let r = Arc::new(rig(app).await);
+    let id = r.order(DEBIT).await;
+    let key = format!("{id}:1");
+    r.host.then(Act::Hold("00"));
+    let waiting = {
+        let r = r.clone();
+        let req = r.debit(&id, RIGHT_PIN);
+        tokio::spawn(async move { r.issuer.authorize(req).await })
+    };
+    while r.host.seen().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(r.issuer.reverse(&key).await, Ok(true));
+    r.host.release();
+    let got = waiting.await.unwrap();
+    assert_eq!(got.unwrap_err(), IssuerError::Timeout);
+    let row = r.store.acquirer_request(&key).await.unwrap().unwrap();
+    assert_eq!(row.status, RequestStatus::Reversing);
+    assert_eq!(row.resp_code, None);
+    assert_eq!(r.store.reversals_for(&id).await.unwrap().len(), 1);
+}
+
+on_both_stores!(
+    each_f39_maps_to_its_result,
+    the_purchase_fields_follow_the_interface,
+    an_unknown_outcome_is_reversed_never_resent,
+    a_request_never_sent_is_unavailable_and_forgotten,
+    the_first_answer_is_final,
+    a_late_answer_after_the_reversal_changes_nothing,
+);
