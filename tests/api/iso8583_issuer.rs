@@ -10,12 +10,17 @@
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use voicepay::bank::iso8583::{
     Exchange, Iso8583Issuer, LinkError, Message, ResponseCode, Terminal,
 };
 use voicepay::bank::{AuthRequest, Decision, IssuerError, IssuerLink, Secret, UnknownOutcome};
-use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, ZonePinKey, Zpk};
+use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, Vault, ZonePinKey, Zpk};
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
+use voicepay::domain::{OrderStatus, Verification};
+use voicepay::ivr::Verdict;
+use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Recovery, Via};
+use voicepay::store::Transition;
 use voicepay::store::{RequestStatus, Store};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
@@ -129,7 +134,17 @@ struct Rig {
     store: Store,
     zpk: ZonePinKey,
     host: Arc<FakeHost>,
-    issuer: Iso8583Issuer<Arc<FakeHost>>,
+    issuer: Arc<Iso8583Issuer<Arc<FakeHost>>>,
+    matcher: BankMatcher<Arc<Iso8583Issuer<Arc<FakeHost>>>>,
+}
+
+fn fast() -> MatcherConfig {
+    MatcherConfig {
+        auth_timeout: Duration::from_millis(800),
+        query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
+        query_timeout: Duration::from_millis(500),
+        recover_after: Duration::ZERO,
+    }
 }
 
 async fn rig(app: TestApp) -> Rig {
@@ -137,21 +152,28 @@ async fn rig(app: TestApp) -> Rig {
         .await
         .expect("store");
     let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let vault = Arc::new(Vault::new(&ring));
     let host = Arc::new(FakeHost::default());
-    let issuer = Iso8583Issuer::new(
+    let issuer = Arc::new(Iso8583Issuer::new(
         host.clone(),
         store.clone(),
         ring.zpk(),
         link_zpk(),
         terminal(),
-    );
+    ));
+    let matcher = BankMatcher::new(store.clone(), vault, ring.zpk(), issuer.clone(), fast());
     Rig {
         app,
         store,
         zpk: ring.zpk(),
         host,
         issuer,
+        matcher,
     }
+}
+
+fn channel(id: &str) -> String {
+    format!("vp-{id}-1")
 }
 
 fn card(pan: &str) -> CardNumber {
@@ -202,6 +224,51 @@ impl Rig {
                 cvn2: Cvn2::parse("123").unwrap(),
             },
         }
+    }
+
+    /// A new order for `pan`, its callback placed and answered: `in_call`.
+    async fn order_in_call(&self, pan: &str) -> String {
+        let id = self.order(pan).await;
+        let now = voicepay::store::now_ms();
+        self.store
+            .insert_attempt(&id, 1, &channel(&id), now)
+            .await
+            .unwrap();
+        let t = Transition {
+            from: OrderStatus::Pending,
+            to: OrderStatus::InCall,
+            result: None,
+            detail: Some("test"),
+        };
+        assert!(self.store.transition(&id, t, now).await.unwrap());
+        id
+    }
+
+    /// The PIN keyed on the order's own callback, through the matcher.
+    async fn verify_pin(&self, id: &str, pin: &str) -> Verdict {
+        let channel = channel(id);
+        let call = CallRef {
+            channel_id: &channel,
+            via: &Via::Callback,
+        };
+        let v = Verification::Pin(PinDigits::parse(pin).unwrap());
+        self.matcher.verify(id, call, v).await
+    }
+
+    /// (status, result code, respCode) as the merchant sees the order.
+    async fn outcome(&self, id: &str) -> (String, String, String) {
+        let resp = self
+            .app
+            .get(&format!("/v1/orders/{id}"), &self.app.api_key)
+            .await;
+        assert_eq!(resp.status(), 200);
+        let o: Value = resp.json().await.unwrap();
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        (
+            s(&o["status"]),
+            s(&o["result"]["code"]),
+            s(&o["result"]["resp_code"]),
+        )
     }
 
     async fn journal(&self, key: &str) -> Option<RequestStatus> {
@@ -456,7 +523,152 @@ async fn a_late_answer_after_the_reversal_changes_nothing(app: TestApp) {
     assert_eq!(r.store.reversals_for(&id).await.unwrap().len(), 1);
 }
 
+/// Through the matcher: an approval succeeds the order, an unknown F39
+/// fails it `issuer_declined` (05), one 0200 each.
+async fn the_matcher_follows_the_links_answers(app: TestApp) {
+    let r = rig(app).await;
+    let paid = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Answer("00"));
+    assert_eq!(r.verify_pin(&paid, RIGHT_PIN).await, Verdict::Approved);
+    assert_eq!(
+        r.outcome(&paid).await,
+        ("succeeded".into(), "approved".into(), "00".into())
+    );
+    let odd = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Answer("05"));
+    assert_eq!(
+        r.verify_pin(&odd, RIGHT_PIN).await,
+        Verdict::Failed(ResultCode::IssuerDeclined)
+    );
+    assert_eq!(
+        r.outcome(&odd).await,
+        ("failed".into(), "issuer_declined".into(), "05".into())
+    );
+    assert_eq!(r.host.seen().len(), 2);
+}
+
+/// No answer over the link (a timeout, a dropped link): the matcher never
+/// queries in a loop nor sends a second purchase: the attempt is reversed
+/// (one pending reversal) and the order fails `issuer_unavailable`.
+async fn no_answer_reverses_and_fails_the_order(app: TestApp) {
+    let r = rig(app).await;
+    for act in [Act::Timeout, Act::Dropped] {
+        let before = r.host.seen().len();
+        let id = r.order_in_call(DEBIT).await;
+        r.host.then(act);
+        assert_eq!(
+            r.verify_pin(&id, RIGHT_PIN).await,
+            Verdict::Failed(ResultCode::IssuerUnavailable),
+            "{act:?}"
+        );
+        assert_eq!(
+            r.outcome(&id).await,
+            ("failed".into(), "issuer_unavailable".into(), "03".into())
+        );
+        assert_eq!(r.host.seen().len(), before + 1, "{act:?}: one 0200 only");
+        assert_eq!(r.store.reversals_for(&id).await.unwrap().len(), 1);
+        assert_eq!(
+            r.journal(&format!("{id}:1")).await,
+            Some(RequestStatus::Reversing)
+        );
+    }
+}
+
+/// The matcher's own timeout (`bank.auth_timeout_secs`) runs out while the
+/// 0200 is still on the link: the same: reversed, failed, and the answer
+/// that comes after changes nothing.
+async fn the_matchers_timeout_reverses_too(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Hold("00"));
+    assert_eq!(
+        r.verify_pin(&id, RIGHT_PIN).await,
+        Verdict::Failed(ResultCode::IssuerUnavailable)
+    );
+    r.host.release();
+    assert_eq!(r.outcome(&id).await.0, "failed");
+    assert_eq!(
+        r.journal(&format!("{id}:1")).await,
+        Some(RequestStatus::Reversing)
+    );
+    assert_eq!(r.store.reversals_for(&id).await.unwrap().len(), 1);
+    assert_eq!(r.host.seen().len(), 1);
+}
+
+/// A crash left orders in `authorizing`; recovery asks the journal once:
+/// sent and unanswered → reversed and failed; answered → followed; never
+/// sent → failed with no reversal. Nothing is sent again.
+async fn recovery_reverses_what_a_crash_left_unanswered(app: TestApp) {
+    let r = rig(app).await;
+    let now = voicepay::store::now_ms();
+    let arm = |id: String| {
+        let store = r.store.clone();
+        async move {
+            let key = format!("{id}:1");
+            let new = voicepay::store::NewRequest {
+                key: &key,
+                order_id: &id,
+                refund_id: None,
+                original: voicepay::domain::OriginalRequest {
+                    mti: "0200".into(),
+                    stan: store
+                        .next_stan(voicepay::bank::shanghai_day(time::OffsetDateTime::now_utc()))
+                        .await
+                        .unwrap(),
+                    transmitted_at: "1130235959".into(),
+                    acquirer_id: ACQUIRER.into(),
+                },
+                processing_code: "000000",
+                amount: AMOUNT,
+            };
+            assert!(store.arm_request(&new, now).await.unwrap());
+            key
+        }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = r.order_in_call(DEBIT).await;
+        assert!(r
+            .store
+            .start_authorization(&id, "test", now)
+            .await
+            .unwrap()
+            .is_some());
+        ids.push(id);
+    }
+    let (crashed, answered, unsent) = (&ids[0], &ids[1], &ids[2]);
+    arm(crashed.clone()).await;
+    let key = arm(answered.clone()).await;
+    assert!(r
+        .store
+        .answer_request(&key, "00", Some("A1B2C3"), None, now)
+        .await
+        .unwrap());
+    let report = r.matcher.recover().await;
+    assert_eq!(
+        report,
+        Recovery {
+            settled: 3,
+            unresolved: 0
+        }
+    );
+    assert_eq!(
+        r.outcome(crashed).await,
+        ("failed".into(), "issuer_unavailable".into(), "03".into())
+    );
+    assert_eq!(r.store.reversals_for(crashed).await.unwrap().len(), 1);
+    assert_eq!(r.outcome(answered).await.1, "approved");
+    assert!(r.store.reversals_for(answered).await.unwrap().is_empty());
+    assert_eq!(r.outcome(unsent).await.1, "issuer_unavailable");
+    assert!(r.store.reversals_for(unsent).await.unwrap().is_empty());
+    assert!(r.host.seen().is_empty(), "recovery sends nothing itself");
+}
+
 on_both_stores!(
+    the_matcher_follows_the_links_answers,
+    no_answer_reverses_and_fails_the_order,
+    the_matchers_timeout_reverses_too,
+    recovery_reverses_what_a_crash_left_unanswered,
     each_f39_maps_to_its_result,
     the_purchase_fields_follow_the_interface,
     an_unknown_outcome_is_reversed_never_resent,
