@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use voicepay::bank::iso8583::{
-    Exchange, Iso8583Issuer, LinkError, Message, ResponseCode, Terminal,
+    Exchange, Iso8583Issuer, LinkError, Message, ResponseCode, ReversalRound, ReversalWorker,
+    Terminal,
 };
 use voicepay::bank::{AuthRequest, Decision, IssuerError, IssuerLink, Secret, UnknownOutcome};
 use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, Vault, ZonePinKey, Zpk};
@@ -664,7 +665,80 @@ async fn recovery_reverses_what_a_crash_left_unanswered(app: TestApp) {
     assert!(r.host.seen().is_empty(), "recovery sends nothing itself");
 }
 
+/// A worker on the rig's store and host whose clock runs `skew` seconds
+/// ahead.
+fn worker(r: &Rig, skew: Arc<std::sync::atomic::AtomicI64>) -> ReversalWorker<Arc<FakeHost>> {
+    let ring = KeyRing::load(&r.app.settings.crypto).unwrap();
+    let clock: voicepay::clock::SharedClock = Arc::new(move || {
+        time::OffsetDateTime::now_utc()
+            + time::Duration::seconds(skew.load(std::sync::atomic::Ordering::SeqCst))
+    });
+    ReversalWorker::new(
+        r.host.clone(),
+        r.store.clone(),
+        Arc::new(Vault::new(&ring)),
+        terminal(),
+        Duration::from_secs(10),
+        "node-test".into(),
+    )
+    .with_clock(clock)
+}
+
+/// The store-and-forward reversal of an unanswered purchase: a 0420 naming
+/// the original in F90 (with the order's card in F2, F3/F4 of the
+/// original, a STAN of its own); unanswered, it is repeated as 0421 once
+/// its back-off has passed (not before), until a 0430 (whatever its F39)
+/// acknowledges it; then nothing more is sent.
+async fn reversals_are_sent_until_acknowledged(app: TestApp) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use voicepay::store::ReversalStatus;
+    let r = rig(app).await;
+    let id = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Timeout);
+    r.verify_pin(&id, RIGHT_PIN).await;
+    let purchase = r.host.seen()[0].clone();
+    let skew = Arc::new(AtomicI64::new(0));
+    let w = worker(&r, skew.clone());
+    r.host.then(Act::Timeout);
+    let first = w.run_once().await.unwrap();
+    assert_eq!((first.sent, first.acknowledged, first.failed), (1, 0, 1));
+    let advice = r.host.seen()[1].clone();
+    assert_eq!(advice.mti().as_str(), "0420");
+    assert_eq!(advice.text(2), Some(DEBIT));
+    assert_eq!(advice.text(3), Some("000000"));
+    assert_eq!(advice.text(4), purchase.text(4));
+    assert_ne!(advice.stan(), purchase.stan());
+    assert_eq!(advice.text(41), Some(TERMINAL));
+    let original = advice.original().unwrap();
+    assert_eq!(Some(original.stan), purchase.stan());
+    assert_eq!(Some(original.transmitted_at.as_str()), purchase.text(7));
+    assert_eq!(original.mti, "0200");
+    assert!(!advice.has(52) && !advice.has(61) && !advice.has(14));
+    let row = &r.store.reversals_for(&id).await.unwrap()[0];
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.status, ReversalStatus::Pending);
+    assert!(row.last_error.as_deref().unwrap().contains("no answer"));
+    // not due again before its back-off
+    assert_eq!(w.run_once().await.unwrap(), ReversalRound::default());
+    assert_eq!(r.host.seen().len(), 2);
+    skew.store(3600, Ordering::SeqCst);
+    r.host.then(Act::Answer("96"));
+    let second = w.run_once().await.unwrap();
+    assert_eq!((second.sent, second.acknowledged, second.failed), (1, 1, 0));
+    let repeat = r.host.seen()[2].clone();
+    assert_eq!(repeat.mti().as_str(), "0421");
+    assert_eq!(repeat.text(90), advice.text(90));
+    let row = &r.store.reversals_for(&id).await.unwrap()[0];
+    assert_eq!(row.status, ReversalStatus::Acknowledged);
+    skew.store(7200, Ordering::SeqCst);
+    assert_eq!(w.run_once().await.unwrap(), ReversalRound::default());
+    assert_eq!(r.host.seen().len(), 3);
+    // the order stays failed: a reversal never changes it
+    assert_eq!(r.outcome(&id).await.1, "issuer_unavailable");
+}
+
 on_both_stores!(
+    reversals_are_sent_until_acknowledged,
     the_matcher_follows_the_links_answers,
     no_answer_reverses_and_fails_the_order,
     the_matchers_timeout_reverses_too,

@@ -22,6 +22,7 @@ pub mod fields;
 mod frame;
 mod issuer;
 mod message;
+mod reversal;
 pub mod spec;
 
 pub use exchange::{Exchange, LinkError};
@@ -32,6 +33,7 @@ pub use fields::{
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
 pub use issuer::{decision, Iso8583Issuer, Terminal, SECURITY_CONTROL_FORMAT0};
 pub use message::{mask_pan, Message, Mti, Part};
+pub use reversal::{ReversalRound, ReversalWorker};
 
 /// Why a message could not be built, encoded or decoded. Errors name a
 /// field and lengths, never the field's data.
