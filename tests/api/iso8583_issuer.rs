@@ -737,7 +737,84 @@ async fn reversals_are_sent_until_acknowledged(app: TestApp) {
     assert_eq!(r.outcome(&id).await.1, "issuer_unavailable");
 }
 
+fn refund(order_id: &str, refund_id: &str, fen: i64) -> voicepay::bank::RefundRequest {
+    voicepay::bank::RefundRequest {
+        refund_id: refund_id.into(),
+        order_id: order_id.into(),
+        purchase_key: format!("{order_id}:1"),
+        amount: Amount::parse(fen, i64::MAX).unwrap(),
+        card: card(DEBIT),
+        acceptor_id: Some("SHOP000000001".into()),
+    }
+}
+
+/// A refund is one 0200 with F3 200000 and F90 naming the approved
+/// purchase (from the journal), journalled under the refund id: its first
+/// answer is final; no answer reverses it (a 0420 with F3 200000 follows);
+/// a refund of a purchase the link never approved sends nothing.
+async fn refunds_go_over_the_link_journalled(app: TestApp) {
+    use voicepay::bank::IssuerLink;
+    let r = rig(app).await;
+    let id = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Answer("00"));
+    assert_eq!(r.verify_pin(&id, RIGHT_PIN).await, Verdict::Approved);
+    let purchase = r.host.seen()[0].clone();
+    // approved refund
+    r.host.then(Act::Answer("00"));
+    let got = r.issuer.refund(refund(&id, "rfd_one", 5000)).await.unwrap();
+    assert!(got.is_approved());
+    let m = r.host.seen()[1].clone();
+    assert_eq!(m.mti().as_str(), "0200");
+    assert_eq!(m.text(3), Some("200000"));
+    assert_eq!(m.text(4), Some("000000005000"));
+    assert_eq!(m.text(2), Some(DEBIT));
+    let original = m.original().unwrap();
+    assert_eq!(Some(original.stan), purchase.stan());
+    assert_eq!(Some(original.transmitted_at.as_str()), purchase.text(7));
+    assert!(!m.has(52) && !m.has(61));
+    let row = r.store.acquirer_request("rfd_one").await.unwrap().unwrap();
+    assert_eq!(row.refund_id.as_deref(), Some("rfd_one"));
+    assert_eq!((row.processing_code.as_str(), row.amount), ("200000", 5000));
+    assert_eq!(row.status, RequestStatus::Answered);
+    // the same refund again: the journalled answer, nothing sent
+    let again = r.issuer.refund(refund(&id, "rfd_one", 5000)).await.unwrap();
+    assert_eq!(again, got);
+    assert_eq!(r.host.seen().len(), 2);
+    // no answer: reversed, as a refund
+    r.host.then(Act::Timeout);
+    let lost = r.issuer.refund(refund(&id, "rfd_two", 1000)).await;
+    assert_eq!(lost, Err(IssuerError::Timeout));
+    let reversals = r.store.reversals_for(&id).await.unwrap();
+    assert_eq!(reversals.len(), 1);
+    assert_eq!(reversals[0].refund_id.as_deref(), Some("rfd_two"));
+    assert_eq!(reversals[0].processing_code, "200000");
+    assert_eq!(reversals[0].amount, 1000);
+    r.host.then(Act::Answer("00"));
+    let skew = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    assert_eq!(worker(&r, skew).run_once().await.unwrap().acknowledged, 1);
+    let advice = r.host.seen()[3].clone();
+    assert_eq!(
+        (advice.mti().as_str(), advice.text(3)),
+        ("0420", Some("200000"))
+    );
+    // a declined order's purchase cannot be refunded: nothing sent
+    let declined = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Answer("51"));
+    r.verify_pin(&declined, RIGHT_PIN).await;
+    let before = r.host.seen().len();
+    let refused = r.issuer.refund(refund(&declined, "rfd_three", 100)).await;
+    assert_eq!(refused, Err(IssuerError::Unavailable));
+    assert_eq!(r.host.seen().len(), before);
+    assert!(r
+        .store
+        .acquirer_request("rfd_three")
+        .await
+        .unwrap()
+        .is_none());
+}
+
 on_both_stores!(
+    refunds_go_over_the_link_journalled,
     reversals_are_sent_until_acknowledged,
     the_matcher_follows_the_links_answers,
     no_answer_reverses_and_fails_the_order,
