@@ -3,7 +3,8 @@
 //! only with `VOICEPAY_TEST_DATABASE_URL`), the matcher with the stub
 //! issuer, webhooks to a real receiver, the order status stream, the demo
 //! page's backend on its own listener, the `voicepay` binary's commands,
-//! the `[limits]`, and the Python ISO 8583 issuer peer's self-test.
+//! the `[limits]`, the Python ISO 8583 issuer peer's self-test, and the
+//! ISO 8583 link against that peer.
 
 mod api_bindings;
 mod api_orders;
@@ -11,6 +12,7 @@ mod cli;
 mod contract;
 mod demo;
 mod iso8583_issuer;
+mod iso8583_link;
 mod iso8583_peer;
 mod key_lifecycle;
 mod limits;

@@ -31,8 +31,9 @@
 //! credit: F14; F61 the cardholder's ID (and CVN2 for credit). Nothing of
 //! F2 (unmasked), F14, F52, F53's key or F61 is logged.
 
-use super::exchange::{Exchange, LinkError};
+use super::exchange::Exchange;
 use super::fields::{CardholderAuth, EntryMode, F39Outcome, ProcessingCode, ResponseCode};
+use super::link::LinkError;
 use super::{Message, Mti};
 use crate::bank::{
     shanghai_day, AuthRequest, AuthResponse, Decision, IssuerError, IssuerLink, RefundRequest,

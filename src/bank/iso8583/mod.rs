@@ -1,9 +1,10 @@
 //! voicepay's ISO 8583 wire format, layered like mini-redis: [`spec`] (the
 //! field table), [`Message`] (encode/decode with no IO), typed fields and
 //! the response-code table ([`fields`]), and [`FrameCodec`] (the 2-byte
-//! length prefix, as a `tokio_util` codec). Above them: the [`Exchange`]
-//! seam to the transport that multiplexes requests over a connection
-//! (`link::Link`), the [`Iso8583Issuer`] (the `IssuerLink` over it, with the
+//! length prefix, as a `tokio_util` codec), and the [`link`] that keeps a
+//! signed-on connection to the acquirer host and multiplexes requests over
+//! it. Above them: the [`Exchange`] seam to that transport (implemented by
+//! [`Link`]), the [`Iso8583Issuer`] (the `IssuerLink` over it, with the
 //! request journal) and the [`ReversalWorker`] (store-and-forward
 //! reversals).
 //!
@@ -21,17 +22,19 @@ mod exchange;
 pub mod fields;
 mod frame;
 mod issuer;
+pub mod link;
 mod message;
 mod reversal;
 pub mod spec;
 
-pub use exchange::{Exchange, LinkError};
+pub use exchange::Exchange;
 pub use fields::{
     CardholderAuth, EntryMode, F39Outcome, NetworkCode, ProcessingCode, ResponseCode,
     CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
 };
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
 pub use issuer::{decision, Iso8583Issuer, Terminal, SECURITY_CONTROL_FORMAT0};
+pub use link::{Link, LinkError, LinkSettings, LinkStatus, StanSource};
 pub use message::{mask_pan, Message, Mti, Part};
 pub use reversal::{ReversalRound, ReversalWorker};
 
