@@ -5,7 +5,8 @@
 //! and answered by the peer, and an unanswered purchase (`hold-next-0210`,
 //! `drop-link` with it in flight) is reversed by the daemon's own reversal
 //! worker until the peer acknowledges it, the money back on the card in the
-//! peer's ledger. Each test ends with the peer's protocol-error count at 0.
+//! peer's ledger; a refund names its purchase in F90 and is credited. Each
+//! test ends with the peer's protocol-error count at 0.
 //!
 //! Skips without the venv (pyiso8583 + psec), except under `CI=true`, as
 //! `iso8583_peer.rs` does.
@@ -327,5 +328,41 @@ async fn a_purchase_in_flight_when_the_link_drops_is_reversed() {
     assert!(matches!(got, Err(IssuerError::Timeout)), "{got:?}");
     r.acknowledged(&id).await;
     assert_eq!(r.peer.balance("622200******0017").await, START_FEN);
+    r.no_protocol_errors().await;
+}
+
+/// A refund over the link: the peer credits the approved purchase F90
+/// names, and refuses (F39 13, not in voicepay's table: `issuer_declined`)
+/// more than what is left of it.
+#[tokio::test]
+async fn a_refund_names_its_purchase_and_the_peer_credits_it() {
+    let Some(r) = rig().await else { return };
+    let id = r.order(DEBIT).await;
+    assert!(r
+        .bank
+        .authorize(r.debit(&id, "805137"))
+        .await
+        .unwrap()
+        .is_approved());
+    let refund = |refund_id: &str, fen: i64| voicepay::bank::RefundRequest {
+        refund_id: refund_id.into(),
+        order_id: id.clone(),
+        purchase_key: format!("{id}:1"),
+        amount: Amount::parse(fen, i64::MAX).unwrap(),
+        card: CardNumber::parse(DEBIT).unwrap(),
+        acceptor_id: Some("SHOP000000001".into()),
+    };
+    let got = r.bank.refund(refund("rfd_a", 5000)).await.unwrap();
+    assert!(got.is_approved(), "{got:?}");
+    assert_eq!(
+        r.peer.balance("622200******0017").await,
+        START_FEN - AMOUNT + 5000
+    );
+    let over = r.bank.refund(refund("rfd_b", AMOUNT)).await.unwrap();
+    assert_eq!(over.outcome, Decision::Declined(ResultCode::IssuerDeclined));
+    assert_eq!(
+        r.peer.balance("622200******0017").await,
+        START_FEN - AMOUNT + 5000
+    );
     r.no_protocol_errors().await;
 }
