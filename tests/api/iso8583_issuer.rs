@@ -813,7 +813,35 @@ async fn refunds_go_over_the_link_journalled(app: TestApp) {
         .is_none());
 }
 
+/// What the issuer, the matcher and the reversal worker log: masked card
+/// numbers, MTIs, STANs, F39; never a card number, ID number or PIN.
+async fn nothing_secret_is_logged(app: TestApp) {
+    let log = voicepay_testkit::log::capture();
+    let r = rig(app).await;
+    let paid = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Answer("00"));
+    assert_eq!(r.verify_pin(&paid, RIGHT_PIN).await, Verdict::Approved);
+    let lost = r.order_in_call(DEBIT).await;
+    r.host.then(Act::Timeout);
+    r.verify_pin(&lost, RIGHT_PIN).await;
+    let credit = r.order(CREDIT).await;
+    r.host.then(Act::Dropped);
+    let _ = r.issuer.authorize(r.credit(&credit)).await;
+    let skew = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    assert_eq!(worker(&r, skew).run_once().await.unwrap().acknowledged, 2);
+    let text = log.text();
+    assert!(
+        text.contains("622200******0017"),
+        "nothing captured: {text}"
+    );
+    assert!(text.contains("sending a reversal advice"), "{text}");
+    for secret in [DEBIT, CREDIT, HOLDER, RIGHT_PIN, LINK_ZPK] {
+        assert!(!text.contains(secret), "{secret} logged: {text}");
+    }
+}
+
 on_both_stores!(
+    nothing_secret_is_logged,
     refunds_go_over_the_link_journalled,
     reversals_are_sent_until_acknowledged,
     the_matcher_follows_the_links_answers,
