@@ -54,7 +54,7 @@ use super::session::run_order;
 use crate::ari::{AriCommands, AriRest, Call, Event, HangupReason};
 use crate::bank::shanghai_day;
 use crate::domain::{CallerNumber, Phone};
-use crate::ivr::order_code::{CodeGate, GateInput, GateStep, OrderCode, ORDER_CODE_LEN};
+use crate::ivr::order_code::{CodeGate, GateInput, GateStep, OrderCode};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, OrderRow};
 use std::sync::Arc;
@@ -72,7 +72,6 @@ const NO_MOBILE: &str = "no-mobile";
 /// (`ivr.first_digit_timeout_secs`, `ivr.inter_digit_timeout_secs`).
 fn code_entry<M>(desk: &Desk<M>) -> Entry {
     Entry {
-        len: ORDER_CODE_LEN,
         first_digit: Duration::from_secs(desk.settings.ivr.first_digit_timeout_secs),
         inter_digit: Duration::from_secs(desk.settings.ivr.inter_digit_timeout_secs),
     }
@@ -133,10 +132,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
             let Some(order) = by_caller_id(desk, &p, &mut caller).await else {
                 return;
             };
-            let via = Via::Inbound {
-                caller_id: caller.number.clone(),
-            };
-            return pay(desk, &order, via, &mut caller).await;
+            return pay(desk, &order, Via::Inbound { caller: p }, &mut caller).await;
         }
         CallerNumber::Mobile(p) => Among::Phone(p),
         CallerNumber::Other(_) | CallerNumber::Withheld => Among::Anyone,
@@ -145,9 +141,7 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         return;
     };
     let via = match among {
-        Among::Phone(_) => Via::Inbound {
-            caller_id: caller.number.clone(),
-        },
+        Among::Phone(p) => Via::Inbound { caller: p },
         Among::Anyone => Via::InboundByCode,
     };
     pay(desk, &order, via, &mut caller).await;

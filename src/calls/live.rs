@@ -84,8 +84,6 @@ pub(super) enum Keyed {
 /// Timing of [`collect_code`].
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entry {
-    /// Digits that complete the entry without `#`.
-    pub len: usize,
     /// Wait for the first digit once the prompt has ended.
     pub first_digit: Duration,
     /// Wait between two digits.
@@ -95,8 +93,8 @@ pub(super) struct Entry {
 /// Plays `prompt` on `line`'s channel and collects digits (on whichever
 /// channel the call is on: a masquerade meanwhile keeps what was keyed):
 /// a digit during the prompt stops it
-/// (barge-in) and counts; `*` clears; `#` or the `len`-th digit ends the
-/// entry (at most [`crate::ivr::order_code::ORDER_CODE_LEN`] digits). A
+/// (barge-in) and counts; `*` clears; `#` or the
+/// [`crate::ivr::order_code::ORDER_CODE_LEN`]-th digit ends the entry. A
 /// `#` with nothing keyed yet (the terminator a caller adds after a code
 /// that was already complete) is ignored: it neither stops the prompt nor
 /// counts. The digits go straight into an [`OrderCode`]; nothing here
@@ -148,7 +146,7 @@ pub(super) async fn collect_code<A: AriCommands>(
                     '*' => digits.clear(),
                     c if c.is_ascii_digit() => {
                         digits.push(c);
-                        if digits.len() >= entry.len.min(ORDER_CODE_LEN) {
+                        if digits.len() >= ORDER_CODE_LEN {
                             return Keyed::Code(digits);
                         }
                     }

@@ -15,7 +15,7 @@
 use super::desk::Desk;
 use super::line::Line;
 use super::runner::{CallEnd, CallRunner};
-use super::settle::{retry_or_fail, settle_lost};
+use super::settle::{back_to_calling, retry_or_fail, settle_lost};
 use crate::ari::{AriCommands, HangupReason};
 use crate::domain::{Language, OrderStatus, ResultCode, YearMonth};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, MachineScreen};
@@ -95,16 +95,8 @@ async fn not_reached<M>(desk: &Desk<M>, order: &OrderRow, channel_id: &str) {
     tracing::info!("callback answered by a machine; not reached");
     desk.end_attempt(channel_id, "not_reached", Some("machine"))
         .await;
-    let back = Transition {
-        from: OrderStatus::InCall,
-        to: OrderStatus::Calling,
-        result: None,
-        detail: Some("answered by a machine"),
-    };
-    match desk.store.transition(&order.id, back, now_ms()).await {
-        Ok(true) => retry_or_fail(desk, &order.id, order.attempts, ResultCode::NoAnswer).await,
-        Ok(false) => tracing::info!("order left in_call meanwhile"),
-        Err(e) => tracing::warn!(error = %e, "cannot put the order back to calling"),
+    if back_to_calling(desk, &order.id, "answered by a machine").await {
+        retry_or_fail(desk, &order.id, order.attempts, ResultCode::NoAnswer).await;
     }
 }
 

@@ -18,23 +18,36 @@ pub(super) async fn settle_lost<M>(desk: &Desk<M>, call: &ActiveCall) {
     if let Some(channel) = &call.channel_id {
         desk.end_attempt(channel, "failed", Some("call_lost")).await;
     }
-    if call.status == OrderStatus::InCall {
-        let back = Transition {
-            from: OrderStatus::InCall,
-            to: OrderStatus::Calling,
-            result: None,
-            detail: Some("call lost"),
-        };
-        match desk.store.transition(&call.order_id, back, now_ms()).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot put the lost call's order back");
-                return;
-            }
-        }
+    if call.status == OrderStatus::InCall
+        && !back_to_calling(desk, &call.order_id, "call lost").await
+    {
+        return;
     }
     retry_or_fail(desk, &call.order_id, call.attempts, ResultCode::CallFailed).await;
+}
+
+/// Moves an order whose call ended undecided from `in_call` back to
+/// `calling` (recording `detail`), so that [`retry_or_fail`] can queue
+/// another attempt. `false` when the order left `in_call` meanwhile (it was
+/// decided, cancelled or expired) or the store failed: nothing more to do.
+pub(super) async fn back_to_calling<M>(desk: &Desk<M>, order_id: &str, detail: &str) -> bool {
+    let back = Transition {
+        from: OrderStatus::InCall,
+        to: OrderStatus::Calling,
+        result: None,
+        detail: Some(detail),
+    };
+    match desk.store.transition(order_id, back, now_ms()).await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!("order left in_call meanwhile");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot put the order back to calling");
+            false
+        }
+    }
 }
 
 /// From `calling`: back to the queue while attempts remain, else

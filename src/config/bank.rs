@@ -152,28 +152,20 @@ impl Iso8583Settings {
         if !self.address.is_empty() && !is_host_port(&self.address) {
             return invalid("bank.iso8583.address", "must be host:port");
         }
+        let id = &self.zone_pin_key_id;
+        if !id.is_empty() && !zpk_id_ok(id) {
+            return invalid("bank.iso8583.zone_pin_key_id", &ZpkError::BadId.to_string());
+        }
         if !self.zone_pin_key.is_empty() {
-            if let Err(why) = zpk_shape(&self.zone_pin_key) {
-                return invalid("bank.iso8583.zone_pin_key", why);
-            }
-            if self.zone_pin_key_id.is_empty() {
+            if id.is_empty() {
                 return invalid(
                     "bank.iso8583.zone_pin_key_id",
                     "is required with a zone_pin_key",
                 );
             }
-        }
-        let id = &self.zone_pin_key_id;
-        if !id.is_empty()
-            && (id.len() > 32
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        {
-            return invalid(
-                "bank.iso8583.zone_pin_key_id",
-                "must be 1 to 32 letters, digits, - or _",
-            );
+            if let Err(why) = zpk_bytes(id, &self.zone_pin_key) {
+                return invalid("bank.iso8583.zone_pin_key", &why.to_string());
+            }
         }
         let f32 = &self.acquirer_id;
         if !f32.is_empty() && (f32.len() > 11 || !f32.bytes().all(|b| b.is_ascii_digit())) {
@@ -209,22 +201,60 @@ fn is_host_port(s: &str) -> bool {
     })
 }
 
-/// The checks of `crypto::Zpk::from_hex` (which start-up applies again: the
-/// config layer sits below crypto): 32 hex digits, halves different, odd
-/// parity in every byte. The reason, never the key.
-fn zpk_shape(hex_key: &str) -> Result<(), &'static str> {
+/// Why a TDES zone PIN key (`bank.iso8583.zone_pin_key` and its id) was
+/// refused. Never carries key material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ZpkError {
+    /// Not 32 characters (after trimming).
+    #[error("must be 32 hex digits (a double-length TDES key), got {0} characters")]
+    Length(usize),
+    /// A character that is not a hex digit.
+    #[error("must be hex digits only")]
+    NotHex,
+    /// Halves equal: TDES with K1 = K2 is single DES.
+    #[error("its two halves are equal, which makes it a single-length DES key")]
+    EqualHalves,
+    /// Byte `n` (0-based) does not have odd parity.
+    #[error("byte {0} does not have odd parity (every byte of a DES key must have an odd number of 1 bits)")]
+    Parity(usize),
+    /// The key id is empty, too long or has other characters.
+    #[error("the key id must be 1 to 32 letters, digits, - or _")]
+    BadId,
+}
+
+fn zpk_id_ok(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The 16 key bytes of a double-length TDES zone PIN key given as 32 hex
+/// digits (either case, surrounding blanks ignored), with its id: the one
+/// check of the key's shape, made when the configuration is read and again
+/// by `crypto::Zpk::from_hex` when the key is loaded. Halves must differ
+/// and every byte must have odd parity (ANSI X9.24-1 / ISO 11568 DES key
+/// bytes), so a mistyped digit is refused at start.
+///
+/// # Errors
+/// [`ZpkError`], naming what is wrong, never the key.
+pub fn zpk_bytes(id: &str, hex_key: &str) -> Result<zeroize::Zeroizing<[u8; 16]>, ZpkError> {
+    if !zpk_id_ok(id) {
+        return Err(ZpkError::BadId);
+    }
     let hex_key = hex_key.trim();
+    if hex_key.len() != 32 {
+        return Err(ZpkError::Length(hex_key.len()));
+    }
     let mut raw = zeroize::Zeroizing::new([0u8; 16]);
-    if hex_key.len() != 32 || hex::decode_to_slice(hex_key, &mut *raw).is_err() {
-        return Err("must be 32 hex digits (a double-length TDES key)");
-    }
+    hex::decode_to_slice(hex_key, &mut *raw).map_err(|_| ZpkError::NotHex)?;
     if raw[..8] == raw[8..] {
-        return Err("its halves are equal (that is single DES)");
+        return Err(ZpkError::EqualHalves);
     }
-    if raw.iter().any(|b| b.count_ones() % 2 == 0) {
-        return Err("every byte must have odd parity (a mistyped digit?)");
+    match raw.iter().position(|b| b.count_ones() % 2 == 0) {
+        Some(i) => Err(ZpkError::Parity(i)),
+        None => Ok(raw),
     }
-    Ok(())
 }
 
 #[cfg(test)]

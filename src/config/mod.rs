@@ -21,7 +21,7 @@ mod velocity;
 mod webhooks;
 
 pub use ari::AriSettings;
-pub use bank::{BankKind, BankSettings, Iso8583Settings};
+pub use bank::{zpk_bytes, BankKind, BankSettings, Iso8583Settings, ZpkError};
 pub use crypto::CryptoSettings;
 pub use database::{redact_url_password, DatabaseSettings};
 pub use demo::DemoSettings;

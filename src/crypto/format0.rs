@@ -19,28 +19,16 @@
 //! the PIN digits, the clear format 0 block) sits in [`Scratch`], which is
 //! wiped before the function returns, on success and on every error.
 
-use super::pinblock::{read_pin_digits, PinBlock, PinBlockError, ZonePinKey};
+use super::pinblock::{
+    pack_into, read_pin_digits, write_pin_nibbles, xor_into, PinBlock, PinBlockError, ZonePinKey,
+};
 use des::cipher::generic_array::GenericArray;
 use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit};
 use des::TdesEde2;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-/// Why a TDES zone PIN key was refused. Never carries key material.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ZpkError {
-    #[error("must be 32 hex digits (a double-length TDES key), got {0} characters")]
-    Length(usize),
-    #[error("must be hex digits only")]
-    NotHex,
-    /// Halves equal: TDES with K1 = K2 is single DES.
-    #[error("its two halves are equal, which makes it a single-length DES key")]
-    EqualHalves,
-    /// Byte `n` (0-based) does not have odd parity.
-    #[error("byte {0} does not have odd parity (every byte of a DES key must have an odd number of 1 bits)")]
-    Parity(usize),
-    #[error("the key id must be 1 to 32 letters, digits, - or _")]
-    BadId,
-}
+use crate::config::zpk_bytes;
+pub use crate::config::ZpkError;
 
 /// A double-length (112-bit, 2-key, K1‖K2) TDES zone PIN key shared with
 /// the acquirer, with the id both sides know it by.
@@ -63,21 +51,7 @@ pub struct Zpk {
 impl Zpk {
     /// The key `id` (1-32 of `A-Za-z0-9-_`) from 32 hex digits (either case).
     pub fn from_hex(id: &str, hex_key: &str) -> Result<Self, ZpkError> {
-        if id.is_empty()
-            || id.len() > 32
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ZpkError::BadId);
-        }
-        let hex_key = hex_key.trim();
-        if hex_key.len() != 32 {
-            return Err(ZpkError::Length(hex_key.len()));
-        }
-        let mut raw = Zeroizing::new([0u8; 16]);
-        hex::decode_to_slice(hex_key, &mut *raw).map_err(|_| ZpkError::NotHex)?;
-        check_key_bytes(&raw)?;
+        let raw = zpk_bytes(id, hex_key)?;
         let cipher = TdesEde2::new_from_slice(&*raw).expect("16 bytes");
         let mut block = GenericArray::from([0u8; 8]);
         cipher.encrypt_block(&mut block);
@@ -120,16 +94,6 @@ impl std::fmt::Debug for Zpk {
 
 /// Checks the shape [`Zpk::from_hex`] accepts on 16 raw bytes: halves differ,
 /// every byte has odd parity.
-fn check_key_bytes(raw: &[u8; 16]) -> Result<(), ZpkError> {
-    if raw[..8] == raw[8..] {
-        return Err(ZpkError::EqualHalves);
-    }
-    match raw.iter().position(|b| b.count_ones() % 2 == 0) {
-        Some(i) => Err(ZpkError::Parity(i)),
-        None => Ok(()),
-    }
-}
-
 /// An enciphered ISO 9564 format 0 PIN block (8 bytes, the F52 of an ISO
 /// 8583 request). Safe to hold: without the ZPK and the PAN it says nothing
 /// about the PIN. Unlike format 4 it has no random part, so the same PIN on
@@ -160,7 +124,7 @@ impl PinBlock0 {
     /// the acquirer side uses [`translate_format4_to_format0`].
     pub fn encipher(pin: &[u8], pan: &str, zpk: &Zpk) -> Result<Self, PinBlockError> {
         let mut block = pin_field0(pin)?;
-        xor8(&mut block, &pan_field0(pan)?);
+        xor_into(&mut block, &pan_field0(pan)?);
         zpk.encrypt(&mut block);
         Ok(Self(*block))
     }
@@ -177,7 +141,7 @@ impl PinBlock0 {
         let pan_field = pan_field0(pan)?;
         let mut block = Zeroizing::new(self.0);
         zpk.decrypt(&mut block);
-        xor8(&mut block, &pan_field);
+        xor_into(&mut block, &pan_field);
         read_pin_field0(&block)
     }
 
@@ -240,17 +204,13 @@ fn translate_with(
         s.pin[..s.len].copy_from_slice(&pin);
         drop(pin);
         fill_pin_field0(&s.pin[..s.len], &mut s.clear0)?;
-        xor8(&mut s.clear0, &pan_field);
+        xor_into(&mut s.clear0, &pan_field);
         let mut block = s.clear0;
         zpk.encrypt(&mut block);
         Ok(PinBlock0(block))
     })();
     s.zeroize();
     out
-}
-
-fn xor8(block: &mut [u8; 8], other: &[u8; 8]) {
-    block.iter_mut().zip(other).for_each(|(a, b)| *a ^= b);
 }
 
 /// The clear format 0 PIN field of `pin` (4-12 ASCII digits).
@@ -261,18 +221,9 @@ fn pin_field0(pin: &[u8]) -> Result<Zeroizing<[u8; 8]>, PinBlockError> {
 }
 
 fn fill_pin_field0(pin: &[u8], field: &mut [u8; 8]) -> Result<(), PinBlockError> {
-    if !(4..=12).contains(&pin.len()) || !pin.iter().all(u8::is_ascii_digit) {
-        return Err(PinBlockError::BadPin);
-    }
     let mut nibbles = Zeroizing::new([0xFu8; 16]);
-    nibbles[0] = 0;
-    nibbles[1] = pin.len() as u8;
-    for (n, d) in nibbles[2..].iter_mut().zip(pin) {
-        *n = d - b'0';
-    }
-    for (i, byte) in field.iter_mut().enumerate() {
-        *byte = nibbles[2 * i] << 4 | nibbles[2 * i + 1];
-    }
+    write_pin_nibbles(pin, 0, &mut nibbles[..])?;
+    pack_into(&nibbles[..], field);
     Ok(())
 }
 

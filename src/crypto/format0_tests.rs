@@ -19,7 +19,7 @@ fn aes_key() -> ZonePinKey {
 fn format0_clear_blocks_match_published_examples() {
     let clear = |pin: &[u8], pan: &str| {
         let mut b = pin_field0(pin).unwrap();
-        xor8(&mut b, &pan_field0(pan).unwrap());
+        xor_into(&mut b, &pan_field0(pan).unwrap());
         hex::encode_upper(*b)
     };
     assert_eq!(
@@ -148,7 +148,7 @@ fn format0_decipher_refuses_wrong_key_pan_or_shape() {
     // well enciphered but not format 0: control 1, length 3, fill E, a digit A
     let raw = |clear: &str| {
         let mut f: [u8; 8] = hex::decode(clear).unwrap().try_into().unwrap();
-        xor8(&mut f, &pan_field0(pan).unwrap());
+        xor_into(&mut f, &pan_field0(pan).unwrap());
         k.encrypt(&mut f);
         PinBlock0::from_bytes(f)
     };

@@ -159,17 +159,47 @@ impl PinBlock {
     }
 }
 
-fn xor_into(block: &mut [u8; 16], other: &[u8; 16]) {
+/// XORs `other` into `block` (a PIN field with a PAN field), for the
+/// 16-byte format 4 and the 8-byte format 0 blocks alike.
+pub(super) fn xor_into<const N: usize>(block: &mut [u8; N], other: &[u8; N]) {
     block.iter_mut().zip(other).for_each(|(a, b)| *a ^= b);
 }
 
-/// Packs nibbles (values 0-15) two to a byte.
+/// Packs nibbles (values 0-15) two to a byte into `out`, which is half as
+/// long as `nibbles`.
+pub(super) fn pack_into(nibbles: &[u8], out: &mut [u8]) {
+    for (byte, pair) in out.iter_mut().zip(nibbles.chunks_exact(2)) {
+        *byte = pair[0] << 4 | pair[1];
+    }
+}
+
+/// Packs 32 nibbles into a 16-byte block.
 fn pack(nibbles: &[u8; 32]) -> Zeroizing<[u8; 16]> {
     let mut out = Zeroizing::new([0u8; 16]);
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = nibbles[2 * i] << 4 | nibbles[2 * i + 1];
-    }
+    pack_into(nibbles, &mut out[..]);
     out
+}
+
+/// Writes the head of an ISO 9564 clear PIN field into `nibbles` (already
+/// filled with the format's fill nibble): the `control` nibble (0 for
+/// format 0, 4 for format 4), the PIN length, the PIN digits.
+///
+/// # Errors
+/// [`PinBlockError::BadPin`] unless `pin` is 4-12 ASCII digits.
+pub(super) fn write_pin_nibbles(
+    pin: &[u8],
+    control: u8,
+    nibbles: &mut [u8],
+) -> Result<(), PinBlockError> {
+    if !(4..=12).contains(&pin.len()) || !pin.iter().all(u8::is_ascii_digit) {
+        return Err(PinBlockError::BadPin);
+    }
+    nibbles[0] = control;
+    nibbles[1] = pin.len() as u8;
+    for (n, d) in nibbles[2..].iter_mut().zip(pin) {
+        *n = d - b'0';
+    }
+    Ok(())
 }
 
 fn nibble(block: &[u8], i: usize) -> u8 {
@@ -182,15 +212,8 @@ fn nibble(block: &[u8], i: usize) -> u8 {
 }
 
 fn pin_field(pin: &[u8], fill: [u8; 8]) -> Result<Zeroizing<[u8; 16]>, PinBlockError> {
-    if !(4..=12).contains(&pin.len()) || !pin.iter().all(u8::is_ascii_digit) {
-        return Err(PinBlockError::BadPin);
-    }
     let mut nibbles = Zeroizing::new([0xAu8; 32]);
-    nibbles[0] = 4;
-    nibbles[1] = pin.len() as u8;
-    for (n, d) in nibbles[2..].iter_mut().zip(pin) {
-        *n = d - b'0';
-    }
+    write_pin_nibbles(pin, 4, &mut nibbles[..])?;
     let mut field = pack(&nibbles);
     field[8..].copy_from_slice(&fill);
     Ok(field)

@@ -7,9 +7,10 @@
 //!   callback was placed, or when a transfer or inbound call claimed it);
 //! - transfer: the code the call presented is the order's (cleared only
 //!   when the order ends, so a used code never matches);
-//! - inbound: the caller ID, normalised by
-//!   [`CallerNumber`](crate::domain::CallerNumber) (carriers' `+86`,
-//!   `0086`, `86` and trunk `0` prefixes taken off), is the order's phone;
+//! - inbound: the mobile the caller ID named (read once by the inbound
+//!   flow with [`CallerNumber`](crate::domain::CallerNumber): carriers'
+//!   `+86`, `0086`, `86` and trunk `0` prefixes taken off) is the order's
+//!   phone;
 //!   a call whose caller ID is no mobile (withheld, a landline) was
 //!   identified by the order code it keyed instead (`Via::InboundByCode`),
 //!   and the claim that code made is what ties it to the order.
@@ -21,7 +22,7 @@
 use super::BankMatcher;
 use super::{CallRef, Via};
 use crate::bank::IssuerLink;
-use crate::domain::{CallerNumber, ResultCode};
+use crate::domain::ResultCode;
 use crate::ivr::Verdict;
 use crate::store::OrderRow;
 
@@ -41,9 +42,7 @@ impl<I: IssuerLink> BankMatcher<I> {
                 .call_code
                 .as_deref()
                 .is_some_and(|c| same(c.as_bytes(), code.as_bytes())),
-            Via::Inbound { caller_id } => CallerNumber::parse(caller_id)
-                .phone()
-                .is_some_and(|p| p.as_str() == order.phone),
+            Via::Inbound { caller } => caller.as_str() == order.phone,
             Via::InboundByCode => true,
         };
         Ok(same_call

@@ -7,7 +7,7 @@
 //! wrong-secret limits per card and per phone, binding); the flows only see
 //! this trait, so unit tests of the runner use a fake.
 
-use crate::domain::{Mode, Verification};
+use crate::domain::{Mode, Phone, Verification};
 use crate::ivr::Verdict;
 use std::future::Future;
 
@@ -27,9 +27,10 @@ pub enum Via {
     /// A cardholder who dialled the access number (inbound): the caller ID
     /// must be the order's phone.
     Inbound {
-        /// As Asterisk presented it (normalised by the matcher with
-        /// [`CallerNumber`](crate::domain::CallerNumber)).
-        caller_id: String,
+        /// The mobile number the caller ID named, read once by the inbound
+        /// flow with [`CallerNumber`](crate::domain::CallerNumber) (a
+        /// trunk's `0`, `+86`, `0086` or `86` removed).
+        caller: Phone,
     },
     /// A caller at the access number whose caller ID names no mobile
     /// (withheld, a landline) and who keyed the order's code (inbound):
