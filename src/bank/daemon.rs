@@ -82,7 +82,8 @@ impl Bank {
     }
 
     /// The reversal worker for this bank's link (every node runs one),
-    /// leasing as `node`; `None` for the stub.
+    /// leasing as `node`, its rounds only while the link is signed on;
+    /// `None` for the stub.
     pub fn reversal_worker(
         &self,
         s: &Iso8583Settings,
@@ -92,14 +93,12 @@ impl Bank {
     ) -> Option<ReversalWorker<Link>> {
         let link = self.link()?.clone();
         let timeout = Duration::from_secs(s.response_timeout_secs);
-        Some(ReversalWorker::new(
-            link,
-            store,
-            vault,
-            terminal(s),
-            timeout,
-            node,
-        ))
+        let probe = link.clone();
+        let signed_on = Arc::new(move || probe.status().is_signed_on());
+        Some(
+            ReversalWorker::new(link, store, vault, terminal(s), timeout, node)
+                .with_ready(signed_on),
+        )
     }
 }
 

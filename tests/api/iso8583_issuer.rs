@@ -698,6 +698,11 @@ async fn reversals_are_sent_until_acknowledged(app: TestApp) {
     r.verify_pin(&id, RIGHT_PIN).await;
     let purchase = r.host.seen()[0].clone();
     let skew = Arc::new(AtomicI64::new(0));
+    // while the link is not signed on, nothing is sent or counted
+    let down = worker(&r, skew.clone()).with_ready(Arc::new(|| false));
+    assert_eq!(down.run_once().await.unwrap(), ReversalRound::default());
+    assert_eq!(r.host.seen().len(), 1);
+    assert_eq!(r.store.reversals_for(&id).await.unwrap()[0].attempts, 0);
     let w = worker(&r, skew.clone());
     r.host.then(Act::Timeout);
     let first = w.run_once().await.unwrap();

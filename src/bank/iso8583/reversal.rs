@@ -14,7 +14,9 @@
 //! link down, a malformed answer) is noted on the row
 //! ([`Store::note_reversal_error`]) and the advice is repeated after the
 //! response timeout plus [`crate::store::reversal_backoff_ms`] (5 s
-//! doubling to 5 minutes), never given up.
+//! doubling to 5 minutes), never given up. While the link is not ready
+//! (not signed on: [`ReversalWorker::with_ready`]) no round runs, so a
+//! link that is down does not use up the back-off.
 
 use super::exchange::Exchange;
 use super::fields::ProcessingCode;
@@ -53,6 +55,7 @@ pub struct ReversalWorker<E> {
     response_timeout: Duration,
     node: String,
     clock: SharedClock,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl<E: Exchange> ReversalWorker<E> {
@@ -75,7 +78,15 @@ impl<E: Exchange> ReversalWorker<E> {
             response_timeout,
             node,
             clock: Arc::new(SystemClock),
+            ready: Arc::new(|| true),
         }
+    }
+
+    /// Runs rounds only while `ready` says so (the daemon: while the link
+    /// is signed on); always, by default.
+    pub fn with_ready(mut self, ready: Arc<dyn Fn() -> bool + Send + Sync>) -> Self {
+        self.ready = ready;
+        self
     }
 
     /// Replaces the clock (leases, F7, the STAN's day).
@@ -88,12 +99,16 @@ impl<E: Exchange> ReversalWorker<E> {
         i64::try_from(self.response_timeout.as_millis()).unwrap_or(i64::MAX / 4)
     }
 
-    /// One round: leases what is due now and sends each advice once.
+    /// One round: leases what is due now and sends each advice once;
+    /// nothing (an empty round) while the link is not ready.
     ///
     /// # Errors
     /// A store failure leasing the rows; a failure on one row is noted on
     /// it and counted in [`ReversalRound::failed`].
     pub async fn run_once(&self) -> anyhow::Result<ReversalRound> {
+        if !(self.ready)() {
+            return Ok(ReversalRound::default());
+        }
         let now = self.clock.now_ms();
         let lease_until = now.saturating_add(self.timeout_ms().saturating_mul(2) + 5_000);
         let due = self
