@@ -36,6 +36,20 @@
 //!   exchange in flight with [`LinkError::Dropped`]; the link reconnects and
 //!   signs on again.
 //!
+//! # Use
+//!
+//! ```ignore
+//! // start-up (the daemon's wiring): own STANs from the database's per-day
+//! // sequence, shared with the issuer's requests
+//! let link = Link::spawn(
+//!     LinkSettings::from_settings(&settings.bank.iso8583),
+//!     Arc::new(StoreStans::new(store.clone(), clock.clone())),
+//! );
+//! let answer = link.exchange(request).await?; // 0210 / 0430 / 0810
+//! let ready = link.status().is_signed_on();   // /readyz
+//! link.shutdown().await;                      // on SIGTERM
+//! ```
+//!
 //! # Timers
 //!
 //! | timer              | from                              | length             |
@@ -43,6 +57,7 @@
 //! | waiting to be sent | [`Link::exchange`] is called      | `response_timeout` |
 //! | the answer         | the request is written            | `response_timeout` |
 //! | connect, sign-on   | the attempt starts / 0800 written | `response_timeout` |
+//! | a STAN of its own  | the 0800 is being built           | `response_timeout` |
 //! | echo               | the last frame written            | `echo_interval`    |
 //! | echo answer        | the echo is written               | `response_timeout` |
 //! | back-off           | a failed attempt or a drop        | 0.25 s … 30 s      |

@@ -254,6 +254,33 @@ async fn a_request_is_not_sent_when_no_sign_on_succeeds_in_time() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_queued_as_the_connection_drops_is_never_sent_once_given_up() {
+    let (host, link) = Host::start(4).await;
+    let (wire, _) = host.accept_signed_on(&link).await;
+    // Queued while the link still counts as signed on, then the connection
+    // goes before the link writes it.
+    let pending = exchange(&link, 2);
+    drop(wire);
+    let mut wire = host.accept().await;
+    let sign_on = recv(&mut wire).await;
+    assert_eq!(
+        pending.await.unwrap().unwrap_err(),
+        LinkError::NotSent("the link is not signed on")
+    );
+    answer(&mut wire, &sign_on, "00").await;
+    signed_on(&link).await;
+    let probe = exchange(&link, 3);
+    let next = recv(&mut wire).await;
+    assert_eq!(
+        next.stan(),
+        Stan::new(3).ok(),
+        "the given-up request was sent"
+    );
+    answer(&mut wire, &next, "00").await;
+    assert!(probe.await.unwrap().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
 async fn echoes_when_idle_and_reconnects_when_the_echo_goes_unanswered() {
     let (host, link) = Host::start(4).await;
     let (mut wire, _) = host.accept_signed_on(&link).await;
@@ -405,6 +432,42 @@ async fn an_unanswered_request_times_out_and_its_late_answer_is_dropped() {
     assert_eq!(req.stan(), Stan::new(2).ok());
     answer(&mut wire, &req, "00").await;
     assert_eq!(next.await.unwrap().unwrap().stan(), Stan::new(2).ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_request_with_a_stan_in_flight_is_not_sent() {
+    let (host, link) = Host::start(4).await;
+    let (mut wire, _) = host.accept_signed_on(&link).await;
+    let first = exchange(&link, 1);
+    let req = recv(&mut wire).await;
+    assert_eq!(
+        exchange(&link, 1).await.unwrap().unwrap_err(),
+        LinkError::NotSent("a request with this STAN and terminal id awaits its answer")
+    );
+    answer(&mut wire, &req, "00").await;
+    assert!(first.await.unwrap().is_ok());
+    // Only the first one went out.
+    assert!(quiet(&mut wire, TIMEOUT / 2).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_over_the_frame_maximum_is_not_sent_and_the_link_goes_on() {
+    let (host, link) = Host::start(4).await;
+    let (mut wire, _) = host.accept_signed_on(&link).await;
+    let mut huge = request(1);
+    for field in [46, 47, 48, 56, 57, 58, 59, 60, 62, 63] {
+        huge.set_text(field, &"x".repeat(999)).unwrap();
+    }
+    assert_eq!(
+        link.exchange(huge).await.unwrap_err(),
+        LinkError::NotSent("over the frame maximum")
+    );
+    let next = exchange(&link, 2);
+    let req = recv(&mut wire).await;
+    assert_eq!(req.stan(), Stan::new(2).ok());
+    answer(&mut wire, &req, "00").await;
+    assert!(next.await.unwrap().is_ok());
+    assert!(link.status().is_signed_on());
 }
 
 #[tokio::test(start_paused = true)]
