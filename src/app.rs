@@ -2,10 +2,10 @@
 //! workers (expiry sweep, calls, webhook delivery), and runs until the shutdown token fires.
 
 use crate::api::{self, auth::MerchantCache, AppState};
-use crate::bank::StubIssuer;
+use crate::bank::{Bank, StubIssuer};
 use crate::clock::SystemClock;
 use crate::config::{BankKind, Settings};
-use crate::crypto::{KeyRing, Vault, Zpk};
+use crate::crypto::{KeyRing, Vault};
 use crate::domain::{OrderStatus, ResultCode};
 use crate::matcher::{BankMatcher, MatcherConfig};
 use crate::notify::Notifier;
@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often orders left in `authorizing` are looked for again (after the
@@ -23,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 /// authorizations to the others.
 const RECOVER_EVERY: Duration = Duration::from_secs(60);
 
-/// The matcher this daemon runs: the in-process stub issuer.
-type DaemonMatcher = BankMatcher<StubIssuer>;
+/// The matcher this daemon runs: the issuer `bank.kind` names.
+type DaemonMatcher = BankMatcher<Bank>;
+
+/// How often the reversal worker looks for due reversal advices.
+const REVERSALS_EVERY: Duration = Duration::from_secs(1);
 
 /// A built, bound, not yet running voicepay.
 pub struct App {
@@ -38,25 +42,20 @@ pub struct App {
     demo: Option<(TcpListener, zeroize::Zeroizing<String>)>,
 }
 
-/// `bank.kind = "iso8583"` is refused until the ISO 8583 link is wired
-/// (issue 13): its settings and zone PIN key are checked (the key's id and
-/// check value logged, never the key), then start-up stops before anything
-/// is opened.
-fn refuse_unwired_bank(settings: &Settings) -> anyhow::Result<()> {
-    if settings.bank.kind != BankKind::Iso8583 {
-        return Ok(());
+/// The issuer `bank.kind` names: the stub issuer with its cards and state
+/// file, or the ISO 8583 link (spawned here: it connects and signs on in
+/// the background; its zone PIN key's id and check value are logged).
+fn build_bank(settings: &Settings, store: &Store, ring: &KeyRing) -> anyhow::Result<Bank> {
+    if settings.bank.kind == BankKind::Iso8583 {
+        let clock: crate::clock::SharedClock = Arc::new(SystemClock);
+        return Bank::iso8583(&settings.bank.iso8583, store.clone(), ring.zpk(), clock);
     }
-    let link = &settings.bank.iso8583;
-    let zpk = Zpk::from_hex(&link.zone_pin_key_id, &link.zone_pin_key)
-        .context("bank.iso8583.zone_pin_key")?;
-    tracing::info!(key = %format!("bank.iso8583:{}", zpk.id()), kcv = %zpk.kcv(), "key check value");
-    anyhow::bail!(
-        "bank.kind = \"iso8583\" is not wired yet: the ISO 8583 acquirer link does not exist \
-         in this build (its settings are valid; zone PIN key {} has KCV {}). \
-         Use bank.kind = \"stub\"",
-        zpk.id(),
-        zpk.kcv()
-    )
+    let stub_state = settings.stub_state_path();
+    let issuer = StubIssuer::load(&settings.bank.stub_cards, ring.zpk())
+        .context("loading bank.stub_cards")?
+        .with_state_file(&stub_state)
+        .with_context(|| format!("opening the stub issuer's state {}", stub_state.display()))?;
+    Ok(Bank::Stub(Box::new(issuer)))
 }
 
 impl App {
@@ -69,7 +68,6 @@ impl App {
     /// (before anything is opened), the database, the keys, a port taken.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.demo.validate()?;
-        refuse_unwired_bank(&settings)?;
         let store = open_store(&settings).await?;
         let ring = KeyRing::load(&settings.crypto)?;
         // Never a key, at any level: its check value identifies it.
@@ -80,11 +78,8 @@ impl App {
             .await
             .with_context(|| format!("binding http.listen {}", settings.http.listen))?;
         let vault = Arc::new(Vault::new(&ring));
-        let stub_state = settings.stub_state_path();
-        let issuer = StubIssuer::load(&settings.bank.stub_cards, ring.zpk())
-            .context("loading bank.stub_cards")?
-            .with_state_file(&stub_state)
-            .with_context(|| format!("opening the stub issuer's state {}", stub_state.display()))?;
+        let issuer = build_bank(&settings, &store, &ring)?;
+        let link = issuer.link().cloned();
         let matcher = Arc::new(
             BankMatcher::new(
                 store.clone(),
@@ -110,6 +105,7 @@ impl App {
             refunder: matcher.clone(),
             merchant_cache: Arc::new(MerchantCache::new(api::auth::KEY_CACHE_TTL)),
             readiness: Arc::new(Readiness::default()),
+            link,
             shutdown: CancellationToken::new(),
         };
         let demo = demo_parts(&state).await?;
@@ -144,6 +140,7 @@ impl App {
         // node that stopped and never came back) are settled by query, never
         // by a second authorization: at start, then every RECOVER_EVERY.
         let recovery = tokio::spawn(recover(self.matcher.clone(), shutdown.clone()));
+        let reversals = self.start_reversals(&shutdown);
         // Calls only when ARI is configured (a password is set): an API-only
         // daemon never touches an order's call state.
         let calls = if crate::calls::enabled(&self.state.settings) {
@@ -202,6 +199,7 @@ impl App {
         // Every worker that holds the issuer ends before `run` returns, so a
         // restarted daemon in the same process can take its state file over.
         let _ = recovery.await;
+        stop_bank(&self.matcher, reversals).await;
         if let Some(notifier) = notifier {
             let _ = notifier.await;
         }
@@ -211,6 +209,30 @@ impl App {
         self.state.store.close().await;
         tracing::info!("voicepay stopped");
         Ok(())
+    }
+}
+
+impl App {
+    /// ISO 8583: every node sends the store-and-forward reversals, until
+    /// `shutdown`. `None` with the stub issuer.
+    fn start_reversals(&self, shutdown: &CancellationToken) -> Option<JoinHandle<()>> {
+        let worker = self.matcher.issuer().reversal_worker(
+            &self.state.settings.bank.iso8583,
+            self.state.store.clone(),
+            self.state.vault.clone(),
+            format!("node_{}", crate::crypto::random_hex(6)),
+        )?;
+        Some(tokio::spawn(worker.run(REVERSALS_EVERY, shutdown.clone())))
+    }
+}
+
+/// Waits for the reversal worker, then closes the acquirer link.
+async fn stop_bank(matcher: &DaemonMatcher, reversals: Option<JoinHandle<()>>) {
+    if let Some(reversals) = reversals {
+        let _ = reversals.await;
+    }
+    if let Some(link) = matcher.issuer().link() {
+        link.shutdown().await;
     }
 }
 

@@ -49,6 +49,9 @@ pub struct AppState {
     pub refunder: Arc<dyn crate::matcher::Refunder>,
     /// What `/readyz` reports beyond the database.
     pub readiness: Arc<Readiness>,
+    /// The ISO 8583 acquirer link (`bank.kind = "iso8583"`), for `/readyz`;
+    /// `None` with the stub issuer.
+    pub link: Option<crate::bank::iso8583::Link>,
     /// Cancelled when the daemon stops. Long-lived responses (the status
     /// streams) end with it, so a graceful shutdown does not wait on them.
     pub shutdown: tokio_util::sync::CancellationToken,

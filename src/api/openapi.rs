@@ -104,7 +104,8 @@ impl Modify for MerchantDisabled {
 }
 
 /// What the derive attributes cannot express: the error codes as an enum
-/// (from [`ERROR_CODES`]) and the JSON inside each status event's `data`
+/// (from [`ERROR_CODES`]), the result codes as an enum (from
+/// `ResultCode::ALL`, with their respCodes) and the JSON inside each status event's `data`
 /// (JSON Schema 2020-12 `contentSchema`, which OpenAPI 3.1 allows).
 struct Contract;
 
@@ -120,6 +121,18 @@ impl Modify for Contract {
                 .map(|(c, why)| format!("- `{c}`: {why}"))
                 .collect();
             code.description = Some(format!("A stable machine code:\n{}", list.join("\n")));
+        }
+        if let Some(code) = object_property(&mut components.schemas, "ResultView", "code") {
+            use crate::domain::ResultCode;
+            code.enum_values = Some(ResultCode::ALL.iter().map(|c| json!(c.code())).collect());
+            let list: Vec<String> = ResultCode::ALL
+                .iter()
+                .map(|c| match c.resp_code() {
+                    Some(r) => format!("- `{}` ({r}): {}", c.code(), c.message()),
+                    None => format!("- `{}`: {}", c.code(), c.message()),
+                })
+                .collect();
+            code.description = Some(format!("A stable outcome code:\n{}", list.join("\n")));
         }
         if let Some(data) = object_property(&mut components.schemas, "StatusStreamEvent", "data") {
             data.extensions.get_or_insert_with(Default::default).insert(

@@ -16,6 +16,7 @@
 //! - Requests and answers never carry a secret in clear: the PIN travels as a
 //!   format 4 [`PinBlock`], and `Debug` of everything here is safe to log.
 
+mod daemon;
 mod fixtures;
 pub mod iso8583;
 mod journal;
@@ -23,6 +24,7 @@ mod stub;
 #[cfg(test)]
 mod tests;
 
+pub use daemon::Bank;
 pub use fixtures::FixtureError;
 pub use stub::{CardState, Latency, StubIssuer};
 

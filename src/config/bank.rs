@@ -5,14 +5,13 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The issuing bank behind the adapter layer (`bank/`): the in-process stub
-/// issuer, or (not wired yet) an ISO 8583 acquirer link.
+/// issuer, or an ISO 8583 acquirer link.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BankSettings {
     /// Which issuer authorizes: `stub` (default, in process, no
-    /// configuration) or `iso8583` (the acquirer link of `[bank.iso8583]`;
-    /// refused at start until the link is wired, see
-    /// [`BankKind::Iso8583`]).
+    /// configuration) or `iso8583` (the acquirer link of `[bank.iso8583]`,
+    /// see [`BankKind::Iso8583`]).
     pub kind: BankKind,
     /// A TOML file of test banks and cards for the stub issuer, replacing the
     /// built-in table (`src/bank/test_cards.toml`). Empty: the built-in one.
@@ -57,9 +56,9 @@ pub enum BankKind {
     /// The in-process stub issuer (test cards, durable journal).
     #[default]
     Stub,
-    /// An ISO 8583 acquirer link configured by `[bank.iso8583]`. The
-    /// settings are checked, but the daemon refuses to start with this kind
-    /// until the link is wired (issue 13).
+    /// An ISO 8583 acquirer link configured by `[bank.iso8583]`
+    /// (`bank::Bank::iso8583`: the link, the issuer over it and the
+    /// reversal worker).
     Iso8583,
 }
 

@@ -209,6 +209,11 @@ pub enum ResultCode {
     /// `issuer_unavailable`, respCode `03`: the issuer could not be reached or
     /// never saw the authorization.
     IssuerUnavailable,
+    /// `issuer_declined`, respCode `05` ("do not honour"): the issuer
+    /// declined with a response code voicepay's table does not know (an
+    /// ISO 8583 F39 outside `bank::iso8583::ResponseCode::outcome`); the
+    /// raw code is kept in the order's audit log.
+    IssuerDeclined,
     /// `no_answer`, no respCode: the callback was not answered.
     NoAnswer,
     /// `busy`, no respCode: the cardholder's line was busy.
@@ -229,7 +234,7 @@ pub enum ResultCode {
 
 impl ResultCode {
     /// Every result code, in declaration order.
-    pub const ALL: [ResultCode; 18] = [
+    pub const ALL: [ResultCode; 19] = [
         ResultCode::Approved,
         ResultCode::InvalidCard,
         ResultCode::InsufficientFunds,
@@ -241,6 +246,7 @@ impl ResultCode {
         ResultCode::CardRestricted,
         ResultCode::OverLimit,
         ResultCode::IssuerUnavailable,
+        ResultCode::IssuerDeclined,
         ResultCode::NoAnswer,
         ResultCode::Busy,
         ResultCode::CallFailed,
@@ -265,6 +271,7 @@ impl ResultCode {
             CardRestricted => "card_restricted",
             OverLimit => "over_limit",
             IssuerUnavailable => "issuer_unavailable",
+            IssuerDeclined => "issuer_declined",
             NoAnswer => "no_answer",
             Busy => "busy",
             CallFailed => "call_failed",
@@ -291,6 +298,7 @@ impl ResultCode {
             CardRestricted => "63",
             OverLimit => "33",
             IssuerUnavailable => "03",
+            IssuerDeclined => "05",
             _ => return None,
         })
     }
@@ -313,6 +321,7 @@ impl ResultCode {
             CardRestricted => "The card is restricted (reported lost or blocked)",
             OverLimit => "The amount is over the card's limit",
             IssuerUnavailable => "The issuing bank is unavailable",
+            IssuerDeclined => "The issuing bank declined the payment",
             NoAnswer => "The cardholder did not answer the call",
             Busy => "The cardholder's line was busy",
             CallFailed => "The call could not be placed or was cut off by the telephone system",
@@ -513,5 +522,7 @@ mod tests {
         }
         assert_eq!(ResultCode::WrongSecret.resp_code(), Some("65"));
         assert_eq!(ResultCode::NoAnswer.resp_code(), None);
+        assert_eq!(ResultCode::IssuerDeclined.code(), "issuer_declined");
+        assert_eq!(ResultCode::IssuerDeclined.resp_code(), Some("05"));
     }
 }

@@ -88,6 +88,8 @@ impl Ivr {
 /// The recorded `fail-<code>` prompt for a code, if prompts.tsv has one.
 /// Codes without one (call_failed, merchant_cancelled) end with goodbye only;
 /// `id_mismatch` is never spoken: it plays the wrong secret's prompt.
+/// `issuer_declined` (an ISO 8583 code voicepay does not know) has no
+/// prompt of its own yet: goodbye only.
 pub(super) fn fail_prompt(code: ResultCode) -> Option<&'static str> {
     use ResultCode::*;
     Some(match code {
@@ -105,6 +107,6 @@ pub(super) fn fail_prompt(code: ResultCode) -> Option<&'static str> {
         CallerHungUp => "fail-caller_hung_up",
         CallerCancelled => "fail-caller_cancelled",
         OrderExpired => "fail-order_expired",
-        Approved | CallFailed | MerchantCancelled => return None,
+        Approved | CallFailed | MerchantCancelled | IssuerDeclined => return None,
     })
 }

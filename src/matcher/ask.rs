@@ -1,10 +1,12 @@
 //! The conversation with the issuer link for one attempt: the request built
 //! from the order's sealed card and the keyed secret, one `authorize`
-//! bounded by its timeout, and an unanswered attempt resolved by `query`
-//! under the same idempotency key (never a second authorization).
+//! bounded by its timeout, and an unanswered attempt resolved as the link's
+//! [`UnknownOutcome`] says: by `query` under the same idempotency key (the
+//! stub), or by `reverse` of it and a failed order (ISO 8583, which has no
+//! query); never by a second authorization.
 
 use super::{Answer, BankMatcher};
-use crate::bank::{AuthRequest, IssuerError, IssuerLink, Secret};
+use crate::bank::{AuthRequest, IssuerError, IssuerLink, Secret, UnknownOutcome};
 use crate::crypto::PinBlock;
 use crate::domain::{Amount, CardNumber, IdNumber, Verification};
 use crate::store::OrderRow;
@@ -69,7 +71,8 @@ impl<I: IssuerLink> BankMatcher<I> {
     }
 
     /// One `authorize`, bounded by the timeout; no answer is resolved by
-    /// query under the same key.
+    /// query under the same key, or (a link whose unknown outcomes are
+    /// reversed) by reversing it.
     pub(super) async fn authorize(
         &self,
         order_id: &str,
@@ -85,11 +88,40 @@ impl<I: IssuerLink> BankMatcher<I> {
                 tracing::warn!(order = %order_id, %card, "issuer unreachable; nothing was sent");
                 Ok(Answer::NotProcessed)
             }
+            Ok(Err(IssuerError::Timeout)) | Err(_)
+                if self.issuer.unknown_outcome() == UnknownOutcome::Reverse =>
+            {
+                tracing::warn!(order = %order_id, %card, "no answer from the issuer; reversing");
+                self.event(order_id, "no answer; reversing").await?;
+                self.reverse_unknown(order_id, key).await
+            }
             Ok(Err(IssuerError::Timeout)) | Err(_) => {
                 tracing::warn!(order = %order_id, %card, "no answer from the issuer; querying");
                 self.event(order_id, "no answer; querying").await?;
                 let backoff = self.config.query_backoff.clone();
                 self.resolve(order_id, key, backoff).await
+            }
+        }
+    }
+
+    /// Undoes the attempt `key` whose outcome is unknown
+    /// ([`UnknownOutcome::Reverse`]): [`Answer::Reversed`] once the reversal
+    /// is recorded (the link sends it until acknowledged), or
+    /// [`Answer::Unknown`] when it could not be, so the order stays in
+    /// `authorizing` and recovery tries again.
+    pub(super) async fn reverse_unknown(
+        &self,
+        order_id: &str,
+        key: &str,
+    ) -> anyhow::Result<Answer> {
+        match self.issuer.reverse(key).await {
+            Ok(_) => {
+                self.event(order_id, "reversal queued").await?;
+                Ok(Answer::Reversed)
+            }
+            Err(e) => {
+                tracing::error!(order = %order_id, error = %e, "cannot record the reversal of an unanswered attempt");
+                Ok(Answer::Unknown)
             }
         }
     }

@@ -14,9 +14,12 @@
 //!   is attempt `n + 1` (the issuer's first answer per key is final); a
 //!   crash leaves the order in `authorizing` with `n` recoverable from the
 //!   log.
-//! - No answer in time is resolved by `query` under the same key with
-//!   backoff (1, 2, 4, 8 s), never by a second authorization. See
-//!   [`BankMatcher::recover`] for orders a crash left in `authorizing`.
+//! - No answer in time is resolved as the issuer link's
+//!   [`UnknownOutcome`](crate::bank::UnknownOutcome) says, never by a second
+//!   authorization: `Query` (the stub) asks for the key's answer with
+//!   backoff (1, 2, 4, 8 s); `Reverse` (ISO 8583, which has no query) records
+//!   the attempt's reversal at once and fails the order `issuer_unavailable`.
+//!   See [`BankMatcher::recover`] for orders a crash left in `authorizing`.
 //!
 //! The call must belong to the order: a verification is only taken from a
 //! channel placed for (or claimed by) that order, and for a transfer with
@@ -97,6 +100,10 @@ enum Answer {
     NotProcessed,
     /// Nobody knows yet: the issuer could not be asked.
     Unknown,
+    /// The outcome was unknown and the attempt is being reversed (a link
+    /// with [`crate::bank::UnknownOutcome::Reverse`]): the order fails
+    /// `issuer_unavailable`.
+    Reversed,
 }
 
 impl<I: IssuerLink> BankMatcher<I> {

@@ -45,6 +45,17 @@ impl<I: IssuerLink> BankMatcher<I> {
                 .await?;
                 return Ok(Verdict::Failed(code));
             }
+            Answer::Reversed => {
+                let code = ResultCode::IssuerUnavailable;
+                self.settle(
+                    id,
+                    OrderStatus::Failed,
+                    Some(code),
+                    Some("no answer from the issuer; reversed"),
+                )
+                .await?;
+                return Ok(Verdict::Failed(code));
+            }
             Answer::Unknown => {
                 tracing::warn!(order = %id, "the issuer's answer is unknown; left in authorizing for recovery");
                 return Ok(Verdict::Failed(ResultCode::IssuerUnavailable));

@@ -20,11 +20,20 @@
 //!   the caller, who keyed it again) since it was listed → it is a live
 //!   attempt and is left alone until it, too, has sat out the wait.
 //!
+//! With an issuer link whose unknown outcomes are reversed
+//! ([`UnknownOutcome::Reverse`], ISO 8583, where `query` reads voicepay's own
+//! request journal), the journal is asked once instead: an answer → the order
+//! follows it; never sent → `failed` `issuer_unavailable`; sent and
+//! unanswered (or already reversing) → the attempt is reversed (recorded,
+//! sent until acknowledged) and the order `failed` `issuer_unavailable`; the
+//! journal cannot be read, or the reversal not recorded → left for the next
+//! run.
+//!
 //! The daemon runs it at start-up and then every minute, so the
 //! authorizations of a node that stopped for good are settled by the others.
 
 use super::{Answer, BankMatcher};
-use crate::bank::IssuerLink;
+use crate::bank::{IssuerError, IssuerLink, UnknownOutcome};
 use crate::domain::{OrderStatus, ResultCode};
 use std::time::Duration;
 
@@ -110,10 +119,14 @@ impl<I: IssuerLink> BankMatcher<I> {
         let key = format!("{order_id}:{attempt}");
         self.event(order_id, &format!("recovery: querying attempt {attempt}"))
             .await?;
-        // Ask at once, then with the usual backoff.
-        let mut pauses = vec![Duration::ZERO];
-        pauses.extend(self.config.query_backoff.iter().copied());
-        let answer = self.resolve(order_id, &key, pauses).await?;
+        let answer = if self.issuer.unknown_outcome() == UnknownOutcome::Reverse {
+            self.journal_answer(order_id, &key).await?
+        } else {
+            // Ask at once, then with the usual backoff.
+            let mut pauses = vec![Duration::ZERO];
+            pauses.extend(self.config.query_backoff.iter().copied());
+            self.resolve(order_id, &key, pauses).await?
+        };
         if matches!(answer, Answer::Unknown) {
             tracing::warn!(order = %order_id, "recovery: the issuer cannot be asked; still authorizing");
             return Ok(Some(false));
@@ -121,5 +134,30 @@ impl<I: IssuerLink> BankMatcher<I> {
         let outcome = self.record(&order, &key, answer, false).await?;
         tracing::info!(order = %order_id, ?outcome, "recovery settled an order left in authorizing");
         Ok(Some(true))
+    }
+
+    /// Recovery's one question to a link whose unknown outcomes are
+    /// reversed (its `query` reads the request journal): the answer, never
+    /// sent, or unknown → reversed now.
+    async fn journal_answer(&self, order_id: &str, key: &str) -> anyhow::Result<Answer> {
+        let asked = tokio::time::timeout(self.config.query_timeout, self.issuer.query(key))
+            .await
+            .unwrap_or(Err(IssuerError::Unavailable));
+        match asked {
+            Ok(Some(resp)) => {
+                self.event(order_id, "recovery: answered").await?;
+                Ok(Answer::Known(resp))
+            }
+            Ok(None) => {
+                self.event(order_id, "recovery: never sent").await?;
+                Ok(Answer::NotProcessed)
+            }
+            Err(IssuerError::Timeout) => {
+                self.event(order_id, "recovery: no answer; reversing")
+                    .await?;
+                self.reverse_unknown(order_id, key).await
+            }
+            Err(IssuerError::Unavailable) => Ok(Answer::Unknown),
+        }
     }
 }

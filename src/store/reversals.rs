@@ -162,6 +162,36 @@ fn rows(v: Vec<ReversalTuple>) -> Result<Vec<PendingReversal>> {
     v.into_iter().map(reversal_row).collect()
 }
 
+/// The insert of [`Store::record_reversal`], on any executor (a
+/// transaction: the request journal moves with it).
+pub(super) async fn insert_reversal<'e, E>(ex: E, r: &NewReversal<'_>, now: i64) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let id = format!("rvs_{}", crate::crypto::random_hex(12));
+    sqlx::query(
+        "INSERT INTO pending_reversals (id, order_id, refund_id, original_mti, stan, \
+            transmitted_at, acquirer_id, processing_code, amount, status, attempts, \
+            next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $10) \
+         ON CONFLICT (original_mti, stan, transmitted_at, acquirer_id) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(r.order_id)
+    .bind(r.refund_id)
+    .bind(&r.original.mti)
+    .bind(r.original.stan.to_string())
+    .bind(&r.original.transmitted_at)
+    .bind(&r.original.acquirer_id)
+    .bind(r.processing_code)
+    .bind(r.amount)
+    .bind(now)
+    .execute(ex)
+    .await
+    .map_err(conflict_aware)?;
+    Ok(())
+}
+
 impl Store {
     /// Records a reversal of `r.original`, due at once (`now`, Unix ms).
     /// Idempotent per original request: recording it again (the timeout
@@ -173,27 +203,7 @@ impl Store {
     /// [`StoreError::Db`] on a database error (including an unknown
     /// `order_id`).
     pub async fn record_reversal(&self, r: &NewReversal<'_>, now: i64) -> Result<PendingReversal> {
-        let id = format!("rvs_{}", crate::crypto::random_hex(12));
-        sqlx::query(
-            "INSERT INTO pending_reversals (id, order_id, refund_id, original_mti, stan, \
-                transmitted_at, acquirer_id, processing_code, amount, status, attempts, \
-                next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $10) \
-             ON CONFLICT (original_mti, stan, transmitted_at, acquirer_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(r.order_id)
-        .bind(r.refund_id)
-        .bind(&r.original.mti)
-        .bind(r.original.stan.to_string())
-        .bind(&r.original.transmitted_at)
-        .bind(&r.original.acquirer_id)
-        .bind(r.processing_code)
-        .bind(r.amount)
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(conflict_aware)?;
+        insert_reversal(&self.write, r, now).await?;
         self.reversal_of(&r.original)
             .await?
             .ok_or(StoreError::Conflict)

@@ -580,6 +580,7 @@ async fn ops_endpoints(app: TestApp) {
     assert_eq!(body["database"], "ok", "{body}");
     // No `ari.password` in the test settings: calls are off, and said so.
     assert_eq!(body["ari"], "not_configured", "{body}");
+    assert_eq!(body["bank"], serde_json::json!({"kind": "stub"}), "{body}");
     assert_eq!(body["ready"], true, "{body}");
     app.create_order(&order_body("A1")).await;
     let metrics = app.metrics().await;

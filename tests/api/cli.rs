@@ -485,11 +485,10 @@ fn serve_refuses_ignored_key_material_and_a_key_file_open_to_others() {
 /// `[bank.iso8583]`: given by the environment as an operator would (a
 /// terminal id and acquirer id with leading zeros, an all-digit ZPK stay
 /// text), shown by `config check` with the zone PIN key masked, each bad
-/// value named by its key, and `bank.kind = "iso8583"` refused at start as
-/// not wired yet (the key's check value in the message, never the key),
-/// before any file is created.
+/// value named by its key; and `serve` with `bank.kind = "iso8583"` starts
+/// the link, logging the key's id and check value, never the key.
 #[test]
-fn bank_iso8583_settings_are_checked_masked_and_refused_until_wired() {
+fn bank_iso8583_settings_are_checked_masked_and_the_link_starts() {
     let dir = tempfile::tempdir().unwrap();
     // all digits, odd parity, halves different
     let zpk = "01013737454567677676545432321010";
@@ -558,31 +557,39 @@ fn bank_iso8583_settings_are_checked_masked_and_refused_until_wired() {
         );
     }
 
-    let out = voicepay(dir.path())
+    // `serve` starts with the link (nobody listens at its address: it keeps
+    // reconnecting) and logs the zone PIN key's id and check value, never
+    // the key.
+    let mut child = voicepay(dir.path())
         .arg("serve")
         .envs(link)
         .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
-        .output()
+        .env("VOICEPAY__BANK__ISO8583__ADDRESS", "127.0.0.1:9")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "bank.kind = iso8583 started");
-    let err = String::from_utf8_lossy(&out.stderr);
-    let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        err.contains("not wired yet") && err.contains("zpk-2026"),
-        "{err}"
-    );
+    let stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("voicepay serving") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(log.contains("voicepay serving"), "{log}");
     // the KCV of 0101373745456767 7676545432321010, from psec 1.3.0
     // `generate_kcv(key, 3)`
-    assert!(err.contains("KCV 810813"), "{err}");
-    assert!(!all.contains(zpk), "the zone PIN key is printed: {all}");
     assert!(
-        !dir.path().join("voicepay.db").exists(),
-        "a database was created"
+        log.contains("bank.iso8583:zpk-2026") && log.contains("810813"),
+        "{log}"
     );
-    assert!(
-        !dir.path().join("voicepay.keys").exists(),
-        "a key file was created"
-    );
+    assert!(log.contains("ISO 8583 acquirer link started"), "{log}");
+    assert!(!log.contains(zpk), "the zone PIN key is printed: {log}");
 }
 
 /// `voicepay merchant list --json`, one object per merchant.

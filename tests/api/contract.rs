@@ -278,7 +278,30 @@ async fn every_error_code_is_in_the_documented_enum(app: TestApp) {
     }
 }
 
+/// `result.code` is a documented enum of every result code, the one for an
+/// ISO 8583 response code voicepay's table does not know
+/// (`issuer_declined`, respCode 05) included.
+async fn result_codes_are_a_documented_enum(app: TestApp) {
+    let doc = app.openapi().await;
+    let code = &doc["components"]["schemas"]["ResultView"]["properties"]["code"];
+    let listed: Vec<&str> = code["enum"]
+        .as_array()
+        .expect("result.code is an enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let all: Vec<&str> = voicepay::domain::ResultCode::ALL
+        .iter()
+        .map(|c| c.code())
+        .collect();
+    assert_eq!(listed, all);
+    assert!(listed.contains(&"issuer_declined"));
+    let described = code["description"].as_str().unwrap();
+    assert!(described.contains("`issuer_declined` (05)"), "{described}");
+}
+
 on_both_stores!(
+    result_codes_are_a_documented_enum,
     a_top_level_key_twice_is_refused_not_last_wins,
     a_nested_key_twice_is_refused_with_its_path,
     the_same_order_reordered_and_respaced_replays,

@@ -11,6 +11,8 @@ mod api_orders;
 mod cli;
 mod contract;
 mod demo;
+mod iso8583_daemon;
+mod iso8583_issuer;
 mod iso8583_link;
 mod iso8583_peer;
 mod key_lifecycle;

@@ -3,7 +3,10 @@
 //! the response-code table ([`fields`]), and [`FrameCodec`] (the 2-byte
 //! length prefix, as a `tokio_util` codec), the [`link`] that keeps a
 //! signed-on connection to the acquirer host and multiplexes requests over
-//! it, and the [`host`]: the server side, voicepay's own issuer host
+//! it. Above them: the [`Exchange`] seam to that transport (implemented by
+//! [`Link`]), the [`Iso8583Issuer`] (the `IssuerLink` over it, with the
+//! request journal) and the [`ReversalWorker`] (store-and-forward
+//! reversals). The [`host`] is the server side: voicepay's own issuer host
 //! (`voicepay bank serve`).
 //!
 //! Protocol sources: ISO 8583:1987 (message structure, field types, F90
@@ -16,20 +19,26 @@
 //! Nothing here puts a PAN (other than masked), a PIN block, an expiry or
 //! F61 into a `Debug` or an error: errors name the field, never its data.
 
+mod exchange;
 pub mod fields;
 mod frame;
 pub mod host;
+mod issuer;
 pub mod link;
 mod message;
+mod reversal;
 pub mod spec;
 
+pub use exchange::Exchange;
 pub use fields::{
     CardholderAuth, EntryMode, F39Outcome, NetworkCode, ProcessingCode, ResponseCode,
     CONDITION_TELEPHONE_ORDER, CURRENCY_CNY, ECHOED_FIELDS, RESPONSE_ID_MISMATCH,
 };
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME};
+pub use issuer::{decision, Iso8583Issuer, Terminal, SECURITY_CONTROL_FORMAT0};
 pub use link::{Link, LinkError, LinkSettings, LinkStatus, StanSource};
 pub use message::{mask_pan, Message, Mti, Part};
+pub use reversal::{ReversalRound, ReversalWorker};
 
 /// Why a message could not be built, encoded or decoded. Errors name a
 /// field and lengths, never the field's data.

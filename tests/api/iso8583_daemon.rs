@@ -1,0 +1,368 @@
+//! The daemon with `bank.kind = "iso8583"`, against the Python issuer peer
+//! voicepay did not write (tests/iso8583_peer/peer.py) over real TCP:
+//! `/readyz` reports the link (503 until it is signed on), purchases built
+//! by the production `Bank::iso8583` (debit, credit, a decline) are decoded
+//! and answered by the peer, and an unanswered purchase (`hold-next-0210`,
+//! `drop-link` with it in flight) is reversed by the daemon's own reversal
+//! worker until the peer acknowledges it, the money back on the card in the
+//! peer's ledger; a refund names its purchase in F90 and is credited. Each
+//! test ends with the peer's protocol-error count at 0.
+//!
+//! Skips without the venv (pyiso8583 + psec), except under `CI=true`, as
+//! `iso8583_peer.rs` does.
+
+use serde_json::Value;
+use std::future::Future;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use voicepay::bank::{AuthRequest, Bank, Decision, IssuerError, IssuerLink, Secret};
+use voicepay::config::BankKind;
+use voicepay::crypto::{KeyRing, PinBlock};
+use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
+use voicepay::store::{RequestStatus, ReversalStatus, Store};
+use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+
+use crate::iso8583_peer::peer_python;
+
+const LAB_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
+const DEBIT: &str = "6222000000000017";
+const CREDIT: &str = "6250000000000012";
+const HOLDER: &str = "11010519491231002X";
+const AMOUNT: i64 = 12345;
+const START_FEN: i64 = 10_000_000;
+/// How long a condition may take before the test gives up on it (not a
+/// timing assertion: everything here normally happens in well under it).
+const PATIENCE: Duration = Duration::from_secs(40);
+
+struct Peer {
+    _child: Child,
+    port: u16,
+    control_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    async fn start() -> Option<Peer> {
+        let python = peer_python()?;
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/iso8583_peer/peer.py");
+        let log = std::fs::File::create(dir.path().join("peer.log")).unwrap();
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--port", "0", "--control-port", "0", "--zpk", LAB_ZPK])
+            .arg("--ledger")
+            .arg(dir.path().join("ledger.jsonl"))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the peer starts");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .await
+            .unwrap();
+        let ready: Value = serde_json::from_str(&first).unwrap();
+        let port = |k: &str| u16::try_from(ready[k].as_u64().unwrap()).unwrap();
+        Some(Peer {
+            port: port("port"),
+            control_port: port("control_port"),
+            _child: child,
+            _dir: dir,
+        })
+    }
+
+    async fn command(&self, cmd: &str) -> Value {
+        let mut ctl = TcpStream::connect(("127.0.0.1", self.control_port))
+            .await
+            .unwrap();
+        ctl.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+        let mut line = String::new();
+        BufReader::new(ctl).read_line(&mut line).await.unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(answer["ok"], true, "{cmd}: {answer}");
+        answer
+    }
+
+    async fn balance(&self, masked: &str) -> i64 {
+        self.command("stats").await["balances"][masked]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// Polls `probe` until it gives `Some`, for at most [`PATIENCE`].
+async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The daemon with `bank.kind = "iso8583"` at `address`.
+async fn daemon(address: String) -> TestApp {
+    spawn_app_with(Db::Sqlite, |s| {
+        s.bank.kind = BankKind::Iso8583;
+        let l = &mut s.bank.iso8583;
+        l.address = address;
+        l.zone_pin_key = LAB_ZPK.into();
+        l.zone_pin_key_id = "zpk-lab".into();
+        l.acquirer_id = "00012345".into();
+        l.terminal_id = "VP000001".into();
+        l.response_timeout_secs = 1;
+        l.echo_interval_secs = 30;
+    })
+    .await
+    .expect("sqlite app")
+}
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// The test's own `Bank::iso8583` on the daemon's database and keys (its
+/// own link to the same peer): what the daemon's matcher asks.
+struct Rig {
+    app: TestApp,
+    peer: Peer,
+    store: Store,
+    ring: KeyRing,
+    bank: Bank,
+}
+
+async fn rig() -> Option<Rig> {
+    let peer = Peer::start().await?;
+    let app = daemon(format!("127.0.0.1:{}", peer.port)).await;
+    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
+        .await
+        .unwrap();
+    let ring = KeyRing::load(&app.settings.crypto).unwrap();
+    let clock: voicepay::clock::SharedClock = Arc::new(voicepay::clock::SystemClock);
+    let bank = Bank::iso8583(&app.settings.bank.iso8583, store.clone(), ring.zpk(), clock).unwrap();
+    until("the test's link to sign on", || async {
+        bank.link_status().unwrap().is_signed_on().then_some(())
+    })
+    .await;
+    Some(Rig {
+        app,
+        peer,
+        store,
+        ring,
+        bank,
+    })
+}
+
+impl Rig {
+    async fn order(&self, pan: &str) -> String {
+        let n = voicepay::crypto::random_hex(4);
+        let mut body = order_body(&format!("M{n}"));
+        body["card_number"] = pan.into();
+        let phone = u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap();
+        body["phone"] = format!("+86139{phone:08}").into();
+        let resp = self.app.create_order(&body).await;
+        assert_eq!(resp.status(), 201);
+        let order: Value = resp.json().await.unwrap();
+        order["id"].as_str().unwrap().to_owned()
+    }
+
+    fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {
+        let card = CardNumber::parse(DEBIT).unwrap();
+        let block = PinBlock::from_pin(&PinDigits::parse(pin).unwrap(), &card, &self.ring.zpk());
+        AuthRequest {
+            idempotency_key: format!("{order_id}:1"),
+            order_id: order_id.into(),
+            acceptor_id: Some("SHOP000000001".into()),
+            amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
+            card,
+            id_number: IdNumber::parse(HOLDER).unwrap(),
+            secret: Secret::PinBlock(block),
+        }
+    }
+
+    async fn no_protocol_errors(&self) {
+        let stats = self.peer.command("stats").await;
+        assert_eq!(stats["protocol_errors"], 0, "{stats}");
+    }
+
+    /// Waits until the daemon's reversal worker got the order's reversal
+    /// acknowledged.
+    async fn acknowledged(&self, order_id: &str) {
+        until("the reversal to be acknowledged", || async {
+            let rs = self.store.reversals_for(order_id).await.unwrap();
+            (rs.len() == 1 && rs[0].status == ReversalStatus::Acknowledged).then_some(())
+        })
+        .await;
+    }
+}
+
+/// `/readyz` names the bank; with the ISO 8583 link it is 503 (the link's
+/// state and last error shown) until the link is signed on.
+#[tokio::test]
+async fn readyz_waits_for_the_link_to_sign_on() {
+    // nobody listens there
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let app = daemon(address).await;
+    let (status, body) = until("the link to report an error", || async {
+        let (status, body) = readyz(&app).await;
+        body["bank"]["link"]["last_error"]
+            .is_string()
+            .then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["bank"]["kind"], "iso8583");
+    assert_eq!(body["bank"]["link"]["state"], "connecting", "{body}");
+    assert!(!body.to_string().contains(LAB_ZPK));
+    let Some(peer) = Peer::start().await else {
+        return;
+    };
+    let app = daemon(format!("127.0.0.1:{}", peer.port)).await;
+    let body = until("readyz to be 200", || async {
+        let (status, body) = readyz(&app).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["bank"]["link"]["state"], "signed_on", "{body}");
+}
+
+/// Purchases over the link, decoded and decided by the peer: a debit with
+/// the right PIN and a credit card are approved and debited once, a wrong
+/// PIN is a wrong secret, an over-limit amount a decline; nothing is
+/// reversed.
+#[tokio::test]
+async fn purchases_are_decided_by_the_peer() {
+    let Some(r) = rig().await else { return };
+    let paid = r.order(DEBIT).await;
+    let got = r.bank.authorize(r.debit(&paid, "805137")).await.unwrap();
+    assert!(matches!(got.outcome, Decision::Approved { ref auth_code } if auth_code.len() == 6));
+    let wrong = r.order(DEBIT).await;
+    let got = r.bank.authorize(r.debit(&wrong, "000000")).await.unwrap();
+    assert_eq!(got.outcome, Decision::WrongSecret { tries_left: None });
+    let big = r.order(DEBIT).await;
+    let mut req = r.debit(&big, "805137");
+    req.amount = Amount::parse(5_000_001, i64::MAX).unwrap();
+    let got = r.bank.authorize(req).await.unwrap();
+    assert_eq!(got.outcome, Decision::Declined(ResultCode::OverLimit));
+    let credit = r.order(CREDIT).await;
+    let req = AuthRequest {
+        idempotency_key: format!("{credit}:1"),
+        order_id: credit.clone(),
+        acceptor_id: Some("SHOP000000001".into()),
+        amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
+        card: CardNumber::parse(CREDIT).unwrap(),
+        id_number: IdNumber::parse(HOLDER).unwrap(),
+        secret: Secret::Card {
+            expiry: Expiry::parse("1230").unwrap(),
+            cvn2: Cvn2::parse("123").unwrap(),
+        },
+    };
+    assert!(r.bank.authorize(req).await.unwrap().is_approved());
+    assert_eq!(r.peer.balance("622200******0017").await, START_FEN - AMOUNT);
+    for id in [&paid, &wrong, &big, &credit] {
+        assert!(r.store.reversals_for(id).await.unwrap().is_empty());
+    }
+    r.no_protocol_errors().await;
+}
+
+/// The peer processes a purchase and holds its 0210: no answer within the
+/// response timeout, so the purchase is reversed; the daemon's reversal
+/// worker sends the 0420 until the peer's 0430, and the money is back on
+/// the card. The held 0210, released after, changes nothing.
+#[tokio::test]
+async fn an_unanswered_purchase_is_reversed_by_the_daemon() {
+    let Some(r) = rig().await else { return };
+    let id = r.order(DEBIT).await;
+    r.peer.command("hold-next-0210").await;
+    let got = r.bank.authorize(r.debit(&id, "805137")).await;
+    assert_eq!(got, Err(IssuerError::Timeout));
+    assert_eq!(r.peer.balance("622200******0017").await, START_FEN - AMOUNT);
+    r.acknowledged(&id).await;
+    assert_eq!(r.peer.balance("622200******0017").await, START_FEN);
+    r.peer.command("release-held").await;
+    let row = r
+        .store
+        .acquirer_request(&format!("{id}:1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, RequestStatus::Reversing);
+    let stats = r.peer.command("stats").await;
+    assert_eq!(stats["received"]["0200"], 1, "{stats}");
+    assert!(stats["received"]["0420"].as_i64().unwrap() >= 1, "{stats}");
+    r.no_protocol_errors().await;
+}
+
+/// The link drops with a purchase in flight: `Dropped` is an unknown
+/// outcome too: reversed, and acknowledged once the link is back.
+#[tokio::test]
+async fn a_purchase_in_flight_when_the_link_drops_is_reversed() {
+    let Some(r) = rig().await else { return };
+    let id = r.order(DEBIT).await;
+    r.peer.command("hold-next-0210").await;
+    let pending = r.bank.authorize(r.debit(&id, "805137"));
+    let drop_it = async {
+        until("the peer to hold the 0210", || async {
+            (r.peer.command("stats").await["held"] == 1).then_some(())
+        })
+        .await;
+        r.peer.command("drop-link").await;
+    };
+    let (got, ()) = tokio::join!(pending, drop_it);
+    assert!(matches!(got, Err(IssuerError::Timeout)), "{got:?}");
+    r.acknowledged(&id).await;
+    assert_eq!(r.peer.balance("622200******0017").await, START_FEN);
+    r.no_protocol_errors().await;
+}
+
+/// A refund over the link: the peer credits the approved purchase F90
+/// names, and refuses (F39 13, not in voicepay's table: `issuer_declined`)
+/// more than what is left of it.
+#[tokio::test]
+async fn a_refund_names_its_purchase_and_the_peer_credits_it() {
+    let Some(r) = rig().await else { return };
+    let id = r.order(DEBIT).await;
+    assert!(r
+        .bank
+        .authorize(r.debit(&id, "805137"))
+        .await
+        .unwrap()
+        .is_approved());
+    let refund = |refund_id: &str, fen: i64| voicepay::bank::RefundRequest {
+        refund_id: refund_id.into(),
+        order_id: id.clone(),
+        purchase_key: format!("{id}:1"),
+        amount: Amount::parse(fen, i64::MAX).unwrap(),
+        card: CardNumber::parse(DEBIT).unwrap(),
+        acceptor_id: Some("SHOP000000001".into()),
+    };
+    let got = r.bank.refund(refund("rfd_a", 5000)).await.unwrap();
+    assert!(got.is_approved(), "{got:?}");
+    assert_eq!(
+        r.peer.balance("622200******0017").await,
+        START_FEN - AMOUNT + 5000
+    );
+    let over = r.bank.refund(refund("rfd_b", AMOUNT)).await.unwrap();
+    assert_eq!(over.outcome, Decision::Declined(ResultCode::IssuerDeclined));
+    assert_eq!(
+        r.peer.balance("622200******0017").await,
+        START_FEN - AMOUNT + 5000
+    );
+    r.no_protocol_errors().await;
+}
