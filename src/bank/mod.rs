@@ -98,11 +98,7 @@ pub trait IssuerLink: Send + Sync {
     fn refund(
         &self,
         req: RefundRequest,
-    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
-        // Replaced by every implementation; kept only until each has one.
-        let _ = req;
-        std::future::ready(Err(IssuerError::Unavailable))
-    }
+    ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send;
 
     /// How the matcher settles an attempt whose outcome is unknown (no
     /// answer in time, a link dropped with it in flight, a crash after

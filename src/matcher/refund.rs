@@ -245,7 +245,7 @@ impl<I: IssuerLink> BankMatcher<I> {
                         }
                         self.settle_refund(row, RefundStatus::Failed, None).await
                     }
-                    Answer::Unknown => Ok(unknown),
+                    Answer::Unknown | Answer::Reversed => Ok(unknown),
                 }
             }
             UnknownOutcome::Reverse => match self.issuer.reverse(&row.id).await {
@@ -356,7 +356,7 @@ impl<I: IssuerLink> BankMatcher<I> {
                         }
                         self.settle_refund(row, RefundStatus::Failed, None).await
                     }
-                    Answer::Unknown => Ok(row.clone()),
+                    Answer::Unknown | Answer::Reversed => Ok(row.clone()),
                 }
             }
             UnknownOutcome::Reverse => match self.issuer.reverse(&row.id).await {

@@ -17,8 +17,8 @@ use voicepay::bank::iso8583::{
 };
 use voicepay::bank::{AuthRequest, Decision, IssuerError, IssuerLink, Secret, UnknownOutcome};
 use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, Vault, ZonePinKey, Zpk};
+use voicepay::domain::{AcceptorId, OrderStatus, Verification};
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
-use voicepay::domain::{OrderStatus, Verification};
 use voicepay::ivr::Verdict;
 use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Recovery, Via};
 use voicepay::store::Transition;
@@ -34,6 +34,8 @@ const AMOUNT: i64 = 12345;
 const LINK_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
 const ACQUIRER: &str = "00012345";
 const TERMINAL: &str = "VP000001";
+/// The merchant's card acceptor id (F42).
+const SHOP: &str = "SHOP000000001";
 
 /// What the scripted host does with one request.
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +165,12 @@ async fn rig(app: TestApp) -> Rig {
         terminal(),
     ));
     let matcher = BankMatcher::new(store.clone(), vault, ring.zpk(), issuer.clone(), fast());
+    // the F42 every 0200 carries: `voicepay merchant set-acceptor-id`
+    let shop = AcceptorId::parse(SHOP).unwrap();
+    store
+        .set_merchant_acceptor_id(&app.merchant_id, Some(&shop))
+        .await
+        .unwrap();
     Rig {
         app,
         store,
@@ -204,7 +212,7 @@ impl Rig {
         AuthRequest {
             idempotency_key: format!("{order_id}:1"),
             order_id: order_id.into(),
-            acceptor_id: Some("SHOP000000001".into()),
+            acceptor_id: Some(SHOP.into()),
             amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
             card: c,
             id_number: IdNumber::parse(HOLDER).unwrap(),
@@ -216,7 +224,7 @@ impl Rig {
         AuthRequest {
             idempotency_key: format!("{order_id}:1"),
             order_id: order_id.into(),
-            acceptor_id: None,
+            acceptor_id: Some(SHOP.into()),
             amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
             card: card(CREDIT),
             id_number: IdNumber::parse(HOLDER).unwrap(),
@@ -395,14 +403,15 @@ async fn the_purchase_fields_follow_the_interface(app: TestApp) {
     assert_eq!(d.text(2), Some(DEBIT));
     assert_eq!(d.text(22), Some("011"));
     assert_eq!(d.text(53), Some("1600000000000000"));
-    assert_eq!(d.acceptor_id(), Some("SHOP000000001"));
+    assert_eq!(d.acceptor_id(), Some(SHOP));
     assert!(!d.has(14));
     let f52: [u8; 8] = d.get(52).unwrap().try_into().unwrap();
     assert!(PinBlock0::from_bytes(f52).verify(DEBIT, &link_zpk(), RIGHT_PIN.as_bytes()));
     assert_eq!(d.text(61), Some(format!("01{HOLDER}").as_str()));
     assert_eq!(c.text(22), Some("012"));
     assert_eq!(c.get(14), Some(&b"3012"[..]));
-    assert!(!c.has(52) && !c.has(53) && !c.has(42));
+    assert!(!c.has(52) && !c.has(53));
+    assert_eq!(c.acceptor_id(), Some(SHOP));
     assert_eq!(c.text(61), Some(format!("01{HOLDER}123").as_str()));
     // the journal names each as a reversal's F90 would
     let row = r
@@ -469,6 +478,25 @@ async fn a_request_never_sent_is_unavailable_and_forgotten(app: TestApp) {
     assert_eq!(r.journal(&key).await, None);
     assert_eq!(r.issuer.query(&key).await, Ok(None));
     assert_eq!(r.issuer.reverse(&key).await, Ok(false));
+    assert!(r.store.reversals_for(&id).await.unwrap().is_empty());
+}
+
+/// A merchant without a card acceptor id (F42) cannot be paid over the
+/// link: nothing is armed or sent, the answer is `Unavailable` (nothing
+/// was processed), and through the matcher the order fails
+/// `issuer_unavailable` with nothing to reverse.
+async fn a_merchant_without_an_acceptor_id_sends_nothing(app: TestApp) {
+    let r = rig(app).await;
+    let id = r.order(DEBIT).await;
+    let key = format!("{id}:1");
+    let mut req = r.debit(&id, RIGHT_PIN);
+    req.acceptor_id = None;
+    assert_eq!(
+        r.issuer.authorize(req).await.unwrap_err(),
+        IssuerError::Unavailable
+    );
+    assert!(r.host.seen().is_empty());
+    assert_eq!(r.journal(&key).await, None);
     assert!(r.store.reversals_for(&id).await.unwrap().is_empty());
 }
 
@@ -749,7 +777,7 @@ fn refund(order_id: &str, refund_id: &str, fen: i64) -> voicepay::bank::RefundRe
         purchase_key: format!("{order_id}:1"),
         amount: Amount::parse(fen, i64::MAX).unwrap(),
         card: card(DEBIT),
-        acceptor_id: Some("SHOP000000001".into()),
+        acceptor_id: Some(SHOP.into()),
     }
 }
 
@@ -859,4 +887,5 @@ on_both_stores!(
     a_request_never_sent_is_unavailable_and_forgotten,
     the_first_answer_is_final,
     a_late_answer_after_the_reversal_changes_nothing,
+    a_merchant_without_an_acceptor_id_sends_nothing,
 );

@@ -170,6 +170,7 @@ async fn rig(db: Db) -> Option<Rig> {
         limits: Arc::new(Limits::new(&settings, store.clone(), metrics)),
         refunder: matcher.clone(),
         readiness: Arc::new(Readiness::default()),
+        link: None,
         shutdown: CancellationToken::new(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -99,6 +99,20 @@ pub fn decision(f39: ResponseCode, approval_code: Option<&str>) -> Decision {
     }
 }
 
+/// The merchant's card acceptor id (F42), which every 0200 carries; a
+/// merchant without one cannot be paid over the link (nothing is sent, the
+/// operator is told how to set it).
+fn acceptor_id<'a>(id: Option<&'a str>, order_id: &str) -> Result<&'a str, IssuerError> {
+    id.ok_or_else(|| {
+        tracing::error!(
+            order = %order_id,
+            "the merchant has no card acceptor id (F42); nothing sent: set one with \
+             `voicepay merchant set-acceptor-id`"
+        );
+        IssuerError::Unavailable
+    })
+}
+
 /// A store failure before anything was sent: nothing was processed.
 fn unavailable(e: impl std::fmt::Display) -> IssuerError {
     tracing::error!(error = %e, "acquirer link: store failure before sending");
@@ -132,13 +146,13 @@ impl<E: Exchange> Iso8583Issuer<E> {
     }
 
     /// The fields every 0200 shares: F2, F3, F4, F7, F11, F12/F13, F25,
-    /// F32, F41, F42 (when given), F49.
+    /// F32, F41, F42, F49.
     fn financial(
         &self,
         card: &CardNumber,
         code: ProcessingCode,
         amount: Amount,
-        acceptor_id: Option<&str>,
+        acceptor_id: &str,
         stan: Stan,
         now: OffsetDateTime,
     ) -> Result<Message, super::CodecError> {
@@ -152,24 +166,28 @@ impl<E: Exchange> Iso8583Issuer<E> {
             .set_telephone_order()?
             .set_acquirer_id(&self.terminal.acquirer_id)?
             .set_terminal_id(&self.terminal.terminal_id)?
-            .set_currency_cny()?;
-        if let Some(id) = acceptor_id {
-            m.set_acceptor_id(id)?;
-        }
+            .set_currency_cny()?
+            .set_acceptor_id(acceptor_id)?;
         Ok(m)
     }
 
     /// The 0200 purchase for `req`. `None` (logged, nothing sent) when it
     /// cannot be built: a PIN block that does not decipher under the zone
     /// PIN key for this card, or a field out of range.
-    fn purchase(&self, req: &AuthRequest, stan: Stan, now: OffsetDateTime) -> Option<Message> {
+    fn purchase(
+        &self,
+        req: &AuthRequest,
+        acceptor_id: &str,
+        stan: Stan,
+        now: OffsetDateTime,
+    ) -> Option<Message> {
         let built = (|| -> Result<Message, String> {
             let mut m = self
                 .financial(
                     &req.card,
                     ProcessingCode::Purchase,
                     req.amount,
-                    req.acceptor_id.as_deref(),
+                    acceptor_id,
                     stan,
                     now,
                 )
@@ -360,9 +378,10 @@ impl<E: Exchange> IssuerLink for Iso8583Issuer<E> {
         if let Some(row) = self.journalled(&req.idempotency_key).await? {
             return Self::final_answer(&row);
         }
+        let acceptor_id = acceptor_id(req.acceptor_id.as_deref(), &req.order_id)?;
         let now = self.clock.now();
         let stan = self.next_stan(now).await?;
-        let Some(msg) = self.purchase(&req, stan, now) else {
+        let Some(msg) = self.purchase(&req, acceptor_id, stan, now) else {
             return Err(IssuerError::Unavailable);
         };
         let new = NewRequest {
@@ -404,6 +423,7 @@ impl<E: Exchange> IssuerLink for Iso8583Issuer<E> {
             tracing::error!(order = %req.order_id, refund = %req.refund_id, "the refund names no approved purchase on the acquirer link; nothing sent");
             return Err(IssuerError::Unavailable);
         };
+        let acceptor_id = acceptor_id(req.acceptor_id.as_deref(), &req.order_id)?;
         let now = self.clock.now();
         let stan = self.next_stan(now).await?;
         let built = self
@@ -411,7 +431,7 @@ impl<E: Exchange> IssuerLink for Iso8583Issuer<E> {
                 &req.card,
                 ProcessingCode::Refund,
                 req.amount,
-                req.acceptor_id.as_deref(),
+                acceptor_id,
                 stan,
                 now,
             )
