@@ -25,6 +25,7 @@ pub use session::COOKIE as SESSION_COOKIE;
 
 use crate::api::AppState;
 use crate::crypto::{random_token, sha256_hex, Vault};
+use crate::domain::AcceptorId;
 use crate::store::{now_ms, Store};
 use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::{header, HeaderMap, HeaderValue, Request};
@@ -56,8 +57,19 @@ pub async fn ensure_merchant(store: &Store, vault: &Vault) -> anyhow::Result<Zer
             now_ms(),
         )
         .await?;
+    // F42 for the ISO 8583 link; an operator's own choice is kept.
+    if store.merchant_acceptor_id(MERCHANT_ID).await?.is_none() {
+        let id = AcceptorId::parse(DEMO_ACCEPTOR_ID).expect("a valid acceptor id");
+        store
+            .set_merchant_acceptor_id(MERCHANT_ID, Some(&id))
+            .await?;
+    }
     Ok(key)
 }
+
+/// The demo merchant's card acceptor id (ISO 8583 F42) unless an operator
+/// set another (`voicepay merchant set-acceptor-id`).
+pub const DEMO_ACCEPTOR_ID: &str = "VPDEMOCHECKOUT";
 
 /// With the demo off: makes the demo merchant's key unusable on the
 /// merchant API (its derived value would otherwise stay valid for anyone
