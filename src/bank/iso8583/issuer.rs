@@ -451,6 +451,11 @@ impl<E: Exchange> IssuerLink for Iso8583Issuer<E> {
             processing_code: ProcessingCode::Refund.as_str(),
             amount: req.amount.fen(),
         };
+        // The refund shows its STAN and F7 (as the journal keeps them).
+        let (stan, f7) = (new.original.stan, new.original.transmitted_at.clone());
+        if let Err(e) = self.store.refund_sent(&req.refund_id, stan, &f7).await {
+            tracing::warn!(refund = %req.refund_id, error = %e, "cannot note the refund's STAN");
+        }
         self.send(new, msg).await
     }
 
