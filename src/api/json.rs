@@ -14,6 +14,31 @@ use serde_json::{Map, Number, Value};
 use std::cell::RefCell;
 use std::fmt;
 
+/// The request body axum read, or why it could not be read:
+/// [`ApiError::PayloadTooLarge`] (413) over the body limit, else
+/// [`ApiError::MalformedJson`] (400).
+pub fn body(
+    read: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
+    read.map_err(|r| match r.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::MalformedJson("the body could not be read".into()),
+    })
+}
+
+/// The members of a body that must be a JSON object: anything else is a
+/// 422 `not_an_object` on the whole body.
+pub fn object(value: Value) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(ApiError::Validation(vec![super::error::FieldError::new(
+            "",
+            "not_an_object",
+            "the body must be a JSON object",
+        )])),
+    }
+}
+
 /// Parses a whole request body as one JSON value.
 ///
 /// Errors: [`ApiError::MalformedJson`] (400, with line and column) for

@@ -46,10 +46,7 @@ pub(super) async fn create(
 ) -> Result<Response, ApiError> {
     same_origin(&headers)?;
     require_json(&headers)?;
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::MalformedJson("the body could not be read".into()),
-    })?;
+    let body = crate::api::json::body(body)?;
     let session =
         Session::from_headers(&headers, &demo.state.vault).ok_or_else(|| ApiError::Forbidden {
             code: "session_required",

@@ -45,10 +45,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::MalformedJson("the body could not be read".into()),
-    })?;
+    let body = crate::api::json::body(body)?;
     require_json(&headers)?;
     let idem_key = idempotency_key(&headers)?;
     // Before any database read: the bucket bounds what a merchant can make

@@ -62,10 +62,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::MalformedJson("the body could not be read".into()),
-    })?;
+    let body = crate::api::json::body(body)?;
     let order = find(&state, &merchant.id, &id).await?;
     require_json(&headers)?;
     let key = idempotency_key(&headers)?;
@@ -115,13 +112,7 @@ pub async fn create(
 /// integer number of fen (`100.0` counts as one) of at least 1 (what is left is checked by the
 /// store, under the order's lock).
 fn parse(value: Value) -> Result<Amount, ApiError> {
-    let Value::Object(obj) = value else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "",
-            "not_an_object",
-            "the body must be a JSON object",
-        )]));
-    };
+    let obj = crate::api::json::object(value)?;
     let mut errors: Vec<FieldError> = obj
         .keys()
         .filter(|k| k.as_str() != "amount")

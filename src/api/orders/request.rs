@@ -110,13 +110,7 @@ pub fn parse(body: &[u8], max_amount: i64) -> Result<NewOrder, ApiError> {
 
 /// Validates a body already parsed by [`crate::api::json::parse`].
 pub fn from_value(value: Value, max_amount: i64) -> Result<NewOrder, ApiError> {
-    let Value::Object(obj) = value else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "",
-            "not_an_object",
-            "the body must be a JSON object",
-        )]));
-    };
+    let obj = crate::api::json::object(value)?;
     let mut errors: Vec<FieldError> = obj
         .keys()
         .filter(|k| !FIELDS.contains(&k.as_str()))
