@@ -21,8 +21,8 @@ use voicepay::crypto::{PinBlock0, Zpk};
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::iso8583::{
     credit_order, debit_order, entries, net_fen, order_events, phone, Callers, Daemon, Node, Peer,
-    CREDIT, CREDIT_CVN2, CREDIT_EXPIRY_MMYY, CREDIT_EXPIRY_YYMM, DEBIT, DEBIT_PIN, HOLDER,
-    LAB_ZPK, LAB_ZPK_ID, WRONG_PIN,
+    CREDIT, CREDIT_CVN2, CREDIT_EXPIRY_MMYY, CREDIT_EXPIRY_YYMM, DEBIT, DEBIT_PIN, HOLDER, LAB_ZPK,
+    LAB_ZPK_ID, WRONG_PIN,
 };
 use voicepay_testkit::secrets::Secrets;
 use voicepay_testkit::wait_for;
@@ -139,8 +139,14 @@ async fn a_credit_purchase_is_approved_with_one_debit_at_the_peer() {
     let id = w.credit(2500).await;
     assert_approved(&w.settled(&id).await);
     let heard = w.callers.heard(&id, 1);
-    assert!(heard.contains(&"voicepay/enter-expiry".to_owned()), "{heard:?}");
-    assert!(heard.contains(&"voicepay/enter-cvn2".to_owned()), "{heard:?}");
+    assert!(
+        heard.contains(&"voicepay/enter-expiry".to_owned()),
+        "{heard:?}"
+    );
+    assert!(
+        heard.contains(&"voicepay/enter-cvn2".to_owned()),
+        "{heard:?}"
+    );
     let ledger = w.ledger_of(1).await;
     let debits = entries(&ledger, "debit");
     assert_eq!(debits.len(), 1, "{ledger:#?}");
@@ -179,7 +185,11 @@ async fn each_mapped_decline_fails_the_order_with_its_result_code_and_moves_no_m
             n + 1,
             "F39 {f39}: one 0200 per order, never a second: {stats}"
         );
-        assert_eq!(stats["received"]["0420"], Value::Null, "F39 {f39}: nothing to reverse");
+        assert_eq!(
+            stats["received"]["0420"],
+            Value::Null,
+            "F39 {f39}: nothing to reverse"
+        );
         if *f39 == "N7" {
             let events = order_events(&w.node, &id).await;
             assert!(
@@ -213,7 +223,11 @@ async fn a_wrong_then_right_pin_in_one_call_is_approved_once() {
     let id = w.debit(800, &[WRONG_PIN, DEBIT_PIN]).await;
     let v = w.settled(&id).await;
     assert_approved(&v);
-    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(1), "one call: {v:#}");
+    assert_eq!(
+        v["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "one call: {v:#}"
+    );
     let heard = w.callers.heard(&id, 1);
     let count = |s: &str| heard.iter().filter(|m| *m == s).count();
     assert_eq!(count("voicepay/fail-wrong_secret"), 1, "{heard:?}");
@@ -238,7 +252,10 @@ async fn reversed_in_the_end(w: &World, d: &Daemon, id: &str, amount: i64) {
     assert_eq!(debits.len(), 1, "{ledger:#?}");
     assert_eq!(debits[0]["amount"], amount);
     assert_eq!(reversals.len(), 1, "{ledger:#?}");
-    assert_eq!(reversals[0]["original"], debits[0]["key"], "F90 names the 0200");
+    assert_eq!(
+        reversals[0]["original"], debits[0]["key"],
+        "F90 names the 0200"
+    );
     assert_eq!(net_fen(&ledger), 0, "{ledger:#?}");
     assert_eq!(
         w.peer.stats().await["financial"]["000000"],
@@ -311,7 +328,10 @@ async fn a_duplicate_0210_changes_nothing() {
     assert_approved(&w.settled(&second).await);
     assert_approved(&w.daemon.view(&w.key, &first).await);
     let stats = w.peer.stats().await;
-    assert_eq!(stats["connections"], 1, "the duplicate did not cost the link: {stats}");
+    assert_eq!(
+        stats["connections"], 1,
+        "the duplicate did not cost the link: {stats}"
+    );
     let ledger = w.peer.ledger().await;
     assert_eq!(entries(&ledger, "debit").len(), 2, "{ledger:#?}");
     assert_eq!(net_fen(&ledger), 3100);
@@ -367,7 +387,10 @@ async fn a_refund_reaches_the_peer_as_a_0200_with_processing_code_200000() {
     let credits = entries(&ledger, "credit");
     assert_eq!(credits.len(), 1, "{ledger:#?}");
     assert_eq!(credits[0]["amount"], 2000);
-    assert_eq!(credits[0]["original"], debit["key"], "F90 names the purchase");
+    assert_eq!(
+        credits[0]["original"], debit["key"],
+        "F90 names the purchase"
+    );
     assert_eq!(w.peer.stats().await["financial"]["200000"], 1);
     let v = w
         .daemon
@@ -450,7 +473,10 @@ async fn no_secret_reaches_the_daemon_log_the_database_or_the_peer_log() {
     );
     // the scan looked at something: the logs name the masked card
     let peer_log = std::fs::read_to_string(w.peer.log_path()).expect("peer log");
-    assert!(peer_log.contains("622200******0017"), "the peer logged little");
+    assert!(
+        peer_log.contains("622200******0017"),
+        "the peer logged little"
+    );
     w.peer.assert_no_protocol_error().await;
 }
 

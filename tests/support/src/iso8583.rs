@@ -67,8 +67,7 @@ pub const WRONG_PIN: &str = "111111";
 /// The venv's python when pyiso8583 and psec import there; `None` (the
 /// caller skips) or a panic under `CI=true` otherwise.
 pub fn peer_python() -> Option<PathBuf> {
-    let venv =
-        std::env::var("VOICEPAY_VENV").unwrap_or_else(|_| "/var/cache/voicepay/venv".into());
+    let venv = std::env::var("VOICEPAY_VENV").unwrap_or_else(|_| "/var/cache/voicepay/venv".into());
     let python = PathBuf::from(venv).join("bin/python");
     let usable = Command::new(&python)
         .args(["-W", "ignore", "-c", "import iso8583, psec"])
@@ -105,10 +104,7 @@ impl Peer {
     pub fn start() -> Option<Peer> {
         let python = peer_python()?;
         let dir = tempfile::tempdir().expect("temp dir");
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../iso8583_peer/peer.py"
-        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../iso8583_peer/peer.py");
         let log = std::fs::File::create(dir.path().join("peer.log")).expect("peer log");
         let mut child = Command::new(python)
             .arg(script)
@@ -437,14 +433,21 @@ impl Daemon {
     /// connected); fails with its last body and the log otherwise.
     pub async fn ready(&self) {
         let url = format!("{}/readyz", self.base);
-        let last = crate::poll_until(Duration::from_secs(60), crate::wait::EVERY, async || {
-            match self.http.get(&url).send().await {
-                Ok(r) if r.status() == 200 => Ok(()),
-                Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await;
+        let last =
+            crate::poll_until(
+                Duration::from_secs(60),
+                crate::wait::EVERY,
+                async || match self.http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => Ok(()),
+                    Ok(r) => Err(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                },
+            )
+            .await;
         if let Err(why) = last {
             panic!("the daemon never became ready: {why}\n{}", self.log_text());
         }
