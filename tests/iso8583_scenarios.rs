@@ -159,7 +159,6 @@ async fn a_credit_purchase_is_approved_with_one_debit_at_the_peer() {
 /// asks again).
 const DECLINES: [(&str, &str); 10] = [
     ("51", "insufficient_funds"),
-    ("75", "pin_tries_exceeded"),
     ("54", "card_expired"),
     ("14", "invalid_card"),
     ("62", "card_restricted"),
@@ -169,6 +168,8 @@ const DECLINES: [(&str, &str); 10] = [
     ("63", "id_mismatch"),
     // not in the table: a decline, the raw code in the audit log
     ("N7", "issuer_declined"),
+    // last: it ends the card's PIN tries for the day at voicepay too
+    ("75", "pin_tries_exceeded"),
 ];
 
 #[tokio::test]
