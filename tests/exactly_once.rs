@@ -33,7 +33,7 @@
 //! Bounded: the whole run stops after 60 s + 5 s a payment, at most 10
 //! minutes.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -283,26 +283,6 @@ async fn view(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Option
     r.json().await.ok()
 }
 
-/// What the ledger says about the run.
-#[derive(Default)]
-struct Checks {
-    double_debits: usize,
-    money_mismatches: usize,
-    unreversed: usize,
-    stray: usize,
-    reversed: usize,
-    problems: Vec<String>,
-}
-
-impl Checks {
-    fn clean(&self) -> bool {
-        self.double_debits == 0
-            && self.money_mismatches == 0
-            && self.unreversed == 0
-            && self.stray == 0
-    }
-}
-
 /// Waits (until `deadline`) for the ledger to agree with the orders, as
 /// pending reversals go out with back-off; the checks of the last look.
 async fn settle(
@@ -310,61 +290,24 @@ async fn settle(
     orders: &[Order],
     views: &HashMap<String, Value>,
     deadline: Instant,
-) -> Checks {
+) -> LedgerCheck {
+    let paid: Vec<Paid> = orders
+        .iter()
+        .map(|o| Paid {
+            id: o.id.clone(),
+            amount: o.amount,
+            status: views
+                .get(&o.id)
+                .and_then(|v| v["status"].as_str())
+                .unwrap_or("not final")
+                .to_owned(),
+        })
+        .collect();
     loop {
-        let checks = check(&peer.ledger().await, orders, views);
+        let checks = check_ledger(&peer.ledger().await, &paid);
         if checks.clean() || Instant::now() >= deadline {
             return checks;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn check(ledger: &[Value], orders: &[Order], views: &HashMap<String, Value>) -> Checks {
-    let mut c = Checks::default();
-    let reversal_of: HashMap<&str, i64> = entries(ledger, "reversal")
-        .into_iter()
-        .filter_map(|r| Some((r["original"].as_str()?, r["amount"].as_i64()?)))
-        .collect();
-    let mut debits: HashMap<i64, Vec<&Value>> = HashMap::new();
-    for d in entries(ledger, "debit") {
-        debits
-            .entry(d["amount"].as_i64().unwrap_or(-1))
-            .or_default()
-            .push(d);
-    }
-    let amounts: HashMap<i64, &Order> = orders.iter().map(|o| (o.amount, o)).collect();
-    c.stray = debits.keys().filter(|a| !amounts.contains_key(a)).count();
-    for o in orders {
-        let mine = debits.get(&o.amount).cloned().unwrap_or_default();
-        if mine.len() > 1 {
-            c.double_debits += 1;
-            c.problems
-                .push(format!("order {} was debited {} times", o.id, mine.len()));
-        }
-        let mut net = 0;
-        for d in &mine {
-            let back = d["key"].as_str().and_then(|k| reversal_of.get(k));
-            if back.is_some() {
-                c.reversed += 1;
-            }
-            net += d["amount"].as_i64().unwrap_or(0) - back.copied().unwrap_or(0);
-        }
-        let succeeded = views.get(&o.id).is_some_and(|v| v["status"] == "succeeded");
-        let want = if succeeded { o.amount } else { 0 };
-        if net != want {
-            c.money_mismatches += 1;
-            let status = views
-                .get(&o.id)
-                .map_or(json!("not final"), |v| v["status"].clone());
-            c.problems.push(format!(
-                "order {} ({status}): the card lost {net} fen, not {want}",
-                o.id
-            ));
-            if !succeeded && net > 0 {
-                c.unreversed += 1;
-            }
-        }
-    }
-    c
 }

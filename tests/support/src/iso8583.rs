@@ -794,3 +794,158 @@ pub async fn order_events(node: &Node, id: &str) -> Vec<(String, String, String,
     pool.close().await;
     rows
 }
+
+/// One order of a run, as the merchant API showed it at the end.
+#[derive(Debug, Clone)]
+pub struct Paid {
+    pub id: String,
+    /// Fen; unique within the run, which is how a ledger line is tied to
+    /// its order.
+    pub amount: i64,
+    /// The order's status (`succeeded`, `failed`, …, or `not final`).
+    pub status: String,
+}
+
+/// What the peer's ledger says about a run of [`Paid`] orders.
+#[derive(Debug, Default)]
+pub struct LedgerCheck {
+    /// Orders debited more than once.
+    pub double_debits: usize,
+    /// Orders whose card did not lose exactly their amount (succeeded) or
+    /// nothing (any other status).
+    pub money_mismatches: usize,
+    /// Of those: orders that did not succeed and whose debit was not
+    /// (fully) reversed.
+    pub unreversed: usize,
+    /// Debits of an amount no order has.
+    pub stray: usize,
+    /// Debits reversed (0420/0421 matched by F90).
+    pub reversed: usize,
+    /// One line per problem, for the report.
+    pub problems: Vec<String>,
+}
+
+impl LedgerCheck {
+    pub fn clean(&self) -> bool {
+        self.double_debits == 0
+            && self.money_mismatches == 0
+            && self.unreversed == 0
+            && self.stray == 0
+    }
+}
+
+/// Checks the exactly-once properties of a run against the peer's ledger:
+/// at most one debit per order; a succeeded order's card charged its amount
+/// once, any other order's card charged nothing in the end (its debit, if
+/// any, reversed); no debit of an unknown amount.
+pub fn check_ledger(ledger: &[Value], orders: &[Paid]) -> LedgerCheck {
+    let mut c = LedgerCheck::default();
+    let reversal_of: HashMap<&str, i64> = entries(ledger, "reversal")
+        .into_iter()
+        .filter_map(|r| Some((r["original"].as_str()?, r["amount"].as_i64()?)))
+        .collect();
+    let mut debits: HashMap<i64, Vec<&Value>> = HashMap::new();
+    for d in entries(ledger, "debit") {
+        debits
+            .entry(d["amount"].as_i64().unwrap_or(-1))
+            .or_default()
+            .push(d);
+    }
+    c.stray = debits
+        .keys()
+        .filter(|a| !orders.iter().any(|o| o.amount == **a))
+        .count();
+    for o in orders {
+        let mine = debits.get(&o.amount).cloned().unwrap_or_default();
+        if mine.len() > 1 {
+            c.double_debits += 1;
+            c.problems
+                .push(format!("order {} was debited {} times", o.id, mine.len()));
+        }
+        let mut net = 0;
+        for d in &mine {
+            let back = d["key"].as_str().and_then(|k| reversal_of.get(k));
+            if back.is_some() {
+                c.reversed += 1;
+            }
+            net += d["amount"].as_i64().unwrap_or(0) - back.copied().unwrap_or(0);
+        }
+        let succeeded = o.status == "succeeded";
+        let want = if succeeded { o.amount } else { 0 };
+        if net != want {
+            c.money_mismatches += 1;
+            c.problems.push(format!(
+                "order {} ({}): the card lost {net} fen, not {want}",
+                o.id, o.status
+            ));
+            if !succeeded && net > 0 {
+                c.unreversed += 1;
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn debit(amount: i64, key: &str) -> Value {
+        json!({"kind": "debit", "pan": "622200******0017", "amount": amount, "key": key})
+    }
+
+    fn reversal(amount: i64, original: &str) -> Value {
+        json!({"kind": "reversal", "amount": amount, "key": format!("r{original}"),
+               "original": original})
+    }
+
+    fn paid(amount: i64, status: &str) -> Paid {
+        Paid {
+            id: format!("ord_{amount}"),
+            amount,
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let ledger = [debit(1000, "a"), debit(1001, "b"), reversal(1001, "b")];
+        let c = check_ledger(
+            &ledger,
+            &[
+                paid(1000, "succeeded"),
+                paid(1001, "failed"),
+                paid(1002, "failed"),
+            ],
+        );
+        assert!(c.clean(), "{c:?}");
+        assert_eq!(c.reversed, 1);
+    }
+
+    #[test]
+    fn a_double_debit_is_found_even_when_one_is_reversed() {
+        let ledger = [debit(1000, "a"), debit(1000, "b"), reversal(1000, "b")];
+        let c = check_ledger(&ledger, &[paid(1000, "succeeded")]);
+        assert_eq!(c.double_debits, 1, "{c:?}");
+        assert!(!c.clean());
+    }
+
+    #[test]
+    fn an_unreversed_debit_of_a_failed_order_is_found() {
+        let c = check_ledger(&[debit(1000, "a")], &[paid(1000, "failed")]);
+        assert_eq!((c.unreversed, c.money_mismatches), (1, 1), "{c:?}");
+    }
+
+    #[test]
+    fn a_succeeded_order_whose_debit_was_reversed_is_found() {
+        let ledger = [debit(1000, "a"), reversal(1000, "a")];
+        let c = check_ledger(&ledger, &[paid(1000, "succeeded")]);
+        assert_eq!((c.money_mismatches, c.unreversed), (1, 0), "{c:?}");
+    }
+
+    #[test]
+    fn a_debit_no_order_made_is_found() {
+        let c = check_ledger(&[debit(7, "x")], &[paid(1000, "failed")]);
+        assert_eq!(c.stray, 1, "{c:?}");
+    }
+}
