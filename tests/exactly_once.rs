@@ -39,7 +39,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use voicepay_testkit::fake_ari::FakeAri;
-use voicepay_testkit::iso8583::{debit_order, entries, is_final, Callers, Node, Peer, DEBIT_PIN};
+use voicepay_testkit::iso8583::{
+    check_ledger, debit_order, is_final, Callers, LedgerCheck, Node, Paid, Peer, DEBIT_PIN,
+};
 
 /// Payments running at once.
 const CONCURRENT: usize = 4;
