@@ -248,10 +248,20 @@ async fn run(payments: usize) -> bool {
         for p in &checks.problems {
             println!("  ✗ {p}");
         }
-        println!("  the daemon's log: {}", node.path("daemon.log").display());
-        // keep the folders for a look
-        std::mem::forget(peer);
-        std::mem::forget(node);
+        // keep the files for a look: the peer's, and the daemon's beside them
+        let kept = peer.keep_files();
+        for f in [
+            "daemon.log",
+            "voicepay.db",
+            "voicepay.db-wal",
+            "voicepay.db-shm",
+        ] {
+            let _ = std::fs::copy(node.path(f), kept.join(f));
+        }
+        println!(
+            "  the peer's ledger and log, the daemon's log and database: {}",
+            kept.display()
+        );
     }
     println!("exactly-once: {}", if ok { "PASSED" } else { "FAILED" });
     ok

@@ -652,6 +652,8 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--ledger", required=True)
     ap.add_argument("--slow-secs", type=float, default=5.0)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--exit-with-stdin", action="store_true",
+                    help="exit when stdin closes (a test harness that dies takes the peer along)")
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -667,7 +669,17 @@ async def main(argv: list[str]) -> None:
     LOG.info("ISO 8583 issuer peer on 127.0.0.1:%d (control %d), %d cards",
              ports["port"], ports["control_port"], len(peer.issuer.cards))
     async with link, ctl:
-        await asyncio.gather(link.serve_forever(), ctl.serve_forever())
+        tasks = [link.serve_forever(), ctl.serve_forever()]
+        if args.exit_with_stdin:
+            tasks.append(stdin_closed())
+        await asyncio.gather(*tasks)
+
+
+async def stdin_closed() -> None:
+    """Returns when stdin reaches EOF; then the peer exits."""
+    await asyncio.to_thread(sys.stdin.read)
+    LOG.info("stdin closed: exiting")
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,10 @@ impl Peer {
             .args(["--port", "0", "--control-port", "0", "--zpk", LAB_ZPK])
             .arg("--ledger")
             .arg(dir.path().join("ledger.jsonl"))
-            .args(["--log-level", "DEBUG"])
+            .args(["--log-level", "DEBUG", "--exit-with-stdin"])
+            // held open by the child handle: if the test process dies, the
+            // pipe closes and the peer exits with it
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -131,6 +134,15 @@ impl Peer {
             child,
             dir,
         })
+    }
+
+    /// Stops the peer and keeps its folder (ledger, log) for a look after a
+    /// failed run; its path.
+    pub fn keep_files(mut self) -> PathBuf {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        dir.keep()
     }
 
     /// `127.0.0.1:PORT`, the daemon's `bank.iso8583.address`.
