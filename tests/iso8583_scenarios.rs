@@ -25,7 +25,7 @@ use voicepay_testkit::iso8583::{
     LAB_ZPK_ID, WRONG_PIN,
 };
 use voicepay_testkit::secrets::Secrets;
-use voicepay_testkit::wait_for;
+use voicepay_testkit::{wait_for, wait_until};
 
 /// The peer, the fake ARI with its cardholders, one node, its merchant and
 /// its running daemon.
@@ -91,6 +91,24 @@ impl World {
             }
         })
         .await
+    }
+}
+
+impl World {
+    /// Waits until the daemon logged, at warn, the answer with this STAN
+    /// that nobody waited for (the link drops it, masked).
+    async fn dropped_with_a_warning(&self, stan: &str) {
+        wait_until(
+            std::time::Duration::from_secs(30),
+            format!("no warning about the 0210 with STAN {stan} in the daemon's log"),
+            async || {
+                self.daemon
+                    .log_text()
+                    .lines()
+                    .any(|l| l.contains("WARN") && l.contains(stan) && l.contains("0210"))
+            },
+        )
+        .await;
     }
 }
 
@@ -323,7 +341,11 @@ async fn a_duplicate_0210_changes_nothing() {
     let Some(w) = world(|_| {}).await else { return };
     let first = w.debit(1500, &[DEBIT_PIN]).await;
     assert_approved(&w.settled(&first).await);
-    w.peer.control("send-duplicate-0210").await;
+    let stan = w.peer.control("send-duplicate-0210").await["stan"]
+        .as_str()
+        .expect("stan")
+        .to_owned();
+    w.dropped_with_a_warning(&stan).await;
     // the link lives on: the next purchase goes through on it
     let second = w.debit(1600, &[DEBIT_PIN]).await;
     assert_approved(&w.settled(&second).await);
@@ -342,7 +364,11 @@ async fn a_duplicate_0210_changes_nothing() {
 #[tokio::test]
 async fn an_unsolicited_0210_changes_nothing() {
     let Some(w) = world(|_| {}).await else { return };
-    w.peer.control("send-unsolicited").await;
+    let stan = w.peer.control("send-unsolicited").await["stan"]
+        .as_str()
+        .expect("stan")
+        .to_owned();
+    w.dropped_with_a_warning(&stan).await;
     let id = w.debit(1700, &[DEBIT_PIN]).await;
     assert_approved(&w.settled(&id).await);
     let stats = w.peer.stats().await;

@@ -17,7 +17,10 @@ Run (from the venv that ``scripts/test`` creates, /var/cache/voicepay/venv)::
         --cards src/bank/test_cards.toml --ledger /tmp/peer-ledger.jsonl
 
 ``--port 0`` / ``--control-port 0`` pick free ports; the first line on stdout
-is JSON ``{"ready": true, "port": P, "control_port": C}``. The log (stderr)
+is JSON ``{"ready": true, "port": P, "control_port": C}``. With
+``--exit-with-stdin`` the peer exits when its stdin closes (the Rust harness,
+voicepay_testkit::iso8583, holds it open, so a test that dies takes its
+peer along). The log (stderr)
 shows the masked PAN, MTI, STAN and F39 only: never a PIN, PIN block, CVN2,
 expiry or ID number.
 
