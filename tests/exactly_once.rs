@@ -137,7 +137,7 @@ async fn run(payments: usize) -> bool {
     peer.control(&format!("delay-0210 {ANSWER_DELAY_MS}")).await;
     let fake = Arc::new(FakeAri::start().await);
     let callers = Callers::start(fake.clone());
-    let mut node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer);
+    let mut node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer.address());
     node.set("LOG__LEVEL", "info");
     let node = Arc::new(node);
     let key = node.merchant();

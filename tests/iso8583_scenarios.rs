@@ -20,9 +20,9 @@ use std::sync::Arc;
 use voicepay::crypto::{PinBlock0, Zpk};
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::iso8583::{
-    credit_order, debit_order, entries, net_fen, order_events, phone, Callers, Daemon, Node, Peer,
-    CREDIT, CREDIT_CVN2, CREDIT_EXPIRY_MMYY, CREDIT_EXPIRY_YYMM, DEBIT, DEBIT_PIN, HOLDER, LAB_ZPK,
-    LAB_ZPK_ID, WRONG_PIN,
+    credit_order, debit_order, entries, net_fen, order_events, phone, reversals, BankHost, Callers,
+    Daemon, Node, Peer, CREDIT, CREDIT_CVN2, CREDIT_EXPIRY_MMYY, CREDIT_EXPIRY_YYMM, DEBIT,
+    DEBIT_PIN, HOLDER, LAB_ZPK, LAB_ZPK_ID, WRONG_PIN,
 };
 use voicepay_testkit::secrets::Secrets;
 use voicepay_testkit::{wait_for, wait_until};
@@ -43,7 +43,7 @@ async fn world(tweak: impl FnOnce(&mut Node)) -> Option<World> {
     let peer = Peer::start()?;
     let fake = Arc::new(FakeAri::start().await);
     let callers = Callers::start(fake.clone());
-    let mut node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer);
+    let mut node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer.address());
     tweak(&mut node);
     let key = node.merchant();
     let daemon = node.serve().await;
@@ -533,4 +533,80 @@ async fn the_harness_pays_callbacks_through_the_stub_issuer() {
     let v = w.settled(&gone).await;
     assert_eq!(v["status"], "failed", "{v:#}");
     assert!(w.peer.ledger().await.is_empty(), "the peer was not used");
+}
+
+/// A callback order on any test card (holder [`HOLDER`]).
+fn order_on(card: &str, phone: &str, amount: i64) -> Value {
+    let mut v = debit_order(&reference(), phone, amount);
+    v["card_number"] = serde_json::json!(card);
+    v
+}
+
+/// The same payments against `voicepay bank serve` (voicepay's own ISO 8583
+/// host around the stub issuer) instead of the Python peer: approvals
+/// (debit, credit), two declines by card, a wrong then right PIN, the slow
+/// card's answer (5 s) later than the link's response timeout (3 s) →
+/// reversed, and a refund. The host's balances, read from its state file
+/// after it stops, show each movement once. Needs no venv.
+#[tokio::test]
+async fn voicepay_bank_serve_answers_the_same_payments() {
+    let bin = env!("CARGO_BIN_EXE_voicepay");
+    let mut host = BankHost::start(bin);
+    let fake = Arc::new(FakeAri::start().await);
+    let callers = Callers::start(fake.clone());
+    let node = Node::new(bin, &fake, &host.address);
+    let key = node.merchant();
+    let daemon = node.serve().await;
+    let pay = async |card: &str, amount: i64, secrets: &[&str]| {
+        let phone = phone();
+        callers.script(&phone, secrets);
+        let id = daemon.order(&key, &order_on(card, &phone, amount)).await;
+        (id.clone(), daemon.settled(&key, &id).await)
+    };
+    let (debit, v) = pay(DEBIT, 1234, &[DEBIT_PIN]).await;
+    assert_approved(&v);
+    let (_, v) = pay(CREDIT, 2500, &[CREDIT_EXPIRY_MMYY, CREDIT_CVN2]).await;
+    assert_approved(&v);
+    let (_, v) = pay("6222000000000033", 100, &[DEBIT_PIN]).await;
+    assert_failed(&v, "card_restricted");
+    let (_, v) = pay("6222000000000025", 100, &[DEBIT_PIN]).await;
+    assert_failed(&v, "insufficient_funds");
+    let (_, v) = pay(DEBIT, 800, &[WRONG_PIN, DEBIT_PIN]).await;
+    assert_approved(&v);
+    let (_, v) = pay("6222000000000041", 4321, &[DEBIT_PIN]).await;
+    assert_failed(&v, "issuer_unavailable");
+    let (status, body) = daemon.refund(&key, &debit, 500).await;
+    assert_eq!(status, 201, "{body}");
+    daemon
+        .view_until(&key, &debit, |v| v["refunded_amount"] == 500)
+        .await;
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the slow card's reversal was never acknowledged",
+        async || matches!(reversals(&node).await, (n, 0) if n >= 1),
+    )
+    .await;
+
+    drop(daemon);
+    let balances = host.stop_and_balances();
+    let start = 10_000_000;
+    assert_eq!(
+        balances["622200******0017"],
+        start - 1234 - 800 + 500,
+        "{balances:?}"
+    );
+    assert_eq!(balances["625000******0012"], start - 2500, "{balances:?}");
+    assert_eq!(
+        balances["622200******0041"], start,
+        "reversed: {balances:?}"
+    );
+    assert_eq!(balances["622200******0033"], start, "{balances:?}");
+    let found = Secrets::new()
+        .pin(DEBIT_PIN)
+        .pin(WRONG_PIN)
+        .card(DEBIT)
+        .id_number(HOLDER)
+        .expiry_cvn2(CREDIT_EXPIRY_MMYY, CREDIT_CVN2)
+        .scan_file(&host.log_path(), 0);
+    assert!(found.is_empty(), "secrets in the host's log: {found:?}");
 }

@@ -9,7 +9,7 @@
 //! let Some(peer) = Peer::start() else { return };   // None: skipped (no venv)
 //! let fake = Arc::new(FakeAri::start().await);
 //! let callers = Callers::start(fake.clone());
-//! let node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer);
+//! let node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer.address());
 //! let key = node.merchant();
 //! let daemon = node.serve().await;                    // ready: ARI up, link signed on
 //! callers.script(PHONE, &[DEBIT_PIN]);
@@ -33,7 +33,7 @@ use crate::fake_ari::{channel, dtmf, event, key_clock, FakeAri, KEY_SPACING_MS};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -231,6 +231,112 @@ impl Drop for Peer {
     }
 }
 
+/// `voicepay bank serve --listen 127.0.0.1:0`: voicepay's own ISO 8583
+/// issuer host around the stub issuer (the same test cards), with its own
+/// state file and the lab zone PIN key; SIGKILLed when dropped.
+pub struct BankHost {
+    child: Child,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// `127.0.0.1:PORT` from its ready line.
+    pub address: String,
+}
+
+impl BankHost {
+    pub fn start(bin: impl Into<PathBuf>) -> BankHost {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = bin.into();
+        let log = std::fs::File::create(dir.path().join("host.log")).expect("host log");
+        let mut child = Self::command(&bin, dir.path())
+            .args(["bank", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("voicepay bank serve");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut ready)
+            .expect("the host's ready line");
+        let Some(address) = ready
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+        else {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default();
+            panic!("voicepay bank serve gave no ready line: {ready:?}\n{log}");
+        };
+        BankHost {
+            child,
+            dir,
+            bin,
+            address,
+        }
+    }
+
+    fn command(bin: &Path, dir: &Path) -> Command {
+        let mut c = Command::new(bin);
+        c.current_dir(dir);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VOICEPAY__") || k == "VOICEPAY_CONFIG" || k == "RUST_LOG" {
+                c.env_remove(k);
+            }
+        }
+        c.env("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY", LAB_ZPK)
+            .env("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY_ID", LAB_ZPK_ID)
+            .env("VOICEPAY__BANK__STUB_STATE", dir.join("stub-bank.jsonl"))
+            .env("VOICEPAY__LOG__LEVEL", "trace")
+            .env(
+                "VOICEPAY__DATABASE__URL",
+                format!("sqlite://{}", dir.join("unused.db").display()),
+            );
+        c
+    }
+
+    /// The host's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("host.log")
+    }
+
+    /// The host's durable state (the stub issuer's journal).
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.path().join("stub-bank.jsonl")
+    }
+
+    /// Stops the host (SIGTERM, then waits) and reads every card's
+    /// balance from its state with `voicepay bank cards --json`: masked
+    /// card → available fen.
+    pub fn stop_and_balances(&mut self) -> HashMap<String, i64> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+        let out = Self::command(&self.bin, self.dir.path())
+            .args(["bank", "cards", "--json"])
+            .output()
+            .expect("voicepay bank cards");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["cards"]
+            .as_array()
+            .expect("cards")
+            .iter()
+            .filter_map(|c| Some((c["card"].as_str()?.to_owned(), c["available_fen"].as_i64()?)))
+            .collect()
+    }
+}
+
+impl Drop for BankHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The ledger entries of one kind (`debit`, `credit`, `reversal`).
 pub fn entries<'a>(ledger: &'a [Value], kind: &str) -> Vec<&'a Value> {
     ledger.iter().filter(|e| e["kind"] == kind).collect()
@@ -263,8 +369,9 @@ pub struct Node {
 
 impl Node {
     /// `bin` is the `voicepay` binary (`env!("CARGO_BIN_EXE_voicepay")` in
-    /// the test).
-    pub fn new(bin: impl Into<PathBuf>, fake: &FakeAri, peer: &Peer) -> Node {
+    /// the test); `bank` the acquirer host's `host:port` ([`Peer::address`]
+    /// or [`BankHost::address`]).
+    pub fn new(bin: impl Into<PathBuf>, fake: &FakeAri, bank: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let ari = fake.settings();
         let path = |n: &str| dir.path().join(n).display().to_string();
@@ -287,7 +394,7 @@ impl Node {
             ("LIMITS__ORDERS_PER_PHONE_PER_DAY", "0".to_owned()),
             ("BANK__KIND", "iso8583".to_owned()),
             ("BANK__AUTH_TIMEOUT_SECS", "10".to_owned()),
-            ("BANK__ISO8583__ADDRESS", peer.address()),
+            ("BANK__ISO8583__ADDRESS", bank.to_owned()),
             ("BANK__ISO8583__ZONE_PIN_KEY", LAB_ZPK.to_owned()),
             ("BANK__ISO8583__ZONE_PIN_KEY_ID", LAB_ZPK_ID.to_owned()),
             ("BANK__ISO8583__ACQUIRER_ID", ACQUIRER_ID.to_owned()),
@@ -785,6 +892,25 @@ fn on_request(fake: &FakeAri, shared: &Mutex<Shared>, r: &crate::fake_ari::Recor
         ("DELETE", ["channels", id]) => hang_up(fake, id),
         _ => {}
     }
+}
+
+/// The node's pending reversals (migration 0013's `pending_reversals`):
+/// (all, not yet acknowledged by a 0430).
+pub async fn reversals(node: &Node) -> (i64, i64) {
+    sqlx::any::install_default_drivers();
+    let url = format!("sqlite://{}", node.path("voicepay.db").display());
+    let pool = sqlx::AnyPool::connect(&url)
+        .await
+        .expect("the daemon's database");
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN acknowledged_at IS NULL THEN 1 ELSE 0 END), 0) \
+         FROM pending_reversals",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("pending reversals");
+    pool.close().await;
+    counts
 }
 
 /// Every audit event of an order in the node's database: (kind, from
