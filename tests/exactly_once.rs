@@ -8,8 +8,8 @@
 //!
 //! The `voicepay serve` binary (a child process, SQLite, `bank.kind =
 //! "iso8583"`) authorizes at the Python issuer peer
-//! (tests/iso8583_peer/peer.py), which answers every 0200 300 ms late
-//! (`delay-0210 300`) so that a kill often lands while a purchase is in
+//! (tests/iso8583_peer/peer.py), which answers every 0200 1 s late
+//! (`delay-0210 1000`) so that a kill often lands while a purchase is in
 //! flight. Cardholders on the fake ARI answer each callback, confirm and
 //! key the PIN (`voicepay_testkit::iso8583::Callers`); at most 4 payments
 //! run at once. Every 2-6 s (random) the daemon is SIGKILLed and started
@@ -51,7 +51,7 @@ fn budget(payments: usize) -> Duration {
     Duration::from_secs((60 + 5 * payments as u64).min(600))
 }
 /// How late the peer answers every 0200.
-const ANSWER_DELAY_MS: u64 = 300;
+const ANSWER_DELAY_MS: u64 = 1000;
 
 fn main() {
     let mut payments = 100usize;
