@@ -40,7 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::iso8583::{
-    check_ledger, debit_order, is_final, Callers, LedgerCheck, Node, Paid, Peer, DEBIT_PIN,
+    check_ledger, debit_order, is_final, reversals, Callers, LedgerCheck, Node, Paid, Peer,
+    DEBIT_PIN,
 };
 
 /// Payments running at once.
@@ -205,6 +206,7 @@ async fn run(payments: usize) -> bool {
     killer.stop.store(true, Ordering::SeqCst);
     let _ = kill_task.await;
 
+    let (reversals_total, reversals_open) = reversals(&node).await;
     let elapsed = started.elapsed();
     let stats = peer.stats().await;
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
@@ -223,7 +225,7 @@ async fn run(payments: usize) -> bool {
         views.len() - approved
     );
     println!(
-        "  at the peer: purchases (0200) {}, reversed {}, 0420 {}, 0421 {}, protocol errors {}",
+        "  at the peer: purchases (0200) {}, reversed {}, 0420 {}, 0421 {}, protocol errors {}; pending reversals at voicepay {reversals_total}, not acknowledged {reversals_open}",
         stats["financial"]["000000"].as_u64().unwrap_or(0),
         checks.reversed,
         stats["received"]["0420"].as_u64().unwrap_or(0),
@@ -241,6 +243,7 @@ async fn run(payments: usize) -> bool {
         elapsed.as_secs_f64()
     );
     let ok = checks.clean()
+        && reversals_open == 0
         && orders.len() == payments
         && views.len() == payments
         && stats["protocol_errors"] == 0;

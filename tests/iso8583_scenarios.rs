@@ -281,6 +281,13 @@ async fn reversed_in_the_end(w: &World, d: &Daemon, id: &str, amount: i64) {
         1,
         "never a second purchase"
     );
+    // and the daemon knows it: its pending reversal is acknowledged
+    wait_until(
+        std::time::Duration::from_secs(60),
+        "the pending reversal was never acknowledged",
+        async || voicepay_testkit::iso8583::reversals(&w.node).await == (1, 0),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -533,6 +540,9 @@ async fn the_harness_pays_callbacks_through_the_stub_issuer() {
     let v = w.settled(&gone).await;
     assert_eq!(v["status"], "failed", "{v:#}");
     assert!(w.peer.ledger().await.is_empty(), "the peer was not used");
+    assert_eq!(reversals(&w.node).await, (0, 0), "nothing to reverse");
+    let events = order_events(&w.node, &id).await;
+    assert!(events.iter().any(|e| e.2 == "succeeded"), "{events:#?}");
 }
 
 /// A callback order on any test card (holder [`HOLDER`]).
