@@ -11,7 +11,7 @@
 //! (tests/iso8583_peer/peer.py), which answers every 0200 1 s late
 //! (`delay-0210 1000`) so that a kill often lands while a purchase is in
 //! flight. Cardholders on the fake ARI answer each callback, confirm and
-//! key the PIN (`voicepay_testkit::iso8583::Callers`); at most 4 payments
+//! key the PIN (`voicepay_testkit::iso8583::Callers`); at most 8 payments
 //! run at once. Every 2-6 s (random) the daemon is SIGKILLed and started
 //! again on the same folder, at most N/5 times. Each order has its own
 //! amount (1000 + i fen), which is how a ledger line is tied to its order
@@ -41,11 +41,11 @@ use std::time::{Duration, Instant};
 use voicepay_testkit::fake_ari::FakeAri;
 use voicepay_testkit::iso8583::{
     check_ledger, debit_order, is_final, reversals, Callers, LedgerCheck, Node, Paid, Peer,
-    DEBIT_PIN,
+    ACCEPTOR_ID, DEBIT_PIN,
 };
 
 /// Payments running at once.
-const CONCURRENT: usize = 4;
+const CONCURRENT: usize = 8;
 /// The whole run, kills and settling included: 60 s + 5 s a payment, at
 /// most 10 minutes.
 fn budget(payments: usize) -> Duration {
@@ -140,8 +140,12 @@ async fn run(payments: usize) -> bool {
     let callers = Callers::start(fake.clone());
     let mut node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer.address());
     node.set("LOG__LEVEL", "info");
+    // a restarted node takes over the calls its killed self left after a
+    // claim period: 2 s here, not the default 30, so a kill does not stall
+    // the run
+    node.set("TELEPHONY__CLAIM_RENEW_SECS", "2");
     let node = Arc::new(node);
-    let key = node.merchant();
+    let key = node.merchant(Some(ACCEPTOR_ID));
     let daemon = node.serve().await;
     let killer = Arc::new(Killer {
         node: node.clone(),

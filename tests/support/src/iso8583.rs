@@ -10,7 +10,7 @@
 //! let fake = Arc::new(FakeAri::start().await);
 //! let callers = Callers::start(fake.clone());
 //! let node = Node::new(env!("CARGO_BIN_EXE_voicepay"), &fake, &peer.address());
-//! let key = node.merchant();
+//! let key = node.merchant(Some(ACCEPTOR_ID));
 //! let daemon = node.serve().await;                    // ready: ARI up, link signed on
 //! callers.script(PHONE, &[DEBIT_PIN]);
 //! let id = daemon.order(&key, &debit_order(PHONE, 1234)).await;
@@ -42,6 +42,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 /// The published lab-only zone PIN key the peer and the daemon share
 /// (never use it anywhere real).
 pub const LAB_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
+/// The merchant's card acceptor id (F42) in the scenarios.
+pub const ACCEPTOR_ID: &str = "VOICEPAYSHOP001";
 /// Its key id (`bank.iso8583.zone_pin_key_id`).
 pub const LAB_ZPK_ID: &str = "lab-zpk";
 /// F32 the daemon sends.
@@ -420,6 +422,15 @@ impl Node {
         self
     }
 
+    /// The value of `VOICEPAY__{key}` the node runs with.
+    pub fn env(&self, key: &str) -> Option<String> {
+        let key = format!("VOICEPAY__{key}");
+        self.env
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
     /// A file in the node's folder (`voicepay.db`, `daemon.log`).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -448,13 +459,16 @@ impl Node {
         c
     }
 
-    /// `voicepay merchant add --json`: the new merchant's API key.
-    pub fn merchant(&self) -> String {
-        let out = self
-            .voicepay()
-            .args(["merchant", "add", "--name", "ISO shop", "--json"])
-            .output()
-            .expect("voicepay merchant add");
+    /// `voicepay merchant add --json`: the new merchant's API key. With
+    /// `acceptor_id`, the card acceptor id the acquirer assigned it (F42,
+    /// `--acceptor-id`), which a purchase over the link must carry.
+    pub fn merchant(&self, acceptor_id: Option<&str>) -> String {
+        let mut cmd = self.voicepay();
+        cmd.args(["merchant", "add", "--name", "ISO shop", "--json"]);
+        if let Some(id) = acceptor_id {
+            cmd.args(["--acceptor-id", id]);
+        }
+        let out = cmd.output().expect("voicepay merchant add");
         assert!(
             out.status.success(),
             "{}",
