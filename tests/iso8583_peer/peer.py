@@ -17,7 +17,10 @@ Run (from the venv that ``scripts/test`` creates, /var/cache/voicepay/venv)::
         --cards src/bank/test_cards.toml --ledger /tmp/peer-ledger.jsonl
 
 ``--port 0`` / ``--control-port 0`` pick free ports; the first line on stdout
-is JSON ``{"ready": true, "port": P, "control_port": C}``. The log (stderr)
+is JSON ``{"ready": true, "port": P, "control_port": C}``. With
+``--exit-with-stdin`` the peer exits when its stdin closes (the Rust harness,
+voicepay_testkit::iso8583, holds it open, so a test that dies takes its
+peer along). The log (stderr)
 shows the masked PAN, MTI, STAN and F39 only: never a PIN, PIN block, CVN2,
 expiry or ID number.
 
@@ -125,7 +128,25 @@ kept: the "no answer" case), ``release-held`` (send the kept answers now:
 a late 0210), ``send-unsolicited`` (a 0210 for a STAN nobody sent),
 ``send-duplicate-0210`` (the last 0210 again), ``drop-link`` (close every
 acquirer connection), ``stats`` (protocol errors, message counts,
-balances, the ledger).
+balances, the ledger), and for the daemon scenarios (tests/iso8583_scenarios.rs,
+tests/exactly_once.rs):
+
+- ``fail-next F39`` (e.g. ``fail-next 51``): the next new purchase is
+  answered with that F39 (any two characters; ``00`` is refused) and changes
+  nothing: no money moves, no PIN try is counted. Repeatable (a queue).
+- ``drop-next-0430`` (``drop-next-0430 N``, default 1): the next N
+  reversals are processed but their 0430 is never sent (the acquirer then
+  repeats them as 0421).
+- ``delay-0210 MS``: from now on every 0210 goes out MS milliseconds after
+  its 0200 arrived, without holding up the link (0: at once again): a
+  purchase stays in flight long enough for a kill to land inside it.
+- ``ledger``: ``{"ok": true, "ledger": [...]}``, the ledger alone.
+
+``stats`` also counts financial requests by processing code
+(``financial``: ``{"000000": n, "200000": m}``), network management
+requests by F70 (``network``: ``{"001": n, "301": m}``), and lists what
+each connection sent first (``first_on_link``: ``"0800/001"`` for a
+sign-on).
 
 The zone PIN key used by the tests, ``0123456789ABCDEFFEDCBA9876543210``,
 is a published lab-only key: never use it anywhere real.
@@ -233,6 +254,7 @@ class Issuer:
         open(ledger_path, "w").close()
         self.auth_codes = 0
         self.rrns = 0
+        self.forced: list[str] = []  # F39s of `fail-next`, in order
 
     # -- ledger ---------------------------------------------------------
     def record(self, entry: dict) -> None:
@@ -350,6 +372,9 @@ class Issuer:
         if key in self.reversed:
             # reversed before it arrived: never debit
             out = {"39": "25"}
+        elif doc["3"] == "000000" and self.forced:
+            out = {"39": self.forced.pop(0)}
+            LOG.info("0200 STAN %s: answered %s as told (fail-next)", doc["11"], out["39"])
         elif doc["3"] == "000000":
             out = self.decide_purchase(doc)
         else:
@@ -430,6 +455,11 @@ class Peer:
         self.last_0210: dict | None = None
         self.connections = 0
         self.later: set[asyncio.Task] = set()
+        self.drop_0430 = 0
+        self.delay_0210 = 0.0  # seconds
+        self.financial: dict[str, int] = {}
+        self.network: dict[str, int] = {}
+        self.first_on_link: list[str] = []
 
     def protocol_error(self, why: str) -> None:
         LOG.warning("protocol error: %s", why)
@@ -447,6 +477,7 @@ class Peer:
     async def serve_link(self, reader, writer) -> None:
         self.connections += 1
         self.writers.add(writer)
+        first = True
         try:
             while True:
                 try:
@@ -454,7 +485,8 @@ class Peer:
                     raw = await reader.readexactly(int.from_bytes(head, "big"))
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                await self.on_frame(writer, raw)
+                await self.on_frame(writer, raw, first)
+                first = False
         except Exception as e:  # noqa: BLE001 - a bug here must show
             self.protocol_error(f"peer failure: {type(e).__name__}: {e}"[:200])
             raise
@@ -462,7 +494,7 @@ class Peer:
             self.writers.discard(writer)
             writer.close()
 
-    async def on_frame(self, writer, raw: bytes) -> None:
+    async def on_frame(self, writer, raw: bytes, first: bool = False) -> None:
         try:
             doc, _ = iso8583.decode(raw, SPEC)
         except Exception as e:  # noqa: BLE001
@@ -478,6 +510,12 @@ class Peer:
             return
         mti = doc["t"]
         self.received[mti] = self.received.get(mti, 0) + 1
+        if first:
+            self.first_on_link.append(f"{mti}/{doc['70']}" if kind == "0800" else mti)
+        if kind == "0800":
+            self.network[doc["70"]] = self.network.get(doc["70"], 0) + 1
+        if mti == "0200":
+            self.financial[doc["3"]] = self.financial.get(doc["3"], 0) + 1
         pan = mask(doc["2"]) if "2" in doc else "-"
         LOG.info("received %s STAN %s card %s", mti, doc.get("11"), pan)
         if kind == "0800":
@@ -491,6 +529,11 @@ class Peer:
             answer = {"t": "0430", "39": "00"}
             for f in ("3", "4", "7", "11", "32", "41", "90"):
                 answer[f] = doc[f]
+            if self.drop_0430 > 0:
+                self.drop_0430 -= 1
+                LOG.info("%s STAN %s processed, its 0430 not sent (drop-next-0430)",
+                         mti, doc["11"])
+                return
             await self.send(writer, answer)
         else:
             try:
@@ -506,16 +549,18 @@ class Peer:
                 self.held.append(answer)
                 LOG.info("holding 0210 STAN %s", doc["11"])
                 return
-            if card.get("behaviour") == "slow" and not dup:
+            slow = card.get("behaviour") == "slow" and not dup
+            if slow or self.delay_0210 > 0:
                 # later, without holding up the other requests on the link
-                task = asyncio.create_task(self.send_later(writer, answer))
+                wait = max(self.slow_secs if slow else 0.0, self.delay_0210)
+                task = asyncio.create_task(self.send_later(writer, answer, wait))
                 self.later.add(task)
                 task.add_done_callback(self.later.discard)
                 return
             await self.send(writer, answer)
 
-    async def send_later(self, writer, answer: dict) -> None:
-        await asyncio.sleep(self.slow_secs)
+    async def send_later(self, writer, answer: dict, wait: float) -> None:
+        await asyncio.sleep(wait)
         if not writer.is_closing():
             await self.send(writer, answer)
 
@@ -563,6 +608,21 @@ class Peer:
             return {"ok": True, "dropped": n}
         if cmd == "stats":
             return self.stats()
+        if cmd == "ledger":
+            return {"ok": True, "ledger": self.issuer.ledger}
+        verb, _, arg = cmd.partition(" ")
+        if verb == "fail-next":
+            if len(arg) != 2 or not arg.isalnum() or arg == "00":
+                return {"ok": False, "error": "fail-next takes an F39 (2 characters, not 00)"}
+            self.issuer.forced.append(arg)
+            return {"ok": True, "queued": len(self.issuer.forced)}
+        if verb == "drop-next-0430":
+            n = int(arg) if arg.isdigit() else 1
+            self.drop_0430 += n
+            return {"ok": True, "dropping": self.drop_0430}
+        if verb == "delay-0210" and arg.isdigit():
+            self.delay_0210 = int(arg) / 1000
+            return {"ok": True, "delay_ms": int(arg)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def stats(self) -> dict:
@@ -576,6 +636,9 @@ class Peer:
             "connections": self.connections,
             "open_links": len(self.writers),
             "held": len(self.held),
+            "financial": self.financial,
+            "network": self.network,
+            "first_on_link": self.first_on_link,
             "balances": {mask(p): v for p, v in iss.available.items()},
             "ledger": iss.ledger,
         }
@@ -592,6 +655,8 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--ledger", required=True)
     ap.add_argument("--slow-secs", type=float, default=5.0)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--exit-with-stdin", action="store_true",
+                    help="exit when stdin closes (a test harness that dies takes the peer along)")
     args = ap.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -607,7 +672,17 @@ async def main(argv: list[str]) -> None:
     LOG.info("ISO 8583 issuer peer on 127.0.0.1:%d (control %d), %d cards",
              ports["port"], ports["control_port"], len(peer.issuer.cards))
     async with link, ctl:
-        await asyncio.gather(link.serve_forever(), ctl.serve_forever())
+        tasks = [link.serve_forever(), ctl.serve_forever()]
+        if args.exit_with_stdin:
+            tasks.append(stdin_closed())
+        await asyncio.gather(*tasks)
+
+
+async def stdin_closed() -> None:
+    """Returns when stdin reaches EOF; then the peer exits."""
+    await asyncio.to_thread(sys.stdin.read)
+    LOG.info("stdin closed: exiting")
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -318,9 +318,14 @@ def scenarios(port: int, ctl: Control | None, ledger_path: str | None) -> None:
         print("ok  drop-link closed the connection")
     link = Link(port)
     ok(netmgmt("001"), "00", "sign-on after reconnecting")
+    control_commands(link, ctl, ok)
 
     stats = ctl("stats")
     assert stats["protocol_errors"] == 0, stats["protocol_error_reasons"]
+    assert stats["first_on_link"] == ["0800/001", "0800/001"], stats["first_on_link"]
+    assert stats["network"]["001"] == 2 and stats["network"]["301"] >= 3, stats["network"]
+    assert stats["financial"]["200000"] == 7, stats["financial"]
+    assert ctl("ledger")["ledger"] == stats["ledger"]
 
     # protocol errors are counted (so a test asserting zero can fail)
     link.send_raw(b"\x00\x01garbage")
@@ -334,6 +339,36 @@ def scenarios(port: int, ctl: Control | None, ledger_path: str | None) -> None:
 
     check_ledger(ledger_of(ledger_path), stats)
     secrets_sent.extend(sent_secrets)
+
+
+def control_commands(link: Link, ctl: Control, ok) -> None:
+    """The control commands the daemon scenarios use: fail-next,
+    drop-next-0430, delay-0210 (none of them moves money)."""
+    before = len(ctl("ledger")["ledger"])
+    ctl("fail-next 51")
+    ctl("fail-next N7")
+    ok(purchase(DEBIT, 100, pin=PIN), "51", "fail-next 51 (a good purchase declined)")
+    ok(purchase(DEBIT, 100, pin=PIN), "N7", "fail-next N7 (an unknown code)")
+    assert len(ctl("ledger")["ledger"]) == before, "fail-next moved money"
+    lost = reversal(purchase(DEBIT, 2, pin=PIN))
+    ctl("drop-next-0430")
+    link.send(lost)
+    ok(netmgmt("301"), "00", "echo after a 0420 whose 0430 is dropped")
+    assert not [d for d in link.unmatched if d["t"] == "0430"], "the 0430 was sent"
+    rep = dict(lost, t="0421")
+    ok(rep, "00", "its 0421 is acknowledged")
+    ctl("delay-0210 200")
+    ctl("fail-next 05")
+    late = purchase(DEBIT, 100, pin=PIN)
+    link.send(late)
+    ok(netmgmt("301"), "00", "echo answered while a delayed 0210 waits")
+    assert link.answer("0210", late["11"])["39"] == "05"
+    print("ok  delay-0210: the 0210 came after the echo's 0810")
+    ctl("delay-0210 0")
+    ctl.file.write(b"fail-next 00\n")
+    ctl.file.flush()
+    assert not json.loads(ctl.file.readline())["ok"], "fail-next 00 accepted"
+    print("ok  fail-next refuses 00")
 
 
 def check_ledger(ledger: list[dict], stats: dict) -> None:

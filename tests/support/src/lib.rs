@@ -8,6 +8,7 @@
 //! | [`app`] | [`spawn_app`]: a real voicepay on port 0 with its own SQLite file or PostgreSQL database, and a merchant; [`on_both_stores!`] |
 //! | [`demo`] | a browser session on the demo page's own listener (its cookie kept) |
 //! | [`fake_ari`] | a scripted fake of Asterisk's ARI (events WebSocket, REST) |
+//! | [`iso8583`] | the Python ISO 8583 issuer peer, `voicepay serve` on `bank.kind = "iso8583"` as a child process, cardholders on the fake ARI |
 //! | [`lab`] | the real Asterisk 22 lab (`scripts/asterisk up`): ARI, handset scripts, the baresip softphone |
 //! | [`receiver`] | a merchant's webhook endpoint, and the signature check as the README writes it |
 //! | [`sipp`] | SIPp as the lab carrier (127.0.0.3:5060): scenarios under `tests/sipp/`, RFC 4733 key-press recordings, the prompts a call heard |
@@ -18,6 +19,7 @@
 pub mod app;
 pub mod demo;
 pub mod fake_ari;
+pub mod iso8583;
 pub mod lab;
 pub mod log;
 pub mod receiver;

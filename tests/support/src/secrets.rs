@@ -112,6 +112,25 @@ impl Secrets {
         self
     }
 
+    /// An ISO 8583 PIN block (F52: 8 bytes, enciphered or clear), as its
+    /// bytes and as hex in either case.
+    pub fn pin_block(mut self, label: &str, block: &[u8; 8]) -> Self {
+        self.add(format!("{label} (hex)"), &hex::encode_upper(block));
+        self.add(format!("{label} (hex)"), &hex::encode(block));
+        self.needles.push(Needle {
+            label: format!("{label} (bytes)"),
+            bytes: block.to_vec(),
+            after_label: None,
+        });
+        self
+    }
+
+    /// Any other secret text, e.g. a whole F61 (ID type, ID number, CVN2).
+    pub fn text(mut self, label: &str, value: &str) -> Self {
+        self.add(label.to_owned(), value);
+        self
+    }
+
     /// A cardholder ID number (encrypted at rest, masked in logs).
     pub fn id_number(mut self, id: &str) -> Self {
         self.add(format!("ID number {}…", &id[..6]), id);
