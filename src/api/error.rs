@@ -127,6 +127,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "409: authorization has started or the order is final",
     ),
     (
+        "merchant_not_configured",
+        "403: the merchant has no card acceptor id (ISO 8583 F42) and the issuer is the acquirer link; the operator sets one; nothing was stored or sent",
+    ),
+    (
         "not_refundable",
         "409: a refund of an order that did not succeed; nothing was stored or sent",
     ),

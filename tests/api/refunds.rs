@@ -428,7 +428,52 @@ async fn a_lost_refund_answer_is_reversed_when_the_issuer_says_so(db: Db) {
     assert_eq!(r.store.refunded_amount(&id).await.unwrap(), AMOUNT);
 }
 
+/// Over the ISO 8583 link every purchase carries the merchant's F42: a
+/// merchant without a card acceptor id gets 403 `merchant_not_configured`
+/// for an order (nothing stored) until the operator sets one, then 201.
+/// (The link itself points at a closed port: nothing is sent here.)
+async fn without_an_acceptor_id_the_link_refuses_orders_before_storing(db: Db) {
+    let Some(app) = voicepay_testkit::spawn_app_with(db, |s| {
+        s.bank.kind = voicepay::config::BankKind::Iso8583;
+        let link = &mut s.bank.iso8583;
+        link.address = "127.0.0.1:9".into();
+        link.zone_pin_key = "0123456789ABCDEFFEDCBA9876543210".into();
+        link.zone_pin_key_id = "lab-zpk".into();
+        link.acquirer_id = "12345678".into();
+        link.terminal_id = "VPTERM01".into();
+    })
+    .await
+    else {
+        return;
+    };
+    let before = app.footprint().await;
+    let resp = app.create_order(&order_body("F42A1")).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "merchant_not_configured", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("voicepay merchant set-acceptor-id"),
+        "{body}"
+    );
+    assert_eq!(app.footprint().await, before, "nothing stored");
+    // as `voicepay merchant set-acceptor-id` stores it
+    sqlx::query("UPDATE merchants SET acceptor_id = $1 WHERE id = $2")
+        .bind("SHOP000000001")
+        .bind(&app.merchant_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(KEY_CACHE_TTL + Duration::from_millis(100)).await;
+    let resp = app.create_order(&order_body("F42A1")).await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+}
+
 on_both_stores!(db:
+    without_an_acceptor_id_the_link_refuses_orders_before_storing,
     a_full_refund_returns_the_money_and_shows_on_the_order,
     two_partial_refunds_then_one_too_many,
     an_order_that_did_not_succeed_is_not_refundable,

@@ -7,9 +7,10 @@ pub mod request;
 
 use super::error::{ApiError, ErrorBody};
 use super::{auth::Merchant, AppState};
+use crate::config::BankKind;
 use crate::crypto::random_hex;
 use crate::domain::{OrderStatus, ResultCode};
-use crate::store::{now_ms, IdempotencyEntry, OrderRow, StoreError};
+use crate::store::{now_ms, IdempotencyEntry, MerchantRow, OrderRow, StoreError};
 use crate::views::OrderView;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,6 +18,26 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use request::NewOrder;
+
+/// Refuses an order (or refund) the issuer could not be asked about: over
+/// the ISO 8583 link every purchase and refund carries the merchant's card
+/// acceptor id (F42), so a merchant without one is refused before anything
+/// is stored (403 `merchant_not_configured`), not after the cardholder
+/// keyed the secret. The merchant record comes from the key cache, so an
+/// id set with `voicepay merchant set-acceptor-id` counts within
+/// [`KEY_CACHE_TTL`](crate::api::auth::KEY_CACHE_TTL) (1 s).
+pub(crate) fn payable(state: &AppState, merchant: &MerchantRow) -> Result<(), ApiError> {
+    if state.settings.bank.kind == BankKind::Iso8583 && merchant.acceptor_id.is_none() {
+        return Err(ApiError::Forbidden {
+            code: "merchant_not_configured",
+            message: "this merchant has no card acceptor id (ISO 8583 F42), which the card \
+                      network needs: ask the operator to set one \
+                      (voicepay merchant set-acceptor-id)"
+                .into(),
+        });
+    }
+    Ok(())
+}
 
 /// Create an order. The cardholder is then called (callback), awaits a
 /// transfer (transfer) or dials in (inbound).
@@ -28,6 +49,7 @@ use request::NewOrder;
         (status = 201, description = "Order created", body = OrderView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "The merchant is disabled (`merchant_disabled`), or has no card acceptor id while the issuer is the ISO 8583 link (`merchant_not_configured`); nothing was stored or sent", body = ErrorBody),
         (status = 409, description = "merchant_order_id already used, or Idempotency-Key reused with another body", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -65,6 +87,7 @@ pub async fn create(
         }
     }
     let new = request::from_value(value, state.settings.orders.max_amount)?;
+    payable(&state, &merchant)?;
     if let Some(url) = &new.notify_url {
         check_notify_url(&state, url)?;
     }

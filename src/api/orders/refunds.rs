@@ -46,6 +46,7 @@ pub struct CreateRefundRequest {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such order for this merchant", body = ErrorBody),
+        (status = 403, description = "The merchant is disabled (`merchant_disabled`), or has no card acceptor id while the issuer is the ISO 8583 link (`merchant_not_configured`); nothing was stored or sent", body = ErrorBody),
         (status = 409, description = "The order did not succeed (`not_refundable`), the amount is more than what is left to refund (`refund_exceeds_balance`), or the Idempotency-Key made a refund of another amount (`idempotency_key_reused`); nothing was stored or sent", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -67,6 +68,7 @@ pub async fn create(
     require_json(&headers)?;
     let key = idempotency_key(&headers)?;
     let amount = parse(crate::api::json::parse(&body)?)?;
+    super::payable(&state, &merchant)?;
     let done = state
         .refunder
         .refund(&merchant.id, &order.id, amount, key.as_deref())
