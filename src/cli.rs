@@ -46,7 +46,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Inspect the stub issuer (testers).
+    /// The stub issuer (testers): list its test cards (`cards`), or run it
+    /// as an ISO 8583 issuer host (`serve`).
     Bank {
         #[command(subcommand)]
         command: BankCommand,
@@ -133,7 +134,8 @@ pub enum MerchantCommand {
         #[arg(long)]
         clear: bool,
     },
-    /// List the merchants: id, name, acceptor id, state (no key or secret).
+    /// List the merchants, one line each: id, acceptor id (`-` when none),
+    /// enabled/disabled, name (no key or secret).
     List {
         /// One JSON object per line:
         /// `{"merchant_id","name","notify_url","acceptor_id","disabled","created_at"}`.
