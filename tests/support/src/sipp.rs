@@ -298,7 +298,9 @@ impl SippResult {
 /// digits `0-9`, `*`, `#`, and pauses `w` (0.5 s) and `W` (1 s). Each press
 /// lasts [`KeyPresses::TONE_MS`], with [`KeyPresses::GAP_MS`] of silence
 /// before the next one; sequence numbers and timestamps increase through
-/// the whole recording.
+/// the whole recording. `scripts/sipp-keys` (`tests/sipp/keys_pcap.py`)
+/// writes the same bytes for testers by hand, and a test here compares the
+/// two: change both together.
 #[derive(Clone, Debug)]
 pub struct KeyPresses {
     steps: Vec<Step>,
