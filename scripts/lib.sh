@@ -81,7 +81,10 @@ ensure_iso8583_peer() {
 start_issuer_host() {
   local bin=$1 listen=$2 state=$3 log=$4 ready pid
   ready=$(mktemp)
-  VOICEPAY__BANK__STUB_STATE=$state "$bin" bank serve --listen "$listen" >"$ready" 2>"$log" &
+  # Owner-only, as the rest of the run folder (umask 077), also when an
+  # older run left it readable.
+  (umask 077 && : >"$log") && chmod 600 "$log"
+  VOICEPAY__BANK__STUB_STATE=$state "$bin" bank serve --listen "$listen" >"$ready" 2>>"$log" &
   pid=$!
   until grep -q 'listening on' "$ready"; do
     if ! kill -0 "$pid" 2>/dev/null; then

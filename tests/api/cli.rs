@@ -691,3 +691,45 @@ fn merchant_acceptor_ids_are_set_shown_and_checked() {
     assert_eq!(by_id(plain_id)["acceptor_id"], serde_json::Value::Null);
     assert_eq!(merchants(d).len(), 2);
 }
+
+/// `voicepay bank --help` names both of its commands, and `merchant list
+/// --help` gives the columns in the order the list prints them.
+#[test]
+fn bank_and_merchant_list_help_say_what_the_commands_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let help = |args: &[&str]| String::from_utf8_lossy(&succeeds(d, args).stdout).into_owned();
+    let bank = help(&["bank", "--help"]);
+    let about = bank.lines().next().unwrap_or_default();
+    assert!(
+        about.contains("test cards") && about.contains("ISO 8583 issuer host"),
+        "{bank}"
+    );
+
+    let list_help = help(&["merchant", "list", "--help"]);
+    let about = list_help.lines().next().unwrap_or_default();
+    let at = |text: &str, what: &str| {
+        text.find(what)
+            .unwrap_or_else(|| panic!("{what:?} not in {text:?}"))
+    };
+    let order = ["id", "acceptor id", "enabled/disabled", "name"].map(|c| at(about, c));
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{about}");
+
+    let out = succeeds(
+        d,
+        &[
+            "merchant",
+            "add",
+            "--name",
+            "Columns shop",
+            "--acceptor-id",
+            "COLS00000000001",
+            "--json",
+        ],
+    );
+    let shop: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = shop["merchant_id"].as_str().unwrap();
+    let line = help(&["merchant", "list"]);
+    let printed = [id, "COLS00000000001", "enabled", "Columns shop"].map(|c| at(&line, c));
+    assert!(printed.windows(2).all(|w| w[0] < w[1]), "{line}");
+}

@@ -212,6 +212,17 @@ async fn a_restarted_host_answers_a_duplicate_from_its_state_file_and_debits_onc
     assert!(host.terminate().success());
     assert_eq!(setup.available_fen("622200******0017"), START_FEN - 4321);
 
+    // The sign-on has no card: its line leaves `pan=` out (not `pan=` empty).
+    let first = setup.log("first.log");
+    let answered = |mti: &str| {
+        first
+            .lines()
+            .find(|l| l.contains("ISO 8583 host: answered") && l.contains(&format!("mti={mti}")))
+            .unwrap_or_else(|| panic!("no answered {mti} line:\n{first}"))
+            .to_owned()
+    };
+    assert!(!answered("0800").contains("pan="), "{first}");
+    assert!(answered("0200").contains("pan=622200******0017"), "{first}");
     let block = request.pin_block().unwrap();
     for log in ["first.log", "second.log"] {
         let text = setup.log(log);

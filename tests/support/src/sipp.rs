@@ -298,7 +298,9 @@ impl SippResult {
 /// digits `0-9`, `*`, `#`, and pauses `w` (0.5 s) and `W` (1 s). Each press
 /// lasts [`KeyPresses::TONE_MS`], with [`KeyPresses::GAP_MS`] of silence
 /// before the next one; sequence numbers and timestamps increase through
-/// the whole recording.
+/// the whole recording. `scripts/sipp-keys` (`tests/sipp/keys_pcap.py`)
+/// writes the same bytes for testers by hand, and a test here compares the
+/// two: change both together.
 #[derive(Clone, Debug)]
 pub struct KeyPresses {
     steps: Vec<Step>,
@@ -614,5 +616,50 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
         assert_eq!(bytes.len(), 24 + 11 * (16 + 14 + 20 + 8 + 16));
+    }
+
+    /// `scripts/sipp-keys SCRIPT DIR` (the testers' tool, README "pay by
+    /// hand") writes the same bytes as [`KeyPresses::write`], for a whole
+    /// payment and for every key and pause; a bad key is refused and
+    /// writes nothing. Needs `python3` (skips without it, fails under CI).
+    #[test]
+    fn the_testers_sipp_keys_script_writes_the_same_recording() {
+        let tool = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/sipp-keys");
+        if std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(!under_ci(), "CI=true and python3 is missing");
+            eprintln!("skipping: python3 not installed");
+            return;
+        }
+        for script in ["Ww1WW805137", "0123456789*#", "wW", "8"] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = std::process::Command::new(tool)
+                .arg(script)
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{script}: {out:?}");
+            let theirs = std::fs::read(dir.path().join(KEYS_PCAP)).unwrap();
+            let ours_path = dir.path().join("kit.pcap");
+            KeyPresses::parse(script)
+                .unwrap()
+                .write(&ours_path)
+                .unwrap();
+            let ours = std::fs::read(&ours_path).unwrap();
+            assert_eq!(theirs.len(), ours.len(), "{script}: file length");
+            assert!(theirs == ours, "{script}: the recordings differ");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(tool)
+            .arg("12x")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("'x' is not 0-9"));
+        assert!(!dir.path().join(KEYS_PCAP).exists());
     }
 }

@@ -179,24 +179,26 @@ impl<I: IssuerLink + 'static> IssuerHost<I> {
     pub async fn answer(&self, request: &Message) -> Option<Message> {
         let mti = request.mti();
         let stan = request.text(11).unwrap_or("-");
-        let pan = request.pan_masked().unwrap_or_default();
+        // Masked; left out of the line when the request has no F2 (0800).
+        let pan = request.pan_masked();
+        let pan = pan.as_ref().map(tracing::field::display);
         let Some(mut answer) = request.reply() else {
-            tracing::warn!(%mti, %stan, %pan, "ISO 8583 host: an answer sent to the host, dropped");
+            tracing::warn!(%mti, %stan, pan, "ISO 8583 host: an answer sent to the host, dropped");
             return None;
         };
         let outcome = match request::read(request) {
             Ok(req) => self.process(req).await,
             Err(refusal) => {
-                tracing::warn!(%mti, %stan, %pan, reason = refusal.reason(), "ISO 8583 host: request refused");
+                tracing::warn!(%mti, %stan, pan, reason = refusal.reason(), "ISO 8583 host: request refused");
                 Some(Outcome::code(refusal.code()))
             }
         };
         let Some(outcome) = outcome else {
-            tracing::warn!(%mti, %stan, %pan, "ISO 8583 host: no answer given");
+            tracing::warn!(%mti, %stan, pan, "ISO 8583 host: no answer given");
             return None;
         };
         outcome.fill(request, &mut answer);
-        tracing::info!(%mti, %stan, %pan, f39 = outcome.f39.as_str(), "ISO 8583 host: answered");
+        tracing::info!(%mti, %stan, pan, f39 = outcome.f39.as_str(), "ISO 8583 host: answered");
         Some(answer)
     }
 
