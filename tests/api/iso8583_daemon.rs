@@ -18,11 +18,16 @@ use std::time::Duration;
 use voicepay::bank::{AuthRequest, Bank, Decision, IssuerError, IssuerLink, Secret};
 use voicepay::config::BankKind;
 use voicepay::crypto::{KeyRing, PinBlock};
-use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
+use voicepay::domain::{
+    AcceptorId, Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode,
+};
 use voicepay::store::{RequestStatus, ReversalStatus, Store};
 use voicepay_testkit::iso8583::{Peer, CREDIT, DEBIT, HOLDER, LAB_ZPK};
 use voicepay_testkit::{order_body, spawn_app_with, wait_some, Db, TestApp};
 
+/// The merchant's card acceptor id (F42): without one an order over the
+/// link is refused (403 `merchant_not_configured`).
+const SHOP: &str = "SHOP000000001";
 const AMOUNT: i64 = 12345;
 const START_FEN: i64 = 10_000_000;
 /// How long a condition may take before the test gives up on it (not a
@@ -72,6 +77,10 @@ async fn rig() -> Option<Rig> {
     let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
         .await
         .unwrap();
+    store
+        .set_merchant_acceptor_id(&app.merchant_id, Some(&AcceptorId::parse(SHOP).unwrap()))
+        .await
+        .unwrap();
     let ring = KeyRing::load(&app.settings.crypto).unwrap();
     let clock: voicepay::clock::SharedClock = Arc::new(voicepay::clock::SystemClock);
     let bank = Bank::iso8583(&app.settings.bank.iso8583, store.clone(), ring.zpk(), clock).unwrap();
@@ -107,7 +116,7 @@ impl Rig {
         AuthRequest {
             idempotency_key: format!("{order_id}:1"),
             order_id: order_id.into(),
-            acceptor_id: Some("SHOP000000001".into()),
+            acceptor_id: Some(SHOP.into()),
             amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
             card,
             id_number: IdNumber::parse(HOLDER).unwrap(),
@@ -183,7 +192,7 @@ async fn purchases_are_decided_by_the_peer() {
     let req = AuthRequest {
         idempotency_key: format!("{credit}:1"),
         order_id: credit.clone(),
-        acceptor_id: Some("SHOP000000001".into()),
+        acceptor_id: Some(SHOP.into()),
         amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
         card: CardNumber::parse(CREDIT).unwrap(),
         id_number: IdNumber::parse(HOLDER).unwrap(),
@@ -268,7 +277,7 @@ async fn a_refund_names_its_purchase_and_the_peer_credits_it() {
         purchase_key: format!("{id}:1"),
         amount: Amount::parse(fen, i64::MAX).unwrap(),
         card: CardNumber::parse(DEBIT).unwrap(),
-        acceptor_id: Some("SHOP000000001".into()),
+        acceptor_id: Some(SHOP.into()),
     };
     let got = r.bank.refund(refund("rfd_a", 5000)).await.unwrap();
     assert!(got.is_approved(), "{got:?}");
