@@ -23,7 +23,9 @@ use voicepay::domain::{
 };
 use voicepay::store::{RequestStatus, ReversalStatus, Store};
 use voicepay_testkit::iso8583::{Peer, CREDIT, DEBIT, HOLDER, LAB_ZPK};
-use voicepay_testkit::{order_body, spawn_app_with, wait_some, Db, TestApp};
+use voicepay_testkit::{spawn_app_with, wait_some, Db, TestApp};
+
+use crate::matcher_rig::new_order;
 
 /// The merchant's card acceptor id (F42): without one an order over the
 /// link is refused (403 `merchant_not_configured`).
@@ -99,15 +101,7 @@ async fn rig() -> Option<Rig> {
 
 impl Rig {
     async fn order(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let phone = u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap();
-        body["phone"] = format!("+86139{phone:08}").into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        order["id"].as_str().unwrap().to_owned()
+        new_order(&self.app, pan, true).await
     }
 
     fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {

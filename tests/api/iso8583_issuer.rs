@@ -22,9 +22,9 @@ use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, Re
 use voicepay::ivr::Verdict;
 use voicepay::matcher::{BankMatcher, Recovery};
 use voicepay::store::{RequestStatus, Store};
-use voicepay_testkit::{on_both_stores, order_body, TestApp};
+use voicepay_testkit::{on_both_stores, TestApp};
 
-use crate::matcher_rig::{answer_callback, fast, store_and_keys, verify_pin};
+use crate::matcher_rig::{answer_callback, fast, new_order, store_and_keys, verify_pin};
 
 const DEBIT: &str = "6222000000000017";
 const CREDIT: &str = "6250000000000012";
@@ -178,17 +178,8 @@ impl Rig {
     /// A new order for `pan` through the API (its status does not matter
     /// to the issuer).
     async fn order(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
         // a phone of its own: `[limits] orders_per_phone_per_day`
-        let phone =
-            u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap() % 100_000_000;
-        body["phone"] = format!("+86139{phone:08}").into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
-        let order: Value = resp.json().await.unwrap();
-        order["id"].as_str().unwrap().to_owned()
+        new_order(&self.app, pan, true).await
     }
 
     fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {

@@ -17,7 +17,7 @@ use voicepay::matcher::{CallRef, Via};
 use voicepay::store::{Store, Transition};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
-use crate::matcher_rig::{answer_callback, fast, own_channel, store_and_keys};
+use crate::matcher_rig::{answer_callback, fast, new_order, own_channel, store_and_keys};
 
 const PHONE: &str = "13800138000";
 const HOLDER: &str = "11010519491231002X";
@@ -92,13 +92,7 @@ impl Rig {
     /// placed (the attempt row on [`own_channel`]) and moved to `in_call`,
     /// as the callback flow does when the cardholder answers.
     async fn order_in_call(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        let id = order["id"].as_str().unwrap().to_owned();
+        let id = new_order(&self.app, pan, false).await;
         self.answered(&id).await;
         id
     }

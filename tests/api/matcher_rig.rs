@@ -1,8 +1,10 @@
 //! What the tests that drive a `BankMatcher` of their own beside the daemon
 //! share (matcher.rs, refunds.rs, iso8583_issuer.rs): short matcher
-//! timings, a second store and the keys on the app's database, and an
-//! order's callback placed and answered.
+//! timings, a second store and the keys on the app's database, a new
+//! order through the API, and its callback placed and answered.
+//! iso8583_daemon.rs creates its orders the same way.
 
+use serde_json::Value;
 use std::time::Duration;
 use voicepay::bank::IssuerLink;
 use voicepay::crypto::KeyRing;
@@ -10,7 +12,7 @@ use voicepay::domain::{OrderStatus, PinDigits, Verification};
 use voicepay::ivr::Verdict;
 use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Via};
 use voicepay::store::{Store, Transition};
-use voicepay_testkit::TestApp;
+use voicepay_testkit::{order_body, TestApp};
 
 /// Matcher timings short enough for a test: 800 ms for an answer, queries
 /// after 50/100/200/400 ms, each allowed 500 ms, recovery at once.
@@ -30,6 +32,23 @@ pub(crate) async fn store_and_keys(app: &TestApp) -> (Store, KeyRing) {
         .expect("store");
     let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
     (store, ring)
+}
+
+/// A new order for `pan` through `app`'s API (201), from `order_body`'s
+/// phone or, with `own_phone`, from a random one of its own (`[limits]
+/// orders_per_phone_per_day`); its id.
+pub(crate) async fn new_order(app: &TestApp, pan: &str, own_phone: bool) -> String {
+    let n = voicepay::crypto::random_hex(4);
+    let mut body = order_body(&format!("M{n}"));
+    body["card_number"] = pan.into();
+    if own_phone {
+        let phone = u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap();
+        body["phone"] = format!("+86139{phone:08}").into();
+    }
+    let resp = app.create_order(&body).await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let order: Value = resp.json().await.unwrap();
+    order["id"].as_str().unwrap().to_owned()
 }
 
 /// The channel the tests' callback for order `id` is placed on.

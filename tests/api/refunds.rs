@@ -27,7 +27,7 @@ use voicepay::telemetry::{Metrics, Readiness};
 use voicepay_testkit::receiver::{spawn_app_with_receiver, Receiver};
 use voicepay_testkit::{on_both_stores, order_body, wait_until, Db, TestApp};
 
-use crate::matcher_rig::{answer_callback, fast, store_and_keys, verify_pin};
+use crate::matcher_rig::{answer_callback, fast, new_order, store_and_keys, verify_pin};
 
 const PAN: &str = "6222000000000017";
 const RIGHT_PIN: &str = "805137";
@@ -187,13 +187,7 @@ impl Rig {
     /// A new callback order for `pan` through the daemon's API, its call
     /// answered (`in_call`).
     async fn order_in_call(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        let id = order["id"].as_str().unwrap().to_owned();
+        let id = new_order(&self.app, pan, false).await;
         answer_callback(&self.store, &id).await;
         id
     }
