@@ -248,13 +248,7 @@ impl Rig {
     }
 
     async fn events(&self, id: &str) -> Vec<String> {
-        self.store
-            .events_for(id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
-            .collect()
+        crate::matcher_rig::events(&self.store, id).await
     }
 }
 

@@ -164,13 +164,7 @@ impl Rig {
 
     /// The order's audit log details, in order.
     async fn events(&self, id: &str) -> Vec<String> {
-        self.store
-            .events_for(id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
-            .collect()
+        crate::matcher_rig::events(&self.store, id).await
     }
 
     async fn bindings(&self) -> Value {

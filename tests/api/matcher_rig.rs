@@ -87,3 +87,14 @@ pub(crate) async fn verify_pin<I: IssuerLink>(
     let v = Verification::Pin(PinDigits::parse(pin).unwrap());
     matcher.verify(id, call, v).await
 }
+
+/// Order `id`'s audit log as `"{kind} {detail}"` lines, oldest first.
+pub(crate) async fn events(store: &Store, id: &str) -> Vec<String> {
+    store
+        .events_for(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
+        .collect()
+}
