@@ -61,6 +61,14 @@ async fn signed_on(link: &Link) -> LinkStatus {
     .await
 }
 
+/// The link's log lines about an answer nobody waited for (late,
+/// duplicate or unsolicited), in order.
+fn dropped(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("message dropped (nobody waits for it)"))
+        .collect()
+}
+
 fn count(stats: &Value, dir: &str, mti: &str) -> u64 {
     stats[dir][mti].as_u64().unwrap_or(0)
 }
@@ -183,10 +191,7 @@ async fn a_held_0210_times_out_and_the_late_one_is_dropped() {
         text.contains("no answer within the response timeout stan=000001"),
         "{text}"
     );
-    let dropped: Vec<_> = text
-        .lines()
-        .filter(|l| l.contains("message dropped (nobody waits for it)"))
-        .collect();
+    let dropped = dropped(&text);
     assert_eq!(dropped.len(), 1, "{text}");
     assert!(dropped[0].contains("stan=\"000001\""), "{text}");
     let stats = peer.stats().await;
@@ -209,10 +214,7 @@ async fn duplicate_and_unsolicited_0210s_are_dropped_and_the_link_goes_on() {
     let stan = unsolicited["stan"].as_str().unwrap().to_owned();
     approved(&link, 2).await;
     let text = log.text();
-    let dropped: Vec<_> = text
-        .lines()
-        .filter(|l| l.contains("message dropped (nobody waits for it)"))
-        .collect();
+    let dropped = dropped(&text);
     assert_eq!(dropped.len(), 2, "{text}");
     assert!(dropped[0].contains("stan=\"000001\""), "{text}");
     assert!(dropped[1].contains(&format!("stan=\"{stan}\"")), "{text}");
