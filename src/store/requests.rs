@@ -13,9 +13,9 @@
 //! ([`Store::record_reversal`]) are one transaction. No PAN, PIN block,
 //! expiry, CVN2 or ID number is stored.
 
-use super::reversals::{insert_reversal, NewReversal};
+use super::reversals::{bind_original, insert_reversal, original_request, NewReversal};
 use super::{typed, Result, Store};
-use crate::domain::{Invalid, OriginalRequest, Stan};
+use crate::domain::{Invalid, OriginalRequest};
 
 /// A request to arm ([`Store::arm_request`]).
 #[derive(Debug, Clone)]
@@ -135,17 +135,11 @@ type Tuple = (
 );
 
 fn request_row(t: Tuple) -> Result<AcquirerRequest> {
-    let stan: Stan = typed("stan", t.4)?;
     Ok(AcquirerRequest {
         key: t.0,
         order_id: t.1,
         refund_id: t.2,
-        original: OriginalRequest {
-            mti: t.3,
-            stan,
-            transmitted_at: t.5,
-            acquirer_id: t.6,
-        },
+        original: original_request(t.3, t.4, t.5, t.6)?,
         processing_code: t.7,
         amount: t.8,
         status: typed("status", t.9)?,
@@ -167,7 +161,7 @@ impl Store {
     /// [`super::StoreError::Db`] on a database error (an unknown order
     /// included).
     pub async fn arm_request(&self, r: &NewRequest<'_>, now: i64) -> Result<bool> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "INSERT INTO acquirer_requests (request_key, order_id, refund_id, mti, stan, \
                 transmitted_at, acquirer_id, processing_code, amount, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'sent', $10) \
@@ -175,16 +169,13 @@ impl Store {
         )
         .bind(r.key)
         .bind(r.order_id)
-        .bind(r.refund_id)
-        .bind(&r.original.mti)
-        .bind(r.original.stan.to_string())
-        .bind(&r.original.transmitted_at)
-        .bind(&r.original.acquirer_id)
-        .bind(r.processing_code)
-        .bind(r.amount)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
+        .bind(r.refund_id);
+        let done = bind_original(q, &r.original)
+            .bind(r.processing_code)
+            .bind(r.amount)
+            .bind(now)
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -134,22 +134,44 @@ type ReversalTuple = (
     Option<i64>,
 );
 
+/// A query on any backend, as [`bind_original`] extends it.
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds the request `o` names (MTI, STAN, F7, F32: the four columns
+/// `acquirer_requests` and `pending_reversals` both keep it in, in that
+/// order) as the query's next four parameters.
+pub(super) fn bind_original<'q>(q: AnyQuery<'q>, o: &'q OriginalRequest) -> AnyQuery<'q> {
+    q.bind(&o.mti)
+        .bind(o.stan.to_string())
+        .bind(&o.transmitted_at)
+        .bind(&o.acquirer_id)
+}
+
+/// The request as F90 names it, from those four columns as read back; a
+/// STAN that is not 6 digits is a corrupt row ([`StoreError::Db`]).
+pub(super) fn original_request(
+    mti: String,
+    stan: String,
+    transmitted_at: String,
+    acquirer_id: String,
+) -> Result<OriginalRequest> {
+    Ok(OriginalRequest {
+        mti,
+        stan: typed("stan", stan)?,
+        transmitted_at,
+        acquirer_id,
+    })
+}
+
 fn reversal_row(t: ReversalTuple) -> Result<PendingReversal> {
-    let (id, order_id, refund_id, mti, stan, transmitted_at, acquirer_id, pc, amount, status) =
-        (t.0, t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9);
     Ok(PendingReversal {
-        id,
-        order_id,
-        refund_id,
-        original: OriginalRequest {
-            mti,
-            stan: typed("stan", stan)?,
-            transmitted_at,
-            acquirer_id,
-        },
-        processing_code: pc,
-        amount,
-        status: typed("status", status)?,
+        id: t.0,
+        order_id: t.1,
+        refund_id: t.2,
+        original: original_request(t.3, t.4, t.5, t.6)?,
+        processing_code: t.7,
+        amount: t.8,
+        status: typed("status", t.9)?,
         attempts: t.10,
         next_attempt_at: t.11,
         last_error: t.12,
@@ -169,7 +191,7 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
     let id = format!("rvs_{}", crate::crypto::random_hex(12));
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO pending_reversals (id, order_id, refund_id, original_mti, stan, \
             transmitted_at, acquirer_id, processing_code, amount, status, attempts, \
             next_attempt_at, created_at) \
@@ -178,17 +200,14 @@ where
     )
     .bind(&id)
     .bind(r.order_id)
-    .bind(r.refund_id)
-    .bind(&r.original.mti)
-    .bind(r.original.stan.to_string())
-    .bind(&r.original.transmitted_at)
-    .bind(&r.original.acquirer_id)
-    .bind(r.processing_code)
-    .bind(r.amount)
-    .bind(now)
-    .execute(ex)
-    .await
-    .map_err(conflict_aware)?;
+    .bind(r.refund_id);
+    bind_original(q, &r.original)
+        .bind(r.processing_code)
+        .bind(r.amount)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(conflict_aware)?;
     Ok(())
 }
 
@@ -346,19 +365,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`] on a database error.
     pub async fn acknowledge_reversal(&self, original: &OriginalRequest, now: i64) -> Result<bool> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE pending_reversals SET status = 'acknowledged', acknowledged_at = $1, \
                 locked_by = NULL, locked_until = NULL \
              WHERE original_mti = $2 AND stan = $3 AND transmitted_at = $4 \
                AND acquirer_id = $5 AND status = 'pending'",
         )
-        .bind(now)
-        .bind(&original.mti)
-        .bind(original.stan.to_string())
-        .bind(&original.transmitted_at)
-        .bind(&original.acquirer_id)
-        .execute(&self.write)
-        .await?;
+        .bind(now);
+        let done = bind_original(q, original).execute(&self.write).await?;
         Ok(done.rows_affected() == 1)
     }
 }

@@ -8,106 +8,37 @@
 //! peer's ledger; a refund names its purchase in F90 and is credited. Each
 //! test ends with the peer's protocol-error count at 0.
 //!
-//! Skips without the venv (pyiso8583 + psec), except under `CI=true`, as
-//! `iso8583_peer.rs` does.
+//! Skips without the venv (pyiso8583 + psec), except under `CI=true`
+//! (the testkit's `iso8583::Peer`).
 
 use serde_json::Value;
 use std::future::Future;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use voicepay::bank::{AuthRequest, Bank, Decision, IssuerError, IssuerLink, Secret};
 use voicepay::config::BankKind;
 use voicepay::crypto::{KeyRing, PinBlock};
-use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
+use voicepay::domain::{
+    AcceptorId, Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode,
+};
 use voicepay::store::{RequestStatus, ReversalStatus, Store};
-use voicepay_testkit::{order_body, spawn_app_with, Db, TestApp};
+use voicepay_testkit::iso8583::{Peer, CREDIT, DEBIT, HOLDER, LAB_ZPK};
+use voicepay_testkit::{spawn_app_with, wait_some, Db, TestApp};
 
-use crate::iso8583_peer::peer_python;
+use crate::matcher_rig::new_order;
 
-const LAB_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
-const DEBIT: &str = "6222000000000017";
-const CREDIT: &str = "6250000000000012";
-const HOLDER: &str = "11010519491231002X";
+/// The merchant's card acceptor id (F42): without one an order over the
+/// link is refused (403 `merchant_not_configured`).
+const SHOP: &str = "SHOP000000001";
 const AMOUNT: i64 = 12345;
 const START_FEN: i64 = 10_000_000;
 /// How long a condition may take before the test gives up on it (not a
 /// timing assertion: everything here normally happens in well under it).
 const PATIENCE: Duration = Duration::from_secs(40);
 
-struct Peer {
-    _child: Child,
-    port: u16,
-    control_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    async fn start() -> Option<Peer> {
-        let python = peer_python()?;
-        let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/iso8583_peer/peer.py");
-        let log = std::fs::File::create(dir.path().join("peer.log")).unwrap();
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--port", "0", "--control-port", "0", "--zpk", LAB_ZPK])
-            .arg("--ledger")
-            .arg(dir.path().join("ledger.jsonl"))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the peer starts");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .await
-            .unwrap();
-        let ready: Value = serde_json::from_str(&first).unwrap();
-        let port = |k: &str| u16::try_from(ready[k].as_u64().unwrap()).unwrap();
-        Some(Peer {
-            port: port("port"),
-            control_port: port("control_port"),
-            _child: child,
-            _dir: dir,
-        })
-    }
-
-    async fn command(&self, cmd: &str) -> Value {
-        let mut ctl = TcpStream::connect(("127.0.0.1", self.control_port))
-            .await
-            .unwrap();
-        ctl.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
-        let mut line = String::new();
-        BufReader::new(ctl).read_line(&mut line).await.unwrap();
-        let answer: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(answer["ok"], true, "{cmd}: {answer}");
-        answer
-    }
-
-    async fn balance(&self, masked: &str) -> i64 {
-        self.command("stats").await["balances"][masked]
-            .as_i64()
-            .unwrap()
-    }
-}
-
 /// Polls `probe` until it gives `Some`, for at most [`PATIENCE`].
-async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let give_up = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn until<T, F: Future<Output = Option<T>>>(what: &str, probe: impl FnMut() -> F) -> T {
+    wait_some(PATIENCE, what, probe).await
 }
 
 /// The daemon with `bank.kind = "iso8583"` at `address`.
@@ -143,9 +74,13 @@ struct Rig {
 }
 
 async fn rig() -> Option<Rig> {
-    let peer = Peer::start().await?;
-    let app = daemon(format!("127.0.0.1:{}", peer.port)).await;
+    let peer = Peer::start()?;
+    let app = daemon(peer.address()).await;
     let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
+        .await
+        .unwrap();
+    store
+        .set_merchant_acceptor_id(&app.merchant_id, Some(&AcceptorId::parse(SHOP).unwrap()))
         .await
         .unwrap();
     let ring = KeyRing::load(&app.settings.crypto).unwrap();
@@ -166,15 +101,7 @@ async fn rig() -> Option<Rig> {
 
 impl Rig {
     async fn order(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let phone = u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap();
-        body["phone"] = format!("+86139{phone:08}").into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        order["id"].as_str().unwrap().to_owned()
+        new_order(&self.app, pan, true).await
     }
 
     fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {
@@ -183,17 +110,12 @@ impl Rig {
         AuthRequest {
             idempotency_key: format!("{order_id}:1"),
             order_id: order_id.into(),
-            acceptor_id: Some("SHOP000000001".into()),
+            acceptor_id: Some(SHOP.into()),
             amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
             card,
             id_number: IdNumber::parse(HOLDER).unwrap(),
             secret: Secret::PinBlock(block),
         }
-    }
-
-    async fn no_protocol_errors(&self) {
-        let stats = self.peer.command("stats").await;
-        assert_eq!(stats["protocol_errors"], 0, "{stats}");
     }
 
     /// Waits until the daemon's reversal worker got the order's reversal
@@ -229,10 +151,10 @@ async fn readyz_waits_for_the_link_to_sign_on() {
     assert_eq!(body["bank"]["kind"], "iso8583");
     assert_eq!(body["bank"]["link"]["state"], "connecting", "{body}");
     assert!(!body.to_string().contains(LAB_ZPK));
-    let Some(peer) = Peer::start().await else {
+    let Some(peer) = Peer::start() else {
         return;
     };
-    let app = daemon(format!("127.0.0.1:{}", peer.port)).await;
+    let app = daemon(peer.address()).await;
     let body = until("readyz to be 200", || async {
         let (status, body) = readyz(&app).await;
         (status == 200).then_some(body)
@@ -264,7 +186,7 @@ async fn purchases_are_decided_by_the_peer() {
     let req = AuthRequest {
         idempotency_key: format!("{credit}:1"),
         order_id: credit.clone(),
-        acceptor_id: Some("SHOP000000001".into()),
+        acceptor_id: Some(SHOP.into()),
         amount: Amount::parse(AMOUNT, i64::MAX).unwrap(),
         card: CardNumber::parse(CREDIT).unwrap(),
         id_number: IdNumber::parse(HOLDER).unwrap(),
@@ -278,7 +200,7 @@ async fn purchases_are_decided_by_the_peer() {
     for id in [&paid, &wrong, &big, &credit] {
         assert!(r.store.reversals_for(id).await.unwrap().is_empty());
     }
-    r.no_protocol_errors().await;
+    r.peer.assert_no_protocol_error().await;
 }
 
 /// The peer processes a purchase and holds its 0210: no answer within the
@@ -289,13 +211,13 @@ async fn purchases_are_decided_by_the_peer() {
 async fn an_unanswered_purchase_is_reversed_by_the_daemon() {
     let Some(r) = rig().await else { return };
     let id = r.order(DEBIT).await;
-    r.peer.command("hold-next-0210").await;
+    r.peer.control("hold-next-0210").await;
     let got = r.bank.authorize(r.debit(&id, "805137")).await;
     assert_eq!(got, Err(IssuerError::Timeout));
     assert_eq!(r.peer.balance("622200******0017").await, START_FEN - AMOUNT);
     r.acknowledged(&id).await;
     assert_eq!(r.peer.balance("622200******0017").await, START_FEN);
-    r.peer.command("release-held").await;
+    r.peer.control("release-held").await;
     let row = r
         .store
         .acquirer_request(&format!("{id}:1"))
@@ -303,10 +225,10 @@ async fn an_unanswered_purchase_is_reversed_by_the_daemon() {
         .unwrap()
         .unwrap();
     assert_eq!(row.status, RequestStatus::Reversing);
-    let stats = r.peer.command("stats").await;
+    let stats = r.peer.stats().await;
     assert_eq!(stats["received"]["0200"], 1, "{stats}");
     assert!(stats["received"]["0420"].as_i64().unwrap() >= 1, "{stats}");
-    r.no_protocol_errors().await;
+    r.peer.assert_no_protocol_error().await;
 }
 
 /// The link drops with a purchase in flight: `Dropped` is an unknown
@@ -315,20 +237,19 @@ async fn an_unanswered_purchase_is_reversed_by_the_daemon() {
 async fn a_purchase_in_flight_when_the_link_drops_is_reversed() {
     let Some(r) = rig().await else { return };
     let id = r.order(DEBIT).await;
-    r.peer.command("hold-next-0210").await;
+    r.peer.control("hold-next-0210").await;
     let pending = r.bank.authorize(r.debit(&id, "805137"));
     let drop_it = async {
-        until("the peer to hold the 0210", || async {
-            (r.peer.command("stats").await["held"] == 1).then_some(())
-        })
-        .await;
-        r.peer.command("drop-link").await;
+        r.peer
+            .stats_until("the peer to hold the 0210", |s| s["held"] == 1)
+            .await;
+        r.peer.control("drop-link").await;
     };
     let (got, ()) = tokio::join!(pending, drop_it);
     assert!(matches!(got, Err(IssuerError::Timeout)), "{got:?}");
     r.acknowledged(&id).await;
     assert_eq!(r.peer.balance("622200******0017").await, START_FEN);
-    r.no_protocol_errors().await;
+    r.peer.assert_no_protocol_error().await;
 }
 
 /// A refund over the link: the peer credits the approved purchase F90
@@ -350,7 +271,7 @@ async fn a_refund_names_its_purchase_and_the_peer_credits_it() {
         purchase_key: format!("{id}:1"),
         amount: Amount::parse(fen, i64::MAX).unwrap(),
         card: CardNumber::parse(DEBIT).unwrap(),
-        acceptor_id: Some("SHOP000000001".into()),
+        acceptor_id: Some(SHOP.into()),
     };
     let got = r.bank.refund(refund("rfd_a", 5000)).await.unwrap();
     assert!(got.is_approved(), "{got:?}");
@@ -364,5 +285,5 @@ async fn a_refund_names_its_purchase_and_the_peer_credits_it() {
         r.peer.balance("622200******0017").await,
         START_FEN - AMOUNT + 5000
     );
-    r.no_protocol_errors().await;
+    r.peer.assert_no_protocol_error().await;
 }

@@ -17,13 +17,14 @@ use voicepay::bank::iso8583::{
 };
 use voicepay::bank::{AuthRequest, Decision, IssuerError, IssuerLink, Secret, UnknownOutcome};
 use voicepay::crypto::{KeyRing, PinBlock, PinBlock0, Vault, ZonePinKey, Zpk};
-use voicepay::domain::{AcceptorId, OrderStatus, Verification};
+use voicepay::domain::AcceptorId;
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, PinDigits, ResultCode};
 use voicepay::ivr::Verdict;
-use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Recovery, Via};
-use voicepay::store::Transition;
+use voicepay::matcher::{BankMatcher, Recovery};
 use voicepay::store::{RequestStatus, Store};
-use voicepay_testkit::{on_both_stores, order_body, TestApp};
+use voicepay_testkit::{on_both_stores, TestApp};
+
+use crate::matcher_rig::{answer_callback, fast, new_order, store_and_keys, verify_pin};
 
 const DEBIT: &str = "6222000000000017";
 const CREDIT: &str = "6250000000000012";
@@ -141,20 +142,8 @@ struct Rig {
     matcher: BankMatcher<Arc<Iso8583Issuer<Arc<FakeHost>>>>,
 }
 
-fn fast() -> MatcherConfig {
-    MatcherConfig {
-        auth_timeout: Duration::from_millis(800),
-        query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
-        query_timeout: Duration::from_millis(500),
-        recover_after: Duration::ZERO,
-    }
-}
-
 async fn rig(app: TestApp) -> Rig {
-    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
-        .await
-        .expect("store");
-    let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let (store, ring) = store_and_keys(&app).await;
     let vault = Arc::new(Vault::new(&ring));
     let host = Arc::new(FakeHost::default());
     let issuer = Arc::new(Iso8583Issuer::new(
@@ -181,10 +170,6 @@ async fn rig(app: TestApp) -> Rig {
     }
 }
 
-fn channel(id: &str) -> String {
-    format!("vp-{id}-1")
-}
-
 fn card(pan: &str) -> CardNumber {
     CardNumber::parse(pan).unwrap()
 }
@@ -193,17 +178,8 @@ impl Rig {
     /// A new order for `pan` through the API (its status does not matter
     /// to the issuer).
     async fn order(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
         // a phone of its own: `[limits] orders_per_phone_per_day`
-        let phone =
-            u32::from_str_radix(&voicepay::crypto::random_hex(3), 16).unwrap() % 100_000_000;
-        body["phone"] = format!("+86139{phone:08}").into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
-        let order: Value = resp.json().await.unwrap();
-        order["id"].as_str().unwrap().to_owned()
+        new_order(&self.app, pan, true).await
     }
 
     fn debit(&self, order_id: &str, pin: &str) -> AuthRequest {
@@ -238,30 +214,13 @@ impl Rig {
     /// A new order for `pan`, its callback placed and answered: `in_call`.
     async fn order_in_call(&self, pan: &str) -> String {
         let id = self.order(pan).await;
-        let now = voicepay::store::now_ms();
-        self.store
-            .insert_attempt(&id, 1, &channel(&id), now)
-            .await
-            .unwrap();
-        let t = Transition {
-            from: OrderStatus::Pending,
-            to: OrderStatus::InCall,
-            result: None,
-            detail: Some("test"),
-        };
-        assert!(self.store.transition(&id, t, now).await.unwrap());
+        answer_callback(&self.store, &id).await;
         id
     }
 
     /// The PIN keyed on the order's own callback, through the matcher.
     async fn verify_pin(&self, id: &str, pin: &str) -> Verdict {
-        let channel = channel(id);
-        let call = CallRef {
-            channel_id: &channel,
-            via: &Via::Callback,
-        };
-        let v = Verification::Pin(PinDigits::parse(pin).unwrap());
-        self.matcher.verify(id, call, v).await
+        verify_pin(&self.matcher, id, pin).await
     }
 
     /// (status, result code, respCode) as the merchant sees the order.
@@ -289,13 +248,7 @@ impl Rig {
     }
 
     async fn events(&self, id: &str) -> Vec<String> {
-        self.store
-            .events_for(id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
-            .collect()
+        crate::matcher_rig::events(&self.store, id).await
     }
 }
 

@@ -10,128 +10,47 @@
 //! Also: [`StoreStans`], the link's STAN source in production, draws from
 //! the store's per-day sequence on SQLite and PostgreSQL.
 //!
-//! The peer tests skip without the venv (pyiso8583 + psec), except under `CI=true`, as
-//! `iso8583_peer.rs` does; `scripts/lib.sh ensure_iso8583_peer` fills it.
+//! The peer tests skip without the venv (pyiso8583 + psec), except under
+//! `CI=true` (the testkit's `iso8583::Peer`); `scripts/lib.sh
+//! ensure_iso8583_peer` fills it.
 
 use std::future::Future;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use voicepay::bank::iso8583::fields::{CardholderAuth, EntryMode, ProcessingCode};
 use voicepay::bank::iso8583::link::{CounterStans, StanSource, StoreStans};
 use voicepay::bank::iso8583::{Link, LinkError, LinkSettings, LinkStatus, Message, Mti};
 use voicepay::domain::{Amount, CardNumber, Cvn2, Expiry, IdNumber, Stan};
 
 use voicepay::store::Store;
-use voicepay_testkit::{on_both_stores, TestApp};
+use voicepay_testkit::iso8583::Peer;
+use voicepay_testkit::{on_both_stores, wait_some, TestApp};
 
-use crate::iso8583_peer::peer_python;
-
-/// The lab-only zone PIN key the peer is started with (published in
-/// peer.py; never used anywhere real).
-const LAB_ZPK: &str = "0123456789ABCDEFFEDCBA9876543210";
 const TID: &str = "VP000001";
 const ACQUIRER: &str = "00012345";
 /// How long a condition may take before the test gives up on it (not a
 /// timing assertion: everything here normally happens in milliseconds).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The peer process, its ports, and its scratch directory.
-struct Peer {
-    _child: Child,
-    port: u16,
-    control_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    /// Starts the peer on free ports; `None` when the venv is missing.
-    async fn start() -> Option<Peer> {
-        let python = peer_python()?;
-        let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/iso8583_peer/peer.py");
-        let log = std::fs::File::create(dir.path().join("peer.log")).unwrap();
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--port", "0", "--control-port", "0", "--zpk", LAB_ZPK])
-            .arg("--ledger")
-            .arg(dir.path().join("ledger.jsonl"))
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the peer starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).await.unwrap();
-        let ready: Value = serde_json::from_str(&first)
-            .unwrap_or_else(|e| panic!("the peer's first line {first:?}: {e}"));
-        assert_eq!(ready["ready"], true, "{ready}");
-        let port = |k: &str| u16::try_from(ready[k].as_u64().unwrap()).unwrap();
-        Some(Peer {
-            port: port("port"),
-            control_port: port("control_port"),
-            _child: child,
-            _dir: dir,
-        })
-    }
-
-    /// One control command; its JSON answer, which must say `ok`.
-    async fn command(&self, cmd: &str) -> Value {
-        let mut ctl = TcpStream::connect(("127.0.0.1", self.control_port))
-            .await
-            .unwrap();
-        ctl.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
-        let mut line = String::new();
-        BufReader::new(ctl).read_line(&mut line).await.unwrap();
-        let answer: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(answer["ok"], true, "{cmd}: {answer}");
-        answer
-    }
-
-    /// Waits until the peer's `stats` satisfy `ok`; returns them.
-    async fn stats_until(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let stats = || self.command("stats");
-        until(what, || async {
-            let s = stats().await;
-            ok(&s).then_some(s)
-        })
-        .await
-    }
-
-    /// The link to this peer, its own STANs from 900001.
-    fn link(&self, echo_interval: Duration) -> Link {
-        let settings = LinkSettings {
-            address: format!("127.0.0.1:{}", self.port),
-            terminal_id: TID.into(),
-            acquirer_id: ACQUIRER.into(),
-            response_timeout: Duration::from_secs(2),
-            echo_interval,
-            max_in_flight: 4,
-        };
-        Link::spawn(settings, Arc::new(CounterStans::new(900_001)))
-    }
+/// The link to `peer`, its own STANs from 900001.
+fn link_to(peer: &Peer, echo_interval: Duration) -> Link {
+    let settings = LinkSettings {
+        address: peer.address(),
+        terminal_id: TID.into(),
+        acquirer_id: ACQUIRER.into(),
+        response_timeout: Duration::from_secs(2),
+        echo_interval,
+        max_in_flight: 4,
+    };
+    Link::spawn(settings, Arc::new(CounterStans::new(900_001)))
 }
 
 /// Polls `probe` until it gives `Some`, for at most [`PATIENCE`].
-async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut probe: impl FnMut() -> F) -> T {
-    let give_up = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn until<T, F: Future<Output = Option<T>>>(what: &str, probe: impl FnMut() -> F) -> T {
+    wait_some(PATIENCE, what, probe).await
 }
 
 async fn signed_on(link: &Link) -> LinkStatus {
@@ -140,6 +59,14 @@ async fn signed_on(link: &Link) -> LinkStatus {
         s.is_signed_on().then_some(s)
     })
     .await
+}
+
+/// The link's log lines about an answer nobody waited for (late,
+/// duplicate or unsolicited), in order.
+fn dropped(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("message dropped (nobody waits for it)"))
+        .collect()
 }
 
 fn count(stats: &Value, dir: &str, mti: &str) -> u64 {
@@ -196,16 +123,12 @@ async fn approved(link: &Link, stan: u32) {
     assert_eq!(answer.text(39), Some("00"), "{answer:?}");
 }
 
-fn no_protocol_errors(stats: &Value) {
-    assert_eq!(stats["protocol_errors"], 0, "{stats}");
-}
-
 #[tokio::test]
 async fn signs_on_and_echoes_with_the_python_peer() {
-    let Some(peer) = Peer::start().await else {
+    let Some(peer) = Peer::start() else {
         return;
     };
-    let link = peer.link(Duration::from_secs(1));
+    let link = link_to(&peer, Duration::from_secs(1));
     signed_on(&link).await;
     // One connection, a sign-on and then at least one echo, all answered.
     let stats = peer
@@ -214,34 +137,33 @@ async fn signs_on_and_echoes_with_the_python_peer() {
         })
         .await;
     assert_eq!(stats["connections"], 1, "{stats}");
-    no_protocol_errors(&stats);
+    peer.assert_no_protocol_error().await;
     approved(&link, 1).await;
     link.shutdown().await;
     assert_eq!(link.status(), LinkStatus::Stopped);
-    no_protocol_errors(&peer.command("stats").await);
+    peer.assert_no_protocol_error().await;
 }
 
 #[tokio::test]
 async fn drop_link_drops_the_exchange_in_flight_then_the_link_signs_on_again() {
-    let Some(peer) = Peer::start().await else {
+    let Some(peer) = Peer::start() else {
         return;
     };
-    let link = peer.link(Duration::from_secs(60));
+    let link = link_to(&peer, Duration::from_secs(60));
     let first = signed_on(&link).await;
-    peer.command("hold-next-0210").await;
+    peer.control("hold-next-0210").await;
     let in_flight = tokio::spawn({
         let link = link.clone();
         async move { link.exchange(purchase(1)).await }
     });
     peer.stats_until("the 0210 held", |s| s["held"] == 1).await;
-    peer.command("drop-link").await;
+    peer.control("drop-link").await;
     assert_eq!(in_flight.await.unwrap().unwrap_err(), LinkError::Dropped);
-    let stats = peer
-        .stats_until("a second connection and sign-on", |s| {
-            s["connections"] == 2 && count(s, "received", "0800") == 2
-        })
-        .await;
-    no_protocol_errors(&stats);
+    peer.stats_until("a second connection and sign-on", |s| {
+        s["connections"] == 2 && count(s, "received", "0800") == 2
+    })
+    .await;
+    peer.assert_no_protocol_error().await;
     let again = signed_on(&link).await;
     assert_ne!(again, first, "a new sign-on, a new since_ms");
     approved(&link, 2).await;
@@ -250,18 +172,18 @@ async fn drop_link_drops_the_exchange_in_flight_then_the_link_signs_on_again() {
 
 #[tokio::test]
 async fn a_held_0210_times_out_and_the_late_one_is_dropped() {
-    let Some(peer) = Peer::start().await else {
+    let Some(peer) = Peer::start() else {
         return;
     };
     let log = voicepay_testkit::log::capture();
-    let link = peer.link(Duration::from_secs(60));
+    let link = link_to(&peer, Duration::from_secs(60));
     signed_on(&link).await;
-    peer.command("hold-next-0210").await;
+    peer.control("hold-next-0210").await;
     assert_eq!(
         link.exchange(purchase(1)).await.unwrap_err(),
         LinkError::Timeout
     );
-    assert_eq!(peer.command("release-held").await["released"], 1);
+    assert_eq!(peer.control("release-held").await["released"], 1);
     // The late 0210 comes before the next answer on the same connection.
     approved(&link, 2).await;
     let text = log.text();
@@ -269,45 +191,39 @@ async fn a_held_0210_times_out_and_the_late_one_is_dropped() {
         text.contains("no answer within the response timeout stan=000001"),
         "{text}"
     );
-    let dropped: Vec<_> = text
-        .lines()
-        .filter(|l| l.contains("message dropped (nobody waits for it)"))
-        .collect();
+    let dropped = dropped(&text);
     assert_eq!(dropped.len(), 1, "{text}");
     assert!(dropped[0].contains("stan=\"000001\""), "{text}");
-    let stats = peer.command("stats").await;
+    let stats = peer.stats().await;
     assert_eq!(stats["connections"], 1, "{stats}");
-    no_protocol_errors(&stats);
+    peer.assert_no_protocol_error().await;
     link.shutdown().await;
 }
 
 #[tokio::test]
 async fn duplicate_and_unsolicited_0210s_are_dropped_and_the_link_goes_on() {
-    let Some(peer) = Peer::start().await else {
+    let Some(peer) = Peer::start() else {
         return;
     };
     let log = voicepay_testkit::log::capture();
-    let link = peer.link(Duration::from_secs(60));
+    let link = link_to(&peer, Duration::from_secs(60));
     let since = signed_on(&link).await;
     approved(&link, 1).await;
-    assert_eq!(peer.command("send-duplicate-0210").await["stan"], "000001");
-    let unsolicited = peer.command("send-unsolicited").await;
+    assert_eq!(peer.control("send-duplicate-0210").await["stan"], "000001");
+    let unsolicited = peer.control("send-unsolicited").await;
     let stan = unsolicited["stan"].as_str().unwrap().to_owned();
     approved(&link, 2).await;
     let text = log.text();
-    let dropped: Vec<_> = text
-        .lines()
-        .filter(|l| l.contains("message dropped (nobody waits for it)"))
-        .collect();
+    let dropped = dropped(&text);
     assert_eq!(dropped.len(), 2, "{text}");
     assert!(dropped[0].contains("stan=\"000001\""), "{text}");
     assert!(dropped[1].contains(&format!("stan=\"{stan}\"")), "{text}");
     assert!(dropped[1].contains("terminal=\"UNSOLICI\""), "{text}");
     // Still the first connection and sign-on.
     assert_eq!(link.status(), since);
-    let stats = peer.command("stats").await;
+    let stats = peer.stats().await;
     assert_eq!(stats["connections"], 1, "{stats}");
-    no_protocol_errors(&stats);
+    peer.assert_no_protocol_error().await;
     link.shutdown().await;
 }
 

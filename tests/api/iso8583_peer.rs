@@ -9,32 +9,8 @@
 //! (`VOICEPAY_VENV`, default /var/cache/voicepay/venv); without it the test
 //! says it skips, except under `CI=true`, where that is a failure.
 
-use std::path::PathBuf;
 use std::process::Command;
-
-/// The venv's python when pyiso8583 and psec import there; `None` (or a
-/// panic under `CI=true`) otherwise.
-pub(crate) fn peer_python() -> Option<PathBuf> {
-    let venv = std::env::var("VOICEPAY_VENV").unwrap_or_else(|_| "/var/cache/voicepay/venv".into());
-    let python = PathBuf::from(venv).join("bin/python");
-    let usable = Command::new(&python)
-        .args(["-W", "ignore", "-c", "import iso8583, psec"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if usable {
-        return Some(python);
-    }
-    let why = format!(
-        "{} cannot import pyiso8583 and psec (scripts/test installs them from tests/iso8583-peer-requirements.txt)",
-        python.display()
-    );
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true: {why}"
-    );
-    eprintln!("skipping an ISO 8583 peer test: {why}");
-    None
-}
+use voicepay_testkit::iso8583::peer_python;
 
 #[test]
 fn the_python_issuer_peer_passes_its_selftest() {

@@ -18,6 +18,7 @@ mod iso8583_peer;
 mod key_lifecycle;
 mod limits;
 mod matcher;
+mod matcher_rig;
 mod order_events;
 mod refunds;
 mod store_calls;

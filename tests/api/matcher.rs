@@ -17,6 +17,8 @@ use voicepay::matcher::{CallRef, Via};
 use voicepay::store::{Store, Transition};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
+use crate::matcher_rig::{answer_callback, fast, new_order, own_channel, store_and_keys};
+
 const PHONE: &str = "13800138000";
 const HOLDER: &str = "11010519491231002X";
 const RIGHT_PIN: &str = "805137";
@@ -35,20 +37,8 @@ struct Rig {
     skew: Arc<AtomicI64>,
 }
 
-fn fast() -> MatcherConfig {
-    MatcherConfig {
-        auth_timeout: Duration::from_millis(800),
-        query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
-        query_timeout: Duration::from_millis(500),
-        recover_after: Duration::ZERO,
-    }
-}
-
 async fn rig(app: TestApp) -> Rig {
-    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
-        .await
-        .expect("store");
-    let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let (store, ring) = store_and_keys(&app).await;
     let vault = Arc::new(Vault::new(&ring));
     let skew = Arc::new(AtomicI64::new(0));
     let clock: voicepay::clock::SharedClock = {
@@ -77,11 +67,6 @@ async fn rig(app: TestApp) -> Rig {
     }
 }
 
-/// The channel the tests' callback for order `id` is placed on.
-fn own_channel(id: &str) -> String {
-    format!("vp-{id}-1")
-}
-
 /// The mobile a presented caller ID names, as the inbound flow reads it.
 fn caller(presented: &str) -> Phone {
     CallerNumber::parse(presented).phone().cloned().unwrap()
@@ -107,13 +92,7 @@ impl Rig {
     /// placed (the attempt row on [`own_channel`]) and moved to `in_call`,
     /// as the callback flow does when the cardholder answers.
     async fn order_in_call(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        let id = order["id"].as_str().unwrap().to_owned();
+        let id = new_order(&self.app, pan, false).await;
         self.answered(&id).await;
         id
     }
@@ -121,12 +100,7 @@ impl Rig {
     /// The callback for the `pending` order is placed on [`own_channel`]
     /// and answered: `in_call`.
     async fn answered(&self, id: &str) {
-        self.store
-            .insert_attempt(id, 1, &own_channel(id), voicepay::store::now_ms())
-            .await
-            .unwrap();
-        self.moved(id, OrderStatus::Pending, OrderStatus::InCall)
-            .await;
+        answer_callback(&self.store, id).await;
     }
 
     /// The secret keyed on the order's own callback, as `BankMatcher::verify`.
@@ -190,13 +164,7 @@ impl Rig {
 
     /// The order's audit log details, in order.
     async fn events(&self, id: &str) -> Vec<String> {
-        self.store
-            .events_for(id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| format!("{} {}", e.kind, e.detail.unwrap_or_default()))
-            .collect()
+        crate::matcher_rig::events(&self.store, id).await
     }
 
     async fn bindings(&self) -> Value {

@@ -18,14 +18,16 @@ use voicepay::api::AppState;
 use voicepay::bank::{
     AuthRequest, AuthResponse, IssuerError, IssuerLink, RefundRequest, StubIssuer, UnknownOutcome,
 };
-use voicepay::crypto::{KeyRing, Vault};
-use voicepay::domain::{Amount, CardNumber, OrderStatus, PinDigits, Verification};
+use voicepay::crypto::Vault;
+use voicepay::domain::{Amount, CardNumber};
 use voicepay::ivr::Verdict;
-use voicepay::matcher::{BankMatcher, CallRef, MatcherConfig, Recovery, RefundRefused, Via};
-use voicepay::store::{now_ms, RefundCreated, RefundRow, RefundStatus, Store, Transition};
+use voicepay::matcher::{BankMatcher, Recovery, RefundRefused};
+use voicepay::store::{now_ms, RefundCreated, RefundRow, RefundStatus, Store};
 use voicepay::telemetry::{Metrics, Readiness};
 use voicepay_testkit::receiver::{spawn_app_with_receiver, Receiver};
 use voicepay_testkit::{on_both_stores, order_body, wait_until, Db, TestApp};
+
+use crate::matcher_rig::{answer_callback, fast, new_order, store_and_keys, verify_pin};
 
 const PAN: &str = "6222000000000017";
 const RIGHT_PIN: &str = "805137";
@@ -111,15 +113,6 @@ impl IssuerLink for Recording {
     }
 }
 
-fn fast() -> MatcherConfig {
-    MatcherConfig {
-        auth_timeout: Duration::from_millis(800),
-        query_backoff: [50, 100, 200, 400].map(Duration::from_millis).to_vec(),
-        query_timeout: Duration::from_millis(500),
-        recover_after: Duration::ZERO,
-    }
-}
-
 struct Rig {
     app: TestApp,
     store: Store,
@@ -141,10 +134,7 @@ fn fast_webhooks(s: &mut voicepay::config::Settings) {
 /// and API node on the same database. `None` where PostgreSQL is skipped.
 async fn rig(db: Db) -> Option<Rig> {
     let (app, rx) = spawn_app_with_receiver(db, fast_webhooks).await?;
-    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
-        .await
-        .expect("store");
-    let ring = KeyRing::load(&app.settings.crypto).expect("the app's keys");
+    let (store, ring) = store_and_keys(&app).await;
     let vault = Arc::new(Vault::new(&ring));
     let issuer = Arc::new(Recording {
         stub: StubIssuer::builtin(ring.zpk()),
@@ -197,37 +187,14 @@ impl Rig {
     /// A new callback order for `pan` through the daemon's API, its call
     /// answered (`in_call`).
     async fn order_in_call(&self, pan: &str) -> String {
-        let n = voicepay::crypto::random_hex(4);
-        let mut body = order_body(&format!("M{n}"));
-        body["card_number"] = pan.into();
-        let resp = self.app.create_order(&body).await;
-        assert_eq!(resp.status(), 201);
-        let order: Value = resp.json().await.unwrap();
-        let id = order["id"].as_str().unwrap().to_owned();
-        let now = voicepay::store::now_ms();
-        self.store
-            .insert_attempt(&id, 1, &format!("vp-{id}-1"), now)
-            .await
-            .unwrap();
-        let t = Transition {
-            from: OrderStatus::Pending,
-            to: OrderStatus::InCall,
-            result: None,
-            detail: Some("test"),
-        };
-        assert!(self.store.transition(&id, t, now).await.unwrap());
+        let id = new_order(&self.app, pan, false).await;
+        answer_callback(&self.store, &id).await;
         id
     }
 
     /// The PIN keyed on the order's own callback.
     async fn verify(&self, id: &str, pin: &str) -> Verdict {
-        let channel = format!("vp-{id}-1");
-        let call = CallRef {
-            channel_id: &channel,
-            via: &Via::Callback,
-        };
-        let v = Verification::Pin(PinDigits::parse(pin).unwrap());
-        self.matcher.verify(id, call, v).await
+        verify_pin(&self.matcher, id, pin).await
     }
 
     /// A succeeded order of `AMOUNT` fen on `PAN`.

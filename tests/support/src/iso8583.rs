@@ -129,6 +129,7 @@ impl Peer {
             let log = std::fs::read_to_string(dir.path().join("peer.log")).unwrap_or_default();
             panic!("the peer did not start ({e}): {first:?}\n{log}")
         });
+        assert_eq!(ready["ready"], true, "the peer's first line: {ready}");
         let port = |k: &str| ready[k].as_u64().expect("port") as u16;
         Some(Peer {
             port: port("port"),
@@ -198,6 +199,29 @@ impl Peer {
             .as_array()
             .expect("ledger")
             .clone()
+    }
+
+    /// Waits until the peer's `stats` satisfy `ok` (`what` names the
+    /// condition in the failure); returns them.
+    pub async fn stats_until(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        crate::wait_for(Duration::from_secs(60), async || {
+            let s = self.stats().await;
+            if ok(&s) {
+                Ok(s)
+            } else {
+                Err(format!("gave up waiting for {what}: {s}"))
+            }
+        })
+        .await
+    }
+
+    /// A card's balance in the peer's books, in fen; `masked` as the peer
+    /// keys it (`622200******0017`).
+    pub async fn balance(&self, masked: &str) -> i64 {
+        let s = self.stats().await;
+        s["balances"][masked]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no balance for {masked}: {s}"))
     }
 
     /// Waits until the peer has received `n` requests of `mti` (e.g.

@@ -28,4 +28,4 @@ pub mod sipp;
 pub mod wait;
 
 pub use app::{order_body, spawn_app, spawn_app_with, test_settings, Db, TestApp};
-pub use wait::{poll_until, wait_for, wait_until};
+pub use wait::{poll_until, wait_for, wait_some, wait_until};

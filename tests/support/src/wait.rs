@@ -76,3 +76,21 @@ where
         }
     }
 }
+
+/// [`wait_for`] a probe that gives `Some` once the awaited thing is there;
+/// after `within`, the test fails with "gave up waiting for {what}".
+pub async fn wait_some<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_for(within, || {
+        let found = probe();
+        async move {
+            found
+                .await
+                .ok_or_else(|| format!("gave up waiting for {what}"))
+        }
+    })
+    .await
+}
