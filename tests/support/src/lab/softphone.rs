@@ -25,8 +25,19 @@ pub struct Softphone {
 
 /// Starts a softphone for `phone`, or: under `CI=true` panics when it cannot;
 /// otherwise prints why and returns None (the test skips).
+///
+/// Up to three starts, each on new ports: the SIP port is picked free for
+/// UDP, but baresip also binds TCP on it and TLS on the next port, which
+/// another process may hold at that moment ("Address already in use").
 pub async fn require_softphone(lab: &Lab, phone: &str) -> Option<Softphone> {
-    match Softphone::start(lab, phone).await {
+    let mut started = Softphone::start(lab, phone).await;
+    for _ in 0..2 {
+        if started.is_ok() {
+            break;
+        }
+        started = Softphone::start(lab, phone).await;
+    }
+    match started {
         Ok(sp) => Some(sp),
         Err(e) if under_ci() => panic!("CI=true and the softphone test needs baresip: {e:#}"),
         Err(e) => {
