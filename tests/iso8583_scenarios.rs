@@ -201,6 +201,10 @@ async fn each_mapped_decline_fails_the_order_with_its_result_code_and_moves_no_m
         let id = w.debit(100 + n as i64, &[DEBIT_PIN]).await;
         let v = w.settled(&id).await;
         assert_failed(&v, code);
+        // the caller is told the result (an unknown F39 too)
+        let heard = w.callers.heard(&id, 1);
+        let told = format!("voicepay/fail-{code}");
+        assert!(heard.contains(&told), "F39 {f39}: {heard:?}");
         let stats = w.peer.stats().await;
         assert_eq!(
             stats["financial"]["000000"],

@@ -88,8 +88,8 @@ impl Ivr {
 /// The recorded `fail-<code>` prompt for a code, if prompts.tsv has one.
 /// Codes without one (call_failed, merchant_cancelled) end with goodbye only;
 /// `id_mismatch` is never spoken: it plays the wrong secret's prompt.
-/// `issuer_declined` (an ISO 8583 code voicepay does not know) has no
-/// prompt of its own yet: goodbye only.
+/// `issuer_declined` (an ISO 8583 F39 voicepay's table does not know) says
+/// the issuer declined, without a reason it does not have.
 pub(super) fn fail_prompt(code: ResultCode) -> Option<&'static str> {
     use ResultCode::*;
     Some(match code {
@@ -102,11 +102,12 @@ pub(super) fn fail_prompt(code: ResultCode) -> Option<&'static str> {
         CardRestricted => "fail-card_restricted",
         OverLimit => "fail-over_limit",
         IssuerUnavailable => "fail-issuer_unavailable",
+        IssuerDeclined => "fail-issuer_declined",
         NoAnswer => "fail-no_answer",
         Busy => "fail-busy",
         CallerHungUp => "fail-caller_hung_up",
         CallerCancelled => "fail-caller_cancelled",
         OrderExpired => "fail-order_expired",
-        Approved | CallFailed | MerchantCancelled | IssuerDeclined => return None,
+        Approved | CallFailed | MerchantCancelled => return None,
     })
 }
