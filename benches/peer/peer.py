@@ -91,7 +91,7 @@ def zh_amount(fen: int) -> list[str]:
     if jiao:
         out += [f"digits/{jiao}", "units/jiao"]
     if f:
-        out += [f"digits/{f}", "units/fen"]
+        out += (["digits/0"] if out and not jiao else []) + [f"digits/{f}", "units/fen"]
     if not jiao and not f:
         out.append("units/zheng")
     return ["voicepay/" + p for p in out]
