@@ -33,10 +33,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import datetime as dt
 import json
+import math
 import os
-import statistics
 import sys
 import time
 import urllib.parse
@@ -252,8 +253,9 @@ def status_kib(pid: int, key: str) -> int:
 
 
 def pct(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
 
 
 async def main(argv: list[str]) -> int:
@@ -265,9 +267,14 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--agi-port", type=int, default=4573)
     ap.add_argument("--asterisk-pid", type=int, required=True)
     ap.add_argument("--call-timeout", type=float, default=90)
+    ap.add_argument("--keys", default="Ww1WW805137", help="the SIPp key script (shown only)")
     args = ap.parse_args(argv)
     host, port = args.issuer.rsplit(":", 1)
     issuer = IssuerLink(host, int(port), bytes.fromhex(os.environ["VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY"]))
+    # Originates are blocking urllib calls in threads: enough of them that
+    # --concurrent callbacks are placed at once, not 6 at a time.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=min(64, args.concurrent)))
     await issuer.connect()
     peer = Peer(args, issuer)
     app = fast_agi.Application(loop=asyncio.get_running_loop())
@@ -275,42 +282,77 @@ async def main(argv: list[str]) -> int:
     app.add_route("pay", peer.agi_pay)
     app.add_route("ended", peer.agi_ended)
     server = await asyncio.start_server(app.handler, "127.0.0.1", args.agi_port)
-    ast0, app0 = cpu_seconds(args.asterisk_pid), cpu_seconds(os.getpid())
+    ast, me = args.asterisk_pid, os.getpid()
+    ast0, app0 = cpu_seconds(ast), cpu_seconds(me)
+    peak = {"ast": 0, "app": 0, "up": 0}
+
+    async def sample() -> None:  # peak RSS and calls up, every 0.5 s
+        while True:
+            peak["ast"] = max(peak["ast"], status_kib(ast, "VmRSS"))
+            peak["app"] = max(peak["app"], status_kib(me, "VmRSS"))
+            up = sum(1 for c in peer.calls.values() if c.answered and not c.done.is_set())
+            peak["up"] = max(peak["up"], up)
+            await asyncio.sleep(0.5)
+
+    sampler = asyncio.create_task(sample())
     t0 = time.monotonic()
     calls = await peer.run()
     wall = time.monotonic() - t0
-    ast_cpu = cpu_seconds(args.asterisk_pid) - ast0
-    app_cpu = cpu_seconds(os.getpid()) - app0
+    sampler.cancel()
+    ast_cpu, app_cpu = cpu_seconds(ast) - ast0, cpu_seconds(me) - app0
     server.close()
+    report(args, calls, wall, ast_cpu, app_cpu, peak)
+    return 0 if all(c.result == "success" for c in calls) else 1
+
+
+def report(args, calls: list[Call], wall: float, ast_cpu: float, app_cpu: float, peak: dict) -> None:
+    """The figures of `scripts/bench sip` (benches/sip.rs), same layout, plus
+    one JSON line for the side-by-side table."""
     ok = [c for c in calls if c.result == "success"]
     causes: dict[str, int] = {}
     for c in calls:
         if c.result != "success":
             causes[c.result or "unknown"] = causes.get(c.result or "unknown", 0) + 1
-    a2r = [1000 * (c.result_at - c.answered) for c in ok if c.result_at and c.answered]
-    o2r = [1000 * (c.result_at - c.originated) for c in ok if c.result_at]
-    per = (ast_cpu + app_cpu) / len(ok) if ok else float("nan")
-    summary = {
-        "implementation": "peer (dialplan Playback/Read + FastAGI on panoramisk)",
-        "calls": f"{len(calls)}, {args.concurrent} at a time",
-        "completed": len(ok),
-        "failed": f"{len(calls) - len(ok)} {json.dumps(causes) if causes else ''}".strip(),
-        "success rate": f"{100 * len(ok) / len(calls):.1f} %",
-        "order->result p50/p99": (f"{statistics.median(o2r):.0f} / {pct(o2r, 99):.0f} ms" if o2r else "-"),
-        "answer->result p50/p99": (f"{statistics.median(a2r):.0f} / {pct(a2r, 99):.0f} ms" if a2r else "-"),
-        "wall": f"{wall:.1f} s ({len(ok) / wall:.2f} payments/s)",
-        "cpu asterisk": f"{ast_cpu:.2f} s",
-        "cpu app": f"{app_cpu:.2f} s",
-        "cpu per payment (asterisk + app)": f"{1000 * per:.0f} ms",
-        "app/asterisk cpu": f"{100 * app_cpu / ast_cpu:.1f} %" if ast_cpu else "-",
-        "rss asterisk (now / peak)": f"{status_kib(args.asterisk_pid, 'VmRSS') // 1024} / "
-                                     f"{status_kib(args.asterisk_pid, 'VmHWM') // 1024} MiB",
-        "rss app (peak)": f"{status_kib(os.getpid(), 'VmHWM') // 1024} MiB",
-    }
-    print("--- summary ---")
-    for k, v in summary.items():
-        print(f"{k}: {v}")
-    return 0 if len(ok) == len(calls) else 1
+    a2r = [c.result_at - c.answered for c in ok if c.result_at and c.answered]
+    o2r = [c.result_at - c.originated for c in ok if c.result_at]
+    o2a = [c.answered - c.originated for c in calls if c.answered]
+    starts = sorted(c.originated for c in calls if c.originated)
+    placed = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else 0.0
+    span = max((c.result_at for c in ok), default=0) - starts[0] if ok else 0.0
+    n = max(len(ok), 1)
+
+    def p(v: list[float], q: float) -> float:
+        return pct(v, q) if v else float("nan")
+
+    def j(x: float) -> float | None:  # JSON has no NaN
+        return None if math.isnan(x) else round(x, 3)
+
+    per = 1000 * (ast_cpu + app_cpu) / len(ok) if ok else float("nan")
+
+    print(f"SIP load (do-it-yourself peer): {len(calls)} debit callbacks, {args.concurrent} at a time, "
+          f"dialplan Playback/Read + FastAGI (keys {args.keys}), endpoint PJSIP/{{phone}}@carrier")
+    print(f"  completed {len(ok)} / failed {len(calls) - len(ok)} {causes}")
+    print(f"  order→result   p50 {p(o2r, 50):.2f} s  p99 {p(o2r, 99):.2f} s")
+    print(f"  answer→result  p50 {p(a2r, 50):.2f} s  p99 {p(a2r, 99):.2f} s")
+    print(f"  originate→answer p50 {p(o2a, 50):.2f} s  p99 {p(o2a, 99):.2f} s "
+          f"({len(o2a)} answered; SIPp rings 1 s; answer = the first AGI request)")
+    print(f"  callbacks placed {placed:.2f}/s; most calls up at once {peak['up']}")
+    print(f"  payments/s sustained {len(ok) / span if span else 0:.2f} "
+          f"(completed ÷ {span:.1f} s, first originate to last result; bench wall {wall:.1f} s)")
+    print(f"  CPU s: Asterisk {ast_cpu:.2f}, app {app_cpu:.2f}; per completed payment: "
+          f"Asterisk {1000 * ast_cpu / n:.1f} ms, app {1000 * app_cpu / n:.1f} ms, "
+          f"total {1000 * (ast_cpu + app_cpu) / n:.1f} ms")
+    print(f"  peak RSS MiB: Asterisk {peak['ast'] / 1024:.1f}, app {peak['app'] / 1024:.1f} "
+          f"(app VmHWM {status_kib(os.getpid(), 'VmHWM') / 1024:.1f})")
+    print(f"  app/Asterisk CPU {100 * app_cpu / max(ast_cpu, 0.001):.1f} %")
+    print("table: " + json.dumps({
+        "implementation": "peer", "calls": len(calls), "concurrent": args.concurrent,
+        "success_rate": round(len(ok) / len(calls), 4), "failed": causes,
+        "answer_to_result_p50_s": j(p(a2r, 50)), "answer_to_result_p99_s": j(p(a2r, 99)),
+        "cpu_per_payment_ms": j(per),
+        "cpu_asterisk_s": round(ast_cpu, 2), "cpu_app_s": round(app_cpu, 2),
+        "peak_rss_mib": {"asterisk": round(peak["ast"] / 1024, 1), "app": round(peak["app"] / 1024, 1)},
+    }))
 
 
 if __name__ == "__main__":
