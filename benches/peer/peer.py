@@ -103,7 +103,7 @@ class Call:
         self.id = f"peer{n:06d}"
         self.phone = f"1390000{n:04d}"
         self.amount = amount
-        self.originated = self.answered = self.result_at = None
+        self.originated = self.placed = self.answered = self.result_at = None
         self.result: str | None = None
         self.done = asyncio.Event()
 
@@ -219,6 +219,7 @@ class Peer:
             call.originated = time.monotonic()
             try:
                 await asyncio.to_thread(self.originate, call)
+                call.placed = time.monotonic()
             except Exception as e:  # noqa: BLE001 - reported as the call's cause
                 call.result = f"originate_failed({type(e).__name__})"
                 return
@@ -317,7 +318,9 @@ def report(args, calls: list[Call], wall: float, ast_cpu: float, app_cpu: float,
     o2r = [c.result_at - c.originated for c in ok if c.result_at]
     o2a = [c.answered - c.originated for c in calls if c.answered]
     starts = sorted(c.originated for c in calls if c.originated)
-    placed = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 and starts[-1] > starts[0] else 0.0
+    # Placed: ARI answered the originate (the channel exists and is dialling).
+    ends = sorted(c.placed for c in calls if c.placed)
+    placed = len(ends) / (ends[-1] - starts[0]) if ends and ends[-1] > starts[0] else 0.0
     span = max((c.result_at for c in ok), default=0) - starts[0] if ok else 0.0
     n = max(len(ok), 1)
 
@@ -336,7 +339,8 @@ def report(args, calls: list[Call], wall: float, ast_cpu: float, app_cpu: float,
     print(f"  answer→result  p50 {p(a2r, 50):.2f} s  p99 {p(a2r, 99):.2f} s")
     print(f"  originate→answer p50 {p(o2a, 50):.2f} s  p99 {p(o2a, 99):.2f} s "
           f"({len(o2a)} answered; SIPp rings 1 s; answer = the first AGI request)")
-    print(f"  callbacks placed {placed:.2f}/s; most calls up at once {peak['up']}")
+    print(f"  callbacks placed {placed:.2f}/s (ARI POST /channels answered, from the first request); "
+          f"most calls up at once {peak['up']}")
     print(f"  payments/s sustained {len(ok) / span if span else 0:.2f} "
           f"(completed ÷ {span:.1f} s, first originate to last result; bench wall {wall:.1f} s)")
     print(f"  CPU s: Asterisk {ast_cpu:.2f}, app {app_cpu:.2f}; per completed payment: "
