@@ -42,10 +42,6 @@ use voicepay::domain::Language;
 use voicepay::ivr::speech;
 use voicepay_testkit::sipp::{KeyPresses, Sipp};
 
-fn env(k: &str) -> String {
-    std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run through scripts/bench sip"))
-}
-
 /// Seconds of an 8 kHz 16-bit mono WAV prompt (`sound:voicepay/x` → file).
 fn prompt_secs(media: &str) -> f64 {
     let name = media.trim_start_matches("sound:voicepay/");
@@ -153,7 +149,10 @@ fn args() -> Args {
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(a.calls > 0 && a.concurrent > 0, "--calls and --concurrent must be at least 1");
+    assert!(
+        a.calls > 0 && a.concurrent > 0,
+        "--calls and --concurrent must be at least 1"
+    );
     a
 }
 
@@ -198,7 +197,10 @@ async fn run(a: &Args) {
         .map(|r| r.status() != 200)
         .unwrap_or(true)
     {
-        assert!(Instant::now() < deadline, "the daemon did not connect to ARI");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not connect to ARI"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -220,7 +222,8 @@ async fn run(a: &Args) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     let first = 13_600_000_000u64 + u64::from(std::process::id() % 50_000) * 1000;
-    let (mut created, mut pending, mut done) = (0usize, Vec::new(), Vec::<serde_json::Value>::new());
+    let (mut created, mut pending, mut done) =
+        (0usize, Vec::new(), Vec::<serde_json::Value>::new());
     while (created < a.calls || !pending.is_empty()) && Instant::now() < deadline {
         while created < a.calls && pending.len() < a.concurrent {
             let body = serde_json::json!({
@@ -308,7 +311,9 @@ fn report(
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     for v in done.iter().filter(|v| v["status"] != "succeeded") {
         let code = v["result"]["code"].as_str().unwrap_or("?");
-        *failed.entry(format!("{}:{code}", v["status"].as_str().unwrap_or("?"))).or_default() += 1;
+        *failed
+            .entry(format!("{}:{code}", v["status"].as_str().unwrap_or("?")))
+            .or_default() += 1;
     }
     if !unfinished.is_empty() {
         failed.insert("unfinished".into(), unfinished.len());
@@ -344,7 +349,12 @@ fn report(
             .filter_map(|t| Some(ts(&t["answered_at"])? - ts(&t["started_at"])?))
             .collect(),
     );
-    let starts = sorted(attempts.iter().filter_map(|t| ts(&t["started_at"])).collect());
+    let starts = sorted(
+        attempts
+            .iter()
+            .filter_map(|t| ts(&t["started_at"]))
+            .collect(),
+    );
     let placed_per_s = match (starts.first(), starts.last()) {
         (Some(f), Some(l)) if l > f => (starts.len() - 1) as f64 / (l - f),
         _ => f64::NAN,
@@ -371,16 +381,44 @@ fn report(
             .filter_map(|v| ts(&v["created_at"]))
             .fold(f64::NAN, f64::min);
     let n = ok.len().max(1) as f64;
-    println!("SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}", a.calls, a.concurrent, a.style, a.endpoint);
-    println!("  completed {} / failed {} {failed:?}", ok.len(), a.calls - ok.len());
-    println!("  order→result   p50 {:.2} s  p99 {:.2} s", pct(&order_to_result, 0.5), pct(&order_to_result, 0.99));
-    println!("  answer→result  p50 {:.2} s  p99 {:.2} s", pct(&answer_to_result, 0.5), pct(&answer_to_result, 0.99));
-    println!("  originate→answer p50 {:.2} s  p99 {:.2} s ({} attempts; SIPp rings 1 s)", pct(&originate_to_answer, 0.5), pct(&originate_to_answer, 0.99), attempts.len());
+    println!(
+        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}",
+        a.calls, a.concurrent, a.style, a.endpoint
+    );
+    println!(
+        "  completed {} / failed {} {failed:?}",
+        ok.len(),
+        a.calls - ok.len()
+    );
+    println!(
+        "  order→result   p50 {:.2} s  p99 {:.2} s",
+        pct(&order_to_result, 0.5),
+        pct(&order_to_result, 0.99)
+    );
+    println!(
+        "  answer→result  p50 {:.2} s  p99 {:.2} s",
+        pct(&answer_to_result, 0.5),
+        pct(&answer_to_result, 0.99)
+    );
+    println!(
+        "  originate→answer p50 {:.2} s  p99 {:.2} s ({} attempts; SIPp rings 1 s)",
+        pct(&originate_to_answer, 0.5),
+        pct(&originate_to_answer, 0.99),
+        attempts.len()
+    );
     println!("  callbacks placed {placed_per_s:.2}/s; most calls up at once {peak_up}");
     println!("  payments/s sustained {:.2} (completed ÷ {span:.1} s, first order to last result; bench wall {wall:.1} s)", ok.len() as f64 / span);
     println!("  CPU s: Asterisk {:.2}, daemon {:.2}; per completed payment: Asterisk {:.1} ms, daemon {:.1} ms", u.ast_cpu, u.daemon_cpu, 1000.0 * u.ast_cpu / n, 1000.0 * u.daemon_cpu / n);
-    println!("  peak RSS MiB: Asterisk {:.1}, daemon {:.1} (daemon VmHWM {:.1})", u.ast_rss / 1024.0, u.daemon_rss / 1024.0, u.daemon_hwm / 1024.0);
-    println!("  daemon/Asterisk CPU {:.1} %", 100.0 * u.daemon_cpu / u.ast_cpu.max(0.001));
+    println!(
+        "  peak RSS MiB: Asterisk {:.1}, daemon {:.1} (daemon VmHWM {:.1})",
+        u.ast_rss / 1024.0,
+        u.daemon_rss / 1024.0,
+        u.daemon_hwm / 1024.0
+    );
+    println!(
+        "  daemon/Asterisk CPU {:.1} %",
+        100.0 * u.daemon_cpu / u.ast_cpu.max(0.001)
+    );
     let mut retried: BTreeMap<String, usize> = BTreeMap::new();
     for v in done.iter().chain(unfinished) {
         let Some(att) = v["attempts"].as_array().filter(|a| a.len() > 1) else {
