@@ -23,7 +23,8 @@
 //! lengths from `sounds/zh/voicepay/*.wav`).
 //!
 //! Prints completed / failed (by result code), order→result and
-//! answer→result p50/p99 (from the orders' attempts), originate→answer
+//! answer→result p50/p99 (from the orders' attempts), order→first
+//! originate and originate→answer
 //! p50/p99, callbacks placed per second (attempts' `started_at`), the most
 //! calls up at once (answered..ended), payments per second sustained
 //! (completed ÷ first order to last result), CPU seconds of Asterisk and of
@@ -269,6 +270,35 @@ async fn run(a: &Args) {
         pending = left;
     }
     let wall = started.elapsed().as_secs_f64();
+    // A final order's call still plays the result and hangs up: wait (at
+    // most 20 s) for every attempt's `ended_at`, so that the calls' ends
+    // and their cost are in the figures.
+    let grace = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < grace {
+        let open: Vec<usize> = (0..done.len())
+            .filter(|&i| {
+                done[i]["attempts"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["ended_at"].is_null()))
+            })
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for i in open {
+            let id = done[i]["id"].as_str().unwrap_or_default().to_owned();
+            done[i] = http
+                .get(format!("{base}/v1/orders/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        }
+    }
     usage.daemon_cpu = cpu_seconds(child.id()) - daemon_cpu0;
     usage.ast_cpu = cpu_seconds(ast) - ast_cpu0;
     usage.daemon_hwm = status_kib(child.id(), "VmHWM:");
@@ -349,6 +379,14 @@ fn report(
             .filter_map(|t| Some(ts(&t["answered_at"])? - ts(&t["started_at"])?))
             .collect(),
     );
+    let order_to_originate = sorted(
+        done.iter()
+            .chain(unfinished)
+            .filter_map(|v| {
+                Some(ts(&v["attempts"].as_array()?.first()?["started_at"])? - ts(&v["created_at"])?)
+            })
+            .collect(),
+    );
     let starts = sorted(
         attempts
             .iter()
@@ -399,6 +437,11 @@ fn report(
         "  answer→result  p50 {:.2} s  p99 {:.2} s",
         pct(&answer_to_result, 0.5),
         pct(&answer_to_result, 0.99)
+    );
+    println!(
+        "  order→first originate p50 {:.2} s  p99 {:.2} s",
+        pct(&order_to_originate, 0.5),
+        pct(&order_to_originate, 0.99)
     );
     println!(
         "  originate→answer p50 {:.2} s  p99 {:.2} s ({} attempts; SIPp rings 1 s)",
