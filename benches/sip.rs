@@ -121,6 +121,44 @@ fn ts(v: &serde_json::Value) -> Option<f64> {
     Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
+/// Final orders (succeeded, failed, cancelled, expired) by the daemon's
+/// `voicepay_orders` gauge on `/metrics`.
+async fn final_orders(http: &reqwest::Client, base: &str) -> usize {
+    let Ok(r) = http.get(format!("{base}/metrics")).send().await else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("voicepay_orders{"))
+        .filter(|l| {
+            ["succeeded", "failed", "cancelled", "expired"]
+                .iter()
+                .any(|s| l.contains(&format!("\"{s}\"")))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
+}
+
+/// Channels up in the lab Asterisk (`GET /ari/channels`); 0 when ARI
+/// cannot be read.
+async fn asterisk_channels(http: &reqwest::Client) -> usize {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let Ok(r) = http
+        .get(format!("{}/ari/channels", var("VOICEPAY__ARI__URL")))
+        .basic_auth(
+            var("VOICEPAY__ARI__USERNAME"),
+            Some(var("VOICEPAY__ARI__PASSWORD")),
+        )
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    r.json::<Vec<serde_json::Value>>()
+        .await
+        .map_or(0, |v| v.len())
+}
+
 struct Args {
     calls: usize,
     concurrent: usize,
@@ -223,10 +261,10 @@ async fn run(a: &Args) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.seconds);
     let first = 13_600_000_000u64 + u64::from(std::process::id() % 50_000) * 1000;
-    let (mut created, mut pending, mut done) =
-        (0usize, Vec::new(), Vec::<serde_json::Value>::new());
-    while (created < a.calls || !pending.is_empty()) && Instant::now() < deadline {
-        while created < a.calls && pending.len() < a.concurrent {
+    let (mut created, mut finals) = (0usize, 0usize);
+    let mut ids = Vec::new();
+    while (created < a.calls || finals < created) && Instant::now() < deadline {
+        while created < a.calls && created - finals < a.concurrent {
             let body = serde_json::json!({
                 "merchant_order_id": format!("SIP{created}"), "amount": 12345, "currency": "CNY",
                 "phone": (first + created as u64).to_string(), "card_number": "6222000000000017",
@@ -241,70 +279,31 @@ async fn run(a: &Args) {
                 .unwrap();
             assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
             let v: serde_json::Value = r.json().await.unwrap();
-            pending.push(v["id"].as_str().unwrap().to_owned());
+            ids.push(v["id"].as_str().unwrap().to_owned());
             created += 1;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         usage.daemon_rss = usage.daemon_rss.max(status_kib(child.id(), "VmRSS:"));
         usage.ast_rss = usage.ast_rss.max(status_kib(ast, "VmRSS:"));
-        let mut left = Vec::new();
-        for id in pending {
-            let v: serde_json::Value = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if matches!(
-                v["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled" | "expired")
-            ) {
-                done.push(v);
-            } else {
-                left.push(id);
-            }
-        }
-        pending = left;
+        // One scrape rather than a GET per order: the bench's own requests
+        // are daemon CPU too.
+        finals = final_orders(&http, &base).await;
     }
     let wall = started.elapsed().as_secs_f64();
     // A final order's call still plays the result and hangs up: wait (at
-    // most 20 s) for every attempt's `ended_at`, so that the calls' ends
-    // and their cost are in the figures.
+    // most 20 s) until Asterisk has no channel left, so that the calls'
+    // ends and their cost are in the figures.
     let grace = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < grace {
-        let open: Vec<usize> = (0..done.len())
-            .filter(|&i| {
-                done[i]["attempts"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|t| t["ended_at"].is_null()))
-            })
-            .collect();
-        if open.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        for i in open {
-            let id = done[i]["id"].as_str().unwrap_or_default().to_owned();
-            done[i] = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-        }
+    while Instant::now() < grace && asterisk_channels(&http).await > 0 {
+        usage.ast_rss = usage.ast_rss.max(status_kib(ast, "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     usage.daemon_cpu = cpu_seconds(child.id()) - daemon_cpu0;
     usage.ast_cpu = cpu_seconds(ast) - ast_cpu0;
     usage.daemon_hwm = status_kib(child.id(), "VmHWM:");
-    // Orders still open at the deadline, read once more.
-    let mut unfinished = Vec::new();
-    for id in pending {
+    // Each order read once, after the CPU figures.
+    let (mut done, mut unfinished) = (Vec::new(), Vec::new());
+    for id in ids {
         let v: serde_json::Value = http
             .get(format!("{base}/v1/orders/{id}"))
             .bearer_auth(&key)
@@ -314,7 +313,14 @@ async fn run(a: &Args) {
             .json()
             .await
             .unwrap();
-        unfinished.push(v);
+        if matches!(
+            v["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled" | "expired")
+        ) {
+            done.push(v);
+        } else {
+            unfinished.push(v);
+        }
     }
     let _ = child.kill();
     let _ = child.wait();
