@@ -56,10 +56,13 @@ fn prompt_secs(media: &str) -> f64 {
     (bytes.saturating_sub(44)) as f64 / 16_000.0
 }
 
-/// The handsets' key script (`w` 0.5 s, `W` 1 s) for a style.
-fn key_script(style: &str) -> String {
+/// The handsets' wait after the ACK (ms) and key script (`w` 0.5 s, `W`
+/// 1 s) for a style. SIPp's `play_pcap_audio` starts a recording at its
+/// first packet (a leading pause in a key script is not played), so a
+/// wait before the first key is a `<pause>` in the scenario instead.
+fn handset(style: &str) -> (u64, String) {
     match style {
-        "prompt" => "Ww1WW805137".into(),
+        "prompt" => (0, "1WW805137".into()),
         "listen" => {
             let mut confirm = vec![
                 "sound:voicepay/welcome".to_owned(),
@@ -72,14 +75,36 @@ fn key_script(style: &str) -> String {
             // The machine-detection window (2 s) comes before the welcome.
             let confirm_secs: f64 = 2.0 + confirm.iter().map(|m| prompt_secs(m)).sum::<f64>();
             let pin_secs = prompt_secs("sound:voicepay/enter-pin");
-            format!(
-                "{}1{}805137",
-                "W".repeat((confirm_secs + 0.5).ceil() as usize),
-                "W".repeat((pin_secs + 1.0).ceil() as usize)
+            (
+                ((confirm_secs + 0.5) * 1000.0).ceil() as u64,
+                format!("1{}805137", "W".repeat((pin_secs + 1.0).ceil() as usize)),
             )
         }
         other => panic!("unknown style {other} (prompt|listen)"),
     }
+}
+
+/// `tests/sipp/uas_answer.xml` with a pause of `wait_ms` between the ACK
+/// and the key presses, written into `dir`.
+fn scenario(dir: &Path, wait_ms: u64) -> std::path::PathBuf {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/sipp/uas_answer.xml"
+    ))
+    .expect("tests/sipp/uas_answer.xml");
+    let anchor = "<nop>\n    <action>\n      <exec play_pcap_audio";
+    assert!(
+        src.contains(anchor),
+        "uas_answer.xml changed: {anchor:?} not found"
+    );
+    let out = dir.join("uas_answer_bench.xml");
+    let xml = src.replacen(
+        anchor,
+        &format!("<pause milliseconds=\"{wait_ms}\"/>\n\n  {anchor}"),
+        1,
+    );
+    std::fs::write(&out, xml).expect("writing the scenario");
+    out
 }
 
 fn status_kib(pid: u32, field: &str) -> f64 {
@@ -243,11 +268,12 @@ async fn run(a: &Args) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let script = key_script(&a.style);
+    let (wait_ms, script) = handset(&a.style);
     let keys = KeyPresses::parse(&script).expect("key script");
+    let xml = scenario(dir.path(), wait_ms);
     // More calls than orders may come (a retried attempt rings again): SIPp
     // is stopped when the run ends rather than after a count.
-    let sipp = Sipp::uas("uas_answer.xml")
+    let sipp = Sipp::uas(xml.to_str().expect("a UTF-8 path"))
         .keys(keys)
         .calls(u32::MAX / 2)
         .timeout(Duration::from_secs(a.seconds + 60))
@@ -327,6 +353,7 @@ async fn run(a: &Args) {
     let sipp = sipp.finish(Duration::from_millis(100)).await;
     let log = std::env::temp_dir().join("voicepay-sipbench-sipp.log");
     let _ = std::fs::write(&log, &sipp.log);
+    let script = format!("{wait_ms} ms, then {script}");
     report(a, &script, &done, &unfinished, created, wall, &usage);
     eprintln!(
         "(run ended after {wall:.1} s; SIPp's log: {})",
