@@ -11,13 +11,13 @@
 //! 127.0.0.3:5060 (`tests/sipp/uas_answer.xml`: rings 1 s, answers with
 //! PCMU + telephone-event, plays one `keys.pcap` of RFC 4733 events on every
 //! call, waits for the BYE). It keeps M orders in flight until N were
-//! created (each a new phone, debit card 6222000000000017, 123.45 CNY) and
+//! created (each a new phone, debit card 6222000000000017, 0.01 CNY) and
 //! waits for all of them, at most `--seconds` (default 480) from the first
 //! order: what is not final then counts as failed (`unfinished`), and SIPp
 //! is killed (its `-timeout` is the same bound).
 //!
-//! A `prompt` handset keys confirm 1 and PIN 805137 as soon as the first
-//! prompt plays (`Ww1WW805137`, the carrier tests' script); a `listen`
+//! A `prompt` handset keys confirm 1 and PIN 805137 right after the ACK
+//! (`1WW805137`: barge-in); a `listen`
 //! handset waits out the machine-detection window (2 s of silence), the
 //! whole confirmation prompt, and the PIN prompt before keying (prompt
 //! lengths from `sounds/zh/voicepay/*.wav`).
@@ -42,6 +42,10 @@ use std::time::{Duration, Instant};
 use voicepay::domain::Language;
 use voicepay::ivr::speech;
 use voicepay_testkit::sipp::{KeyPresses, Sipp};
+
+/// Each payment's amount: 1 fen, so that the stub issuer's balance of the
+/// test card (about 100,000 CNY) outlasts any run.
+const AMOUNT_FEN: i64 = 1;
 
 /// Seconds of an 8 kHz 16-bit mono WAV prompt (`sound:voicepay/x` → file).
 fn prompt_secs(media: &str) -> f64 {
@@ -68,7 +72,7 @@ fn handset(style: &str) -> (u64, String) {
                 "sound:voicepay/welcome".to_owned(),
                 "sound:voicepay/confirm-paying".into(),
             ];
-            confirm.extend(speech::amount(12345, Language::Zh));
+            confirm.extend(speech::amount(AMOUNT_FEN, Language::Zh));
             confirm.push("sound:voicepay/confirm-card-ending".into());
             confirm.extend(speech::digits("0017", Language::Zh));
             confirm.push("sound:voicepay/confirm-press".into());
@@ -292,7 +296,7 @@ async fn run(a: &Args) {
     while (created < a.calls || finals < created) && Instant::now() < deadline {
         while created < a.calls && created - finals < a.concurrent {
             let body = serde_json::json!({
-                "merchant_order_id": format!("SIP{created}"), "amount": 12345, "currency": "CNY",
+                "merchant_order_id": format!("SIP{created}"), "amount": AMOUNT_FEN, "currency": "CNY",
                 "phone": (first + created as u64).to_string(), "card_number": "6222000000000017",
                 "id_number": "11010519491231002X",
             });
