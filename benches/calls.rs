@@ -12,29 +12,17 @@
 //! CPU seconds and peak RSS, and Asterisk's CPU seconds over the same run.
 
 mod common;
+#[path = "common/lab.rs"]
+mod lab;
 
 use common::cpu_seconds;
-use std::path::Path;
-use std::process::Command;
+use lab::{asterisk_pid, pct, prompt_secs, ts};
 use std::time::{Duration, Instant};
 use voicepay::domain::Language;
 use voicepay::ivr::speech;
 
 fn env(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run through scripts/bench calls"))
-}
-
-/// Seconds of an 8 kHz 16-bit mono WAV prompt (`sound:voicepay/x` → file).
-fn prompt_secs(media: &str) -> f64 {
-    let name = media.trim_start_matches("sound:voicepay/");
-    let path = format!(
-        "{}/sounds/zh/voicepay/{name}.wav",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::metadata(&path)
-        .unwrap_or_else(|_| panic!("{path}"))
-        .len();
-    (bytes.saturating_sub(44)) as f64 / 16_000.0
 }
 
 /// The lab handset script for a caller of this style.
@@ -60,51 +48,6 @@ fn script(style: &str) -> String {
         }
         other => panic!("unknown style {other}"),
     }
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn asterisk_pid() -> u32 {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/asterisk"))
-        .arg("logdir")
-        .output()
-        .expect("scripts/asterisk");
-    let logdir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let pidfile = Path::new(&logdir)
-        .with_file_name("run")
-        .join("asterisk.pid");
-    std::fs::read_to_string(&pidfile)
-        .unwrap_or_else(|_| {
-            panic!(
-                "Asterisk is not running ({}): scripts/asterisk up",
-                pidfile.display()
-            )
-        })
-        .trim()
-        .parse()
-        .expect("pid")
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn ts(v: &serde_json::Value) -> Option<f64> {
-    let t =
-        time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
 fn main() {
@@ -245,7 +188,7 @@ async fn run(style: &str, calls: usize) {
     let wall = started.elapsed();
     let daemon_cpu = cpu_seconds(child.id()) - daemon_cpu0;
     let ast_cpu = cpu_seconds(ast) - ast_cpu0;
-    let rss = peak_rss_mib(child.id());
+    let rss = lab::status_kib(child.id(), "VmHWM:") / 1024.0;
     let _ = child.kill();
     let _ = child.wait();
 

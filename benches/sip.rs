@@ -33,11 +33,13 @@
 //! daemon's `VmHWM` too) and the daemon/Asterisk CPU ratio.
 
 mod common;
+#[path = "common/lab.rs"]
+mod lab;
 
 use common::cpu_seconds;
+use lab::{asterisk_pid, pct, prompt_secs, status_kib, ts};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use voicepay::domain::Language;
 use voicepay::ivr::speech;
@@ -46,19 +48,6 @@ use voicepay_testkit::sipp::{KeyPresses, Sipp};
 /// Each payment's amount: 1 fen, so that the stub issuer's balance of the
 /// test card (about 100,000 CNY) outlasts any run.
 const AMOUNT_FEN: i64 = 1;
-
-/// Seconds of an 8 kHz 16-bit mono WAV prompt (`sound:voicepay/x` → file).
-fn prompt_secs(media: &str) -> f64 {
-    let name = media.trim_start_matches("sound:voicepay/");
-    let path = format!(
-        "{}/sounds/zh/voicepay/{name}.wav",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let bytes = std::fs::metadata(&path)
-        .unwrap_or_else(|_| panic!("{path}"))
-        .len();
-    (bytes.saturating_sub(44)) as f64 / 16_000.0
-}
 
 /// The handsets' wait after the ACK (ms) and key script (`w` 0.5 s, `W`
 /// 1 s) for a style. SIPp's `play_pcap_audio` starts a recording at its
@@ -109,45 +98,6 @@ fn scenario(dir: &Path, wait_ms: u64) -> std::path::PathBuf {
     );
     std::fs::write(&out, xml).expect("writing the scenario");
     out
-}
-
-fn status_kib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-}
-
-fn asterisk_pid() -> u32 {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/asterisk"))
-        .arg("logdir")
-        .output()
-        .expect("scripts/asterisk");
-    let logdir = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let pidfile = Path::new(&logdir)
-        .with_file_name("run")
-        .join("asterisk.pid");
-    std::fs::read_to_string(&pidfile)
-        .unwrap_or_else(|_| panic!("Asterisk is not running ({})", pidfile.display()))
-        .trim()
-        .parse()
-        .expect("pid")
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
-
-fn ts(v: &serde_json::Value) -> Option<f64> {
-    let t =
-        time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
 
 /// Final orders (succeeded, failed, cancelled, expired) by the daemon's
