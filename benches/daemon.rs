@@ -1,9 +1,11 @@
 //! The daemon alone: the scripted fake ARI server plays Asterisk for N
 //! concurrent simulated payment calls.
 //!
-//!   scripts/bench daemon [--calls 1000] [--think-ms 0]
+//!   scripts/bench daemon [--calls 1000] [--think-ms 0] [--database sqlite|postgres]
+//!                        [--binary PATH]
 //!
-//! Starts the release `voicepay serve` (SQLite, stub bank) against the fake
+//! Starts the release `voicepay serve` (SQLite, or a fresh database on the
+//! PostgreSQL of `scripts/postgres up`; stub bank) against the fake
 //! ARI of the tests (`voicepay_testkit::fake_ari`: WebSocket + keep-alive
 //! REST, in this process), creates N debit callback orders (1 fen each,
 //! distinct phones) while the fake still refuses the events socket, then lets
@@ -20,7 +22,11 @@
 //! command latency (from the fake queueing an event to the daemon's REST
 //! request it causes; p50/p99/max, overall and per step), the daemon's CPU
 //! seconds, and memory per call: the daemon's RSS with every call up minus
-//! its RSS before the first call, divided by N.
+//! its RSS before the first call, divided by N. The bank step's throughput
+//! is authorizations/s: N over the time from the first last PIN digit to the
+//! last result prompt (in a burst, every PIN arrives in the same instant).
+//! `--binary PATH` runs another build of the daemon (e.g. the release binary
+//! of an older commit, copied aside) so two builds compare in one session.
 
 mod common;
 
@@ -28,6 +34,7 @@ use common::cpu_seconds;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +77,8 @@ struct Sim {
     pending: Mutex<HashMap<String, (Instant, Step)>>,
     /// Channel → when its last PIN digit was queued.
     pin_sent: Mutex<HashMap<String, Instant>>,
+    /// When the first last PIN digit was queued (the bank step's start).
+    first_pin: Mutex<Option<Instant>>,
     events: AtomicU64,
 }
 
@@ -107,6 +116,7 @@ impl Sim {
                             .insert(channel.clone(), (now, step));
                         if step == Step::Pin {
                             this.pin_sent.lock().unwrap().insert(channel.clone(), now);
+                            this.first_pin.lock().unwrap().get_or_insert(now);
                         }
                     }
                 }
@@ -159,35 +169,105 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn main() {
-    let mut calls = 1000usize;
-    let mut think_ms = 0u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--calls" => calls = args.next().and_then(|v| v.parse().ok()).expect("--calls N"),
-            "--think-ms" => {
-                think_ms = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--think-ms MS")
-            }
-            "--bench" => {}
-            other => panic!("unknown argument {other} (--calls N, --think-ms MS)"),
-        }
-    }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run(calls, Duration::from_millis(think_ms)));
+/// The command line.
+struct Args {
+    calls: usize,
+    think: Duration,
+    postgres: bool,
+    /// Another build of the daemon; this build's when `None`.
+    binary: Option<PathBuf>,
 }
 
-async fn run(calls: usize, think: Duration) {
+fn args() -> Args {
+    let mut a = Args {
+        calls: 1000,
+        think: Duration::ZERO,
+        postgres: false,
+        binary: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--calls" => a.calls = args.next().and_then(|v| v.parse().ok()).expect("--calls N"),
+            "--think-ms" => {
+                a.think = Duration::from_millis(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--think-ms MS"),
+                )
+            }
+            "--database" => {
+                a.postgres = match args.next().as_deref() {
+                    Some("sqlite") => false,
+                    Some("postgres") => true,
+                    _ => panic!("--database sqlite|postgres"),
+                }
+            }
+            "--binary" => a.binary = Some(args.next().expect("--binary PATH").into()),
+            "--bench" => {}
+            other => panic!(
+                "unknown argument {other} (--calls N, --think-ms MS, --database sqlite|postgres, --binary PATH)"
+            ),
+        }
+    }
+    a
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(run(a));
+}
+
+/// The URL of the PostgreSQL server `scripts/postgres up` runs (or
+/// `VOICEPAY_TEST_DATABASE_URL`).
+fn postgres_url() -> String {
+    if let Ok(u) = std::env::var("VOICEPAY_TEST_DATABASE_URL") {
+        return u;
+    }
+    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres"))
+        .arg("up")
+        .output()
+        .expect("scripts/postgres up");
+    assert!(out.status.success(), "PostgreSQL did not start");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A fresh database for this run on the server at `base`.
+async fn fresh_pg_db(base: &str) -> String {
+    sqlx::any::install_default_drivers();
+    let name = format!("vp_daemon_bench_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(base)
+        .await
+        .expect("PostgreSQL reachable");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
+    let mut url = reqwest::Url::parse(base).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+async fn run(a: Args) {
+    let (calls, think) = (a.calls, a.think);
     let fake = FakeAri::start().await;
     fake.open_upgrades(false);
     let mut requests = fake.tap();
     let ari = fake.settings();
     let dir = tempfile::tempdir().unwrap();
+    let db_url = if a.postgres {
+        fresh_pg_db(&postgres_url()).await
+    } else {
+        common::sqlite_url(dir.path())
+    };
     let voicepay = || {
-        let mut c = common::voicepay(dir.path(), &common::sqlite_url(dir.path()));
+        let mut c = match &a.binary {
+            Some(b) => common::voicepay_binary(b, dir.path(), &db_url),
+            None => common::voicepay(dir.path(), &db_url),
+        };
         c.env("VOICEPAY__ARI__URL", &ari.url)
             .env("VOICEPAY__ARI__USERNAME", &ari.username)
             .env("VOICEPAY__ARI__PASSWORD", &ari.password)
@@ -247,6 +327,7 @@ async fn run(calls: usize, think: Duration) {
         think,
         pending: Mutex::new(HashMap::new()),
         pin_sent: Mutex::new(HashMap::new()),
+        first_pin: Mutex::new(None),
         events: AtomicU64::new(0),
     });
     sim.fake.open_upgrades(true);
@@ -260,6 +341,7 @@ async fn run(calls: usize, think: Duration) {
     let (mut events0, mut cpu0) = (0, 0.0);
     let (mut succeeded, mut failed) = (0usize, 0usize);
     let mut result_of: HashMap<String, bool> = HashMap::new();
+    let mut last_result = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while succeeded + failed < calls {
         let r: Recorded = match tokio::time::timeout_at(deadline.into(), requests.recv()).await {
@@ -329,6 +411,7 @@ async fn run(calls: usize, think: Duration) {
                             .or_insert_with(histogram)
                             .saturating_record(us);
                     }
+                    last_result = Some(r.at);
                     result_of.insert(id.to_string(), media.contains("voicepay/success"));
                     sim.send(id, vec![finished(id, pb)], Some(Step::Finished));
                 }
@@ -384,9 +467,20 @@ async fn run(calls: usize, think: Duration) {
 
     let tcp = sim.fake.tcp_connections();
     let per_call = (rss_live.saturating_sub(rss_before)) as f64 / calls as f64;
+    let bank_window = match (*sim.first_pin.lock().unwrap(), last_result) {
+        (Some(t0), Some(t1)) => t1.saturating_duration_since(t0),
+        _ => Duration::ZERO,
+    };
     println!(
-        "calls {calls}  think ≤ {} ms  completed {succeeded}  failed {}  (daemon's gauge: succeeded {}, failed {})",
+        "calls {calls}  think ≤ {} ms  database {}  binary {}",
         think.as_millis(),
+        if a.postgres { "postgres" } else { "sqlite" },
+        a.binary
+            .as_deref()
+            .map_or_else(|| "this build".into(), |b| b.display().to_string()),
+    );
+    println!(
+        "completed {succeeded}  failed {}  (daemon's gauge: succeeded {}, failed {})",
         calls - succeeded,
         gauge("succeeded"),
         gauge("failed"),
@@ -402,6 +496,11 @@ async fn run(calls: usize, think: Duration) {
         ms(all.value_at_quantile(0.99)),
         ms(all.max()),
         all.len()
+    );
+    println!(
+        "bank step: {calls} authorizations in {:.3} s (first last PIN digit → last result prompt): {:.0} authorizations/s",
+        bank_window.as_secs_f64(),
+        calls as f64 / bank_window.as_secs_f64().max(1e-9),
     );
     for (step, h) in &by_step {
         println!(

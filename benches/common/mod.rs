@@ -9,7 +9,13 @@ use std::time::Duration;
 /// must (one merchant and a few phones make every order, far past any real
 /// merchant's or phone's rate); a bench adds its own settings.
 pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    voicepay_binary(std::path::Path::new(env!("CARGO_BIN_EXE_voicepay")), dir, db_url)
+}
+
+/// [`voicepay`] with another build of the daemon (`binary`), to compare two
+/// builds within one session.
+pub fn voicepay_binary(binary: &std::path::Path, dir: &std::path::Path, db_url: &str) -> Command {
+    let mut c = Command::new(binary);
     c.current_dir(dir)
         .env("VOICEPAY__DATABASE__URL", db_url)
         .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")

@@ -12,6 +12,16 @@
 //! writer cuts such a torn tail off when it opens the file; any other bad
 //! line stops the start with its line number.
 //!
+//! Group commit: a line is written ([`Journal::write`]) under the issuer's
+//! lock, and its `fsync` is left to one syncer thread per journal, which
+//! takes everything written by the time it starts and makes it durable with
+//! one `fdatasync`; lines written meanwhile wait for the next one. An answer
+//! leaves only once a [`Barrier`] taken after its line (or after the state it
+//! read) has passed, so nothing is answered that a crash could undo, and
+//! answers waiting at the same moment share one `fsync`. An `fsync` that
+//! fails stops the journal: every later write and barrier fails (the issuer
+//! answers `Timeout`) until the daemon restarts and replays what is on disk.
+//!
 //! Nothing secret is written: no PIN, PIN block, expiry or CVN2 ever reaches
 //! the journal, and a card is named by a keyed reference
 //! ([`super::fixtures::TestCard::reference`]), never by its number.
@@ -29,6 +39,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use tokio::sync::watch;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +119,74 @@ pub(crate) struct Journal {
     path: PathBuf,
     /// Bytes of complete lines: where a failed append is cut back to.
     len: u64,
+    sync: Arc<Syncer>,
+    /// How far the file is durable (or that it failed), from the syncer.
+    synced: watch::Receiver<Synced>,
+}
+
+/// What the syncer thread has made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Synced {
+    /// Bytes of the file known to be on disk.
+    upto: u64,
+    /// An `fsync` failed: nothing written since is known to be durable.
+    failed: bool,
+}
+
+/// The syncer thread's inbox.
+struct Syncer {
+    state: Mutex<SyncState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Bytes written so far (complete lines).
+    written: u64,
+    /// The journal was dropped: the thread ends once nothing is left.
+    closed: bool,
+    /// Tests hold the syncer to gather writes.
+    held: bool,
+    /// How many `fsync`s the thread has done.
+    syncs: u64,
+}
+
+/// A point in the journal an answer waits for before it leaves: every line
+/// written before the barrier was taken is on disk once
+/// [`Barrier::wait`] returns `Ok`.
+#[derive(Debug)]
+pub(crate) struct Barrier {
+    upto: u64,
+    synced: watch::Receiver<Synced>,
+}
+
+impl Barrier {
+    /// Waits until the journal is durable up to the barrier.
+    ///
+    /// # Errors
+    /// The `fsync` failed (or the journal closed first): the lines may not
+    /// be on disk.
+    pub(crate) async fn wait(mut self) -> std::io::Result<()> {
+        let upto = self.upto;
+        let got = self
+            .synced
+            .wait_for(|s| s.failed || s.upto >= upto)
+            .await
+            .map(|s| *s);
+        match got {
+            Ok(s) if !s.failed => Ok(()),
+            Ok(_) => Err(std::io::Error::other("the stub issuer's journal failed to sync")),
+            Err(_) => Err(std::io::Error::other("the stub issuer's journal is closed")),
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let mut st = self.sync.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.closed = true;
+        self.sync.wake.notify_all();
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -162,29 +242,56 @@ impl Journal {
                 .with_context(|| format!("truncating {}", path.display()))?;
             file.seek(SeekFrom::End(0))?;
         }
+        let len = complete as u64;
+        let sync = Arc::new(Syncer {
+            state: Mutex::new(SyncState {
+                written: len,
+                ..SyncState::default()
+            }),
+            wake: Condvar::new(),
+        });
+        let (tx, synced) = watch::channel(Synced {
+            upto: len,
+            failed: false,
+        });
+        let handle = file
+            .try_clone()
+            .with_context(|| format!("opening {} for its syncer", path.display()))?;
+        let thread_sync = sync.clone();
+        std::thread::Builder::new()
+            .name("stub-journal-sync".into())
+            .spawn(move || sync_loop(&handle, &thread_sync, &tx))
+            .context("starting the journal's syncer thread")?;
         Ok((
             Self {
                 file,
                 path: path.to_owned(),
-                len: complete as u64,
+                len,
+                sync,
+                synced,
             },
             lines,
         ))
     }
 
-    /// Writes one line and waits until it is on disk. On failure the file
-    /// is cut back to its last complete line, so a later append cannot be
-    /// glued to half a line.
-    pub(crate) fn append(&mut self, line: &Line) -> std::io::Result<()> {
+    /// Writes one line (not yet durable: take a [`Journal::barrier`] after
+    /// it and wait before answering). On failure, or once an `fsync` has
+    /// failed, nothing is written: the file is cut back to its last
+    /// complete line, so a later write cannot be glued to half a line.
+    pub(crate) fn write(&mut self, line: &Line) -> std::io::Result<()> {
+        if self.synced.borrow().failed {
+            return Err(std::io::Error::other(
+                "the stub issuer's journal failed to sync",
+            ));
+        }
         let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
         text.push(b'\n');
-        match self
-            .file
-            .write_all(&text)
-            .and_then(|()| self.file.sync_data())
-        {
+        match self.file.write_all(&text) {
             Ok(()) => {
                 self.len += text.len() as u64;
+                let mut st = self.sync.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.written = self.len;
+                self.sync.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
@@ -192,6 +299,68 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+
+    /// The point every line written so far must reach before an answer
+    /// that depends on them (or on the state they made) may leave.
+    pub(crate) fn barrier(&self) -> Barrier {
+        Barrier {
+            upto: self.len,
+            synced: self.synced.clone(),
+        }
+    }
+
+    /// Writes one line and waits (blocking) until it is on disk.
+    #[cfg(test)]
+    pub(crate) fn append(&mut self, line: &Line) -> std::io::Result<()> {
+        self.write(line)?;
+        let b = self.barrier();
+        tokio::runtime::Builder::new_current_thread()
+            .build()?
+            .block_on(b.wait())
+    }
+
+    /// How many `fsync`s the syncer has done.
+    #[cfg(test)]
+    fn syncs(&self) -> u64 {
+        self.sync.state.lock().unwrap().syncs
+    }
+
+    /// Holds (or lets go) the syncer, so a test gathers writes.
+    #[cfg(test)]
+    fn hold_syncer(&self, held: bool) {
+        self.sync.state.lock().unwrap().held = held;
+        self.sync.wake.notify_all();
+    }
+}
+
+/// The syncer thread: whenever lines are written past what is durable,
+/// one `fdatasync` for all of them; ends when the journal is dropped and
+/// nothing is left, or after a failed `fsync` (the journal is then stopped).
+fn sync_loop(file: &File, sync: &Syncer, tx: &watch::Sender<Synced>) {
+    let mut upto = tx.borrow().upto;
+    loop {
+        let target = {
+            let mut st = sync.state.lock().unwrap_or_else(|e| e.into_inner());
+            while (st.written <= upto || st.held) && !st.closed {
+                st = sync.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.written <= upto {
+                return;
+            }
+            st.syncs += 1;
+            st.written
+        };
+        if let Err(e) = file.sync_data() {
+            tracing::error!(error = %e, "stub issuer cannot sync its state; answers stop until a restart");
+            tx.send_replace(Synced { upto, failed: true });
+            return;
+        }
+        upto = target;
+        tx.send_replace(Synced {
+            upto,
+            failed: false,
+        });
     }
 }
 
@@ -329,6 +498,37 @@ mod tests {
         let err = format!("{:#}", Journal::open(&path).unwrap_err());
         assert!(err.contains("line 2"), "{err}");
         assert!(!err.contains("805137"), "{err}");
+    }
+
+    #[test]
+    fn lines_written_while_a_sync_is_pending_share_one_fsync_and_wait_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stub.jsonl");
+        let (mut j, _) = Journal::open(&path).unwrap();
+        j.hold_syncer(true);
+        let mut barriers = Vec::new();
+        for i in 0..10 {
+            j.write(&answer(&format!("k{i}"))).unwrap();
+            barriers.push(j.barrier());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // Not one answer may leave before its line is synced.
+        let waits: Vec<_> = barriers.into_iter().map(|b| rt.spawn(b.wait())).collect();
+        rt.block_on(tokio::task::yield_now());
+        assert!(waits.iter().all(|w| !w.is_finished()));
+        assert_eq!(j.syncs(), 0);
+        j.hold_syncer(false);
+        for w in waits {
+            rt.block_on(w).unwrap().unwrap();
+        }
+        assert_eq!(j.syncs(), 1, "the ten lines shared one fsync");
+        assert_eq!(read(&path).unwrap().len(), 10);
+        // A barrier with nothing new to sync passes at once.
+        rt.block_on(j.barrier().wait()).unwrap();
+        assert_eq!(j.syncs(), 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::ari::{AriCommands, HangupReason};
 use crate::domain::{Language, OrderStatus, ResultCode, YearMonth};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, MachineScreen};
 use crate::matcher::{Matcher, Via};
-use crate::store::{now_ms, ActiveCall, OrderRow, Transition};
+use crate::store::{now_ms, ActiveCall, OrderRow};
 
 /// The cardholder answered our callback: `calling` → `in_call`, the IVR,
 /// the order settled by the runner. An order cancelled or expired while
@@ -30,21 +30,10 @@ pub(super) async fn answered<M: Matcher>(desk: &Desk<M>, order_id: &str, line: &
     let channel_id = channel_id.as_str();
     // First, so that a greeting that starts at once is heard.
     let screen = listen_for_machines(desk, channel_id).await;
-    let now = now_ms();
-    // The attempt row is what the merchant sees of the call: a failed
-    // write is logged; the order's own move below still decides.
-    if let Err(e) = desk.store.attempt_answered(channel_id, now).await {
-        tracing::warn!(error = %e, "cannot record the call attempt");
-    }
-    let t = Transition {
-        from: OrderStatus::Calling,
-        to: OrderStatus::InCall,
-        result: None,
-        detail: Some("answered"),
-    };
-    let order = match desk.store.transition(order_id, t, now).await {
-        Ok(true) => desk.store.order(order_id).await.ok().flatten(),
-        Ok(false) => None,
+    // One write before the first command: the attempt answered, `calling`
+    // → `in_call`, and the order as moved.
+    let order = match desk.store.answer_callback(order_id, channel_id, now_ms()).await {
+        Ok(order) => order,
         Err(e) => {
             tracing::warn!(error = %e, "cannot move order to in_call");
             None

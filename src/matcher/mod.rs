@@ -210,17 +210,17 @@ impl<I: IssuerLink> BankMatcher<I> {
         } else {
             "card details submitted"
         };
-        let Some(order) = self
+        let Some((order, attempt)) = self
             .store
-            .start_authorization(order_id, detail, self.now_ms())
+            .start_authorization_attempt(order_id, detail, self.now_ms())
             .await?
         else {
             // Cancelled, expired or taken by another verification meanwhile.
             drop(verification);
             return self.settled_or_wait(order_id).await;
         };
-        // From here this call alone speaks to the issuer for the order.
-        let attempt = self.store.authorization_attempts(order_id).await?;
+        // From here this call alone speaks to the issuer for the order; the
+        // attempt number was counted in the move's own transaction.
         let key = format!("{order_id}:{attempt}");
         let req = match self.request(&order, &key, verification).await {
             Ok(req) => req,

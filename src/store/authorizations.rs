@@ -2,6 +2,10 @@
 //! counts per card and per phone, the attempt number behind each idempotency key, and the
 //! `bank` entries of the audit log. Nothing here is a secret: cards appear
 //! only as keyed fingerprints, attempts only as numbers.
+//!
+//! Writes go through the group commit (`Store::write_tx`); reads use the
+//! read pool, which sees every write once its caller has been answered (an
+//! answer is given only after the commit).
 
 use super::{Result, Store};
 
@@ -32,30 +36,34 @@ impl Store {
         at_least: i64,
         now: i64,
     ) -> Result<i64> {
-        let mut tx = self.write.begin().await?;
-        let first = first_answer(&mut tx, CARD_ANSWERS, auth_key, now).await?;
-        let sql = if first {
-            "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (card_fp, day) DO UPDATE SET \
-                count = CASE WHEN pin_tries.count + 1 > $3 THEN pin_tries.count + 1 ELSE $3 END, \
-                updated_at = $4 \
-             RETURNING count"
-        } else {
-            "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (card_fp, day) DO UPDATE SET \
-                count = CASE WHEN pin_tries.count > $3 THEN pin_tries.count ELSE $3 END, \
-                updated_at = $4 \
-             RETURNING count"
-        };
-        let count = sqlx::query_scalar(sql)
-            .bind(card_fp)
-            .bind(day)
-            .bind(at_least.max(1))
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(count)
+        let (card_fp, day, auth_key) = (card_fp.to_owned(), day.to_owned(), auth_key.to_owned());
+        self.write_tx(move |tx| {
+            let (card_fp, day, auth_key) = (card_fp.clone(), day.clone(), auth_key.clone());
+            Box::pin(async move {
+                let first = first_answer(tx, CARD_ANSWERS, &auth_key, now).await?;
+                let sql = if first {
+                    "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (card_fp, day) DO UPDATE SET \
+                        count = CASE WHEN pin_tries.count + 1 > $3 THEN pin_tries.count + 1 ELSE $3 END, \
+                        updated_at = $4 \
+                     RETURNING count"
+                } else {
+                    "INSERT INTO pin_tries (card_fp, day, count, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (card_fp, day) DO UPDATE SET \
+                        count = CASE WHEN pin_tries.count > $3 THEN pin_tries.count ELSE $3 END, \
+                        updated_at = $4 \
+                     RETURNING count"
+                };
+                Ok(sqlx::query_scalar(sql)
+                    .bind(card_fp)
+                    .bind(day)
+                    .bind(at_least.max(1))
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?)
+            })
+        })
+        .await
     }
 
     /// Wrong secrets keyed on the phone (by fingerprint) on `day`
@@ -81,24 +89,28 @@ impl Store {
         auth_key: &str,
         now: i64,
     ) -> Result<i64> {
-        let mut tx = self.write.begin().await?;
-        let first = first_answer(&mut tx, PHONE_ANSWERS, auth_key, now).await?;
-        let step: i64 = if first { 1 } else { 0 };
-        let count = sqlx::query_scalar(
-            "INSERT INTO phone_secret_tries (phone_fp, day, count, updated_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (phone_fp, day) DO UPDATE SET \
-                count = phone_secret_tries.count + $3, updated_at = $4 \
-             RETURNING count",
-        )
-        .bind(phone_fp)
-        .bind(day)
-        .bind(step)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(count)
+        let (phone_fp, day, auth_key) = (phone_fp.to_owned(), day.to_owned(), auth_key.to_owned());
+        self.write_tx(move |tx| {
+            let (phone_fp, day, auth_key) = (phone_fp.clone(), day.clone(), auth_key.clone());
+            Box::pin(async move {
+                let first = first_answer(tx, PHONE_ANSWERS, &auth_key, now).await?;
+                let step: i64 = if first { 1 } else { 0 };
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO phone_secret_tries (phone_fp, day, count, updated_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (phone_fp, day) DO UPDATE SET \
+                        count = phone_secret_tries.count + $3, updated_at = $4 \
+                     RETURNING count",
+                )
+                .bind(phone_fp)
+                .bind(day)
+                .bind(step)
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?)
+            })
+        })
+        .await
     }
 
     /// How many audit entries of `kind` with exactly `detail` the order
@@ -113,7 +125,7 @@ impl Store {
         .bind(order_id)
         .bind(kind)
         .bind(detail)
-        .fetch_one(&self.write)
+        .fetch_one(&self.read)
         .await?)
     }
 
@@ -126,13 +138,10 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn authorization_attempts(&self, order_id: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind = 'status' \
-             AND from_status = 'in_call' AND to_status = 'authorizing'",
-        )
-        .bind(order_id)
-        .fetch_one(&self.write)
-        .await?)
+        Ok(sqlx::query_scalar(ATTEMPTS)
+            .bind(order_id)
+            .fetch_one(&self.read)
+            .await?)
     }
 
     /// At most `limit` orders in `authorizing`, oldest move first, as
@@ -163,19 +172,31 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-             VALUES ($1, $2, NULL, NULL, $3, $4)",
-        )
-        .bind(order_id)
-        .bind(kind)
-        .bind(detail)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let (id, kind, detail) = (order_id.to_owned(), kind.to_owned(), detail.to_owned());
+        self.write_tx(move |tx| {
+            let (id, kind, detail) = (id.clone(), kind.clone(), detail.clone());
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+                     VALUES ($1, $2, NULL, NULL, $3, $4)",
+                )
+                .bind(id)
+                .bind(kind)
+                .bind(detail)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
+
+/// The number of the order's authorization attempts: its `in_call` →
+/// `authorizing` moves in the log.
+pub(super) const ATTEMPTS: &str = "SELECT COUNT(*) FROM order_events WHERE order_id = $1 \
+     AND kind = 'status' AND from_status = 'in_call' AND to_status = 'authorizing'";
 
 /// The per-day counters of wrong tries: each a table of `(key, day, count)`
 /// (a keyed fingerprint or a normalised phone, a Shanghai `YYYY-MM-DD`).
@@ -209,7 +230,7 @@ impl Store {
         let n: Option<i64> = sqlx::query_scalar(counter.select())
             .bind(key)
             .bind(day)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.read)
             .await?;
         Ok(n.unwrap_or(0))
     }
@@ -226,7 +247,7 @@ const PHONE_ANSWERS: &str = "INSERT INTO phone_secret_try_keys (auth_key, create
 /// `auth_key`'s answer is being counted: whether this is the first time, so
 /// that one answer recorded twice counts once.
 async fn first_answer(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut super::group::Tx,
     answers: &'static str,
     auth_key: &str,
     now: i64,

@@ -160,25 +160,36 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn bind_card_if_unbound(&self, b: &NewBinding<'_>) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO bindings (id, merchant_id, phone, card_enc, card_masked, card_type, \
-                card_fp, id_enc, id_masked, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (merchant_id, phone) DO NOTHING",
-        )
-        .bind(b.id)
-        .bind(b.merchant_id)
-        .bind(b.phone)
-        .bind(b.card_enc)
-        .bind(b.card_masked)
-        .bind(b.card_type.as_str())
-        .bind(b.card_fp)
-        .bind(b.id_enc)
-        .bind(b.id_masked)
-        .bind(b.created_at)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let fields = [
+            b.id,
+            b.merchant_id,
+            b.phone,
+            b.card_enc,
+            b.card_masked,
+            b.card_type.as_str(),
+            b.card_fp,
+            b.id_enc,
+            b.id_masked,
+        ]
+        .map(str::to_owned);
+        let created_at = b.created_at;
+        self.write_tx(move |tx| {
+            let fields = fields.clone();
+            Box::pin(async move {
+                let mut q = sqlx::query(
+                    "INSERT INTO bindings (id, merchant_id, phone, card_enc, card_masked, card_type, \
+                        card_fp, id_enc, id_masked, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (merchant_id, phone) DO NOTHING",
+                );
+                for f in fields {
+                    q = q.bind(f);
+                }
+                let done = q.bind(created_at).execute(&mut **tx).await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     /// Deletes the binding if it is this merchant's. Returns whether it was

@@ -2,6 +2,8 @@
 //! update whose status event (and webhook, see `status.rs`) is written in
 //! the same transaction, so two workers never both move one order.
 
+use super::authorizations::ATTEMPTS;
+use super::group::Tx;
 use super::orders::{OrderRow, Transition, ORDER_COLUMNS};
 use super::{now_ms, status_column, Result, Store, StoreError};
 use crate::domain::{OrderStatus, ResultCode};
@@ -27,7 +29,34 @@ impl Store {
                 to: t.to,
             });
         }
-        let mut tx = self.write.begin().await?;
+        let detail = match (t.result, t.detail) {
+            (Some(r), Some(d)) => Some(format!("{}: {d}", r.code())),
+            (Some(r), None) => Some(r.code().to_owned()),
+            (None, d) => d.map(str::to_owned),
+        };
+        let (from, to, result) = (t.from, t.to, t.result);
+        let (store, id) = (self.clone(), order_id.to_owned());
+        self.write_tx(move |tx| {
+            let (store, id, detail) = (store.clone(), id.clone(), detail.clone());
+            Box::pin(async move {
+                store
+                    .transition_in(tx, &id, (from, to, result), detail.as_deref(), now)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// [`Store::transition`]'s statements in `tx`: the conditional update
+    /// and, when it moved the order, its event and webhook.
+    async fn transition_in(
+        &self,
+        tx: &mut Tx,
+        order_id: &str,
+        (from, to, result): (OrderStatus, OrderStatus, Option<ResultCode>),
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE orders SET status = $1, updated_at = $2, \
                 result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
@@ -35,27 +64,21 @@ impl Store {
                 call_code = CASE WHEN $6 = 1 THEN NULL ELSE call_code END \
              WHERE id = $7 AND status = $8",
         )
-        .bind(t.to.as_str())
+        .bind(to.as_str())
         .bind(now)
-        .bind(t.result.map(|r| r.code()))
-        .bind(t.result.and_then(|r| r.resp_code()))
-        .bind(t.result.map(|r| r.message()))
-        .bind(i64::from(t.to.is_final()))
+        .bind(result.map(|r| r.code()))
+        .bind(result.and_then(|r| r.resp_code()))
+        .bind(result.map(|r| r.message()))
+        .bind(i64::from(to.is_final()))
         .bind(order_id)
-        .bind(t.from.as_str())
-        .execute(&mut *tx)
+        .bind(from.as_str())
+        .execute(&mut **tx)
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        let detail = match (t.result, t.detail) {
-            (Some(r), Some(d)) => Some(format!("{}: {d}", r.code())),
-            (Some(r), None) => Some(r.code().to_owned()),
-            (None, d) => d.map(str::to_owned),
-        };
-        self.record_status(&mut tx, order_id, t.from, t.to, detail.as_deref(), now)
+        self.record_status(tx, order_id, from, to, detail, now)
             .await?;
-        tx.commit().await?;
         Ok(true)
     }
 
@@ -76,7 +99,39 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> Result<Option<OrderRow>> {
-        let mut tx = self.write.begin().await?;
+        Ok(self
+            .start_authorization_attempt(order_id, detail, now)
+            .await?
+            .map(|(order, _)| order))
+    }
+
+    /// [`Store::start_authorization`], with the number of the attempt it
+    /// starts (as [`Store::authorization_attempts`] counts it, read in the
+    /// same transaction): the idempotency key's `n`.
+    ///
+    /// # Errors
+    /// As [`Store::start_authorization`].
+    pub async fn start_authorization_attempt(
+        &self,
+        order_id: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<Option<(OrderRow, i64)>> {
+        let (store, id, detail) = (self.clone(), order_id.to_owned(), detail.to_owned());
+        self.write_tx(move |tx| {
+            let (store, id, detail) = (store.clone(), id.clone(), detail.clone());
+            Box::pin(async move { store.start_in(tx, &id, &detail, now).await })
+        })
+        .await
+    }
+
+    async fn start_in(
+        &self,
+        tx: &mut Tx,
+        order_id: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<Option<(OrderRow, i64)>> {
         let moved = sqlx::query_as::<_, OrderRow>(&format!(
             "UPDATE orders SET status = 'authorizing', updated_at = $1 \
              WHERE id = $2 AND status = 'in_call' AND expires_at > $1 \
@@ -84,16 +139,70 @@ impl Store {
         ))
         .bind(now)
         .bind(order_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(order) = moved else {
             return Ok(None);
         };
         let (from, to) = (OrderStatus::InCall, OrderStatus::Authorizing);
-        self.record_status(&mut tx, order_id, from, to, Some(detail), now)
+        self.record_status(tx, order_id, from, to, Some(detail), now)
             .await?;
-        tx.commit().await?;
-        Ok(Some(order))
+        let attempt = sqlx::query_scalar(ATTEMPTS)
+            .bind(order_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(Some((order, attempt)))
+    }
+
+    /// The cardholder answered the callback on `channel_id` at `now` (Unix
+    /// ms): the call attempt is marked answered (the first answer kept), the
+    /// order moves `calling` → `in_call` (with its event and webhook) and
+    /// is returned as moved, all in one write: one transaction (and, on
+    /// SQLite, one member of the group commit) instead of three statements
+    /// before the channel is answered. `None` when the order was no longer
+    /// `calling` (cancelled or expired while ringing); the attempt is
+    /// marked answered all the same.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`] on a database error (nothing is written), or a
+    /// typed column holding an unknown name.
+    pub async fn answer_callback(
+        &self,
+        order_id: &str,
+        channel_id: &str,
+        now: i64,
+    ) -> Result<Option<OrderRow>> {
+        let (store, id, channel) = (self.clone(), order_id.to_owned(), channel_id.to_owned());
+        self.write_tx(move |tx| {
+            let (store, id, channel) = (store.clone(), id.clone(), channel.clone());
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE call_attempts SET answered_at = $1 \
+                     WHERE channel_id = $2 AND answered_at IS NULL",
+                )
+                .bind(now)
+                .bind(&channel)
+                .execute(&mut **tx)
+                .await?;
+                let moved = sqlx::query_as::<_, OrderRow>(&format!(
+                    "UPDATE orders SET status = 'in_call', updated_at = $1 \
+                     WHERE id = $2 AND status = 'calling' RETURNING {ORDER_COLUMNS}"
+                ))
+                .bind(now)
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let Some(order) = moved else {
+                    return Ok(None);
+                };
+                let (from, to) = (OrderStatus::Calling, OrderStatus::InCall);
+                store
+                    .record_status(tx, &id, from, to, Some("answered"), now)
+                    .await?;
+                Ok(Some(order))
+            })
+        })
+        .await
     }
 
     /// Up to `limit` orders whose window ended at or before `now` (Unix ms)

@@ -10,6 +10,7 @@ mod batch;
 mod bindings;
 mod calls;
 mod claims;
+mod group;
 mod idempotency;
 mod inbound;
 mod lifecycle;
@@ -95,6 +96,9 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: group commit of new orders (see `batch`).
     batcher: Option<batch::OrderBatcher>,
+    /// SQLite only: group commit of order moves and the matcher's writes
+    /// (see `group`).
+    group: Option<group::WriteGroup>,
     /// Renders the body of each webhook event queued with a status change.
     webhook_body: WebhookBody,
 }
@@ -117,11 +121,13 @@ impl Store {
             let write = sqlite_pool(&url, 1).await?;
             let read = sqlite_pool(&url, max_connections).await?;
             let batcher = Some(batch::OrderBatcher::start(write.clone()));
+            let group = Some(group::WriteGroup::start(write.clone()));
             Ok(Self {
                 write,
                 read,
                 backend: Backend::Sqlite,
                 batcher,
+                group,
                 webhook_body,
             })
         } else {
@@ -135,6 +141,7 @@ impl Store {
                 read: pool,
                 backend: Backend::Postgres,
                 batcher: None,
+                group: None,
                 webhook_body,
             })
         }

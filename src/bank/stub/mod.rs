@@ -7,7 +7,9 @@
 //! State: in memory, and, with [`StubIssuer::with_state_file`] (what
 //! `voicepay serve` does, `bank.stub_state`), in a journal on disk
 //! (`journal.rs`): every answer is written and flushed to disk *before* it
-//! is given, so a daemon killed while an answer is on its way (the slow
+//! is given (answers waiting at the same moment share one `fsync`, and an
+//! answer that reads state, a query, also waits until that state is on
+//! disk), so a daemon killed while an answer is on its way (the slow
 //! card's 5 s) finds the debit, the answer per key and the day's wrong PINs
 //! again when it starts, and settles the order by query.
 //!
@@ -44,7 +46,7 @@ use crate::crypto::{ZonePinKey, Zpk};
 use crate::domain::CardNumber;
 use anyhow::Context;
 use rules::Reply;
-use state::{reverse_in_memory, reversible, State};
+use state::{durable, reverse_in_memory, reversible, State};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
@@ -231,9 +233,11 @@ impl IssuerLink for StubIssuer {
     // while the answer is "on the wire" still finds the attempt processed
     // by `query`, and so does a daemon restarted meanwhile.
     async fn authorize(&self, req: AuthRequest) -> Result<AuthResponse, IssuerError> {
-        match self.decide(&req) {
-            Reply::Now(answer) => answer,
+        let (reply, barrier) = self.decide(&req);
+        match reply {
+            Reply::Now(answer) => durable(barrier, answer).await,
             Reply::After(delay, answer) => {
+                let answer = durable(barrier, answer).await;
                 tokio::time::sleep(delay).await;
                 answer
             }
@@ -250,8 +254,10 @@ impl IssuerLink for StubIssuer {
         } else {
             Ok(st.answers.get(idempotency_key).map(|r| r.response.clone()))
         };
+        // The answer read may be one whose line is still being synced.
+        let barrier = st.barrier();
         drop(st);
-        std::future::ready(answer)
+        durable(barrier, answer)
     }
 
     fn reverse(
@@ -267,7 +273,7 @@ impl IssuerLink for StubIssuer {
             let line = Line::Reverse {
                 key: idempotency_key.to_owned(),
             };
-            match st.journal.as_mut().map(|j| j.append(&line)) {
+            match st.journal.as_mut().map(|j| j.write(&line)) {
                 Some(Err(e)) => {
                     tracing::error!(key = %idempotency_key, error = %e, "stub issuer cannot write its state");
                     Err(IssuerError::Timeout)
@@ -279,14 +285,16 @@ impl IssuerLink for StubIssuer {
                 }
             }
         };
+        let barrier = st.barrier();
         drop(st);
-        std::future::ready(answer)
+        durable(barrier, answer)
     }
 
     fn refund(
         &self,
         req: RefundRequest,
     ) -> impl Future<Output = Result<AuthResponse, IssuerError>> + Send {
-        std::future::ready(self.decide_refund(&req))
+        let (answer, barrier) = self.decide_refund(&req);
+        durable(barrier, answer)
     }
 }

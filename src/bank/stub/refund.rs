@@ -17,14 +17,29 @@
 //! for it, not the cardholder) and answers at once whatever the card's
 //! behaviour. `reverse(refund_id)` takes an approved refund's money back.
 
-use super::state::{refundable, Effects};
+use super::state::{refundable, Effects, State};
+use crate::bank::journal::Barrier;
 use super::StubIssuer;
 use crate::bank::{AuthResponse, Decision, IssuerError, RefundRequest};
 use crate::domain::ResultCode;
 
 impl StubIssuer {
-    pub(super) fn decide_refund(&self, req: &RefundRequest) -> Result<AuthResponse, IssuerError> {
+    /// Decides (and journals) the refund's answer, with the barrier it must
+    /// pass before it leaves.
+    pub(super) fn decide_refund(
+        &self,
+        req: &RefundRequest,
+    ) -> (Result<AuthResponse, IssuerError>, Option<Barrier>) {
         let mut st = self.lock();
+        let answer = self.decide_refund_locked(&mut st, req);
+        (answer, st.barrier())
+    }
+
+    fn decide_refund_locked(
+        &self,
+        st: &mut State,
+        req: &RefundRequest,
+    ) -> Result<AuthResponse, IssuerError> {
         if st.offline {
             return Err(IssuerError::Unavailable);
         }
@@ -33,7 +48,7 @@ impl StubIssuer {
         }
         let card = self.by_pan.get(req.card.expose()).copied();
         let amount_fen = req.amount.fen();
-        let outcome = match refundable(&st, &req.purchase_key) {
+        let outcome = match refundable(st, &req.purchase_key) {
             Some((paid_with, _)) if paid_with.is_none() || paid_with != card => {
                 Decision::Declined(ResultCode::InvalidCard)
             }
@@ -50,7 +65,7 @@ impl StubIssuer {
             wrong_pins: None,
             refund_of: Some(req.purchase_key.clone()),
         };
-        let response = self.commit(&mut st, &req.refund_id, effects)?;
+        let response = self.commit(st, &req.refund_id, effects)?;
         tracing::info!(
             card = %req.card.masked(),
             refund = %req.refund_id,

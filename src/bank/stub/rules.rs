@@ -2,6 +2,7 @@
 //! module documentation of `stub`), and when its answer leaves.
 
 use super::state::{Effects, State};
+use crate::bank::journal::Barrier;
 use super::StubIssuer;
 use crate::bank::fixtures::{Behaviour, Status, TestCard};
 use crate::bank::{
@@ -20,8 +21,15 @@ pub(super) enum Reply {
 }
 
 impl StubIssuer {
-    pub(super) fn decide(&self, req: &AuthRequest) -> Reply {
+    /// Decides (and journals) the answer to `req`, with the barrier it
+    /// must pass before it leaves.
+    pub(super) fn decide(&self, req: &AuthRequest) -> (Reply, Option<Barrier>) {
         let mut st = self.lock();
+        let reply = self.decide_locked(&mut st, req);
+        (reply, st.barrier())
+    }
+
+    fn decide_locked(&self, st: &mut State, req: &AuthRequest) -> Reply {
         if st.offline {
             return Reply::Now(Err(IssuerError::Unavailable));
         }
@@ -37,7 +45,7 @@ impl StubIssuer {
                 wrong_pins: None,
                 refund_of: None,
             };
-            return Reply::Now(self.commit(&mut st, &req.idempotency_key, effects));
+            return Reply::Now(self.commit(st, &req.idempotency_key, effects));
         };
         let card = &self.fixtures.cards[index];
         if card.behaviour == Behaviour::Unavailable {
@@ -46,9 +54,9 @@ impl StubIssuer {
             return Reply::Now(Ok(response));
         }
         let now = self.clock.now();
-        let effects = self.evaluate(&st, index, card, req, now);
+        let effects = self.evaluate(st, index, card, req, now);
         // Recorded (on disk first, when durable) before any answer leaves.
-        let response = match self.commit(&mut st, &req.idempotency_key, effects) {
+        let response = match self.commit(st, &req.idempotency_key, effects) {
             Ok(r) => r,
             Err(e) => return Reply::Now(Err(e)),
         };

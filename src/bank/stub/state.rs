@@ -4,7 +4,7 @@
 //! a reversal changes it. The same functions apply a new answer and replay a
 //! journal line.
 
-use crate::bank::journal::Journal;
+use crate::bank::journal::{Barrier, Journal};
 use crate::bank::AuthResponse;
 use std::collections::HashMap;
 use time::Date;
@@ -23,6 +23,29 @@ pub(super) struct State {
     pub(super) offline: bool,
     /// Where every change is written before it is answered; None: memory only.
     pub(super) journal: Option<Journal>,
+}
+
+impl State {
+    /// What an answer given now must wait for: every journal line written
+    /// so far on disk (group commit, see `journal.rs`); `None` in memory.
+    pub(super) fn barrier(&self) -> Option<Barrier> {
+        self.journal.as_ref().map(Journal::barrier)
+    }
+}
+
+/// Waits for `barrier` (when durable), then gives `answer`; a journal that
+/// failed to sync answers `Timeout` instead.
+pub(super) async fn durable<T>(
+    barrier: Option<Barrier>,
+    answer: Result<T, crate::bank::IssuerError>,
+) -> Result<T, crate::bank::IssuerError> {
+    if let Some(b) = barrier {
+        if let Err(e) = b.wait().await {
+            tracing::error!(error = %e, "stub issuer: its answer is not durable");
+            return Err(crate::bank::IssuerError::Timeout);
+        }
+    }
+    answer
 }
 
 /// What one new answer changes, decided before anything changes: written

@@ -11,9 +11,11 @@ use std::path::Path;
 use time::Date;
 
 impl StubIssuer {
-    /// Makes a new answer final: on disk first (when durable), then in
-    /// memory. A journal that cannot be written answers `Timeout` (the line
-    /// may or may not have reached the disk) and changes nothing in memory.
+    /// Makes a new answer final: written to the journal first (when
+    /// durable), then in memory. The answer may leave only after the
+    /// journal's [`barrier`](State::barrier) taken after this has passed. A
+    /// journal that cannot be written answers `Timeout` (the line may or
+    /// may not have reached the disk) and changes nothing in memory.
     pub(super) fn commit(
         &self,
         st: &mut State,
@@ -39,7 +41,7 @@ impl StubIssuer {
                     wrong_pins: effects.wrong_pins.map(|(day, n)| (day.to_string(), n)),
                 },
             };
-            if let Err(e) = journal.append(&line) {
+            if let Err(e) = journal.write(&line) {
                 tracing::error!(key = %key, error = %e, "stub issuer cannot write its state");
                 return Err(IssuerError::Timeout);
             }
