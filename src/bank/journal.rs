@@ -122,6 +122,9 @@ pub(crate) struct Journal {
     sync: Arc<Syncer>,
     /// How far the file is durable (or that it failed), from the syncer.
     synced: watch::Receiver<Synced>,
+    /// The syncer thread, joined on drop: it holds a handle on the file
+    /// (and so its lock) until it ends.
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What the syncer thread has made durable.
@@ -183,9 +186,16 @@ impl Barrier {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        let mut st = self.sync.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.closed = true;
-        self.sync.wake.notify_all();
+        {
+            let mut st = self.sync.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.closed = true;
+            self.sync.wake.notify_all();
+        }
+        if let Some(t) = self.syncer.take() {
+            // It syncs what is left, then ends; a panic there is already
+            // logged by the runtime.
+            let _ = t.join();
+        }
     }
 }
 
@@ -258,7 +268,7 @@ impl Journal {
             .try_clone()
             .with_context(|| format!("opening {} for its syncer", path.display()))?;
         let thread_sync = sync.clone();
-        std::thread::Builder::new()
+        let syncer = std::thread::Builder::new()
             .name("stub-journal-sync".into())
             .spawn(move || sync_loop(&handle, &thread_sync, &tx))
             .context("starting the journal's syncer thread")?;
@@ -269,6 +279,7 @@ impl Journal {
                 len,
                 sync,
                 synced,
+                syncer: Some(syncer),
             },
             lines,
         ))
