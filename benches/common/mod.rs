@@ -9,7 +9,11 @@ use std::time::Duration;
 /// must (one merchant and a few phones make every order, far past any real
 /// merchant's or phone's rate); a bench adds its own settings.
 pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    voicepay_binary(std::path::Path::new(env!("CARGO_BIN_EXE_voicepay")), dir, db_url)
+    voicepay_binary(
+        std::path::Path::new(env!("CARGO_BIN_EXE_voicepay")),
+        dir,
+        db_url,
+    )
 }
 
 /// [`voicepay`] with another build of the daemon (`binary`), to compare two

@@ -178,7 +178,9 @@ impl Barrier {
             .map(|s| *s);
         match got {
             Ok(s) if !s.failed => Ok(()),
-            Ok(_) => Err(std::io::Error::other("the stub issuer's journal failed to sync")),
+            Ok(_) => Err(std::io::Error::other(
+                "the stub issuer's journal failed to sync",
+            )),
             Err(_) => Err(std::io::Error::other("the stub issuer's journal is closed")),
         }
     }

@@ -32,7 +32,11 @@ pub(super) async fn answered<M: Matcher>(desk: &Desk<M>, order_id: &str, line: &
     let screen = listen_for_machines(desk, channel_id).await;
     // One write before the first command: the attempt answered, `calling`
     // → `in_call`, and the order as moved.
-    let order = match desk.store.answer_callback(order_id, channel_id, now_ms()).await {
+    let order = match desk
+        .store
+        .answer_callback(order_id, channel_id, now_ms())
+        .await
+    {
         Ok(order) => order,
         Err(e) => {
             tracing::warn!(error = %e, "cannot move order to in_call");

@@ -162,7 +162,11 @@ mod tests {
 
     /// Inserts `key` (a unique column, no conflict clause: a second insert
     /// of one key fails), counting its runs in `runs`.
-    async fn insert_key(store: &Store, key: &str, runs: Arc<AtomicUsize>) -> Result<(), StoreError> {
+    async fn insert_key(
+        store: &Store,
+        key: &str,
+        runs: Arc<AtomicUsize>,
+    ) -> Result<(), StoreError> {
         let key = key.to_owned();
         store
             .write_tx(move |tx| {
@@ -197,7 +201,13 @@ mod tests {
         // All eleven are queued in one poll, so they form one group; the
         // sixth repeats a key that is already stored.
         let keys: Vec<String> = (0..11)
-            .map(|i| if i == 5 { "taken".into() } else { format!("k{i}") })
+            .map(|i| {
+                if i == 5 {
+                    "taken".into()
+                } else {
+                    format!("k{i}")
+                }
+            })
             .collect();
         let results = futures_util::future::join_all(
             keys.iter()

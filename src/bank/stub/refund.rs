@@ -18,8 +18,8 @@
 //! behaviour. `reverse(refund_id)` takes an approved refund's money back.
 
 use super::state::{refundable, Effects, State};
-use crate::bank::journal::Barrier;
 use super::StubIssuer;
+use crate::bank::journal::Barrier;
 use crate::bank::{AuthResponse, Decision, IssuerError, RefundRequest};
 use crate::domain::ResultCode;
 

@@ -2,9 +2,9 @@
 //! module documentation of `stub`), and when its answer leaves.
 
 use super::state::{Effects, State};
-use crate::bank::journal::Barrier;
 use super::StubIssuer;
 use crate::bank::fixtures::{Behaviour, Status, TestCard};
+use crate::bank::journal::Barrier;
 use crate::bank::{
     shanghai_day, AuthRequest, AuthResponse, Decision, IssuerError, Secret, PIN_TRIES_PER_DAY,
     SINGLE_PAYMENT_LIMIT_FEN,
