@@ -229,7 +229,91 @@ async fn a_moved_call_keeps_its_attempt_row_under_the_new_channel(app: TestApp) 
         .unwrap());
 }
 
+/// The answer of a callback is one write: the attempt answered, `calling`
+/// → `in_call` with its event, the order as moved; a second answer (or one
+/// after the order stopped ringing) moves nothing and keeps the first time.
+async fn an_answered_callback_moves_the_order_and_its_attempt_in_one_write(app: TestApp) {
+    let (store, id) = new_order(&app, "A1").await;
+    let now = now_ms();
+    store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("due");
+    let channel = format!("vp-{id}-1");
+    store.insert_attempt(&id, 1, &channel, now).await.unwrap();
+    let order = store
+        .answer_callback(&id, &channel, now + 5)
+        .await
+        .unwrap()
+        .expect("the calling order moves");
+    assert_eq!(order.id, id);
+    assert_eq!(order.status(), OrderStatus::InCall);
+    assert_eq!(order.updated_at, now + 5);
+    let stored = store.order(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status(), OrderStatus::InCall);
+    assert_eq!(
+        store.attempts_for(&id).await.unwrap()[0].answered_at,
+        Some(now + 5)
+    );
+    let moves = |events: &[voicepay::store::EventRow]| {
+        events
+            .iter()
+            .filter(|e| {
+                e.from_status == Some(OrderStatus::Calling)
+                    && e.to_status == Some(OrderStatus::InCall)
+            })
+            .count()
+    };
+    assert_eq!(moves(&store.events_for(&id).await.unwrap()), 1);
+    // Again: nothing moves, the first answer's time stays, no second event.
+    assert!(store
+        .answer_callback(&id, &channel, now + 9)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.attempts_for(&id).await.unwrap()[0].answered_at,
+        Some(now + 5)
+    );
+    assert_eq!(moves(&store.events_for(&id).await.unwrap()), 1);
+
+    // An order cancelled while ringing is not moved; its attempt is still
+    // marked answered (the cardholder did pick up).
+    let (store, other) = new_order(&app, "A2").await;
+    store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("due");
+    let ch2 = format!("vp-{other}-1");
+    store.insert_attempt(&other, 1, &ch2, now).await.unwrap();
+    store
+        .stop_order(
+            &other,
+            OrderStatus::Cancelled,
+            voicepay::domain::ResultCode::MerchantCancelled,
+        )
+        .await
+        .unwrap()
+        .expect("cancelled while ringing");
+    assert!(store
+        .answer_callback(&other, &ch2, now + 7)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.order(&other).await.unwrap().unwrap().status(),
+        OrderStatus::Cancelled
+    );
+    assert_eq!(
+        store.attempts_for(&other).await.unwrap()[0].answered_at,
+        Some(now + 7)
+    );
+}
+
 on_both_stores!(
+    an_answered_callback_moves_the_order_and_its_attempt_in_one_write,
     a_due_order_is_claimed_once_and_retried_on_schedule,
     racing_workers_claim_each_order_exactly_once,
     a_node_renews_only_its_own_live_claims,
