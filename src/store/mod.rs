@@ -46,7 +46,7 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// A local SQLite file (`sqlite:` URL): one writer, group-committed
-    /// order inserts.
+    /// order inserts (`batch`) and order moves and matcher writes (`group`).
     Sqlite,
     /// PostgreSQL (`postgres://` URL), which several nodes may share.
     Postgres,
