@@ -210,9 +210,21 @@ impl<I: IssuerLink> BankMatcher<I> {
         } else {
             "card details submitted"
         };
+        // The cardholder half first: a bound payment whose binding is gone
+        // is an ID mismatch, and its secret never reaches the issuer. Read
+        // before the move, so that the move and its `bank` entry are one
+        // write.
+        let gone = self.binding_gone(&order).await?;
+        let note = move |attempt: i64| {
+            Some(if gone {
+                "binding no longer on file".to_owned()
+            } else {
+                format!("authorize attempt {attempt}")
+            })
+        };
         let Some((order, attempt)) = self
             .store
-            .start_authorization_attempt(order_id, detail, self.now_ms())
+            .start_authorization_attempt(order_id, detail, self.now_ms(), note)
             .await?
         else {
             // Cancelled, expired or taken by another verification meanwhile.
@@ -238,17 +250,12 @@ impl<I: IssuerLink> BankMatcher<I> {
                 return Ok(Verdict::Failed(code));
             }
         };
-        // The cardholder half first: a bound payment whose binding is gone
-        // is an ID mismatch, and its secret never reaches the issuer.
-        let answer = if self.binding_gone(&order).await? {
+        let answer = if gone {
             drop(req);
-            self.event(order_id, "binding no longer on file").await?;
             Answer::Known(AuthResponse::new(crate::bank::Decision::Declined(
                 ResultCode::IdMismatch,
             )))
         } else {
-            self.event(order_id, &format!("authorize attempt {attempt}"))
-                .await?;
             self.authorize(order_id, &key, req).await?
         };
         self.record(&order, &key, answer, true).await
@@ -317,10 +324,9 @@ impl<I: IssuerLink> BankMatcher<I> {
     /// its phone.
     async fn tries_today(&self, order: &OrderRow) -> anyhow::Result<(i64, i64)> {
         let day = shanghai_day(self.clock.now()).to_string();
-        let card = self.store.pin_tries(&order.card_fp, &day).await?;
-        let phone = self
+        let (card, phone) = self
             .store
-            .phone_secret_tries(&self.phone_fp(order), &day)
+            .tries_today(&order.card_fp, &self.phone_fp(order), &day)
             .await?;
         Ok((card, phone))
     }

@@ -216,13 +216,13 @@ impl<I: IssuerLink> BankMatcher<I> {
             id_masked: &order.id_masked,
             created_at: self.now_ms(),
         };
-        match self.store.bind_card_if_unbound(&b).await {
+        // The binding and its audit line are one write.
+        match self
+            .store
+            .bind_card_noting(&b, &order.id, "card bound to the phone")
+            .await
+        {
             Ok(true) => {
-                // The binding row is the record; its audit line is a courtesy
-                // that must not fail a payment that stands.
-                if let Err(e) = self.event(&order.id, "card bound to the phone").await {
-                    tracing::warn!(order = %order.id, error = format!("{e:#}"), "cannot log the binding");
-                }
                 tracing::info!(order = %order.id, binding = %id, card = %order.card_masked, "card bound to the phone");
             }
             Ok(false) => {}

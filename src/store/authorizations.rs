@@ -66,6 +66,29 @@ impl Store {
         .await
     }
 
+    /// [`Store::pin_tries`] and [`Store::phone_secret_tries`] in one read:
+    /// the day's wrong secrets for the card (by fingerprint) and for the
+    /// phone (by fingerprint), each 0 when none.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
+    pub async fn tries_today(
+        &self,
+        card_fp: &str,
+        phone_fp: &str,
+        day: &str,
+    ) -> Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT COALESCE((SELECT count FROM pin_tries WHERE card_fp = $1 AND day = $3), 0), \
+                    COALESCE((SELECT count FROM phone_secret_tries WHERE phone_fp = $2 AND day = $3), 0)",
+        )
+        .bind(card_fp)
+        .bind(phone_fp)
+        .bind(day)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     /// Wrong secrets keyed on the phone (by fingerprint) on `day`
     /// (`YYYY-MM-DD`, Asia/Shanghai), over every card; 0 when none.
     ///
@@ -175,28 +198,44 @@ impl Store {
         let (id, kind, detail) = (order_id.to_owned(), kind.to_owned(), detail.to_owned());
         self.write_tx(move |tx| {
             let (id, kind, detail) = (id.clone(), kind.clone(), detail.clone());
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-                     VALUES ($1, $2, NULL, NULL, $3, $4)",
-                )
-                .bind(id)
-                .bind(kind)
-                .bind(detail)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            })
+            Box::pin(async move { insert_event(tx, &id, &kind, &detail, now).await })
         })
         .await
     }
 }
 
+/// An audit entry that is not a status change, in `tx`.
+pub(super) async fn insert_event(
+    tx: &mut super::group::Tx,
+    order_id: &str,
+    kind: &str,
+    detail: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, $2, NULL, NULL, $3, $4)",
+    )
+    .bind(order_id)
+    .bind(kind)
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The number of the order's authorization attempts: its `in_call` →
 /// `authorizing` moves in the log.
-pub(super) const ATTEMPTS: &str = "SELECT COUNT(*) FROM order_events WHERE order_id = $1 \
+const ATTEMPTS: &str = "SELECT COUNT(*) FROM order_events WHERE order_id = $1 \
      AND kind = 'status' AND from_status = 'in_call' AND to_status = 'authorizing'";
+
+/// The number of the attempt a move into `authorizing` starts, as a column
+/// of that move's `UPDATE orders … RETURNING`: the moves before it, plus
+/// one (the move's own status entry is written after the update).
+pub(super) const NEXT_ATTEMPT: &str = "(SELECT COUNT(*) FROM order_events e \
+     WHERE e.order_id = orders.id AND e.kind = 'status' AND e.from_status = 'in_call' \
+     AND e.to_status = 'authorizing') + 1 AS next_attempt";
 
 /// The per-day counters of wrong tries: each a table of `(key, day, count)`
 /// (a keyed fingerprint or a normalised phone, a Shanghai `YYYY-MM-DD`).

@@ -160,6 +160,27 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
     pub async fn bind_card_if_unbound(&self, b: &NewBinding<'_>) -> Result<bool> {
+        self.bind_card(b, None).await
+    }
+
+    /// [`Store::bind_card_if_unbound`] after order `order_id`'s payment:
+    /// when the binding is created, the `bank` entry `note` is appended to
+    /// that order's audit log in the same transaction (one write).
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error
+    /// (nothing is written).
+    pub async fn bind_card_noting(
+        &self,
+        b: &NewBinding<'_>,
+        order_id: &str,
+        note: &str,
+    ) -> Result<bool> {
+        self.bind_card(b, Some((order_id.to_owned(), note.to_owned())))
+            .await
+    }
+
+    async fn bind_card(&self, b: &NewBinding<'_>, note: Option<(String, String)>) -> Result<bool> {
         let fields = [
             b.id,
             b.merchant_id,
@@ -174,7 +195,7 @@ impl Store {
         .map(str::to_owned);
         let created_at = b.created_at;
         self.write_tx(move |tx| {
-            let fields = fields.clone();
+            let (fields, note) = (fields.clone(), note.clone());
             Box::pin(async move {
                 let mut q = sqlx::query(
                     "INSERT INTO bindings (id, merchant_id, phone, card_enc, card_masked, card_type, \
@@ -186,7 +207,12 @@ impl Store {
                     q = q.bind(f);
                 }
                 let done = q.bind(created_at).execute(&mut **tx).await?;
-                Ok(done.rows_affected() == 1)
+                let created = done.rows_affected() == 1;
+                if let (true, Some((order_id, note))) = (created, note) {
+                    super::authorizations::insert_event(tx, &order_id, "bank", &note, created_at)
+                        .await?;
+                }
+                Ok(created)
             })
         })
         .await

@@ -191,17 +191,30 @@ impl Store {
         cause: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE call_attempts SET ended_at = $1, outcome = $2, cause = $3 \
-             WHERE channel_id = $4 AND ended_at IS NULL",
-        )
-        .bind(now)
-        .bind(outcome)
-        .bind(cause)
-        .bind(channel_id)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let (channel, outcome, cause) = (
+            channel_id.to_owned(),
+            outcome.to_owned(),
+            cause.map(str::to_owned),
+        );
+        // In the group commit: at the end of a burst of calls these would
+        // otherwise take the one write connection one commit at a time.
+        self.write_tx(move |tx| {
+            let (channel, outcome, cause) = (channel.clone(), outcome.clone(), cause.clone());
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE call_attempts SET ended_at = $1, outcome = $2, cause = $3 \
+                     WHERE channel_id = $4 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(outcome)
+                .bind(cause)
+                .bind(channel)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The call on `from` moved onto channel `to` (a masquerade: an

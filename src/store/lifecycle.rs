@@ -2,9 +2,10 @@
 //! update whose status event (and webhook, see `status.rs`) is written in
 //! the same transaction, so two workers never both move one order.
 
-use super::authorizations::ATTEMPTS;
+use super::authorizations::NEXT_ATTEMPT;
 use super::group::Tx;
 use super::orders::{OrderRow, Transition, ORDER_COLUMNS};
+use super::status::{Moved, MOVED_COLUMNS};
 use super::{now_ms, status_column, Result, Store, StoreError};
 use crate::domain::{OrderStatus, ResultCode};
 
@@ -57,13 +58,13 @@ impl Store {
         detail: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let moved = sqlx::query(&format!(
             "UPDATE orders SET status = $1, updated_at = $2, \
                 result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
                 result_message = COALESCE($5, result_message), \
                 call_code = CASE WHEN $6 = 1 THEN NULL ELSE call_code END \
-             WHERE id = $7 AND status = $8",
-        )
+             WHERE id = $7 AND status = $8 RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}"
+        ))
         .bind(to.as_str())
         .bind(now)
         .bind(result.map(|r| r.code()))
@@ -72,12 +73,13 @@ impl Store {
         .bind(i64::from(to.is_final()))
         .bind(order_id)
         .bind(from.as_str())
-        .execute(&mut **tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        if done.rows_affected() != 1 {
+        let Some(row) = moved else {
             return Ok(false);
-        }
-        self.record_status(tx, order_id, from, to, detail, now)
+        };
+        let moved = Moved::from_row(&row)?;
+        self.record_status_of(tx, &moved, from, to, detail, now)
             .await?;
         Ok(true)
     }
@@ -100,31 +102,51 @@ impl Store {
         now: i64,
     ) -> Result<Option<OrderRow>> {
         Ok(self
-            .start_authorization_attempt(order_id, detail, now)
+            .start_authorization_attempt(order_id, detail, now, |_| None)
             .await?
             .map(|(order, _)| order))
     }
 
     /// [`Store::start_authorization`], with the number of the attempt it
     /// starts (as [`Store::authorization_attempts`] counts it, read in the
-    /// same transaction): the idempotency key's `n`.
+    /// same transaction): the idempotency key's `n`. `note(n)`, when it
+    /// gives one, is written in the same transaction as a `bank` entry of
+    /// the audit log (e.g. "authorize attempt 2"; never a secret), so the
+    /// move and its note are one write.
     ///
     /// # Errors
     /// As [`Store::start_authorization`].
-    pub async fn start_authorization_attempt(
+    pub async fn start_authorization_attempt<N>(
         &self,
         order_id: &str,
         detail: &str,
         now: i64,
-    ) -> Result<Option<(OrderRow, i64)>> {
+        note: N,
+    ) -> Result<Option<(OrderRow, i64)>>
+    where
+        N: Fn(i64) -> Option<String> + Send + Sync + 'static,
+    {
         let (store, id, detail) = (self.clone(), order_id.to_owned(), detail.to_owned());
+        let note = std::sync::Arc::new(note);
         self.write_tx(move |tx| {
-            let (store, id, detail) = (store.clone(), id.clone(), detail.clone());
-            Box::pin(async move { store.start_in(tx, &id, &detail, now).await })
+            let (store, id, detail, note) =
+                (store.clone(), id.clone(), detail.clone(), note.clone());
+            Box::pin(async move {
+                let Some((order, attempt)) = store.start_in(tx, &id, &detail, now).await? else {
+                    return Ok(None);
+                };
+                if let Some(note) = note(attempt) {
+                    super::authorizations::insert_event(tx, &id, "bank", &note, now).await?;
+                }
+                Ok(Some((order, attempt)))
+            })
         })
         .await
     }
 
+    /// The move into `authorizing` in `tx`: one `UPDATE … RETURNING` that
+    /// also reads the attempt number and the merchant's webhook URL, then
+    /// its status event and webhook.
     async fn start_in(
         &self,
         tx: &mut Tx,
@@ -132,26 +154,24 @@ impl Store {
         detail: &str,
         now: i64,
     ) -> Result<Option<(OrderRow, i64)>> {
-        let moved = sqlx::query_as::<_, OrderRow>(&format!(
+        let moved = sqlx::query(&format!(
             "UPDATE orders SET status = 'authorizing', updated_at = $1 \
              WHERE id = $2 AND status = 'in_call' AND expires_at > $1 \
-             RETURNING {ORDER_COLUMNS}"
+             RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}, {NEXT_ATTEMPT}"
         ))
         .bind(now)
         .bind(order_id)
         .fetch_optional(&mut **tx)
         .await?;
-        let Some(order) = moved else {
+        let Some(row) = moved else {
             return Ok(None);
         };
+        let attempt: i64 = sqlx::Row::try_get(&row, "next_attempt")?;
+        let moved = Moved::from_row(&row)?;
         let (from, to) = (OrderStatus::InCall, OrderStatus::Authorizing);
-        self.record_status(tx, order_id, from, to, Some(detail), now)
+        self.record_status_of(tx, &moved, from, to, Some(detail), now)
             .await?;
-        let attempt = sqlx::query_scalar(ATTEMPTS)
-            .bind(order_id)
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(Some((order, attempt)))
+        Ok(Some((moved.order, attempt)))
     }
 
     /// The cardholder answered the callback on `channel_id` at `now` (Unix
@@ -184,21 +204,24 @@ impl Store {
                 .bind(&channel)
                 .execute(&mut **tx)
                 .await?;
-                let moved = sqlx::query_as::<_, OrderRow>(&format!(
+                let moved = sqlx::query(&format!(
                     "UPDATE orders SET status = 'in_call', updated_at = $1 \
-                     WHERE id = $2 AND status = 'calling' RETURNING {ORDER_COLUMNS}"
+                     WHERE id = $2 AND status = 'calling' \
+                     RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}"
                 ))
                 .bind(now)
                 .bind(&id)
                 .fetch_optional(&mut **tx)
                 .await?;
-                let Some(order) = moved else {
+                let Some(row) = moved else {
                     return Ok(None);
                 };
+                let moved = Moved::from_row(&row)?;
                 let (from, to) = (OrderStatus::Calling, OrderStatus::InCall);
                 store
-                    .record_status(tx, &id, from, to, Some("answered"), now)
+                    .record_status_of(tx, &moved, from, to, Some("answered"), now)
                     .await?;
+                let order = moved.order;
                 Ok(Some(order))
             })
         })

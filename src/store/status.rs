@@ -68,17 +68,7 @@ impl Store {
         detail: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
-         VALUES ($1, 'status', $2, $3, $4, $5)",
-    )
-    .bind(order_id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(detail)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+        insert_status(tx, order_id, from, to, detail, now).await?;
         self.enqueue(tx, order_id, from, to, now).await
     }
 
@@ -94,6 +84,32 @@ impl Store {
             return Ok(());
         };
         self.enqueue_event(tx, order_id, kind, progress, now).await
+    }
+
+    /// [`Store::record_status`] for an order whose row the caller's
+    /// conditional `UPDATE … RETURNING` already read, with the merchant's
+    /// URL ([`MOVED_COLUMNS`]): the same rows written, without reading the
+    /// order again.
+    pub(super) async fn record_status_of(
+        &self,
+        tx: &mut Tx<'_>,
+        moved: &Moved,
+        from: OrderStatus,
+        to: OrderStatus,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        insert_status(tx, &moved.order.id, from, to, detail, now).await?;
+        let Some((kind, progress)) = event_type(from, to) else {
+            return Ok(());
+        };
+        let url = moved
+            .order
+            .notify_url
+            .clone()
+            .or_else(|| moved.merchant_url.clone());
+        self.enqueue_for(tx, &moved.order, url, (kind, progress), now)
+            .await
     }
 
     /// Queues webhook event `kind` for the order (its body rendered from the
@@ -130,6 +146,28 @@ impl Store {
         .bind(order_id)
         .fetch_one(&mut **tx)
         .await?;
+        self.enqueue_for(tx, &order, Some(url), (kind, progress), now)
+            .await
+    }
+
+    /// The outbox row of event `kind` for `order` (as the change left it),
+    /// sent to `url`; nothing without a URL, or for a progress event the
+    /// order did not ask for.
+    async fn enqueue_for(
+        &self,
+        tx: &mut Tx<'_>,
+        order: &OrderRow,
+        url: Option<String>,
+        (kind, progress): (&str, bool),
+        now: i64,
+    ) -> Result<()> {
+        let Some(url) = url else {
+            return Ok(());
+        };
+        if progress && order.notify_progress == 0 {
+            return Ok(());
+        }
+        let order_id = order.id.as_str();
         let attempts = sqlx::query_as::<_, AttemptRow>(
             "SELECT attempt, channel_id, started_at, answered_at, ended_at, outcome, cause \
          FROM call_attempts WHERE order_id = $1 ORDER BY attempt",
@@ -149,7 +187,7 @@ impl Store {
             id: &id,
             kind,
             created: now,
-            order: &order,
+            order,
             attempts: &attempts,
             refunds: &refunds,
         });
@@ -169,4 +207,52 @@ impl Store {
     .await?;
         Ok(())
     }
+}
+
+/// What a conditional `UPDATE orders … RETURNING` gives back after
+/// [`ORDER_COLUMNS`]: the merchant's webhook URL, so that the move's
+/// webhook needs no lookup of its own.
+pub(super) const MOVED_COLUMNS: &str =
+    "(SELECT m.notify_url FROM merchants m WHERE m.id = orders.merchant_id) AS merchant_notify_url";
+
+/// An order as a conditional move left it, read by the move itself.
+pub(super) struct Moved {
+    /// The order's row after the move.
+    pub order: OrderRow,
+    /// Its merchant's webhook URL, used when the order has none.
+    pub merchant_url: Option<String>,
+}
+
+impl Moved {
+    /// From a row of `RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}`.
+    pub(super) fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::{FromRow, Row};
+        Ok(Self {
+            order: OrderRow::from_row(row)?,
+            merchant_url: row.try_get("merchant_notify_url")?,
+        })
+    }
+}
+
+/// The `status` entry of the audit log.
+async fn insert_status(
+    tx: &mut Tx<'_>,
+    order_id: &str,
+    from: OrderStatus,
+    to: OrderStatus,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
+         VALUES ($1, 'status', $2, $3, $4, $5)",
+    )
+    .bind(order_id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
