@@ -27,14 +27,12 @@ use crate::ivr::Verdict;
 use crate::store::OrderRow;
 
 impl<I: IssuerLink> BankMatcher<I> {
-    /// Whether `call` may pay `order` (see the module docs).
-    pub(super) async fn call_belongs(
-        &self,
-        order: &OrderRow,
-        call: CallRef<'_>,
-    ) -> anyhow::Result<bool> {
+    /// Whether `call` may pay `order` (see the module docs); `placed`:
+    /// whether a `call_attempts` row ties the call's channel to the order
+    /// ([`Store::order_with_call`](crate::store::Store::order_with_call)).
+    pub(super) fn call_belongs(&self, order: &OrderRow, call: CallRef<'_>, placed: bool) -> bool {
         if order.mode != call.via.mode() {
-            return Ok(false);
+            return false;
         }
         let same_call = match call.via {
             Via::Callback => true,
@@ -45,11 +43,7 @@ impl<I: IssuerLink> BankMatcher<I> {
             Via::Inbound { caller } => caller.as_str() == order.phone,
             Via::InboundByCode => true,
         };
-        Ok(same_call
-            && self
-                .store
-                .call_placed_for(&order.id, call.channel_id)
-                .await?)
+        same_call && placed
     }
 
     /// Refuses a verification from a call that does not belong to `order`;

@@ -185,10 +185,14 @@ impl<I: IssuerLink> BankMatcher<I> {
         call: CallRef<'_>,
         verification: Verification,
     ) -> anyhow::Result<Verdict> {
-        let Some(order) = self.store.order(order_id).await? else {
+        let found = self
+            .store
+            .order_with_call(order_id, call.channel_id)
+            .await?;
+        let Some((order, placed)) = found else {
             return Ok(Verdict::Failed(ResultCode::OrderExpired));
         };
-        if !self.call_belongs(&order, call).await? {
+        if !self.call_belongs(&order, call, placed) {
             drop(verification);
             return self.refuse_foreign_call(&order, call).await;
         }

@@ -162,6 +162,35 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The order by id with [`Store::call_placed_for`] of `channel_id`, in
+    /// one read (the matcher's first, on every verification); `None` when
+    /// there is no such order.
+    ///
+    /// # Errors
+    /// [`StoreError::Db`](super::StoreError::Db) on a database error, or a
+    /// typed column holding an unknown name.
+    pub async fn order_with_call(
+        &self,
+        order_id: &str,
+        channel_id: &str,
+    ) -> Result<Option<(super::OrderRow, bool)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {}, (SELECT COUNT(*) FROM call_attempts a \
+                WHERE a.order_id = orders.id AND a.channel_id = $2) AS placed \
+             FROM orders WHERE id = $1",
+            super::orders::ORDER_COLUMNS
+        ))
+        .bind(order_id)
+        .bind(channel_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let placed: i64 = sqlx::Row::try_get(&row, "placed")?;
+        Ok(Some((sqlx::FromRow::from_row(&row)?, placed > 0)))
+    }
+
     /// The cardholder answered the call on `channel_id` at `now` (Unix ms);
     /// only the first answer is kept.
     ///
