@@ -312,8 +312,91 @@ async fn an_answered_callback_moves_the_order_and_its_attempt_in_one_write(app: 
     );
 }
 
+/// The matcher's first read and its move: the order with whether the
+/// channel was placed for it, in one read; the move into `authorizing`
+/// counts the attempt and writes its `bank` note in the same write, and a
+/// second attempt (after a wrong secret) is number 2.
+async fn the_move_into_authorizing_counts_the_attempt_and_writes_its_note(app: TestApp) {
+    let (store, id) = new_order(&app, "M1").await;
+    let now = now_ms();
+    store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("due");
+    let channel = format!("vp-{id}-1");
+    store.insert_attempt(&id, 1, &channel, now).await.unwrap();
+    store
+        .answer_callback(&id, &channel, now)
+        .await
+        .unwrap()
+        .expect("answered");
+    let (order, placed) = store
+        .order_with_call(&id, &channel)
+        .await
+        .unwrap()
+        .expect("the order");
+    assert_eq!((order.id.as_str(), placed), (id.as_str(), true));
+    let (_, placed) = store
+        .order_with_call(&id, "vp-someone-else-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!placed, "a channel not placed for the order");
+    assert!(store
+        .order_with_call("ord_000000000000000000000000", &channel)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .tries_today(&order.card_fp, "no-such-phone", "2026-12-01")
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+
+    let note = |n: i64| Some(format!("authorize attempt {n}"));
+    let (moved, n) = store
+        .start_authorization_attempt(&id, "PIN submitted", now + 1, note)
+        .await
+        .unwrap()
+        .expect("in_call moves");
+    assert_eq!((moved.status(), n), (OrderStatus::Authorizing, 1));
+    // Taken already: nothing moves, no second note.
+    assert!(store
+        .start_authorization_attempt(&id, "PIN submitted", now + 2, note)
+        .await
+        .unwrap()
+        .is_none());
+    let back = voicepay::store::Transition {
+        from: OrderStatus::Authorizing,
+        to: OrderStatus::InCall,
+        result: None,
+        detail: Some("wrong secret"),
+    };
+    assert!(store.transition(&id, back, now + 3).await.unwrap());
+    let (_, n) = store
+        .start_authorization_attempt(&id, "PIN submitted", now + 4, note)
+        .await
+        .unwrap()
+        .expect("in_call again");
+    assert_eq!(n, 2);
+    assert_eq!(store.authorization_attempts(&id).await.unwrap(), 2);
+    let notes: Vec<String> = store
+        .events_for(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "bank")
+        .filter_map(|e| e.detail)
+        .collect();
+    assert_eq!(notes, ["authorize attempt 1", "authorize attempt 2"]);
+}
+
 on_both_stores!(
     an_answered_callback_moves_the_order_and_its_attempt_in_one_write,
+    the_move_into_authorizing_counts_the_attempt_and_writes_its_note,
     a_due_order_is_claimed_once_and_retried_on_schedule,
     racing_workers_claim_each_order_exactly_once,
     a_node_renews_only_its_own_live_claims,
