@@ -157,8 +157,20 @@ impl Follow {
         }
     }
 
-    /// The SSE event for a status row (`created` or `status`).
+    /// The SSE event for a status row (`created` or `status`), or for an
+    /// assisted call's `capture` row (`event: capture.progress`, its
+    /// `data:` the stored counts: `{step, digits_entered,
+    /// digits_expected, tries_left}`).
     fn event(&mut self, row: &EventRow, snap: &Snapshot) -> Option<Event> {
+        if row.kind == "capture" {
+            let progress = row.detail.as_deref()?;
+            return Some(
+                Event::default()
+                    .id(row.id.to_string())
+                    .event("capture.progress")
+                    .data(progress),
+            );
+        }
         let status = row.to_status?;
         let result_code = if status.is_final() {
             self.done = true;
