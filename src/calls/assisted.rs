@@ -69,7 +69,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 /// Where the parties go back to the merchant (dialplan/assisted.conf),
 /// at extension `cardholder` or `agent`, priority 1.
@@ -536,7 +536,13 @@ impl<'d, M: Matcher> Room<'d, M> {
             end: CallEnd::ReturnToDialplan,
         };
         let stop = CancellationToken::new();
-        let (tx, mut progress) = mpsc::unbounded_channel();
+        let (tx, progress) = mpsc::unbounded_channel();
+        // Written by a task of their own: a write awaited here could wait
+        // for the database connection the paused IVR (the matcher) holds.
+        let writer = tokio::spawn(
+            write_progress(desk.store.clone(), self.order.id.clone(), progress)
+                .instrument(Span::current()),
+        );
         let hooks = Hooks {
             stop: Some(&stop),
             progress: Some(&tx),
@@ -544,44 +550,39 @@ impl<'d, M: Matcher> Room<'d, M> {
         let Some(holder) = self.holder.as_mut() else {
             return Ran::Stopped;
         };
-        let run = runner.run_with(ivr, holder, hooks);
-        tokio::pin!(run);
-        let poll = Duration::from_millis(desk.settings.http.events_poll_ms.max(10));
-        let mut tick = tokio::time::interval(poll);
-        let order_id = self.order.id.clone();
-        let agent = &mut self.agent;
-        let mut reports = Vec::new();
-        let ran = loop {
-            tokio::select! {
-                ran = &mut run => break ran,
-                Some(p) = progress.recv() => {
-                    reports.push(p);
-                    flush(desk, &order_id, &mut reports).await;
-                }
-                e = next_of(agent) => if e.is_none() {
-                    tracing::info!("the agent hung up during the capture; it goes on");
-                    *agent = None;
-                    let store = &desk.store;
-                    if let Err(e) = store.assisted_party(&order_id, Party::Agent, None, now_ms()).await {
-                        tracing::warn!(error = %e, "cannot record the assisted call's party");
-                    }
-                },
-                _ = tick.tick(), if !stop.is_cancelled() => {
-                    if let Ok(Some(row)) = desk.store.assisted_call(&order_id).await {
-                        if row.capture == "cancelling" {
-                            stop.cancel();
+        let mut agent_left = false;
+        let ran = {
+            let run = runner.run_with(ivr, holder, hooks);
+            tokio::pin!(run);
+            let poll = Duration::from_millis(desk.settings.http.events_poll_ms.max(10));
+            let mut tick = tokio::time::interval(poll);
+            let agent = &mut self.agent;
+            let order_id = &self.order.id;
+            loop {
+                tokio::select! {
+                    ran = &mut run => break ran,
+                    e = next_of(agent) => if e.is_none() {
+                        tracing::info!("the agent hung up during the capture; it goes on");
+                        *agent = None;
+                        agent_left = true;
+                    },
+                    _ = tick.tick(), if !stop.is_cancelled() => {
+                        if let Ok(Some(row)) = desk.store.assisted_call(order_id).await {
+                            if row.capture == "cancelling" {
+                                stop.cancel();
+                            }
                         }
                     }
                 }
             }
         };
-        while let Ok(p) = progress.try_recv() {
-            reports.push(p);
+        drop(tx);
+        if let Ok(Some(left)) = writer.await {
+            self.tries_left = left;
         }
-        if let Some(last) = reports.last() {
-            self.tries_left = last.tries_left;
+        if agent_left {
+            self.party_is(Party::Agent, None).await;
         }
-        flush(desk, &order_id, &mut reports).await;
         ran
     }
 
@@ -644,6 +645,29 @@ impl<'d, M: Matcher> Room<'d, M> {
             self.desk.end_attempt(&ch, "answered", Some(code)).await;
         }
     }
+}
+
+/// Writes each report as it comes, until the IVR's run drops its sender;
+/// returns the tries left of the last one.
+async fn write_progress(
+    store: crate::store::Store,
+    order_id: String,
+    mut reports: UnboundedReceiver<Progress>,
+) -> Option<u8> {
+    let mut last = None;
+    while let Some(p) = reports.recv().await {
+        last = Some(p.tries_left);
+        let Ok(json) = serde_json::to_string(&p) else {
+            continue;
+        };
+        if let Err(e) = store
+            .record_capture_progress(&order_id, &json, now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the capture's progress");
+        }
+    }
+    last
 }
 
 /// Writes the reports as `capture` rows (and webhooks), oldest first.

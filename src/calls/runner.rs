@@ -76,6 +76,18 @@ pub enum Ran {
     Stopped,
 }
 
+/// Sends the IVR's progress to `to` when it changed since `shown`.
+fn report(to: Option<&mpsc::UnboundedSender<Progress>>, ivr: &Ivr, shown: &mut Option<Progress>) {
+    let Some(tx) = to else { return };
+    let now = ivr.progress();
+    if now != *shown {
+        *shown = now;
+        if let Some(p) = now {
+            let _ = tx.send(p);
+        }
+    }
+}
+
 /// Resolves when `stop` is cancelled; never without one.
 async fn stopped(stop: Option<&CancellationToken>) {
     match stop {
@@ -160,19 +172,14 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut epoch = self.ari.events_epoch();
         loop {
             while let Some(event) = queue.pop_front() {
-                for action in ivr.step(event, began.elapsed()) {
+                let actions = ivr.step(event, began.elapsed());
+                // Before the actions: "authorizing" is seen while the
+                // matcher has the secret, not after its answer.
+                report(hooks.progress, &ivr, &mut shown);
+                for action in actions {
                     let ch = line.id();
                     if let Some(back) = self.execute(action, ch, &mut session, &timer_tx).await {
                         queue.push_back(back);
-                    }
-                }
-            }
-            if let Some(tx) = hooks.progress {
-                let now = ivr.progress();
-                if now != shown {
-                    shown = now;
-                    if let Some(p) = now {
-                        let _ = tx.send(p);
                     }
                 }
             }

@@ -131,7 +131,7 @@ impl Store {
              FROM assisted_calls WHERE order_id = $1",
         )
         .bind(order_id)
-        .fetch_optional(&self.write)
+        .fetch_optional(&self.read)
         .await?)
     }
 
