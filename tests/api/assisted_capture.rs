@@ -5,8 +5,11 @@
 //! runs no calls here), as `crate::calls::assisted` makes them.
 
 use serde_json::{json, Value};
+use voicepay::domain::{OrderStatus, ResultCode};
+use voicepay::store::Transition;
 use voicepay::store::{now_ms, Party, Store};
-use voicepay_testkit::{on_both_stores, order_body, spawn_app, TestApp};
+use voicepay_testkit::receiver::Receiver;
+use voicepay_testkit::{on_both_stores, order_body, spawn_app, spawn_app_with, Db, TestApp};
 
 async fn store(app: &TestApp) -> Store {
     Store::connect(&app.settings.database.url, 1, voicepay::views::webhook_body)
@@ -233,6 +236,139 @@ async fn the_document_lists_the_capture_endpoints_and_codes(app: TestApp) {
     ] {
         assert!(codes.contains(&json!(code)), "{code}");
     }
+}
+
+/// `(id, event, data)` of each event of the order's stream, read to its
+/// end (the order is final), resumed after `last` when given.
+async fn stream(app: &TestApp, id: &str, last: Option<&str>) -> Vec<(String, String, Value)> {
+    let mut req = app
+        .http
+        .get(app.url(&format!("/v1/orders/{id}/events")))
+        .bearer_auth(&app.api_key);
+    if let Some(last) = last {
+        req = req.header("Last-Event-ID", last);
+    }
+    let body = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        req.send().await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("the stream of a final order ends");
+    body.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            };
+            let data = serde_json::from_str(&field("data:")?).ok()?;
+            Some((field("id:")?, field("event:")?, data))
+        })
+        .collect()
+}
+
+/// Two progress reports, as the calls side writes them, then a result.
+async fn captured_and_failed(store: &Store, id: &str) -> [Value; 2] {
+    let steps = [
+        json!({"step": "pin", "digits_entered": 4, "digits_expected": 6, "tries_left": 3}),
+        json!({"step": "authorizing", "digits_entered": 0, "digits_expected": 0, "tries_left": 2}),
+    ];
+    for p in &steps {
+        store
+            .record_capture_progress(id, &p.to_string(), now_ms())
+            .await
+            .unwrap();
+    }
+    let t = Transition {
+        from: OrderStatus::InCall,
+        to: OrderStatus::Failed,
+        result: Some(ResultCode::CallerHungUp),
+        detail: None,
+    };
+    assert!(store.transition(id, t, now_ms()).await.unwrap());
+    steps
+}
+
+async fn progress_is_on_the_status_stream_and_resumes(app: TestApp) {
+    let store = store(&app).await;
+    let v = new_order(&app, "assisted").await;
+    let id = v["id"].as_str().unwrap();
+    in_bridge(&store, id, true).await;
+    let steps = captured_and_failed(&store, id).await;
+    let all = stream(&app, id, None).await;
+    let names: Vec<&str> = all.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pending",
+            "in_call",
+            "capture.progress",
+            "capture.progress",
+            "failed"
+        ]
+    );
+    assert_eq!(all[2].2, steps[0]);
+    assert_eq!(all[3].2, steps[1]);
+    // Resumed after the first progress event: the rest, nothing twice.
+    let rest = stream(&app, id, Some(&all[2].0)).await;
+    let names: Vec<&str> = rest.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(names, ["capture.progress", "failed"]);
+    assert_eq!(rest[0].0, all[3].0);
+}
+
+async fn progress_webhooks_go_only_to_orders_that_asked(db: Db) {
+    let rx = Receiver::start().await;
+    let Some(app) = spawn_app_with(db, |s| rx.allow(s)).await else {
+        return;
+    };
+    let store = store(&app).await;
+    let mut ids = Vec::new();
+    for (n, wants) in [false, true].into_iter().enumerate() {
+        let mut body = order_body(&format!("AW{n}"));
+        body["mode"] = json!("assisted");
+        body["notify_url"] = json!(rx.url);
+        body["notify_progress"] = json!(wants);
+        let v: Value = app.create_order(&body).await.json().await.unwrap();
+        let id = v["id"].as_str().unwrap().to_owned();
+        in_bridge(&store, &id, true).await;
+        captured_and_failed(&store, &id).await;
+        ids.push(id);
+    }
+    let rows = |id: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT payload FROM webhook_outbox WHERE order_id = $1 \
+                 AND event_type = 'capture.progress' ORDER BY created_at",
+            )
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert!(rows(ids[0].clone()).await.is_empty(), "notify_progress off");
+    let sent = rows(ids[1].clone()).await;
+    assert_eq!(sent.len(), 2);
+    let first: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(first["type"], "capture.progress");
+    assert_eq!(first["data"]["id"], ids[1].as_str());
+    assert_eq!(
+        first["progress"],
+        json!({"step": "pin", "digits_entered": 4, "digits_expected": 6, "tries_left": 3})
+    );
+}
+
+mod webhooks {
+    use super::*;
+    on_both_stores!(db: progress_webhooks_go_only_to_orders_that_asked);
+}
+
+mod stores {
+    use super::*;
+    on_both_stores!(
+        spawn = spawn_app;
+        progress_is_on_the_status_stream_and_resumes,
+    );
 }
 
 on_both_stores!(

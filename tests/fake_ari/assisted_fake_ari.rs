@@ -439,3 +439,71 @@ async fn a_second_capture_after_a_wrong_pin_pays_with_the_tries_left() {
     );
     nothing_leaked(&app, &fake, &call).await;
 }
+
+/// The bridge and mute requests the assisted flow sends exist in the ARI
+/// of the Asterisk the lab runs (its swagger, `bridges.json` and
+/// `channels.json`), with the parameters we pass. Skipped without the
+/// swagger (as `ari_swagger`), except under `CI=true`.
+#[test]
+fn the_bridge_requests_we_send_are_in_asterisks_ari() {
+    let dir = std::path::PathBuf::from(
+        std::env::var("VOICEPAY_ARI_SWAGGER_DIR").unwrap_or_else(|_| {
+            "/var/cache/voicepay/asterisk-sid/usr/share/asterisk/rest-api".into()
+        }),
+    );
+    if !dir.join("bridges.json").exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no swagger at {dir:?}"
+        );
+        eprintln!("skipping: ARI swagger not found at {}", dir.display());
+        return;
+    }
+    let params = |file: &str, path: &str, method: &str| -> Vec<String> {
+        let doc: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        let api = doc["apis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in {file}"));
+        let op = api["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["httpMethod"] == method)
+            .unwrap_or_else(|| panic!("{method} {path} not in {file}"));
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let has = |got: Vec<String>, want: &[&str]| {
+        for w in want {
+            assert!(got.iter().any(|g| g == w), "{w} missing from {got:?}");
+        }
+    };
+    has(
+        params("bridges.json", "/bridges/{bridgeId}", "POST"),
+        &["type"],
+    );
+    params("bridges.json", "/bridges/{bridgeId}", "DELETE");
+    has(
+        params("bridges.json", "/bridges/{bridgeId}/addChannel", "POST"),
+        &["channel", "absorbDTMF", "mute"],
+    );
+    has(
+        params("bridges.json", "/bridges/{bridgeId}/removeChannel", "POST"),
+        &["channel"],
+    );
+    for method in ["POST", "DELETE"] {
+        has(
+            params("channels.json", "/channels/{channelId}/mute", method),
+            &["direction"],
+        );
+    }
+}
