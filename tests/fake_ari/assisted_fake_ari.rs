@@ -506,3 +506,39 @@ fn the_bridge_requests_we_send_are_in_asterisks_ari() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_agent_hanging_up_before_any_result_sends_the_cardholder_back() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let call = both_in(&app, &fake, 7).await;
+    fake.push(event(
+        "StasisEnd",
+        json!({"channel": channel(&call.agent, "Up")}),
+    ));
+    request(&fake, is_var(&call.holder, "VOICEPAY_RESULT", "failure")).await;
+    request(
+        &fake,
+        is_var(&call.holder, "VOICEPAY_CODE", "agent_hung_up"),
+    )
+    .await;
+    request(&fake, is_continue(&call.holder, "cardholder")).await;
+    let v = app.order_until(&call.id, |v| v["status"] == "failed").await;
+    assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
+    // Nothing was captured: no prompt, no mute.
+    let calls = fake.rest_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|r| !r.path.contains("/play/") && !r.path.ends_with("/mute")),
+        "{calls:#?}"
+    );
+    let res = app
+        .http
+        .post(app.url(&format!("/v1/orders/{}/capture", call.id)))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+}
