@@ -203,7 +203,7 @@ async fn the_agent_gets_no_key_and_no_tone_of_the_capture() {
     let id = created["id"].as_str().expect("id").to_owned();
     let code = created["transfer_code"].as_str().expect("code").to_owned();
     let files = format!("/tmp/vp-assisted-{code}");
-    for (name, keys) in [("pre", "42"), ("keys", "1805137")] {
+    for (name, keys) in [("pre", "42"), ("keys", "805137")] {
         std::fs::write(host_path(&format!("{files}-{name}.wav")), tones_wav(keys)).unwrap();
     }
     let recording = format!("{files}-agent");
@@ -239,9 +239,11 @@ async fn the_agent_gets_no_key_and_no_tone_of_the_capture() {
     .var("__LAB_CODE", &code)
     .var("__LAB_PRE", "42")
     .var("__LAB_PRE_TONES", &format!("{files}-pre"))
-    .var("__LAB_DELAY", "6")
+    .var("__LAB_DELAY", "4")
+    .var("__LAB_CONFIRM", "1")
+    .var("__LAB_GAP", "4")
     .var("__LAB_KEY_TONES", &format!("{files}-keys"))
-    .var("__LAB_KEYS", "1wwww805137")
+    .var("__LAB_KEYS", "805137")
     .var("__LAB_HOLD", "15")
     .timeout(10);
     lab.originate(&holder).await.expect("the cardholder's leg");
