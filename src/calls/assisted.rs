@@ -232,18 +232,31 @@ struct Room<'d, M> {
     agent: Option<Line<'d>>,
 }
 
-/// The next event of a party's line; never for an absent party. None: the
-/// party is gone (hung up, left the app, or its stream ended).
-async fn next_of(line: &mut Option<Line<'_>>) -> Option<ari::Event> {
+/// How a party left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// It hung up (or left our app).
+    HungUp,
+    /// The telephone system lost it: its event stream ended with no
+    /// hang-up event (Asterisk restarted), or Asterisk itself asked it to
+    /// hang up (a soft hang-up request), as the runner judges a call.
+    Lost,
+}
+
+/// Waits until a present party is gone, skipping its other events; never
+/// for an absent party.
+async fn gone(line: &mut Option<Line<'_>>) -> Gone {
     let Some(line) = line.as_mut() else {
         return std::future::pending().await;
     };
     loop {
         match line.next().await {
-            None => return None,
-            Some(Next::Event(e)) if ends_call(&e) => return None,
-            Some(Next::Event(e)) => return Some(e),
-            Some(Next::Moved { .. }) => {}
+            None
+            | Some(Next::Event(ari::Event::ChannelHangupRequest {
+                soft: Some(true), ..
+            })) => return Gone::Lost,
+            Some(Next::Event(e)) if ends_call(&e) => return Gone::HungUp,
+            Some(_) => {}
         }
     }
 }
@@ -256,8 +269,8 @@ impl<'d, M: Matcher> Room<'d, M> {
         while self.holder.is_some() || self.agent.is_some() {
             tokio::select! {
                 Some(j) = joins.recv() => self.admit(j).await,
-                e = next_of(&mut self.holder) => if e.is_none() { self.holder_gone().await },
-                e = next_of(&mut self.agent) => if e.is_none() { self.agent_gone().await },
+                how = gone(&mut self.holder) => self.holder_gone(how).await,
+                _ = gone(&mut self.agent) => self.agent_gone().await,
                 _ = tick.tick() => self.poll_capture().await,
             }
         }
@@ -344,11 +357,26 @@ impl<'d, M: Matcher> Room<'d, M> {
     }
 
     /// The cardholder hung up outside a capture: the order fails
-    /// `caller_hung_up` unless it has a result; the agent goes back.
-    async fn holder_gone(&mut self) {
+    /// `caller_hung_up` unless it has a result (a call lost with Asterisk
+    /// is settled as the other flows settle one); the agent goes back.
+    async fn holder_gone(&mut self, how: Gone) {
         let Some(line) = self.holder.take() else {
             return;
         };
+        if how == Gone::Lost {
+            tracing::info!("the cardholder's channel was lost");
+            let lost = ActiveCall {
+                order_id: self.order.id.clone(),
+                status: OrderStatus::InCall,
+                attempts: self.order.attempts,
+                channel_id: Some(line.id().to_owned()),
+            };
+            settle_lost(self.desk, &lost).await;
+            self.party_is(Party::Cardholder, None).await;
+            self.desk.release(line.id()).await;
+            self.send_agent_back().await;
+            return;
+        }
         tracing::info!("the cardholder hung up");
         let t = Transition {
             from: OrderStatus::InCall,
@@ -561,7 +589,7 @@ impl<'d, M: Matcher> Room<'d, M> {
             loop {
                 tokio::select! {
                     ran = &mut run => break ran,
-                    e = next_of(agent) => if e.is_none() {
+                    _ = gone(agent) => {
                         tracing::info!("the agent hung up during the capture; it goes on");
                         *agent = None;
                         agent_left = true;

@@ -542,3 +542,26 @@ async fn the_agent_hanging_up_before_any_result_sends_the_cardholder_back() {
         .unwrap();
     assert_eq!(res.status(), 409);
 }
+
+/// Asterisk itself ending the cardholder's channel (a soft hang-up request,
+/// e.g. `core stop now`) is a lost call, not the cardholder hanging up: the
+/// order is settled as the other flows settle a lost call (never
+/// `caller_hung_up`: with attempts left it is payable again with its
+/// code), and the agent goes back to the merchant.
+#[tokio::test]
+async fn a_cardholder_lost_with_asterisk_is_no_hang_up() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let call = both_in(&app, &fake, 8).await;
+    fake.push(event(
+        "ChannelHangupRequest",
+        json!({"cause": 4, "soft": true, "channel": channel(&call.holder, "Up")}),
+    ));
+    request(&fake, is_continue(&call.agent, "agent")).await;
+    let v = app
+        .order_until(&call.id, |v| v["status"] != "in_call")
+        .await;
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert!(v["result"].is_null(), "{v:#}");
+    assert_eq!(v["attempts"][0]["outcome"], "failed", "{v:#}");
+}
