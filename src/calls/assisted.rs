@@ -11,7 +11,9 @@
 //! (the second channel is handed to the room's task, [`Rooms`]). The
 //! cardholder's channel claims the order (`pending` → `in_call`) as a
 //! transferred call does; the agent's claims nothing. Both must reach the
-//! same node (one Asterisk): a cell setup routes both by the code.
+//! same node (one Asterisk and its daemon): behind a dispatcher of cells,
+//! the merchant must send both legs to the same cell (nothing routes them
+//! by the code yet).
 //!
 //! A capture (`POST /v1/orders/{id}/capture`, recorded in
 //! `assisted_calls`, seen here every `http.events_poll_ms`), for the
