@@ -26,7 +26,7 @@ use voicepay_testkit::lab::{self, secs, Lab, Originate};
 use voicepay_testkit::{wait_for, TestApp};
 
 /// DTMF frequency pairs (Hz), ITU-T Q.23.
-fn dtmf_pair(key: char) -> (f64, f64) {
+pub(super) fn dtmf_pair(key: char) -> (f64, f64) {
     let row = match key {
         '1' | '2' | '3' => 697.0,
         '4' | '5' | '6' => 770.0,
@@ -102,6 +102,15 @@ fn wav_samples(wav: &[u8]) -> (Vec<i16>, u32) {
 /// to the 22 050 Hz raw input it reads).
 fn decoded_keys(wav: &[u8]) -> String {
     let (samples, rate) = wav_samples(wav);
+    decoded_samples_keys(&samples, rate)
+}
+
+/// The keys `multimon-ng`'s DTMF decoder finds in 16-bit mono `samples`
+/// at `rate` Hz.
+pub(super) fn decoded_samples_keys(samples: &[i16], rate: u32) -> String {
+    if samples.is_empty() {
+        return String::new();
+    }
     let ratio = f64::from(rate) / 22050.0;
     let n = (samples.len() as f64 / ratio) as usize;
     let mut raw = Vec::with_capacity(n * 2);
