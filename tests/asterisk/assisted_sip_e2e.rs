@@ -285,7 +285,7 @@ async fn the_agents_sip_leg_gets_no_event_and_no_tone_of_the_capture() {
     let (rtp_port, received) = agent_media().await;
     let agent = Sipp::uac("uac_assisted_agent.xml", &format!("ag{code}"))
         .from_ip(LEG_IP)
-        .ports(5082, 16022)
+        .ports(5082, 16040)
         .set("app", &name)
         .set("rtp_port", &rtp_port.to_string())
         .timeout(secs(90))
@@ -305,30 +305,38 @@ async fn the_agents_sip_leg_gets_no_event_and_no_tone_of_the_capture() {
         Part::Quiet(5000),
         Part::Tones("805137"),
         Part::Keys("805137"),
-        Part::Quiet(1000),
+        // Back in the bridge, unmuted: the agent hears the cardholder again.
+        Part::Quiet(8000),
     ]);
     let cardholder = Sipp::uac("uac_assisted_cardholder.xml", &format!("ch{code}"))
         .from_ip(LEG_IP)
-        .ports(5080, 16020)
+        .ports(5080, 16030)
         .set("app", &name)
         .recording(rtp_pcap(&stream))
         .timeout(secs(90))
         .spawn()
         .expect("the cardholder's SIPp");
 
-    // The control: the pre-capture key events reach the agent.
-    wait_for(secs(30), async || {
-        let got = received.lock().unwrap();
-        if got.iter().any(|p| p.event_end() == Some(2)) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} packets at the agent, no end of key 2 yet",
-                got.len()
-            ))
+    // The control: the pre-capture key events reach the agent (else the
+    // SIPp logs say why).
+    let deadline = Instant::now() + secs(30);
+    while !received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.event_end() == Some(2))
+    {
+        if Instant::now() > deadline {
+            let n = received.lock().unwrap().len();
+            let a = agent.finish(secs(1)).await;
+            let c = cardholder.finish(secs(1)).await;
+            panic!(
+                "{n} packets at the agent, no end of key 2:\n{}\n{}",
+                a.log, c.log
+            );
         }
-    })
-    .await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let started = capture(&app, &id).await;
     let v = app.final_view(&id, secs(60)).await;
     let ended = Instant::now();
@@ -363,7 +371,14 @@ async fn the_agents_sip_leg_gets_no_event_and_no_tone_of_the_capture() {
         "the agent received non-audio RTP during the capture"
     );
     assert_eq!(tones, "", "multimon-ng heard keys in the agent's audio");
-    // The agent's leg was receiving audio all along (silence): 20 ms each,
-    // the capture lasts more than 10 s of the cardholder's recording.
-    assert!(audio >= 250, "only {audio} audio packets reached the agent");
+    // After the capture the cardholder is back in the bridge, unmuted: its
+    // audio reaches the agent's leg again (the leg was live all along;
+    // while the cardholder is muted the bridge sends the agent nothing,
+    // which it plays as silence).
+    let after = got
+        .iter()
+        .filter(|p| p.at > ended && p.payload_type() == PCMU)
+        .count();
+    eprintln!("after the capture the agent received {after} PCMU packets");
+    assert!(after > 0, "no audio reached the agent after the capture");
 }
