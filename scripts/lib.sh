@@ -27,6 +27,15 @@ ensure_sipp() {
   apt_install -qq --no-install-recommends sip-tester >&2 && command -v sipp >/dev/null 2>&1
 }
 
+# ensure_multimon: multimon-ng (Debian's `multimon-ng`), whose DTMF decoder
+# the assisted-payment test runs on the agent's recording
+# (tests/asterisk/assisted_e2e.rs), installed when missing (as root).
+ensure_multimon() {
+  command -v multimon-ng >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || { say "multimon-ng is missing: apt-get install multimon-ng (as root)"; return 1; }
+  apt_install -qq --no-install-recommends multimon-ng >&2 && command -v multimon-ng >/dev/null 2>&1
+}
+
 # lab_env: export scripts/lab.env's settings (a variable already set wins).
 lab_env() {
   set -a

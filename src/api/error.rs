@@ -139,6 +139,26 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "409: a refund of more than what is left of the order; nothing was stored or sent",
     ),
     (
+        "order_not_assisted",
+        "409: a capture on an order whose mode is not `assisted`; nothing changed",
+    ),
+    (
+        "capture_not_ready",
+        "409: the cardholder or the agent of the assisted call is not in voicepay's bridge yet; nothing changed",
+    ),
+    (
+        "capture_in_progress",
+        "409: a capture is already requested or running, or the secret is with the issuer; nothing changed",
+    ),
+    (
+        "no_capture_running",
+        "409: a capture cancel with no capture requested or running; nothing changed",
+    ),
+    (
+        "order_final",
+        "409: a capture on an order that is final; nothing changed",
+    ),
+    (
         "webhook_in_flight",
         "409: the event is being sent right now",
     ),

@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/orders/{id}", get(orders::get))
         .route("/orders/{id}/cancel", post(orders::cancel))
         .route("/orders/{id}/refunds", post(orders::refunds::create))
+        .route("/orders/{id}/capture", post(orders::capture::start))
+        .route("/orders/{id}/capture/cancel", post(orders::capture::cancel))
         .route("/orders/{id}/events", get(orders::events::stream))
         .route("/bindings", get(bindings::list))
         .route("/bindings/{id}", delete(bindings::delete))

@@ -26,6 +26,8 @@ use utoipa::{Modify, OpenApi};
         super::orders::get,
         super::orders::cancel,
         super::orders::refunds::create,
+        super::orders::capture::start,
+        super::orders::capture::cancel,
         super::orders::events::stream,
         super::bindings::list,
         super::bindings::delete,
@@ -39,6 +41,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         super::error::ErrorBody,
         crate::views::RefundView,
+        super::orders::capture::CaptureView,
         super::error::FieldError,
         crate::views::OrderEvent,
         super::orders::events::StatusStreamEvent,

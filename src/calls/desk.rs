@@ -68,6 +68,8 @@ pub struct Desk<M> {
     pub(super) wake: Notify,
     /// The calls' tasks (and originates in flight), waited for at shutdown.
     tasks: TaskTracker,
+    /// The assisted calls' rooms on this node.
+    pub(super) rooms: super::assisted::Rooms,
 }
 
 impl<M> Desk<M> {
@@ -99,6 +101,7 @@ impl<M> Desk<M> {
             connected: AtomicBool::new(false),
             wake: Notify::new(),
             tasks: TaskTracker::new(),
+            rooms: super::assisted::Rooms::default(),
         })
     }
 

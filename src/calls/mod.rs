@@ -7,6 +7,8 @@
 //! - [`transfer`]: a call centre's live call with a one-time code, handed
 //!   back to the merchant's dialplan with the result.
 //! - [`inbound`]: a cardholder dialling the access number, found by caller ID.
+//! - [`assisted`]: the cardholder and the merchant's agent in a bridge we
+//!   own; the secret captured from the cardholder alone on request.
 //! - [`line`](mod@line): a call's channel and events, following the call when a
 //!   masquerade (an attended transfer into the app) moves it onto a new
 //!   channel.
@@ -23,6 +25,7 @@
 //! reconciliation, one task per call), the callback worker and the claim
 //! renewals.
 
+pub mod assisted;
 pub mod callback;
 pub mod claims;
 pub mod desk;
@@ -38,7 +41,7 @@ mod settle;
 pub mod transfer;
 
 pub use desk::Desk;
-pub use runner::{CallEnd, CallRunner};
+pub use runner::{CallEnd, CallRunner, Hooks, Ran};
 
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
 use crate::config::Settings;
@@ -156,8 +159,8 @@ async fn supervise<M: Matcher + 'static>(
     let _ = (&mut client.task).await;
 }
 
-/// Hands a new call to its flow by its Stasis arguments: `transfer,<code>`
-/// and `inbound` come from the dialplan; our originates (`callback,<order>`
+/// Hands a new call to its flow by its Stasis arguments: `transfer,<code>`,
+/// `assisted,<code>,<party>` and `inbound` come from the dialplan; our originates (`callback,<order>`
 /// and their ringing events) are known by channel id. Anything else in our
 /// app is hung up rather than left hanging, including a masquerade's
 /// `StasisStart` (no args, `replace_channel`) whose old channel is no call
@@ -175,6 +178,10 @@ async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, c
         }
         Some([flow]) if flow == "transfer" => {
             transfer::take_transfer(desk, call, String::new());
+            return;
+        }
+        Some([flow, code, party]) if flow == "assisted" => {
+            assisted::take_assisted(desk, call, code.clone(), party.clone());
             return;
         }
         Some([flow]) if flow == "inbound" => {

@@ -19,13 +19,14 @@
 use super::line::{Line, Next};
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::OrderStatus;
-use crate::ivr::{Action, CallOutcome, Event, Ivr, TimerId};
+use crate::ivr::{Action, CallOutcome, Event, Ivr, Progress, TimerId};
 use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// One answered call of one order, and what it acts through.
 pub struct CallRunner<'a, A, M> {
@@ -54,6 +55,45 @@ pub enum CallEnd {
     /// hands it back to the dialplan (transfer: the merchant's agent gets
     /// the caller back).
     ReturnToDialplan,
+}
+
+/// What an assisted capture adds to a run ([`CallRunner::run_with`]).
+#[derive(Default, Clone, Copy)]
+pub struct Hooks<'h> {
+    /// Cancelled to stop the run while the IVR is still asking.
+    pub stop: Option<&'h CancellationToken>,
+    /// Where each new [`Progress`] goes.
+    pub progress: Option<&'h mpsc::UnboundedSender<Progress>>,
+}
+
+/// How a [`CallRunner::run_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The IVR ended: as [`CallRunner::run`] returns.
+    Ended(Option<CallOutcome>),
+    /// `stop` came while the IVR was asking: nothing was submitted on this
+    /// run since its last result, and the order was not moved.
+    Stopped,
+}
+
+/// Sends the IVR's progress to `to` when it changed since `shown`.
+fn report(to: Option<&mpsc::UnboundedSender<Progress>>, ivr: &Ivr, shown: &mut Option<Progress>) {
+    let Some(tx) = to else { return };
+    let now = ivr.progress();
+    if now != *shown {
+        *shown = now;
+        if let Some(p) = now {
+            let _ = tx.send(p);
+        }
+    }
+}
+
+/// Resolves when `stop` is cancelled; never without one.
+async fn stopped(stop: Option<&CancellationToken>) {
+    match stop {
+        Some(t) => t.cancelled().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The per-call bookkeeping that turns IVR ids into ARI ids and back.
@@ -106,8 +146,25 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// The call's channel is `line`'s: when a masquerade moves the call
     /// onto a new channel, the IVR goes on where it was (keyed digits,
     /// tries) and every later command names the new channel.
-    pub async fn run(&self, mut ivr: Ivr, line: &mut Line<'_>) -> Option<CallOutcome> {
+    pub async fn run(&self, ivr: Ivr, line: &mut Line<'_>) -> Option<CallOutcome> {
+        match self.run_with(ivr, line, Hooks::default()).await {
+            Ran::Ended(outcome) => outcome,
+            // Only a `stop` hook stops a run.
+            Ran::Stopped => None,
+        }
+    }
+
+    /// [`CallRunner::run`] with an assisted capture's hooks: every change
+    /// of [`Ivr::progress`] goes to `hooks.progress`, and `hooks.stop`
+    /// stops the run while the IVR is still asking ([`Ivr::asking`]: no
+    /// secret with the issuer, no result being said): its prompt is
+    /// stopped, its timers dropped, and the order left as it is
+    /// ([`Ran::Stopped`]). A stop that comes later is too late: the run
+    /// ends with its result as usual.
+    pub async fn run_with(&self, mut ivr: Ivr, line: &mut Line<'_>, hooks: Hooks<'_>) -> Ran {
         let began = Instant::now();
+        let mut shown = None;
+        let mut stop_seen = false;
         let (timer_tx, mut timer_rx) = mpsc::unbounded_channel::<TimerId>();
         let mut session = Session::default();
         let mut queue = VecDeque::from([Event::Start]);
@@ -115,7 +172,11 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut epoch = self.ari.events_epoch();
         loop {
             while let Some(event) = queue.pop_front() {
-                for action in ivr.step(event, began.elapsed()) {
+                let actions = ivr.step(event, began.elapsed());
+                // Before the actions: "authorizing" is seen while the
+                // matcher has the secret, not after its answer.
+                report(hooks.progress, &ivr, &mut shown);
+                for action in actions {
                     let ch = line.id();
                     if let Some(back) = self.execute(action, ch, &mut session, &timer_tx).await {
                         queue.push_back(back);
@@ -126,6 +187,13 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 break;
             }
             tokio::select! {
+                () = stopped(hooks.stop), if !stop_seen => {
+                    stop_seen = true;
+                    if ivr.asking() {
+                        self.stop_prompts(&mut session).await;
+                        return Ran::Stopped;
+                    }
+                },
                 next = line.next() => match next {
                     Some(Next::Event(event)) if cut_off(&event) => stream_open = false,
                     Some(Next::Event(event)) => queue.extend(translate(&event, &mut session)),
@@ -149,7 +217,17 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 }
             }
         }
-        session.outcome
+        Ran::Ended(session.outcome)
+    }
+
+    /// Stops every prompt of the run that has not finished.
+    async fn stop_prompts(&self, s: &mut Session) {
+        for id in s.playbacks.keys() {
+            if let Err(e) = self.ari.stop_playback(id).await {
+                tracing::debug!(error = %e, "stop playback failed");
+            }
+        }
+        s.playbacks.clear();
     }
 
     /// Waits until the events socket is up; events still queued meanwhile

@@ -167,7 +167,7 @@ async fn run_screened<M: Matcher>(
 /// What the IVR says about the order: amount, last four digits (from the
 /// masked card number the order keeps, `622202******1234`: the sealed
 /// card is never opened for a call), card kind.
-fn call_info(order: &OrderRow, language: Language) -> CallInfo {
+pub(super) fn call_info(order: &OrderRow, language: Language) -> CallInfo {
     let today = time::OffsetDateTime::now_utc();
     CallInfo {
         language,

@@ -5,7 +5,7 @@
 //! still up, is ended.
 
 use super::desk::Desk;
-use super::transfer::hand_back;
+use super::transfer::{hand_back, hand_back_to};
 use crate::ari::{AriCommands, HangupReason};
 use crate::domain::{Mode, OrderStatus, ResultCode};
 use crate::store::{now_ms, ActiveCall, Transition};
@@ -83,16 +83,34 @@ pub(super) async fn retry_or_fail<M>(
 
 /// Ends a still-live call whose IVR state was lost: hung up, except a
 /// transferred caller, who goes back to the merchant's agent with
-/// `failure`/`service_unavailable` (as when voicepay is down).
+/// `failure`/`service_unavailable` (as when voicepay is down), and an
+/// assisted call's cardholder, who goes back the same way to
+/// `voicepay-assisted-return,cardholder`.
 pub(super) async fn drop_lost_channel<M>(desk: &Desk<M>, order_id: &str, channel: &str) {
-    let transfer = matches!(
-        desk.store.order(order_id).await,
-        Ok(Some(o)) if o.mode == Mode::Transfer
-    );
-    if transfer {
-        hand_back(&desk.rest, channel, "failure", "service_unavailable").await;
-    } else {
-        // A channel already gone answers 404: nothing left to do.
-        let _ = desk.rest.hangup(channel, HangupReason::Normal).await;
+    let mode = match desk.store.order(order_id).await {
+        Ok(Some(o)) => Some(o.mode),
+        _ => None,
+    };
+    match mode {
+        Some(Mode::Transfer) => {
+            hand_back(&desk.rest, channel, "failure", "service_unavailable").await
+        }
+        Some(Mode::Assisted) => {
+            let (context, party) = (super::assisted::RETURN_CONTEXT, "cardholder");
+            let rest = &desk.rest;
+            hand_back_to(
+                rest,
+                channel,
+                context,
+                party,
+                "failure",
+                "service_unavailable",
+            )
+            .await
+        }
+        _ => {
+            // A channel already gone answers 404: nothing left to do.
+            let _ = desk.rest.hangup(channel, HangupReason::Normal).await;
+        }
     }
 }

@@ -134,13 +134,27 @@ async fn find_order<M>(desk: &Desk<M>, code: &str) -> Option<OrderRow> {
 /// Sets the result variables and returns the call to the merchant. Runs
 /// in the call's span.
 pub(super) async fn hand_back<A: AriCommands>(ari: &A, channel_id: &str, result: &str, code: &str) {
+    hand_back_to(ari, channel_id, RETURN_CONTEXT, "s", result, code).await;
+}
+
+/// Sets the result variables and continues the channel at
+/// `context,extension,1` (the assisted flow returns each party to its own
+/// extension). Runs in the call's span.
+pub(super) async fn hand_back_to<A: AriCommands>(
+    ari: &A,
+    channel_id: &str,
+    context: &str,
+    extension: &str,
+    result: &str,
+    code: &str,
+) {
     for (name, value) in [("VOICEPAY_RESULT", result), ("VOICEPAY_CODE", code)] {
         if let Err(e) = ari.set_variable(channel_id, name, value).await {
             tracing::debug!(error = %e, "cannot set {name}");
         }
     }
     match ari
-        .continue_in_dialplan(channel_id, RETURN_CONTEXT, "s", 1)
+        .continue_in_dialplan(channel_id, context, extension, 1)
         .await
     {
         Ok(()) => {

@@ -112,6 +112,10 @@ pub enum Mode {
     Transfer,
     /// The cardholder dials voicepay's access number.
     Inbound,
+    /// The merchant's agent stays on the line: cardholder and agent share a
+    /// bridge voicepay owns, and the secret is captured from the cardholder
+    /// alone on the agent's request (`POST /v1/orders/{id}/capture`).
+    Assisted,
 }
 
 impl Mode {
@@ -121,10 +125,11 @@ impl Mode {
             Mode::Callback => "callback",
             Mode::Transfer => "transfer",
             Mode::Inbound => "inbound",
+            Mode::Assisted => "assisted",
         }
     }
 
-    /// Accepts exactly `callback`, `transfer` or `inbound`.
+    /// Accepts exactly `callback`, `transfer`, `inbound` or `assisted`.
     ///
     /// # Errors
     /// `invalid_mode` for any other string.
@@ -133,9 +138,10 @@ impl Mode {
             "callback" => Ok(Mode::Callback),
             "transfer" => Ok(Mode::Transfer),
             "inbound" => Ok(Mode::Inbound),
+            "assisted" => Ok(Mode::Assisted),
             _ => Err(Invalid::new(
                 "invalid_mode",
-                "mode must be one of callback, transfer, inbound",
+                "mode must be one of callback, transfer, inbound, assisted",
             )),
         }
     }

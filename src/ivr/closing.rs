@@ -18,6 +18,7 @@ impl Ivr {
                 self.end(&["success", "goodbye"], CallOutcome::Approved, out)
             }
             Verdict::WrongSecret { tries_left } => {
+                self.bank_tries_left = Some(tries_left);
                 let ours = self.config.secret_tries.saturating_sub(self.submitted);
                 let left = tries_left.min(ours);
                 let wrong = CallOutcome::Failed(ResultCode::WrongSecret);

@@ -28,6 +28,7 @@ impl Ivr {
             expired: false,
             screen: Screen::Off,
             finished: false,
+            bank_tries_left: None,
         }
     }
 

@@ -32,6 +32,7 @@ mod entry;
 mod event;
 mod machine;
 pub mod order_code;
+mod progress;
 mod prompt;
 pub mod repeat;
 mod retry;
@@ -43,6 +44,7 @@ mod timers;
 
 pub use config::{CallInfo, IvrConfig};
 pub use event::{Action, CallOutcome, Event, TimerId, Verdict};
+pub use progress::{Progress, Step};
 pub use screen::MachineScreen;
 
 use crate::domain::Expiry;
@@ -117,4 +119,6 @@ pub struct Ivr {
     /// Answering-machine screening (callbacks).
     screen: Screen,
     finished: bool,
+    /// The issuer's count of secrets left after a wrong one.
+    bank_tries_left: Option<u8>,
 }

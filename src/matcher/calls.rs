@@ -36,7 +36,7 @@ impl<I: IssuerLink> BankMatcher<I> {
         }
         let same_call = match call.via {
             Via::Callback => true,
-            Via::Transfer { code } => order
+            Via::Transfer { code } | Via::Assisted { code } => order
                 .call_code
                 .as_deref()
                 .is_some_and(|c| same(c.as_bytes(), code.as_bytes())),

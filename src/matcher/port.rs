@@ -37,6 +37,13 @@ pub enum Via {
     /// the code identified the order, whatever the caller ID, so only the
     /// call's claim on the order is checked.
     InboundByCode,
+    /// The cardholder's channel of an assisted call that presented this
+    /// one-time code (`Stasis(app, assisted, <code>, cardholder)`): the
+    /// code must be the order's.
+    Assisted {
+        /// As presented in the Stasis arguments.
+        code: String,
+    },
 }
 
 impl Via {
@@ -46,6 +53,7 @@ impl Via {
             Via::Callback => Mode::Callback,
             Via::Transfer { .. } => Mode::Transfer,
             Via::Inbound { .. } | Via::InboundByCode => Mode::Inbound,
+            Via::Assisted { .. } => Mode::Assisted,
         }
     }
 }

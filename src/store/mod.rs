@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+mod assisted;
 mod authorizations;
 mod batch;
 mod bindings;
@@ -23,6 +24,7 @@ mod stans;
 mod status;
 mod webhooks;
 
+pub use assisted::{AssistedRow, CaptureRefused, Party};
 pub use bindings::{BindingRow, NewBinding};
 pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;

@@ -333,11 +333,13 @@ impl Store {
         .await?)
     }
 
-    /// The order's status events (`created` and `status` rows) with an id
-    /// above `after_id`, oldest first (at most 100): what a live status
-    /// stream has not sent yet.
+    /// The order's status events (`created` and `status` rows, and an
+    /// assisted call's `capture` progress rows) with an id above
+    /// `after_id`, oldest first (at most 100): what a live status stream
+    /// has not sent yet.
     ///
-    /// Only status rows: they are written with the order row updated in
+    /// Only these rows: they (`capture` rows too, which take the order
+    /// row's lock first, see `Store::record_capture_progress`) are written with the order row updated in
     /// the same transaction, so the row lock serializes them per order and
     /// their ids commit in order; `after_id` is then a safe cursor. Other
     /// audit rows (`bank` …) are written in transactions of their own, and
@@ -351,7 +353,7 @@ impl Store {
         Ok(sqlx::query_as::<_, EventRow>(
             "SELECT id, kind, from_status, to_status, detail, created_at \
              FROM order_events WHERE order_id = $1 AND id > $2 \
-               AND kind IN ('created', 'status') ORDER BY id LIMIT 100",
+               AND kind IN ('created', 'status', 'capture') ORDER BY id LIMIT 100",
         )
         .bind(order_id)
         .bind(after_id)

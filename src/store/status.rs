@@ -28,6 +28,8 @@ pub struct WebhookEvent<'a> {
     pub attempts: &'a [AttemptRow],
     /// The order's refunds, oldest first, as the change left them.
     pub refunds: &'a [RefundRow],
+    /// A `capture.progress` event's progress, as JSON (counts only).
+    pub progress: Option<&'a str>,
 }
 
 /// Renders the exact JSON body of a webhook event (stored, signed, sent).
@@ -124,6 +126,21 @@ impl Store {
         progress: bool,
         now: i64,
     ) -> Result<()> {
+        self.enqueue_event_with(tx, order_id, kind, progress, now, None)
+            .await
+    }
+
+    /// [`Store::enqueue_event`] with the capture progress (JSON) an
+    /// assisted call's `capture.progress` event carries.
+    pub(super) async fn enqueue_event_with(
+        &self,
+        tx: &mut Tx<'_>,
+        order_id: &str,
+        kind: &str,
+        progress: bool,
+        now: i64,
+        capture: Option<&str>,
+    ) -> Result<()> {
         let target: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
             "SELECT o.notify_url, m.notify_url, o.notify_progress FROM orders o \
          JOIN merchants m ON m.id = o.merchant_id WHERE o.id = $1",
@@ -190,6 +207,7 @@ impl Store {
             order,
             attempts: &attempts,
             refunds: &refunds,
+            progress: capture,
         });
         sqlx::query(
         "INSERT INTO webhook_outbox (id, merchant_id, order_id, event_type, payload, notify_url, \

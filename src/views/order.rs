@@ -28,7 +28,9 @@ pub struct OrderView {
     /// Whether the card came from the phone's binding.
     pub bound: bool,
     /// One-time code the merchant's dialplan passes with a transferred call
-    /// (transfer mode, until the order ends).
+    /// (transfer mode), or with both channels of an assisted call
+    /// (assisted mode: `Stasis(voicepay,assisted,<code>,cardholder|agent)`),
+    /// until the order ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer_code: Option<String>,
     /// Inbound mode, until the order ends: the 8-digit code the cardholder
@@ -109,7 +111,10 @@ impl OrderView {
                 kind: o.card_type,
             },
             bound: o.binding_id.is_some(),
-            transfer_code: o.call_code.clone().filter(|_| o.mode == Mode::Transfer),
+            transfer_code: o
+                .call_code
+                .clone()
+                .filter(|_| matches!(o.mode, Mode::Transfer | Mode::Assisted)),
             order_code: o.call_code.clone().filter(|_| o.mode == Mode::Inbound),
             notify_url: o.notify_url.clone(),
             notify_progress: o.notify_progress != 0,

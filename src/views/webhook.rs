@@ -16,6 +16,9 @@ struct Envelope<'a> {
     kind: &'a str,
     created: String,
     data: OrderView,
+    /// `capture.progress` only: the capture's counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<serde_json::Value>,
 }
 
 /// The JSON body of webhook event `e`. This exact string is stored in the
@@ -27,6 +30,9 @@ pub fn webhook_body(e: &WebhookEvent<'_>) -> String {
         kind: e.kind,
         created: rfc3339(e.created),
         data: OrderView::new(e.order, e.attempts).with_refunds(e.refunds),
+        progress: e
+            .progress
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
     };
     // A struct of strings and numbers always serializes.
     serde_json::to_string(&envelope).unwrap_or_default()

@@ -8,6 +8,7 @@
 
 mod api_bindings;
 mod api_orders;
+mod assisted_capture;
 mod cli;
 mod contract;
 mod demo;

@@ -8,6 +8,8 @@
 //! lab's reload check reads a stretch of it that only its own reload wrote. Tests that restart Asterisk or kill the daemon have binaries of
 //! their own (`tests/asterisk_restart_e2e.rs`, `tests/bank_kill_restart.rs`).
 
+mod assisted_e2e;
+mod assisted_sip_e2e;
 mod asterisk_lab;
 mod callback_e2e;
 mod caller_id_e2e;

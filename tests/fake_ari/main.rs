@@ -4,6 +4,7 @@
 
 mod ari_client;
 mod ari_swagger;
+mod assisted_fake_ari;
 mod callback_fake_ari;
 mod caller_id_fake_ari;
 mod common;

@@ -37,7 +37,7 @@ use utoipa::ToSchema;
         ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^[0-9]{0,18}$", example = "2", description = "Resume: only events after this event id (empty: from the start)"),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events, one per status change (the schema is one event); `: keep-alive` comments between them. Sent with `X-Accel-Buffering: no`, so a proxy such as nginx passes each event on at once", body = StatusStreamEvent, content_type = "text/event-stream",
+        (status = 200, description = "Server-Sent Events, one per status change (the schema is one event); an assisted order also gets `event: capture.progress` events whose `data:` is `{step, digits_entered, digits_expected, tries_left}` (counts only); `: keep-alive` comments between them. Sent with `X-Accel-Buffering: no`, so a proxy such as nginx passes each event on at once", body = StatusStreamEvent, content_type = "text/event-stream",
             headers(("X-Accel-Buffering" = String, description = "Always `no`: proxies must not buffer the stream"))),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 404, description = "No such order for this merchant", body = ErrorBody),
@@ -157,8 +157,20 @@ impl Follow {
         }
     }
 
-    /// The SSE event for a status row (`created` or `status`).
+    /// The SSE event for a status row (`created` or `status`), or for an
+    /// assisted call's `capture` row (`event: capture.progress`, its
+    /// `data:` the stored counts: `{step, digits_entered,
+    /// digits_expected, tries_left}`).
     fn event(&mut self, row: &EventRow, snap: &Snapshot) -> Option<Event> {
+        if row.kind == "capture" {
+            let progress = row.detail.as_deref()?;
+            return Some(
+                Event::default()
+                    .id(row.id.to_string())
+                    .event("capture.progress")
+                    .data(progress),
+            );
+        }
         let status = row.to_status?;
         let result_code = if status.is_final() {
             self.done = true;

@@ -1,5 +1,6 @@
 //! `/v1/orders`: create, read and cancel.
 
+pub mod capture;
 pub mod events;
 pub mod feeds;
 pub mod refunds;
@@ -269,10 +270,13 @@ async fn order_row(
     };
     // Transfer: the one-time code of the call centre's dialplan. Inbound:
     // the order code a caller with several pending orders keys to pick
-    // this one (src/calls/inbound.rs). One unique column holds both.
+    // this one (src/calls/inbound.rs). Assisted: the code both the
+    // cardholder's and the agent's channels present. One unique column.
     let call_code = matches!(
         new.mode,
-        crate::domain::Mode::Transfer | crate::domain::Mode::Inbound
+        crate::domain::Mode::Transfer
+            | crate::domain::Mode::Inbound
+            | crate::domain::Mode::Assisted
     )
     .then(call_code);
     Ok(OrderRow {

@@ -34,7 +34,7 @@ pub struct CreateOrderRequest {
         pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
     )]
     description: Option<String>,
-    /// `callback` (default), `transfer` or `inbound`.
+    /// `callback` (default), `transfer`, `inbound` or `assisted`.
     #[schema(value_type = Option<crate::domain::Mode>, example = "callback")]
     mode: Option<String>,
     /// The cardholder's mobile number; `+86` is accepted.
@@ -68,7 +68,8 @@ pub struct CreateOrderRequest {
     )]
     notify_url: Option<String>,
     /// Also send progress webhooks (`order.calling`, `order.answered`,
-    /// `order.authorizing`), not only the final one. Default false.
+    /// `order.authorizing`, and an assisted call's `capture.progress`), not
+    /// only the final one. Default false.
     notify_progress: Option<bool>,
 }
 

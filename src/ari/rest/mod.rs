@@ -14,10 +14,12 @@
 //! - `client.rs`: [`AriRest`], its connection pool, timeouts and the
 //!   mapping of answers to [`AriError`].
 //! - `commands.rs`: what one call does to its channel ([`AriCommands`]).
+//! - `bridges.rs`: the assisted flow's bridge and mutes.
 //! - `asterisk.rs`: requests about Asterisk as a whole (which one runs, its
 //!   channels, global variables).
 
 mod asterisk;
+mod bridges;
 mod client;
 mod commands;
 

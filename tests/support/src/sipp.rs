@@ -97,10 +97,14 @@ pub struct Sipp {
     uac: Option<(String, String)>,
     vars: Vec<(String, String)>,
     keys: Option<KeyPresses>,
+    /// A whole recording for `keys.pcap` instead (see [`Sipp::recording`]).
+    recording: Option<Vec<u8>>,
     timeout: Duration,
     calls: u32,
     /// SIP and RTP ports on [`CARRIER_IP`] (see [`Sipp::ports`]).
     ports: (u16, u16),
+    /// The address SIPp signals and sends media from (see [`Sipp::from_ip`]).
+    ip: String,
 }
 
 impl Sipp {
@@ -112,9 +116,11 @@ impl Sipp {
             uac: None,
             vars: Vec::new(),
             keys: None,
+            recording: None,
             timeout: Duration::from_secs(90),
             calls: 1,
             ports: (CARRIER_SIP_PORT, CARRIER_MEDIA_PORT),
+            ip: CARRIER_IP.to_string(),
         }
     }
 
@@ -150,6 +156,13 @@ impl Sipp {
         self
     }
 
+    /// A recording of one's own (a pcap file, e.g. from [`rtp_pcap`]) that
+    /// the scenario plays as `keys.pcap`: audio and key events together.
+    pub fn recording(mut self, pcap: Vec<u8>) -> Sipp {
+        self.recording = Some(pcap);
+        self
+    }
+
     /// A second carrier leg beside the one on 127.0.0.3:5060 (e.g. the
     /// leg of an attended transfer, issue #12 fault 3): SIPp on
     /// [`CARRIER_IP`] with these SIP and RTP ports (defaults
@@ -157,6 +170,14 @@ impl Sipp {
     /// the carrier by address only, so it is the carrier's call too.
     pub fn ports(mut self, sip: u16, media: u16) -> Sipp {
         self.ports = (sip, media);
+        self
+    }
+
+    /// SIPp on another loopback address than [`CARRIER_IP`] (`-i`, `-mi`):
+    /// Asterisk then identifies its calls by that address (e.g. the
+    /// assisted-payment legs on 127.0.0.4, endpoint `assisted-lab`).
+    pub fn from_ip(mut self, ip: &str) -> Sipp {
+        self.ip = ip.to_string();
         self
     }
 
@@ -183,14 +204,17 @@ impl Sipp {
         if let Some(keys) = &self.keys {
             keys.write(&dir.path().join(KEYS_PCAP))?;
         }
+        if let Some(pcap) = &self.recording {
+            std::fs::write(dir.path().join(KEYS_PCAP), pcap).context("writing keys.pcap")?;
+        }
         let errors = dir.path().join("errors.log");
         let messages = dir.path().join("messages.log");
         let mut cmd = Command::new("sipp");
         cmd.current_dir(dir.path())
             .arg("-sf")
             .arg(&self.scenario)
-            .args(["-i", CARRIER_IP, "-p", &self.ports.0.to_string()])
-            .args(["-mi", CARRIER_IP, "-mp", &self.ports.1.to_string()])
+            .args(["-i", &self.ip, "-p", &self.ports.0.to_string()])
+            .args(["-mi", &self.ip, "-mp", &self.ports.1.to_string()])
             .arg("-m")
             .arg(self.calls.to_string())
             .args(["-nostdin", "-timeout_error"])
@@ -438,25 +462,39 @@ impl KeyPresses {
     /// RTP), the format SIPp's `play_pcap_audio` reads; SIPp takes only
     /// the UDP payload and the packets' times from it.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut file = Vec::new();
-        // Global header: magic, version 2.4, UTC offset, accuracy, snaplen, Ethernet.
-        file.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        file.extend_from_slice(&2u16.to_le_bytes());
-        file.extend_from_slice(&4u16.to_le_bytes());
-        file.extend_from_slice(&[0; 8]);
-        file.extend_from_slice(&65535u32.to_le_bytes());
-        file.extend_from_slice(&1u32.to_le_bytes());
-        for (n, p) in self.packets().iter().enumerate() {
-            let frame = frame(&p.rtp, n as u16);
-            let t_us = u64::from(p.at_ms) * 1000;
-            file.extend_from_slice(&(1_700_000_000 + (t_us / 1_000_000) as u32).to_le_bytes());
-            file.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
-            file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-            file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-            file.extend_from_slice(&frame);
-        }
-        std::fs::write(path, file).with_context(|| format!("writing {}", path.display()))
+        let packets: Vec<(u32, Vec<u8>)> = self
+            .packets()
+            .into_iter()
+            .map(|p| (p.at_ms, p.rtp.to_vec()))
+            .collect();
+        std::fs::write(path, rtp_pcap(&packets))
+            .with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// A classic pcap file (Ethernet, IPv4, UDP) of RTP packets, each
+/// `(at_ms, rtp bytes)` from the start of the recording, as SIPp's
+/// `play_pcap_audio` reads it (it takes only the UDP payloads and their
+/// times).
+pub fn rtp_pcap(packets: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut file = Vec::new();
+    // Global header: magic, version 2.4, UTC offset, accuracy, snaplen, Ethernet.
+    file.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    file.extend_from_slice(&2u16.to_le_bytes());
+    file.extend_from_slice(&4u16.to_le_bytes());
+    file.extend_from_slice(&[0; 8]);
+    file.extend_from_slice(&65535u32.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    for (n, (at_ms, rtp)) in packets.iter().enumerate() {
+        let frame = frame(rtp, n as u16);
+        let t_us = u64::from(*at_ms) * 1000;
+        file.extend_from_slice(&(1_700_000_000 + (t_us / 1_000_000) as u32).to_le_bytes());
+        file.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
+        file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        file.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        file.extend_from_slice(&frame);
+    }
+    file
 }
 
 /// One Ethernet/IPv4/UDP frame around `payload` (addresses are SIPp's to
