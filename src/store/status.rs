@@ -110,7 +110,7 @@ impl Store {
             .notify_url
             .clone()
             .or_else(|| moved.merchant_url.clone());
-        self.enqueue_for(tx, &moved.order, url, (kind, progress), now)
+        self.enqueue_for(tx, &moved.order, url, (kind, progress, None), now)
             .await
     }
 
@@ -163,19 +163,20 @@ impl Store {
         .bind(order_id)
         .fetch_one(&mut **tx)
         .await?;
-        self.enqueue_for(tx, &order, Some(url), (kind, progress), now)
+        self.enqueue_for(tx, &order, Some(url), (kind, progress, capture), now)
             .await
     }
 
     /// The outbox row of event `kind` for `order` (as the change left it),
-    /// sent to `url`; nothing without a URL, or for a progress event the
-    /// order did not ask for.
+    /// sent to `url`, with an assisted call's capture progress (JSON) when
+    /// given; nothing without a URL, or for a progress event the order did
+    /// not ask for.
     async fn enqueue_for(
         &self,
         tx: &mut Tx<'_>,
         order: &OrderRow,
         url: Option<String>,
-        (kind, progress): (&str, bool),
+        (kind, progress, capture): (&str, bool, Option<&str>),
         now: i64,
     ) -> Result<()> {
         let Some(url) = url else {
