@@ -113,7 +113,8 @@ class Drill:
     # --- processes ---------------------------------------------------------
     def sipp(self, scenario, port, media_port, calls, timeout_s, extra, folder):
         os.makedirs(folder, exist_ok=True)
-        subprocess.run([sys.executable, self.a.keys_pcap, KEYS, folder], check=True)
+        subprocess.run([sys.executable, self.a.keys_pcap, KEYS, folder], check=True,
+                       stdout=subprocess.DEVNULL)
         cmd = ["sipp", "-sf", os.path.join(self.a.sipp_xml, scenario),
                "-i", self.a.carrier, "-p", str(port), "-mi", self.a.carrier, "-mp", str(media_port),
                "-m", str(calls), "-nostdin", "-timeout", f"{timeout_s}s",
@@ -137,7 +138,7 @@ class Drill:
     def create(self, i, mode, phone):
         self.seq += 1
         amount = 100 + self.seq % 90000  # fen: each order its own amount
-        body = {"merchant_order_id": f"CELLS{os.getpid()}-{mode}-{i}-{self.seq}", "amount": amount,
+        body = {"merchant_order_id": f"C{os.getpid()}{mode[0]}{i}N{self.seq}", "amount": amount,
                 "currency": "CNY", "phone": phone, "card_number": CARD, "id_number": ID_NUMBER,
                 "mode": mode}
         # Either daemon takes it; a dead one (daemon-loss) is skipped.
@@ -179,6 +180,72 @@ class Drill:
             if cid.startswith("vp-") and c.get("state") == "Up":
                 out.add(cid[3:].rsplit("-", 1)[0])
         return out
+
+    def watch_cells(self, stop, seen):
+        """Which cell carried which order: callback channel ids (`vp-<order>-<n>`)
+        and inbound callers' numbers, sampled from both Asterisks' ARI."""
+        while not stop.is_set():
+            for cell, host in (("A", "127.0.0.2"), ("B", "127.0.0.3")):
+                try:
+                    req = urllib.request.Request(f"http://{host}:8088/ari/channels",
+                                                 headers={"Authorization": ARI_AUTH})
+                    with urllib.request.urlopen(req, timeout=2) as r:
+                        for c in json.loads(r.read()):
+                            cid = c.get("id", "")
+                            if cid.startswith("vp-"):
+                                seen.setdefault(cid[3:].rsplit("-", 1)[0], cell)
+                            num = (c.get("caller") or {}).get("number", "")
+                            for oid, o in self.orders.items():
+                                if o["kind"] == "inbound" and num.endswith(o["phone"]):
+                                    seen.setdefault(oid, cell)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+
+    def smoke(self):
+        """One callback and one inbound payment through each cell."""
+        a = self.a
+        hooks = Hooks(a.webhook)
+        seen, stop = {}, threading.Event()
+        threading.Thread(target=self.watch_cells, args=(stop, seen), daemon=True).start()
+        self.sipp("uas_answer.xml", 5060, 16000, 20, 170, [], os.path.join(self.work, "handsets"))
+        time.sleep(0.5)
+        paid = {"callback": set(), "inbound": set()}
+        deadline = time.monotonic() + 150
+        k = 0
+        while time.monotonic() < deadline and not all(len(v) == 2 for v in paid.values()):
+            for mode in ("callback", "inbound"):
+                if len(paid[mode]) == 2:
+                    continue
+                phone = f"13{6 if mode == 'callback' else 5}0{self.seq % 1000:03d}{k:04d}"
+                oid = self.create(k, mode, phone)
+                if mode == "inbound":
+                    self.sipp("uac_inbound.xml", 5070 + 2 * k, 17000 + 10 * k, 1, 60,
+                              ["-set", "caller", "86" + phone, "-s", "95516", a.kamailio],
+                              os.path.join(self.work, f"probe{k}"))
+                k += 1
+            end = time.monotonic() + 40
+            while time.monotonic() < end:
+                st = self.statuses(list(self.orders))
+                if all(v in FINAL for v in st.values()):
+                    break
+                time.sleep(1)
+            for oid, o in self.orders.items():
+                if st.get(oid) == "succeeded" and oid in seen:
+                    paid[o["kind"]].add(seen[oid])
+            log(f"paid so far: callbacks through cells {sorted(paid['callback'])}, "
+                f"inbound through cells {sorted(paid['inbound'])}")
+        stop.set()
+        for oid, o in self.orders.items():
+            oo = self.get(oid) or {}
+            log(f"  {o['kind']:8} {oid} cell {seen.get(oid, '?')}: {oo.get('status')} "
+                f"{(oo.get('result') or {}).get('code')}")
+        for mode, cells in paid.items():
+            if cells != {"A", "B"}:
+                self.fail(f"{mode}: a payment succeeded only through cells {sorted(cells)}")
+        orders = {oid: self.get(oid) or {} for oid in self.orders}
+        time.sleep(2)
+        self.check_money_and_hooks(orders, hooks)
 
     def fail(self, msg):
         self.failures.append(msg)
@@ -296,6 +363,10 @@ class Drill:
             self.fail("no inbound call placed after the kill paid")
         if restarted is not None:
             log(f"Asterisk B down for {restarted:.1f} s")
+        self.check_money_and_hooks(orders, hooks)
+
+    def check_money_and_hooks(self, orders, hooks):
+        a = self.a
         # The issuer's ledger.
         approved = collections.defaultdict(list)
         reversed_keys = set()
@@ -350,7 +421,7 @@ class Drill:
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("drill", choices=["cell-loss", "daemon-loss"])
+    p.add_argument("drill", choices=["smoke", "cell-loss", "daemon-loss"])
     p.add_argument("--payments", type=int, default=40)
     p.add_argument("--kill-after", type=int, default=0,
                    help="calls up on the victim before the kill (default: a quarter of --payments)")
@@ -365,7 +436,7 @@ def main():
         a.kill_after = max(1, a.payments // 4)
     d = Drill(a)
     try:
-        d.run()
+        d.smoke() if a.drill == "smoke" else d.run()
     finally:
         d.cleanup()
     if d.failures:
