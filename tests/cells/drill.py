@@ -113,9 +113,18 @@ class Drill:
     # --- processes ---------------------------------------------------------
     def sipp(self, scenario, port, media_port, calls, timeout_s, extra, folder):
         os.makedirs(folder, exist_ok=True)
+        src = os.path.join(self.a.sipp_xml, scenario)
+        if scenario.startswith("uas_"):
+            # A carrier behind a proxy copies its Record-Route into the answer
+            # (RFC 3261 12.1.1), so the cell's ACK and BYE come back through
+            # Kamailio; the lab's own scenarios have no proxy to copy.
+            xml = open(src).read().replace("[last_Call-ID:]", "[last_Record-Route:]\n      [last_Call-ID:]")
+            src = os.path.join(folder, scenario)
+            with open(src, "w") as f:
+                f.write(xml)
         subprocess.run([sys.executable, self.a.keys_pcap, KEYS, folder], check=True,
                        stdout=subprocess.DEVNULL)
-        cmd = ["sipp", "-sf", os.path.join(self.a.sipp_xml, scenario),
+        cmd = ["sipp", "-sf", src,
                "-i", self.a.carrier, "-p", str(port), "-mi", self.a.carrier, "-mp", str(media_port),
                "-m", str(calls), "-nostdin", "-timeout", f"{timeout_s}s",
                "-trace_err", "-error_file", os.path.join(folder, "errors.log")] + extra
