@@ -27,6 +27,7 @@ Prints its figures; exits 1 when a check fails, 2 on a usage error.
 import argparse
 import base64
 import collections
+import datetime
 import http.server
 import json
 import os
@@ -190,6 +191,31 @@ class Drill:
                 out.add(cid[3:].rsplit("-", 1)[0])
         return out
 
+    def watch_rotation(self, kill_at):
+        """When Kamailio takes cell B out of rotation (dispatcher flags I or D)."""
+        while time.monotonic() - kill_at < 30:
+            r = subprocess.run(["kamcmd", "-s", self.a.kamcmd_socket, "dispatcher.list"],
+                               capture_output=True, text=True)
+            flags = None
+            for line in r.stdout.splitlines():
+                line = line.strip()
+                if line.startswith("URI:"):
+                    uri = line.split(":", 1)[1].strip()
+                elif line.startswith("FLAGS:") and uri.startswith("sip:127.0.0.3"):
+                    flags = line.split(":", 1)[1].strip()
+            if flags and flags[0] in "ID":
+                self.out_of_rotation = time.monotonic() - kill_at
+                return
+            time.sleep(0.1)
+
+    def answered_after_kill(self, o):
+        """Seconds from the kill to the first attempt's answer, or None."""
+        for att in o.get("attempts") or []:
+            t = att.get("answered_at")
+            if t:
+                return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() - self.kill_wall
+        return None
+
     def watch_cells(self, stop, seen):
         """Which cell carried which order: callback channel ids (`vp-<order>-<n>`)
         and inbound callers' numbers, sampled from both Asterisks' ARI."""
@@ -288,7 +314,11 @@ class Drill:
             what = f"daemon A (pid {pid})"
         os.kill(pid, signal.SIGKILL)
         kill_at = time.monotonic()
+        self.kill_wall = time.time()
         log(f"SIGKILL {what} with {len(inflight)} of its calls up")
+        self.out_of_rotation = None
+        if a.drill == "cell-loss":
+            threading.Thread(target=self.watch_rotation, args=(kill_at,), daemon=True).start()
         # Inbound calls through Kamailio, one a second from the kill on.
         probes = []  # (order id, launched after kill)
         restarted = None
@@ -365,13 +395,18 @@ class Drill:
         log(f"inbound calls after the kill: {len(probes)} ({dict(pr)})")
         if ok:
             first = ok[0]
-            log(f"first inbound call that paid: placed {first[1]:.1f} s after the kill "
-                f"({len(ok)} of {len(probes)} paid; earlier ones: "
-                f"{[orders[o].get('status') for o, t in probes if t < first[1]]})")
+            answered = [self.answered_after_kill(orders[o]) for o, _ in probes]
+            log(f"first inbound call that paid: placed {first[1]:.1f} s after the kill, answered "
+                f"{self.answered_after_kill(orders[first[0]]):.1f} s after it ({len(ok)} of {len(probes)} paid; "
+                f"each call answered, s after the kill: {[round(x, 1) if x is not None else None for x in answered]})")
         else:
             self.fail("no inbound call placed after the kill paid")
         if restarted is not None:
             log(f"Asterisk B down for {restarted:.1f} s")
+        if a.drill == "cell-loss":
+            oor = self.out_of_rotation
+            log("Kamailio took cell B out of rotation "
+                + (f"{oor:.1f} s after the kill" if oor is not None else "never (within 30 s)"))
         self.check_money_and_hooks(orders, hooks)
 
     def check_money_and_hooks(self, orders, hooks):
@@ -438,7 +473,7 @@ def main():
     p.add_argument("--b-down-secs", type=float, default=15.0)
     p.add_argument("--seconds", type=int, default=300)
     for k in ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
-              "webhook", "sipp-xml", "keys-pcap", "restart-b", "database-url"):
+              "webhook", "sipp-xml", "keys-pcap", "restart-b", "database-url", "kamcmd-socket"):
         p.add_argument("--" + k, required=True)
     a = p.parse_args()
     if a.kill_after <= 0:
