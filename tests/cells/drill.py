@@ -196,7 +196,7 @@ class Drill:
         while time.monotonic() - kill_at < 30:
             r = subprocess.run(["kamcmd", "-s", self.a.kamcmd_socket, "dispatcher.list"],
                                capture_output=True, text=True)
-            flags = None
+            flags, uri = None, ""
             for line in r.stdout.splitlines():
                 line = line.strip()
                 if line.startswith("URI:"):
@@ -305,7 +305,9 @@ class Drill:
             if len(inflight) >= a.kill_after:
                 break
             time.sleep(0.2)
-        inflight &= set(pays)
+        # Later, so that calls are at every step (confirm, PIN, authorizing).
+        time.sleep(a.kill_delay)
+        inflight = self.ari_order_ids(victim_ari) & set(pays)
         if a.drill == "cell-loss":
             pid = int(open(a.asterisk_pid_b).read().strip())
             what = f"Asterisk B (pid {pid})"
@@ -403,6 +405,10 @@ class Drill:
             self.fail("no inbound call placed after the kill paid")
         if restarted is not None:
             log(f"Asterisk B down for {restarted:.1f} s")
+        with open(os.path.join(a.run, "kamailio.log"), errors="replace") as f:
+            klog = f.read()
+        log(f"Kamailio: INVITEs re-sent to the other cell {klog.count('re-sending')}, "
+            f"cells marked inactive after a timeout {klog.count('marked inactive')}")
         if a.drill == "cell-loss":
             oor = self.out_of_rotation
             log("Kamailio took cell B out of rotation "
@@ -469,6 +475,8 @@ def main():
     p.add_argument("--payments", type=int, default=40)
     p.add_argument("--kill-after", type=int, default=0,
                    help="calls up on the victim before the kill (default: a quarter of --payments)")
+    p.add_argument("--kill-delay", type=float, default=3.0,
+                   help="seconds from --kill-after calls up to the kill")
     p.add_argument("--probes", type=int, default=8)
     p.add_argument("--b-down-secs", type=float, default=15.0)
     p.add_argument("--seconds", type=int, default=300)
