@@ -13,8 +13,8 @@
 //! hears them, a channel muted `in` (and added with `mute`) sends the bridge
 //! silence, and the prompts played to the cardholder's channel do not reach
 //! the agent's recording as key tones. The RTP-level proof with two SIP
-//! legs (telephone-event packets at the agent's leg) is left for a later
-//! test. Needs `scripts/asterisk up` and `multimon-ng`
+//! legs (telephone-event packets at the agent's leg) is
+//! `assisted_sip_e2e.rs`. Needs `scripts/asterisk up` and `multimon-ng`
 //! (`scripts/lib.sh ensure_multimon`); skips without them, except under
 //! `CI=true`.
 
