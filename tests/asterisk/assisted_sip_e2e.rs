@@ -1,5 +1,5 @@
 //! The assisted flow (issue #16) with two SIP legs on the real lab
-//! Asterisk 22: SIPp UAs on 127.0.0.4 (endpoint `assisted-lab`,
+//! Asterisk 22: SIPp UAs on 127.0.0.6 (endpoint `assisted-lab`,
 //! asterisk-conf/lab/pjsip.conf) call `ch<code>` (the cardholder) and
 //! `ag<code>` (the agent); dialplan/lab.conf `voicepay-lab-assisted-sip`
 //! sends each into `Stasis(voicepay,assisted,<code>,cardholder|agent)`.
@@ -13,7 +13,7 @@
 //! telephone-event packet nor a tone `multimon-ng` decodes in that time.
 //!
 //! How the agent's leg is recorded: its SDP names a UDP socket this test
-//! binds on 127.0.0.4 as its media address (the endpoint has no symmetric
+//! binds on 127.0.0.6 as its media address (the endpoint has no symmetric
 //! RTP, so Asterisk sends there), and the test keeps every packet with its
 //! arrival time. That needs no privilege (tcpdump or a raw socket would
 //! need CAP_NET_RAW, and the lab has no tcpdump) and SIPp 3.6 has no way to
@@ -32,7 +32,7 @@ use voicepay_testkit::sipp::{self, rtp_pcap, Sipp};
 use voicepay_testkit::{wait_for, TestApp};
 
 /// Where both SIPp legs and the agent's media socket live.
-const LEG_IP: &str = "127.0.0.4";
+const LEG_IP: &str = "127.0.0.6";
 const PCMU: u8 = 0;
 const TELEPHONE_EVENT: u8 = 101;
 
@@ -190,7 +190,7 @@ impl Received {
 async fn agent_media() -> (u16, Arc<Mutex<Vec<Received>>>) {
     let socket = tokio::net::UdpSocket::bind((LEG_IP, 0))
         .await
-        .expect("a socket on 127.0.0.4");
+        .expect("a socket on 127.0.0.6");
     let port = socket.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
     let keep = got.clone();

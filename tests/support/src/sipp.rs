@@ -175,7 +175,7 @@ impl Sipp {
 
     /// SIPp on another loopback address than [`CARRIER_IP`] (`-i`, `-mi`):
     /// Asterisk then identifies its calls by that address (e.g. the
-    /// assisted-payment legs on 127.0.0.4, endpoint `assisted-lab`).
+    /// assisted-payment legs on 127.0.0.6, endpoint `assisted-lab`).
     pub fn from_ip(mut self, ip: &str) -> Sipp {
         self.ip = ip.to_string();
         self
