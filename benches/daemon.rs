@@ -1,7 +1,7 @@
 //! The daemon alone: the scripted fake ARI server plays Asterisk for N
 //! concurrent simulated payment calls.
 //!
-//!   scripts/bench daemon [--calls 1000] [--think-ms 0]
+//!   scripts/bench daemon [--calls 1000] [--think-ms 0] [--rest-transport http|websocket|both]
 //!
 //! Starts the release `voicepay serve` (SQLite, stub bank) against the fake
 //! ARI of the tests (`voicepay_testkit::fake_ari`: WebSocket + keep-alive
@@ -21,6 +21,11 @@
 //! request it causes; p50/p99/max, overall and per step), the daemon's CPU
 //! seconds, and memory per call: the daemon's RSS with every call up minus
 //! its RSS before the first call, divided by N.
+//!
+//! `--rest-transport` sets the daemon's `ari.rest_transport` (default
+//! `http`); `both` runs the whole measurement once per transport, one after
+//! the other in this invocation (a fresh daemon and fake each time), so the
+//! two are compared under the same machine load.
 
 mod common;
 
@@ -162,6 +167,7 @@ fn ms(us: u64) -> f64 {
 fn main() {
     let mut calls = 1000usize;
     let mut think_ms = 0u64;
+    let mut transports = vec!["http"];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -172,15 +178,28 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--think-ms MS")
             }
+            "--rest-transport" => {
+                transports = match args.next().as_deref() {
+                    Some("http") => vec!["http"],
+                    Some("websocket") => vec!["websocket"],
+                    Some("both") => vec!["http", "websocket"],
+                    _ => panic!("--rest-transport http|websocket|both"),
+                }
+            }
             "--bench" => {}
-            other => panic!("unknown argument {other} (--calls N, --think-ms MS)"),
+            other => panic!(
+                "unknown argument {other} (--calls N, --think-ms MS, --rest-transport http|websocket|both)"
+            ),
         }
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run(calls, Duration::from_millis(think_ms)));
+    for transport in transports {
+        println!("== ari.rest_transport = {transport}");
+        rt.block_on(run(calls, Duration::from_millis(think_ms), transport));
+    }
 }
 
-async fn run(calls: usize, think: Duration) {
+async fn run(calls: usize, think: Duration, transport: &'static str) {
     let fake = FakeAri::start().await;
     fake.open_upgrades(false);
     let mut requests = fake.tap();
@@ -192,6 +211,7 @@ async fn run(calls: usize, think: Duration) {
             .env("VOICEPAY__ARI__USERNAME", &ari.username)
             .env("VOICEPAY__ARI__PASSWORD", &ari.password)
             .env("VOICEPAY__ARI__APP", &ari.app)
+            .env("VOICEPAY__ARI__REST_TRANSPORT", transport)
             .env(
                 "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
                 calls.to_string(),

@@ -3,6 +3,7 @@
 //!
 //!   scripts/bench sip [--calls N] [--concurrent M] [--style prompt|listen]
 //!                     [--endpoint 'PJSIP/{phone}@carrier'] [--seconds S]
+//!                     [--rest-transport http|websocket]
 //!
 //! Starts the release `voicepay serve` (SQLite, stub bank, its own Stasis
 //! app, `telephony.max_concurrent_calls` = M, callbacks dialled on
@@ -31,6 +32,8 @@
 //! the daemon (`/proc/PID/stat` user+system, whole run), CPU per completed
 //! payment, peak RSS of each (largest `VmRSS` sampled every 0.5 s; the
 //! daemon's `VmHWM` too) and the daemon/Asterisk CPU ratio.
+//! `--rest-transport` is the daemon's `ari.rest_transport` (default: the
+//! lab's `VOICEPAY__ARI__REST_TRANSPORT`, `http`).
 
 mod common;
 #[path = "common/lab.rs"]
@@ -144,6 +147,7 @@ struct Args {
     style: String,
     endpoint: String,
     seconds: u64,
+    rest_transport: String,
 }
 
 fn args() -> Args {
@@ -153,6 +157,8 @@ fn args() -> Args {
         style: "prompt".into(),
         endpoint: "PJSIP/{phone}@carrier".into(),
         seconds: 480,
+        rest_transport: std::env::var("VOICEPAY__ARI__REST_TRANSPORT")
+            .unwrap_or_else(|_| "http".into()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -163,6 +169,7 @@ fn args() -> Args {
             "--style" => a.style = val("prompt|listen"),
             "--endpoint" => a.endpoint = val("ENDPOINT"),
             "--seconds" => a.seconds = val("S").parse().expect("--seconds S"),
+            "--rest-transport" => a.rest_transport = val("http|websocket"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -197,6 +204,7 @@ async fn run(a: &Args) {
         let mut c = common::voicepay(dir.path(), &common::sqlite_url(dir.path()));
         c.env("VOICEPAY__ARI__APP", &app_name)
             .env("VOICEPAY__TELEPHONY__CALLBACK_ENDPOINT", &a.endpoint)
+            .env("VOICEPAY__ARI__REST_TRANSPORT", &a.rest_transport)
             .env(
                 "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
                 a.concurrent.to_string(),
@@ -407,8 +415,8 @@ fn report(
             .fold(f64::NAN, f64::min);
     let n = ok.len().max(1) as f64;
     println!(
-        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}",
-        a.calls, a.concurrent, a.style, a.endpoint
+        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}, ari.rest_transport {}",
+        a.calls, a.concurrent, a.style, a.endpoint, a.rest_transport
     );
     println!(
         "  completed {} / failed {} {failed:?}",
