@@ -224,7 +224,8 @@ impl Connection {
             Err(e) => return End::Failed(e),
         };
         let mut out = self.rest.ws().map(|mux| (mux.clone(), mux.attach()));
-        let mut early = Vec::new();
+        // Zeroed when dropped, on every path: a frame can hold a digit.
+        let mut early = zeroize::Zeroizing::new(Vec::new());
         let snapshot = match out.as_mut() {
             None => tokio::select! {
                 r = snapshot(&self.rest) => r,
@@ -264,10 +265,8 @@ impl Connection {
         }) {
             return End::SupervisorGone;
         }
-        for mut text in early {
-            let end = self.on_text(&text);
-            text.zeroize();
-            if let Some(end) = end {
+        for text in early.iter() {
+            if let Some(end) = self.on_text(text) {
                 return end;
             }
         }

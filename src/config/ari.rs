@@ -72,3 +72,23 @@ impl AriSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_transport_defaults_to_http_and_reads_both_names() {
+        assert_eq!(AriSettings::default().rest_transport, RestTransport::Http);
+        let read = |v: &str| {
+            serde_json::from_value::<AriSettings>(serde_json::json!({"rest_transport": v}))
+        };
+        assert_eq!(
+            read("websocket").unwrap().rest_transport,
+            RestTransport::Websocket
+        );
+        assert_eq!(read("http").unwrap().rest_transport, RestTransport::Http);
+        let err = read("grpc").unwrap_err().to_string();
+        assert!(err.contains("http") && err.contains("websocket"), "{err}");
+    }
+}
