@@ -351,6 +351,7 @@ def report(args, calls: list[Call], wall: float, ast_cpu: float, app_cpu: float,
     print(f"  app/Asterisk CPU {100 * app_cpu / max(ast_cpu, 0.001):.1f} %")
     print("table: " + json.dumps({
         "implementation": "peer", "calls": len(calls), "concurrent": args.concurrent,
+        "completed": len(ok), "placed_per_s": round(placed, 2),
         "success_rate": round(len(ok) / len(calls), 4), "failed": causes,
         "answer_to_result_p50_s": j(p(a2r, 50)), "answer_to_result_p99_s": j(p(a2r, 99)),
         "cpu_per_payment_ms": j(per),
