@@ -603,6 +603,7 @@ fn report(
     if !retried.is_empty() {
         println!("  attempts retried, by outcome: {retried:?}");
     }
+    failed_calls(done, unfinished);
     Row {
         calls: a.calls,
         completed: ok.len(),
@@ -615,4 +616,54 @@ fn report(
         app_rss_mib: u.daemon_rss / 1024.0,
         placed_per_s,
     }
+}
+
+/// Each order that did not succeed, with its last attempt's
+/// originate→answer and answer→end (s): when keys are lost, whether the
+/// call was one whose answer reached the daemon late (the handset keys
+/// from the ACK on, whatever the daemon sees).
+fn failed_calls(done: &[serde_json::Value], unfinished: &[serde_json::Value]) {
+    let originate_to_answer =
+        sorted_secs(done.iter().chain(unfinished), "started_at", "answered_at");
+    for v in done
+        .iter()
+        .chain(unfinished)
+        .filter(|v| v["status"] != "succeeded")
+    {
+        let Some(t) = v["attempts"].as_array().and_then(|a| a.last()) else {
+            continue;
+        };
+        let o2a = ts(&t["answered_at"])
+            .zip(ts(&t["started_at"]))
+            .map(|(a, s)| a - s);
+        let a2e = ts(&t["ended_at"])
+            .zip(ts(&t["answered_at"]))
+            .map(|(e, a)| e - a);
+        let rank = o2a.map(|x| originate_to_answer.iter().filter(|y| **y <= x).count());
+        println!(
+            "  not paid: {} {}: originate→answer {} (rank {} of {}), answer→end {}",
+            v["status"].as_str().unwrap_or("?"),
+            v["result"]["code"].as_str().unwrap_or("?"),
+            o2a.map_or("-".into(), |x| format!("{x:.2} s")),
+            rank.map_or("-".into(), |r| r.to_string()),
+            originate_to_answer.len(),
+            a2e.map_or("-".into(), |x| format!("{x:.2} s")),
+        );
+    }
+}
+
+/// The last attempts' `to - from` (s) of these orders, sorted.
+fn sorted_secs<'a>(
+    orders: impl Iterator<Item = &'a serde_json::Value>,
+    from: &str,
+    to: &str,
+) -> Vec<f64> {
+    let mut v: Vec<f64> = orders
+        .filter_map(|o| {
+            let t = o["attempts"].as_array()?.last()?;
+            Some(ts(&t[to])? - ts(&t[from])?)
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
 }

@@ -26,7 +26,7 @@ pub async fn run(a: &Args, bank: &str) -> Result<Row, String> {
         .timeout(Duration::from_secs(a.seconds + 180))
         .spawn()
         .map_err(|e| format!("starting SIPp: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    ari_ready(Duration::from_secs(30)).await?;
     let venv = std::env::var("VOICEPAY_VENV").unwrap_or_else(|_| "/var/cache/voicepay/venv".into());
     let mut child = Command::new(format!("{venv}/bin/python"))
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/peer.py"))
@@ -92,4 +92,35 @@ pub async fn run(a: &Args, bank: &str) -> Result<Row, String> {
         app_rss_mib: t["peak_rss_mib"]["app"].as_f64().unwrap_or(f64::NAN),
         placed_per_s: f("placed_per_s"),
     })
+}
+
+/// Waits until the restarted Asterisk answers ARI (`GET /ari/asterisk/ping`)
+/// and then 1 s more, as voicepay's run waits for its `/readyz`: right
+/// after a restart, early originates were reset (12 of 200 in one run).
+async fn ari_ready(within: Duration) -> Result<(), String> {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let ok = http
+            .get(format!("{}/ari/asterisk/ping", var("VOICEPAY__ARI__URL")))
+            .basic_auth(
+                var("VOICEPAY__ARI__USERNAME"),
+                Some(var("VOICEPAY__ARI__PASSWORD")),
+            )
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "ARI did not answer within {} s of the restart",
+                within.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
