@@ -269,13 +269,15 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--asterisk-pid", type=int, required=True)
     ap.add_argument("--call-timeout", type=float, default=90)
     ap.add_argument("--keys", default="Ww1WW805137", help="the SIPp key script (shown only)")
+    ap.add_argument("--originates", type=int, default=0,
+                    help="originates in flight at most (default: min(64, --concurrent))")
     args = ap.parse_args(argv)
     host, port = args.issuer.rsplit(":", 1)
     issuer = IssuerLink(host, int(port), bytes.fromhex(os.environ["VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY"]))
     # Originates are blocking urllib calls in threads: enough of them that
     # --concurrent callbacks are placed at once, not 6 at a time.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=min(64, args.concurrent)))
+        concurrent.futures.ThreadPoolExecutor(max_workers=args.originates or min(64, args.concurrent)))
     await issuer.connect()
     peer = Peer(args, issuer)
     app = fast_agi.Application(loop=asyncio.get_running_loop())

@@ -36,6 +36,9 @@ pub async fn run(a: &Args, bank: &str) -> Result<Row, String> {
         .args(["--issuer", bank])
         .args(["--asterisk-pid", &super::lab::asterisk_pid().to_string()])
         .args(["--keys", &format!("{wait_ms} ms, then {script}")])
+        // As voicepay: `telephony.max_concurrent_originates` (8) at a time.
+        // 64 new HTTP connections at once had some reset by Asterisk.
+        .args(["--originates", "8"])
         .env("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY", LAB_ZPK)
         .stdout(Stdio::piped())
         .spawn()
