@@ -2,7 +2,14 @@
 //! `carrier` trunk, with one SIPp process as the carrier's handsets.
 //!
 //!   scripts/bench sip [--calls N] [--concurrent M] [--style prompt|listen]
-//!                     [--endpoint 'PJSIP/{phone}@carrier'] [--seconds S]
+//!                     [--endpoint 'PJSIP/{phone}@carrier'] [--seconds S] [--peer]
+//!
+//! `--peer` (prompt style, trunk only): voicepay on `bank.kind = "iso8583"`
+//! at one `voicepay bank serve` and without the machine screen, then
+//! Asterisk restarted and the do-it-yourself peer (`benches/peer/peer.py`,
+//! driven from `sip/peer.rs`) with the same N, M, scenario, keys, amount
+//! and issuer host; then a side-by-side table (README "voicepay and the
+//! peer side by side").
 //!
 //! Starts the release `voicepay serve` (SQLite, stub bank, its own Stasis
 //! app, `telephony.max_concurrent_calls` = M, callbacks dialled on
