@@ -8,8 +8,12 @@ use std::time::Duration;
 /// port and logging at `info`, with the `[limits]` raised as a load test
 /// must (one merchant and a few phones make every order, far past any real
 /// merchant's or phone's rate); a bench adds its own settings.
+/// `VOICEPAY_BENCH_BIN=PATH` runs another build of voicepay instead of this
+/// one (a before/after comparison in one session).
 pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_voicepay"));
+    let bin = std::env::var_os("VOICEPAY_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_voicepay").into());
+    let mut c = Command::new(bin);
     c.current_dir(dir)
         .env("VOICEPAY__DATABASE__URL", db_url)
         .env("VOICEPAY__HTTP__LISTEN", "127.0.0.1:0")
