@@ -2,7 +2,7 @@
 //! concurrent simulated payment calls.
 //!
 //!   scripts/bench daemon [--calls 1000] [--think-ms 0] [--database sqlite|postgres]
-//!                        [--binary PATH]
+//!                        [--binary PATH] [--rest-transport http|websocket|both]
 //!
 //! Starts the release `voicepay serve` (SQLite, or a fresh database on the
 //! PostgreSQL of `scripts/postgres up`; stub bank) against the fake
@@ -27,6 +27,11 @@
 //! last result prompt (in a burst, every PIN arrives in the same instant).
 //! `--binary PATH` runs another build of the daemon (e.g. the release binary
 //! of an older commit, copied aside) so two builds compare in one session.
+//!
+//! `--rest-transport` sets the daemon's `ari.rest_transport` (default
+//! `http`); `both` runs the whole measurement once per transport, one after
+//! the other in this invocation (a fresh daemon and fake each time), so the
+//! two are compared under the same machine load.
 
 mod common;
 
@@ -176,6 +181,8 @@ struct Args {
     postgres: bool,
     /// Another build of the daemon; this build's when `None`.
     binary: Option<PathBuf>,
+    /// `ari.rest_transport` values to measure, one run each.
+    transports: Vec<&'static str>,
 }
 
 fn args() -> Args {
@@ -184,6 +191,7 @@ fn args() -> Args {
         think: Duration::ZERO,
         postgres: false,
         binary: None,
+        transports: vec!["http"],
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -204,9 +212,17 @@ fn args() -> Args {
                 }
             }
             "--binary" => a.binary = Some(args.next().expect("--binary PATH").into()),
+            "--rest-transport" => {
+                a.transports = match args.next().as_deref() {
+                    Some("http") => vec!["http"],
+                    Some("websocket") => vec!["websocket"],
+                    Some("both") => vec!["http", "websocket"],
+                    _ => panic!("--rest-transport http|websocket|both"),
+                }
+            }
             "--bench" => {}
             other => panic!(
-                "unknown argument {other} (--calls N, --think-ms MS, --database sqlite|postgres, --binary PATH)"
+                "unknown argument {other} (--calls N, --think-ms MS, --database sqlite|postgres, --binary PATH, --rest-transport http|websocket|both)"
             ),
         }
     }
@@ -216,7 +232,10 @@ fn args() -> Args {
 fn main() {
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run(a));
+    for &transport in &a.transports {
+        println!("== ari.rest_transport = {transport}");
+        rt.block_on(run(&a, transport));
+    }
 }
 
 /// The URL of the PostgreSQL server `scripts/postgres up` runs (or
@@ -251,7 +270,7 @@ async fn fresh_pg_db(base: &str) -> String {
     url.to_string()
 }
 
-async fn run(a: Args) {
+async fn run(a: &Args, transport: &'static str) {
     let (calls, think) = (a.calls, a.think);
     let fake = FakeAri::start().await;
     fake.open_upgrades(false);
@@ -272,6 +291,7 @@ async fn run(a: Args) {
             .env("VOICEPAY__ARI__USERNAME", &ari.username)
             .env("VOICEPAY__ARI__PASSWORD", &ari.password)
             .env("VOICEPAY__ARI__APP", &ari.app)
+            .env("VOICEPAY__ARI__REST_TRANSPORT", transport)
             .env(
                 "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
                 calls.to_string(),

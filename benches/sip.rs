@@ -2,7 +2,15 @@
 //! `carrier` trunk, with one SIPp process as the carrier's handsets.
 //!
 //!   scripts/bench sip [--calls N] [--concurrent M] [--style prompt|listen]
-//!                     [--endpoint 'PJSIP/{phone}@carrier'] [--seconds S]
+//!                     [--endpoint 'PJSIP/{phone}@carrier'] [--seconds S] [--peer]
+//!                     [--rest-transport http|websocket]
+//!
+//! `--peer` (prompt style, trunk only): voicepay on `bank.kind = "iso8583"`
+//! at one `voicepay bank serve` and without the machine screen, then
+//! Asterisk restarted and the do-it-yourself peer (`benches/peer/peer.py`,
+//! driven from `sip/peer.rs`) with the same N, M, scenario, keys, amount
+//! and issuer host; then a side-by-side table (README "voicepay and the
+//! peer side by side").
 //!
 //! Starts the release `voicepay serve` (SQLite, stub bank, its own Stasis
 //! app, `telephony.max_concurrent_calls` = M, callbacks dialled on
@@ -31,10 +39,14 @@
 //! the daemon (`/proc/PID/stat` user+system, whole run), CPU per completed
 //! payment, peak RSS of each (largest `VmRSS` sampled every 0.5 s; the
 //! daemon's `VmHWM` too) and the daemon/Asterisk CPU ratio.
+//! `--rest-transport` is the daemon's `ari.rest_transport` (default: the
+//! lab's `VOICEPAY__ARI__REST_TRANSPORT`, `http`).
 
 mod common;
 #[path = "common/lab.rs"]
 mod lab;
+#[path = "sip/peer.rs"]
+mod peer;
 
 use common::cpu_seconds;
 use lab::{asterisk_pid, pct, prompt_secs, status_kib, ts};
@@ -43,6 +55,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use voicepay::domain::Language;
 use voicepay::ivr::speech;
+use voicepay_testkit::iso8583::BankHost;
 use voicepay_testkit::sipp::{KeyPresses, Sipp};
 
 /// Each payment's amount: 1 fen, so that the stub issuer's balance of the
@@ -144,6 +157,10 @@ struct Args {
     style: String,
     endpoint: String,
     seconds: u64,
+    rest_transport: String,
+    /// `--peer`: voicepay (bank.kind = "iso8583") and then the
+    /// do-it-yourself peer (benches/peer/) on the same run, side by side.
+    peer: bool,
 }
 
 fn args() -> Args {
@@ -153,6 +170,9 @@ fn args() -> Args {
         style: "prompt".into(),
         endpoint: "PJSIP/{phone}@carrier".into(),
         seconds: 480,
+        rest_transport: std::env::var("VOICEPAY__ARI__REST_TRANSPORT")
+            .unwrap_or_else(|_| "http".into()),
+        peer: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -163,6 +183,8 @@ fn args() -> Args {
             "--style" => a.style = val("prompt|listen"),
             "--endpoint" => a.endpoint = val("ENDPOINT"),
             "--seconds" => a.seconds = val("S").parse().expect("--seconds S"),
+            "--rest-transport" => a.rest_transport = val("http|websocket"),
+            "--peer" => a.peer = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -171,13 +193,106 @@ fn args() -> Args {
         a.calls > 0 && a.concurrent > 0,
         "--calls and --concurrent must be at least 1"
     );
+    assert!(
+        !a.peer || (a.style == "prompt" && a.endpoint.starts_with("PJSIP/")),
+        "--peer compares the prompt style on the trunk (the peer dials PJSIP/{{phone}}@carrier \
+         and has no machine-detection window for the listen style's waits)"
+    );
     a
 }
 
 fn main() {
     let a = args();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(run(&a));
+    if !a.peer {
+        rt.block_on(run(&a, None));
+        return;
+    }
+    // One issuer host for both: the peer's FastAGI server and voicepay's
+    // ISO 8583 link authorize at the same `voicepay bank serve`.
+    let bank = BankHost::start(env!("CARGO_BIN_EXE_voicepay"));
+    let ours = rt.block_on(run(&a, Some(&bank.address)));
+    // A fresh Asterisk (same binary, same rendered config) for the peer, as
+    // `scripts/bench sip` gave voicepay: neither inherits the other's
+    // leftovers (the README saw an Asterisk stay busy after a run).
+    let ok = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/asterisk"))
+        .arg("restart")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "scripts/asterisk restart failed before the peer's run");
+    let theirs = rt.block_on(peer::run(&a, &bank.address));
+    side_by_side(&a, &ours, theirs.as_ref());
+}
+
+/// One implementation's figures for the side-by-side table.
+#[derive(Default)]
+struct Row {
+    calls: usize,
+    completed: usize,
+    failed: BTreeMap<String, usize>,
+    a2r_p50: f64,
+    a2r_p99: f64,
+    ast_cpu: f64,
+    app_cpu: f64,
+    ast_rss_mib: f64,
+    app_rss_mib: f64,
+    placed_per_s: f64,
+}
+
+/// The table of `--peer`: voicepay's row and the peer's (its `table:` line),
+/// or the peer's run's failure.
+fn side_by_side(a: &Args, ours: &Row, theirs: Result<&Row, &String>) {
+    println!();
+    println!(
+        "Side by side: {} debit callbacks, {} at a time, the same SIPp scenario and keys, \
+         the same issuer host (voicepay bank serve, ISO 8583), Asterisk restarted before each",
+        a.calls, a.concurrent
+    );
+    println!("| | voicepay (ARI) | peer (dialplan + FastAGI) |");
+    println!("|---|---|---|");
+    let theirs = match theirs {
+        Ok(r) => r,
+        Err(why) => {
+            println!("(the peer's run failed: {why})");
+            return;
+        }
+    };
+    let both = |name: &str, f: &dyn Fn(&Row) -> String| {
+        println!("| {name} | {} | {} |", f(ours), f(theirs));
+    };
+    both("completed / calls (success rate)", &|r| {
+        format!(
+            "{} / {} ({:.1} %){}",
+            r.completed,
+            r.calls,
+            100.0 * r.completed as f64 / r.calls.max(1) as f64,
+            if r.failed.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", r.failed)
+            }
+        )
+    });
+    both("answer→result p50 / p99", &|r| {
+        format!("{:.2} / {:.2} s", r.a2r_p50, r.a2r_p99)
+    });
+    let per = |r: &Row, s: f64| 1000.0 * s / r.completed.max(1) as f64;
+    both("CPU per completed payment: total", &|r| {
+        format!("{:.1} ms", per(r, r.ast_cpu + r.app_cpu))
+    });
+    both("… Asterisk", &|r| {
+        format!("{:.1} ms ({:.2} s)", per(r, r.ast_cpu), r.ast_cpu)
+    });
+    both("… app", &|r| {
+        format!("{:.1} ms ({:.2} s)", per(r, r.app_cpu), r.app_cpu)
+    });
+    both("peak RSS Asterisk / app", &|r| {
+        format!("{:.1} / {:.1} MiB", r.ast_rss_mib, r.app_rss_mib)
+    });
+    both("callbacks placed per second", &|r| {
+        format!("{:.1}", r.placed_per_s)
+    });
 }
 
 /// What the run measured about the two processes.
@@ -190,20 +305,26 @@ struct Usage {
     ast_rss: f64,
 }
 
-async fn run(a: &Args) {
+/// voicepay's run; with `bank` (`--peer`), on the ISO 8583 issuer host at
+/// that address and with the peer's steps (no machine screen).
+async fn run(a: &Args, bank: Option<&str>) -> Row {
     let dir = tempfile::tempdir().unwrap();
     let app_name = format!("vpsipbench{}", std::process::id());
     let voicepay = || {
         let mut c = common::voicepay(dir.path(), &common::sqlite_url(dir.path()));
         c.env("VOICEPAY__ARI__APP", &app_name)
             .env("VOICEPAY__TELEPHONY__CALLBACK_ENDPOINT", &a.endpoint)
+            .env("VOICEPAY__ARI__REST_TRANSPORT", &a.rest_transport)
             .env(
                 "VOICEPAY__TELEPHONY__MAX_CONCURRENT_CALLS",
                 a.concurrent.to_string(),
             );
+        if let Some(bank) = bank {
+            iso8583_bank(&mut c, bank);
+        }
         c
     };
-    let key = common::merchant_key(voicepay());
+    let key = merchant_key(voicepay(), bank.is_some());
     let (mut child, addr) = common::serve(voicepay());
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
@@ -308,11 +429,47 @@ async fn run(a: &Args) {
     let log = std::env::temp_dir().join("voicepay-sipbench-sipp.log");
     let _ = std::fs::write(&log, &sipp.log);
     let script = format!("{wait_ms} ms, then {script}");
-    report(a, &script, &done, &unfinished, created, wall, &usage);
+    let row = report(a, &script, &done, &unfinished, created, wall, &usage);
     eprintln!(
         "(run ended after {wall:.1} s; SIPp's log: {})",
         log.display()
     );
+    row
+}
+
+/// voicepay on the issuer host at `bank` (`bank.kind = "iso8583"`, the lab
+/// zone PIN key and ids of the test kit), and, like the peer, no machine
+/// screen (`telephony.machine_detection.enabled = false`): the peer's
+/// dialplan has none, so both do the same steps.
+fn iso8583_bank(c: &mut std::process::Command, bank: &str) {
+    use voicepay_testkit::iso8583::{ACQUIRER_ID, LAB_ZPK, LAB_ZPK_ID, TERMINAL_ID};
+    c.env("VOICEPAY__BANK__KIND", "iso8583")
+        .env("VOICEPAY__BANK__ISO8583__ADDRESS", bank)
+        .env("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY", LAB_ZPK)
+        .env("VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY_ID", LAB_ZPK_ID)
+        .env("VOICEPAY__BANK__ISO8583__ACQUIRER_ID", ACQUIRER_ID)
+        .env("VOICEPAY__BANK__ISO8583__TERMINAL_ID", TERMINAL_ID)
+        .env("VOICEPAY__TELEPHONY__MACHINE_DETECTION__ENABLED", "false");
+}
+
+/// The bench merchant's API key; over ISO 8583 it needs the card acceptor
+/// id the acquirer assigned it (F42).
+fn merchant_key(mut cmd: std::process::Command, iso8583: bool) -> String {
+    if !iso8583 {
+        return common::merchant_key(cmd);
+    }
+    cmd.args(["merchant", "add", "--name", "bench", "--json"]);
+    cmd.args(["--acceptor-id", voicepay_testkit::iso8583::ACCEPTOR_ID]);
+    let out = cmd.output().expect("voicepay merchant add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("merchant JSON")["api_key"]
+        .as_str()
+        .expect("api_key")
+        .to_owned()
 }
 
 fn report(
@@ -323,7 +480,7 @@ fn report(
     created: usize,
     wall: f64,
     u: &Usage,
-) {
+) -> Row {
     let ok: Vec<&serde_json::Value> = done.iter().filter(|v| v["status"] == "succeeded").collect();
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     for v in done.iter().filter(|v| v["status"] != "succeeded") {
@@ -407,8 +564,8 @@ fn report(
             .fold(f64::NAN, f64::min);
     let n = ok.len().max(1) as f64;
     println!(
-        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}",
-        a.calls, a.concurrent, a.style, a.endpoint
+        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}, ari.rest_transport {}",
+        a.calls, a.concurrent, a.style, a.endpoint, a.rest_transport
     );
     println!(
         "  completed {} / failed {} {failed:?}",
@@ -461,4 +618,67 @@ fn report(
     if !retried.is_empty() {
         println!("  attempts retried, by outcome: {retried:?}");
     }
+    failed_calls(done, unfinished);
+    Row {
+        calls: a.calls,
+        completed: ok.len(),
+        failed,
+        a2r_p50: pct(&answer_to_result, 0.5),
+        a2r_p99: pct(&answer_to_result, 0.99),
+        ast_cpu: u.ast_cpu,
+        app_cpu: u.daemon_cpu,
+        ast_rss_mib: u.ast_rss / 1024.0,
+        app_rss_mib: u.daemon_rss / 1024.0,
+        placed_per_s,
+    }
+}
+
+/// Each order that did not succeed, with its last attempt's
+/// originate→answer and answer→end (s): when keys are lost, whether the
+/// call was one whose answer reached the daemon late (the handset keys
+/// from the ACK on, whatever the daemon sees).
+fn failed_calls(done: &[serde_json::Value], unfinished: &[serde_json::Value]) {
+    let originate_to_answer =
+        sorted_secs(done.iter().chain(unfinished), "started_at", "answered_at");
+    for v in done
+        .iter()
+        .chain(unfinished)
+        .filter(|v| v["status"] != "succeeded")
+    {
+        let Some(t) = v["attempts"].as_array().and_then(|a| a.last()) else {
+            continue;
+        };
+        let o2a = ts(&t["answered_at"])
+            .zip(ts(&t["started_at"]))
+            .map(|(a, s)| a - s);
+        let a2e = ts(&t["ended_at"])
+            .zip(ts(&t["answered_at"]))
+            .map(|(e, a)| e - a);
+        let rank = o2a.map(|x| originate_to_answer.iter().filter(|y| **y <= x).count());
+        println!(
+            "  not paid: {} {}: originate→answer {} (rank {} of {}), answer→end {}",
+            v["status"].as_str().unwrap_or("?"),
+            v["result"]["code"].as_str().unwrap_or("?"),
+            o2a.map_or("-".into(), |x| format!("{x:.2} s")),
+            rank.map_or("-".into(), |r| r.to_string()),
+            originate_to_answer.len(),
+            a2e.map_or("-".into(), |x| format!("{x:.2} s")),
+        );
+    }
+}
+
+/// The last attempts' `to - from` (s) of these orders, sorted.
+fn sorted_secs<'a>(
+    orders: impl Iterator<Item = &'a serde_json::Value>,
+    from: &str,
+    to: &str,
+) -> Vec<f64> {
+    let mut v: Vec<f64> = orders
+        .filter_map(|o| {
+            let t = o["attempts"].as_array()?.last()?;
+            Some(ts(&t[to])? - ts(&t[from])?)
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
 }

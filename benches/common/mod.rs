@@ -8,12 +8,13 @@ use std::time::Duration;
 /// port and logging at `info`, with the `[limits]` raised as a load test
 /// must (one merchant and a few phones make every order, far past any real
 /// merchant's or phone's rate); a bench adds its own settings.
+/// `VOICEPAY_BENCH_BIN=PATH` runs another build of voicepay instead of this
+/// one (a before/after comparison in one session).
 pub fn voicepay(dir: &std::path::Path, db_url: &str) -> Command {
-    voicepay_binary(
-        std::path::Path::new(env!("CARGO_BIN_EXE_voicepay")),
-        dir,
-        db_url,
-    )
+    let bin: std::path::PathBuf = std::env::var_os("VOICEPAY_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_voicepay").into())
+        .into();
+    voicepay_binary(&bin, dir, db_url)
 }
 
 /// [`voicepay`] with another build of the daemon (`binary`), to compare two

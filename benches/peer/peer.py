@@ -269,13 +269,15 @@ async def main(argv: list[str]) -> int:
     ap.add_argument("--asterisk-pid", type=int, required=True)
     ap.add_argument("--call-timeout", type=float, default=90)
     ap.add_argument("--keys", default="Ww1WW805137", help="the SIPp key script (shown only)")
+    ap.add_argument("--originates", type=int, default=0,
+                    help="originates in flight at most (default: min(64, --concurrent))")
     args = ap.parse_args(argv)
     host, port = args.issuer.rsplit(":", 1)
     issuer = IssuerLink(host, int(port), bytes.fromhex(os.environ["VOICEPAY__BANK__ISO8583__ZONE_PIN_KEY"]))
     # Originates are blocking urllib calls in threads: enough of them that
     # --concurrent callbacks are placed at once, not 6 at a time.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=min(64, args.concurrent)))
+        concurrent.futures.ThreadPoolExecutor(max_workers=args.originates or min(64, args.concurrent)))
     await issuer.connect()
     peer = Peer(args, issuer)
     app = fast_agi.Application(loop=asyncio.get_running_loop())
@@ -351,6 +353,7 @@ def report(args, calls: list[Call], wall: float, ast_cpu: float, app_cpu: float,
     print(f"  app/Asterisk CPU {100 * app_cpu / max(ast_cpu, 0.001):.1f} %")
     print("table: " + json.dumps({
         "implementation": "peer", "calls": len(calls), "concurrent": args.concurrent,
+        "completed": len(ok), "placed_per_s": round(placed, 2),
         "success_rate": round(len(ok) / len(calls), 4), "failed": causes,
         "answer_to_result_p50_s": j(p(a2r, 50)), "answer_to_result_p99_s": j(p(a2r, 99)),
         "cpu_per_payment_ms": j(per),

@@ -11,14 +11,24 @@
 //!
 //! A frame that does not parse is logged by type and position only and
 //! skipped: a frame can hold a keyed digit, so no payload is ever logged.
+//!
+//! With `ari.rest_transport = "websocket"` the socket also carries the REST
+//! requests (`rest/ws.rs`): this task writes the frames the multiplexer
+//! queues and hands it every `RESTResponse` it reads. The snapshot's own
+//! requests need the socket read while they wait, so events that arrive
+//! meanwhile are kept and dispatched, in order, right after `Connected`,
+//! as the HTTP transport leaves them in the socket until then. When a
+//! session ends, every request still waiting fails at once.
 
 use super::dispatch::Dispatcher;
 use super::events::{self, Event};
+use super::rest::ws::WsRest;
 use super::rest::{basic_auth, AriError, AriRest, AsteriskInfo};
 use super::Notice;
 use crate::config::AriSettings;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -81,6 +91,18 @@ enum End {
     Dropped(String),
 }
 
+impl End {
+    /// For the requests that fail with the session.
+    fn describe(&self) -> String {
+        match self {
+            End::Shutdown => "shutting down".into(),
+            End::SupervisorGone => "ARI client stopped".into(),
+            End::Failed(e) => e.to_string(),
+            End::Dropped(reason) => reason.clone(),
+        }
+    }
+}
+
 /// Doubling delay with jitter: each delay is uniform in [d/2, d], so nodes
 /// that lost Asterisk together do not reconnect in lockstep.
 struct Backoff {
@@ -132,6 +154,9 @@ pub(crate) async fn run(
         let started = Instant::now();
         let end = conn.session(&shutdown).await;
         conn.rest.set_events_connected(false);
+        if let Some(ws) = conn.rest.ws() {
+            ws.detach(&end.describe());
+        }
         match end {
             End::Shutdown => break,
             End::SupervisorGone => {
@@ -198,9 +223,21 @@ impl Connection {
             Ok(ws) => ws,
             Err(e) => return End::Failed(e),
         };
-        let snapshot = tokio::select! {
-            r = async { Ok::<_, AriError>((self.rest.asterisk_info().await?, self.rest.channels().await?)) } => r,
-            _ = shutdown.cancelled() => return close(ws).await,
+        let mut out = self.rest.ws().map(|mux| (mux.clone(), mux.attach()));
+        // Zeroed when dropped, on every path: a frame can hold a digit.
+        let mut early = zeroize::Zeroizing::new(Vec::new());
+        let snapshot = match out.as_mut() {
+            None => tokio::select! {
+                r = snapshot(&self.rest) => r,
+                _ = shutdown.cancelled() => return close(ws).await,
+            },
+            Some((mux, rx)) => {
+                let pumped = pump_snapshot(&self.rest, &mut ws, mux, rx, &mut early, shutdown);
+                match pumped.await {
+                    Some(r) => r,
+                    None => return close(ws).await,
+                }
+            }
         };
         let (info, channels) = match snapshot {
             Ok(s) => s,
@@ -228,7 +265,13 @@ impl Connection {
         }) {
             return End::SupervisorGone;
         }
-        self.read(&mut ws, shutdown).await
+        for text in early.iter() {
+            if let Some(end) = self.on_text(text) {
+                return end;
+            }
+        }
+        let mut out = out.map(|(_, rx)| rx);
+        self.read(&mut ws, &mut out, shutdown).await
     }
 
     async fn open(&self) -> Result<Socket, AriError> {
@@ -253,7 +296,14 @@ impl Connection {
         }
     }
 
-    async fn read(&mut self, ws: &mut Socket, shutdown: &CancellationToken) -> End {
+    /// Reads events (and REST answers) and writes queued REST requests
+    /// (`out`, websocket transport only) until the session ends.
+    async fn read(
+        &mut self,
+        ws: &mut Socket,
+        out: &mut Option<mpsc::UnboundedReceiver<String>>,
+        shutdown: &CancellationToken,
+    ) -> End {
         let every = self.options.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -283,6 +333,11 @@ impl Connection {
                     // by the end of the stream.
                     Some(Ok(_)) => {}
                 },
+                Some(frame) = next_out(out) => {
+                    if let Err(e) = write_batch(ws, frame, out).await {
+                        return End::Dropped(format!("writing a REST request failed: {e}"));
+                    }
+                }
                 _ = ping.tick() => {
                     if awaiting_pong {
                         return End::Dropped(format!("no pong within {every:?}"));
@@ -298,6 +353,9 @@ impl Connection {
 
     /// Parses and routes one frame; `Some` ends the session.
     fn on_text(&mut self, text: &str) -> Option<End> {
+        if self.rest.ws().is_some_and(|mux| mux.on_frame(text)) {
+            return None;
+        }
         match events::parse(text) {
             Ok(Event::Unknown) => {
                 // Nothing can act on a type we do not model.
@@ -322,6 +380,71 @@ impl Connection {
             }
         }
     }
+}
+
+/// `/asterisk/info` then `GET /channels`.
+async fn snapshot(rest: &AriRest) -> Result<(AsteriskInfo, Vec<super::Channel>), AriError> {
+    Ok((rest.asterisk_info().await?, rest.channels().await?))
+}
+
+/// The snapshot over the websocket transport: its requests go out and
+/// their answers come in on `ws` itself, so the socket is pumped while it
+/// runs; events read meanwhile go to `early`. `None` on shutdown.
+async fn pump_snapshot(
+    rest: &AriRest,
+    ws: &mut Socket,
+    mux: &Arc<WsRest>,
+    out: &mut mpsc::UnboundedReceiver<String>,
+    early: &mut Vec<String>,
+    shutdown: &CancellationToken,
+) -> Option<Result<(AsteriskInfo, Vec<super::Channel>), AriError>> {
+    let snap = snapshot(rest);
+    tokio::pin!(snap);
+    let lost = |why: String| Some(Err(AriError::Transport(format!("events WebSocket: {why}"))));
+    loop {
+        tokio::select! {
+            r = &mut snap => return Some(r),
+            _ = shutdown.cancelled() => return None,
+            Some(frame) = out.recv() => {
+                if let Err(e) = ws.send(Message::Text(frame)).await {
+                    return lost(e.to_string());
+                }
+            }
+            msg = ws.next() => match msg {
+                None => return lost("closed by Asterisk".into()),
+                Some(Err(e)) => return lost(e.to_string()),
+                Some(Ok(Message::Text(text))) => {
+                    if !mux.on_frame(&text) {
+                        early.push(text);
+                    }
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// The next REST request to write; never ready with the HTTP transport.
+async fn next_out(out: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
+    match out {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `first` and every request queued behind it with one flush.
+async fn write_batch(
+    ws: &mut Socket,
+    first: String,
+    out: &mut Option<mpsc::UnboundedReceiver<String>>,
+) -> Result<(), tungstenite::Error> {
+    ws.feed(Message::Text(first)).await?;
+    if let Some(rx) = out {
+        while let Ok(frame) = rx.try_recv() {
+            ws.feed(Message::Text(frame)).await?;
+        }
+    }
+    ws.flush().await
 }
 
 /// Closes politely (Asterisk logs "closed abruptly" otherwise), briefly

@@ -205,13 +205,25 @@ async fn originate<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, chann
             // Its call task already ended (events beat the answer).
             return;
         };
-        p.originating = false;
+        // Still `originating` while we look for the channel below: a
+        // reconnect meanwhile (with `ari.rest_transport = "websocket"` the
+        // POST fails *because* the socket dropped) must not take the call
+        // for lost before we know whether it was placed.
         let e = match result {
-            Ok(_) => return,
+            Ok(_) => {
+                p.originating = false;
+                return;
+            }
             // Our own channel id exists: the first POST placed it.
-            Err(AriError::Conflict(_)) if resent => return,
+            Err(AriError::Conflict(_)) if resent => {
+                p.originating = false;
+                return;
+            }
             Err(e) => e,
         };
+        if resent || !matches!(e, AriError::Transport(_)) || p.running {
+            p.originating = false;
+        }
         if p.running {
             // The POST failed (timed out) yet the channel exists: its
             // events reached a call task first, which settles the order.
@@ -229,13 +241,15 @@ async fn originate<M: Matcher + 'static>(desk: &Desk<M>, order: &OrderRow, chann
         // the same request sent once more. Our channel id makes that
         // safe: a second POST for an existing channel is refused (409).
         drop(placed);
-        if placed_anyway(desk, channel_id).await {
-            return;
-        }
+        let found = placed_anyway(desk, channel_id).await;
         let mut placed = desk.placed.lock().await;
         match placed.get_mut(channel_id) {
+            Some(p) if found => {
+                // Left to its events from here.
+                p.originating = false;
+                return;
+            }
             Some(p) if !p.running => {
-                p.originating = true;
                 p.rang_from = tokio::time::Instant::now();
             }
             _ => return,

@@ -20,6 +20,23 @@ pub struct AriSettings {
     /// busy Asterisk, and a timed-out originate must be checked before it is
     /// sent again.
     pub originate_timeout_secs: u64,
+    /// How REST requests reach Asterisk: `http` (a pool of HTTP sessions)
+    /// or `websocket` (as `RESTRequest` frames on the events WebSocket,
+    /// Asterisk 22.4+; see `crate::ari::rest`).
+    pub rest_transport: RestTransport,
+}
+
+/// `ari.rest_transport`: where the ARI REST requests go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestTransport {
+    /// One HTTP request per call on a keep-alive pool (any Asterisk).
+    #[default]
+    Http,
+    /// `RESTRequest`/`RESTResponse` frames on the events WebSocket
+    /// (Asterisk 22.4 and later): no HTTP sessions besides the socket, and
+    /// answers ordered with the events.
+    Websocket,
 }
 
 impl Default for AriSettings {
@@ -30,6 +47,7 @@ impl Default for AriSettings {
             password: String::new(),
             app: "voicepay".into(),
             originate_timeout_secs: 15,
+            rest_transport: RestTransport::default(),
         }
     }
 }
@@ -52,5 +70,25 @@ impl AriSettings {
             return invalid("ari.originate_timeout_secs", "must be 1 to 120");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_transport_defaults_to_http_and_reads_both_names() {
+        assert_eq!(AriSettings::default().rest_transport, RestTransport::Http);
+        let read = |v: &str| {
+            serde_json::from_value::<AriSettings>(serde_json::json!({"rest_transport": v}))
+        };
+        assert_eq!(
+            read("websocket").unwrap().rest_transport,
+            RestTransport::Websocket
+        );
+        assert_eq!(read("http").unwrap().rest_transport, RestTransport::Http);
+        let err = read("grpc").unwrap_err().to_string();
+        assert!(err.contains("http") && err.contains("websocket"), "{err}");
     }
 }

@@ -55,9 +55,15 @@ pub fn init(cfg: &LogSettings) {
     } else {
         fmt.boxed()
     };
+    // The silencer passes everything else at most at the filter's own
+    // level: its default of TRACE made the subscriber's level hint TRACE,
+    // and `try_init` gives that hint to the `log` bridge, so every
+    // `log::trace!` of tungstenite (several per WebSocket frame) was
+    // built and dispatched before being dropped (perf, README "SIP load").
+    let most = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(wire_silence())
+        .with(wire_silence().with_default(most))
         .with(fmt)
         .try_init();
 }

@@ -89,6 +89,32 @@ async fn debit_callback_succeeds() {
     );
 }
 
+/// The same payment with every ARI REST request carried on the events
+/// WebSocket (`ari.rest_transport = "websocket"`, Asterisk 22.4+), whatever
+/// the lab's default transport.
+#[tokio::test]
+async fn debit_callback_succeeds_with_rest_over_the_events_websocket() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let _log = lab::log_window().await;
+    let app = lab_daemon(lab::unique("vp-cbws"), |s| {
+        s.ari.rest_transport = voicepay::config::RestTransport::Websocket;
+        s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
+        s.telephony.ring_timeout_secs = 4;
+        s.telephony.max_attempts = 1;
+    })
+    .await;
+    let phone = phone();
+    lab.script_handset(&phone, "answer=1;delay=1;keys=1wwww805137;hold=30")
+        .await
+        .expect("script");
+    let id = order(&app, &phone, DEBIT).await;
+    let v = app.final_view(&id, Duration::from_secs(90)).await;
+    let _ = lab.clear_handset(&phone).await;
+    assert_final(&v, "succeeded", "approved", &["answered"]);
+}
+
 #[tokio::test]
 async fn caller_presses_2_to_cancel() {
     scenario(

@@ -46,6 +46,7 @@ pub(super) async fn lab_daemon(
         s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
         s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
         s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.rest_transport = lab::rest_transport();
         s.ari.app = app;
         tweak(s);
     })

@@ -44,6 +44,7 @@ async fn daemon() -> TestApp {
         s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
         s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
         s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.rest_transport = lab::rest_transport();
         s.ari.app = lab::unique("vp-pay");
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.ring_timeout_secs = 6;

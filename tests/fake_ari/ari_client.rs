@@ -13,7 +13,8 @@ use voicepay::ari::{
     HangupReason, Notice, Originate, PlaybackState,
 };
 use voicepay::config::AriSettings;
-use voicepay_testkit::fake_ari::{channel, event, FakeAri};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri};
+use voicepay_testkit::wait::wait_for;
 
 const WAIT: Duration = Duration::from_secs(3);
 
@@ -326,14 +327,22 @@ async fn rest_calls_reuse_a_keep_alive_connection() {
     );
 }
 
+fn bounded_options(max_in_flight: usize) -> AriOptions {
+    AriOptions {
+        rest: voicepay::ari::RestOptions {
+            max_in_flight,
+            ..Default::default()
+        },
+        ..fast_options()
+    }
+}
+
 #[tokio::test]
 async fn a_burst_of_commands_holds_few_connections() {
     let fake = FakeAri::start().await;
-    let options = voicepay::ari::RestOptions {
-        max_in_flight: 4,
-        ..Default::default()
-    };
-    let rest = voicepay::ari::AriRest::with_options(&fake.settings(), &options).unwrap();
+    let mut client = Client::start(&fake.settings(), bounded_options(4));
+    client.connected().await;
+    let rest = client.ari.rest.clone();
     let plays = (0..100).map(|n| {
         let rest = rest.clone();
         async move {
@@ -357,6 +366,123 @@ async fn a_burst_of_commands_holds_few_connections() {
         opened <= 20,
         "{opened} connections for 4 requests in flight"
     );
+}
+
+#[tokio::test]
+async fn requests_in_flight_stay_within_the_bound() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&fake.settings(), bounded_options(4));
+    client.connected().await;
+    let rest = client.ari.rest.clone();
+    // Every answer waits until the test releases them: requests pile up.
+    let held = fake.hold("/ari/channels/c1/play/c1:1");
+    let plays: Vec<_> = (0..50)
+        .map(|_| {
+            let rest = rest.clone();
+            tokio::spawn(async move {
+                rest.play("c1", "c1:1", &["sound:voicepay/welcome".into()], None)
+                    .await
+            })
+        })
+        .collect();
+    let played = |c: &voicepay_testkit::fake_ari::Recorded| c.path.ends_with("/play/c1:1");
+    wait_for(Duration::from_secs(15), async || {
+        let n = fake.rest_calls().iter().filter(|c| played(c)).count();
+        if n >= 4 {
+            Ok(())
+        } else {
+            Err(format!("{n} plays arrived"))
+        }
+    })
+    .await;
+    held.answer(201);
+    for p in plays {
+        p.await.unwrap().unwrap();
+    }
+    assert_eq!(fake.rest_calls().iter().filter(|c| played(c)).count(), 50);
+    assert_eq!(
+        fake.max_outstanding(),
+        4,
+        "at most max_in_flight requests wait for Asterisk at once"
+    );
+}
+
+/// Settings of `fake` with REST over the events socket, whatever
+/// `VOICEPAY_TEST_REST_TRANSPORT` says.
+fn over_websocket(fake: &FakeAri) -> AriSettings {
+    AriSettings {
+        rest_transport: voicepay::config::RestTransport::Websocket,
+        ..fake.settings()
+    }
+}
+
+#[tokio::test]
+async fn websocket_transport_sends_every_request_on_the_events_socket() {
+    let fake = FakeAri::start().await;
+    fake.set_channels(vec![channel("c0", "Up")]);
+    let mut client = Client::start(&over_websocket(&fake), fast_options());
+    let (_, _, channels) = client.connected().await;
+    assert_eq!(channels, ["c0"], "the snapshot came over the socket");
+    let rest = client.ari.rest.clone();
+    rest.answer("c1").await.unwrap();
+    rest.play("c1", "c1:1", &["sound:voicepay/welcome".into()], None)
+        .await
+        .unwrap();
+    fake.gone("c2");
+    assert!(matches!(rest.answer("c2").await, Err(AriError::NotFound)));
+    assert!(matches!(
+        rest.hangup("c2", HangupReason::Normal).await,
+        Ok(())
+    ));
+    let calls = fake.rest_calls();
+    let seen: Vec<_> = calls
+        .iter()
+        .map(|c| format!("{} {} ws={}", c.method, c.path, c.websocket))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "GET /ari/asterisk/info ws=true",
+            "GET /ari/channels ws=true",
+            "POST /ari/channels/c1/answer ws=true",
+            "POST /ari/channels/c1/play/c1:1 ws=true",
+            "POST /ari/channels/c2/answer ws=true",
+            "DELETE /ari/channels/c2 ws=true",
+        ]
+    );
+    assert_eq!(calls[3].param("media"), Some("sound:voicepay/welcome"));
+    // Only the socket: no HTTP session besides it counts against
+    // http.conf's sessionlimit.
+    assert_eq!(fake.tcp_connections(), 1);
+}
+
+#[tokio::test]
+async fn websocket_transport_fails_waiting_requests_when_the_socket_drops() {
+    let fake = FakeAri::start().await;
+    let mut client = Client::start(&over_websocket(&fake), fast_options());
+    client.connected().await;
+    let rest = client.ari.rest.clone();
+    let _held = fake.hold("/ari/channels/c1/answer");
+    let waiting = tokio::spawn({
+        let rest = rest.clone();
+        async move { rest.answer("c1").await }
+    });
+    request(&fake, |r| r.path == "/ari/channels/c1/answer").await;
+    fake.drop_socket();
+    let err = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("the waiting request fails with the socket, not after its timeout")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, AriError::Transport(m) if m.contains("events WebSocket closed before Asterisk answered")),
+        "{err}"
+    );
+    assert!(matches!(client.notice().await, Notice::Disconnected { .. }));
+    // The reconnect works as with HTTP, and requests flow again.
+    client.connected().await;
+    rest.answer("c3").await.unwrap();
+    assert_eq!(fake.connections(), 2);
 }
 
 #[tokio::test]

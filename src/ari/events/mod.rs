@@ -16,6 +16,7 @@
 mod open_enum;
 mod channel;
 mod playback;
+mod wire;
 
 pub use channel::{CallerId, Channel, ChannelState, DialplanCep};
 pub use playback::{playback_channel, playback_id, Playback, PlaybackState};
@@ -266,8 +267,10 @@ pub struct ParseError {
 
 /// Parses one text frame of the events socket. Unknown types give
 /// [`Event::Unknown`]; an error never quotes the frame (see [`ParseError`]).
+/// Reads only the variant the frame's `type` names (see `wire.rs`), not a
+/// copy of the whole frame first as serde's internally tagged derive does.
 pub fn parse(text: &str) -> Result<Event, ParseError> {
-    serde_json::from_str(text).map_err(|e| ParseError {
+    wire::parse(text).map_err(|e| ParseError {
         event_type: type_of(text).unwrap_or_else(|| "?".into()),
         category: match e.classify() {
             serde_json::error::Category::Io => "io",

@@ -360,3 +360,81 @@ fn talk_detection_events_parse_with_their_duration() {
     assert_eq!(*duration, 6420);
     assert_eq!(ev.channel_id(), Some("c1"));
 }
+
+/// One frame of every modelled type, with every field its variant reads
+/// and the envelope fields it skips.
+fn every_known_frame() -> Vec<Value> {
+    let c = || channel("c1", "Up");
+    let pb = || {
+        json!({"id": "c1:3", "media_uri": "sound:voicepay/welcome", "next_media_uri": "sound:voicepay/enter-pin",
+                      "target_uri": "channel:c1", "language": "zh", "state": "playing"})
+    };
+    vec![
+        event(
+            "StasisStart",
+            json!({"args": ["callback", "o1"], "channel": c(), "replace_channel": channel("c0", "Up")}),
+        ),
+        event("StasisEnd", json!({"channel": c()})),
+        event(
+            "ChannelDtmfReceived",
+            json!({"digit": "7", "duration_ms": 120, "channel": c()}),
+        ),
+        event("PlaybackStarted", json!({"playback": pb()})),
+        event("PlaybackContinuing", json!({"playback": pb()})),
+        event("PlaybackFinished", json!({"playback": pb()})),
+        event(
+            "ChannelHangupRequest",
+            json!({"cause": 16, "tech_cause": 200, "soft": true, "channel": c()}),
+        ),
+        event(
+            "ChannelDestroyed",
+            json!({"cause": 17, "cause_txt": "User busy", "tech_cause": 486, "channel": c()}),
+        ),
+        event("ChannelStateChange", json!({"channel": c()})),
+        event(
+            "Dial",
+            json!({"dialstatus": "ANSWER", "peer": c(), "caller": channel("c0", "Up"),
+                             "dialstring": "13700000001@carrier", "forward": "x", "forwarded": channel("c2", "Ring")}),
+        ),
+        event("ChannelTalkingStarted", json!({"channel": c()})),
+        event(
+            "ChannelTalkingFinished",
+            json!({"duration": 6420, "channel": c()}),
+        ),
+        event("ApplicationReplaced", json!({})),
+    ]
+}
+
+#[test]
+fn the_fast_reader_gives_what_serdes_tagged_derive_gives() {
+    let frames = every_known_frame();
+    let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(types, Event::KNOWN_TYPES, "a frame for every modelled type");
+    let mut minimal = vec![
+        json!({"type": "StasisEnd", "channel": {"id": "c1"}}),
+        json!({"type": "ChannelDtmfReceived", "digit": "#", "channel": {"id": "c1"}}),
+        json!({"type": "PlaybackFinished", "playback": {"id": "c1:1"}}),
+        json!({"type": "BrandNewThing2030", "whatever": [1, 2]}),
+        json!({"channel": {"id": "c1"}, "type": "StasisEnd"}),
+    ];
+    minimal.extend(frames);
+    for f in minimal {
+        let text = f.to_string();
+        let derived: Event = serde_json::from_str(&text).expect("the derive reads it");
+        assert_eq!(parse(&text), Ok(derived), "{text}");
+    }
+    // Bad frames fail on both paths, in the same category.
+    for bad in [
+        "not json",
+        r#"{"no_type":1}"#,
+        r#"{"type":"StasisStart","args":[]}"#,
+        r#"{"type":"ChannelDestroyed","channel":{"id":"c1"}}"#,
+        r#"{"type":"ChannelDtmfReceived","digit":5,"channel":{"id":"c1"}}"#,
+        r#"{"type":"StasisEnd","channel":{"id":"c1"}"#,
+    ] {
+        let derived = serde_json::from_str::<Event>(bad).unwrap_err();
+        let err = parse(bad).unwrap_err();
+        let category = format!("{:?}", derived.classify()).to_lowercase();
+        assert_eq!(err.category, category, "{bad}");
+    }
+}

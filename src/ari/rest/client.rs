@@ -1,9 +1,12 @@
 //! The REST client itself: one pooled reqwest client, the request
 //! timeouts, the bound on requests in flight, and how an answer's status
-//! becomes an [`AriError`].
+//! becomes an [`AriError`]. With `ari.rest_transport = "websocket"` the
+//! same requests are built the same way, then carried as frames on the
+//! events WebSocket instead ([`super::ws`]).
 
+use super::ws::{WsRequest, WsRest};
 use super::{AriError, Result};
-use crate::config::AriSettings;
+use crate::config::{AriSettings, RestTransport};
 use base64::Engine as _;
 use reqwest::{header, Method, StatusCode, Url};
 use serde::Deserialize;
@@ -47,6 +50,9 @@ pub(super) struct EventsSocket {
     /// How many times it has come up (see
     /// [`AriCommands::events_epoch`](super::AriCommands::events_epoch)).
     pub(super) epoch: watch::Sender<u64>,
+    /// `Some` with `ari.rest_transport = "websocket"`: requests go over
+    /// this socket through the multiplexer, not over HTTP.
+    pub(super) ws: Option<Arc<WsRest>>,
 }
 
 /// The real ARI REST client. Cheap to clone: clones share one connection
@@ -72,6 +78,7 @@ impl std::fmt::Debug for AriRest {
         // Not the auth header.
         f.debug_struct("AriRest")
             .field("base", &self.base.as_str())
+            .field("transport", &self.transport())
             .finish()
     }
 }
@@ -125,10 +132,26 @@ impl AriRest {
             events: Arc::new(EventsSocket {
                 up: watch::channel(false).0,
                 epoch: watch::channel(0).0,
+                ws: (settings.rest_transport == RestTransport::Websocket)
+                    .then(|| Arc::new(WsRest::new(options.request_timeout))),
             }),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             originate_timeout: Duration::from_secs(settings.originate_timeout_secs.max(1)),
         })
+    }
+
+    /// Which transport the requests take.
+    pub fn transport(&self) -> RestTransport {
+        match self.events.ws {
+            Some(_) => RestTransport::Websocket,
+            None => RestTransport::Http,
+        }
+    }
+
+    /// The multiplexer the connection task feeds, with the websocket
+    /// transport.
+    pub(crate) fn ws(&self) -> Option<&Arc<WsRest>> {
+        self.events.ws.as_ref()
     }
 
     /// Records whether the events socket is up; set by the connection task
@@ -155,28 +178,74 @@ impl AriRest {
             .header(header::AUTHORIZATION, self.auth.clone())
     }
 
-    /// Sends and maps error statuses to [`AriError`].
     /// Sends one request and reads its whole body, inside one of the
-    /// `max_in_flight` permits: a connection goes back to the pool only once
-    /// its body is read, so this bounds the HTTP sessions we hold open.
+    /// `max_in_flight` permits (over HTTP a connection goes back to the pool
+    /// only once its body is read, so this bounds the HTTP sessions we hold
+    /// open; over the WebSocket it bounds the requests waiting for an
+    /// answer), and maps error statuses to [`AriError`].
     async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>> {
         let _permit = self
             .in_flight
             .acquire()
             .await
             .map_err(|_| AriError::Transport("REST client closed".into()))?;
-        let resp = req.send().await?;
-        let status = resp.status();
+        let req = req.build()?;
+        let (status, body) = match &self.events.ws {
+            None => {
+                let resp = self.http.execute(req).await?;
+                let status = resp.status();
+                let body = if status.is_success() {
+                    resp.bytes().await?
+                } else {
+                    resp.bytes().await.unwrap_or_default()
+                };
+                (status, body.to_vec())
+            }
+            Some(ws) => {
+                let frame = self.ws_request(&req);
+                let answer = ws.exchange(&frame, req.timeout().copied()).await?;
+                let status = StatusCode::from_u16(answer.status).map_err(|_| {
+                    AriError::Transport(format!("ARI answered status {}", answer.status))
+                })?;
+                (status, answer.body)
+            }
+        };
         if status.is_success() {
-            return Ok(resp.bytes().await?.to_vec());
+            return Ok(body);
         }
-        let message = error_message(resp).await;
+        let message = error_message(&body);
         Err(match status {
             StatusCode::NOT_FOUND => AriError::NotFound,
             StatusCode::CONFLICT => AriError::Conflict(message),
             StatusCode::UNAUTHORIZED => AriError::Unauthorized,
             s => AriError::Status(s.as_u16(), message),
         })
+    }
+
+    /// The same request as a `RESTRequest`: the path below `/ari/` (still
+    /// percent-encoded; Asterisk decodes each segment), the decoded query
+    /// pairs and the body. No `Authorization`: the socket was opened with it.
+    fn ws_request(&self, req: &reqwest::Request) -> WsRequest {
+        let path = req.url().path();
+        let uri = path.strip_prefix(self.base.path()).unwrap_or(path);
+        let body = req.body().and_then(reqwest::Body::as_bytes).map(|b| {
+            let kind = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json");
+            (kind.to_owned(), String::from_utf8_lossy(b).into_owned())
+        });
+        WsRequest {
+            method: req.method().as_str().to_owned(),
+            uri: uri.to_owned(),
+            query: req
+                .url()
+                .query_pairs()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            body,
+        }
     }
 
     /// A request whose answer we do not need.
@@ -196,15 +265,14 @@ impl AriRest {
 }
 
 /// Asterisk's `{"message": …}`, or a short prefix of the body.
-async fn error_message(resp: reqwest::Response) -> String {
+fn error_message(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Message {
         message: String,
     }
-    let body = resp.text().await.unwrap_or_default();
-    match serde_json::from_str::<Message>(&body) {
+    match serde_json::from_slice::<Message>(body) {
         Ok(m) => m.message,
-        Err(_) => body.chars().take(200).collect(),
+        Err(_) => String::from_utf8_lossy(body).chars().take(200).collect(),
     }
 }
 
@@ -242,6 +310,43 @@ mod tests {
         assert_eq!(req.url().path(), "/ari/playbacks/c%2F1%20x:3");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
         assert!(!format!("{rest:?}").contains("Basic"));
+    }
+
+    #[test]
+    fn ws_requests_carry_path_query_and_body_but_no_credentials() {
+        let mut s = settings("http://h:1/asterisk");
+        s.rest_transport = RestTransport::Websocket;
+        let rest = AriRest::new(&s).unwrap();
+        assert_eq!(rest.transport(), RestTransport::Websocket);
+        let req = rest
+            .request(Method::POST, &["channels", "vp 1", "play", "vp-1:2"])
+            .query(&[("media", "sound:a,sound:b"), ("lang", "zh cn")])
+            .json(&serde_json::json!({"variables": {"A": "1"}}))
+            .build()
+            .unwrap();
+        let ws = rest.ws_request(&req);
+        assert_eq!(ws.method, "POST");
+        assert_eq!(ws.uri, "channels/vp%201/play/vp-1:2");
+        let query: Vec<(&str, &str)> = ws
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(query, [("media", "sound:a,sound:b"), ("lang", "zh cn")]);
+        let (kind, body) = ws.body.as_ref().unwrap();
+        assert_eq!(
+            (kind.as_str(), body.as_str()),
+            ("application/json", r#"{"variables":{"A":"1"}}"#)
+        );
+        let frame = super::super::ws::encode_request("vp1", &ws);
+        assert!(
+            !frame.contains("Basic") && !frame.contains("dTpw"),
+            "{frame}"
+        );
+        assert_eq!(
+            AriRest::new(&settings("http://h:1")).unwrap().transport(),
+            RestTransport::Http
+        );
     }
 
     #[test]

@@ -17,11 +17,15 @@
 //! - `bridges.rs`: the assisted flow's bridge and mutes.
 //! - `asterisk.rs`: requests about Asterisk as a whole (which one runs, its
 //!   channels, global variables).
+//! - `ws.rs`: the same requests as frames on the events WebSocket
+//!   (`ari.rest_transport = "websocket"`, Asterisk 22.4+): codec and
+//!   multiplexer.
 
 mod asterisk;
 mod bridges;
 mod client;
 mod commands;
+pub(crate) mod ws;
 
 pub use asterisk::AsteriskInfo;
 pub(crate) use client::{ari_base, basic_auth};

@@ -9,6 +9,15 @@
 //! ([`FakeAri::calls`]).
 //! A driver that must answer requests as they come (the daemon benchmark,
 //! `benches/daemon.rs`) takes them from [`FakeAri::tap`] instead.
+//!
+//! REST requests also arrive as `RESTRequest` frames on the events socket
+//! (`ari.rest_transport = "websocket"`, as Asterisk 22.4+ takes them); they
+//! are recorded and answered exactly like HTTP ones (with
+//! [`Recorded::websocket`] set), as `RESTResponse` frames on that socket.
+//! [`FakeAri::settings`] picks the transport from
+//! `VOICEPAY_TEST_REST_TRANSPORT` (`http`, the default, or `websocket`), so
+//! the whole fake_ari suite runs on either:
+//! `VOICEPAY_TEST_REST_TRANSPORT=websocket cargo test --test fake_ari`.
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -22,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::{handshake::derive_accept_key, protocol::Role, Message};
 use tokio_tungstenite::WebSocketStream;
-use voicepay::config::AriSettings;
+use voicepay::config::{AriSettings, RestTransport};
 
 use crate::wait::wait_for;
 
@@ -42,6 +51,9 @@ pub struct Recorded {
     pub authorization: Option<String>,
     /// When its head and body had been read.
     pub at: Instant,
+    /// Came as a `RESTRequest` frame on the events socket (its
+    /// `authorization` is the socket's).
+    pub websocket: bool,
 }
 
 impl Recorded {
@@ -95,6 +107,8 @@ struct State {
     /// Playbacks started and not yet done ([`FakeAri::playback_done`]):
     /// `GET /playbacks/{id}` finds them, and answers 404 for any other.
     playing: Mutex<HashSet<String>>,
+    /// REST requests received and not yet answered, and the most at once.
+    outstanding: Mutex<(usize, usize)>,
 }
 
 /// A request path whose answers wait (see [`FakeAri::hold`]).
@@ -143,6 +157,7 @@ impl FakeAri {
             tap: Mutex::new(None),
             held: Mutex::new(HashMap::new()),
             playing: Mutex::new(HashSet::new()),
+            outstanding: Mutex::new((0, 0)),
         });
         let st = state.clone();
         let accept = tokio::spawn(async move {
@@ -167,7 +182,14 @@ impl FakeAri {
             app: "voicepay-test".into(),
             // Short, so tests of an originate left unanswered run quickly.
             originate_timeout_secs: 5,
+            rest_transport: test_transport(),
         }
+    }
+
+    /// The most REST requests that were waiting for their answer at once
+    /// (received, not yet answered), over either transport.
+    pub fn max_outstanding(&self) -> usize {
+        self.state.outstanding.lock().unwrap().1
     }
 
     /// Sends one event frame on the current socket.
@@ -301,6 +323,15 @@ impl FakeAri {
     }
 }
 
+/// `VOICEPAY_TEST_REST_TRANSPORT`: `websocket`, or `http` (unset or empty).
+pub fn test_transport() -> RestTransport {
+    match std::env::var("VOICEPAY_TEST_REST_TRANSPORT").as_deref() {
+        Ok("websocket") => RestTransport::Websocket,
+        Ok("http" | "") | Err(_) => RestTransport::Http,
+        Ok(other) => panic!("VOICEPAY_TEST_REST_TRANSPORT={other:?}: http or websocket"),
+    }
+}
+
 /// Waits (up to 15 s) for a REST request matching `what` and returns it;
 /// fails the test, listing what came instead, when none does.
 pub async fn request(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> Recorded {
@@ -415,6 +446,7 @@ async fn serve(tcp: TcpStream, state: Arc<State>) {
             body: String::from_utf8_lossy(&body).into(),
             authorization: header("authorization"),
             at: Instant::now(),
+            websocket: false,
         };
         let upgrade = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         let events = rec.path == "/ari/events" && upgrade;
@@ -434,31 +466,105 @@ async fn serve(tcp: TcpStream, state: Arc<State>) {
                 return;
             }
             let key = header("sec-websocket-key").unwrap_or_default();
-            return websocket(io, &key, state).await;
+            return websocket(io, &key, rec.authorization, state).await;
         }
-        let held = state.held.lock().unwrap().get(&rec.path).cloned();
-        let (status, body) = match held {
-            None => rest(&rec, &state),
-            Some(tx) => {
-                let mut rx = tx.subscribe();
-                let Ok(status) = rx.wait_for(Option::is_some).await.map(|s| s.unwrap_or(500))
-                else {
-                    return;
-                };
-                if (200..300).contains(&status) {
-                    rest(&rec, &state)
-                } else {
-                    (status, json!({"message": "Allocation failed"}))
-                }
-            }
+        let Some((status, body)) = answer(rec, &state).await else {
+            return;
         };
-        if let Some(tap) = state.tap.lock().unwrap().as_ref() {
-            let _ = tap.send(rec);
-        }
         if respond(&mut io, status, &body).await.is_err() {
             return;
         }
     }
+}
+
+/// The answer to one REST request, over either transport: after
+/// [`Held::answer`] when its path is held; `None` when the fake is dropped
+/// meanwhile.
+async fn answer(rec: Recorded, state: &State) -> Option<(u16, Value)> {
+    {
+        let mut o = state.outstanding.lock().unwrap();
+        o.0 += 1;
+        o.1 = o.1.max(o.0);
+    }
+    let held = state.held.lock().unwrap().get(&rec.path).cloned();
+    let answered = match held {
+        None => Some(rest(&rec, state)),
+        Some(tx) => {
+            let mut rx = tx.subscribe();
+            match rx.wait_for(Option::is_some).await.map(|s| s.unwrap_or(500)) {
+                Err(_) => None,
+                Ok(status) if (200..300).contains(&status) => Some(rest(&rec, state)),
+                Ok(status) => Some((status, json!({"message": "Allocation failed"}))),
+            }
+        }
+    };
+    if let Some(tap) = state.tap.lock().unwrap().as_ref() {
+        let _ = tap.send(rec);
+    }
+    state.outstanding.lock().unwrap().0 -= 1;
+    answered
+}
+
+/// A `RESTRequest` frame from the events socket, recorded like an HTTP
+/// request; `None` for a frame that is no such request.
+fn ws_request(text: &str, authorization: Option<String>) -> Option<(String, Recorded)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v["type"] != "RESTRequest" {
+        return None;
+    }
+    let uri = v["uri"].as_str()?;
+    let url = reqwest::Url::parse(&format!("http://fake/ari/{uri}")).ok()?;
+    let mut query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    for pair in v["query_strings"].as_array().into_iter().flatten() {
+        let (k, val) = (pair["name"].as_str()?, pair["value"].as_str()?);
+        query.push((k.into(), val.into()));
+    }
+    let rec = Recorded {
+        method: v["method"].as_str()?.to_owned(),
+        path: url.path().to_owned(),
+        query,
+        body: v["message_body"].as_str().unwrap_or_default().to_owned(),
+        authorization,
+        at: Instant::now(),
+        websocket: true,
+    };
+    Some((v["request_id"].as_str().unwrap_or_default().to_owned(), rec))
+}
+
+/// Answers one `RESTRequest` frame on the socket (through `tx`) as
+/// Asterisk 22 does; held requests are answered later, without stopping
+/// the socket.
+fn on_ws_request(
+    text: &str,
+    authorization: &Option<String>,
+    state: &Arc<State>,
+    tx: &mpsc::WeakUnboundedSender<SocketCmd>,
+) {
+    let Some((id, rec)) = ws_request(text, authorization.clone()) else {
+        return;
+    };
+    if state.keep.load(Ordering::SeqCst) {
+        state.calls.lock().unwrap().push(rec.clone());
+    }
+    let (state, tx) = (state.clone(), tx.clone());
+    tokio::spawn(async move {
+        let uri = rec.path.trim_start_matches("/ari/").to_owned();
+        let Some((status, body)) = answer(rec, &state).await else {
+            return;
+        };
+        let mut frame = json!({"type": "RESTResponse", "transaction_id": "", "request_id": id,
+                               "status_code": status, "reason_phrase": reason(status), "uri": uri});
+        if !body.is_null() {
+            frame["content_type"] = json!("application/json");
+            frame["message_body"] = json!(body.to_string());
+        }
+        if let Some(tx) = tx.upgrade() {
+            let _ = tx.send(SocketCmd::Text(frame.to_string()));
+        }
+    });
 }
 
 async fn read_head(
@@ -491,16 +597,7 @@ async fn respond(io: &mut BufReader<TcpStream>, status: u16, body: &Value) -> st
     } else {
         body.to_string()
     };
-    let reason = match status {
-        200 => "OK",
-        204 => "No Content",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        409 => "Conflict",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Other",
-    };
+    let reason = reason(status);
     // Keep-alive unless the answer ends the connection (401, 503).
     let connection = if matches!(status, 401 | 503) {
         "close"
@@ -516,6 +613,20 @@ async fn respond(io: &mut BufReader<TcpStream>, status: u16, body: &Value) -> st
     out.extend_from_slice(text.as_bytes());
     io.write_all(&out).await?;
     io.flush().await
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        409 => "Conflict",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Other",
+    }
 }
 
 /// Answers a REST request the way Asterisk would, for the calls we use.
@@ -575,8 +686,15 @@ fn rest(rec: &Recorded, state: &State) -> (u16, Value) {
     }
 }
 
-async fn websocket(mut io: BufReader<TcpStream>, key: &str, state: Arc<State>) {
+async fn websocket(
+    mut io: BufReader<TcpStream>,
+    key: &str,
+    authorization: Option<String>,
+    state: Arc<State>,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Weak: answers must not keep the socket open once it was replaced.
+    let answers = tx.downgrade();
     // Registered before the 101 goes out, so a test that saw the client
     // connect can always push.
     *state.socket.lock().unwrap() = Some(tx);
@@ -639,6 +757,7 @@ async fn websocket(mut io: BufReader<TcpStream>, key: &str, state: Arc<State>) {
             },
             msg = ws.next() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => on_ws_request(&text, &authorization, &state, &answers),
                 // Reading lets tungstenite answer pings.
                 Some(Ok(_)) => {}
             },

@@ -515,6 +515,17 @@ impl Lab {
     }
 }
 
+/// `VOICEPAY__ARI__REST_TRANSPORT` (the environment, else scripts/lab.env:
+/// `http`): the `ari.rest_transport` of the lab tests' daemons, so the
+/// whole real-Asterisk suite runs on either transport.
+pub fn rest_transport() -> voicepay::config::RestTransport {
+    match lab_setting("VOICEPAY__ARI__REST_TRANSPORT").as_str() {
+        "websocket" => voicepay::config::RestTransport::Websocket,
+        "http" | "" => voicepay::config::RestTransport::Http,
+        other => panic!("VOICEPAY__ARI__REST_TRANSPORT={other:?}: http or websocket"),
+    }
+}
+
 /// A lab setting such as `VOICEPAY__ARI__URL`: the environment first, then
 /// the default written in `scripts/lab.env`. Panics when neither has it.
 pub fn lab_setting(key: &str) -> String {
