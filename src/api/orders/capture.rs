@@ -1,7 +1,7 @@
 //! `POST /v1/orders/{id}/capture` and `/capture/cancel`: the agent's
 //! desktop asks voicepay to collect the secret from the cardholder of an
 //! assisted call (mode `assisted`), or to stop collecting it. The handler
-//! only records the request ([`crate::store::Store::request_capture`], one
+//! only records the request ([`crate::store::Store::move_capture`], one
 //! conditional update); the node whose bridge holds the call sees it and
 //! runs the capture (`crate::calls::assisted`), whichever node the request
 //! reached. Progress follows on the order's live status stream
@@ -11,7 +11,7 @@ use super::{find, idempotency_key, replay};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::{auth::Merchant, AppState};
 use crate::domain::Mode;
-use crate::store::{now_ms, CaptureRefused, IdempotencyEntry, OrderRow};
+use crate::store::{now_ms, CaptureMove, CaptureRefused, IdempotencyEntry, OrderRow};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,25 +30,11 @@ pub struct CaptureView {
     pub capture: String,
 }
 
-#[derive(Clone, Copy)]
-enum Move {
-    Start,
-    Cancel,
-}
-
-impl Move {
-    fn path(self) -> &'static str {
-        match self {
-            Move::Start => "capture",
-            Move::Cancel => "capture/cancel",
-        }
-    }
-
-    fn state(self) -> &'static str {
-        match self {
-            Move::Start => "requested",
-            Move::Cancel => "cancelling",
-        }
+/// The endpoint of `what`, after `/v1/orders/{id}/`.
+fn path(what: CaptureMove) -> &'static str {
+    match what {
+        CaptureMove::Request => "capture",
+        CaptureMove::Cancel => "capture/cancel",
     }
 }
 
@@ -77,7 +63,7 @@ pub async fn start(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    move_capture(&state, &merchant.id, &id, &headers, Move::Start).await
+    move_capture(&state, &merchant.id, &id, &headers, CaptureMove::Request).await
 }
 
 /// Stop the capture running on an assisted call (the agent wants to talk to
@@ -105,7 +91,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    move_capture(&state, &merchant.id, &id, &headers, Move::Cancel).await
+    move_capture(&state, &merchant.id, &id, &headers, CaptureMove::Cancel).await
 }
 
 async fn move_capture(
@@ -113,11 +99,11 @@ async fn move_capture(
     merchant_id: &str,
     id: &str,
     headers: &HeaderMap,
-    what: Move,
+    what: CaptureMove,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
     let order = find(state, merchant_id, id).await?;
-    let request = format!("POST /v1/orders/{}/{}", order.id, what.path());
+    let request = format!("POST /v1/orders/{}/{}", order.id, path(what));
     let hash = state
         .vault
         .request_fingerprint(merchant_id, request.as_bytes());
@@ -141,20 +127,10 @@ async fn move_capture(
         body: &body,
         stale_before,
     });
-    let moved = match what {
-        Move::Start => {
-            state
-                .store
-                .request_capture(&order.id, merchant_id, idem, now)
-                .await?
-        }
-        Move::Cancel => {
-            state
-                .store
-                .cancel_capture(&order.id, merchant_id, idem, now)
-                .await?
-        }
-    };
+    let moved = state
+        .store
+        .move_capture(&order.id, merchant_id, idem, now, what)
+        .await?;
     match moved {
         Ok(()) => {
             tracing::info!(order = %order.id, capture = what.state(), "assisted capture");
