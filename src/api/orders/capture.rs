@@ -7,11 +7,11 @@
 //! reached. Progress follows on the order's live status stream
 //! (`capture.progress`) and, with `notify_progress`, as webhooks.
 
-use super::{find, idempotency_key, replay};
+use super::{find, idempotency_key, Idempotent};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::{auth::Merchant, AppState};
 use crate::domain::Mode;
-use crate::store::{now_ms, CaptureMove, CaptureRefused, IdempotencyEntry, OrderRow};
+use crate::store::{now_ms, CaptureMove, CaptureRefused, OrderRow};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -104,15 +104,10 @@ async fn move_capture(
     let key = idempotency_key(headers)?;
     let order = find(state, merchant_id, id).await?;
     let request = format!("POST /v1/orders/{}/{}", order.id, path(what));
-    let hash = state
-        .vault
-        .request_fingerprint(merchant_id, request.as_bytes());
     let now = now_ms();
-    let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
-    if let Some(key) = &key {
-        if let Some(r) = replay(state, merchant_id, key, &hash, stale_before).await? {
-            return Ok(r);
-        }
+    let idem = Idempotent::new(state, merchant_id, key, request.as_bytes(), now);
+    if let Some(r) = idem.replay(state, merchant_id).await? {
+        return Ok(r);
     }
     refuse_order(&order)?;
     let view = CaptureView {
@@ -120,16 +115,9 @@ async fn move_capture(
         capture: what.state().to_owned(),
     };
     let body = serde_json::to_string(&view).map_err(anyhow::Error::from)?;
-    let idem = key.as_deref().map(|key| IdempotencyEntry {
-        key,
-        request_hash: &hash,
-        status_code: 202,
-        body: &body,
-        stale_before,
-    });
     let moved = state
         .store
-        .move_capture(&order.id, merchant_id, idem, now, what)
+        .move_capture(&order.id, merchant_id, idem.entry(202, &body), now, what)
         .await?;
     match moved {
         Ok(()) => {
@@ -141,16 +129,13 @@ async fn move_capture(
             )
                 .into_response())
         }
-        Err(CaptureRefused::KeyUsed) => {
-            let key = key.as_deref().unwrap_or_default();
-            match replay(state, merchant_id, key, &hash, stale_before).await? {
-                Some(r) => Ok(r),
-                None => Err(ApiError::Conflict {
-                    code: "idempotency_key_reused",
-                    message: "this Idempotency-Key is in use by another request".into(),
-                }),
-            }
-        }
+        Err(CaptureRefused::KeyUsed) => match idem.replay(state, merchant_id).await? {
+            Some(r) => Ok(r),
+            None => Err(ApiError::Conflict {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key is in use by another request".into(),
+            }),
+        },
         Err(why) => {
             // The order may have become final meanwhile.
             if let Some(now) = state.store.order(&order.id).await? {
