@@ -158,6 +158,12 @@ async fn sent_back(fake: &FakeAri, ch: &str, party: &str, result: &str, code: &s
     request(fake, is_continue(ch, party)).await;
 }
 
+/// The cardholder keys `1` and a wrong PIN, and is told it is wrong.
+async fn wrong_pin(fake: &FakeAri, call: &Call) {
+    keys(fake, &call.holder, &format!("1{WRONG}"));
+    nth_play(fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
+}
+
 /// How often the cardholder was re-added hidden (once a capture).
 fn hides(fake: &FakeAri, call: &Call) -> usize {
     fake.rest_calls()
@@ -362,8 +368,7 @@ async fn the_agent_hanging_up_lets_the_capture_finish_then_the_cardholder_goes_b
 #[tokio::test]
 async fn a_wrong_pin_then_the_right_one_pays_in_one_capture() {
     let (fake, app, call) = capturing(5).await;
-    keys(&fake, &call.holder, &format!("1{WRONG}"));
-    nth_play(&fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
+    wrong_pin(&fake, &call).await;
     keys(&fake, &call.holder, PIN);
     paid(&app, &fake, &call).await;
     request(&fake, added(&call, &call.holder, false)).await;
@@ -382,8 +387,7 @@ async fn a_wrong_pin_then_the_right_one_pays_in_one_capture() {
 #[tokio::test]
 async fn a_second_capture_after_a_wrong_pin_pays_with_the_tries_left() {
     let (fake, app, call) = capturing(6).await;
-    keys(&fake, &call.holder, &format!("1{WRONG}"));
-    nth_play(&fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
+    wrong_pin(&fake, &call).await;
     app.order_until(&call.id, |v| v["status"] == "in_call")
         .await;
     capture(&app, &call, "capture/cancel").await;
