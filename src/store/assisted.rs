@@ -11,8 +11,8 @@
 //! the status rows are, so the live status stream's cursor
 //! (`Last-Event-ID`) stays safe (see [`Store::events_after`]).
 
-use super::orders::{IdempotencyEntry, ORDER_COLUMNS};
-use super::{conflict_aware, OrderRow, Result, Store};
+use super::orders::{put_idempotency, IdempotencyEntry, ORDER_COLUMNS};
+use super::{OrderRow, Result, Store};
 
 /// The two parties of an assisted call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,50 @@ impl Party {
         match self {
             Party::Cardholder => "cardholder_channel",
             Party::Agent => "agent_channel",
+        }
+    }
+}
+
+/// What the API asks of an assisted call's capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureMove {
+    /// Start one: `idle` → `requested`, only while both parties are in the
+    /// bridge and the order is `in_call`.
+    Request,
+    /// Stop it: `requested|running` → `cancelling`.
+    Cancel,
+}
+
+impl CaptureMove {
+    /// The capture state the move leads to: `requested` or `cancelling`.
+    pub fn state(self) -> &'static str {
+        match self {
+            CaptureMove::Request => "requested",
+            CaptureMove::Cancel => "cancelling",
+        }
+    }
+
+    /// The conditional update (`$1` order id, `$2` now).
+    fn sql(self) -> &'static str {
+        match self {
+            CaptureMove::Request => {
+                "UPDATE assisted_calls SET capture = 'requested', captures = captures + 1, \
+                 updated_at = $2 WHERE order_id = $1 AND capture = 'idle' \
+                 AND cardholder_channel IS NOT NULL AND agent_channel IS NOT NULL \
+                 AND EXISTS (SELECT 1 FROM orders WHERE id = $1 AND status = 'in_call')"
+            }
+            CaptureMove::Cancel => {
+                "UPDATE assisted_calls SET capture = 'cancelling', updated_at = $2 \
+                 WHERE order_id = $1 AND capture IN ('requested', 'running')"
+            }
+        }
+    }
+
+    /// The audit row's detail.
+    fn detail(self) -> &'static str {
+        match self {
+            CaptureMove::Request => "capture requested",
+            CaptureMove::Cancel => "capture cancel requested",
         }
     }
 }
@@ -135,99 +179,44 @@ impl Store {
         .await?)
     }
 
-    /// The API asks for a capture: `idle` → `requested`, only while both
-    /// parties are in the bridge and the order is `in_call`; with the
-    /// merchant's idempotency entry written in the same transaction.
+    /// The API asks for a capture or its cancellation (`to`, see
+    /// [`CaptureMove`]): one conditional update, with the merchant's
+    /// idempotency entry and an `assisted` audit row written in the same
+    /// transaction.
     ///
     /// # Errors
     /// [`StoreError::Db`](super::StoreError::Db) on a database error.
-    pub async fn request_capture(
+    pub async fn move_capture(
         &self,
         order_id: &str,
         merchant_id: &str,
         idem: Option<IdempotencyEntry<'_>>,
         now: i64,
-    ) -> Result<Result<(), CaptureRefused>> {
-        let sql = "UPDATE assisted_calls SET capture = 'requested', captures = captures + 1, \
-                   updated_at = $2 WHERE order_id = $1 AND capture = 'idle' \
-                   AND cardholder_channel IS NOT NULL AND agent_channel IS NOT NULL \
-                   AND EXISTS (SELECT 1 FROM orders WHERE id = $1 AND status = 'in_call')";
-        let detail = "capture requested";
-        self.capture_move(order_id, merchant_id, idem, now, sql, detail)
-            .await
-    }
-
-    /// The API asks to stop the capture: `requested|running` → `cancelling`.
-    ///
-    /// # Errors
-    /// [`StoreError::Db`](super::StoreError::Db) on a database error.
-    pub async fn cancel_capture(
-        &self,
-        order_id: &str,
-        merchant_id: &str,
-        idem: Option<IdempotencyEntry<'_>>,
-        now: i64,
-    ) -> Result<Result<(), CaptureRefused>> {
-        let sql = "UPDATE assisted_calls SET capture = 'cancelling', updated_at = $2 \
-                   WHERE order_id = $1 AND capture IN ('requested', 'running')";
-        let detail = "capture cancel requested";
-        self.capture_move(order_id, merchant_id, idem, now, sql, detail)
-            .await
-    }
-
-    async fn capture_move(
-        &self,
-        order_id: &str,
-        merchant_id: &str,
-        idem: Option<IdempotencyEntry<'_>>,
-        now: i64,
-        sql: &str,
-        detail: &str,
+        to: CaptureMove,
     ) -> Result<Result<(), CaptureRefused>> {
         let mut tx = self.write.begin().await?;
         if let Some(e) = &idem {
-            sqlx::query(
-                "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3",
-            )
-            .bind(merchant_id)
-            .bind(e.key)
-            .bind(e.stale_before)
-            .execute(&mut *tx)
-            .await?;
-            let written = sqlx::query(
-                "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(merchant_id)
-            .bind(e.key)
-            .bind(e.request_hash)
-            .bind(i64::from(e.status_code))
-            .bind(e.body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict_aware);
-            match written {
-                Ok(_) => {}
+            match put_idempotency(&mut tx, merchant_id, e, now).await {
+                Ok(()) => {}
                 Err(super::StoreError::Conflict) => return Ok(Err(CaptureRefused::KeyUsed)),
                 Err(e) => return Err(e),
             }
         }
-        let done = sqlx::query(sql)
+        let done = sqlx::query(to.sql())
             .bind(order_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
             drop(tx);
-            return Ok(Err(self.why_not(order_id, detail).await?));
+            return Ok(Err(self.why_not(order_id, to).await?));
         }
         sqlx::query(
             "INSERT INTO order_events (order_id, kind, from_status, to_status, detail, created_at) \
              VALUES ($1, 'assisted', NULL, NULL, $2, $3)",
         )
         .bind(order_id)
-        .bind(detail)
+        .bind(to.detail())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -236,11 +225,10 @@ impl Store {
     }
 
     /// Why a capture move found nothing to move.
-    async fn why_not(&self, order_id: &str, detail: &str) -> Result<CaptureRefused> {
+    async fn why_not(&self, order_id: &str, to: CaptureMove) -> Result<CaptureRefused> {
         let row = self.assisted_call(order_id).await?;
-        let cancelling = detail.contains("cancel");
         Ok(match row {
-            _ if cancelling => CaptureRefused::NotRunning,
+            _ if to == CaptureMove::Cancel => CaptureRefused::NotRunning,
             Some(r) if r.capture != "idle" => CaptureRefused::InProgress,
             Some(r) if r.cardholder_channel.is_some() && r.agent_channel.is_some() => {
                 // Both are there: the order is not `in_call` (with the

@@ -24,7 +24,7 @@ mod stans;
 mod status;
 mod webhooks;
 
-pub use assisted::{AssistedRow, CaptureRefused, Party};
+pub use assisted::{AssistedRow, CaptureMove, CaptureRefused, Party};
 pub use bindings::{BindingRow, NewBinding};
 pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;

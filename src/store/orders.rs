@@ -146,6 +146,43 @@ pub struct Transition<'a> {
     pub detail: Option<&'a str>,
 }
 
+/// Writes `merchant_id`'s idempotency entry `e` (created at `now`, Unix ms)
+/// in `tx`, replacing a stale entry for the key.
+///
+/// # Errors
+/// [`StoreError::Conflict`](super::StoreError::Conflict) when a live entry
+/// holds the key; [`StoreError::Db`](super::StoreError::Db) on a database
+/// error.
+pub(super) async fn put_idempotency(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    merchant_id: &str,
+    e: &IdempotencyEntry<'_>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3",
+    )
+    .bind(merchant_id)
+    .bind(e.key)
+    .bind(e.stale_before)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(merchant_id)
+    .bind(e.key)
+    .bind(e.request_hash)
+    .bind(i64::from(e.status_code))
+    .bind(e.body)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict_aware)?;
+    Ok(())
+}
+
 /// An idempotency entry written in the same transaction as the order.
 pub struct IdempotencyEntry<'a> {
     /// The merchant's `Idempotency-Key` header.
@@ -194,27 +231,7 @@ impl Store {
             return Ok(());
         };
         let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND created_at < $3",
-        )
-        .bind(&o.merchant_id)
-        .bind(e.key)
-        .bind(e.stale_before)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response_body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&o.merchant_id)
-        .bind(e.key)
-        .bind(e.request_hash)
-        .bind(i64::from(e.status_code))
-        .bind(e.body)
-        .bind(o.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict_aware)?;
+        put_idempotency(&mut tx, &o.merchant_id, &e, o.created_at).await?;
         insert_order(o)
             .execute(&mut *tx)
             .await

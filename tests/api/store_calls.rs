@@ -21,6 +21,19 @@ async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
     )
 }
 
+/// Node `node-a` claims the due callback (that of `id`) and places its
+/// first call at `now`: attempt 1 on channel `vp-{id}-1`, returned.
+async fn first_call(store: &Store, id: &str, now: i64) -> String {
+    store
+        .claim_callback("node-a", now, now + 60_000)
+        .await
+        .unwrap()
+        .expect("due");
+    let channel = format!("vp-{id}-1");
+    store.insert_attempt(id, 1, &channel, now).await.unwrap();
+    channel
+}
+
 async fn a_due_order_is_claimed_once_and_retried_on_schedule(app: TestApp) {
     let (store, id) = new_order(&app, "C1").await;
     let now = now_ms();
@@ -189,13 +202,7 @@ async fn a_node_renews_only_its_own_live_claims(app: TestApp) {
 async fn a_moved_call_keeps_its_attempt_row_under_the_new_channel(app: TestApp) {
     let (store, id) = new_order(&app, "M1").await;
     let now = now_ms();
-    store
-        .claim_callback("node-a", now, now + 60_000)
-        .await
-        .unwrap()
-        .expect("due");
-    let old = format!("vp-{id}-1");
-    store.insert_attempt(&id, 1, &old, now).await.unwrap();
+    let old = first_call(&store, &id, now).await;
     assert!(store
         .attempt_moved(&id, &old, "1712345678.9", now)
         .await
@@ -235,13 +242,7 @@ async fn a_moved_call_keeps_its_attempt_row_under_the_new_channel(app: TestApp) 
 async fn an_answered_callback_moves_the_order_and_its_attempt_in_one_write(app: TestApp) {
     let (store, id) = new_order(&app, "A1").await;
     let now = now_ms();
-    store
-        .claim_callback("node-a", now, now + 60_000)
-        .await
-        .unwrap()
-        .expect("due");
-    let channel = format!("vp-{id}-1");
-    store.insert_attempt(&id, 1, &channel, now).await.unwrap();
+    let channel = first_call(&store, &id, now).await;
     let order = store
         .answer_callback(&id, &channel, now + 5)
         .await
@@ -281,13 +282,7 @@ async fn an_answered_callback_moves_the_order_and_its_attempt_in_one_write(app: 
     // An order cancelled while ringing is not moved; its attempt is still
     // marked answered (the cardholder did pick up).
     let (store, other) = new_order(&app, "A2").await;
-    store
-        .claim_callback("node-a", now, now + 60_000)
-        .await
-        .unwrap()
-        .expect("due");
-    let ch2 = format!("vp-{other}-1");
-    store.insert_attempt(&other, 1, &ch2, now).await.unwrap();
+    let ch2 = first_call(&store, &other, now).await;
     store
         .stop_order(
             &other,
@@ -319,13 +314,7 @@ async fn an_answered_callback_moves_the_order_and_its_attempt_in_one_write(app: 
 async fn the_move_into_authorizing_counts_the_attempt_and_writes_its_note(app: TestApp) {
     let (store, id) = new_order(&app, "M1").await;
     let now = now_ms();
-    store
-        .claim_callback("node-a", now, now + 60_000)
-        .await
-        .unwrap()
-        .expect("due");
-    let channel = format!("vp-{id}-1");
-    store.insert_attempt(&id, 1, &channel, now).await.unwrap();
+    let channel = first_call(&store, &id, now).await;
     store
         .answer_callback(&id, &channel, now)
         .await

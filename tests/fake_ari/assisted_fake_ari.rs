@@ -4,10 +4,10 @@
 //! audio muted, every prompt played to it alone, and afterwards both back
 //! unmuted; the order's result; the hand-backs when either party hangs up.
 
-use super::common::{daemon_on, playback_finished as finished};
+use super::common::{daemon_on, finished, is_var, keys, up};
 use serde_json::{json, Value};
 use std::time::Duration;
-use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
+use voicepay_testkit::fake_ari::{event, request, FakeAri, Recorded};
 use voicepay_testkit::{order_body, wait_for, TestApp};
 
 /// The right PIN of the default test card, and a wrong one.
@@ -45,7 +45,7 @@ async fn both_in(app: &TestApp, fake: &FakeAri, n: u32) -> Call {
     for (ch, party) in [(&call.agent, "agent"), (&call.holder, "cardholder")] {
         fake.push(event(
             "StasisStart",
-            json!({"args": ["assisted", call.code, party], "channel": channel(ch, "Up")}),
+            json!({"args": ["assisted", call.code, party], "channel": up(ch)}),
         ));
         request(fake, added(&call, ch, false)).await;
     }
@@ -75,17 +75,6 @@ fn muted(ch: &str, on: bool) -> impl Fn(&Recorded) -> bool {
     move |r| r.method == method && r.path == path && r.param("direction") == Some("in")
 }
 
-fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
-    let path = format!("/ari/channels/{ch}/variable");
-    let (name, value) = (name.to_owned(), value.to_owned());
-    move |r| {
-        r.method == "POST"
-            && r.path == path
-            && r.param("variable") == Some(name.as_str())
-            && r.param("value") == Some(value.as_str())
-    }
-}
-
 fn is_continue(ch: &str, party: &str) -> impl Fn(&Recorded) -> bool {
     let path = format!("/ari/channels/{ch}/continue");
     let party = party.to_owned();
@@ -105,15 +94,82 @@ fn position(fake: &FakeAri, what: impl Fn(&Recorded) -> bool) -> usize {
         .expect("the request was sent")
 }
 
-async fn capture(app: &TestApp, call: &Call, what: &str) {
-    let res = app
-        .http
+/// A fake ARI, the daemon on it, and assisted order `n` with both parties
+/// in its bridge.
+async fn started(n: u32) -> (FakeAri, TestApp, Call) {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let call = both_in(&app, &fake, n).await;
+    (fake, app, call)
+}
+
+/// As [`started`], then a capture begun and the cardholder hidden.
+async fn capturing(n: u32) -> (FakeAri, TestApp, Call) {
+    let (fake, app, call) = started(n).await;
+    capture(&app, &call, "capture").await;
+    hidden(&fake, &call).await;
+    (fake, app, call)
+}
+
+/// The status of `POST /v1/orders/{id}/{what}` (`capture` or
+/// `capture/cancel`).
+async fn capture_status(app: &TestApp, call: &Call, what: &str) -> reqwest::StatusCode {
+    app.http
         .post(app.url(&format!("/v1/orders/{}/{what}", call.id)))
         .bearer_auth(&app.api_key)
         .send()
         .await
-        .unwrap();
-    assert_eq!(res.status(), 202, "{what}");
+        .unwrap()
+        .status()
+}
+
+async fn capture(app: &TestApp, call: &Call, what: &str) {
+    assert_eq!(capture_status(app, call, what).await, 202, "{what}");
+}
+
+/// Waits until a new capture is accepted (202): the previous one is closed.
+async fn capture_again(app: &TestApp, call: &Call) {
+    wait_for(Duration::from_secs(15), async || {
+        (capture_status(app, call, "capture").await == 202)
+            .then_some(())
+            .ok_or("capture not accepted again")
+    })
+    .await;
+}
+
+/// Channel `ch` leaves the application (`StasisEnd`).
+fn leaves(fake: &FakeAri, ch: &str) {
+    fake.push(event("StasisEnd", json!({"channel": up(ch)})));
+}
+
+/// The order succeeds and its closing prompt to the cardholder plays out.
+async fn paid(app: &TestApp, fake: &FakeAri, call: &Call) {
+    app.order_until(&call.id, |v| v["status"] == "succeeded")
+        .await;
+    let closing = nth_play(fake, &call.holder, "sound:voicepay/success", 1).await;
+    finished(fake, &call.holder, &closing);
+}
+
+/// `ch` is sent back to the dialplan as `party` with `VOICEPAY_RESULT` and
+/// `VOICEPAY_CODE` set.
+async fn sent_back(fake: &FakeAri, ch: &str, party: &str, result: &str, code: &str) {
+    request(fake, is_var(ch, "VOICEPAY_RESULT", result)).await;
+    request(fake, is_var(ch, "VOICEPAY_CODE", code)).await;
+    request(fake, is_continue(ch, party)).await;
+}
+
+/// The cardholder keys `1` and a wrong PIN, and is told it is wrong.
+async fn wrong_pin(fake: &FakeAri, call: &Call) {
+    keys(fake, &call.holder, &format!("1{WRONG}"));
+    nth_play(fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
+}
+
+/// How often the cardholder was re-added hidden (once a capture).
+fn hides(fake: &FakeAri, call: &Call) -> usize {
+    fake.rest_calls()
+        .iter()
+        .filter(|r| added(call, &call.holder, true)(r))
+        .count()
 }
 
 /// The capture begins: the cardholder re-added hidden and muted.
@@ -197,9 +253,7 @@ async fn nothing_leaked(app: &TestApp, fake: &FakeAri, call: &Call) {
 
 #[tokio::test]
 async fn a_capture_hides_the_cardholders_keys_and_voice_and_pays() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 1).await;
+    let (fake, app, call) = started(1).await;
     request(&fake, |r| {
         r.method == "POST" && r.path == call.bridge() && r.param("type") == Some("mixing")
     })
@@ -216,11 +270,8 @@ async fn a_capture_hides_the_cardholders_keys_and_voice_and_pays() {
         position(&fake, muted(&call.holder, true)) < first_prompt,
         "muted before any prompt"
     );
-    fake.press(&channel(&call.holder, "Up"), &format!("1{PIN}"));
-    app.order_until(&call.id, |v| v["status"] == "succeeded")
-        .await;
-    let closing = nth_play(&fake, &call.holder, "sound:voicepay/success", 1).await;
-    fake.push(finished(&call.holder, &closing));
+    keys(&fake, &call.holder, &format!("1{PIN}"));
+    paid(&app, &fake, &call).await;
     request(&fake, muted(&call.holder, false)).await;
     // Back in the bridge, unmuted, after the last prompt.
     wait_for(Duration::from_secs(15), async || {
@@ -252,12 +303,8 @@ async fn a_capture_hides_the_cardholders_keys_and_voice_and_pays() {
 
 #[tokio::test]
 async fn a_cancelled_capture_leaves_the_order_in_the_call_and_both_talking() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 2).await;
-    capture(&app, &call, "capture").await;
-    hidden(&fake, &call).await;
-    fake.press(&channel(&call.holder, "Up"), "112");
+    let (fake, app, call) = capturing(2).await;
+    keys(&fake, &call.holder, "112");
     let entry = nth_play(&fake, &call.holder, "sound:voicepay/enter-pin", 1).await;
     wait_for(Duration::from_secs(15), async || {
         let steps = progress(&app, &call.id).await;
@@ -281,44 +328,19 @@ async fn a_cancelled_capture_leaves_the_order_in_the_call_and_both_talking() {
     let v = app.order_view(&call.id).await;
     assert_eq!(v["status"], "in_call", "{v:#}");
     // The state is idle again: a new capture is accepted.
-    wait_for(Duration::from_secs(15), async || {
-        let res = app
-            .http
-            .post(app.url(&format!("/v1/orders/{}/capture", call.id)))
-            .bearer_auth(&app.api_key)
-            .send()
-            .await
-            .unwrap();
-        (res.status() == 202)
-            .then_some(())
-            .ok_or("capture not accepted again")
-    })
-    .await;
+    capture_again(&app, &call).await;
     nothing_leaked(&app, &fake, &call).await;
 }
 
 #[tokio::test]
 async fn the_cardholder_hanging_up_fails_the_order_and_the_agent_goes_back() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 3).await;
-    capture(&app, &call, "capture").await;
-    hidden(&fake, &call).await;
-    fake.press(&channel(&call.holder, "Up"), "18");
+    let (fake, app, call) = capturing(3).await;
+    keys(&fake, &call.holder, "18");
     nth_play(&fake, &call.holder, "sound:voicepay/enter-pin", 1).await;
-    fake.push(event(
-        "StasisEnd",
-        json!({"channel": channel(&call.holder, "Up")}),
-    ));
+    leaves(&fake, &call.holder);
     let v = app.order_until(&call.id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "caller_hung_up", "{v:#}");
-    request(&fake, is_var(&call.agent, "VOICEPAY_RESULT", "failure")).await;
-    request(
-        &fake,
-        is_var(&call.agent, "VOICEPAY_CODE", "caller_hung_up"),
-    )
-    .await;
-    request(&fake, is_continue(&call.agent, "agent")).await;
+    sent_back(&fake, &call.agent, "agent", "failure", "caller_hung_up").await;
     assert!(
         fake.rest_calls()
             .iter()
@@ -330,23 +352,11 @@ async fn the_cardholder_hanging_up_fails_the_order_and_the_agent_goes_back() {
 
 #[tokio::test]
 async fn the_agent_hanging_up_lets_the_capture_finish_then_the_cardholder_goes_back() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 4).await;
-    capture(&app, &call, "capture").await;
-    hidden(&fake, &call).await;
-    fake.push(event(
-        "StasisEnd",
-        json!({"channel": channel(&call.agent, "Up")}),
-    ));
-    fake.press(&channel(&call.holder, "Up"), &format!("1{PIN}"));
-    app.order_until(&call.id, |v| v["status"] == "succeeded")
-        .await;
-    let closing = nth_play(&fake, &call.holder, "sound:voicepay/success", 1).await;
-    fake.push(finished(&call.holder, &closing));
-    request(&fake, is_var(&call.holder, "VOICEPAY_RESULT", "success")).await;
-    request(&fake, is_var(&call.holder, "VOICEPAY_CODE", "approved")).await;
-    request(&fake, is_continue(&call.holder, "cardholder")).await;
+    let (fake, app, call) = capturing(4).await;
+    leaves(&fake, &call.agent);
+    keys(&fake, &call.holder, &format!("1{PIN}"));
+    paid(&app, &fake, &call).await;
+    sent_back(&fake, &call.holder, "cardholder", "success", "approved").await;
     // Unmuted before it goes back.
     assert!(
         position(&fake, muted(&call.holder, false))
@@ -357,18 +367,10 @@ async fn the_agent_hanging_up_lets_the_capture_finish_then_the_cardholder_goes_b
 
 #[tokio::test]
 async fn a_wrong_pin_then_the_right_one_pays_in_one_capture() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 5).await;
-    capture(&app, &call, "capture").await;
-    hidden(&fake, &call).await;
-    fake.press(&channel(&call.holder, "Up"), &format!("1{WRONG}"));
-    nth_play(&fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
-    fake.press(&channel(&call.holder, "Up"), PIN);
-    app.order_until(&call.id, |v| v["status"] == "succeeded")
-        .await;
-    let closing = nth_play(&fake, &call.holder, "sound:voicepay/success", 1).await;
-    fake.push(finished(&call.holder, &closing));
+    let (fake, app, call) = capturing(5).await;
+    wrong_pin(&fake, &call).await;
+    keys(&fake, &call.holder, PIN);
+    paid(&app, &fake, &call).await;
     request(&fake, added(&call, &call.holder, false)).await;
     let steps = progress(&app, &call.id).await;
     assert!(
@@ -378,52 +380,27 @@ async fn a_wrong_pin_then_the_right_one_pays_in_one_capture() {
         "{steps:#?}"
     );
     // One capture: hidden once.
-    let hides = fake
-        .rest_calls()
-        .iter()
-        .filter(|r| added(&call, &call.holder, true)(r))
-        .count();
-    assert_eq!(hides, 1);
+    assert_eq!(hides(&fake, &call), 1);
     nothing_leaked(&app, &fake, &call).await;
 }
 
 #[tokio::test]
 async fn a_second_capture_after_a_wrong_pin_pays_with_the_tries_left() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 6).await;
-    capture(&app, &call, "capture").await;
-    hidden(&fake, &call).await;
-    fake.press(&channel(&call.holder, "Up"), &format!("1{WRONG}"));
-    nth_play(&fake, &call.holder, "sound:voicepay/fail-wrong_secret", 1).await;
+    let (fake, app, call) = capturing(6).await;
+    wrong_pin(&fake, &call).await;
     app.order_until(&call.id, |v| v["status"] == "in_call")
         .await;
     capture(&app, &call, "capture/cancel").await;
     request(&fake, added(&call, &call.holder, false)).await;
     // The second capture, once the first is closed.
+    capture_again(&app, &call).await;
     wait_for(Duration::from_secs(15), async || {
-        let res = app
-            .http
-            .post(app.url(&format!("/v1/orders/{}/capture", call.id)))
-            .bearer_auth(&app.api_key)
-            .send()
-            .await
-            .unwrap();
-        (res.status() == 202)
+        (hides(&fake, &call) == 2)
             .then_some(())
-            .ok_or("second capture not accepted")
+            .ok_or("not hidden again")
     })
     .await;
-    wait_for(Duration::from_secs(15), async || {
-        let n = fake
-            .rest_calls()
-            .iter()
-            .filter(|r| added(&call, &call.holder, true)(r))
-            .count();
-        (n == 2).then_some(()).ok_or("not hidden again")
-    })
-    .await;
-    fake.press(&channel(&call.holder, "Up"), &format!("1{PIN}"));
+    keys(&fake, &call.holder, &format!("1{PIN}"));
     let v = app
         .order_until(&call.id, |v| v["status"] == "succeeded")
         .await;
@@ -509,20 +486,16 @@ fn the_bridge_requests_we_send_are_in_asterisks_ari() {
 
 #[tokio::test]
 async fn the_agent_hanging_up_before_any_result_sends_the_cardholder_back() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 7).await;
-    fake.push(event(
-        "StasisEnd",
-        json!({"channel": channel(&call.agent, "Up")}),
-    ));
-    request(&fake, is_var(&call.holder, "VOICEPAY_RESULT", "failure")).await;
-    request(
+    let (fake, app, call) = started(7).await;
+    leaves(&fake, &call.agent);
+    sent_back(
         &fake,
-        is_var(&call.holder, "VOICEPAY_CODE", "agent_hung_up"),
+        &call.holder,
+        "cardholder",
+        "failure",
+        "agent_hung_up",
     )
     .await;
-    request(&fake, is_continue(&call.holder, "cardholder")).await;
     let v = app.order_until(&call.id, |v| v["status"] == "failed").await;
     assert_eq!(v["result"]["code"], "call_failed", "{v:#}");
     // Nothing was captured: no prompt, no mute.
@@ -533,14 +506,7 @@ async fn the_agent_hanging_up_before_any_result_sends_the_cardholder_back() {
             .all(|r| !r.path.contains("/play/") && !r.path.ends_with("/mute")),
         "{calls:#?}"
     );
-    let res = app
-        .http
-        .post(app.url(&format!("/v1/orders/{}/capture", call.id)))
-        .bearer_auth(&app.api_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 409);
+    assert_eq!(capture_status(&app, &call, "capture").await, 409);
 }
 
 /// Asterisk itself ending the cardholder's channel (a soft hang-up request,
@@ -550,12 +516,10 @@ async fn the_agent_hanging_up_before_any_result_sends_the_cardholder_back() {
 /// code), and the agent goes back to the merchant.
 #[tokio::test]
 async fn a_cardholder_lost_with_asterisk_is_no_hang_up() {
-    let fake = FakeAri::start().await;
-    let app = daemon(&fake).await;
-    let call = both_in(&app, &fake, 8).await;
+    let (fake, app, call) = started(8).await;
     fake.push(event(
         "ChannelHangupRequest",
-        json!({"cause": 4, "soft": true, "channel": channel(&call.holder, "Up")}),
+        json!({"cause": 4, "soft": true, "channel": up(&call.holder)}),
     ));
     request(&fake, is_continue(&call.agent, "agent")).await;
     let v = app

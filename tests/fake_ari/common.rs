@@ -50,6 +50,19 @@ pub(super) fn originate_of(channel_id: String) -> impl Fn(&Recorded) -> bool {
     move |r| r.method == "POST" && r.path == format!("/ari/channels/{channel_id}")
 }
 
+/// `POST /channels/{ch}/variable` setting channel variable `name` to
+/// `value`.
+pub(super) fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
+    let path = format!("/ari/channels/{ch}/variable");
+    let (name, value) = (name.to_owned(), value.to_owned());
+    move |r| {
+        r.method == "POST"
+            && r.path == path
+            && r.param("variable") == Some(name.as_str())
+            && r.param("value") == Some(value.as_str())
+    }
+}
+
 /// Channel `ch`, answered.
 pub(super) fn up(ch: &str) -> Value {
     channel(ch, "Up")

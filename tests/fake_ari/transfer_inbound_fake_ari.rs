@@ -3,7 +3,7 @@
 //! variables and `continue`, never a hang-up, never the code) and for an
 //! inbound caller without an order (`inbound.require_order_code = false`).
 
-use super::common::{daemon_on, playback_finished as finished};
+use super::common::{daemon_on, is_var, playback_finished as finished};
 use serde_json::{json, Value};
 use std::time::Duration;
 use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Recorded};
@@ -15,17 +15,6 @@ async fn daemon(fake: &FakeAri) -> TestApp {
 
 async fn daemon_with(fake: &FakeAri, require_order_code: bool) -> TestApp {
     daemon_on(fake, |s| s.inbound.require_order_code = require_order_code).await
-}
-
-fn is_var(ch: &str, name: &str, value: &str) -> impl Fn(&Recorded) -> bool {
-    let path = format!("/ari/channels/{ch}/variable");
-    let (name, value) = (name.to_owned(), value.to_owned());
-    move |r| {
-        r.method == "POST"
-            && r.path == path
-            && r.param("variable") == Some(name.as_str())
-            && r.param("value") == Some(value.as_str())
-    }
 }
 
 fn is_continue(ch: &str) -> impl Fn(&Recorded) -> bool {

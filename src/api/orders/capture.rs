@@ -1,17 +1,17 @@
 //! `POST /v1/orders/{id}/capture` and `/capture/cancel`: the agent's
 //! desktop asks voicepay to collect the secret from the cardholder of an
 //! assisted call (mode `assisted`), or to stop collecting it. The handler
-//! only records the request ([`crate::store::Store::request_capture`], one
+//! only records the request ([`crate::store::Store::move_capture`], one
 //! conditional update); the node whose bridge holds the call sees it and
 //! runs the capture (`crate::calls::assisted`), whichever node the request
 //! reached. Progress follows on the order's live status stream
 //! (`capture.progress`) and, with `notify_progress`, as webhooks.
 
-use super::{find, idempotency_key, replay};
+use super::{find, idempotency_key, Idempotent};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::{auth::Merchant, AppState};
 use crate::domain::Mode;
-use crate::store::{now_ms, CaptureRefused, IdempotencyEntry, OrderRow};
+use crate::store::{now_ms, CaptureMove, CaptureRefused, OrderRow};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,25 +30,11 @@ pub struct CaptureView {
     pub capture: String,
 }
 
-#[derive(Clone, Copy)]
-enum Move {
-    Start,
-    Cancel,
-}
-
-impl Move {
-    fn path(self) -> &'static str {
-        match self {
-            Move::Start => "capture",
-            Move::Cancel => "capture/cancel",
-        }
-    }
-
-    fn state(self) -> &'static str {
-        match self {
-            Move::Start => "requested",
-            Move::Cancel => "cancelling",
-        }
+/// The endpoint of `what`, after `/v1/orders/{id}/`.
+fn path(what: CaptureMove) -> &'static str {
+    match what {
+        CaptureMove::Request => "capture",
+        CaptureMove::Cancel => "capture/cancel",
     }
 }
 
@@ -77,7 +63,7 @@ pub async fn start(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    move_capture(&state, &merchant.id, &id, &headers, Move::Start).await
+    move_capture(&state, &merchant.id, &id, &headers, CaptureMove::Request).await
 }
 
 /// Stop the capture running on an assisted call (the agent wants to talk to
@@ -105,7 +91,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    move_capture(&state, &merchant.id, &id, &headers, Move::Cancel).await
+    move_capture(&state, &merchant.id, &id, &headers, CaptureMove::Cancel).await
 }
 
 async fn move_capture(
@@ -113,20 +99,15 @@ async fn move_capture(
     merchant_id: &str,
     id: &str,
     headers: &HeaderMap,
-    what: Move,
+    what: CaptureMove,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
     let order = find(state, merchant_id, id).await?;
-    let request = format!("POST /v1/orders/{}/{}", order.id, what.path());
-    let hash = state
-        .vault
-        .request_fingerprint(merchant_id, request.as_bytes());
+    let request = format!("POST /v1/orders/{}/{}", order.id, path(what));
     let now = now_ms();
-    let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
-    if let Some(key) = &key {
-        if let Some(r) = replay(state, merchant_id, key, &hash, stale_before).await? {
-            return Ok(r);
-        }
+    let idem = Idempotent::new(state, merchant_id, key, request.as_bytes(), now);
+    if let Some(r) = idem.replay(state, merchant_id).await? {
+        return Ok(r);
     }
     refuse_order(&order)?;
     let view = CaptureView {
@@ -134,27 +115,10 @@ async fn move_capture(
         capture: what.state().to_owned(),
     };
     let body = serde_json::to_string(&view).map_err(anyhow::Error::from)?;
-    let idem = key.as_deref().map(|key| IdempotencyEntry {
-        key,
-        request_hash: &hash,
-        status_code: 202,
-        body: &body,
-        stale_before,
-    });
-    let moved = match what {
-        Move::Start => {
-            state
-                .store
-                .request_capture(&order.id, merchant_id, idem, now)
-                .await?
-        }
-        Move::Cancel => {
-            state
-                .store
-                .cancel_capture(&order.id, merchant_id, idem, now)
-                .await?
-        }
-    };
+    let moved = state
+        .store
+        .move_capture(&order.id, merchant_id, idem.entry(202, &body), now, what)
+        .await?;
     match moved {
         Ok(()) => {
             tracing::info!(order = %order.id, capture = what.state(), "assisted capture");
@@ -165,16 +129,13 @@ async fn move_capture(
             )
                 .into_response())
         }
-        Err(CaptureRefused::KeyUsed) => {
-            let key = key.as_deref().unwrap_or_default();
-            match replay(state, merchant_id, key, &hash, stale_before).await? {
-                Some(r) => Ok(r),
-                None => Err(ApiError::Conflict {
-                    code: "idempotency_key_reused",
-                    message: "this Idempotency-Key is in use by another request".into(),
-                }),
-            }
-        }
+        Err(CaptureRefused::KeyUsed) => match idem.replay(state, merchant_id).await? {
+            Some(r) => Ok(r),
+            None => Err(ApiError::Conflict {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key is in use by another request".into(),
+            }),
+        },
         Err(why) => {
             // The order may have become final meanwhile.
             if let Some(now) = state.store.order(&order.id).await? {

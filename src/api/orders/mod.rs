@@ -70,22 +70,22 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let body = crate::api::json::body(body)?;
     require_json(&headers)?;
-    let idem_key = idempotency_key(&headers)?;
+    let key = idempotency_key(&headers)?;
     // Before any database read: the bucket bounds what a merchant can make
     // this node read and write.
     state.limits.take_order(&merchant.id)?;
     let value = super::json::parse(&body)?;
-    // By meaning, not by bytes: key order and spacing do not change it.
-    let request_hash = state
-        .vault
-        .request_fingerprint(&merchant.id, &super::json::canonical(&value));
     let now = now_ms();
-    let stale_before = now - state.settings.orders.idempotency_ttl_secs as i64 * 1000;
-    if let Some(key) = &idem_key {
-        if let Some(replay) = replay(&state, &merchant.id, key, &request_hash, stale_before).await?
-        {
-            return Ok(replay);
-        }
+    // By meaning, not by bytes: key order and spacing do not change it.
+    let idem = Idempotent::new(
+        &state,
+        &merchant.id,
+        key,
+        &super::json::canonical(&value),
+        now,
+    );
+    if let Some(replay) = idem.replay(&state, &merchant.id).await? {
+        return Ok(replay);
     }
     let new = request::from_value(value, state.settings.orders.max_amount)?;
     payable(&state, &merchant)?;
@@ -101,26 +101,15 @@ pub async fn create(
         let row = order_row(&state, &merchant, &new, now).await?;
         let view = OrderView::new(&row, &[]);
         let json = serde_json::to_string(&view).map_err(anyhow::Error::from)?;
-        let idem = idem_key.as_deref().map(|key| IdempotencyEntry {
-            key,
-            request_hash: &request_hash,
-            status_code: 201,
-            body: &json,
-            stale_before,
-        });
-        match state.store.create_order(&row, idem).await {
+        match state.store.create_order(&row, idem.entry(201, &json)).await {
             Ok(()) => {
                 state.metrics.orders_created.inc();
                 tracing::info!(order = %row.id, merchant = %merchant.id, mode = row.mode.as_str(), card = %row.card_masked, amount = row.amount, "order created");
                 return Ok(created(&row.id, json));
             }
             Err(StoreError::Conflict) => {
-                if let Some(key) = &idem_key {
-                    if let Some(replay) =
-                        replay(&state, &merchant.id, key, &request_hash, stale_before).await?
-                    {
-                        return Ok(replay);
-                    }
+                if let Some(replay) = idem.replay(&state, &merchant.id).await? {
+                    return Ok(replay);
                 }
                 if state
                     .store
@@ -352,6 +341,60 @@ fn created(id: &str, json: String) -> Response {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
     resp
+}
+
+/// One request's `Idempotency-Key` plumbing (order creation, capture): the
+/// key if one was given, the request's fingerprint and the cut-off (Unix
+/// ms) before which a stored entry is stale
+/// (`orders.idempotency_ttl_secs`).
+struct Idempotent {
+    key: Option<String>,
+    hash: String,
+    stale_before: i64,
+}
+
+impl Idempotent {
+    /// `key` for `merchant_id`'s request `request` (the bytes that say what
+    /// it means) received at `now` (Unix ms).
+    fn new(
+        state: &AppState,
+        merchant_id: &str,
+        key: Option<String>,
+        request: &[u8],
+        now: i64,
+    ) -> Self {
+        Idempotent {
+            key,
+            hash: state.vault.request_fingerprint(merchant_id, request),
+            stale_before: now - state.settings.orders.idempotency_ttl_secs as i64 * 1000,
+        }
+    }
+
+    /// The stored first response for the key (see [`replay`]); `None`
+    /// without a key or a live entry; 409 `idempotency_key_reused` when the
+    /// key was used with another request.
+    async fn replay(
+        &self,
+        state: &AppState,
+        merchant_id: &str,
+    ) -> Result<Option<Response>, ApiError> {
+        match &self.key {
+            Some(key) => replay(state, merchant_id, key, &self.hash, self.stale_before).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The entry to store with the first response (`status_code`, JSON
+    /// `body`), when a key was given.
+    fn entry<'a>(&'a self, status_code: u16, body: &'a str) -> Option<IdempotencyEntry<'a>> {
+        self.key.as_deref().map(|key| IdempotencyEntry {
+            key,
+            request_hash: &self.hash,
+            status_code,
+            body,
+            stale_before: self.stale_before,
+        })
+    }
 }
 
 /// The stored first response when this key was used with the same request
