@@ -56,10 +56,10 @@ pub(super) async fn place(
     mode: &str,
 ) -> Result<Response, ApiError> {
     same_origin(headers)?;
-    require_json(&headers)?;
+    require_json(headers)?;
     let body = crate::api::json::body(body)?;
     let session =
-        Session::from_headers(&headers, &demo.state.vault).ok_or_else(|| ApiError::Forbidden {
+        Session::from_headers(headers, &demo.state.vault).ok_or_else(|| ApiError::Forbidden {
             code: "session_required",
             message:
                 "open the demo page first: orders belong to the browser session that placed them"
