@@ -368,3 +368,132 @@ async fn the_agent_desk_follows_an_assisted_capture_in_counts_only() {
         let _ = std::fs::remove_file(host_path(&format!("{files}-{f}")));
     }
 }
+
+/// The desk's lines so far (`#desk-log`), and its result once shown.
+async fn desk_lines(b: &Browser) -> (Vec<String>, Value) {
+    let v = js(
+        b,
+        r#"var r = document.getElementById('desk-result');
+           return [Array.prototype.map.call(document.querySelectorAll('#desk-log li'), function (l) { return l.textContent; }),
+                   r.hidden ? null : r.getAttribute('data-outcome')];"#,
+    )
+    .await;
+    let lines = v[0]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l.as_str().unwrap_or_default().to_owned())
+        .collect();
+    (lines, v[1].clone())
+}
+
+/// Waits until the desk shows `line` (or panics with what it shows).
+async fn desk_shows(b: &Browser, line: &str) {
+    wait_for(secs(20), async || {
+        let (lines, _) = desk_lines(b).await;
+        if lines.iter().any(|l| l == line) {
+            Ok(())
+        } else {
+            Err(format!("no {line:?} on the desk: {lines:?}"))
+        }
+    })
+    .await;
+}
+
+/// The desk in words after a wrong PIN, on the scripted fake ARI (no lab
+/// call needed, so the keys are exact): the cardholder keys 1 and a wrong
+/// PIN, the desk says "Wrong PIN, 2 tries left"; then the right PIN pays
+/// in the same capture. Needs `scripts/browser`.
+#[tokio::test]
+async fn the_agent_desk_shows_a_wrong_pin_in_words_then_the_success() {
+    use voicepay_testkit::fake_ari::{channel, event, FakeAri};
+    let Some(paths) = require_browser() else {
+        return;
+    };
+    let fake = FakeAri::start().await;
+    let ari = fake.settings();
+    let app = spawn_app_with(Db::Sqlite, move |s| {
+        s.demo.enabled = true;
+        s.http.events_poll_ms = 20;
+        s.ari = ari;
+    })
+    .await
+    .expect("sqlite app");
+    fake.wait_connections(1, secs(10)).await;
+    let b = Browser::start(&paths).await.expect("browser");
+    b.client
+        .goto(&app.demo_url("/demo?lang=en"))
+        .await
+        .expect("open /demo");
+    click(&b, "#tab-desk").await;
+    type_into(&b, "#card_number", CARD).await;
+    type_into(&b, "#id_number", ID_NUMBER).await;
+    type_into(&b, "#phone", "13600140001").await;
+    click(&b, "#pay").await;
+    let code = wait_for(secs(15), async || {
+        let v = js(&b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
+        v.as_str()
+            .filter(|c| c.len() == 8)
+            .map(str::to_owned)
+            .ok_or(format!("no code on the desk yet: {v}"))
+    })
+    .await;
+    for (ch, party) in [("vp-desk-agent", "agent"), ("vp-desk-holder", "cardholder")] {
+        fake.push(event(
+            "StasisStart",
+            serde_json::json!({"args": ["assisted", code, party], "channel": channel(ch, "Up")}),
+        ));
+    }
+    let requested = wait_for(secs(10), async || match press(&b, "#capture").await {
+        (Value::Null, status) => Ok(status),
+        (code, _) => Err(format!("capture refused: {code}")),
+    })
+    .await;
+    assert_eq!(
+        requested,
+        "Capture requested: the cardholder hears the prompts."
+    );
+    let holder = channel("vp-desk-holder", "Up");
+    desk_shows(&b, "Confirm: waiting for the cardholder to press 1").await;
+    fake.press(&holder, "1123456");
+    desk_shows(&b, "Wrong PIN, 2 tries left").await;
+    fake.press(&holder, PIN);
+    let (lines, outcome) = wait_for(secs(20), async || {
+        let (lines, outcome) = desk_lines(&b).await;
+        if outcome.is_null() {
+            Err(format!("no result yet: {lines:?}"))
+        } else {
+            Ok((lines, outcome))
+        }
+    })
+    .await;
+    let shot = b.screenshot("desk-wrong-then-right").await.ok();
+    eprintln!("the desk showed: {lines:?} then {outcome} ({shot:?})");
+    assert_eq!(outcome, "succeeded");
+    let wrong = lines
+        .iter()
+        .position(|l| l == "Wrong PIN, 2 tries left")
+        .unwrap();
+    assert_eq!(
+        &lines[wrong - 1..=wrong + 1],
+        [
+            "Authorizing…",
+            "Wrong PIN, 2 tries left",
+            "PIN: 0 of 6 digits"
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("Wrong PIN")).count(),
+        1,
+        "{lines:?}"
+    );
+    let text = js(&b, "return document.body.innerText;").await;
+    for secret in [PIN, "123456"] {
+        assert!(
+            !text.as_str().unwrap().contains(secret),
+            "{secret} on the page"
+        );
+    }
+    b.close().await;
+}
