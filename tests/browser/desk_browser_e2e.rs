@@ -8,8 +8,11 @@
 //! the progress in counts ("PIN: 4 of 6 digits", "Authorizing…") and the
 //! success, with no keyed digit anywhere on the page.
 //!
-//! Needs `scripts/asterisk up` and `scripts/browser`; skips without them
-//! and fails under `CI=true`. Saves `desk-*.png` under
+//! A second test drives the desk through a wrong PIN and the right one on
+//! the scripted fake ARI (keys exact, no lab call).
+//!
+//! Needs `scripts/asterisk up` (the first test) and `scripts/browser`;
+//! skips without them and fails under `CI=true`. Saves `desk-*.png` under
 //! `$CARGO_TARGET_TMPDIR/demo/`.
 
 use crate::chromium::{require_browser, Browser};
