@@ -17,6 +17,7 @@
 //! placed it ([`session`]), within a rate ([`limit`]).
 
 mod cards;
+mod desk;
 mod limit;
 mod orders;
 mod session;
@@ -109,6 +110,9 @@ pub fn router(state: &AppState, key: Zeroizing<String>, api: Router) -> Router {
         .route("/demo/api/orders", post(orders::create))
         .route("/demo/api/orders/{id}", get(orders::order))
         .route("/demo/api/orders/{id}/events", get(orders::events))
+        .route("/demo/api/assisted", post(desk::create))
+        .route("/demo/api/orders/{id}/capture", post(desk::capture))
+        .route("/demo/api/orders/{id}/capture/cancel", post(desk::cancel))
         .fallback(|| async { crate::api::ApiError::NotFound })
         .layer(DefaultBodyLimit::max(state.settings.http.max_body_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(

@@ -44,11 +44,22 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    same_origin(&headers)?;
-    require_json(&headers)?;
+    place(&demo, &headers, body, "callback").await
+}
+
+/// [`create`] for an order in `mode` (`callback`, or `assisted` for the
+/// agent desk, [`super::desk`]).
+pub(super) async fn place(
+    demo: &Demo,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    mode: &str,
+) -> Result<Response, ApiError> {
+    same_origin(headers)?;
+    require_json(headers)?;
     let body = crate::api::json::body(body)?;
     let session =
-        Session::from_headers(&headers, &demo.state.vault).ok_or_else(|| ApiError::Forbidden {
+        Session::from_headers(headers, &demo.state.vault).ok_or_else(|| ApiError::Forbidden {
             code: "session_required",
             message:
                 "open the demo page first: orders belong to the browser session that placed them"
@@ -61,7 +72,7 @@ pub(super) async fn create(
             "the checkout form could not be read".into(),
         ));
     };
-    let order = order_for(&session, c).to_string();
+    let order = order_for(&session, c, mode).to_string();
     // The API's own checks first, so that every bad field is named; then
     // the binding, which this session may use only once it has proven it.
     let new = request::parse(order.as_bytes(), demo.state.settings.orders.max_amount)?;
@@ -91,15 +102,15 @@ pub(super) async fn create(
 }
 
 /// The merchant API's order body for the page's form.
-fn order_for(session: &Session, c: Checkout) -> serde_json::Value {
+fn order_for(session: &Session, c: Checkout, mode: &str) -> serde_json::Value {
     let mut order = serde_json::json!({
         "merchant_order_id": session.new_reference(),
         "amount": c.amount,
         "currency": "CNY",
         "phone": c.phone,
         "language": c.language,
-        "mode": "callback",
-        "description": "voicepay demo checkout",
+        "mode": mode,
+        "description": if mode == "assisted" { "voicepay demo agent desk" } else { "voicepay demo checkout" },
     });
     // Both or neither: the API says which one is missing.
     for (name, value) in [("card_number", c.card_number), ("id_number", c.id_number)] {
@@ -154,7 +165,11 @@ fn plausible_id(id: &str) -> bool {
 impl Demo {
     /// The order's view (JSON) when the request's session placed it; 404
     /// otherwise, exactly as for an order that does not exist.
-    async fn owned_order(&self, headers: &HeaderMap, id: &str) -> Result<Bytes, ApiError> {
+    pub(super) async fn owned_order(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<Bytes, ApiError> {
         let session =
             Session::from_headers(headers, &self.state.vault).ok_or(ApiError::NotFound)?;
         if !plausible_id(id) {
@@ -193,7 +208,7 @@ impl Demo {
     }
 
     /// One request to the merchant API as the demo merchant.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,

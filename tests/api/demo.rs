@@ -417,9 +417,90 @@ async fn a_strangers_bound_card_is_not_disclosed(app: TestApp) {
     assert!(binding_id.is_some(), "the owner's order used the binding");
 }
 
+/// The agent desk (issue #16): `POST /demo/api/assisted` places an
+/// assisted order with its one-time code for the session; Capture and
+/// Cancel are relayed for that session's order only (404 to another
+/// session or a cookie-less browser, 403 from another site) and answer the
+/// API's refusals: with no leg in a bridge (no ARI here) `capture_not_ready`
+/// and `no_capture_running`. None of them records anything.
+async fn the_desk_moves_only_the_sessions_own_assisted_order(app: TestApp) {
+    let a = app.demo().await;
+    let b = app.demo().await;
+    let resp = a
+        .request(Method::POST, "/demo/api/assisted")
+        .json(&new_card(&phone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let order: Value = resp.json().await.unwrap();
+    assert_eq!(order["mode"], "assisted", "{order}");
+    let code = order["transfer_code"].as_str().expect("a one-time code");
+    assert!(
+        code.len() == 8 && code.bytes().all(|d| d.is_ascii_digit()),
+        "{code}"
+    );
+    let id = order["id"].as_str().unwrap();
+    let before = footprint(&app).await;
+
+    let post = |s: &DemoSession, what: &str| {
+        s.request(Method::POST, &format!("/demo/api/orders/{id}/{what}"))
+            .send()
+    };
+    let (status, err) = error_of(post(&a, "capture").await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), &err["error"]["code"]),
+        (409, &json!("capture_not_ready")),
+        "{err}"
+    );
+    let (status, err) = error_of(post(&a, "capture/cancel").await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), &err["error"]["code"]),
+        (409, &json!("no_capture_running")),
+        "{err}"
+    );
+    let (_, missing) = error_of(b.get("/demo/api/orders/ord_000000000000000000000000").await).await;
+    for what in ["capture", "capture/cancel"] {
+        let (status, err) = error_of(post(&b, what).await.unwrap()).await;
+        assert_eq!((status.as_u16(), &err), (404, &missing), "{what}");
+        let anon = app
+            .http
+            .post(app.demo_url(&format!("/demo/api/orders/{id}/{what}")))
+            .send()
+            .await
+            .unwrap();
+        let (status, err) = error_of(anon).await;
+        assert_eq!((status.as_u16(), &err), (404, &missing), "{what}");
+        let cross = a
+            .request(Method::POST, &format!("/demo/api/orders/{id}/{what}"))
+            .header("origin", "http://evil.example")
+            .send()
+            .await
+            .unwrap();
+        let (status, err) = error_of(cross).await;
+        assert_eq!(
+            (status.as_u16(), &err["error"]["code"]),
+            (403, &json!("cross_site_request")),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        footprint(&app).await,
+        before,
+        "a refused move recorded something"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending");
+}
+
 on_both_stores!(
     spawn = demo_app;
     another_session_gets_404_for_an_order,
+    the_desk_moves_only_the_sessions_own_assisted_order,
     the_demo_key_is_revoked_when_the_demo_is_off,
     a_strangers_bound_card_is_not_disclosed,
 );

@@ -1,0 +1,502 @@
+//! The demo page's agent desk (issue #16), end to end: headless Chromium
+//! places an assisted order on the "Agent desk" tab and reads its one-time
+//! code; Capture is refused (`capture_not_ready`) while no leg is in
+//! voicepay's bridge; then the cardholder's and the agent's lab phones
+//! (Local channels, dialplan/lab.conf "Assisted payments", as in
+//! tests/asterisk/assisted_e2e.rs) join with that code, Capture is
+//! accepted, the cardholder's phone keys 1 and the PIN, and the desk shows
+//! the progress in counts ("PIN: 4 of 6 digits", "Authorizing…") and the
+//! success, with no keyed digit anywhere on the page.
+//!
+//! A second test drives the desk through a wrong PIN and the right one on
+//! the scripted fake ARI (keys exact, no lab call).
+//!
+//! Needs `scripts/asterisk up` (the first test) and `scripts/browser`;
+//! skips without them and fails under `CI=true`. Saves `desk-*.png` under
+//! `$CARGO_TARGET_TMPDIR/demo/`.
+
+use crate::chromium::{require_browser, Browser};
+use fantoccini::Locator;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+use voicepay_testkit::lab::{self, secs, Lab, Originate};
+use voicepay_testkit::{poll_until, spawn_app_with, wait_for, Db, TestApp};
+
+const CARD: &str = "6222000000000017";
+const ID_NUMBER: &str = "11010519491231002X";
+const PIN: &str = "805137";
+
+/// A daemon with the demo page on, on the lab Asterisk under `app`.
+async fn desk_daemon(app: &str) -> TestApp {
+    let app = app.to_owned();
+    spawn_app_with(Db::Sqlite, move |s| {
+        s.demo.enabled = true;
+        s.ari.url = lab::lab_setting("VOICEPAY__ARI__URL");
+        s.ari.username = lab::lab_setting("VOICEPAY__ARI__USERNAME");
+        s.ari.password = lab::lab_setting("VOICEPAY__ARI__PASSWORD");
+        s.ari.app = app;
+    })
+    .await
+    .expect("sqlite app")
+}
+
+/// Where a file Asterisk sees at `path` is on this host (the lab's chroot,
+/// unless Asterisk runs on the host), as in tests/asterisk/assisted_e2e.rs.
+fn host_path(path: &str) -> PathBuf {
+    let root = std::env::var("VOICEPAY_ASTERISK_ROOT")
+        .unwrap_or_else(|_| "/var/cache/voicepay/asterisk-sid".into());
+    let chroot = std::env::var("VOICEPAY_ASTERISK_USE_CHROOT").as_deref() == Ok("1")
+        || std::process::Command::new("asterisk")
+            .arg("-V")
+            .output()
+            .is_err();
+    if chroot {
+        PathBuf::from(format!("{root}{path}"))
+    } else {
+        PathBuf::from(path)
+    }
+}
+
+/// 200 ms of silence as a WAV (8 kHz, 16-bit mono): the lab phone's
+/// "tones" files, which this test does not need.
+fn silence_wav() -> Vec<u8> {
+    let data = vec![0u8; 3200];
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+async fn type_into(b: &Browser, css: &str, text: &str) {
+    let field = b.client.find(Locator::Css(css)).await.expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .expect(css)
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn js(b: &Browser, script: &str) -> Value {
+    b.client.execute(script, vec![]).await.expect("script runs")
+}
+
+/// Clicks `button` and waits until its request is answered (the desk
+/// disables the buttons meanwhile); returns (the error code shown or
+/// null, the status line).
+async fn press(b: &Browser, button: &str) -> (Value, String) {
+    click(b, button).await;
+    poll_until(secs(10), Duration::from_millis(100), async || {
+        let v = js(
+            b,
+            r#"var c = document.getElementById('capture');
+               if (c.disabled && document.getElementById('desk-result').hidden) { return null; }
+               var e = document.getElementById('desk-error');
+               return [e.hidden ? null : e.getAttribute('data-code'),
+                       document.getElementById('desk-status').textContent];"#,
+        )
+        .await;
+        if v.is_null() {
+            Err(())
+        } else {
+            Ok((v[0].clone(), v[1].as_str().unwrap_or_default().to_owned()))
+        }
+    })
+    .await
+    .expect("the desk answers the button")
+}
+
+async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
+    wait_for(within, async || {
+        let v = lab.global(name).await.expect("global");
+        if v.is_empty() {
+            Err(format!("{name} still unset"))
+        } else {
+            Ok(v)
+        }
+    })
+    .await
+}
+
+/// What the desk shows: the log lines, the result, and whether any
+/// keyed digit sequence is on the page.
+const READ_DESK: &str = r#"
+    var r = document.getElementById('desk-result');
+    if (r.hidden) { return null; }
+    return {
+      outcome: r.getAttribute('data-outcome'),
+      title: document.getElementById('desk-result-title').textContent,
+      log: Array.prototype.map.call(document.querySelectorAll('#desk-log li'), function (l) { return l.textContent; }),
+      text: document.body.innerText,
+      desk: document.getElementById('desk-view').outerHTML
+    };
+"#;
+
+#[tokio::test]
+async fn the_agent_desk_follows_an_assisted_capture_in_counts_only() {
+    let Some(lab) = lab::require_asterisk() else {
+        return;
+    };
+    let Some(paths) = require_browser() else {
+        return;
+    };
+    let name = lab::unique("vp-desk");
+    let app = desk_daemon(&name).await;
+    wait_for(secs(15), async || {
+        lab.get(&format!("/applications/{name}"), &[])
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("app {name} not registered: {e}"))
+    })
+    .await;
+    let phone = format!("1360014{:04}", rand::random::<u16>() % 10_000);
+    let b = Browser::start(&paths).await.expect("browser");
+    b.client
+        .goto(&app.demo_url("/demo?lang=en"))
+        .await
+        .expect("open /demo");
+
+    // The tab: an assisted order, its code and the dialplan lines.
+    click(&b, "#tab-desk").await;
+    type_into(&b, "#card_number", CARD).await;
+    type_into(&b, "#id_number", ID_NUMBER).await;
+    type_into(&b, "#phone", &phone).await;
+    click(&b, "#pay").await;
+    let code = wait_for(secs(15), async || {
+        let v = js(&b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
+        v.as_str()
+            .filter(|c| c.len() == 8 && c.bytes().all(|d| d.is_ascii_digit()))
+            .map(str::to_owned)
+            .ok_or(format!("no code on the desk yet: {v}"))
+    })
+    .await;
+    let dialplan = js(
+        &b,
+        "return document.getElementById('desk-dialplan').textContent;",
+    )
+    .await;
+    assert_eq!(
+        dialplan.as_str().unwrap(),
+        format!(
+            "Gosub(voicepay-assisted,{code},1(cardholder))\nGosub(voicepay-assisted,{code},1(agent))"
+        )
+    );
+    let (id, mode): (String, String) =
+        sqlx::query_as("SELECT id, mode FROM orders WHERE merchant_id = 'mch_demo' AND phone = $1")
+            .bind(&phone)
+            .fetch_one(&app.pool)
+            .await
+            .expect("the demo's assisted order");
+    assert_eq!(mode, "assisted");
+
+    // No leg in the bridge yet: Capture is refused and nothing is recorded.
+    let (error, _) = press(&b, "#capture").await;
+    assert_eq!(error, "capture_not_ready");
+    let captures: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND kind = 'capture'",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(captures, 0, "a refused capture recorded progress");
+
+    // Both legs join with the code (the lab phones of assisted_e2e).
+    let files = format!("/tmp/vp-desk-{code}");
+    std::fs::write(host_path(&format!("{files}-silence.wav")), silence_wav()).unwrap();
+    for g in [
+        "LAB_PRE_DONE_",
+        "LAB_AGENT_HEARD_",
+        "LAB_AGENT_RESULT_",
+        "LAB_RESULT_",
+    ] {
+        lab.set_global(&format!("{g}{code}"), "").await.unwrap();
+    }
+    let agent = Originate::to_dialplan(
+        format!("Local/{}@voicepay-lab-assisted-agent", &phone[3..]),
+        "voicepay-lab-assisted-merchant",
+        "agentdesk",
+        &lab::unique("agent"),
+    )
+    .var("LAB_TRANSFER_CODE", &code)
+    .var("VOICEPAY_APP", &name)
+    .var("LAB_RECORDING", &format!("{files}-agent"))
+    .var("__LAB_CODE", &code)
+    .var("__LAB_HOLD", "60")
+    .timeout(10);
+    lab.originate(&agent).await.expect("the agent's leg");
+    let holder = Originate::to_dialplan(
+        format!("Local/{phone}@voicepay-lab-assisted-phone"),
+        "voicepay-lab-assisted-merchant",
+        "assisted",
+        &lab::unique("holder"),
+    )
+    .var("LAB_TRANSFER_CODE", &code)
+    .var("VOICEPAY_APP", &name)
+    .var("__LAB_CODE", &code)
+    .var("__LAB_PRE", "4")
+    .var("__LAB_PRE_TONES", &format!("{files}-silence"))
+    .var("__LAB_DELAY", "8")
+    .var("__LAB_CONFIRM", "1")
+    .var("__LAB_GAP", "4")
+    .var("__LAB_KEY_TONES", &format!("{files}-silence"))
+    .var("__LAB_KEYS", PIN)
+    .var("__LAB_HOLD", "15")
+    .timeout(10);
+    lab.originate(&holder).await.expect("the cardholder's leg");
+    global_set(&lab, &format!("LAB_PRE_DONE_{code}"), secs(30)).await;
+
+    // Capture from the desk (the agent's leg may still be joining).
+    let requested = wait_for(secs(6), async || match press(&b, "#capture").await {
+        (Value::Null, status) => Ok(status),
+        (code, _) => Err(format!("capture refused: {code}")),
+    })
+    .await;
+    assert_eq!(
+        requested,
+        "Capture requested: the cardholder hears the prompts."
+    );
+
+    let shown = match poll_until(secs(90), Duration::from_millis(250), async || {
+        let v = js(&b, READ_DESK).await;
+        if v.is_null() {
+            Err(())
+        } else {
+            Ok(v)
+        }
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(()) => {
+            let shot = b.screenshot("desk-timeout").await.ok();
+            let text = js(&b, "return document.body.innerText;").await;
+            panic!("the desk shows no result; it says:\n{text}\n(screenshot {shot:?})");
+        }
+    };
+    let shot = b.screenshot("desk-succeeded").await.ok();
+    let log: Vec<String> = shown["log"]
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|l| l.as_str().unwrap_or_default().to_owned())
+        .collect();
+    eprintln!(
+        "the desk showed: {log:?} then {:?} ({shot:?})",
+        shown["title"]
+    );
+    assert_eq!(shown["outcome"], "succeeded", "{shown:#}");
+    assert_eq!(shown["title"], "Payment successful");
+    assert!(
+        !log.iter().any(|l| l.starts_with("Wrong PIN")),
+        "the right PIN shown as wrong: {log:?}"
+    );
+    for step in [
+        "Confirm: waiting for the cardholder to press 1",
+        "PIN: 4 of 6 digits",
+        "PIN: 5 of 6 digits",
+        "Authorizing…",
+    ] {
+        assert!(log.iter().any(|l| l == step), "no {step:?} in {log:?}");
+    }
+    // Counts only: each line is one of the desk's templates, and the PIN
+    // is nowhere on the page.
+    let count_line = |l: &str| {
+        l.strip_prefix("PIN: ")
+            .and_then(|r| r.strip_suffix(" of 6 digits"))
+            .is_some_and(|n| n.len() == 1 && n.bytes().all(|d| d.is_ascii_digit()))
+    };
+    for l in &log {
+        assert!(
+            count_line(l)
+                || [
+                    "Confirm: waiting for the cardholder to press 1",
+                    "Authorizing…",
+                    "Capture over",
+                ]
+                .contains(&l.as_str()),
+            "a desk line that is not a count: {l:?}"
+        );
+    }
+    for part in ["text", "desk"] {
+        let s = shown[part].as_str().unwrap();
+        for len in 3..=PIN.len() {
+            for w in PIN.as_bytes().windows(len) {
+                let w = std::str::from_utf8(w).unwrap();
+                assert!(
+                    !s.replace(&code, "").contains(w),
+                    "{w} of the PIN on the page ({part})"
+                );
+            }
+        }
+    }
+    let (status, result): (String, Option<String>) =
+        sqlx::query_as("SELECT status, result_code FROM orders WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), result.as_deref()),
+        ("succeeded", Some("approved"))
+    );
+    b.close().await;
+    for g in [
+        "LAB_PRE_DONE_",
+        "LAB_AGENT_HEARD_",
+        "LAB_AGENT_RESULT_",
+        "LAB_RESULT_",
+    ] {
+        let _ = lab.set_global(&format!("{g}{code}"), "").await;
+    }
+    for f in ["silence.wav", "agent.wav"] {
+        let _ = std::fs::remove_file(host_path(&format!("{files}-{f}")));
+    }
+}
+
+/// The desk's lines so far (`#desk-log`), and its result once shown.
+async fn desk_lines(b: &Browser) -> (Vec<String>, Value) {
+    let v = js(
+        b,
+        r#"var r = document.getElementById('desk-result');
+           return [Array.prototype.map.call(document.querySelectorAll('#desk-log li'), function (l) { return l.textContent; }),
+                   r.hidden ? null : r.getAttribute('data-outcome')];"#,
+    )
+    .await;
+    let lines = v[0]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| l.as_str().unwrap_or_default().to_owned())
+        .collect();
+    (lines, v[1].clone())
+}
+
+/// Waits until the desk shows `line` (or panics with what it shows).
+async fn desk_shows(b: &Browser, line: &str) {
+    wait_for(secs(20), async || {
+        let (lines, _) = desk_lines(b).await;
+        if lines.iter().any(|l| l == line) {
+            Ok(())
+        } else {
+            Err(format!("no {line:?} on the desk: {lines:?}"))
+        }
+    })
+    .await;
+}
+
+/// The desk in words after a wrong PIN, on the scripted fake ARI (no lab
+/// call needed, so the keys are exact): the cardholder keys 1 and a wrong
+/// PIN, the desk says "Wrong PIN, 2 tries left"; then the right PIN pays
+/// in the same capture. Needs `scripts/browser`.
+#[tokio::test]
+async fn the_agent_desk_shows_a_wrong_pin_in_words_then_the_success() {
+    use voicepay_testkit::fake_ari::{channel, event, FakeAri};
+    let Some(paths) = require_browser() else {
+        return;
+    };
+    let fake = FakeAri::start().await;
+    let ari = fake.settings();
+    let app = spawn_app_with(Db::Sqlite, move |s| {
+        s.demo.enabled = true;
+        s.http.events_poll_ms = 20;
+        s.ari = ari;
+    })
+    .await
+    .expect("sqlite app");
+    fake.wait_connections(1, secs(10)).await;
+    let b = Browser::start(&paths).await.expect("browser");
+    b.client
+        .goto(&app.demo_url("/demo?lang=en"))
+        .await
+        .expect("open /demo");
+    click(&b, "#tab-desk").await;
+    type_into(&b, "#card_number", CARD).await;
+    type_into(&b, "#id_number", ID_NUMBER).await;
+    type_into(&b, "#phone", "13600140001").await;
+    click(&b, "#pay").await;
+    let code = wait_for(secs(15), async || {
+        let v = js(&b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
+        v.as_str()
+            .filter(|c| c.len() == 8)
+            .map(str::to_owned)
+            .ok_or(format!("no code on the desk yet: {v}"))
+    })
+    .await;
+    for (ch, party) in [("vp-desk-agent", "agent"), ("vp-desk-holder", "cardholder")] {
+        fake.push(event(
+            "StasisStart",
+            serde_json::json!({"args": ["assisted", code, party], "channel": channel(ch, "Up")}),
+        ));
+    }
+    let requested = wait_for(secs(10), async || match press(&b, "#capture").await {
+        (Value::Null, status) => Ok(status),
+        (code, _) => Err(format!("capture refused: {code}")),
+    })
+    .await;
+    assert_eq!(
+        requested,
+        "Capture requested: the cardholder hears the prompts."
+    );
+    let holder = channel("vp-desk-holder", "Up");
+    desk_shows(&b, "Confirm: waiting for the cardholder to press 1").await;
+    fake.press(&holder, "1123456");
+    desk_shows(&b, "Wrong PIN, 2 tries left").await;
+    fake.press(&holder, PIN);
+    let (lines, outcome) = wait_for(secs(20), async || {
+        let (lines, outcome) = desk_lines(&b).await;
+        if outcome.is_null() {
+            Err(format!("no result yet: {lines:?}"))
+        } else {
+            Ok((lines, outcome))
+        }
+    })
+    .await;
+    let shot = b.screenshot("desk-wrong-then-right").await.ok();
+    eprintln!("the desk showed: {lines:?} then {outcome} ({shot:?})");
+    assert_eq!(outcome, "succeeded");
+    let wrong = lines
+        .iter()
+        .position(|l| l == "Wrong PIN, 2 tries left")
+        .unwrap();
+    assert_eq!(
+        &lines[wrong - 1..=wrong + 1],
+        [
+            "Authorizing…",
+            "Wrong PIN, 2 tries left",
+            "PIN: 0 of 6 digits"
+        ],
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("Wrong PIN")).count(),
+        1,
+        "{lines:?}"
+    );
+    let text = js(&b, "return document.body.innerText;").await;
+    for secret in [PIN, "123456"] {
+        assert!(
+            !text.as_str().unwrap().contains(secret),
+            "{secret} on the page"
+        );
+    }
+    b.close().await;
+}
