@@ -168,7 +168,7 @@ async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
 /// Asks for the capture until both legs are in the bridge (409
 /// `capture_not_ready` before).
 async fn capture(app: &TestApp, id: &str) {
-    wait_for(secs(20), async || {
+    wait_for(secs(45), async || {
         let res = app
             .http
             .post(app.url(&format!("/v1/orders/{id}/capture")))
