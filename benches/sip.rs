@@ -411,19 +411,8 @@ async fn run(a: &Args, bank: Option<&str>) -> Row {
     // Each order read once, after the CPU figures.
     let (mut done, mut unfinished) = (Vec::new(), Vec::new());
     for id in ids {
-        let v: serde_json::Value = http
-            .get(format!("{base}/v1/orders/{id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            v["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled" | "expired")
-        ) {
+        let (v, is_final) = lab::order_view(&http, &base, &key, &id).await;
+        if is_final {
             done.push(v);
         } else {
             unfinished.push(v);
