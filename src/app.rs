@@ -132,15 +132,11 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` is cancelled, then drains in-flight requests.
+    /// Serves until `shutdown` is cancelled (SIGTERM), then stops: when
+    /// calls run, after their drain (`telephony.drain_secs`, inbound ARI
+    /// mode: the HTTP API, the matcher and webhooks serve the calls in
+    /// progress until they end), then drains in-flight requests.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.state.shutdown = shutdown.clone();
-        let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
-        // Orders left at the bank (by a previous run of this node, or by a
-        // node that stopped and never came back) are settled by query, never
-        // by a second authorization: at start, then every RECOVER_EVERY.
-        let recovery = tokio::spawn(recover(self.matcher.clone(), shutdown.clone()));
-        let reversals = self.start_reversals(&shutdown);
         // Calls only when ARI is configured (a password is set): an API-only
         // daemon never touches an order's call state.
         let calls = if crate::calls::enabled(&self.state.settings) {
@@ -161,6 +157,19 @@ impl App {
             );
             None
         };
+        // What everything but the calls stops on: the shutdown request, or
+        // the end of the calls' drain after it.
+        let (calls, shutdown) = match calls {
+            Some(c) => (Some(c.task), c.stop),
+            None => (None, shutdown),
+        };
+        self.state.shutdown = shutdown.clone();
+        let sweeper = tokio::spawn(sweep(self.state.clone(), shutdown.clone()));
+        // Orders left at the bank (by a previous run of this node, or by a
+        // node that stopped and never came back) are settled by query, never
+        // by a second authorization: at start, then every RECOVER_EVERY.
+        let recovery = tokio::spawn(recover(self.matcher.clone(), shutdown.clone()));
+        let reversals = self.start_reversals(&shutdown);
         let notifier = if self.state.settings.webhooks.enabled {
             let n = Notifier::new(
                 self.state.store.clone(),

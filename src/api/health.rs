@@ -20,10 +20,13 @@ pub async fn healthz() -> &'static str {
 /// `not_configured` (no `ari.password`: an API-only daemon, calls are off
 /// and callback orders wait; not a reason for 503). `bank` is
 /// `{"kind": "stub"}`, or `{"kind": "iso8583", "link": <LinkStatus>}`:
-/// 503 while the ISO 8583 acquirer link is not signed on.
+/// 503 while the ISO 8583 acquirer link is not signed on. `draining` is
+/// true (and the answer 503) from a SIGTERM until the node stops: it
+/// finishes its calls in progress and takes no new ones
+/// (`telephony.drain_secs`).
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, description = "Ready. `ari`: `connected`, `not_running` or `not_configured` (no `ari.password`: calls are off, callback orders wait until they expire). `bank.kind`: `stub` or `iso8583`; with `iso8583`, `bank.link` is the acquirer link's state (`state`: `signed_on` with `since_ms`, `connecting` with `attempt` and `last_error`, or `stopped`)", body = Object, example = json!({"ready": true, "database": "ok", "ari": "connected", "bank": {"kind": "iso8583", "link": {"state": "signed_on", "since_ms": 1_764_547_200_000_i64}}})),
-    (status = 503, description = "A dependency is down: `database` is `down`, `ari` is `disconnected`, or the ISO 8583 link is not signed on", body = Object, example = json!({"ready": false, "database": "ok", "ari": "connected", "bank": {"kind": "iso8583", "link": {"state": "connecting", "attempt": 3, "last_error": "connect to 10.0.0.5:8583: connection refused"}}})),
+    (status = 200, description = "Ready. `ari`: `connected`, `not_running` or `not_configured` (no `ari.password`: calls are off, callback orders wait until they expire). `bank.kind`: `stub` or `iso8583`; with `iso8583`, `bank.link` is the acquirer link's state (`state`: `signed_on` with `since_ms`, `connecting` with `attempt` and `last_error`, or `stopped`)", body = Object, example = json!({"ready": true, "draining": false, "database": "ok", "ari": "connected", "bank": {"kind": "iso8583", "link": {"state": "signed_on", "since_ms": 1_764_547_200_000_i64}}})),
+    (status = 503, description = "A dependency is down: `database` is `down`, `ari` is `disconnected`, or the ISO 8583 link is not signed on; or the node is stopping (`draining`: true, after SIGTERM it finishes its calls and takes no new ones)", body = Object, example = json!({"ready": false, "draining": false, "database": "ok", "ari": "connected", "bank": {"kind": "iso8583", "link": {"state": "connecting", "attempt": 3, "last_error": "connect to 10.0.0.5:8583: connection refused"}}})),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = state.store.ping().await;
@@ -34,7 +37,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         Some(status) => json!({"kind": "iso8583", "link": status}),
     };
     let link_up = link.as_ref().is_none_or(|s| s.is_signed_on());
-    let ready = db && ari != Some(false) && link_up;
+    let draining = state.readiness.draining();
+    let ready = db && ari != Some(false) && link_up && !draining;
     let ari = match ari {
         Some(true) => "connected",
         Some(false) => "disconnected",
@@ -43,6 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     };
     let body = json!({
         "ready": ready,
+        "draining": draining,
         "database": if db { "ok" } else { "down" },
         "ari": ari,
         "bank": bank,

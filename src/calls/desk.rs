@@ -26,9 +26,6 @@ use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
-/// Slack on top of the longest call in a claim's length.
-const CLAIM_MARGIN: Duration = Duration::from_secs(60);
-
 /// One call of this node, from its claim until its call task ends: an
 /// originate of ours, or an incoming call that claimed an order.
 pub(super) struct Placed {
@@ -64,6 +61,9 @@ pub struct Desk<M> {
     /// One per running call (`telephony.max_concurrent_calls`).
     pub(super) permits: Arc<Semaphore>,
     connected: AtomicBool,
+    /// Shutting down gracefully ([`super::drain`]): new inbound, transfer
+    /// and assisted calls are turned away.
+    draining: AtomicBool,
     /// Wakes the callback worker: ARI is up, or a call ended.
     pub(super) wake: Notify,
     /// The calls' tasks (and originates in flight), waited for at shutdown.
@@ -99,6 +99,7 @@ impl<M> Desk<M> {
             matcher,
             placed: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake: Notify::new(),
             tasks: TaskTracker::new(),
             rooms: super::assisted::Rooms::default(),
@@ -107,14 +108,14 @@ impl<M> Desk<M> {
 
     /// How long a claim on an order lasts from its last renewal: longer
     /// than any call this node can run (ringing, the longest call, the
-    /// closing prompt) plus a margin. The node renews it every
+    /// closing prompt) plus `telephony.claim_margin_secs`. The node renews it every
     /// [`Desk::renew_every`] while it places or runs the call, even
     /// while ARI is down, so only a node that stopped lets a claim run out.
     pub(super) fn claim_hold_ms(&self) -> i64 {
         let secs = self.settings.telephony.ring_timeout_secs
             + self.settings.ivr.max_call_secs
             + self.settings.ivr.final_prompt_limit_secs
-            + CLAIM_MARGIN.as_secs();
+            + self.settings.telephony.claim_margin_secs;
         secs as i64 * 1000
     }
 
@@ -135,6 +136,25 @@ impl<M> Desk<M> {
     /// Whether the events socket is up.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// From now on new calls from the dialplan are turned away (see
+    /// [`super::drain`]).
+    pub(super) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Whether the node is draining: no new inbound, transfer or assisted
+    /// call is taken.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// How many calls this node still runs or places: registered calls,
+    /// and call tasks (an originate in flight, a call settling) not ended.
+    pub(super) async fn live_calls(&self) -> usize {
+        let placed = self.placed.lock().await.len();
+        placed.max(self.tasks.len())
     }
 
     /// Whether `channel_id` is one of our originates still waiting for its

@@ -19,6 +19,7 @@
 //! - `settle`: calls that ended without a bank decision (unanswered, lost).
 //! - [`claims`]: renewing this node's claims, taking over stopped nodes'.
 //! - [`reconcile`]: after a (re)connect, orders whose call nobody drives.
+//! - `drain`: on SIGTERM, no new calls, the live ones end normally.
 //!
 //! [`start`] runs it all for `voicepay serve` when ARI is configured: the
 //! ARI client, the supervisor that consumes its notices (readiness,
@@ -29,6 +30,7 @@ pub mod assisted;
 pub mod callback;
 pub mod claims;
 pub mod desk;
+mod drain;
 pub mod inbound;
 pub mod line;
 mod live;
@@ -73,21 +75,36 @@ pub struct Parts<M> {
     pub readiness: Arc<Readiness>,
 }
 
+/// The running call code ([`start`]).
+pub struct Calls {
+    /// Ends after the shutdown once the socket is closed and every call
+    /// task has ended.
+    pub task: JoinHandle<()>,
+    /// Cancelled when the calls have been drained after the shutdown
+    /// request (at once when no drain applies): the rest of the daemon
+    /// (HTTP, matcher, webhooks) stops on it, so it serves the draining
+    /// calls until then.
+    pub stop: CancellationToken,
+}
+
 /// Starts the ARI client, the supervisor, the callback worker and the
-/// claim renewals. The returned task ends after `shutdown` once the socket
-/// is closed and every call task has ended: closing the socket ends every
-/// call's event stream, so the calls end on their own (settled like any
-/// call lost with Asterisk when they had no decision yet), while the store
-/// and the matcher are still open.
+/// claim renewals. On `shutdown` the callback worker stops claiming and,
+/// in inbound ARI mode, the node drains (`drain`: new calls turned away,
+/// the live ones end normally, at most `telephony.drain_secs`); then
+/// [`Calls::stop`] is cancelled and the socket closes, which ends every
+/// call's event stream, so the calls still up end on their own (settled
+/// like any call lost with Asterisk when they had no decision yet), while
+/// the store and the matcher are still open.
 ///
 /// # Errors
 /// When the ARI client cannot be built from `[ari]` (a bad URL).
 pub fn start<M: Matcher + 'static>(
     parts: Parts<M>,
     shutdown: CancellationToken,
-) -> anyhow::Result<JoinHandle<()>> {
-    let client = AriClient::start(&parts.settings.ari, shutdown.clone())
-        .context("starting the ARI client")?;
+) -> anyhow::Result<Calls> {
+    let stop = CancellationToken::new();
+    let client =
+        AriClient::start(&parts.settings.ari, stop.clone()).context("starting the ARI client")?;
     parts.readiness.set_ari(Some(false));
     let desk = Desk::new(
         parts.store,
@@ -96,15 +113,48 @@ pub fn start<M: Matcher + 'static>(
         parts.matcher,
     );
     let readiness = parts.readiness;
-    let renewals = tokio::spawn(claims::keep_claims(desk.clone(), shutdown.clone()));
-    let worker = tokio::spawn(callback::run_worker(desk.clone(), shutdown.clone()));
-    Ok(tokio::spawn(async move {
-        supervise(&readiness, client, &desk, shutdown).await;
-        // Both end with `shutdown`; a panic in either is already logged.
-        let _ = worker.await;
+    let renewals = tokio::spawn(claims::keep_claims(desk.clone(), stop.clone()));
+    // The worker stops claiming at the shutdown request itself.
+    let claiming = CancellationToken::new();
+    let worker = tokio::spawn(callback::run_worker(desk.clone(), claiming.clone()));
+    tokio::spawn(stop_after_drain(
+        desk.clone(),
+        readiness.clone(),
+        (worker, claiming),
+        shutdown,
+        stop.clone(),
+    ));
+    let supervised = stop.clone();
+    let task = tokio::spawn(async move {
+        supervise(&readiness, client, &desk, supervised).await;
+        // It ends with `stop`; a panic in it is already logged.
         let _ = renewals.await;
         desk.calls_ended().await;
-    }))
+    });
+    Ok(Calls { task, stop })
+}
+
+/// After `shutdown`: stops the callback worker (`worker`, with the token
+/// it runs until) and waits for it, then drains the node when
+/// [`drain::applies`], then cancels `stop`.
+async fn stop_after_drain<M: Matcher + 'static>(
+    desk: Arc<Desk<M>>,
+    readiness: Arc<Readiness>,
+    worker: (JoinHandle<()>, CancellationToken),
+    shutdown: CancellationToken,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        // Stopped otherwise (the HTTP server failed): no drain.
+        _ = stop.cancelled() => {}
+    }
+    worker.1.cancel();
+    let _ = worker.0.await;
+    if !stop.is_cancelled() && drain::applies(&desk.settings) {
+        drain::drain(&desk, &readiness).await;
+    }
+    stop.cancel();
 }
 
 /// Consumes the client's notices in order until shutdown.
@@ -159,7 +209,8 @@ async fn supervise<M: Matcher + 'static>(
     let _ = (&mut client.task).await;
 }
 
-/// Hands a new call to its flow by its Stasis arguments: `transfer,<code>`,
+/// Hands a new call to its flow by its Stasis arguments (while the node
+/// drains, new inbound and transfer calls are turned away, `drain`): `transfer,<code>`,
 /// `assisted,<code>,<party>` and `inbound` come from the dialplan; our originates (`callback,<order>`
 /// and their ringing events) are known by channel id. Anything else in our
 /// app is hung up rather than left hanging, including a masquerade's
@@ -167,6 +218,9 @@ async fn supervise<M: Matcher + 'static>(
 /// of ours: one replacing a call we drive never comes here, the
 /// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
+    if desk.is_draining() && drain::turn_away(rest, &call).await {
+        return;
+    }
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),
         _ => None,

@@ -214,6 +214,26 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_margin_and_the_drain_are_bounded() {
+        let mut s = Settings::default();
+        assert_eq!(
+            (s.telephony.claim_margin_secs, s.telephony.drain_secs),
+            (60, 240)
+        );
+        for bad in [29, 3601] {
+            s.telephony.claim_margin_secs = bad;
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("telephony.claim_margin_secs"), "{err}");
+        }
+        s.telephony.claim_margin_secs = 30;
+        s.telephony.drain_secs = 3601;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("telephony.drain_secs"), "{err}");
+        s.telephony.drain_secs = 0;
+        s.validate().unwrap();
+    }
+
+    #[test]
     fn ivr_settings_reach_the_machine() {
         let mut s = Settings::default();
         assert_eq!(

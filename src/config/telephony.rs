@@ -29,6 +29,19 @@ pub struct TelephonySettings {
     /// placing or running (whether or not ARI is connected), and looks for
     /// calls abandoned by a stopped node, in seconds.
     pub claim_renew_secs: u64,
+    /// Slack on top of the longest call in the length of a claim on an
+    /// order (ring time + `ivr.max_call_secs` + `ivr.final_prompt_limit_secs`
+    /// + this), in seconds: how long after a node stopped renewing another
+    /// node takes its call over. At least `claim_renew_secs` (a running node's
+    /// claim never lapses between two renewals), at most 3600.
+    pub claim_margin_secs: u64,
+    /// On SIGTERM (inbound ARI mode): how long, in seconds, the node waits
+    /// for its live calls to end normally before it stops, having stopped
+    /// claiming callback orders and taking new inbound and transfer calls
+    /// (`/readyz` answers 503 with `"draining": true` meanwhile). 0: no
+    /// drain, the calls in progress are ended at once. At most 3600; the
+    /// service manager's stop timeout must exceed it.
+    pub drain_secs: u64,
     /// Telling a callback answered by a machine (voicemail, a network
     /// announcement) from a person: `[telephony.machine_detection]`.
     pub machine_detection: MachineDetectionSettings,
@@ -132,6 +145,9 @@ impl Default for TelephonySettings {
             max_concurrent_calls: 100,
             max_concurrent_originates: 8,
             claim_renew_secs: 30,
+            claim_margin_secs: 60,
+            // The longest default call: 30 s ringing, 180 s talking, 30 s goodbye.
+            drain_secs: 240,
             machine_detection: MachineDetectionSettings::default(),
         }
     }
@@ -154,9 +170,18 @@ impl TelephonySettings {
         if self.ring_timeout_secs == 0 {
             return invalid("telephony.ring_timeout_secs", "must be at least 1");
         }
-        // Well under the shortest claim (ring + 30 s call + 1 s prompt + 60 s).
+        // Well under the shortest claim (ring + 30 s call + 1 s prompt + the margin).
         if !(1..=60).contains(&self.claim_renew_secs) {
             return invalid("telephony.claim_renew_secs", "must be 1 to 60");
+        }
+        if self.claim_margin_secs < self.claim_renew_secs || self.claim_margin_secs > 3600 {
+            return invalid(
+                "telephony.claim_margin_secs",
+                "must be at least telephony.claim_renew_secs and at most 3600",
+            );
+        }
+        if self.drain_secs > 3600 {
+            return invalid("telephony.drain_secs", "must be 0 to 3600");
         }
         self.machine_detection.validate()
     }

@@ -36,9 +36,9 @@ pub use reversals::{reversal_backoff_ms, NewReversal, PendingReversal, ReversalS
 pub use status::{event_type, WebhookBody, WebhookEvent};
 pub use webhooks::{Delivery, OutboxRow, Redelivery, WebhookFilter};
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, ConnectOptions, Executor};
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -136,7 +136,16 @@ impl Store {
             let pool = AnyPoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .acquire_timeout(Duration::from_secs(5))
-                .connect(url)
+                // PostgreSQL's NOTICEs (sqlx logs each at INFO, e.g.
+                // "relation \"_sqlx_migrations\" already exists, skipping"
+                // at every start) are not sent; warnings still are.
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET client_min_messages TO warning").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(quiet(url)?)
                 .await?;
             Ok(Self {
                 write: pool.clone(),
@@ -249,6 +258,19 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// A statement slower than this is logged by sqlx, at WARN.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+
+/// The connect options of `url` with sqlx's statement logging out of the
+/// daemon's INFO and DEBUG logs: each statement at TRACE (sqlx's default
+/// is DEBUG), one slower than [`SLOW_STATEMENT`] at WARN.
+fn quiet(url: &str) -> Result<AnyConnectOptions> {
+    let options: AnyConnectOptions = url.parse()?;
+    Ok(options
+        .log_statements(log::LevelFilter::Trace)
+        .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT))
+}
+
 async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
@@ -266,7 +288,7 @@ async fn sqlite_pool(url: &str, max: u32) -> Result<AnyPool> {
                 Ok(())
             })
         })
-        .connect(url)
+        .connect_with(quiet(url)?)
         .await?)
 }
 

@@ -8,6 +8,9 @@ use std::sync::Mutex;
 pub struct Readiness {
     /// `None` while no ARI client runs in this process.
     ari_connected: Mutex<Option<bool>>,
+    /// Shutting down gracefully: the node finishes its calls and takes no
+    /// new ones (a balancer should stop sending here).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Readiness {
@@ -19,5 +22,16 @@ impl Readiness {
     /// `None` when no ARI client runs, else whether it is connected.
     pub fn ari(&self) -> Option<bool> {
         *self.ari_connected.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the node drains its calls before stopping.
+    pub fn set_draining(&self, on: bool) {
+        self.draining
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the node drains its calls before stopping.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 }
