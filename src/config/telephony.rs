@@ -30,9 +30,9 @@ pub struct TelephonySettings {
     /// calls abandoned by a stopped node, in seconds.
     pub claim_renew_secs: u64,
     /// Slack on top of the longest call in the length of a claim on an
-    /// order (ring time + `ivr.max_call_secs` + `ivr.final_prompt_limit_secs`
-    /// + this), in seconds: how long after a node stopped renewing another
-    /// node takes its call over. At least `claim_renew_secs` (a running node's
+    /// order (ring time, `ivr.max_call_secs`, `ivr.final_prompt_limit_secs`
+    /// and this, added), in seconds: how long after a node stopped renewing
+    /// another node takes its call over. At least `claim_renew_secs` (a running node's
     /// claim never lapses between two renewals), at most 3600.
     pub claim_margin_secs: u64,
     /// On SIGTERM (inbound ARI mode): how long, in seconds, the node waits

@@ -180,7 +180,10 @@ async fn sigterm_finishes_the_call_in_progress_and_leaves_new_orders_to_another_
         "the draining node claimed nothing"
     );
     assert!(
-        !fake_a.rest_calls().iter().any(|r| r.path.contains(&waiting)),
+        !fake_a
+            .rest_calls()
+            .iter()
+            .any(|r| r.path.contains(&waiting)),
         "no call for the new order on the draining node"
     );
     let (paid_attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM orders WHERE id = $1")
