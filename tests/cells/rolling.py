@@ -111,7 +111,8 @@ class Rolling(Drill):
             f"(/readyz reported draining: {saw_draining})")
         subprocess.run(self.a.restart_cell + " " + cell, shell=True, check=True)
         restarted = time.monotonic() - term
-        self.kamcmd("dispatcher.set_state", "a", "1", uri)
+        # Active and probed again (`a` alone would stop the OPTIONS probes).
+        self.kamcmd("dispatcher.set_state", "ap", "1", uri)
         while time.monotonic() - t0 < 120 and not self.dispatcher_flags(cell).startswith("A"):
             time.sleep(0.2)
         back = time.monotonic() - t0
@@ -152,8 +153,9 @@ class Rolling(Drill):
         for cell in ("a", "b"):
             self.roll(cell)
             time.sleep(a.between)
+        # The stream runs to its end (N payments), then stops.
+        streamer.join(timeout=a.payments * a.interval + 60)
         stop.set()
-        streamer.join(timeout=a.payments * a.interval + 30)
         ids = list(self.orders)
         log(f"{len(ids)} payments created; waiting for every order to be final")
         deadline = t_start + a.seconds
@@ -206,9 +208,9 @@ class Rolling(Drill):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--payments", type=int, default=40)
-    p.add_argument("--interval", type=float, default=2.5, help="seconds between two payments")
-    p.add_argument("--warmup", type=float, default=12.0, help="seconds of payments before cell A drains")
-    p.add_argument("--between", type=float, default=8.0, help="seconds between cell A back and cell B's drain")
+    p.add_argument("--interval", type=float, default=1.5, help="seconds between two payments")
+    p.add_argument("--warmup", type=float, default=20.0, help="seconds of payments before cell A drains")
+    p.add_argument("--between", type=float, default=5.0, help="seconds between cell A back and cell B's drain")
     p.add_argument("--drain-wait", type=float, default=90.0,
                    help="the longest wait for a daemon to exit after SIGTERM")
     p.add_argument("--seconds", type=int, default=420, help="the whole drill's bound")
@@ -216,6 +218,8 @@ def main():
               "sipp-xml", "keys-pcap", "restart-cell", "database-url", "kamcmd-socket"):
         p.add_argument("--" + k, required=True)
     a = p.parse_args()
+    # SIGTERM (a timeout, scripts/cells' caller): still stop our SIPp processes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     d = Rolling(a)
     try:
         d.run()
