@@ -26,6 +26,7 @@ mod store_calls;
 mod store_inbound;
 mod store_lifecycle;
 mod store_link;
+mod store_logging;
 mod webhook_targets;
 mod webhooks;
 
