@@ -3,9 +3,9 @@
 it started (README "Cells behind Kamailio", "Rolling restarts"). Python 3's
 standard library only; the checks and helpers are drill.py's.
 
-A stream of payments (--payments N, alternately a debit callback order and an
-inbound call through Kamailio, one every --interval s; each order its own
-amount) runs while each cell in turn, A then B, is:
+A stream of payments (--payments N, default 60, alternately a debit callback
+order and an inbound call through Kamailio, one every --interval s, default
+1; each order its own amount; long enough to outlast both cells' restarts) runs while each cell in turn, A then B, is:
   1. drained: Kamailio's dispatcher state of the cell set to disabled over
      its RPC (`dispatcher.set_state d 1 sip:<cell>:5060`): no new inbound
      call goes there;
@@ -207,10 +207,10 @@ class Rolling(Drill):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--payments", type=int, default=40)
-    p.add_argument("--interval", type=float, default=1.5, help="seconds between two payments")
-    p.add_argument("--warmup", type=float, default=20.0, help="seconds of payments before cell A drains")
-    p.add_argument("--between", type=float, default=5.0, help="seconds between cell A back and cell B's drain")
+    p.add_argument("--payments", type=int, default=60)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between two payments")
+    p.add_argument("--warmup", type=float, default=15.0, help="seconds of payments before cell A drains")
+    p.add_argument("--between", type=float, default=3.0, help="seconds between cell A back and cell B's drain")
     p.add_argument("--drain-wait", type=float, default=90.0,
                    help="the longest wait for a daemon to exit after SIGTERM")
     p.add_argument("--seconds", type=int, default=420, help="the whole drill's bound")
