@@ -3,12 +3,12 @@
 //! takes no new inbound call meanwhile, says so on `/readyz`, and leaves
 //! the due orders to another node.
 
-use super::common::{dial_in, originate_of, up as chan, CALLER};
+use super::common::{dial_in, is_var, originate_of, up as chan, CALLER};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voicepay::config::Settings;
-use voicepay_testkit::fake_ari::{event, request, FakeAri};
+use voicepay_testkit::fake_ari::{channel, event, request, FakeAri};
 use voicepay_testkit::{order_body, test_settings, wait_for, Db};
 
 /// One daemon in this process, stopped through its shutdown token (what
@@ -126,15 +126,7 @@ async fn sigterm_finishes_the_call_in_progress_and_leaves_new_orders_to_another_
     let a = Node::start(settings_a.clone()).await;
 
     // A callback in progress: answered, confirmed, half the PIN keyed.
-    let paying = a.create(&order_body("D1")).await;
-    let ch = format!("vp-{paying}-1");
-    request(&fake_a, originate_of(ch.clone())).await;
-    fake_a.push(event(
-        "StasisStart",
-        json!({"args": ["callback", paying], "channel": chan(&ch)}),
-    ));
-    a.order_until(&paying, |v| v["status"] == "in_call").await;
-    fake_a.press(&chan(&ch), "1805");
+    let (paying, ch) = call_in_progress(&a, &fake_a, "D1").await;
 
     // SIGTERM.
     a.sigterm.cancel();
@@ -238,4 +230,77 @@ async fn without_a_drain_sigterm_ends_the_call_in_progress() {
         .unwrap();
     assert_ne!(status, "succeeded");
     assert_ne!(status, "in_call", "settled when the node stopped");
+}
+
+/// A callback of `node` answered on `fake`, confirmed and half its PIN
+/// keyed; returns (order id, channel id).
+async fn call_in_progress(node: &Node, fake: &FakeAri, reference: &str) -> (String, String) {
+    let id = node.create(&order_body(reference)).await;
+    let ch = format!("vp-{id}-1");
+    request(fake, originate_of(ch.clone())).await;
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": chan(&ch)}),
+    ));
+    node.order_until(&id, |v| v["status"] == "in_call").await;
+    fake.press(&chan(&ch), "1805");
+    (id, ch)
+}
+
+/// A transfer call that arrives while the node drains goes straight back
+/// to the merchant as `failure`/`service_unavailable` (the dialplan's
+/// return path), its order untouched, so the agent can send it again to
+/// another node.
+#[tokio::test]
+async fn a_transfer_call_during_the_drain_goes_back_to_the_merchant() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = test_settings(Db::Sqlite, dir.path()).await.unwrap();
+    let fake = FakeAri::start().await;
+    let a = Node::start(on(&fake, base.clone())).await;
+    let mut body = order_body("D4");
+    body["mode"] = json!("transfer");
+    let r = a
+        .http
+        .post(format!("{}/v1/orders", a.base))
+        .bearer_auth(&a.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let transfer = v["id"].as_str().unwrap().to_owned();
+    let code = v["transfer_code"].as_str().unwrap().to_owned();
+    let (paying, ch) = call_in_progress(&a, &fake, "D5").await;
+
+    a.sigterm.cancel();
+    a.readyz_until(|v| v["draining"] == true).await;
+    let tr = "1712345678.40";
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["transfer", code], "channel": channel(tr, "Up")}),
+    ));
+    request(&fake, is_var(tr, "VOICEPAY_RESULT", "failure")).await;
+    request(&fake, is_var(tr, "VOICEPAY_CODE", "service_unavailable")).await;
+    let back = request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{tr}/continue")
+    })
+    .await;
+    assert_eq!(back.param("context"), Some("voicepay-transfer-return"));
+    assert!(
+        !fake
+            .rest_calls()
+            .iter()
+            .any(|r| r.path.starts_with(&format!("/ari/channels/{tr}/play"))),
+        "nothing played to the turned-away caller"
+    );
+    let v = a.order_until(&transfer, |_| true).await;
+    assert_eq!(v["status"], "pending", "{v:#}");
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(0), "{v:#}");
+
+    // The call in progress still pays, then the node stops.
+    fake.press(&chan(&ch), "137");
+    a.order_until(&paying, |v| v["status"] == "succeeded").await;
+    fake.push(event("StasisEnd", json!({"channel": chan(&ch)})));
+    a.task.await.unwrap().unwrap();
 }
