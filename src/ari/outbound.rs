@@ -34,14 +34,30 @@
 //! - It connects to `uri` and retries every `reconnect_interval` until it
 //!   succeeds. After each (re)connection it sends `ApplicationRegistered`
 //!   for each app (voicepay ignores unmodelled event types).
-//! - Events for the app while no socket is up are held for the session and
-//!   written after it reconnects, instead of being dropped as for an
-//!   inbound app ("Inactive Stasis app missed message"). This comes from
-//!   `/work/shared/ARI-NOTES.md` and the design of `res/ari/ari_websockets.c`;
-//!   how long and how many it holds was NOT verified this session: the
-//!   daemon does not depend on it — each session still starts with the
-//!   `/asterisk/info` + `GET /channels` snapshot and reconciliation, exactly
-//!   like an inbound one, so a lost event costs what it costs today.
+//! - Events for the app while no socket is up are queued and written, in
+//!   order, as soon as the next connection is up, before anything else
+//!   (`res/ari/ari_websockets.c`: `session_send_or_queue` appends to the
+//!   session's `message_queue` while `ast_ws_session` is NULL, and
+//!   `session_update` flushes it on connect; checked against asterisk
+//!   master of 2026-08-06). The queue has no bound and no age limit, and
+//!   Asterisk logs a WARNING with the event type, never the body, for each
+//!   queued non-`Application*` event. So after a daemon restart the first
+//!   frames can be old ones. They include any `ChannelDtmfReceived` keyed
+//!   while the daemon was down, which a resumed call must discard (README
+//!   "Daemon restarts that drop no call"). voicepay does not rely on the
+//!   queue for correctness: each session still starts with the
+//!   `/asterisk/info` + `GET /channels` snapshot and reconciliation,
+//!   exactly as an inbound one does (the queued frames are read after the
+//!   snapshot, in order).
+//! - The handshake (`res/res_http_websocket.c`,
+//!   `websocket_client_handshake`): `GET /<uri path>` with
+//!   `Authorization: Basic` from `username`/`password` when set, and
+//!   `Sec-WebSocket-Protocol: <protocols>`. The answer must hold `Upgrade`,
+//!   `Connection` and `Sec-WebSocket-Accept`; a `Sec-WebSocket-Protocol` in
+//!   it must be one of `protocols`; any `Sec-WebSocket-Extensions` fails the
+//!   connection (tungstenite's server sends none). After the upgrade
+//!   Asterisk authorizes REST frames as `local_ari_user`, not with the
+//!   credentials it sent us.
 //! - REST requests may travel on the same socket (`RESTRequest` frames,
 //!   22.4+), so `ari.rest_transport = "websocket"` works unchanged; with
 //!   `http` they still go to `ari.url`.
