@@ -72,6 +72,12 @@
 //! When the socket drops, voicepay does not back off: it simply accepts the
 //! next connection, whose timing Asterisk's `reconnect_interval` decides.
 //! The path of the request is not checked (the `uri` may carry any path).
+//! One session at a time: a connection that arrives while a session is up
+//! waits in the listen backlog until that session ends. If Asterisk gave up
+//! on a socket that voicepay still believes in, voicepay notices within two
+//! `ping_interval`s (an unanswered ping), then accepts the waiting one
+//! (Asterisk will have retried by then). Taking a new connection over at
+//! once, as Asterisk does with an inbound app, is left for later.
 //! The listener has no TLS: keep it on loopback, or front it with a TLS
 //! proxy and `tls_enabled = yes` on Asterisk's side.
 //!
