@@ -165,19 +165,8 @@ async fn run(style: &str, calls: usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut left = Vec::new();
         for id in ids {
-            let v: serde_json::Value = http
-                .get(format!("{base}/v1/orders/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if matches!(
-                v["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled" | "expired")
-            ) {
+            let (v, is_final) = lab::order_view(&http, &base, &key, &id).await;
+            if is_final {
                 done.push(v);
             } else {
                 left.push(id);

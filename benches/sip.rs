@@ -183,7 +183,13 @@ fn args() -> Args {
             "--style" => a.style = val("prompt|listen"),
             "--endpoint" => a.endpoint = val("ENDPOINT"),
             "--seconds" => a.seconds = val("S").parse().expect("--seconds S"),
-            "--rest-transport" => a.rest_transport = val("http|websocket"),
+            "--rest-transport" => {
+                a.rest_transport = val("http|websocket");
+                assert!(
+                    matches!(a.rest_transport.as_str(), "http" | "websocket"),
+                    "--rest-transport http|websocket (both is for scripts/bench daemon)"
+                );
+            }
             "--peer" => a.peer = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -405,19 +411,8 @@ async fn run(a: &Args, bank: Option<&str>) -> Row {
     // Each order read once, after the CPU figures.
     let (mut done, mut unfinished) = (Vec::new(), Vec::new());
     for id in ids {
-        let v: serde_json::Value = http
-            .get(format!("{base}/v1/orders/{id}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            v["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled" | "expired")
-        ) {
+        let (v, is_final) = lab::order_view(&http, &base, &key, &id).await;
+        if is_final {
             done.push(v);
         } else {
             unfinished.push(v);
@@ -564,8 +559,8 @@ fn report(
             .fold(f64::NAN, f64::min);
     let n = ok.len().max(1) as f64;
     println!(
-        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}, ari.rest_transport {}",
-        a.calls, a.concurrent, a.style, a.endpoint, a.rest_transport
+        "SIP load: {} debit callbacks, {} at a time, style {} (keys {script}), endpoint {}, ari.rest_transport {}, ARI password {}",
+        a.calls, a.concurrent, a.style, a.endpoint, a.rest_transport, ari_password_format()
     );
     println!(
         "  completed {} / failed {} {failed:?}",
@@ -681,4 +676,17 @@ fn sorted_secs<'a>(
         .collect();
     v.sort_by(f64::total_cmp);
     v
+}
+
+/// The ARI password format `scripts/asterisk` rendered for this run
+/// (`VOICEPAY_ARI_PASSWORD_FORMAT`, `VOICEPAY_ARI_CRYPT_ROUNDS`; crypt at
+/// 5,000 rounds when unset), for the report's header.
+fn ari_password_format() -> String {
+    match std::env::var("VOICEPAY_ARI_PASSWORD_FORMAT").as_deref() {
+        Ok("plain") => "plain".into(),
+        _ => format!(
+            "crypt, {} rounds",
+            std::env::var("VOICEPAY_ARI_CRYPT_ROUNDS").unwrap_or_else(|_| "5000".into())
+        ),
+    }
 }

@@ -67,3 +67,28 @@ pub fn ts(v: &serde_json::Value) -> Option<f64> {
             .ok()?;
     Some(t.unix_timestamp_nanos() as f64 / 1e9)
 }
+
+/// `GET /v1/orders/{id}` as the merchant (`key`) on the daemon at `base`,
+/// with whether the order is final (succeeded, failed, cancelled or
+/// expired).
+pub async fn order_view(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> (serde_json::Value, bool) {
+    let v: serde_json::Value = http
+        .get(format!("{base}/v1/orders/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let done = matches!(
+        v["status"].as_str(),
+        Some("succeeded" | "failed" | "cancelled" | "expired")
+    );
+    (v, done)
+}

@@ -73,6 +73,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+/// Writes of a party's arrival tried before giving up (250 ms, 500 ms, …
+/// apart).
+const PARTY_WRITE_TRIES: u32 = 4;
+
 /// Where the parties go back to the merchant (dialplan/assisted.conf),
 /// at extension `cardholder` or `agent`, priority 1.
 pub const RETURN_CONTEXT: &str = "voicepay-assisted-return";
@@ -340,13 +344,26 @@ impl<'d, M: Matcher> Room<'d, M> {
         }
     }
 
+    /// Records who is in the bridge; the API's capture is refused until
+    /// both are. The write is an idempotent upsert, so a failure (the
+    /// database busy under load) is retried a few times rather than left
+    /// to refuse every capture of the call.
     async fn party_is(&self, party: Party, channel: Option<&str>) {
         let store = &self.desk.store;
-        if let Err(e) = store
-            .assisted_party(&self.order.id, party, channel, now_ms())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record the assisted call's party");
+        for attempt in 1..=PARTY_WRITE_TRIES {
+            match store
+                .assisted_party(&self.order.id, party, channel, now_ms())
+                .await
+            {
+                Ok(()) => return,
+                Err(e) if attempt < PARTY_WRITE_TRIES => {
+                    tracing::warn!(error = %e, attempt, "cannot record the assisted call's party yet");
+                    tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the assisted call's party: captures will be refused");
+                }
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use super::transfer_inbound_e2e::{daemon, phone, wait_app};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use voicepay_testkit::lab::{self, secs, Lab, Originate};
+use voicepay_testkit::lab::{self, secs, Lab};
 use voicepay_testkit::{wait_for, TestApp};
 
 /// DTMF frequency pairs (Hz), ITU-T Q.23.
@@ -168,7 +168,7 @@ async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
 /// Asks for the capture until both legs are in the bridge (409
 /// `capture_not_ready` before).
 async fn capture(app: &TestApp, id: &str) {
-    wait_for(secs(20), async || {
+    wait_for(secs(45), async || {
         let res = app
             .http
             .post(app.url(&format!("/v1/orders/{id}/capture")))
@@ -214,46 +214,15 @@ async fn the_agent_gets_no_key_and_no_tone_of_the_capture() {
         std::fs::write(host_path(&format!("{files}-{name}.wav")), tones_wav(keys)).unwrap();
     }
     let recording = format!("{files}-agent");
-    for g in [
-        "LAB_PRE_DONE_",
-        "LAB_AGENT_HEARD_",
-        "LAB_AGENT_RESULT_",
-        "LAB_RESULT_",
-    ] {
-        lab.set_global(&format!("{g}{code}"), "").await.unwrap();
-    }
-    let agent = Originate::to_dialplan(
-        format!("Local/{}@voicepay-lab-assisted-agent", &phone[3..]),
-        "voicepay-lab-assisted-merchant",
-        "agentdesk",
-        &lab::unique("agent"),
-    )
-    .var("LAB_TRANSFER_CODE", &code)
-    .var("VOICEPAY_APP", &name)
-    .var("LAB_RECORDING", &recording)
-    .var("__LAB_CODE", &code)
-    .var("__LAB_HOLD", "60")
-    .timeout(10);
-    lab.originate(&agent).await.expect("the agent's leg");
-    let holder = Originate::to_dialplan(
-        format!("Local/{phone}@voicepay-lab-assisted-phone"),
-        "voicepay-lab-assisted-merchant",
-        "assisted",
-        &lab::unique("holder"),
-    )
-    .var("LAB_TRANSFER_CODE", &code)
-    .var("VOICEPAY_APP", &name)
-    .var("__LAB_CODE", &code)
-    .var("__LAB_PRE", "42")
-    .var("__LAB_PRE_TONES", &format!("{files}-pre"))
-    .var("__LAB_DELAY", "4")
-    .var("__LAB_CONFIRM", "1")
-    .var("__LAB_GAP", "4")
-    .var("__LAB_KEY_TONES", &format!("{files}-keys"))
-    .var("__LAB_KEYS", "805137")
-    .var("__LAB_HOLD", "15")
-    .timeout(10);
-    lab.originate(&holder).await.expect("the cardholder's leg");
+    let (pre_tones, key_tones) = (format!("{files}-pre"), format!("{files}-keys"));
+    let holder = lab::assisted::HolderScript {
+        pre: "42",
+        pre_tones: &pre_tones,
+        delay_secs: 4,
+        key_tones: &key_tones,
+        keys: "805137",
+    };
+    lab::assisted::originate_legs(&lab, &name, &code, &phone, &recording, &holder).await;
     // Keys and tones before the capture reach the agent (the control).
     global_set(&lab, &format!("LAB_PRE_DONE_{code}"), secs(30)).await;
     capture(&app, &id).await;

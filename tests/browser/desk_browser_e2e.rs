@@ -20,7 +20,7 @@ use fantoccini::Locator;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
-use voicepay_testkit::lab::{self, secs, Lab, Originate};
+use voicepay_testkit::lab::{self, secs, Lab};
 use voicepay_testkit::{poll_until, spawn_app_with, wait_for, Db, TestApp};
 
 const CARD: &str = "6222000000000017";
@@ -222,46 +222,16 @@ async fn the_agent_desk_follows_an_assisted_capture_in_counts_only() {
     // Both legs join with the code (the lab phones of assisted_e2e).
     let files = format!("/tmp/vp-desk-{code}");
     std::fs::write(host_path(&format!("{files}-silence.wav")), silence_wav()).unwrap();
-    for g in [
-        "LAB_PRE_DONE_",
-        "LAB_AGENT_HEARD_",
-        "LAB_AGENT_RESULT_",
-        "LAB_RESULT_",
-    ] {
-        lab.set_global(&format!("{g}{code}"), "").await.unwrap();
-    }
-    let agent = Originate::to_dialplan(
-        format!("Local/{}@voicepay-lab-assisted-agent", &phone[3..]),
-        "voicepay-lab-assisted-merchant",
-        "agentdesk",
-        &lab::unique("agent"),
-    )
-    .var("LAB_TRANSFER_CODE", &code)
-    .var("VOICEPAY_APP", &name)
-    .var("LAB_RECORDING", &format!("{files}-agent"))
-    .var("__LAB_CODE", &code)
-    .var("__LAB_HOLD", "60")
-    .timeout(10);
-    lab.originate(&agent).await.expect("the agent's leg");
-    let holder = Originate::to_dialplan(
-        format!("Local/{phone}@voicepay-lab-assisted-phone"),
-        "voicepay-lab-assisted-merchant",
-        "assisted",
-        &lab::unique("holder"),
-    )
-    .var("LAB_TRANSFER_CODE", &code)
-    .var("VOICEPAY_APP", &name)
-    .var("__LAB_CODE", &code)
-    .var("__LAB_PRE", "4")
-    .var("__LAB_PRE_TONES", &format!("{files}-silence"))
-    .var("__LAB_DELAY", "8")
-    .var("__LAB_CONFIRM", "1")
-    .var("__LAB_GAP", "4")
-    .var("__LAB_KEY_TONES", &format!("{files}-silence"))
-    .var("__LAB_KEYS", PIN)
-    .var("__LAB_HOLD", "15")
-    .timeout(10);
-    lab.originate(&holder).await.expect("the cardholder's leg");
+    let silence = format!("{files}-silence");
+    let holder = lab::assisted::HolderScript {
+        pre: "4",
+        pre_tones: &silence,
+        delay_secs: 8,
+        key_tones: &silence,
+        keys: PIN,
+    };
+    let recording = format!("{files}-agent");
+    lab::assisted::originate_legs(&lab, &name, &code, &phone, &recording, &holder).await;
     global_set(&lab, &format!("LAB_PRE_DONE_{code}"), secs(30)).await;
 
     // Capture from the desk (the agent's leg may still be joining).

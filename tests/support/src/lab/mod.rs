@@ -36,6 +36,7 @@
 //! cause 19), `delay=S`, `keys=DTMF` (`w` =
 //! 0.5 s pause, `W` = 1 s), `tone=MS`, `gap=MS`, `hold=S`, `hangup=S`.
 
+pub mod assisted;
 mod events;
 pub mod softphone;
 
