@@ -3,7 +3,11 @@
 
 use super::desk::{lost_call_span, Desk};
 use super::settle::{drop_lost_channel, settle_lost};
+use super::points::resume_calls;
 use crate::ari;
+use crate::config::WebsocketMode;
+use crate::matcher::Matcher;
+use std::sync::Arc;
 use crate::domain::OrderStatus;
 use crate::store::ActiveCall;
 use std::collections::HashSet;
@@ -19,7 +23,16 @@ use tracing::Instrument;
 /// them in the callback flow. An order a previous run left in
 /// `authorizing` only loses its call (hung up, the attempt closed): the
 /// bank decides it, through the matcher's start-up recovery.
-pub async fn reconcile<M>(desk: &Desk<M>, asterisk_restarted: bool, channels: &[ari::Channel]) {
+///
+/// With `ari.websocket = "outbound"` the calls a previous run handed over
+/// (or was driving when it was killed) are resumed first, at their kept
+/// point ([`super::points::resume_calls`]); those whose channel is gone
+/// are settled here as before.
+pub async fn reconcile<M: Matcher + 'static>(
+    desk: &Arc<Desk<M>>,
+    asterisk_restarted: bool,
+    channels: &[ari::Channel],
+) {
     let alive: HashSet<&str> = if asterisk_restarted {
         HashSet::new()
     } else {
@@ -27,6 +40,10 @@ pub async fn reconcile<M>(desk: &Desk<M>, asterisk_restarted: bool, channels: &[
     };
     let mut placed = desk.placed.lock().await;
     placed.retain(|channel, p| p.running || p.originating || alive.contains(channel.as_str()));
+    desk.resumed.forget_gone(&alive);
+    if desk.settings.ari.websocket == WebsocketMode::Outbound {
+        resume_calls(desk, &alive, &mut placed).await;
+    }
     let active = match desk.store.active_calls(&desk.node).await {
         Ok(a) => a,
         Err(e) => {

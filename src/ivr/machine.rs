@@ -29,6 +29,7 @@ impl Ivr {
             screen: Screen::Off,
             finished: false,
             bank_tries_left: None,
+            resume: None,
         }
     }
 
@@ -85,7 +86,9 @@ impl Ivr {
             timer,
             after: self.config.max_call,
         });
-        if !self.start_screening(out) {
+        if let Some(r) = self.resume {
+            self.start_resumed(r, out);
+        } else if !self.start_screening(out) {
             self.begin(out);
         }
     }
