@@ -50,8 +50,12 @@ pub struct Keep {
     pub from: Option<StoredPoint>,
 }
 
-/// The part of a point that, when it changes, is written again.
-pub(super) type PointKey = (ResumeStep, u8, u8);
+/// The part of a call's progress that, when it changes, is written again:
+/// the IVR's own step (a credit card's CVN2 is stored as `expiry`, but its
+/// prompt is a new playback the point must count), the step's failed
+/// attempts, the tries left. Every prompt the IVR plays comes with a
+/// change of one of them.
+pub(super) type PointKey = (Step, u8, u8);
 
 impl Keep {
     /// The first playback number of this run: above every id the previous
@@ -91,7 +95,7 @@ impl Keep {
         let Some(step) = ResumeStep::from_ivr(p.step) else {
             return;
         };
-        let key = (step, p.step_failures, p.tries_left);
+        let key = (p.step, p.step_failures, p.tries_left);
         if !force && *last == Some(key) {
             return;
         }
