@@ -145,9 +145,10 @@ pub(super) async fn settled_verdict(store: &Store, order_id: &str, tries_left: u
                 OrderStatus::InCall => return Verdict::WrongSecret { tries_left },
                 OrderStatus::Authorizing => {}
                 _ => {
-                    let code = o.result_code.as_deref().and_then(|c| {
-                        ResultCode::ALL.iter().copied().find(|r| r.code() == c)
-                    });
+                    let code = o
+                        .result_code
+                        .as_deref()
+                        .and_then(|c| ResultCode::ALL.iter().copied().find(|r| r.code() == c));
                     return Verdict::Failed(code.unwrap_or(ResultCode::CallFailed));
                 }
             },
@@ -176,7 +177,9 @@ impl Resumed {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&call.channel_id);
         let Some(tx) = tx else { return Err(call) };
-        let ari::Call { first, mut events, .. } = call;
+        let ari::Call {
+            first, mut events, ..
+        } = call;
         let _ = tx.send(first);
         tokio::spawn(async move {
             while let Some(e) = events.recv().await {

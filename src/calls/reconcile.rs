@@ -2,15 +2,15 @@
 //! node holds in a call that nobody drives any more are settled.
 
 use super::desk::{lost_call_span, Desk};
-use super::settle::{drop_lost_channel, settle_lost};
 use super::points::resume_calls;
+use super::settle::{drop_lost_channel, settle_lost};
 use crate::ari;
 use crate::config::WebsocketMode;
-use crate::matcher::Matcher;
-use std::sync::Arc;
 use crate::domain::OrderStatus;
+use crate::matcher::Matcher;
 use crate::store::ActiveCall;
 use std::collections::HashSet;
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// After a (re)connect: settles the orders this node holds in `calling`

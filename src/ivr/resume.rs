@@ -117,7 +117,10 @@ mod tests {
         let a = m.step(Event::Start, T);
         assert_eq!(played(&a), ["sound:voicepay/enter-expiry"]);
         let p = m.progress().unwrap();
-        assert_eq!((p.step, p.tries_left, p.step_failures), (Step::Expiry, 2, 0));
+        assert_eq!(
+            (p.step, p.tries_left, p.step_failures),
+            (Step::Expiry, 2, 0)
+        );
     }
 
     #[test]
@@ -164,7 +167,10 @@ mod tests {
             step_failures: 0,
             tries_left: 0,
         });
-        assert!(m.step(Event::Start, T).iter().all(|a| !matches!(a, Action::Play { .. })));
+        assert!(m
+            .step(Event::Start, T)
+            .iter()
+            .all(|a| !matches!(a, Action::Play { .. })));
         let a = m.step(
             Event::VerificationResult(Verdict::Failed(ResultCode::CallerCancelled)),
             T,

@@ -130,7 +130,9 @@ impl World {
             ari,
         };
         wait_for(Duration::from_secs(10), async || {
-            fake.dial(d.ari, USER, PASSWORD).await.map_err(|e| format!("dial: {e}"))
+            fake.dial(d.ari, USER, PASSWORD)
+                .await
+                .map_err(|e| format!("dial: {e}"))
         })
         .await;
         d
@@ -155,7 +157,8 @@ impl World {
         let journal = self.journal();
         wait_for(Duration::from_secs(10), async || {
             let f = std::fs::File::open(&journal).map_err(|e| e.to_string())?;
-            f.try_lock().map_err(|e| format!("journal still locked: {e}"))?;
+            f.try_lock()
+                .map_err(|e| format!("journal still locked: {e}"))?;
             f.unlock().map_err(|e| e.to_string())
         })
         .await;
@@ -235,17 +238,21 @@ impl World {
     }
 
     async fn point_at(&self, id: &str, step: &str) -> (i64, i64, String) {
-        wait_for(Duration::from_secs(15), async || match self.point(id).await {
-            Some((s, f, t, row)) if s == step => Ok((f, t, row)),
-            other => Err(format!("the call's point is not at {step}: {other:?}")),
+        wait_for(Duration::from_secs(15), async || {
+            match self.point(id).await {
+                Some((s, f, t, row)) if s == step => Ok((f, t, row)),
+                other => Err(format!("the call's point is not at {step}: {other:?}")),
+            }
         })
         .await
     }
 
     async fn point_gone(&self, id: &str) {
-        wait_for(Duration::from_secs(15), async || match self.point(id).await {
-            None => Ok(()),
-            Some(p) => Err(format!("the call's point is still there: {p:?}")),
+        wait_for(Duration::from_secs(15), async || {
+            match self.point(id).await {
+                None => Ok(()),
+                Some(p) => Err(format!("the call's point is still there: {p:?}")),
+            }
         })
         .await;
     }
@@ -341,13 +348,27 @@ async fn at_confirm(how: Stop) {
     assert_eq!((failures, tries), (0, 3));
     let (old, _) = nth_play(&fake, &ch, 1).await;
     w.stop(a, how).await;
-    assert_eq!(w.point(&id).await.unwrap().0, "confirm", "kept for the next run");
+    assert_eq!(
+        w.point(&id).await.unwrap().0,
+        "confirm",
+        "kept for the next run"
+    );
 
     let (b, pb, heard) = resumed(&mut w, &fake, &ch, "2").await;
     stopped_old_prompt(&fake, &old);
-    assert_eq!(heard.first().map(String::as_str), Some("sound:voicepay/confirm-paying"));
-    assert!(!heard.contains(&"sound:voicepay/welcome".to_owned()), "{heard:?}");
-    assert_eq!(w.view(&b, &id).await["status"], "in_call", "the queued 2 did not cancel");
+    assert_eq!(
+        heard.first().map(String::as_str),
+        Some("sound:voicepay/confirm-paying")
+    );
+    assert!(
+        !heard.contains(&"sound:voicepay/welcome".to_owned()),
+        "{heard:?}"
+    );
+    assert_eq!(
+        w.view(&b, &id).await["status"],
+        "in_call",
+        "the queued 2 did not cancel"
+    );
     fake.push(playback_started(&ch, &pb));
     fake.press(&up(&ch), "1");
     let (_, pin) = nth_play(&fake, &ch, 3).await;
@@ -385,7 +406,10 @@ async fn at_pin(how: Stop) {
     // One failed attempt (an entry ended short), then half a PIN.
     fake.press(&up(&ch), "12#");
     let (p3, again) = nth_play(&fake, &ch, 3).await;
-    assert_eq!(again.first().map(String::as_str), Some("sound:voicepay/invalid-input"));
+    assert_eq!(
+        again.first().map(String::as_str),
+        Some("sound:voicepay/invalid-input")
+    );
     fake.press(&up(&ch), "805");
     let (failures, tries, row) = w.point_at(&id, "pin").await;
     assert_eq!((failures, tries), (1, 3), "{row}");
@@ -397,7 +421,10 @@ async fn at_pin(how: Stop) {
     .await;
     let (_, _, row) = w.point_at(&id, "pin").await;
     for secret in ["805", "805137", "12"] {
-        assert!(!row.contains(&format!("\"{secret}")), "a digit in the point: {row}");
+        assert!(
+            !row.contains(&format!("\"{secret}")),
+            "a digit in the point: {row}"
+        );
     }
     w.stop(a, how).await;
 
@@ -408,7 +435,11 @@ async fn at_pin(how: Stop) {
     fake.press(&up(&ch), "805137");
     let v = w.until(&b, &id, "succeeded", WITHIN).await;
     assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(w.answers(&id), 1, "the queued wrong PIN never reached the issuer");
+    assert_eq!(
+        w.answers(&id),
+        1,
+        "the queued wrong PIN never reached the issuer"
+    );
     let (closing, said) = nth_play(&fake, &ch, 6).await;
     assert_eq!(said, media(&["success", "goodbye"]));
     hang_up_after(&w, &fake, &ch, &id, &closing).await;
@@ -513,7 +544,11 @@ async fn at_authorizing(how: Stop) {
     })
     .await;
     assert_eq!(said, media(&["success", "goodbye"]));
-    assert_eq!(w.answers(&id), 1, "the secret never went to the issuer again");
+    assert_eq!(
+        w.answers(&id),
+        1,
+        "the secret never went to the issuer again"
+    );
     hang_up_after(&w, &fake, &ch, &id, &closing).await;
 }
 
@@ -578,5 +613,8 @@ async fn a_call_gone_while_down_is_settled_and_its_point_dropped() {
     let v = w.until(&b, &id, "failed", WITHIN).await;
     assert_eq!(v["result"]["code"], "call_failed");
     w.point_gone(&id).await;
-    assert!(plays(&fake, &ch).len() == 1, "nothing played on a gone channel");
+    assert!(
+        plays(&fake, &ch).len() == 1,
+        "nothing played on a gone channel"
+    );
 }
