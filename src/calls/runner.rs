@@ -205,6 +205,12 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut settled: Option<Pin<Box<dyn Future<Output = Verdict> + Send + '_>>> = None;
         loop {
             while let Some(event) = queue.pop_front() {
+                if handing_over(hooks.keep) && !ivr.is_done() {
+                    // Nothing more is done with the call: what the event
+                    // means (a matcher's answer is the order's) is for the
+                    // next run to find.
+                    return self.hand_over(hooks.keep, &ivr, line.id(), &session).await;
+                }
                 let actions = ivr.step(event, began.elapsed());
                 // Before the actions: "authorizing" is seen (and kept) while
                 // the matcher has the secret, not after its answer.
