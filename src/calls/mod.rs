@@ -195,7 +195,7 @@ async fn supervise<M: Matcher + 'static>(
 /// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
     // A call this run resumed gets its channel's events once they come.
-    let Err(call) = desk.resumed.feed(call) else {
+    let Some(call) = desk.resumed.feed(call) else {
         return;
     };
     let args = match &call.first {

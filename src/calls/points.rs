@@ -78,8 +78,8 @@ impl Keep {
             .collect()
     }
 
-    /// Saves the call's point when `progress` differs from `last` (or
-    /// always with `force`); a failed write is logged (the previous point
+    /// Saves the call's point when `progress` differs from `last` (always
+    /// when `last` is None); a failed write is logged (the previous point
     /// stays: an older point only re-asks a step).
     pub(super) async fn save(
         &self,
@@ -89,14 +89,13 @@ impl Keep {
         progress: Option<Progress>,
         playback_seq: u64,
         last: &mut Option<PointKey>,
-        force: bool,
     ) {
         let Some(p) = progress else { return };
         let Some(step) = ResumeStep::from_ivr(p.step) else {
             return;
         };
         let key = (p.step, p.step_failures, p.tries_left);
-        if !force && *last == Some(key) {
+        if *last == Some(key) {
             return;
         }
         let point = CallPoint {
@@ -168,15 +167,15 @@ pub struct Resumed {
 }
 
 impl Resumed {
-    /// Feeds `call`'s events to the resumed call on its channel; false
-    /// (the call given back) when no resumed call waits for it.
-    pub fn feed(&self, call: ari::Call) -> Result<(), ari::Call> {
+    /// Feeds `call`'s events to the resumed call on its channel; the call
+    /// is given back when no resumed call waits for it.
+    pub fn feed(&self, call: ari::Call) -> Option<ari::Call> {
         let tx = self
             .waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&call.channel_id);
-        let Some(tx) = tx else { return Err(call) };
+        let Some(tx) = tx else { return Some(call) };
         let ari::Call {
             first, mut events, ..
         } = call;
@@ -188,7 +187,7 @@ impl Resumed {
                 }
             }
         });
-        Ok(())
+        None
     }
 
     fn wait_for(&self, channel: &str) -> mpsc::UnboundedReceiver<ari::Event> {

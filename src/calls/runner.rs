@@ -100,6 +100,9 @@ fn report(to: Option<&mpsc::UnboundedSender<Progress>>, ivr: &Ivr, shown: &mut O
     }
 }
 
+/// A resumed call's wait for its order's verdict.
+type SettledOrder<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+
 /// Whether the call is being handed over (the daemon stops).
 fn handing_over(keep: Option<&Keep>) -> bool {
     keep.is_some_and(|k| k.handover.is_cancelled())
@@ -202,7 +205,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut queue = VecDeque::from([Event::Start]);
         let mut stream_open = true;
         let mut epoch = self.ari.events_epoch();
-        let mut settled: Option<Pin<Box<dyn Future<Output = Verdict> + Send + '_>>> = None;
+        let mut settled: Option<SettledOrder<'_>> = None;
         loop {
             while let Some(event) = queue.pop_front() {
                 if handing_over(hooks.keep) && !ivr.is_done() {
@@ -215,11 +218,8 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 // Before the actions: "authorizing" is seen (and kept) while
                 // the matcher has the secret, not after its answer.
                 report(hooks.progress, &ivr, &mut shown);
-                if let Some(k) = hooks.keep {
-                    let (p, n) = (ivr.progress(), session.next_playback);
-                    k.save(self.store, self.order_id, line.id(), p, n, &mut kept, false)
-                        .await;
-                }
+                self.keep_point(hooks.keep, &ivr, line.id(), &session, &mut kept)
+                    .await;
                 for action in actions {
                     let ch = line.id();
                     if let Some(back) = self.execute(action, ch, &mut session, &timer_tx).await {
@@ -227,12 +227,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                     }
                 }
                 if settled.is_none() && ivr.awaits_settled_order() {
-                    let tries = ivr.tries_left();
-                    settled = Some(Box::pin(super::points::settled_verdict(
-                        self.store,
-                        self.order_id,
-                        tries,
-                    )));
+                    settled = Some(self.settled_order(ivr.tries_left()));
                 }
             }
             if handing_over(hooks.keep) && !ivr.is_done() {
@@ -283,6 +278,31 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         Ran::Ended(session.outcome)
     }
 
+    /// Saves the call's point when it changed ([`Keep::save`]).
+    async fn keep_point(
+        &self,
+        keep: Option<&Keep>,
+        ivr: &Ivr,
+        ch: &str,
+        s: &Session,
+        last: &mut Option<PointKey>,
+    ) {
+        if let Some(k) = keep {
+            let (p, n) = (ivr.progress(), s.next_playback);
+            k.save(self.store, self.order_id, ch, p, n, last).await;
+        }
+    }
+
+    /// The verdict a call resumed at `authorizing` or `closing` waits for:
+    /// the order's, once settled ([`super::points::settled_verdict`]).
+    fn settled_order(&self, tries_left: u8) -> SettledOrder<'_> {
+        Box::pin(super::points::settled_verdict(
+            self.store,
+            self.order_id,
+            tries_left,
+        ))
+    }
+
     /// A resumed call takes its channel over: the previous run's prompt is
     /// stopped (404 = it ended), this run numbers its playbacks above the
     /// previous run's, and digits are discarded until its re-prompt starts.
@@ -304,8 +324,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         if let Some(k) = keep {
             let mut last = None;
             let (p, n) = (ivr.progress(), s.next_playback);
-            k.save(self.store, self.order_id, ch, p, n, &mut last, true)
-                .await;
+            k.save(self.store, self.order_id, ch, p, n, &mut last).await;
         }
         tracing::info!("call handed over to the next run of the daemon");
         Ran::HandedOver

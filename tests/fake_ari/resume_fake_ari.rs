@@ -224,15 +224,14 @@ impl World {
         let pool = sqlx::AnyPool::connect(&self.settings.database.url)
             .await
             .unwrap();
-        let row: Option<(String, String, String, i64, String, String, i64, i64, i64)> =
-            sqlx::query_as(
-                "SELECT order_id, node, channel_id, attempt, flow, step, step_failures, \
+        let row: Option<PointRow> = sqlx::query_as(
+            "SELECT order_id, node, channel_id, attempt, flow, step, step_failures, \
                  tries_left, playback_seq FROM call_points WHERE order_id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
+        )
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
         pool.close().await;
         row.map(|r| (r.5.clone(), r.6, r.7, format!("{r:?}")))
     }
@@ -257,6 +256,9 @@ impl World {
         .await;
     }
 }
+
+/// A `call_points` row as the test reads it.
+type PointRow = (String, String, String, i64, String, String, i64, i64, i64);
 
 /// The `n`th playback on `ch` (1-based): its id and media.
 async fn nth_play(fake: &FakeAri, ch: &str, n: usize) -> (String, Vec<String>) {
