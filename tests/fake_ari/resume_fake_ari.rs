@@ -9,7 +9,7 @@
 //! cardholder hears next, that the order ends with exactly one answer from
 //! the issuer, and that the call's point is gone at the end.
 
-use super::common::{finished, media, plays, up};
+use super::common::{dial_in, finished, media, plays, up, CALLER};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,6 +180,18 @@ impl World {
     async fn create_order(&self, d: &Daemon, card: &str) -> String {
         let mut body = order_body(&format!("R{}", voicepay::crypto::random_hex(4)));
         body["card_number"] = json!(card);
+        self.post_order(d, body).await
+    }
+
+    /// An inbound order for [`CALLER`]'s mobile.
+    async fn inbound_order(&self, d: &Daemon) -> String {
+        let mut body = order_body(&format!("R{}", voicepay::crypto::random_hex(4)));
+        body["mode"] = json!("inbound");
+        body["phone"] = json!(format!("+86{CALLER}"));
+        self.post_order(d, body).await
+    }
+
+    async fn post_order(&self, d: &Daemon, body: Value) -> String {
         let res = self
             .http
             .post(format!("{}/v1/orders", d.base))
@@ -612,4 +624,43 @@ async fn a_call_gone_while_down_is_settled_and_its_point_dropped() {
         plays(&fake, &ch).len() == 1,
         "nothing played on a gone channel"
     );
+}
+
+/// An inbound call (the cardholder dialled the access number) resumes as
+/// a callback does: killed at the PIN, asked the PIN again, paid once.
+#[tokio::test]
+async fn an_inbound_call_killed_at_the_pin_is_resumed_and_paid_once() {
+    let fake = FakeAri::start().await;
+    let mut w = World::new(&fake).await;
+    w.settings.inbound.require_order_code = false;
+    let a = w.start(&fake).await;
+    let id = w.inbound_order(&a).await;
+    let ch = "1712345680.1";
+    fake.set_channels(vec![up(ch)]);
+    dial_in(&fake, ch, CALLER);
+    let (p1, welcome) = nth_play(&fake, ch, 1).await;
+    assert_eq!(
+        welcome.first().map(String::as_str),
+        Some("sound:voicepay/welcome")
+    );
+    fake.push(playback_started(ch, &p1));
+    fake.press(&up(ch), "1");
+    let (p2, _) = nth_play(&fake, ch, 2).await;
+    fake.push(playback_started(ch, &p2));
+    fake.press(&up(ch), "80");
+    let (_, _, row) = w.point_at(&id, "pin").await;
+    assert!(row.contains("\"inbound\""), "{row}");
+    w.stop(a, Stop::Kill).await;
+
+    let (b, pb, heard) = resumed(&mut w, &fake, ch, "5137").await;
+    stopped_old_prompt(&fake, &p2);
+    assert_eq!(heard, media(&["enter-pin"]));
+    fake.push(playback_started(ch, &pb));
+    fake.press(&up(ch), "805137");
+    let v = w.until(&b, &id, "succeeded", WITHIN).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(w.answers(&id), 1);
+    let (closing, said) = nth_play(&fake, ch, 5).await;
+    assert_eq!(said, media(&["success", "goodbye"]));
+    hang_up_after(&w, &fake, ch, &id, &closing).await;
 }
