@@ -281,6 +281,7 @@ fn resume_one<M: Matcher + 'static>(
     );
     let events = desk.resumed.wait_for(&channel);
     let this = desk.clone();
+    let mut sp = sp;
     desk.spawn_call(span, async move {
         tracing::info!(
             step = sp.point.step.as_str(),
@@ -296,6 +297,11 @@ fn resume_one<M: Matcher + 'static>(
                 return;
             }
         };
+        if order.status().is_final() && sp.point.step != ResumeStep::Authorizing {
+            // Decided, cancelled or expired while no daemon ran: nothing
+            // to ask any more, only its result to say.
+            sp.point.step = ResumeStep::Closing;
+        }
         // Its claim was checked when the call took the order; the
         // `call_attempts` row ties this channel to it.
         let via = if flow == "inbound" {
