@@ -664,3 +664,54 @@ async fn an_inbound_call_killed_at_the_pin_is_resumed_and_paid_once() {
     assert_eq!(said, media(&["success", "goodbye"]));
     hang_up_after(&w, &fake, ch, &id, &closing).await;
 }
+
+/// A callback still ringing when the daemon stops is the next run's
+/// originate: answered while no daemon ran (its `StasisStart` queued), it
+/// runs the IVR from the welcome and pays once; nothing is retried.
+async fn ringing(how: Stop) {
+    let fake = FakeAri::start().await;
+    let mut w = World::new(&fake).await;
+    let a = w.start(&fake).await;
+    let id = w.create_order(&a, "6222000000000017").await;
+    let ch = format!("vp-{id}-1");
+    request(&fake, |r| {
+        r.method == "POST" && r.path == format!("/ari/channels/{ch}")
+    })
+    .await;
+    fake.set_channels(vec![voicepay_testkit::fake_ari::channel(&ch, "Ringing")]);
+    fake.push(event("Dial", json!({"dialstatus": "", "peer": up(&ch)})));
+    w.until(&a, &id, "calling", WITHIN).await;
+    w.stop(a, how).await;
+    assert_eq!(plays(&fake, &ch).len(), 0);
+
+    fake.set_channels(vec![up(&ch)]);
+    let b = w.start(&fake).await;
+    fake.push(event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": up(&ch)}),
+    ));
+    let (p1, welcome) = nth_play(&fake, &ch, 1).await;
+    assert_eq!(
+        welcome.first().map(String::as_str),
+        Some("sound:voicepay/welcome")
+    );
+    fake.push(playback_started(&ch, &p1));
+    fake.press(&up(&ch), "1");
+    nth_play(&fake, &ch, 2).await;
+    fake.press(&up(&ch), "805137");
+    let v = w.until(&b, &id, "succeeded", WITHIN).await;
+    assert_eq!(v["attempts"].as_array().map(Vec::len), Some(1), "{v:#}");
+    assert_eq!(w.answers(&id), 1);
+    let (closing, _) = nth_play(&fake, &ch, 4).await;
+    hang_up_after(&w, &fake, &ch, &id, &closing).await;
+}
+
+#[tokio::test]
+async fn killed_while_a_callback_rings_the_next_run_takes_its_answer() {
+    ringing(Stop::Kill).await;
+}
+
+#[tokio::test]
+async fn handed_over_while_a_callback_rings_the_next_run_takes_its_answer() {
+    ringing(Stop::Term).await;
+}
