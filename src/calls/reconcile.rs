@@ -27,7 +27,8 @@ use tracing::Instrument;
 /// With `ari.websocket = "outbound"` the calls a previous run handed over
 /// (or was driving when it was killed) are resumed first, at their kept
 /// point ([`super::points::resume_calls`]); those whose channel is gone
-/// are settled here as before.
+/// are settled here as before, and a callback it placed that still rings
+/// is adopted as this run's originate.
 pub async fn reconcile<M: Matcher + 'static>(
     desk: &Arc<Desk<M>>,
     asterisk_restarted: bool,
