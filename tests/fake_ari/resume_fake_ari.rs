@@ -86,6 +86,11 @@ impl World {
     /// Starts a run of the daemon and lets the fake Asterisk connect to
     /// it. The first run also creates the merchant.
     async fn start(&mut self, fake: &FakeAri) -> Daemon {
+        self.start_with(Some(fake)).await
+    }
+
+    /// A run of the daemon, connected to by `fake` when given.
+    async fn start_with(&mut self, fake: Option<&FakeAri>) -> Daemon {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -129,12 +134,9 @@ impl World {
             base,
             ari,
         };
-        wait_for(Duration::from_secs(10), async || {
-            fake.dial(d.ari, USER, PASSWORD)
-                .await
-                .map_err(|e| format!("dial: {e}"))
-        })
-        .await;
+        if let Some(fake) = fake {
+            connect(fake, &d).await;
+        }
         d
     }
 
@@ -267,6 +269,17 @@ impl World {
         })
         .await;
     }
+}
+
+/// The fake Asterisk opens its outbound socket to `d` (retried until
+/// the daemon listens).
+async fn connect(fake: &FakeAri, d: &Daemon) {
+    wait_for(Duration::from_secs(10), async || {
+        fake.dial(d.ari, USER, PASSWORD)
+            .await
+            .map_err(|e| format!("dial: {e}"))
+    })
+    .await;
 }
 
 /// A `call_points` row as the test reads it.
@@ -714,4 +727,37 @@ async fn killed_while_a_callback_rings_the_next_run_takes_its_answer() {
 #[tokio::test]
 async fn handed_over_while_a_callback_rings_the_next_run_takes_its_answer() {
     ringing(Stop::Term).await;
+}
+
+/// The merchant cancels the order while no daemon drives its call (the
+/// API is up, Asterisk not yet reconnected): the resumed call asks for
+/// nothing any more and only says goodbye.
+#[tokio::test]
+async fn an_order_cancelled_while_down_is_not_asked_for_again() {
+    let fake = FakeAri::start().await;
+    let mut w = World::new(&fake).await;
+    let a = w.start(&fake).await;
+    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    fake.press(&up(&ch), "1");
+    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    w.point_at(&id, "pin").await;
+    w.stop(a, Stop::Kill).await;
+
+    let b = w.start_with(None).await;
+    let res = w
+        .http
+        .post(format!("{}/v1/orders/{id}/cancel", b.base))
+        .bearer_auth(&w.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    w.until(&b, &id, "cancelled", WITHIN).await;
+    connect(&fake, &b).await;
+    let (pb, heard) = nth_play(&fake, &ch, 3).await;
+    stopped_old_prompt(&fake, &p2);
+    assert_eq!(heard, media(&["goodbye"]), "nothing asked again");
+    assert_eq!(w.answers(&id), 0);
+    hang_up_after(&w, &fake, &ch, &id, &pb).await;
+    assert_eq!(w.view(&b, &id).await["status"], "cancelled");
 }
