@@ -208,10 +208,10 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
         let mut settled: Option<SettledOrder<'_>> = None;
         loop {
             while let Some(event) = queue.pop_front() {
-                if handing_over(hooks.keep) && !ivr.is_done() {
+                if handing_over(hooks.keep) && !ivr.is_done() && event != Event::Hangup {
                     // Nothing more is done with the call: what the event
                     // means (a matcher's answer is the order's) is for the
-                    // next run to find.
+                    // next run to find. A hang-up still ends the call.
                     return self.hand_over(hooks.keep, &ivr, line.id(), &session).await;
                 }
                 let actions = ivr.step(event, began.elapsed());
