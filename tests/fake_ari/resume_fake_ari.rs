@@ -66,21 +66,26 @@ struct World {
 
 impl World {
     async fn new(fake: &FakeAri) -> World {
+        Self::on(fake, Db::Sqlite).await.expect("sqlite")
+    }
+
+    /// On `db`; None when PostgreSQL is not configured (skipped).
+    async fn on(fake: &FakeAri, db: Db) -> Option<World> {
         voicepay_testkit::log::init();
         let dir = tempfile::tempdir().unwrap();
-        let mut s = test_settings(Db::Sqlite, dir.path()).await.unwrap();
+        let mut s = test_settings(db, dir.path()).await?;
         s.ari = fake.settings();
         s.ari.websocket = WebsocketMode::Outbound;
         s.telephony.callback_endpoint = "Local/{phone}@voicepay-lab".into();
         s.telephony.max_attempts = 1;
         // Recovery settles an order left in authorizing after this + 28 s.
         s.bank.auth_timeout_secs = 1;
-        World {
+        Some(World {
             settings: s,
             dir,
             api_key: String::new(),
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     /// Starts a run of the daemon and lets the fake Asterisk connect to
@@ -167,7 +172,9 @@ impl World {
     }
 
     fn journal(&self) -> PathBuf {
-        self.dir.path().join("voicepay.stub-bank.jsonl")
+        let path = self.settings.stub_state_path();
+        assert!(path.starts_with(self.dir.path()), "{path:?}");
+        path
     }
 
     /// The issuer's answers to the order's authorizations (its journal).
@@ -423,8 +430,14 @@ async fn handed_over_at_the_confirmation_resumes_it() {
 /// wrong PIN keyed while no daemon ran is discarded; the PIN is asked from
 /// its first digit, with the failed attempt carried over.
 async fn at_pin(how: Stop) {
+    at_pin_on(how, Db::Sqlite).await;
+}
+
+async fn at_pin_on(how: Stop, db: Db) {
     let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
+    let Some(mut w) = World::on(&fake, db).await else {
+        return;
+    };
     let a = w.start(&fake).await;
     let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
     fake.press(&up(&ch), "1");
@@ -480,6 +493,14 @@ async fn killed_at_the_pin_asks_it_again_from_its_first_digit() {
 #[tokio::test]
 async fn handed_over_at_the_pin_asks_it_again_from_its_first_digit() {
     at_pin(Stop::Term).await;
+}
+
+/// The same on PostgreSQL (the point written outside the group commit);
+/// skipped without `VOICEPAY_TEST_DATABASE_URL`.
+#[tokio::test]
+async fn on_postgres_killed_and_handed_over_at_the_pin_ask_it_again() {
+    at_pin_on(Stop::Kill, Db::Postgres).await;
+    at_pin_on(Stop::Term, Db::Postgres).await;
 }
 
 /// Credit card at its CVN2: the expiry keyed before was in memory only,
