@@ -23,7 +23,7 @@ use super::desk::{call_span, record_order, Desk, Placed};
 use super::session;
 use crate::ari;
 use crate::domain::{OrderStatus, ResultCode};
-use crate::ivr::{Ivr, Progress, Resume, Step, Verdict};
+use crate::ivr::{Event, Ivr, Progress, Resume, Step, Verdict};
 use crate::matcher::{Matcher, Via};
 use crate::store::{now_ms, CallPoint, ResumeStep, Store, StoredPoint};
 use std::collections::{HashMap, HashSet};
@@ -132,26 +132,28 @@ pub(super) fn resume_of(p: &CallPoint) -> Resume {
     }
 }
 
-/// The verdict a resumed call at `authorizing` or `closing` says: the
-/// order's, once it has left `authorizing` (the matcher's recovery settles
-/// it; the secret is never sent again). An order back `in_call` (a wrong
-/// secret) is asked again with `tries_left`.
-pub(super) async fn settled_verdict(store: &Store, order_id: &str, tries_left: u8) -> Verdict {
+/// What a resumed call at `authorizing` or `closing` hears next: the
+/// order's verdict once it has left `authorizing` (the matcher's recovery
+/// settles it; the secret is never sent again). An order still `in_call`
+/// never had the secret (the previous run stopped between keeping the
+/// point and the matcher's move): [`Event::NotSubmitted`] asks it again.
+pub(super) async fn settled_verdict(store: &Store, order_id: &str) -> Event {
     loop {
         match store.order(order_id).await {
             Ok(Some(o)) => match o.status() {
-                OrderStatus::Succeeded => return Verdict::Approved,
-                OrderStatus::InCall => return Verdict::WrongSecret { tries_left },
+                OrderStatus::Succeeded => return Event::VerificationResult(Verdict::Approved),
+                OrderStatus::InCall => return Event::NotSubmitted,
                 OrderStatus::Authorizing => {}
                 _ => {
                     let code = o
                         .result_code
                         .as_deref()
                         .and_then(|c| ResultCode::ALL.iter().copied().find(|r| r.code() == c));
-                    return Verdict::Failed(code.unwrap_or(ResultCode::CallFailed));
+                    let code = code.unwrap_or(ResultCode::CallFailed);
+                    return Event::VerificationResult(Verdict::Failed(code));
                 }
             },
-            Ok(None) => return Verdict::Failed(ResultCode::CallFailed),
+            Ok(None) => return Event::VerificationResult(Verdict::Failed(ResultCode::CallFailed)),
             Err(e) => tracing::debug!(error = %e, "cannot read the order yet"),
         }
         tokio::time::sleep(SETTLED_POLL).await;
@@ -301,6 +303,9 @@ fn resume_one<M: Matcher + 'static>(
             // Decided, cancelled or expired while no daemon ran: nothing
             // to ask any more, only its result to say.
             sp.point.step = ResumeStep::Closing;
+        } else if order.status() == OrderStatus::InCall && sp.point.step == ResumeStep::Closing {
+            // Its outcome never reached the order: asked from the start.
+            sp.point.step = ResumeStep::Confirm;
         }
         // Its claim was checked when the call took the order; the
         // `call_attempts` row ties this channel to it.

@@ -20,7 +20,7 @@ use super::line::{Line, Next};
 use super::points::{Keep, PointKey};
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::OrderStatus;
-use crate::ivr::{Action, CallOutcome, Event, Ivr, Progress, TimerId, Verdict};
+use crate::ivr::{Action, CallOutcome, Event, Ivr, Progress, TimerId};
 use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::{HashMap, VecDeque};
@@ -101,7 +101,7 @@ fn report(to: Option<&mpsc::UnboundedSender<Progress>>, ivr: &Ivr, shown: &mut O
 }
 
 /// A resumed call's wait for its order's verdict.
-type SettledOrder<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+type SettledOrder<'a> = Pin<Box<dyn Future<Output = Event> + Send + 'a>>;
 
 /// Whether the call is being handed over (the daemon stops).
 fn handing_over(keep: Option<&Keep>) -> bool {
@@ -227,7 +227,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                     }
                 }
                 if settled.is_none() && ivr.awaits_settled_order() {
-                    settled = Some(self.settled_order(ivr.tries_left()));
+                    settled = Some(self.settled_order());
                 }
             }
             if handing_over(hooks.keep) && !ivr.is_done() {
@@ -248,9 +248,9 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                         return Ran::Stopped;
                     }
                 },
-                verdict = async { settled.as_mut().expect("guarded").await }, if settled.is_some() => {
+                next = async { settled.as_mut().expect("guarded").await }, if settled.is_some() => {
                     settled = None;
-                    queue.push_back(Event::VerificationResult(verdict));
+                    queue.push_back(next);
                 },
                 next = line.next() => match next {
                     Some(Next::Event(event)) if cut_off(&event) => stream_open = false,
@@ -295,12 +295,8 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
 
     /// The verdict a call resumed at `authorizing` or `closing` waits for:
     /// the order's, once settled ([`super::points::settled_verdict`]).
-    fn settled_order(&self, tries_left: u8) -> SettledOrder<'_> {
-        Box::pin(super::points::settled_verdict(
-            self.store,
-            self.order_id,
-            tries_left,
-        ))
+    fn settled_order(&self) -> SettledOrder<'_> {
+        Box::pin(super::points::settled_verdict(self.store, self.order_id))
     }
 
     /// A resumed call takes its channel over: the previous run's prompt is

@@ -70,6 +70,7 @@ impl Ivr {
             Event::TalkFinished { duration } => self.on_talk_finished(duration, &mut out),
             Event::TimerFired { timer } => self.on_timer(timer, &mut out),
             Event::VerificationResult(o) => self.on_result(o, &mut out),
+            Event::NotSubmitted => self.on_not_submitted(&mut out),
             Event::Hangup => unreachable!("handled above"),
         }
         out

@@ -62,6 +62,17 @@ impl Ivr {
         self.attempts = r.step_failures.min(allowed - 1);
     }
 
+    /// [`Event::NotSubmitted`](super::Event::NotSubmitted): the secret is
+    /// asked again from its first field, the try given back.
+    pub(super) fn on_not_submitted(&mut self, out: &mut Vec<Action>) {
+        if self.phase != Phase::Verifying || self.resume.is_none() {
+            return;
+        }
+        self.submitted = self.submitted.saturating_sub(1);
+        let field = self.first_field();
+        self.begin_entry(field, Vec::new(), out);
+    }
+
     /// Whether this call resumed at a step whose result the runner must
     /// fetch from the order (`Authorizing` or `Ended`).
     pub fn awaits_settled_order(&self) -> bool {
@@ -158,6 +169,28 @@ mod tests {
             ["sound:voicepay/success,sound:voicepay/goodbye"]
         );
         assert!(a.contains(&Action::Finish(CallOutcome::Approved)));
+    }
+
+    #[test]
+    fn a_secret_that_never_reached_the_matcher_is_asked_again_with_its_try_back() {
+        let mut m = ivr(CardKind::Debit).resumed(Resume {
+            step: Step::Authorizing,
+            step_failures: 0,
+            tries_left: 2,
+        });
+        let _ = m.step(Event::Start, T);
+        let a = m.step(Event::NotSubmitted, T);
+        assert_eq!(
+            played(&a),
+            ["sound:voicepay/enter-pin"],
+            "no wrong-PIN prompt"
+        );
+        let p = m.progress().unwrap();
+        assert_eq!((p.step, p.tries_left), (Step::Pin, 3));
+        // Never outside a resumed call's wait.
+        let mut fresh = ivr(CardKind::Debit);
+        let _ = fresh.step(Event::Start, T);
+        assert!(fresh.step(Event::NotSubmitted, T).is_empty());
     }
 
     #[test]

@@ -782,3 +782,83 @@ async fn an_order_cancelled_while_down_is_not_asked_for_again() {
     hang_up_after(&w, &fake, &ch, &id, &pb).await;
     assert_eq!(w.view(&b, &id).await["status"], "cancelled");
 }
+
+impl World {
+    /// Rewrites the call's point to `step` (with `tries_left`): the row a
+    /// SIGKILL leaves when it lands between the point's write and the
+    /// order's own move (the matcher's `in_call` → `authorizing`, or the
+    /// outcome's `in_call` → `failed`), a window too short to hit by timing.
+    async fn set_point(&self, id: &str, step: &str, tries_left: i64) {
+        let pool = sqlx::AnyPool::connect(&self.settings.database.url)
+            .await
+            .unwrap();
+        let done = sqlx::query(
+            "UPDATE call_points SET step = $1, tries_left = $2, seq = seq + 1 WHERE order_id = $3",
+        )
+        .bind(step)
+        .bind(tries_left)
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        pool.close().await;
+    }
+}
+
+/// Killed after the `authorizing` point was kept but before the matcher
+/// took the secret (the order still `in_call`): the next run finds nothing
+/// at the issuer, and asks the PIN again, without a "wrong PIN" and with
+/// the try given back.
+#[tokio::test]
+async fn killed_before_the_secret_reached_the_matcher_asks_it_again() {
+    let fake = FakeAri::start().await;
+    let mut w = World::new(&fake).await;
+    let a = w.start(&fake).await;
+    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    fake.press(&up(&ch), "1");
+    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    w.point_at(&id, "pin").await;
+    w.stop(a, Stop::Kill).await;
+    w.set_point(&id, "authorizing", 2).await;
+
+    let (b, pb, heard) = resumed(&mut w, &fake, &ch, "9").await;
+    stopped_old_prompt(&fake, &p2);
+    assert_eq!(heard, media(&["please-wait"]));
+    fake.push(playback_started(&ch, &pb));
+    let (_, again) = nth_play(&fake, &ch, 4).await;
+    assert_eq!(again, media(&["enter-pin"]), "no wrong-PIN prompt");
+    let (_, tries, _) = w.point_at(&id, "pin").await;
+    assert_eq!(
+        tries, 3,
+        "the try that never reached the issuer is given back"
+    );
+    fake.press(&up(&ch), "805137");
+    w.until(&b, &id, "succeeded", WITHIN).await;
+    assert_eq!(w.answers(&id), 1);
+    let (closing, said) = nth_play(&fake, &ch, 6).await;
+    assert_eq!(said, media(&["success", "goodbye"]));
+    hang_up_after(&w, &fake, &ch, &id, &closing).await;
+}
+
+/// Killed after the closing point was kept but before the outcome reached
+/// the order (still `in_call`): the outcome is unknown, so the call is
+/// asked from its confirmation again, never skipped to a result.
+#[tokio::test]
+async fn killed_before_the_outcome_reached_the_order_asks_from_the_confirmation() {
+    let fake = FakeAri::start().await;
+    let mut w = World::new(&fake).await;
+    let a = w.start(&fake).await;
+    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    w.point_at(&id, "confirm").await;
+    w.stop(a, Stop::Kill).await;
+    w.set_point(&id, "closing", 3).await;
+
+    let (b, _, heard) = resumed(&mut w, &fake, &ch, "1").await;
+    assert_eq!(
+        heard.first().map(String::as_str),
+        Some("sound:voicepay/confirm-paying")
+    );
+    assert_eq!(w.view(&b, &id).await["status"], "in_call");
+    assert_eq!(w.answers(&id), 0);
+}
