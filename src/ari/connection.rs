@@ -9,6 +9,11 @@
 //! session with [`Notice::Disconnected`]. Reconnects back off exponentially
 //! with jitter, so a down or misconfigured Asterisk is not hammered.
 //!
+//! With `ari.websocket = "outbound"` (Asterisk 22.5+, see
+//! [`super::outbound`]) a session starts by accepting Asterisk's
+//! connection on `ari.listen` instead, and the rest is the same; there is
+//! no backoff (`retry_in` is zero): Asterisk paces its reconnects.
+//!
 //! A frame that does not parse is logged by type and position only and
 //! skipped: a frame can hold a keyed digit, so no payload is ever logged.
 //!
@@ -30,7 +35,7 @@ use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, http, Message};
@@ -38,7 +43,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroize;
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Timing of the events connection.
 #[derive(Debug, Clone)]
@@ -140,8 +145,12 @@ pub(crate) async fn run(
     options: ConnectionOptions,
     notices: mpsc::UnboundedSender<Notice>,
     shutdown: CancellationToken,
+    listener: Option<TcpListener>,
 ) {
+    // Outbound: Asterisk paces its reconnects; we just accept the next one.
+    let outbound = listener.is_some();
     let mut conn = Connection {
+        listener,
         dispatcher: Dispatcher::new(notices.clone(), rest.clone()),
         settings,
         rest,
@@ -164,12 +173,16 @@ pub(crate) async fn run(
                 break;
             }
             End::Failed(error) => {
-                let retry_in = backoff.delay();
+                let retry_in = if outbound {
+                    Duration::ZERO
+                } else {
+                    backoff.delay()
+                };
                 tracing::warn!(%error, ?retry_in, "ARI events connection failed");
                 if !conn.notify(Notice::ConnectFailed { error, retry_in }) {
                     break;
                 }
-                if !sleep_or_shutdown(retry_in, &shutdown).await {
+                if !outbound && !sleep_or_shutdown(retry_in, &shutdown).await {
                     break;
                 }
             }
@@ -177,12 +190,16 @@ pub(crate) async fn run(
                 if started.elapsed() >= options.backoff_max {
                     backoff.reset();
                 }
-                let retry_in = backoff.delay();
+                let retry_in = if outbound {
+                    Duration::ZERO
+                } else {
+                    backoff.delay()
+                };
                 tracing::warn!(%reason, ?retry_in, "ARI events connection lost");
                 if !conn.notify(Notice::Disconnected { reason }) {
                     break;
                 }
-                if !sleep_or_shutdown(retry_in, &shutdown).await {
+                if !outbound && !sleep_or_shutdown(retry_in, &shutdown).await {
                     break;
                 }
             }
@@ -200,6 +217,8 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 struct Connection {
+    /// `ari.websocket = "outbound"`: where Asterisk connects to us.
+    listener: Option<TcpListener>,
     settings: AriSettings,
     rest: AriRest,
     options: ConnectionOptions,
@@ -275,6 +294,10 @@ impl Connection {
     }
 
     async fn open(&self) -> Result<Socket, AriError> {
+        if let Some(listener) = &self.listener {
+            let timeout = self.options.connect_timeout;
+            return super::outbound::accept(listener, &self.settings, timeout).await;
+        }
         let url = events_url(&self.settings)?;
         let mut req = url
             .as_str()

@@ -4,6 +4,8 @@
 //! - [`rest`]: the REST calls ([`AriRest`], behind the [`AriCommands`] trait).
 //! - [`connection`]: the events WebSocket with keep-alive and reconnect.
 //! - [`dispatch`]: one ordered queue per call.
+//! - [`outbound`]: `ari.websocket = "outbound"`, Asterisk 22.5+ connecting
+//!   to us (its doc comment is the design note).
 //!
 //! [`AriClient::start`] spawns the connection and hands the supervisor one
 //! ordered stream of [`Notice`]s: connection changes (flip `/readyz`,
@@ -29,6 +31,7 @@
 pub mod connection;
 pub mod dispatch;
 pub mod events;
+pub mod outbound;
 pub mod rest;
 
 pub use connection::ConnectionOptions;
@@ -38,7 +41,8 @@ pub use rest::{
     AriCommands, AriError, AriRest, AsteriskInfo, HangupReason, Originate, RestOptions,
 };
 
-use crate::config::AriSettings;
+use crate::config::{AriSettings, WebsocketMode};
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -101,6 +105,9 @@ pub struct AriClient {
     /// The connection task; await it after cancelling shutdown so the socket
     /// closes cleanly.
     pub task: JoinHandle<()>,
+    /// With `ari.websocket = "outbound"`: the address bound for Asterisk's
+    /// connection (`ari.listen`, with the real port when it said `:0`).
+    pub listen_addr: Option<SocketAddr>,
 }
 
 impl AriClient {
@@ -127,6 +134,14 @@ impl AriClient {
             ));
         }
         let rest = AriRest::with_options(settings, &options.rest)?;
+        let listener = match settings.websocket {
+            WebsocketMode::Inbound => None,
+            WebsocketMode::Outbound => Some(outbound::bind(settings)?),
+        };
+        let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(addr) = listen_addr {
+            tracing::info!(%addr, "waiting for Asterisk's outbound ARI WebSocket");
+        }
         let (tx, notices) = mpsc::unbounded_channel();
         let task = tokio::spawn(connection::run(
             settings.clone(),
@@ -134,11 +149,13 @@ impl AriClient {
             options.connection,
             tx,
             shutdown,
+            listener,
         ));
         Ok(Self {
             rest,
             notices,
             task,
+            listen_addr,
         })
     }
 }

@@ -31,10 +31,10 @@ use tracing::Instrument;
 /// How often the drain looks at the live calls.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
-/// Whether a shutdown request drains this node's calls first: in inbound
-/// ARI mode (the daemon's own WebSocket to Asterisk), with a non-zero
-/// `telephony.drain_secs`. The one place where the ARI mode decides
-/// between this drain and another hand-over.
+/// Whether a shutdown request in inbound ARI mode (the daemon's own
+/// WebSocket to Asterisk) drains this node's calls first: with a non-zero
+/// `telephony.drain_secs`. In outbound mode the calls are handed over
+/// instead (`calls::stop_after_drain`).
 pub(super) fn applies(settings: &Settings) -> bool {
     settings.telephony.drain_secs > 0
 }
@@ -55,14 +55,9 @@ pub(super) async fn drain<M>(desk: &Desk<M>, readiness: &Readiness) -> usize {
         "draining: no new calls; waiting for the calls in progress to end"
     );
     let started = tokio::time::Instant::now();
-    let waited = tokio::time::timeout(limit, async {
-        while desk.live_calls().await > 0 {
-            tokio::time::sleep(LOOK_EVERY).await;
-        }
-    })
-    .await;
+    let waited = wait_for_calls(desk, limit).await;
     let left = desk.live_calls().await;
-    if waited.is_ok() {
+    if waited {
         tracing::info!(
             waited_ms = started.elapsed().as_millis() as u64,
             "drained: every call ended"
@@ -75,6 +70,18 @@ pub(super) async fn drain<M>(desk: &Desk<M>, readiness: &Readiness) -> usize {
         );
     }
     left
+}
+
+/// Waits until the node has no live call, at most `limit`; false when
+/// calls were still up at the limit.
+pub(super) async fn wait_for_calls<M>(desk: &Desk<M>, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        while desk.live_calls().await > 0 {
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 /// Turns away a new call from the dialplan while the node drains: an

@@ -36,6 +36,7 @@ pub mod line;
 mod live;
 #[cfg(test)]
 mod placeholder;
+pub mod points;
 pub mod reconcile;
 pub mod runner;
 mod session;
@@ -46,12 +47,13 @@ pub use desk::Desk;
 pub use runner::{CallEnd, CallRunner, Hooks, Ran};
 
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
-use crate::config::Settings;
+use crate::config::{Settings, WebsocketMode};
 use crate::matcher::Matcher;
 use crate::store::Store;
 use crate::telemetry::Readiness;
 use anyhow::Context;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -135,8 +137,10 @@ pub fn start<M: Matcher + 'static>(
 }
 
 /// After `shutdown`: stops the callback worker (`worker`, with the token
-/// it runs until) and waits for it, then drains the node when
-/// [`drain::applies`], then cancels `stop`.
+/// it runs until) and waits for it, then deals with the live calls as the
+/// events socket's mode requires (inbound: the drain when
+/// [`drain::applies`]; outbound: [`hand_over`]), then cancels `stop`, which
+/// closes the ARI client and the rest of the daemon.
 async fn stop_after_drain<M: Matcher + 'static>(
     desk: Arc<Desk<M>>,
     readiness: Arc<Readiness>,
@@ -151,10 +155,34 @@ async fn stop_after_drain<M: Matcher + 'static>(
     }
     worker.1.cancel();
     let _ = worker.0.await;
-    if !stop.is_cancelled() && drain::applies(&desk.settings) {
-        drain::drain(&desk, &readiness).await;
+    if !stop.is_cancelled() {
+        match desk.settings.ari.websocket {
+            WebsocketMode::Outbound => {
+                hand_over(&desk);
+                // A call whose secret is with the bank hands over once the
+                // answer is in: the matcher and the acquirer link stay open
+                // until then (bounded by the bank's own timeout).
+                let limit = Duration::from_secs(desk.settings.bank.auth_timeout_secs + 30);
+                drain::wait_for_calls(&desk, limit).await;
+            }
+            WebsocketMode::Inbound if drain::applies(&desk.settings) => {
+                drain::drain(&desk, &readiness).await;
+            }
+            // Today's behaviour: the socket closes, the calls end with it.
+            WebsocketMode::Inbound => {}
+        }
     }
     stop.cancel();
+}
+
+/// `ari.websocket = "outbound"`: every live call saves its point and is
+/// left up in Asterisk, which keeps the app and queues the calls' events
+/// until the next run connects and resumes them (README "Daemon restarts
+/// that drop no call"). Nothing is hung up or settled. Called before the
+/// socket closes: a call task sees the hand-over before its stream's end.
+fn hand_over<M>(desk: &Desk<M>) {
+    tracing::info!("handing the live calls over to the next run (ari.websocket = outbound)");
+    desk.handover.cancel();
 }
 
 /// Consumes the client's notices in order until shutdown.
@@ -218,6 +246,10 @@ async fn supervise<M: Matcher + 'static>(
 /// of ours: one replacing a call we drive never comes here, the
 /// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
+    // A call this run resumed gets its channel's events once they come.
+    let Some(call) = desk.resumed.feed(call) else {
+        return;
+    };
     if desk.is_draining() && drain::turn_away(rest, &call).await {
         return;
     }

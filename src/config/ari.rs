@@ -24,6 +24,26 @@ pub struct AriSettings {
     /// or `websocket` (as `RESTRequest` frames on the events WebSocket,
     /// Asterisk 22.4+; see `crate::ari::rest`).
     pub rest_transport: RestTransport,
+    /// Who opens the events WebSocket: `inbound` (voicepay connects to
+    /// `/ari/events`, any Asterisk) or `outbound` (Asterisk 22.5+ connects
+    /// to voicepay on `listen`; see `crate::ari::outbound`).
+    pub websocket: WebsocketMode,
+    /// With `websocket = "outbound"`: the `host:port` voicepay listens on
+    /// for Asterisk's connection (websocket_client.conf's `uri`). Loopback
+    /// by default: the socket has no TLS.
+    pub listen: String,
+}
+
+/// `ari.websocket`: which side opens the events WebSocket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebsocketMode {
+    /// voicepay connects to Asterisk's `/ari/events` (today's behaviour).
+    #[default]
+    Inbound,
+    /// Asterisk connects to voicepay (ari.conf `type = outbound_websocket`,
+    /// `connection_type = persistent`, Asterisk 22.5+).
+    Outbound,
 }
 
 /// `ari.rest_transport`: where the ARI REST requests go.
@@ -48,6 +68,8 @@ impl Default for AriSettings {
             app: "voicepay".into(),
             originate_timeout_secs: 15,
             rest_transport: RestTransport::default(),
+            websocket: WebsocketMode::default(),
+            listen: "127.0.0.1:8765".into(),
         }
     }
 }
@@ -69,6 +91,12 @@ impl AriSettings {
         if !(1..=120).contains(&self.originate_timeout_secs) {
             return invalid("ari.originate_timeout_secs", "must be 1 to 120");
         }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "ari.listen",
+                "must be an IP address and port, e.g. 127.0.0.1:8765",
+            );
+        }
         Ok(())
     }
 }
@@ -88,6 +116,16 @@ mod tests {
             RestTransport::Websocket
         );
         assert_eq!(read("http").unwrap().rest_transport, RestTransport::Http);
+        let mode =
+            |v: &str| serde_json::from_value::<AriSettings>(serde_json::json!({"websocket": v}));
+        assert_eq!(AriSettings::default().websocket, WebsocketMode::Inbound);
+        assert_eq!(mode("outbound").unwrap().websocket, WebsocketMode::Outbound);
+        assert!(mode("sideways").is_err());
+        let bad = AriSettings {
+            listen: "localhost".into(),
+            ..AriSettings::default()
+        };
+        assert!(bad.validate().is_err());
         let err = read("grpc").unwrap_err().to_string();
         assert!(err.contains("http") && err.contains("websocket"), "{err}");
     }

@@ -20,7 +20,7 @@ mod telephony;
 mod velocity;
 mod webhooks;
 
-pub use ari::{AriSettings, RestTransport};
+pub use ari::{AriSettings, RestTransport, WebsocketMode};
 pub use bank::{zpk_bytes, BankKind, BankSettings, Iso8583Settings, ZpkError};
 pub use crypto::CryptoSettings;
 pub use database::{redact_url_password, DatabaseSettings};

@@ -9,6 +9,7 @@ mod assisted;
 mod authorizations;
 mod batch;
 mod bindings;
+mod call_points;
 mod calls;
 mod claims;
 mod group;
@@ -26,6 +27,7 @@ mod webhooks;
 
 pub use assisted::{AssistedRow, CaptureMove, CaptureRefused, Party};
 pub use bindings::{BindingRow, NewBinding};
+pub use call_points::{CallPoint, ResumeStep, StoredPoint};
 pub use calls::{ActiveCall, StaleClaim};
 pub use idempotency::StoredResponse;
 pub use merchants::{MerchantRow, MerchantSummary, WebhookSecrets};

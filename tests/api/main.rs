@@ -22,6 +22,7 @@ mod matcher;
 mod matcher_rig;
 mod order_events;
 mod refunds;
+mod store_call_points;
 mod store_calls;
 mod store_inbound;
 mod store_lifecycle;

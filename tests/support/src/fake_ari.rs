@@ -183,6 +183,7 @@ impl FakeAri {
             // Short, so tests of an originate left unanswered run quickly.
             originate_timeout_secs: 5,
             rest_transport: test_transport(),
+            ..AriSettings::default()
         }
     }
 
@@ -311,6 +312,50 @@ impl FakeAri {
 
     pub fn connections(&self) -> usize {
         *self.state.connections.borrow()
+    }
+
+    /// Plays Asterisk 22.5+ with `ari.websocket = "outbound"`: opens the
+    /// events socket *to* the daemon listening on `addr`, with Basic
+    /// `user:password` and the `ari` subprotocol (as websocket_client.conf's
+    /// `protocols = ari`), and serves it like an accepted one (pushes, drops,
+    /// `RESTRequest` frames). One call is one connection attempt; call it
+    /// again after [`FakeAri::drop_socket`] to reconnect, as Asterisk does
+    /// every `reconnect_interval`. `Err` carries the HTTP status of a
+    /// refused upgrade (401 for a wrong credential), or 0 when the
+    /// connection failed otherwise.
+    pub async fn dial(&self, addr: SocketAddr, user: &str, password: &str) -> Result<(), u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        self.state.ws_attempts.fetch_add(1, Ordering::SeqCst);
+        let tcp = TcpStream::connect(addr).await.map_err(|_| 0u16)?;
+        let _ = tcp.set_nodelay(true);
+        let mut req = format!("ws://{addr}/voicepay")
+            .into_client_request()
+            .unwrap();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let auth = format!("Basic {token}");
+        let headers = req.headers_mut();
+        headers.insert("authorization", auth.parse().unwrap());
+        headers.insert("sec-websocket-protocol", "ari".parse().unwrap());
+        let (ws, resp) = match tokio_tungstenite::client_async(req, BufReader::new(tcp)).await {
+            Ok(pair) => pair,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                return Err(resp.status().as_u16())
+            }
+            Err(_) => return Err(0),
+        };
+        assert_eq!(
+            resp.headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("ari"),
+            "the daemon must accept the ari subprotocol Asterisk offers"
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let answers = tx.downgrade();
+        *self.state.socket.lock().unwrap() = Some(tx);
+        self.state.connections.send_modify(|c| *c += 1);
+        tokio::spawn(run_socket(ws, rx, answers, Some(auth), self.state.clone()));
+        Ok(())
     }
 
     /// Waits until `n` WebSocket connections were accepted in total.
@@ -692,7 +737,7 @@ async fn websocket(
     authorization: Option<String>,
     state: Arc<State>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::unbounded_channel();
     // Weak: answers must not keep the socket open once it was replaced.
     let answers = tx.downgrade();
     // Registered before the 101 goes out, so a test that saw the client
@@ -705,8 +750,20 @@ async fn websocket(
     if io.write_all(head.as_bytes()).await.is_err() || io.flush().await.is_err() {
         return;
     }
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
     state.connections.send_modify(|c| *c += 1);
+    run_socket(ws, rx, answers, authorization, state).await;
+}
+
+/// Serves one events socket, whichever side opened it: frames the test
+/// pushes go out, `RESTRequest` frames are answered.
+async fn run_socket(
+    mut ws: WebSocketStream<BufReader<TcpStream>>,
+    mut rx: mpsc::UnboundedReceiver<SocketCmd>,
+    answers: mpsc::WeakUnboundedSender<SocketCmd>,
+    authorization: Option<String>,
+    state: Arc<State>,
+) {
     use futures_util::{SinkExt, StreamExt};
     loop {
         tokio::select! {
