@@ -105,8 +105,10 @@ pub fn start<M: Matcher + 'static>(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Calls> {
     let stop = CancellationToken::new();
-    let client =
-        AriClient::start(&parts.settings.ari, stop.clone()).context("starting the ARI client")?;
+    // A child of `stop`: the hand-over closes the socket before `stop`.
+    let ari_stop = stop.child_token();
+    let client = AriClient::start(&parts.settings.ari, ari_stop.clone())
+        .context("starting the ARI client")?;
     parts.readiness.set_ari(Some(false));
     let desk = Desk::new(
         parts.store,
@@ -124,7 +126,7 @@ pub fn start<M: Matcher + 'static>(
         readiness.clone(),
         (worker, claiming),
         shutdown,
-        stop.clone(),
+        (stop.clone(), ari_stop),
     ));
     let supervised = stop.clone();
     let task = tokio::spawn(async move {
@@ -139,15 +141,17 @@ pub fn start<M: Matcher + 'static>(
 /// After `shutdown`: stops the callback worker (`worker`, with the token
 /// it runs until) and waits for it, then deals with the live calls as the
 /// events socket's mode requires (inbound: the drain when
-/// [`drain::applies`]; outbound: [`hand_over`]), then cancels `stop`, which
-/// closes the ARI client and the rest of the daemon.
+/// [`drain::applies`]; outbound: [`hand_over`], then the ARI client is
+/// closed with `stops.1`), then cancels `stops.0`, which stops the ARI
+/// client and the rest of the daemon.
 async fn stop_after_drain<M: Matcher + 'static>(
     desk: Arc<Desk<M>>,
     readiness: Arc<Readiness>,
     worker: (JoinHandle<()>, CancellationToken),
     shutdown: CancellationToken,
-    stop: CancellationToken,
+    stops: (CancellationToken, CancellationToken),
 ) {
+    let (stop, ari_stop) = stops;
     tokio::select! {
         _ = shutdown.cancelled() => {}
         // Stopped otherwise (the HTTP server failed): no drain.
@@ -159,9 +163,12 @@ async fn stop_after_drain<M: Matcher + 'static>(
         match desk.settings.ari.websocket {
             WebsocketMode::Outbound => {
                 hand_over(&desk);
-                // A call whose secret is with the bank hands over once the
-                // answer is in: the matcher and the acquirer link stay open
-                // until then (bounded by the bank's own timeout).
+                // The socket closes now (a ringing callback hands over at
+                // its stream's end); a call whose secret is with the bank
+                // hands over once the answer is in, so the matcher and the
+                // acquirer link stay open until then (bounded by the bank's
+                // own timeout).
+                ari_stop.cancel();
                 let limit = Duration::from_secs(desk.settings.bank.auth_timeout_secs + 30);
                 drain::wait_for_calls(&desk, limit).await;
             }
