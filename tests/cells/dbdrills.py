@@ -42,6 +42,7 @@ import collections
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,6 +401,19 @@ class DbDrill(Drill):
         self.check_money_and_hooks({k: v for k, v in orders.items() if v}, hooks)
 
 
+def keep_logs(self):
+    """The lab's logs, kept with the drill's (the lab folder is wiped by
+    the next `scripts/cells up`)."""
+    for name in ("daemon-a.log", "daemon-b.log", "kamailio.log", "issuer-host.log", "pg-proxy.log"):
+        src = os.path.join(self.a.run, name)
+        if os.path.exists(src):
+            shutil.copy(src, self.work)
+    log(f"logs kept in {self.work}")
+
+
+DbDrill.keep_logs = keep_logs
+
+
 def fmt(x):
     return "never" if x is None else f"{x:.1f}"
 
@@ -442,6 +456,7 @@ def main():
         d.db_loss() if a.drill == "db-loss" else d.split_brain()
     finally:
         d.cleanup()
+        d.keep_logs()
     if d.failures:
         log(f"{a.drill}: FAILED ({len(d.failures)} checks)")
         sys.exit(1)
