@@ -340,6 +340,15 @@ class DbDrill(Drill):
             self.fail(f"cell A placed calls while cut off from the database: {sorted(late_a)[:5]}")
         self.report(inflight, final_at, "the restore", hooks)
 
+    def keep_logs(self):
+        """The lab's logs, kept with the drill's (the lab folder is wiped by
+        the next `scripts/cells up`)."""
+        for name in ("daemon-a.log", "daemon-b.log", "kamailio.log", "issuer-host.log", "pg-proxy.log"):
+            src = os.path.join(self.a.run, name)
+            if os.path.exists(src):
+                shutil.copy(src, self.work)
+        log(f"logs kept in {self.work}")
+
     # --- figures and checks ------------------------------------------------------
     def report(self, inflight, final_at, after, hooks):
         a = self.a
@@ -399,19 +408,6 @@ class DbDrill(Drill):
                 break
             time.sleep(1)
         self.check_money_and_hooks({k: v for k, v in orders.items() if v}, hooks)
-
-
-def keep_logs(self):
-    """The lab's logs, kept with the drill's (the lab folder is wiped by
-    the next `scripts/cells up`)."""
-    for name in ("daemon-a.log", "daemon-b.log", "kamailio.log", "issuer-host.log", "pg-proxy.log"):
-        src = os.path.join(self.a.run, name)
-        if os.path.exists(src):
-            shutil.copy(src, self.work)
-    log(f"logs kept in {self.work}")
-
-
-DbDrill.keep_logs = keep_logs
 
 
 def fmt(x):
