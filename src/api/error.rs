@@ -75,6 +75,11 @@ pub enum ApiError {
     /// 503 `overloaded`: the node holds `limits.max_connections` already.
     #[error("too many connections; try again shortly")]
     Overloaded,
+    /// 503 `database_unavailable`: the database did not answer
+    /// ([`crate::store::StoreError::is_unavailable`]); nothing was done.
+    /// Answered for any [`ApiError::Internal`] whose cause is that.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -179,6 +184,10 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
         "503: the node holds `limits.max_connections` already; `Retry-After: 1`",
     ),
     (
+        "database_unavailable",
+        "503: the database did not answer; nothing was done; `Retry-After: 5`",
+    ),
+    (
         "internal",
         "500: an internal error (logged, never described)",
     ),
@@ -219,6 +228,9 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::RequestTimeout => (StatusCode::SERVICE_UNAVAILABLE, "request_timeout"),
             ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::DatabaseUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -226,22 +238,33 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.parts();
-        if let ApiError::Internal(e) = &self {
+        let this = match self {
+            ApiError::Internal(e) if database_unavailable(&e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "request failed: database unavailable"
+                );
+                ApiError::DatabaseUnavailable
+            }
+            other => other,
+        };
+        let (status, code) = this.parts();
+        if let ApiError::Internal(e) = &this {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }
-        let message = match &self {
+        let message = match &this {
             ApiError::Validation(_) => "the request has invalid fields".to_owned(),
             other => other.to_string(),
         };
-        let retry_after = match &self {
+        let retry_after = match &this {
             ApiError::RateLimited {
                 retry_after_secs, ..
             } => Some((*retry_after_secs).max(1)),
             ApiError::RequestTimeout | ApiError::Overloaded => Some(1),
+            ApiError::DatabaseUnavailable => Some(5),
             _ => None,
         };
-        let fields = match self {
+        let fields = match this {
             ApiError::Validation(f) => Some(f),
             ApiError::DuplicateField(path) => Some(vec![FieldError::new(
                 &path,
@@ -268,6 +291,16 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Whether an internal error was caused by the database not answering
+/// (a [`crate::store::StoreError`] anywhere in its chain that
+/// [`is_unavailable`](crate::store::StoreError::is_unavailable)).
+fn database_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::store::StoreError>()
+            .is_some_and(crate::store::StoreError::is_unavailable)
+    })
 }
 
 #[cfg(test)]

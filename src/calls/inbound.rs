@@ -31,6 +31,11 @@
 //! that day); a hang-up before the right code leaves every order `pending`
 //! and unclaimed. The gate's decisions are `ivr::order_code::CodeGate`.
 //!
+//! A node whose database does not answer (`SELECT 1`) refuses the call
+//! before answering it (hang-up cause 34, SIP 503 to the carrier): nothing
+//! is said and no order touched, and a dispatcher re-sends the call to
+//! another cell.
+//!
 //! With `require_order_code = false` the caller ID decides, as before:
 //! - none: `no-pending-order`, goodbye, hang up; nothing changes;
 //! - one: the IVR runs for it, as for a callback;
@@ -119,6 +124,21 @@ async fn inbound<M: Matcher + 'static>(desk: &Desk<M>, call: Call) {
         }
         _ => (String::new(), None),
     };
+    // A node cut off from its database can neither find nor settle the
+    // caller's order: it refuses the call unanswered (cause 34, which
+    // Asterisk answers the carrier as SIP 503), so a dispatcher in front of
+    // several cells re-sends it to another (README "Cells behind Kamailio").
+    if !desk.store.ping().await {
+        tracing::warn!("database unavailable; inbound call refused unanswered");
+        if let Err(e) = desk
+            .rest
+            .hangup(&channel_id, HangupReason::Congestion)
+            .await
+        {
+            tracing::debug!(error = %e, "hangup failed");
+        }
+        return;
+    }
     if let Err(e) = desk.rest.answer(&channel_id).await {
         tracing::debug!(error = %e, "answer failed");
     }

@@ -19,7 +19,7 @@
 use super::line::{Line, Next};
 use super::points::{Keep, PointKey};
 use crate::ari::{self, AriCommands, HangupReason};
-use crate::domain::OrderStatus;
+use crate::domain::{OrderStatus, ResultCode};
 use crate::ivr::{Action, CallOutcome, Event, Ivr, Progress, TimerId};
 use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// One answered call of one order, and what it acts through.
 pub struct CallRunner<'a, A, M> {
@@ -458,6 +459,12 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     /// Settles the order when the call ends without a bank decision. After
     /// a bank decision the matcher already moved it (the move from
     /// `in_call` then finds nothing to do).
+    ///
+    /// When the database does not answer (an outage), the caller has
+    /// already been told the result: the same move is tried again in the
+    /// background ([`settle_when_the_store_answers`]) rather than leaving
+    /// the order `in_call` until its claim runs out and it is settled as a
+    /// lost call (retried, or put back to `pending` for an inbound call).
     async fn finish(&self, outcome: CallOutcome) {
         tracing::info!(?outcome, "call finished");
         let code = match outcome {
@@ -467,16 +474,59 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                 return
             }
         };
-        let t = Transition {
-            from: OrderStatus::InCall,
-            to: OrderStatus::Failed,
-            result: Some(code),
-            detail: None,
-        };
-        if let Err(e) = self.store.transition(self.order_id, t, now_ms()).await {
-            tracing::warn!(error = %e, "cannot settle the order");
+        if let Err(e) = self
+            .store
+            .transition(self.order_id, failed_with(code), now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot settle the order; trying again in the background");
+            tokio::spawn(
+                settle_when_the_store_answers(self.store.clone(), self.order_id.to_owned(), code)
+                    .in_current_span(),
+            );
         }
     }
+}
+
+/// How long a call that ended while the database failed keeps trying to
+/// settle its order: inside the claim's margin over the longest call (60 s,
+/// `calls::desk`), so the claim this node took is still its own; after
+/// that the claim runs out and whichever node takes it over settles the
+/// order as a lost call.
+const SETTLE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(45);
+/// Pause between two tries.
+const SETTLE_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The move of an order whose call ended without a bank decision.
+fn failed_with(code: ResultCode) -> Transition<'static> {
+    Transition {
+        from: OrderStatus::InCall,
+        to: OrderStatus::Failed,
+        result: Some(code),
+        detail: None,
+    }
+}
+
+/// Moves the order `in_call` → `failed` with `code`, trying every
+/// [`SETTLE_RETRY_EVERY`] for [`SETTLE_RETRY_FOR`] until the store
+/// answers. The move is conditional: an order another node settled
+/// meanwhile is left as it is.
+async fn settle_when_the_store_answers(store: Store, order_id: String, code: ResultCode) {
+    let until = Instant::now() + SETTLE_RETRY_FOR;
+    while Instant::now() < until {
+        tokio::time::sleep(SETTLE_RETRY_EVERY).await;
+        match store
+            .transition(&order_id, failed_with(code), now_ms())
+            .await
+        {
+            Ok(moved) => {
+                tracing::info!(moved, "order settled once the database answered");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "still cannot settle the order"),
+        }
+    }
+    tracing::warn!("cannot settle the order; left to its claim running out");
 }
 
 /// Whether Asterisk itself is ending the call (a soft hang-up request),

@@ -79,6 +79,24 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database could not be reached: no connection within the
+    /// pool's acquire timeout, a closed pool, a broken connection, or the
+    /// server refusing or ending connections (SQLSTATE class 08, 57P01-57P03
+    /// shutting down). Nothing was written; the same request may succeed
+    /// once the database is back.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            StoreError::Db(sqlx::Error::Io(_)) => true,
+            StoreError::Db(sqlx::Error::Database(d)) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 /// The store's result: [`StoreError`] unless said otherwise.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -11,6 +11,7 @@ mod api_orders;
 mod assisted_capture;
 mod cli;
 mod contract;
+mod db_outage;
 mod demo;
 mod iso8583_daemon;
 mod iso8583_issuer;

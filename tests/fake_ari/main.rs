@@ -8,6 +8,7 @@ mod assisted_fake_ari;
 mod callback_fake_ari;
 mod caller_id_fake_ari;
 mod common;
+mod db_outage_fake_ari;
 mod drain_fake_ari;
 mod dtmf_fake_ari;
 mod inbound_code_fake_ari;
