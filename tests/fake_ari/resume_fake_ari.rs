@@ -311,23 +311,65 @@ fn playback_started(ch: &str, id: &str) -> Value {
     )
 }
 
-/// Daemon A places the callback of a new order for `card` and the
-/// cardholder answers: (order id, channel).
-async fn answered_call(w: &World, fake: &FakeAri, a: &Daemon, card: &str) -> (String, String) {
+/// The callback's channel for order `id` answered: Asterisk hands it to
+/// the Stasis application.
+fn callback_answered(ch: &str, id: &str) -> Value {
+    event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": up(ch)}),
+    )
+}
+
+/// Daemon A has placed the callback of a new order for `card` (its
+/// originate seen): (order id, channel).
+async fn callback_placed(w: &World, fake: &FakeAri, a: &Daemon, card: &str) -> (String, String) {
     let id = w.create_order(a, card).await;
     let ch = format!("vp-{id}-1");
     request(fake, |r| {
         r.method == "POST" && r.path == format!("/ari/channels/{ch}")
     })
     .await;
-    fake.set_channels(vec![up(&ch)]);
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(&ch)}),
-    ));
-    let (first, _) = nth_play(fake, &ch, 1).await;
-    fake.push(playback_started(&ch, &first));
     (id, ch)
+}
+
+/// Where most tests start: daemon A up on a fresh world, the callback of
+/// a new order placed and answered, its welcome playing.
+struct Answered {
+    fake: FakeAri,
+    w: World,
+    a: Daemon,
+    id: String,
+    ch: String,
+}
+
+/// [`Answered`] on SQLite for `card`.
+async fn answered(card: &str) -> Answered {
+    answered_on(Db::Sqlite, card).await.expect("sqlite")
+}
+
+/// [`Answered`] on `db`; None when PostgreSQL is not configured (skipped).
+async fn answered_on(db: Db, card: &str) -> Option<Answered> {
+    let fake = FakeAri::start().await;
+    let mut w = World::on(&fake, db).await?;
+    let a = w.start(&fake).await;
+    let (id, ch) = callback_placed(&w, &fake, &a, card).await;
+    fake.set_channels(vec![up(&ch)]);
+    fake.push(callback_answered(&ch, &id));
+    let (first, _) = nth_play(&fake, &ch, 1).await;
+    fake.push(playback_started(&ch, &first));
+    Some(Answered { fake, w, a, id, ch })
+}
+
+/// The cardholder keys "1" at the confirmation: the next prompt's id and
+/// media.
+async fn past_confirm(fake: &FakeAri, ch: &str) -> (String, Vec<String>) {
+    fake.press(&up(ch), "1");
+    nth_play(fake, ch, 2).await
+}
+
+/// The first sound of `heard`.
+fn first(heard: &[String]) -> Option<&str> {
+    heard.first().map(String::as_str)
 }
 
 /// Daemon B is up with the call; `queued` was keyed while no daemon ran
@@ -343,6 +385,23 @@ async fn resumed(
     fake.press(&up(ch), queued);
     let (id, media) = nth_play(fake, ch, before + 1).await;
     (b, id, media)
+}
+
+/// Stops daemon A as `how` says, then [`resumed`]; B stops A's last
+/// prompt `old`.
+async fn restarted(
+    w: &mut World,
+    fake: &FakeAri,
+    a: Daemon,
+    how: Stop,
+    ch: &str,
+    queued: &str,
+    old: &str,
+) -> (Daemon, String, Vec<String>) {
+    w.stop(a, how).await;
+    let r = resumed(w, fake, ch, queued).await;
+    stopped_old_prompt(fake, old);
+    r
 }
 
 /// The old run's last prompt was stopped by the new run.
@@ -371,13 +430,36 @@ async fn hang_up_after(w: &World, fake: &FakeAri, ch: &str, id: &str, closing: &
 
 const WITHIN: Duration = Duration::from_secs(15);
 
+/// Daemon B settles the order as approved with exactly one answer from
+/// the issuer (`why` if not), says the result as the `nth` playback and
+/// hangs up.
+async fn paid_once(
+    w: &World,
+    fake: &FakeAri,
+    b: &Daemon,
+    ch: &str,
+    id: &str,
+    nth: usize,
+    why: &str,
+) {
+    let v = w.until(b, id, "succeeded", WITHIN).await;
+    assert_eq!(v["result"]["code"], "approved");
+    assert_eq!(w.answers(id), 1, "{why}");
+    let (closing, said) = nth_play(fake, ch, nth).await;
+    assert_eq!(said, media(&["success", "goodbye"]));
+    hang_up_after(w, fake, ch, id, &closing).await;
+}
+
 /// Confirmation: a "2" (cancel) keyed while no daemon ran is discarded;
 /// the confirmation is asked again and the "1" must come again.
 async fn at_confirm(how: Stop) {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
     let (failures, tries, _) = w.point_at(&id, "confirm").await;
     assert_eq!((failures, tries), (0, 3));
     let (old, _) = nth_play(&fake, &ch, 1).await;
@@ -390,10 +472,7 @@ async fn at_confirm(how: Stop) {
 
     let (b, pb, heard) = resumed(&mut w, &fake, &ch, "2").await;
     stopped_old_prompt(&fake, &old);
-    assert_eq!(
-        heard.first().map(String::as_str),
-        Some("sound:voicepay/confirm-paying")
-    );
+    assert_eq!(first(&heard), Some("sound:voicepay/confirm-paying"));
     assert!(
         !heard.contains(&"sound:voicepay/welcome".to_owned()),
         "{heard:?}"
@@ -408,12 +487,7 @@ async fn at_confirm(how: Stop) {
     let (_, pin) = nth_play(&fake, &ch, 3).await;
     assert_eq!(pin, media(&["enter-pin"]));
     fake.press(&up(&ch), "805137");
-    let v = w.until(&b, &id, "succeeded", WITHIN).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(w.answers(&id), 1, "authorized exactly once");
-    let (closing, said) = nth_play(&fake, &ch, 5).await;
-    assert_eq!(said, media(&["success", "goodbye"]));
-    hang_up_after(&w, &fake, &ch, &id, &closing).await;
+    paid_once(&w, &fake, &b, &ch, &id, 5, "authorized exactly once").await;
 }
 
 #[tokio::test]
@@ -434,14 +508,17 @@ async fn at_pin(how: Stop) {
 }
 
 async fn at_pin_on(how: Stop, db: Db) {
-    let fake = FakeAri::start().await;
-    let Some(mut w) = World::on(&fake, db).await else {
+    let Some(Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    }) = answered_on(db, "6222000000000017").await
+    else {
         return;
     };
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
-    fake.press(&up(&ch), "1");
-    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    let (p2, _) = past_confirm(&fake, &ch).await;
     fake.push(playback_started(&ch, &p2));
     // One failed attempt (an entry ended short), then half a PIN.
     fake.press(&up(&ch), "12#");
@@ -466,23 +543,13 @@ async fn at_pin_on(how: Stop, db: Db) {
             "a digit in the point: {row}"
         );
     }
-    w.stop(a, how).await;
 
-    let (b, pb, heard) = resumed(&mut w, &fake, &ch, "111111").await;
-    stopped_old_prompt(&fake, &p3);
+    let (b, pb, heard) = restarted(&mut w, &fake, a, how, &ch, "111111", &p3).await;
     assert_eq!(heard, media(&["enter-pin"]), "asked from its first digit");
     fake.push(playback_started(&ch, &pb));
     fake.press(&up(&ch), "805137");
-    let v = w.until(&b, &id, "succeeded", WITHIN).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(
-        w.answers(&id),
-        1,
-        "the queued wrong PIN never reached the issuer"
-    );
-    let (closing, said) = nth_play(&fake, &ch, 6).await;
-    assert_eq!(said, media(&["success", "goodbye"]));
-    hang_up_after(&w, &fake, &ch, &id, &closing).await;
+    let why = "the queued wrong PIN never reached the issuer";
+    paid_once(&w, &fake, &b, &ch, &id, 6, why).await;
 }
 
 #[tokio::test]
@@ -506,12 +573,14 @@ async fn on_postgres_killed_and_handed_over_at_the_pin_ask_it_again() {
 /// Credit card at its CVN2: the expiry keyed before was in memory only,
 /// so the expiry is asked again, then the CVN2.
 async fn at_cvn2(how: Stop) {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6250000000000012").await;
-    fake.press(&up(&ch), "1");
-    let (p2, expiry) = nth_play(&fake, &ch, 2).await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6250000000000012").await;
+    let (p2, expiry) = past_confirm(&fake, &ch).await;
     assert_eq!(expiry, media(&["enter-expiry"]));
     fake.push(playback_started(&ch, &p2));
     fake.press(&up(&ch), "1230");
@@ -519,22 +588,15 @@ async fn at_cvn2(how: Stop) {
     assert_eq!(cvn2, media(&["enter-cvn2"]));
     let (_, _, row) = w.point_at(&id, "expiry").await;
     assert!(!row.contains("1230"), "{row}");
-    w.stop(a, how).await;
 
-    let (b, pb, heard) = resumed(&mut w, &fake, &ch, "123").await;
-    stopped_old_prompt(&fake, &p3);
+    let (b, pb, heard) = restarted(&mut w, &fake, a, how, &ch, "123", &p3).await;
     assert_eq!(heard, media(&["enter-expiry"]), "the expiry is asked again");
     fake.push(playback_started(&ch, &pb));
     fake.press(&up(&ch), "1230");
     let (_, next) = nth_play(&fake, &ch, 5).await;
     assert_eq!(next, media(&["enter-cvn2"]));
     fake.press(&up(&ch), "123");
-    let v = w.until(&b, &id, "succeeded", WITHIN).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(w.answers(&id), 1);
-    let (closing, said) = nth_play(&fake, &ch, 7).await;
-    assert_eq!(said, media(&["success", "goodbye"]));
-    hang_up_after(&w, &fake, &ch, &id, &closing).await;
+    paid_once(&w, &fake, &b, &ch, &id, 7, "").await;
 }
 
 #[tokio::test]
@@ -554,12 +616,14 @@ async fn handed_over_at_the_cvn2_asks_the_expiry_again() {
 /// request in flight finish (by query) while the call is handed over at
 /// `authorizing`: the next run finds the order settled.
 async fn at_authorizing(how: Stop) {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000058").await;
-    fake.press(&up(&ch), "1");
-    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000058").await;
+    let (p2, _) = past_confirm(&fake, &ch).await;
     fake.push(playback_started(&ch, &p2));
     fake.press(&up(&ch), "805137");
     let (p3, wait) = nth_play(&fake, &ch, 3).await;
@@ -567,10 +631,8 @@ async fn at_authorizing(how: Stop) {
     let (_, tries, _) = w.point_at(&id, "authorizing").await;
     assert_eq!(tries, 2);
     w.until(&a, &id, "authorizing", WITHIN).await;
-    w.stop(a, how).await;
 
-    let (b, pb, heard) = resumed(&mut w, &fake, &ch, "805137").await;
-    stopped_old_prompt(&fake, &p3);
+    let (b, pb, heard) = restarted(&mut w, &fake, a, how, &ch, "805137", &p3).await;
     assert_eq!(heard, media(&["please-wait"]));
     fake.push(playback_started(&ch, &pb));
     // Recovery waits until no live authorization can still be under way.
@@ -606,22 +668,22 @@ async fn handed_over_while_authorizing_says_the_recovered_result() {
 /// The result is being said: the next run says it again and hangs up;
 /// the order is not touched.
 async fn at_closing(how: Stop) {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
-    fake.press(&up(&ch), "1");
-    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
+    let (p2, _) = past_confirm(&fake, &ch).await;
     fake.push(playback_started(&ch, &p2));
     fake.press(&up(&ch), "805137");
     w.until(&a, &id, "succeeded", WITHIN).await;
     let (p4, said) = nth_play(&fake, &ch, 4).await;
     assert_eq!(said, media(&["success", "goodbye"]));
     w.point_at(&id, "closing").await;
-    w.stop(a, how).await;
 
-    let (b, pb, heard) = resumed(&mut w, &fake, &ch, "9").await;
-    stopped_old_prompt(&fake, &p4);
+    let (b, pb, heard) = restarted(&mut w, &fake, a, how, &ch, "9", &p4).await;
     assert_eq!(heard, media(&["success", "goodbye"]), "said again");
     let v = w.view(&b, &id).await;
     assert_eq!(v["status"], "succeeded");
@@ -643,10 +705,13 @@ async fn handed_over_while_saying_the_result_says_it_again() {
 /// its point deleted.
 #[tokio::test]
 async fn a_call_gone_while_down_is_settled_and_its_point_dropped() {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
     w.point_at(&id, "confirm").await;
     w.stop(a, Stop::Kill).await;
     fake.set_channels(vec![]);
@@ -673,10 +738,7 @@ async fn an_inbound_call_killed_at_the_pin_is_resumed_and_paid_once() {
     fake.set_channels(vec![up(ch)]);
     dial_in(&fake, ch, CALLER);
     let (p1, welcome) = nth_play(&fake, ch, 1).await;
-    assert_eq!(
-        welcome.first().map(String::as_str),
-        Some("sound:voicepay/welcome")
-    );
+    assert_eq!(first(&welcome), Some("sound:voicepay/welcome"));
     fake.push(playback_started(ch, &p1));
     fake.press(&up(ch), "1");
     let (p2, _) = nth_play(&fake, ch, 2).await;
@@ -684,19 +746,12 @@ async fn an_inbound_call_killed_at_the_pin_is_resumed_and_paid_once() {
     fake.press(&up(ch), "80");
     let (_, _, row) = w.point_at(&id, "pin").await;
     assert!(row.contains("\"inbound\""), "{row}");
-    w.stop(a, Stop::Kill).await;
 
-    let (b, pb, heard) = resumed(&mut w, &fake, ch, "5137").await;
-    stopped_old_prompt(&fake, &p2);
+    let (b, pb, heard) = restarted(&mut w, &fake, a, Stop::Kill, ch, "5137", &p2).await;
     assert_eq!(heard, media(&["enter-pin"]));
     fake.push(playback_started(ch, &pb));
     fake.press(&up(ch), "805137");
-    let v = w.until(&b, &id, "succeeded", WITHIN).await;
-    assert_eq!(v["result"]["code"], "approved");
-    assert_eq!(w.answers(&id), 1);
-    let (closing, said) = nth_play(&fake, ch, 5).await;
-    assert_eq!(said, media(&["success", "goodbye"]));
-    hang_up_after(&w, &fake, ch, &id, &closing).await;
+    paid_once(&w, &fake, &b, ch, &id, 5, "").await;
 }
 
 /// A callback still ringing when the daemon stops is the next run's
@@ -706,12 +761,7 @@ async fn ringing(how: Stop) {
     let fake = FakeAri::start().await;
     let mut w = World::new(&fake).await;
     let a = w.start(&fake).await;
-    let id = w.create_order(&a, "6222000000000017").await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, |r| {
-        r.method == "POST" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
+    let (id, ch) = callback_placed(&w, &fake, &a, "6222000000000017").await;
     fake.set_channels(vec![voicepay_testkit::fake_ari::channel(&ch, "Ringing")]);
     fake.push(event("Dial", json!({"dialstatus": "", "peer": up(&ch)})));
     w.until(&a, &id, "calling", WITHIN).await;
@@ -720,18 +770,11 @@ async fn ringing(how: Stop) {
 
     fake.set_channels(vec![up(&ch)]);
     let b = w.start(&fake).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(&ch)}),
-    ));
+    fake.push(callback_answered(&ch, &id));
     let (p1, welcome) = nth_play(&fake, &ch, 1).await;
-    assert_eq!(
-        welcome.first().map(String::as_str),
-        Some("sound:voicepay/welcome")
-    );
+    assert_eq!(first(&welcome), Some("sound:voicepay/welcome"));
     fake.push(playback_started(&ch, &p1));
-    fake.press(&up(&ch), "1");
-    nth_play(&fake, &ch, 2).await;
+    past_confirm(&fake, &ch).await;
     fake.press(&up(&ch), "805137");
     let v = w.until(&b, &id, "succeeded", WITHIN).await;
     assert_eq!(v["attempts"].as_array().map(Vec::len), Some(1), "{v:#}");
@@ -755,12 +798,14 @@ async fn handed_over_while_a_callback_rings_the_next_run_takes_its_answer() {
 /// nothing any more and only says goodbye.
 #[tokio::test]
 async fn an_order_cancelled_while_down_is_not_asked_for_again() {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
-    fake.press(&up(&ch), "1");
-    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
+    let (p2, _) = past_confirm(&fake, &ch).await;
     w.point_at(&id, "pin").await;
     w.stop(a, Stop::Kill).await;
 
@@ -812,12 +857,14 @@ impl World {
 /// the try given back.
 #[tokio::test]
 async fn killed_before_the_secret_reached_the_matcher_asks_it_again() {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
-    fake.press(&up(&ch), "1");
-    let (p2, _) = nth_play(&fake, &ch, 2).await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
+    let (p2, _) = past_confirm(&fake, &ch).await;
     w.point_at(&id, "pin").await;
     w.stop(a, Stop::Kill).await;
     w.set_point(&id, "authorizing", 2).await;
@@ -846,19 +893,19 @@ async fn killed_before_the_secret_reached_the_matcher_asks_it_again() {
 /// asked from its confirmation again, never skipped to a result.
 #[tokio::test]
 async fn killed_before_the_outcome_reached_the_order_asks_from_the_confirmation() {
-    let fake = FakeAri::start().await;
-    let mut w = World::new(&fake).await;
-    let a = w.start(&fake).await;
-    let (id, ch) = answered_call(&w, &fake, &a, "6222000000000017").await;
+    let Answered {
+        fake,
+        mut w,
+        a,
+        id,
+        ch,
+    } = answered("6222000000000017").await;
     w.point_at(&id, "confirm").await;
     w.stop(a, Stop::Kill).await;
     w.set_point(&id, "closing", 3).await;
 
     let (b, _, heard) = resumed(&mut w, &fake, &ch, "1").await;
-    assert_eq!(
-        heard.first().map(String::as_str),
-        Some("sound:voicepay/confirm-paying")
-    );
+    assert_eq!(first(&heard), Some("sound:voicepay/confirm-paying"));
     assert_eq!(w.view(&b, &id).await["status"], "in_call");
     assert_eq!(w.answers(&id), 0);
 }
