@@ -333,14 +333,9 @@ async fn callback_placed(w: &World, fake: &FakeAri, a: &Daemon, card: &str) -> (
 }
 
 /// Where most tests start: daemon A up on a fresh world, the callback of
-/// a new order placed and answered, its welcome playing.
-struct Answered {
-    fake: FakeAri,
-    w: World,
-    a: Daemon,
-    id: String,
-    ch: String,
-}
+/// a new order placed and answered, its welcome playing: (fake Asterisk,
+/// world, daemon A, order id, channel).
+type Answered = (FakeAri, World, Daemon, String, String);
 
 /// [`Answered`] on SQLite for `card`.
 async fn answered(card: &str) -> Answered {
@@ -357,7 +352,7 @@ async fn answered_on(db: Db, card: &str) -> Option<Answered> {
     fake.push(callback_answered(&ch, &id));
     let (first, _) = nth_play(&fake, &ch, 1).await;
     fake.push(playback_started(&ch, &first));
-    Some(Answered { fake, w, a, id, ch })
+    Some((fake, w, a, id, ch))
 }
 
 /// The cardholder keys "1" at the confirmation: the next prompt's id and
@@ -430,6 +425,22 @@ async fn hang_up_after(w: &World, fake: &FakeAri, ch: &str, id: &str, closing: &
 
 const WITHIN: Duration = Duration::from_secs(15);
 
+/// The two tests of a `scenario(how: Stop)`: daemon A killed, and daemon
+/// A handed over.
+macro_rules! kill_and_term {
+    ($scenario:ident: $killed:ident, $handed_over:ident) => {
+        #[tokio::test]
+        async fn $killed() {
+            $scenario(Stop::Kill).await;
+        }
+
+        #[tokio::test]
+        async fn $handed_over() {
+            $scenario(Stop::Term).await;
+        }
+    };
+}
+
 /// Daemon B settles the order as approved with exactly one answer from
 /// the issuer (`why` if not), says the result as the `nth` playback and
 /// hangs up.
@@ -453,13 +464,7 @@ async fn paid_once(
 /// Confirmation: a "2" (cancel) keyed while no daemon ran is discarded;
 /// the confirmation is asked again and the "1" must come again.
 async fn at_confirm(how: Stop) {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     let (failures, tries, _) = w.point_at(&id, "confirm").await;
     assert_eq!((failures, tries), (0, 3));
     let (old, _) = nth_play(&fake, &ch, 1).await;
@@ -490,15 +495,11 @@ async fn at_confirm(how: Stop) {
     paid_once(&w, &fake, &b, &ch, &id, 5, "authorized exactly once").await;
 }
 
-#[tokio::test]
-async fn killed_at_the_confirmation_resumes_it() {
-    at_confirm(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_at_the_confirmation_resumes_it() {
-    at_confirm(Stop::Term).await;
-}
+kill_and_term!(
+    at_confirm:
+    killed_at_the_confirmation_resumes_it,
+    handed_over_at_the_confirmation_resumes_it
+);
 
 /// PIN: digits keyed before the restart are forgotten (never stored), a
 /// wrong PIN keyed while no daemon ran is discarded; the PIN is asked from
@@ -508,14 +509,7 @@ async fn at_pin(how: Stop) {
 }
 
 async fn at_pin_on(how: Stop, db: Db) {
-    let Some(Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    }) = answered_on(db, "6222000000000017").await
-    else {
+    let Some((fake, mut w, a, id, ch)) = answered_on(db, "6222000000000017").await else {
         return;
     };
     let (p2, _) = past_confirm(&fake, &ch).await;
@@ -552,15 +546,11 @@ async fn at_pin_on(how: Stop, db: Db) {
     paid_once(&w, &fake, &b, &ch, &id, 6, why).await;
 }
 
-#[tokio::test]
-async fn killed_at_the_pin_asks_it_again_from_its_first_digit() {
-    at_pin(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_at_the_pin_asks_it_again_from_its_first_digit() {
-    at_pin(Stop::Term).await;
-}
+kill_and_term!(
+    at_pin:
+    killed_at_the_pin_asks_it_again_from_its_first_digit,
+    handed_over_at_the_pin_asks_it_again_from_its_first_digit
+);
 
 /// The same on PostgreSQL (the point written outside the group commit);
 /// skipped without `VOICEPAY_TEST_DATABASE_URL`.
@@ -573,13 +563,7 @@ async fn on_postgres_killed_and_handed_over_at_the_pin_ask_it_again() {
 /// Credit card at its CVN2: the expiry keyed before was in memory only,
 /// so the expiry is asked again, then the CVN2.
 async fn at_cvn2(how: Stop) {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6250000000000012").await;
+    let (fake, mut w, a, id, ch) = answered("6250000000000012").await;
     let (p2, expiry) = past_confirm(&fake, &ch).await;
     assert_eq!(expiry, media(&["enter-expiry"]));
     fake.push(playback_started(&ch, &p2));
@@ -599,15 +583,11 @@ async fn at_cvn2(how: Stop) {
     paid_once(&w, &fake, &b, &ch, &id, 7, "").await;
 }
 
-#[tokio::test]
-async fn killed_at_the_cvn2_asks_the_expiry_again() {
-    at_cvn2(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_at_the_cvn2_asks_the_expiry_again() {
-    at_cvn2(Stop::Term).await;
-}
+kill_and_term!(
+    at_cvn2:
+    killed_at_the_cvn2_asks_the_expiry_again,
+    handed_over_at_the_cvn2_asks_the_expiry_again
+);
 
 /// The secret is with the issuer (a card whose first answer never comes,
 /// but which the issuer processed): the next run plays please-wait, the
@@ -616,13 +596,7 @@ async fn handed_over_at_the_cvn2_asks_the_expiry_again() {
 /// request in flight finish (by query) while the call is handed over at
 /// `authorizing`: the next run finds the order settled.
 async fn at_authorizing(how: Stop) {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000058").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000058").await;
     let (p2, _) = past_confirm(&fake, &ch).await;
     fake.push(playback_started(&ch, &p2));
     fake.press(&up(&ch), "805137");
@@ -655,26 +629,16 @@ async fn at_authorizing(how: Stop) {
     hang_up_after(&w, &fake, &ch, &id, &closing).await;
 }
 
-#[tokio::test]
-async fn killed_while_authorizing_says_the_recovered_result() {
-    at_authorizing(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_while_authorizing_says_the_recovered_result() {
-    at_authorizing(Stop::Term).await;
-}
+kill_and_term!(
+    at_authorizing:
+    killed_while_authorizing_says_the_recovered_result,
+    handed_over_while_authorizing_says_the_recovered_result
+);
 
 /// The result is being said: the next run says it again and hangs up;
 /// the order is not touched.
 async fn at_closing(how: Stop) {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     let (p2, _) = past_confirm(&fake, &ch).await;
     fake.push(playback_started(&ch, &p2));
     fake.press(&up(&ch), "805137");
@@ -691,27 +655,17 @@ async fn at_closing(how: Stop) {
     hang_up_after(&w, &fake, &ch, &id, &pb).await;
 }
 
-#[tokio::test]
-async fn killed_while_saying_the_result_says_it_again() {
-    at_closing(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_while_saying_the_result_says_it_again() {
-    at_closing(Stop::Term).await;
-}
+kill_and_term!(
+    at_closing:
+    killed_while_saying_the_result_says_it_again,
+    handed_over_while_saying_the_result_says_it_again
+);
 
 /// A call whose channel ended while no daemon ran is settled as lost, and
 /// its point deleted.
 #[tokio::test]
 async fn a_call_gone_while_down_is_settled_and_its_point_dropped() {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     w.point_at(&id, "confirm").await;
     w.stop(a, Stop::Kill).await;
     fake.set_channels(vec![]);
@@ -783,28 +737,18 @@ async fn ringing(how: Stop) {
     hang_up_after(&w, &fake, &ch, &id, &closing).await;
 }
 
-#[tokio::test]
-async fn killed_while_a_callback_rings_the_next_run_takes_its_answer() {
-    ringing(Stop::Kill).await;
-}
-
-#[tokio::test]
-async fn handed_over_while_a_callback_rings_the_next_run_takes_its_answer() {
-    ringing(Stop::Term).await;
-}
+kill_and_term!(
+    ringing:
+    killed_while_a_callback_rings_the_next_run_takes_its_answer,
+    handed_over_while_a_callback_rings_the_next_run_takes_its_answer
+);
 
 /// The merchant cancels the order while no daemon drives its call (the
 /// API is up, Asterisk not yet reconnected): the resumed call asks for
 /// nothing any more and only says goodbye.
 #[tokio::test]
 async fn an_order_cancelled_while_down_is_not_asked_for_again() {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     let (p2, _) = past_confirm(&fake, &ch).await;
     w.point_at(&id, "pin").await;
     w.stop(a, Stop::Kill).await;
@@ -857,13 +801,7 @@ impl World {
 /// the try given back.
 #[tokio::test]
 async fn killed_before_the_secret_reached_the_matcher_asks_it_again() {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     let (p2, _) = past_confirm(&fake, &ch).await;
     w.point_at(&id, "pin").await;
     w.stop(a, Stop::Kill).await;
@@ -893,13 +831,7 @@ async fn killed_before_the_secret_reached_the_matcher_asks_it_again() {
 /// asked from its confirmation again, never skipped to a result.
 #[tokio::test]
 async fn killed_before_the_outcome_reached_the_order_asks_from_the_confirmation() {
-    let Answered {
-        fake,
-        mut w,
-        a,
-        id,
-        ch,
-    } = answered("6222000000000017").await;
+    let (fake, mut w, a, id, ch) = answered("6222000000000017").await;
     w.point_at(&id, "confirm").await;
     w.stop(a, Stop::Kill).await;
     w.set_point(&id, "closing", 3).await;
