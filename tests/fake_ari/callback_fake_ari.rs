@@ -3,7 +3,9 @@
 //! events, and how it settles orders whose calls were lost when Asterisk
 //! restarted.
 
-use super::common::{attempt_outcomes, daemon_on, new_order, originate_of, up as chan};
+use super::common::{
+    attempt_outcomes, callback_answered, daemon_on, new_order, originate_of, up as chan,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 use voicepay_testkit::fake_ari::{channel, event, request, FakeAri, Held};
@@ -165,12 +167,7 @@ async fn a_full_node_queues_callbacks_instead_of_failing_them() {
 /// returns (order id, channel id).
 async fn answered_call(app: &TestApp, fake: &FakeAri, reference: &str) -> (String, String) {
     let id = new_order(app, reference).await;
-    let ch = format!("vp-{id}-1");
-    request(fake, originate_of(ch.clone())).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
+    let ch = callback_answered(fake, &id).await;
     app.order_until(&id, |v| v["status"] == "in_call").await;
     // Confirmed, half the PIN keyed.
     fake.press(&chan(&ch), "1805");
@@ -520,12 +517,7 @@ async fn a_node_without_ari_keeps_renewing_its_claims() {
     let app = daemon_tweaked(&fake, 1, |s| s.telephony.claim_renew_secs = 1).await;
     ari_ready(&app, true).await;
     let id = new_order(&app, "E3").await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, originate_of(ch.clone())).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
+    callback_answered(&fake, &id).await;
     app.order_until(&id, |v| v["status"] == "in_call").await;
 
     // ARI goes away and stays away.

@@ -162,3 +162,56 @@ pub(super) async fn settled(app: &TestApp, id: &str) -> Value {
     })
     .await
 }
+
+/// The `StasisStart` of the answered callback channel `ch` of order `id`.
+pub(super) fn callback_start(ch: &str, id: &str) -> Value {
+    event(
+        "StasisStart",
+        json!({"args": ["callback", id], "channel": up(ch)}),
+    )
+}
+
+/// The daemon places the callback of order `id` (its originate seen) and
+/// the cardholder answers: Asterisk hands the channel to Stasis. Returns
+/// the channel id, `vp-{id}-1`.
+pub(super) async fn callback_answered(fake: &FakeAri, id: &str) -> String {
+    let ch = format!("vp-{id}-1");
+    request(fake, originate_of(ch.clone())).await;
+    fake.push(callback_start(&ch, id));
+    ch
+}
+
+/// `POST /v1/orders` with `body` on the daemon at `base` (`http://…`) as
+/// the merchant whose API key is `key`; asserts 201 and returns the
+/// order.
+pub(super) async fn post_order(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> Value {
+    let res = http
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v
+}
+
+/// `GET /v1/orders/{id}` on the daemon at `base` as the merchant whose
+/// API key is `key`.
+pub(super) async fn get_order(http: &reqwest::Client, base: &str, key: &str, id: &str) -> Value {
+    http.get(format!("{base}/v1/orders/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -8,13 +8,12 @@
 //! for a dispatcher to send it to another cell.
 
 use super::common::{
-    daemon_on, dial_in, finished, hung_up, inbound_order, new_order, originate_of, up, wait_plays,
-    CALLER,
+    callback_answered, daemon_on, dial_in, finished, hung_up, inbound_order, new_order, up,
+    wait_plays, CALLER,
 };
-use serde_json::json;
 use sqlx::Connection;
 use std::time::Duration;
-use voicepay_testkit::fake_ari::{event, request, FakeAri};
+use voicepay_testkit::fake_ari::{request, FakeAri};
 use voicepay_testkit::{spawn_app_with, Db};
 
 /// From here every update of an order fails, as with the database gone
@@ -39,12 +38,7 @@ async fn a_call_that_ends_while_the_database_refuses_writes_settles_its_order_af
     })
     .await;
     let id = new_order(&app, "DB1").await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, originate_of(ch.clone())).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(&ch)}),
-    ));
+    let ch = callback_answered(&fake, &id).await;
     app.order_until(&id, |v| v["status"] == "in_call").await;
 
     // The database goes; the cardholder declines (key 2) and hears so.

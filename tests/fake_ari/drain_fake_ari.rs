@@ -3,7 +3,9 @@
 //! takes no new inbound call meanwhile, says so on `/readyz`, and leaves
 //! the due orders to another node.
 
-use super::common::{dial_in, is_var, originate_of, up as chan, CALLER};
+use super::common::{
+    callback_answered, dial_in, get_order, is_var, originate_of, post_order, up as chan, CALLER,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -65,31 +67,13 @@ impl Node {
     }
 
     async fn create(&self, body: &Value) -> String {
-        let r = self
-            .http
-            .post(format!("{}/v1/orders", self.base))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.unwrap();
+        let v = post_order(&self.http, &self.base, &self.key, body).await;
         v["id"].as_str().unwrap().to_owned()
     }
 
     async fn order_until(&self, id: &str, ok: impl Fn(&Value) -> bool) -> Value {
         wait_for(Duration::from_secs(15), async || {
-            let v: Value = self
-                .http
-                .get(format!("{}/v1/orders/{id}", self.base))
-                .bearer_auth(&self.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = get_order(&self.http, &self.base, &self.key, id).await;
             if ok(&v) {
                 Ok(v)
             } else {
@@ -213,12 +197,7 @@ async fn without_a_drain_sigterm_ends_the_call_in_progress() {
     s.telephony.drain_secs = 0;
     let a = Node::start(s).await;
     let id = a.create(&order_body("D3")).await;
-    let ch = format!("vp-{id}-1");
-    request(&fake, originate_of(ch.clone())).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
+    callback_answered(&fake, &id).await;
     a.order_until(&id, |v| v["status"] == "in_call").await;
     a.sigterm.cancel();
     a.task.await.unwrap().unwrap();
@@ -236,12 +215,7 @@ async fn without_a_drain_sigterm_ends_the_call_in_progress() {
 /// keyed; returns (order id, channel id).
 async fn call_in_progress(node: &Node, fake: &FakeAri, reference: &str) -> (String, String) {
     let id = node.create(&order_body(reference)).await;
-    let ch = format!("vp-{id}-1");
-    request(fake, originate_of(ch.clone())).await;
-    fake.push(event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": chan(&ch)}),
-    ));
+    let ch = callback_answered(fake, &id).await;
     node.order_until(&id, |v| v["status"] == "in_call").await;
     fake.press(&chan(&ch), "1805");
     (id, ch)
@@ -259,16 +233,7 @@ async fn a_transfer_call_during_the_drain_goes_back_to_the_merchant() {
     let a = Node::start(on(&fake, base.clone())).await;
     let mut body = order_body("D4");
     body["mode"] = json!("transfer");
-    let r = a
-        .http
-        .post(format!("{}/v1/orders", a.base))
-        .bearer_auth(&a.key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.unwrap();
+    let v = post_order(&a.http, &a.base, &a.key, &body).await;
     let transfer = v["id"].as_str().unwrap().to_owned();
     let code = v["transfer_code"].as_str().unwrap().to_owned();
     let (paying, ch) = call_in_progress(&a, &fake, "D5").await;

@@ -9,7 +9,9 @@
 //! cardholder hears next, that the order ends with exactly one answer from
 //! the issuer, and that the call's point is gone at the end.
 
-use super::common::{dial_in, finished, media, plays, up, CALLER};
+use super::common::{
+    callback_start, dial_in, finished, get_order, hung_up, media, plays, post_order, up, CALLER,
+};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -201,30 +203,12 @@ impl World {
     }
 
     async fn post_order(&self, d: &Daemon, body: Value) -> String {
-        let res = self
-            .http
-            .post(format!("{}/v1/orders", d.base))
-            .bearer_auth(&self.api_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        let v: Value = res.json().await.unwrap();
-        assert_eq!(status, 201, "{v}");
+        let v = post_order(&self.http, &d.base, &self.api_key, &body).await;
         v["id"].as_str().unwrap().to_owned()
     }
 
     async fn view(&self, d: &Daemon, id: &str) -> Value {
-        self.http
-            .get(format!("{}/v1/orders/{id}", d.base))
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_order(&self.http, &d.base, &self.api_key, id).await
     }
 
     async fn until(&self, d: &Daemon, id: &str, want: &str, within: Duration) -> Value {
@@ -311,15 +295,6 @@ fn playback_started(ch: &str, id: &str) -> Value {
     )
 }
 
-/// The callback's channel for order `id` answered: Asterisk hands it to
-/// the Stasis application.
-fn callback_answered(ch: &str, id: &str) -> Value {
-    event(
-        "StasisStart",
-        json!({"args": ["callback", id], "channel": up(ch)}),
-    )
-}
-
 /// Daemon A has placed the callback of a new order for `card` (its
 /// originate seen): (order id, channel).
 async fn callback_placed(w: &World, fake: &FakeAri, a: &Daemon, card: &str) -> (String, String) {
@@ -349,7 +324,7 @@ async fn answered_on(db: Db, card: &str) -> Option<Answered> {
     let a = w.start(&fake).await;
     let (id, ch) = callback_placed(&w, &fake, &a, card).await;
     fake.set_channels(vec![up(&ch)]);
-    fake.push(callback_answered(&ch, &id));
+    fake.push(callback_start(&ch, &id));
     let (first, _) = nth_play(&fake, &ch, 1).await;
     fake.push(playback_started(&ch, &first));
     Some((fake, w, a, id, ch))
@@ -416,10 +391,7 @@ fn stopped_old_prompt(fake: &FakeAri, old: &str) {
 /// The closing prompt plays out and the daemon hangs up; the point goes.
 async fn hang_up_after(w: &World, fake: &FakeAri, ch: &str, id: &str, closing: &str) {
     finished(fake, ch, closing);
-    request(fake, |r| {
-        r.method == "DELETE" && r.path == format!("/ari/channels/{ch}")
-    })
-    .await;
+    hung_up(fake, ch).await;
     w.point_gone(id).await;
 }
 
@@ -724,7 +696,7 @@ async fn ringing(how: Stop) {
 
     fake.set_channels(vec![up(&ch)]);
     let b = w.start(&fake).await;
-    fake.push(callback_answered(&ch, &id));
+    fake.push(callback_start(&ch, &id));
     let (p1, welcome) = nth_play(&fake, &ch, 1).await;
     assert_eq!(first(&welcome), Some("sound:voicepay/welcome"));
     fake.push(playback_started(&ch, &p1));
