@@ -52,7 +52,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import drill as base  # noqa: E402
-from drill import FINAL, Drill, Hooks, http_json, log  # noqa: E402
+from drill import FINAL, Drill, Hooks, add_lab_args, http_json, log, run_drill  # noqa: E402
 
 A_HOST, B_HOST = "127.0.0.2", "127.0.0.3"
 
@@ -254,8 +254,10 @@ class DbDrill(Drill):
             time.sleep(2)
         return st
 
-    # --- db-loss -----------------------------------------------------------------
-    def db_loss(self):
+    def start_payments(self):
+        """Starts the handsets and creates --payments callback orders, one
+        on each daemon in turn; returns (the webhook receiver's log, the
+        start time)."""
         a = self.a
         hooks = Hooks(a.webhook)
         t0 = time.monotonic()
@@ -263,6 +265,19 @@ class DbDrill(Drill):
         pays = [self.create_soft(i, "callback", f"1370{self.seq % 1000:03d}{i:04d}", i % 2)
                 for i in range(a.payments)]
         log(f"{len(pays)} callback payments created on both daemons")
+        return hooks, t0
+
+    def settle(self, probes, t0, up_at):
+        """Waits for the probe thread and for every order to end (by
+        --seconds from t0); returns the seconds since up_at."""
+        probes.join(timeout=self.a.probes + 30)
+        self.wait_final(t0 + self.a.seconds)
+        return time.monotonic() - up_at
+
+    # --- db-loss -----------------------------------------------------------------
+    def db_loss(self):
+        a = self.a
+        hooks, t0 = self.start_payments()
         probes = threading.Thread(target=self.probe_loop, args=(lambda k: k % 2,), daemon=True)
         probes.start()
         inflight = self.wait_for_calls((A_HOST, B_HOST), a.kill_after)
@@ -290,9 +305,7 @@ class DbDrill(Drill):
                 if back[i] is None and r[i]:
                     back[i] = time.monotonic() - up_at
             time.sleep(0.5)
-        probes.join(timeout=a.probes + 30)
-        self.wait_final(t0 + a.seconds)
-        final_at = time.monotonic() - up_at
+        final_at = self.settle(probes, t0, up_at)
         log(f"/readyz during the outage ({samples} looks): not ready A {not_ready[0]}, B {not_ready[1]}; "
             f"ready again after the start: A {fmt(back[0])} s, B {fmt(back[1])} s")
         self.report(inflight, final_at, "the start", hooks)
@@ -300,12 +313,7 @@ class DbDrill(Drill):
     # --- split-brain ---------------------------------------------------------------
     def split_brain(self):
         a = self.a
-        hooks = Hooks(a.webhook)
-        t0 = time.monotonic()
-        self.start_handsets((a.payments + a.probes) * 4)
-        pays = [self.create_soft(i, "callback", f"1370{self.seq % 1000:03d}{i:04d}", i % 2)
-                for i in range(a.payments)]
-        log(f"{len(pays)} callback payments created on both daemons")
+        hooks, t0 = self.start_payments()
         probes = threading.Thread(target=self.probe_loop, args=(lambda k: 0,), daemon=True)
         inflight = self.wait_for_calls((A_HOST,), a.kill_after)
         before, _ = self.channels(A_HOST)
@@ -331,9 +339,7 @@ class DbDrill(Drill):
         os.kill(proxy, signal.SIGUSR2)
         up_at = time.monotonic()
         log(f"daemon A's database link restored {up_at - cut_at:.1f} s after the cut")
-        probes.join(timeout=a.probes + 30)
-        self.wait_final(t0 + a.seconds)
-        final_at = time.monotonic() - up_at
+        final_at = self.settle(probes, t0, up_at)
         log(f"cell A during the cut: new callback channels {len(new_a)} (from 2 s after the cut: "
             f"{len(late_a)}), /readyz of A ready {a_ready} / not ready {a_notready} looks")
         if late_a:
@@ -437,9 +443,7 @@ def main():
     p.add_argument("--pg-down", default="")
     p.add_argument("--pg-up", default="")
     p.add_argument("--proxy-pid", default="")
-    for k in ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
-              "webhook", "sipp-xml", "keys-pcap", "restart-b", "database-url", "kamcmd-socket"):
-        p.add_argument("--" + k, required=True)
+    add_lab_args(p)
     a = p.parse_args()
     if a.kill_after <= 0:
         a.kill_after = max(1, a.payments // 3)
@@ -448,15 +452,7 @@ def main():
     if a.drill == "split-brain" and not a.proxy_pid:
         p.error("split-brain needs --proxy-pid")
     d = DbDrill(a)
-    try:
-        d.db_loss() if a.drill == "db-loss" else d.split_brain()
-    finally:
-        d.cleanup()
-        d.keep_logs()
-    if d.failures:
-        log(f"{a.drill}: FAILED ({len(d.failures)} checks)")
-        sys.exit(1)
-    log(f"{a.drill}: ok")
+    run_drill(a.drill, d, d.db_loss if a.drill == "db-loss" else d.split_brain, after=d.keep_logs)
 
 
 if __name__ == "__main__":

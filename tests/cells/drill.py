@@ -469,6 +469,33 @@ class Drill:
         return env
 
 
+# The lab's paths and addresses, which scripts/cells passes to every drill.
+LAB_ARGS = ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
+            "webhook", "sipp-xml", "keys-pcap", "restart-b", "database-url", "kamcmd-socket")
+
+
+def add_lab_args(p):
+    """Adds LAB_ARGS to the argparse parser p, each as a required --name."""
+    for k in LAB_ARGS:
+        p.add_argument("--" + k, required=True)
+
+
+def run_drill(name, drill, body, after=None):
+    """Runs body(), then drill.cleanup() and after() (if given) whatever
+    happened; logs `name: ok`, or `name: FAILED (n checks)` and exits 1
+    when drill.failures holds any failed check."""
+    try:
+        body()
+    finally:
+        drill.cleanup()
+        if after:
+            after()
+    if drill.failures:
+        log(f"{name}: FAILED ({len(drill.failures)} checks)")
+        sys.exit(1)
+    log(f"{name}: ok")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("drill", choices=["smoke", "cell-loss", "daemon-loss"])
@@ -480,21 +507,12 @@ def main():
     p.add_argument("--probes", type=int, default=8)
     p.add_argument("--b-down-secs", type=float, default=15.0)
     p.add_argument("--seconds", type=int, default=300)
-    for k in ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
-              "webhook", "sipp-xml", "keys-pcap", "restart-b", "database-url", "kamcmd-socket"):
-        p.add_argument("--" + k, required=True)
+    add_lab_args(p)
     a = p.parse_args()
     if a.kill_after <= 0:
         a.kill_after = max(1, a.payments // 4)
     d = Drill(a)
-    try:
-        d.smoke() if a.drill == "smoke" else d.run()
-    finally:
-        d.cleanup()
-    if d.failures:
-        log(f"{a.drill}: FAILED ({len(d.failures)} checks)")
-        sys.exit(1)
-    log(f"{a.drill}: ok")
+    run_drill(a.drill, d, d.smoke if a.drill == "smoke" else d.run)
 
 
 if __name__ == "__main__":
