@@ -63,6 +63,26 @@ use {
     speech::sound,
 };
 
+/// An IVR for the unit tests of its parts (progress, resume): an English
+/// call for ¥1.00 on a `kind` card ending 0017, today November 2026.
+#[cfg(test)]
+fn test_ivr(kind: CardKind) -> Ivr {
+    Ivr::new(
+        IvrConfig::default(),
+        CallInfo {
+            language: Language::En,
+            amount_fen: 100,
+            card_last4: "0017".into(),
+            card_kind: kind,
+            bound: false,
+            today: crate::domain::YearMonth {
+                year: 2026,
+                month: 11,
+            },
+        },
+    )
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     NotStarted,

@@ -94,25 +94,12 @@ impl Ivr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CardKind, Language, YearMonth};
-    use crate::ivr::{Action, CallInfo, Event, IvrConfig, Verdict};
+    use crate::domain::CardKind;
+    use crate::ivr::{Action, Event, Verdict};
     use std::time::Duration;
 
     fn ivr() -> Ivr {
-        Ivr::new(
-            IvrConfig::default(),
-            CallInfo {
-                language: Language::En,
-                amount_fen: 100,
-                card_last4: "0017".into(),
-                card_kind: CardKind::Debit,
-                bound: false,
-                today: YearMonth {
-                    year: 2026,
-                    month: 11,
-                },
-            },
-        )
+        crate::ivr::test_ivr(CardKind::Debit)
     }
 
     fn played(actions: &[Action]) -> Option<String> {

@@ -85,26 +85,11 @@ impl Ivr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{CardKind, Language, ResultCode, YearMonth};
-    use crate::ivr::{CallInfo, CallOutcome, Event, IvrConfig, Verdict};
+    use crate::domain::{CardKind, ResultCode};
+    use crate::ivr::{CallOutcome, Event, Verdict};
     use std::time::Duration;
 
-    fn ivr(kind: CardKind) -> Ivr {
-        Ivr::new(
-            IvrConfig::default(),
-            CallInfo {
-                language: Language::En,
-                amount_fen: 100,
-                card_last4: "0017".into(),
-                card_kind: kind,
-                bound: false,
-                today: YearMonth {
-                    year: 2026,
-                    month: 11,
-                },
-            },
-        )
-    }
+    use crate::ivr::test_ivr as ivr;
 
     fn played(actions: &[Action]) -> Vec<String> {
         actions
