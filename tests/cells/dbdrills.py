@@ -406,13 +406,7 @@ class DbDrill(Drill):
         if twice:
             self.fail(f"calls placed twice or unrecorded (order, INVITEs, attempts): {twice[:5]}")
         # Webhooks: a moment for the last events.
-        want = {oid for oid, o in orders.items() if o.get("status") in FINAL}
-        for _ in range(30):
-            got = {e.get("data", {}).get("id") for e in hooks.events()
-                   if e.get("type") in ("order.succeeded", "order.failed", "order.cancelled", "order.expired")}
-            if want <= got:
-                break
-            time.sleep(1)
+        self.wait_final_hooks(orders, hooks)
         self.check_money_and_hooks({k: v for k, v in orders.items() if v}, hooks)
 
 

@@ -354,6 +354,12 @@ class Drill:
         final_at = time.monotonic() - kill_at
         orders = {oid: self.get(oid) or {} for oid in ids}
         # Webhooks: give the workers a moment for the last events.
+        self.wait_final_hooks(orders, hooks)
+        self.report(orders, pays, probes, inflight, hooks, final_at, restarted)
+
+    def wait_final_hooks(self, orders, hooks):
+        """Waits (30 s at the most) until the receiver `hooks` has a final
+        event for each order of `orders` (id -> order) that is final."""
         want = {oid for oid, o in orders.items() if o.get("status") in FINAL}
         for _ in range(30):
             got = {e.get("data", {}).get("id") for e in hooks.events()
@@ -361,7 +367,6 @@ class Drill:
             if want <= got:
                 break
             time.sleep(1)
-        self.report(orders, pays, probes, inflight, hooks, final_at, restarted)
 
     def report(self, orders, pays, probes, inflight, hooks, final_at, restarted):
         a = self.a
