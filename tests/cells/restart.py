@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The daemon-restart drill, run by `scripts/cells drill daemon-restart` on
+a lab it started (README "Daemon restarts that drop no call"). Python 3's
+standard library only; the lab helpers come from tests/cells/drill.py.
+
+N debit callback payments (default 50; card 6222000000000017, each with its
+own amount so that the issuer's ledger ties each debit to its order) are
+created alternately on the two daemons and answered by one SIPp process as
+the carrier's handsets (keys 1 and PIN 805137, RFC 4733). Once --kill-after
+calls are up on cell A's Asterisk (default a quarter of N) and
+--kill-delay seconds more have passed (so that calls sit at every step),
+daemon A gets SIGTERM (--signal term: it exits when it is done) or SIGKILL
+(--signal kill), and is started again as soon as it is gone, as a
+supervisor would (`scripts/cells restart-daemon-a`, same node, same app).
+The drill waits (at most --seconds from the start) for every order to be
+final and prints:
+
+  completed       orders succeeded
+  retried         orders with more than one call attempt
+  lost            orders not final at the end, or ended call_failed
+  charged twice   orders with more than one approved, unreversed debit in
+                  the issuer host's ledger (its state file)
+  restart gap     signal -> old daemon gone -> new daemon ready (/readyz 200:
+                  database, ARI and the acquirer link up)
+
+and the split of the calls daemon A had up at the signal (finished on their
+first attempt, retried, call_failed, other), with the command and the load
+(`uptime`) at the start and the end (scripts/cells prints the command). It also runs drill.py's money and
+webhook checks. Exits 1 on a double charge, an order not final, or a failed
+check; 2 on a usage error.
+"""
+
+import argparse
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import drill  # noqa: E402  (the lab helpers: SIPp, orders, ledger, webhooks)
+from drill import FINAL, Hooks, log  # noqa: E402
+
+
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+class Restart(drill.Drill):
+    def ready(self, api):
+        try:
+            with urllib.request.urlopen(f"http://{api}/readyz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def run(self):
+        a = self.a
+        hooks = Hooks(a.webhook)
+        t0 = time.monotonic()
+        deadline = t0 + a.seconds
+        self.sipp("uas_answer.xml", 5060, 16000, a.payments * 4, a.seconds,
+                  [], os.path.join(self.work, "handsets"))
+        time.sleep(0.5)
+        pays = [self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}") for i in range(a.payments)]
+        log(f"{len(pays)} callback payments created on both daemons")
+        while time.monotonic() < t0 + 60:
+            if len(self.ari_order_ids("127.0.0.2")) >= a.kill_after:
+                break
+            time.sleep(0.2)
+        time.sleep(a.kill_delay)
+        inflight = self.ari_order_ids("127.0.0.2") & set(pays)
+        pidfile = os.path.join(a.run, "daemon-a.pid")
+        pid = int(open(pidfile).read().strip())
+        sig = signal.SIGTERM if a.signal == "term" else signal.SIGKILL
+        os.kill(pid, sig)
+        at = time.monotonic()
+        log(f"SIG{a.signal.upper()} daemon A (pid {pid}, ari.websocket = {a.websocket}) "
+            f"with {len(inflight)} of its calls up")
+        # Gone: a SIGTERM'd daemon finishes its shutdown first (bounded).
+        gone = None
+        while time.monotonic() - at < a.term_wait:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                gone = time.monotonic() - at
+                break
+            time.sleep(0.05)
+        if gone is None:
+            self.fail(f"daemon A still ran {a.term_wait:.0f} s after SIG{a.signal.upper()}; SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+            gone = time.monotonic() - at
+        up_during_stop = self.ari_order_ids("127.0.0.2") & inflight
+        log(f"daemon A gone {gone:.1f} s after the signal; {len(up_during_stop)} of its "
+            f"{len(inflight)} calls still up on Asterisk A then")
+        subprocess.run(a.restart_a, shell=True, check=True)
+        ready = None
+        while time.monotonic() - at < a.term_wait + 60:
+            if self.ready(a.api_a):
+                ready = time.monotonic() - at
+                break
+            time.sleep(0.1)
+        if ready is None:
+            self.fail("daemon A did not become ready again within 60 s of its start")
+        else:
+            log(f"daemon A ready again {ready:.1f} s after the signal ({ready - gone:.1f} s after it was gone)")
+        st = {}
+        while time.monotonic() < deadline:
+            st = self.statuses(pays)
+            if all(s in FINAL for s in st.values()):
+                break
+            time.sleep(2)
+        final_at = time.monotonic() - at
+        orders = {oid: self.get(oid) or {} for oid in pays}
+        want = {oid for oid, o in orders.items() if o.get("status") in FINAL}
+        for _ in range(30):
+            got = {e.get("data", {}).get("id") for e in hooks.events()
+                   if e.get("type") in ("order.succeeded", "order.failed", "order.cancelled", "order.expired")}
+            if want <= got:
+                break
+            time.sleep(1)
+        self.report(orders, pays, inflight, hooks, final_at, gone, ready)
+
+    def report(self, orders, pays, inflight, hooks, final_at, gone, ready):
+        a = self.a
+        results = collections.Counter()
+        retried = completed = call_failed = 0
+        nonfinal = []
+        for oid in pays:
+            o = orders[oid]
+            code = (o.get("result") or {}).get("code", "")
+            results[f"{o.get('status')}:{code}"] += 1
+            completed += o.get("status") == "succeeded"
+            retried += len(o.get("attempts") or []) > 1
+            call_failed += code == "call_failed"
+            if o.get("status") not in FINAL:
+                nonfinal.append(oid)
+        log(f"daemon-restart: payments {len(pays)}, results {dict(sorted(results.items()))}")
+        if nonfinal:
+            self.fail(f"{len(nonfinal)} orders not final {final_at:.0f} s after the signal: {nonfinal[:5]}")
+        else:
+            log(f"every order final {final_at:.0f} s after the signal")
+        split = collections.Counter()
+        for oid in inflight:
+            o = orders[oid]
+            code = (o.get("result") or {}).get("code")
+            if len(o.get("attempts") or []) > 1:
+                split["retried"] += 1
+            elif code == "call_failed":
+                split["call_failed"] += 1
+            elif o.get("status") == "succeeded":
+                split["finished on the first attempt"] += 1
+            else:
+                split[f"other ({o.get('status')}:{code})"] += 1
+        log(f"daemon A's calls up at the signal: {len(inflight)}: {dict(split)}")
+        doubles = self.check_money_and_hooks(orders, hooks)
+        lost = len(nonfinal) + call_failed
+        summary = (f"completed {completed}, retried {retried}, lost {lost} "
+                   f"(not final {len(nonfinal)}, call_failed {call_failed}), charged twice {doubles}")
+        gap = (f"restart gap: gone {gone:.1f} s after the signal, ready "
+               + (f"{ready:.1f} s after it" if ready is not None else "never"))
+        log(f"daemon-restart --signal {a.signal} --websocket {a.websocket}: {summary}; {gap}")
+        log(f"load at the end: {uptime()}")
+
+
+def main():
+    p = argparse.ArgumentParser(prog="scripts/cells drill daemon-restart")
+    p.add_argument("drill", choices=["daemon-restart"])
+    p.add_argument("--payments", type=int, default=50)
+    p.add_argument("--signal", choices=["term", "kill"], default="term")
+    p.add_argument("--websocket", choices=["inbound", "outbound"], default="inbound",
+                   help="what the lab was started with (scripts/cells sets it)")
+    p.add_argument("--kill-after", type=int, default=0,
+                   help="calls up on cell A before the signal (default: a quarter of --payments)")
+    p.add_argument("--kill-delay", type=float, default=3.0,
+                   help="seconds from --kill-after calls up to the signal")
+    p.add_argument("--term-wait", type=float, default=60.0,
+                   help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
+    p.add_argument("--seconds", type=int, default=300, help="bound on the whole run")
+    p.add_argument("--probes", type=int, default=0, help=argparse.SUPPRESS)
+    for k in ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
+              "webhook", "sipp-xml", "keys-pcap", "restart-b", "restart-a", "database-url", "kamcmd-socket"):
+        p.add_argument("--" + k, required=True)
+    a = p.parse_args()
+    if not 1 <= a.payments <= 200:
+        p.error("--payments must be 1 to 200")
+    if a.kill_after <= 0:
+        a.kill_after = max(1, a.payments // 4)
+    log(f"load at the start: {uptime()}")
+    d = Restart(a)
+    try:
+        d.run()
+    finally:
+        d.cleanup()
+    if d.failures:
+        log(f"daemon-restart: FAILED ({len(d.failures)} checks)")
+        sys.exit(1)
+    log("daemon-restart: ok")
+
+
+if __name__ == "__main__":
+    main()
