@@ -62,9 +62,12 @@ class Restart(drill.Drill):
         hooks = Hooks(a.webhook)
         t0 = time.monotonic()
         deadline = t0 + a.seconds
-        self.sipp("uas_answer.xml", 5060, 16000, a.payments * 4, a.seconds,
-                  [], os.path.join(self.work, "handsets"))
-        time.sleep(0.5)
+        handsets = self.sipp("uas_answer.xml", 5060, 16000, a.payments * 4, a.seconds,
+                             [], os.path.join(self.work, "handsets"))
+        time.sleep(1.0)
+        if handsets.poll() is not None:
+            errors = open(os.path.join(self.work, "handsets", "errors.log"), errors="replace").read()
+            raise SystemExit(f"SIPp (the handsets, {a.carrier}:5060) exited at once: {errors.strip()[-300:]}")
         pays = [self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}") for i in range(a.payments)]
         log(f"{len(pays)} callback payments created on both daemons")
         while time.monotonic() < t0 + 60:
@@ -158,6 +161,12 @@ class Restart(drill.Drill):
                 split[f"other ({o.get('status')}:{code})"] += 1
         log(f"daemon A's calls up at the signal: {len(inflight)}: {dict(split)}")
         doubles = self.check_money_and_hooks(orders, hooks)
+        # The lab carried the payments: the calls the restart did not touch pay.
+        untouched = [oid for oid in pays if oid not in inflight]
+        unpaid = [oid for oid in untouched if orders[oid].get("status") != "succeeded"]
+        if len(unpaid) > len(untouched) // 10:
+            self.fail(f"{len(unpaid)} of the {len(untouched)} payments the restart did not touch did not pay "
+                      f"(the lab did not carry them)")
         lost = len(nonfinal) + call_failed
         summary = (f"completed {completed}, retried {retried}, lost {lost} "
                    f"(not final {len(nonfinal)}, call_failed {call_failed}), charged twice {doubles}")
