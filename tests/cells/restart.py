@@ -5,9 +5,9 @@ standard library only; the lab helpers come from tests/cells/drill.py.
 
 N debit callback payments (default 50; card 6222000000000017, each with its
 own amount so that the issuer's ledger ties each debit to its order) are
-created alternately on the two daemons and answered by one SIPp process as
-the carrier's handsets (keys 1 and PIN 805137, RFC 4733). Once --kill-after
-calls are up on cell A's Asterisk (default a quarter of N) and
+created alternately on the two daemons over --spread seconds (default 10)
+and answered by one SIPp process as the carrier's handsets (keys 1 and PIN
+805137, RFC 4733). Once --kill-after calls are up on cell A's Asterisk (default a quarter of N) and
 --kill-delay seconds more have passed (so that calls sit at every step),
 daemon A gets SIGTERM (--signal term: it exits when it is done) or SIGKILL
 (--signal kill), and is started again as soon as it is gone, as a
@@ -68,14 +68,21 @@ class Restart(drill.Drill):
         if handsets.poll() is not None:
             errors = open(os.path.join(self.work, "handsets", "errors.log"), errors="replace").read()
             raise SystemExit(f"SIPp (the handsets, {a.carrier}:5060) exited at once: {errors.strip()[-300:]}")
-        pays = [self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}") for i in range(a.payments)]
-        log(f"{len(pays)} callback payments created on both daemons")
+        # Spread over --spread seconds, so that at the signal calls sit at
+        # every step (welcome, PIN, authorizing, the result).
+        pays = []
+        for i in range(a.payments):
+            pays.append(self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}"))
+            time.sleep(a.spread / a.payments)
+        log(f"{len(pays)} callback payments created on both daemons over {a.spread:.0f} s")
         while time.monotonic() < t0 + 60:
             if len(self.ari_order_ids("127.0.0.2")) >= a.kill_after:
                 break
             time.sleep(0.2)
         time.sleep(a.kill_delay)
         inflight = self.ari_order_ids("127.0.0.2") & set(pays)
+        # Where those calls are: in_call (welcome, PIN) or authorizing.
+        steps = collections.Counter((self.get(oid) or {}).get("status") for oid in inflight)
         pidfile = os.path.join(a.run, "daemon-a.pid")
         pid = int(open(pidfile).read().strip())
         sig = signal.SIGTERM if a.signal == "term" else signal.SIGKILL
@@ -83,6 +90,7 @@ class Restart(drill.Drill):
         at = time.monotonic()
         log(f"SIG{a.signal.upper()} daemon A (pid {pid}, ari.websocket = {a.websocket}) "
             f"with {len(inflight)} of its calls up")
+        log(f"their orders just before the signal: {dict(steps)}")
         # Gone: a SIGTERM'd daemon finishes its shutdown first (bounded).
         gone = None
         while time.monotonic() - at < a.term_wait:
@@ -187,6 +195,8 @@ def main():
                    help="calls up on cell A before the signal (default: a quarter of --payments)")
     p.add_argument("--kill-delay", type=float, default=3.0,
                    help="seconds from --kill-after calls up to the signal")
+    p.add_argument("--spread", type=float, default=10.0,
+                   help="seconds over which the payments are created")
     p.add_argument("--term-wait", type=float, default=60.0,
                    help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
     p.add_argument("--seconds", type=int, default=300, help="bound on the whole run")
