@@ -5,7 +5,7 @@ standard library only; the lab helpers come from tests/cells/drill.py.
 
 N debit callback payments (default 50; card 6222000000000017, each with its
 own amount so that the issuer's ledger ties each debit to its order) are
-created alternately on the two daemons over --spread seconds (default 10)
+created alternately on the two daemons over --spread seconds (default 6)
 and answered by one SIPp process as the carrier's handsets (keys 1 and PIN
 805137, RFC 4733). Once --kill-after calls are up on cell A's Asterisk (default a quarter of N) and
 --kill-delay seconds more have passed (so that calls sit at every step),
@@ -47,6 +47,15 @@ from drill import FINAL, Hooks, log  # noqa: E402
 
 def uptime():
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def alive(pid):
+    """The process runs (a zombie waiting for its reaper does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 class Restart(drill.Drill):
@@ -94,9 +103,7 @@ class Restart(drill.Drill):
         # Gone: a SIGTERM'd daemon finishes its shutdown first (bounded).
         gone = None
         while time.monotonic() - at < a.term_wait:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not alive(pid):
                 gone = time.monotonic() - at
                 break
             time.sleep(0.05)
@@ -195,7 +202,7 @@ def main():
                    help="calls up on cell A before the signal (default: a quarter of --payments)")
     p.add_argument("--kill-delay", type=float, default=3.0,
                    help="seconds from --kill-after calls up to the signal")
-    p.add_argument("--spread", type=float, default=10.0,
+    p.add_argument("--spread", type=float, default=6.0,
                    help="seconds over which the payments are created")
     p.add_argument("--term-wait", type=float, default=60.0,
                    help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
