@@ -7,12 +7,13 @@ N debit callback payments (default 50; card 6222000000000017, each with its
 own amount so that the issuer's ledger ties each debit to its order) are
 created alternately on the two daemons over --spread seconds (default 6)
 and answered by one SIPp process as the carrier's handsets (keys 1 and PIN
-805137, RFC 4733). Once --kill-after calls are up on cell A's Asterisk (default a quarter of N) and
---kill-delay seconds more have passed (so that calls sit at every step),
-daemon A gets SIGTERM (--signal term: it exits when it is done) or SIGKILL
-(--signal kill), and is started again as soon as it is gone, as a
-supervisor would (`scripts/cells restart-daemon-a`, same node, same app).
-The drill waits (at most --seconds from the start) for every order to be
+805137, RFC 4733). Once --kill-after of daemon A's calls (default a fifth
+of N) are mid-payment (channel up on Asterisk A, order in_call or
+authorizing; or, failing that, past the most seen), daemon A gets SIGTERM
+(--signal term: it exits when it is done) or SIGKILL (--signal kill), and
+is started again as soon as it is gone, as a supervisor would
+(`scripts/cells restart-daemon-a`, same node, same app). The drill waits
+(at most --seconds from the start) for every order to be
 final and prints:
 
   completed       orders succeeded
@@ -23,11 +24,11 @@ final and prints:
   restart gap     signal -> old daemon gone -> new daemon ready (/readyz 200:
                   database, ARI and the acquirer link up)
 
-and the split of the calls daemon A had up at the signal (finished on their
-first attempt, retried, call_failed, other), with the command and the load
-(`uptime`) at the start and the end (scripts/cells prints the command). It also runs drill.py's money and
-webhook checks. Exits 1 on a double charge, an order not final, or a failed
-check; 2 on a usage error.
+and the split of daemon A's mid-payment calls (finished on their first
+attempt, retried, call_failed, other), with the load (`uptime`) at the
+start and the end (scripts/cells prints the command). It also runs
+drill.py's money and webhook checks. Exits 1 on a double charge, an order
+not final, or a failed check; 2 on a usage error.
 """
 
 import argparse
@@ -37,6 +38,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -77,29 +79,39 @@ class Restart(drill.Drill):
         if handsets.poll() is not None:
             errors = open(os.path.join(self.work, "handsets", "errors.log"), errors="replace").read()
             raise SystemExit(f"SIPp (the handsets, {a.carrier}:5060) exited at once: {errors.strip()[-300:]}")
-        # Spread over --spread seconds, so that at the signal calls sit at
-        # every step (welcome, PIN, authorizing, the result).
+        # Created over --spread seconds (in the background), so that the
+        # calls are at different steps at the signal.
         pays = []
-        for i in range(a.payments):
-            pays.append(self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}"))
-            time.sleep(a.spread / a.payments)
-        log(f"{len(pays)} callback payments created on both daemons over {a.spread:.0f} s")
+
+        def create_all():
+            for i in range(a.payments):
+                pays.append(self.create(i, "callback", f"1371{self.seq % 1000:03d}{i:04d}"))
+                time.sleep(a.spread / a.payments)
+
+        creator = threading.Thread(target=create_all, daemon=True)
+        creator.start()
+        # The signal: once --kill-after of daemon A's calls are mid-payment
+        # (channel up on Asterisk A, order in_call or authorizing), or the
+        # most seen within 60 s.
+        best, inflight, steps = 0, set(), collections.Counter()
         while time.monotonic() < t0 + 60:
-            if len(self.ari_order_ids("127.0.0.2")) >= a.kill_after:
+            up = self.ari_order_ids("127.0.0.2") & set(pays)
+            st = {oid: (self.get(oid) or {}).get("status") for oid in up}
+            mid = {oid for oid, v in st.items() if v in ("in_call", "authorizing")}
+            if len(mid) >= best:
+                best, inflight, steps = len(mid), mid, collections.Counter(st[o] for o in mid)
+            if len(mid) >= a.kill_after or (best and len(mid) < best * 3 // 4 and not creator.is_alive()):
+                inflight, steps = mid, collections.Counter(st[o] for o in mid)
                 break
-            time.sleep(0.2)
-        time.sleep(a.kill_delay)
-        inflight = self.ari_order_ids("127.0.0.2") & set(pays)
-        # Where those calls are: in_call (welcome, PIN) or authorizing.
-        steps = collections.Counter((self.get(oid) or {}).get("status") for oid in inflight)
+            time.sleep(0.1)
+        up_at_signal = len(up)
         pidfile = os.path.join(a.run, "daemon-a.pid")
         pid = int(open(pidfile).read().strip())
         sig = signal.SIGTERM if a.signal == "term" else signal.SIGKILL
         os.kill(pid, sig)
         at = time.monotonic()
-        log(f"SIG{a.signal.upper()} daemon A (pid {pid}, ari.websocket = {a.websocket}) "
-            f"with {len(inflight)} of its calls up")
-        log(f"their orders just before the signal: {dict(steps)}")
+        log(f"SIG{a.signal.upper()} daemon A (pid {pid}, ari.websocket = {a.websocket}) with "
+            f"{up_at_signal} of its calls up, {len(inflight)} of them mid-payment {dict(steps)}")
         # Gone: a SIGTERM'd daemon finishes its shutdown first (bounded).
         gone = None
         while time.monotonic() - at < a.term_wait:
@@ -116,6 +128,8 @@ class Restart(drill.Drill):
         log(f"daemon A gone {gone:.1f} s after the signal; {len(up_during_stop)} of its "
             f"{len(inflight)} calls still up on Asterisk A then")
         subprocess.run(a.restart_a, shell=True, check=True)
+        creator.join()
+        log(f"{len(pays)} callback payments created on both daemons over {a.spread:.0f} s")
         ready = None
         while time.monotonic() - at < a.term_wait + 60:
             if self.ready(a.api_a):
@@ -174,7 +188,7 @@ class Restart(drill.Drill):
                 split["finished on the first attempt"] += 1
             else:
                 split[f"other ({o.get('status')}:{code})"] += 1
-        log(f"daemon A's calls up at the signal: {len(inflight)}: {dict(split)}")
+        log(f"daemon A's calls mid-payment at the signal: {len(inflight)}: {dict(split)}")
         doubles = self.check_money_and_hooks(orders, hooks)
         # The lab carried the payments: the calls the restart did not touch pay.
         untouched = [oid for oid in pays if oid not in inflight]
@@ -199,9 +213,7 @@ def main():
     p.add_argument("--websocket", choices=["inbound", "outbound"], default="inbound",
                    help="what the lab was started with (scripts/cells sets it)")
     p.add_argument("--kill-after", type=int, default=0,
-                   help="calls up on cell A before the signal (default: a quarter of --payments)")
-    p.add_argument("--kill-delay", type=float, default=3.0,
-                   help="seconds from --kill-after calls up to the signal")
+                   help="daemon A's calls mid-payment at the signal (default: a fifth of --payments)")
     p.add_argument("--spread", type=float, default=6.0,
                    help="seconds over which the payments are created")
     p.add_argument("--term-wait", type=float, default=60.0,
@@ -215,7 +227,7 @@ def main():
     if not 1 <= a.payments <= 200:
         p.error("--payments must be 1 to 200")
     if a.kill_after <= 0:
-        a.kill_after = max(1, a.payments // 4)
+        a.kill_after = max(1, a.payments // 5)
     log(f"load at the start: {uptime()}")
     d = Restart(a)
     try:
