@@ -548,13 +548,14 @@ impl<'d, M: Matcher> Room<'d, M> {
             tracing::warn!(error = %e, "cannot close the capture state");
         }
         match ran {
-            Ran::Stopped => {
+            Ran::Stopped | Ran::HandedOver => {
                 tracing::info!("capture cancelled");
                 let p = Progress {
                     step: Step::Cancelled,
                     digits_entered: 0,
                     digits_expected: 0,
                     tries_left: self.tries_left,
+                    step_failures: 0,
                 };
                 self.report(p).await;
                 self.hide_holder(false).await;
@@ -593,6 +594,7 @@ impl<'d, M: Matcher> Room<'d, M> {
         let hooks = Hooks {
             stop: Some(&stop),
             progress: Some(&tx),
+            keep: None,
         };
         let Some(holder) = self.holder.as_mut() else {
             return Ran::Stopped;

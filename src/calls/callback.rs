@@ -376,6 +376,12 @@ async fn drive<M: Matcher + 'static>(
                 Some(Next::Event(e)) => e,
                 // Moved before it entered the app: it rings on there.
                 Some(Next::Moved { .. }) => continue,
+                None if desk.handover.is_cancelled() => {
+                    // Outbound mode, stopping: still ringing, left to the
+                    // next run (its reconciliation adopts it).
+                    tracing::info!("ringing callback handed over to the next run of the daemon");
+                    return;
+                }
                 None => break,
             },
         };

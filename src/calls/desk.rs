@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span};
 
@@ -70,6 +71,11 @@ pub struct Desk<M> {
     tasks: TaskTracker,
     /// The assisted calls' rooms on this node.
     pub(super) rooms: super::assisted::Rooms,
+    /// Resumed calls waiting for their channel's first event.
+    pub(super) resumed: super::points::Resumed,
+    /// Cancelled when the daemon stops with `ari.websocket = "outbound"`:
+    /// the calls are handed over to the next run ([`super::points`]).
+    pub(super) handover: CancellationToken,
 }
 
 impl<M> Desk<M> {
@@ -102,6 +108,8 @@ impl<M> Desk<M> {
             wake: Notify::new(),
             tasks: TaskTracker::new(),
             rooms: super::assisted::Rooms::default(),
+            resumed: super::points::Resumed::default(),
+            handover: CancellationToken::new(),
         })
     }
 

@@ -34,6 +34,7 @@ pub mod line;
 mod live;
 #[cfg(test)]
 mod placeholder;
+pub mod points;
 pub mod reconcile;
 pub mod runner;
 mod session;
@@ -44,7 +45,7 @@ pub use desk::Desk;
 pub use runner::{CallEnd, CallRunner, Hooks, Ran};
 
 use crate::ari::{self, AriClient, AriCommands, HangupReason, Notice};
-use crate::config::Settings;
+use crate::config::{Settings, WebsocketMode};
 use crate::matcher::Matcher;
 use crate::store::Store;
 use crate::telemetry::Readiness;
@@ -78,7 +79,8 @@ pub struct Parts<M> {
 /// is closed and every call task has ended: closing the socket ends every
 /// call's event stream, so the calls end on their own (settled like any
 /// call lost with Asterisk when they had no decision yet), while the store
-/// and the matcher are still open.
+/// and the matcher are still open. With `ari.websocket = "outbound"` the
+/// calls are handed over first instead ([`hand_over`]).
 ///
 /// # Errors
 /// When the ARI client cannot be built from `[ari]` (a bad URL).
@@ -86,7 +88,9 @@ pub fn start<M: Matcher + 'static>(
     parts: Parts<M>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let client = AriClient::start(&parts.settings.ari, shutdown.clone())
+    // Closed by `stop_ari` once the calls are dealt with.
+    let ari_stop = CancellationToken::new();
+    let client = AriClient::start(&parts.settings.ari, ari_stop.clone())
         .context("starting the ARI client")?;
     parts.readiness.set_ari(Some(false));
     let desk = Desk::new(
@@ -98,6 +102,7 @@ pub fn start<M: Matcher + 'static>(
     let readiness = parts.readiness;
     let renewals = tokio::spawn(claims::keep_claims(desk.clone(), shutdown.clone()));
     let worker = tokio::spawn(callback::run_worker(desk.clone(), shutdown.clone()));
+    tokio::spawn(stop_ari(desk.clone(), shutdown.clone(), ari_stop));
     Ok(tokio::spawn(async move {
         supervise(&readiness, client, &desk, shutdown).await;
         // Both end with `shutdown`; a panic in either is already logged.
@@ -105,6 +110,28 @@ pub fn start<M: Matcher + 'static>(
         let _ = renewals.await;
         desk.calls_ended().await;
     }))
+}
+
+/// On `shutdown`: deals with the live calls as the events socket's mode
+/// requires, then closes the ARI client (`ari_stop`).
+async fn stop_ari<M>(desk: Arc<Desk<M>>, shutdown: CancellationToken, ari_stop: CancellationToken) {
+    shutdown.cancelled().await;
+    match desk.settings.ari.websocket {
+        WebsocketMode::Outbound => hand_over(&desk),
+        // Today's behaviour: the socket closes, the calls end with it.
+        WebsocketMode::Inbound => {}
+    }
+    ari_stop.cancel();
+}
+
+/// `ari.websocket = "outbound"`: every live call saves its point and is
+/// left up in Asterisk, which keeps the app and queues the calls' events
+/// until the next run connects and resumes them (README "Daemon restarts
+/// that drop no call"). Nothing is hung up or settled. Called before the
+/// socket closes: a call task sees the hand-over before its stream's end.
+fn hand_over<M>(desk: &Desk<M>) {
+    tracing::info!("handing the live calls over to the next run (ari.websocket = outbound)");
+    desk.handover.cancel();
 }
 
 /// Consumes the client's notices in order until shutdown.
@@ -167,6 +194,10 @@ async fn supervise<M: Matcher + 'static>(
 /// of ours: one replacing a call we drive never comes here, the
 /// dispatcher hands it to that call's own queue ([`line`](mod@line)).
 async fn route<M: Matcher + 'static>(desk: &Arc<Desk<M>>, rest: &ari::AriRest, call: ari::Call) {
+    // A call this run resumed gets its channel's events once they come.
+    let Some(call) = desk.resumed.feed(call) else {
+        return;
+    };
     let args = match &call.first {
         ari::Event::StasisStart { args, .. } => Some(args.clone()),
         _ => None,

@@ -17,12 +17,15 @@
 //! straight into [`Matcher::verify`]; nothing logs an action's content.
 
 use super::line::{Line, Next};
+use super::points::{Keep, PointKey};
 use crate::ari::{self, AriCommands, HangupReason};
 use crate::domain::OrderStatus;
 use crate::ivr::{Action, CallOutcome, Event, Ivr, Progress, TimerId};
 use crate::matcher::{CallRef, Matcher, Via};
 use crate::store::{now_ms, Store, Transition};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -57,13 +60,18 @@ pub enum CallEnd {
     ReturnToDialplan,
 }
 
-/// What an assisted capture adds to a run ([`CallRunner::run_with`]).
+/// What an assisted capture, or a call kept for a restarted daemon, adds
+/// to a run ([`CallRunner::run_with`]).
 #[derive(Default, Clone, Copy)]
 pub struct Hooks<'h> {
     /// Cancelled to stop the run while the IVR is still asking.
     pub stop: Option<&'h CancellationToken>,
     /// Where each new [`Progress`] goes.
     pub progress: Option<&'h mpsc::UnboundedSender<Progress>>,
+    /// The call's point is kept in `call_points`, it is handed over at
+    /// shutdown, and it may resume from a previous run's point
+    /// ([`super::points`]).
+    pub keep: Option<&'h Keep>,
 }
 
 /// How a [`CallRunner::run_with`] ended.
@@ -74,6 +82,10 @@ pub enum Ran {
     /// `stop` came while the IVR was asking: nothing was submitted on this
     /// run since its last result, and the order was not moved.
     Stopped,
+    /// The daemon is stopping with `ari.websocket = "outbound"`: the call's
+    /// point is saved and the channel left up, as it is, for the next run
+    /// to resume; nothing was hung up or settled.
+    HandedOver,
 }
 
 /// Sends the IVR's progress to `to` when it changed since `shown`.
@@ -85,6 +97,22 @@ fn report(to: Option<&mpsc::UnboundedSender<Progress>>, ivr: &Ivr, shown: &mut O
         if let Some(p) = now {
             let _ = tx.send(p);
         }
+    }
+}
+
+/// A resumed call's wait for its order's verdict.
+type SettledOrder<'a> = Pin<Box<dyn Future<Output = Event> + Send + 'a>>;
+
+/// Whether the call is being handed over (the daemon stops).
+fn handing_over(keep: Option<&Keep>) -> bool {
+    keep.is_some_and(|k| k.handover.is_cancelled())
+}
+
+/// Resolves when the call is to be handed over; never without a keep.
+async fn handed_over(keep: Option<&Keep>) {
+    match keep {
+        Some(k) => k.handover.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -107,6 +135,9 @@ struct Session {
     next_playback: u64,
     timers: HashMap<TimerId, AbortHandle>,
     outcome: Option<CallOutcome>,
+    /// A resumed call drops keyed digits until its re-prompt has started:
+    /// they were keyed before it (queued by Asterisk while no daemon ran).
+    discarding: bool,
 }
 
 impl Drop for Session {
@@ -149,8 +180,8 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     pub async fn run(&self, ivr: Ivr, line: &mut Line<'_>) -> Option<CallOutcome> {
         match self.run_with(ivr, line, Hooks::default()).await {
             Ran::Ended(outcome) => outcome,
-            // Only a `stop` hook stops a run.
-            Ran::Stopped => None,
+            // Only a `stop` or `keep` hook stops a run.
+            Ran::Stopped | Ran::HandedOver => None,
         }
     }
 
@@ -164,35 +195,62 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
     pub async fn run_with(&self, mut ivr: Ivr, line: &mut Line<'_>, hooks: Hooks<'_>) -> Ran {
         let began = Instant::now();
         let mut shown = None;
+        let mut kept: Option<PointKey> = None;
         let mut stop_seen = false;
         let (timer_tx, mut timer_rx) = mpsc::unbounded_channel::<TimerId>();
         let mut session = Session::default();
+        if let Some(k) = hooks.keep {
+            self.take_over(k, line.id(), &mut session).await;
+        }
         let mut queue = VecDeque::from([Event::Start]);
         let mut stream_open = true;
         let mut epoch = self.ari.events_epoch();
+        let mut settled: Option<SettledOrder<'_>> = None;
         loop {
             while let Some(event) = queue.pop_front() {
+                if handing_over(hooks.keep) && !ivr.is_done() && event != Event::Hangup {
+                    // Nothing more is done with the call: what the event
+                    // means (a matcher's answer is the order's) is for the
+                    // next run to find. A hang-up still ends the call.
+                    return self.hand_over(hooks.keep, &ivr, line.id(), &session).await;
+                }
                 let actions = ivr.step(event, began.elapsed());
-                // Before the actions: "authorizing" is seen while the
-                // matcher has the secret, not after its answer.
+                // Before the actions: "authorizing" is seen (and kept) while
+                // the matcher has the secret, not after its answer.
                 report(hooks.progress, &ivr, &mut shown);
+                self.keep_point(hooks.keep, &ivr, line.id(), &session, &mut kept)
+                    .await;
                 for action in actions {
                     let ch = line.id();
                     if let Some(back) = self.execute(action, ch, &mut session, &timer_tx).await {
                         queue.push_back(back);
                     }
                 }
+                if settled.is_none() && ivr.awaits_settled_order() {
+                    settled = Some(self.settled_order());
+                }
+            }
+            if handing_over(hooks.keep) && !ivr.is_done() {
+                return self.hand_over(hooks.keep, &ivr, line.id(), &session).await;
             }
             if ivr.is_done() || !stream_open {
                 break;
             }
             tokio::select! {
+                biased;
+                () = handed_over(hooks.keep) => {
+                    return self.hand_over(hooks.keep, &ivr, line.id(), &session).await;
+                },
                 () = stopped(hooks.stop), if !stop_seen => {
                     stop_seen = true;
                     if ivr.asking() {
                         self.stop_prompts(&mut session).await;
                         return Ran::Stopped;
                     }
+                },
+                next = async { settled.as_mut().expect("guarded").await }, if settled.is_some() => {
+                    settled = None;
+                    queue.push_back(next);
                 },
                 next = line.next() => match next {
                     Some(Next::Event(event)) if cut_off(&event) => stream_open = false,
@@ -218,6 +276,54 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             }
         }
         Ran::Ended(session.outcome)
+    }
+
+    /// Saves the call's point when it changed ([`Keep::save`]).
+    async fn keep_point(
+        &self,
+        keep: Option<&Keep>,
+        ivr: &Ivr,
+        ch: &str,
+        s: &Session,
+        last: &mut Option<PointKey>,
+    ) {
+        if let Some(k) = keep {
+            let (p, n) = (ivr.progress(), s.next_playback);
+            k.save(self.store, self.order_id, ch, p, n, last).await;
+        }
+    }
+
+    /// The verdict a call resumed at `authorizing` or `closing` waits for:
+    /// the order's, once settled ([`super::points::settled_verdict`]).
+    fn settled_order(&self) -> SettledOrder<'_> {
+        Box::pin(super::points::settled_verdict(self.store, self.order_id))
+    }
+
+    /// A resumed call takes its channel over: the previous run's prompt is
+    /// stopped (404 = it ended), this run numbers its playbacks above the
+    /// previous run's, and digits are discarded until its re-prompt starts.
+    async fn take_over(&self, keep: &Keep, ch: &str, s: &mut Session) {
+        if keep.from.is_none() {
+            return;
+        }
+        for id in keep.stale_playbacks(ch) {
+            if let Err(e) = self.ari.stop_playback(&id).await {
+                tracing::debug!(error = %e, "the previous run's prompt is gone");
+            }
+        }
+        s.next_playback = keep.first_playback();
+        s.discarding = true;
+    }
+
+    /// Saves the call's point as it is now and leaves the channel up.
+    async fn hand_over(&self, keep: Option<&Keep>, ivr: &Ivr, ch: &str, s: &Session) -> Ran {
+        if let Some(k) = keep {
+            let mut last = None;
+            let (p, n) = (ivr.progress(), s.next_playback);
+            k.save(self.store, self.order_id, ch, p, n, &mut last).await;
+        }
+        tracing::info!("call handed over to the next run of the daemon");
+        Ran::HandedOver
     }
 
     /// Stops every prompt of the run that has not finished.
@@ -300,6 +406,7 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
                     // moves on (a gone channel also brings a hang-up).
                     tracing::debug!(error = %e, "play failed");
                     s.playbacks.remove(&id);
+                    s.discarding = false;
                     return Some(Event::PlaybackFinished { playback_id });
                 }
             }
@@ -389,15 +496,28 @@ fn cut_off(event: &ari::Event) -> bool {
 /// [`CallRunner::finished_meanwhile`] found it gone) means nothing.
 fn translate(event: &ari::Event, s: &mut Session) -> Option<Event> {
     match event {
+        ari::Event::ChannelDtmfReceived { .. } if s.discarding => {
+            tracing::info!("a digit keyed before the resumed call's prompt discarded");
+            None
+        }
         ari::Event::ChannelDtmfReceived { digit, .. } => digit.expose().map(Event::Digit),
+        ari::Event::PlaybackStarted { playback } => {
+            if s.playbacks.contains_key(&playback.id) {
+                s.discarding = false;
+            }
+            None
+        }
         ari::Event::ChannelTalkingStarted { .. } => Some(Event::TalkStarted),
         ari::Event::ChannelTalkingFinished { duration, .. } => Some(Event::TalkFinished {
             duration: std::time::Duration::from_millis(u64::try_from(*duration).unwrap_or(0)),
         }),
-        ari::Event::PlaybackFinished { playback } => s
-            .playbacks
-            .remove(&playback.id)
-            .map(|playback_id| Event::PlaybackFinished { playback_id }),
+        ari::Event::PlaybackFinished { playback } => {
+            let ours = s.playbacks.remove(&playback.id);
+            if ours.is_some() {
+                s.discarding = false;
+            }
+            ours.map(|playback_id| Event::PlaybackFinished { playback_id })
+        }
         ari::Event::StasisEnd { .. }
         | ari::Event::ChannelHangupRequest { .. }
         | ari::Event::ChannelDestroyed { .. } => Some(Event::Hangup),

@@ -14,9 +14,11 @@
 
 use super::desk::Desk;
 use super::line::Line;
-use super::runner::{CallEnd, CallRunner};
+use super::points::{resumed_ivr, Keep};
+use super::runner::{CallEnd, CallRunner, Hooks, Ran};
 use super::settle::{back_to_calling, retry_or_fail, settle_lost};
 use crate::ari::{AriCommands, HangupReason};
+use crate::config::WebsocketMode;
 use crate::domain::{Language, OrderStatus, ResultCode, YearMonth};
 use crate::ivr::{CallInfo, CallOutcome, Ivr, IvrConfig, MachineScreen};
 use crate::matcher::{Matcher, Via};
@@ -112,7 +114,9 @@ pub(super) async fn run_order<M: Matcher>(
 
 /// [`run_order`], screening the call for an answering machine first when
 /// `screen` is set; a machine's call ends [`CallOutcome::NotReached`] with
-/// its attempt left open for the caller to close.
+/// its attempt left open for the caller to close. With `ari.websocket =
+/// "outbound"` a callback or inbound call keeps its point for a restarted
+/// daemon ([`super::points`]).
 async fn run_screened<M: Matcher>(
     desk: &Desk<M>,
     order: &OrderRow,
@@ -121,14 +125,65 @@ async fn run_screened<M: Matcher>(
     end: CallEnd,
     screen: Option<MachineScreen>,
 ) -> Option<CallOutcome> {
+    let keep = keep_for(desk, order, via);
+    run_kept(desk, order, via, line, (end, screen), keep).await
+}
+
+/// A call resumed by this run at `keep`'s point (see [`super::points`]).
+pub(super) async fn run_resumed<M: Matcher>(
+    desk: &Desk<M>,
+    order: &OrderRow,
+    via: &Via,
+    line: &mut Line<'_>,
+    keep: Keep,
+) {
+    run_kept(desk, order, via, line, (CallEnd::Hangup, None), Some(keep)).await;
+}
+
+/// What a new call keeps for a restarted daemon: only with `ari.websocket
+/// = "outbound"` (where Asterisk keeps the call for the next run), and
+/// for callback and inbound calls.
+fn keep_for<M>(desk: &Desk<M>, order: &OrderRow, via: &Via) -> Option<Keep> {
+    if desk.settings.ari.websocket != WebsocketMode::Outbound {
+        return None;
+    }
+    let flow = match via {
+        Via::Callback => "callback",
+        Via::Inbound { .. } | Via::InboundByCode => "inbound",
+        _ => return None,
+    };
+    Some(Keep {
+        node: desk.node.clone(),
+        attempt: order.attempts,
+        flow,
+        handover: desk.handover.clone(),
+        from: None,
+    })
+}
+
+/// Runs the IVR (see [`run_order`]) with its point kept when `keep` is
+/// set; a call handed over at shutdown is left as it is (None).
+async fn run_kept<M: Matcher>(
+    desk: &Desk<M>,
+    order: &OrderRow,
+    via: &Via,
+    line: &mut Line<'_>,
+    (end, screen): (CallEnd, Option<MachineScreen>),
+    keep: Option<Keep>,
+) -> Option<CallOutcome> {
     let order_id = order.id.as_str();
-    if let Err(e) = desk.rest.answer(line.id()).await {
-        tracing::debug!(error = %e, "answer failed (already up?)");
+    if keep.as_ref().is_none_or(|k| k.from.is_none()) {
+        if let Err(e) = desk.rest.answer(line.id()).await {
+            tracing::debug!(error = %e, "answer failed (already up?)");
+        }
     }
     let lang = order.language;
     let mut ivr = Ivr::new(IvrConfig::from(&desk.settings.ivr), call_info(order, lang));
     if let Some(screen) = screen {
         ivr = ivr.screened(screen);
+    }
+    if let Some(k) = &keep {
+        ivr = resumed_ivr(ivr, k);
     }
     let runner = CallRunner {
         ari: &desk.rest,
@@ -139,8 +194,31 @@ async fn run_screened<M: Matcher>(
         lang: lang.as_str(),
         end,
     };
-    let outcome = runner.run(ivr, line).await;
-    let channel_id = line.id();
+    let hooks = Hooks {
+        keep: keep.as_ref(),
+        ..Hooks::default()
+    };
+    let outcome = match runner.run_with(ivr, line, hooks).await {
+        Ran::HandedOver => return None,
+        Ran::Ended(outcome) => outcome,
+        Ran::Stopped => None,
+    };
+    if keep.is_some() {
+        if let Err(e) = desk.store.drop_call_point(order_id).await {
+            tracing::warn!(error = %e, "cannot delete the call's point");
+        }
+    }
+    settle_call(desk, order, line.id(), outcome).await
+}
+
+/// Closes the attempt of a call that ended with `outcome`; a call lost
+/// with Asterisk (None) is settled as lost.
+async fn settle_call<M>(
+    desk: &Desk<M>,
+    order: &OrderRow,
+    channel_id: &str,
+    outcome: Option<CallOutcome>,
+) -> Option<CallOutcome> {
     let code = match outcome {
         Some(CallOutcome::Approved) => "approved",
         Some(CallOutcome::Failed(c)) => c.code(),
@@ -151,7 +229,7 @@ async fn run_screened<M: Matcher>(
             // reconciliation (retried while attempts remain, else
             // `call_failed`), never as the caller's hang-up.
             let lost = ActiveCall {
-                order_id: order_id.to_owned(),
+                order_id: order.id.clone(),
                 status: OrderStatus::InCall,
                 attempts: order.attempts,
                 channel_id: Some(channel_id.to_owned()),

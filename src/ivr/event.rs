@@ -76,6 +76,11 @@ pub enum Event {
         /// How long the talk lasted.
         duration: Duration,
     },
+    /// A call resumed at `authorizing` finds its order still `in_call`:
+    /// the previous run stopped before its secret reached the matcher, so
+    /// the secret is asked again and the try given back
+    /// ([`Ivr::resumed`](super::Ivr::resumed)).
+    NotSubmitted,
 }
 
 /// Hand-written so that logging events never logs a keyed digit.
@@ -94,6 +99,7 @@ impl std::fmt::Debug for Event {
             Event::VerificationResult(o) => f.debug_tuple("VerificationResult").field(o).finish(),
             Event::Hangup => f.write_str("Hangup"),
             Event::TalkStarted => f.write_str("TalkStarted"),
+            Event::NotSubmitted => f.write_str("NotSubmitted"),
             Event::TalkFinished { duration } => f
                 .debug_struct("TalkFinished")
                 .field("duration", duration)

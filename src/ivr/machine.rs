@@ -29,6 +29,7 @@ impl Ivr {
             screen: Screen::Off,
             finished: false,
             bank_tries_left: None,
+            resume: None,
         }
     }
 
@@ -69,6 +70,7 @@ impl Ivr {
             Event::TalkFinished { duration } => self.on_talk_finished(duration, &mut out),
             Event::TimerFired { timer } => self.on_timer(timer, &mut out),
             Event::VerificationResult(o) => self.on_result(o, &mut out),
+            Event::NotSubmitted => self.on_not_submitted(&mut out),
             Event::Hangup => unreachable!("handled above"),
         }
         out
@@ -85,7 +87,9 @@ impl Ivr {
             timer,
             after: self.config.max_call,
         });
-        if !self.start_screening(out) {
+        if let Some(r) = self.resume {
+            self.start_resumed(r, out);
+        } else if !self.start_screening(out) {
             self.begin(out);
         }
     }

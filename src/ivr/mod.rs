@@ -35,6 +35,7 @@ pub mod order_code;
 mod progress;
 mod prompt;
 pub mod repeat;
+mod resume;
 mod retry;
 mod screen;
 pub mod speech;
@@ -45,6 +46,7 @@ mod timers;
 pub use config::{CallInfo, IvrConfig};
 pub use event::{Action, CallOutcome, Event, TimerId, Verdict};
 pub use progress::{Progress, Step};
+pub use resume::Resume;
 pub use screen::MachineScreen;
 
 use crate::domain::Expiry;
@@ -121,4 +123,6 @@ pub struct Ivr {
     finished: bool,
     /// The issuer's count of secrets left after a wrong one.
     bank_tries_left: Option<u8>,
+    /// Where a resumed call starts ([`Ivr::resumed`]).
+    resume: Option<Resume>,
 }

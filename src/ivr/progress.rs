@@ -41,6 +41,10 @@ pub struct Progress {
     /// Secrets the cardholder may still submit on this capture (the
     /// call's tries, lowered by the issuer's count after a wrong one).
     pub tries_left: u8,
+    /// Failed attempts in this step so far (kept for a restarted daemon's
+    /// resume, `call_points.step_failures`; not part of the agent's event).
+    #[serde(skip)]
+    pub step_failures: u8,
 }
 
 impl Ivr {
@@ -65,6 +69,7 @@ impl Ivr {
             digits_entered: u8::try_from(entered).unwrap_or(u8::MAX),
             digits_expected: u8::try_from(expected).unwrap_or(u8::MAX),
             tries_left: self.tries_left(),
+            step_failures: self.attempts,
         })
     }
 

@@ -4,8 +4,8 @@
 //! which step to re-prompt, how many failed attempts and tries the caller
 //! has used, and which playback ids the previous run took.
 //!
-//! Status: the table and these functions exist; the call task does not
-//! write them yet and nothing resumes from them yet.
+//! Written by the call task (`calls::points`, with `ari.websocket =
+//! "outbound"`) and read by the reconciliation that resumes calls.
 
 use super::{Result, Store, StoreError};
 use crate::ivr::Step;
@@ -122,28 +122,38 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`] on a database error (the order must exist).
     pub async fn save_call_point(&self, p: &CallPoint, now: i64) -> Result<i64> {
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO call_points (order_id, node, channel_id, attempt, flow, step, \
-                step_failures, tries_left, playback_seq, seq, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) \
-             ON CONFLICT (order_id) DO UPDATE SET node = $2, channel_id = $3, attempt = $4, \
-                flow = $5, step = $6, step_failures = $7, tries_left = $8, \
-                playback_seq = $9, seq = call_points.seq + 1, updated_at = $10 \
-             RETURNING seq",
-        )
-        .bind(&p.order_id)
-        .bind(&p.node)
-        .bind(&p.channel_id)
-        .bind(p.attempt)
-        .bind(&p.flow)
-        .bind(p.step.as_str())
-        .bind(p.step_failures)
-        .bind(p.tries_left)
-        .bind(p.playback_seq)
-        .bind(now)
-        .fetch_one(&self.write)
-        .await?;
-        Ok(seq)
+        // In the group commit on SQLite (one write per step change of
+        // every live call): see `group.rs`.
+        let p = p.clone();
+        self.write_tx(move |tx| {
+            let p = p.clone();
+            Box::pin(async move {
+                let seq: i64 = sqlx::query_scalar(
+                    "INSERT INTO call_points (order_id, node, channel_id, attempt, flow, step, \
+                        step_failures, tries_left, playback_seq, seq, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) \
+                     ON CONFLICT (order_id) DO UPDATE SET node = $2, channel_id = $3, \
+                        attempt = $4, flow = $5, step = $6, step_failures = $7, \
+                        tries_left = $8, playback_seq = $9, seq = call_points.seq + 1, \
+                        updated_at = $10 \
+                     RETURNING seq",
+                )
+                .bind(p.order_id)
+                .bind(p.node)
+                .bind(p.channel_id)
+                .bind(p.attempt)
+                .bind(p.flow)
+                .bind(p.step.as_str())
+                .bind(p.step_failures)
+                .bind(p.tries_left)
+                .bind(p.playback_seq)
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(seq)
+            })
+        })
+        .await
     }
 
     /// The points of the calls `node` was driving, oldest write first.
@@ -185,11 +195,18 @@ impl Store {
     /// # Errors
     /// [`StoreError::Db`] on a database error.
     pub async fn drop_call_point(&self, order_id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM call_points WHERE order_id = $1")
-            .bind(order_id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        let order_id = order_id.to_owned();
+        self.write_tx(move |tx| {
+            let order_id = order_id.clone();
+            Box::pin(async move {
+                sqlx::query("DELETE FROM call_points WHERE order_id = $1")
+                    .bind(order_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

@@ -14,5 +14,6 @@ mod machine_fake_ari;
 mod masquerade_fake_ari;
 mod outbound_fake_ari;
 mod prompt_outage_fake_ari;
+mod resume_fake_ari;
 mod ring_timeout_fake_ari;
 mod transfer_inbound_fake_ari;
