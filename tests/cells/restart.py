@@ -35,9 +35,11 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -45,6 +47,9 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import drill  # noqa: E402  (the lab helpers: SIPp, orders, ledger, webhooks)
 from drill import FINAL, Hooks, log  # noqa: E402
+
+# The handsets' keys again (see Restart.handsets): 1, 6 s, the PIN.
+REKEYS = "1WWWWWW805137"
 
 
 def uptime():
@@ -68,13 +73,49 @@ class Restart(drill.Drill):
         except OSError:
             return False
 
+    def handsets(self):
+        """SIPp as the handsets: tests/sipp/uas_answer.xml, keys 1 and the
+        PIN after the answer, and, like a person who hears the question
+        again, the keys again every --rekey-secs until the call ends: 1,
+        a pause longer than ivr.inter_digit_timeout_secs (so that a 1 at
+        the PIN step is a short entry the IVR asks again, never a wrong
+        PIN sent to the bank), then the PIN. A resumed call re-prompts
+        its step and ignores digits keyed before that. A call that is not
+        restarted ends before the first repeat."""
+        a = self.a
+        folder = os.path.join(self.work, "handsets")
+        xml_dir = os.path.join(self.work, "xml")
+        os.makedirs(xml_dir, exist_ok=True)
+        xml = open(os.path.join(a.sipp_xml, "uas_answer.xml")).read()
+        wait = '<recv request="BYE"/>'
+        assert xml.count(wait) == 1, "tests/sipp/uas_answer.xml: one BYE wait expected"
+        xml = xml.replace(wait, f"""<label id="wait"/>
+  <recv request="BYE" timeout="{int(a.rekey_secs * 1000)}" ontimeout="rekey" next="bye"/>
+  <label id="rekey"/>
+  <nop next="wait">
+    <action>
+      <exec play_pcap_audio="rekey.pcap"/>
+    </action>
+  </nop>
+  <label id="bye"/>""")
+        with open(os.path.join(xml_dir, "uas_rekey.xml"), "w") as f:
+            f.write(xml)
+        again = tempfile.mkdtemp(prefix="rekey-", dir=self.work)
+        subprocess.run([sys.executable, a.keys_pcap, REKEYS, again], check=True, stdout=subprocess.DEVNULL)
+        os.makedirs(folder, exist_ok=True)
+        os.replace(os.path.join(again, "keys.pcap"), os.path.join(folder, "rekey.pcap"))
+        sipp_xml, a.sipp_xml = a.sipp_xml, xml_dir
+        try:
+            return self.sipp("uas_rekey.xml", 5060, 16000, a.payments * 4, a.seconds, [], folder)
+        finally:
+            a.sipp_xml = sipp_xml
+
     def run(self):
         a = self.a
         hooks = Hooks(a.webhook)
         t0 = time.monotonic()
         deadline = t0 + a.seconds
-        handsets = self.sipp("uas_answer.xml", 5060, 16000, a.payments * 4, a.seconds,
-                             [], os.path.join(self.work, "handsets"))
+        handsets = self.handsets()
         time.sleep(1.0)
         if handsets.poll() is not None:
             errors = open(os.path.join(self.work, "handsets", "errors.log"), errors="replace").read()
@@ -196,13 +237,24 @@ class Restart(drill.Drill):
         if len(unpaid) > len(untouched) // 10:
             self.fail(f"{len(unpaid)} of the {len(untouched)} payments the restart did not touch did not pay "
                       f"(the lab did not carry them)")
+        failed_otherwise = collections.Counter(
+            (orders[o].get("result") or {}).get("code") for o in pays
+            if orders[o].get("status") in FINAL and orders[o].get("status") != "succeeded"
+            and (orders[o].get("result") or {}).get("code") != "call_failed")
         lost = len(nonfinal) + call_failed
         summary = (f"completed {completed}, retried {retried}, lost {lost} "
-                   f"(not final {len(nonfinal)}, call_failed {call_failed}), charged twice {doubles}")
+                   f"(not final {len(nonfinal)}, call_failed {call_failed}), charged twice {doubles}, "
+                   f"failed otherwise {sum(failed_otherwise.values())} {dict(failed_otherwise)}")
         gap = (f"restart gap: gone {gone:.1f} s after the signal, ready "
                + (f"{ready:.1f} s after it" if ready is not None else "never"))
         log(f"daemon-restart --signal {a.signal} --websocket {a.websocket}: {summary}; {gap}")
         log(f"load at the end: {uptime()}")
+        # The daemons' logs outlive the lab (scripts/cells up clears its folder).
+        for c in ("a", "b"):
+            src = os.path.join(a.run, f"daemon-{c}.log")
+            if os.path.exists(src):
+                shutil.copy(src, self.work)
+        log(f"daemon logs kept in {self.work}")
 
 
 def main():
@@ -216,6 +268,8 @@ def main():
                    help="daemon A's calls mid-payment at the signal (default: a fifth of --payments)")
     p.add_argument("--spread", type=float, default=6.0,
                    help="seconds over which the payments are created")
+    p.add_argument("--rekey-secs", type=float, default=14.0,
+                   help="seconds without a hang-up after which a handset keys 1 and the PIN again")
     p.add_argument("--term-wait", type=float, default=60.0,
                    help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
     p.add_argument("--seconds", type=int, default=300, help="bound on the whole run")
