@@ -35,6 +35,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -109,6 +110,32 @@ class Restart(drill.Drill):
             return self.sipp("uas_rekey.xml", 5060, 16000, a.payments * 4, a.seconds, [], folder)
         finally:
             a.sipp_xml = sipp_xml
+
+    def resumes(self, orders, pays):
+        """What daemon A's log says about the hand-over and the resume
+        (outbound mode): calls handed over, resumed per step (and how the
+        order ended), digits discarded."""
+        path = os.path.join(self.a.run, "daemon-a.log")
+        if not os.path.exists(path):
+            return
+        handed = discarded = 0
+        resumed = {}
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = re.search(r"order=(ord_[0-9a-f]+)", line)
+                if "handed over to the next run" in line:
+                    handed += 1
+                elif "discarded" in line and "digit" in line:
+                    discarded += 1
+                elif "resuming the call after a restart" in line and m:
+                    step = re.search(r'step="?([a-z_]+)', line)
+                    resumed[m.group(1)] = step.group(1) if step else "?"
+        ends = collections.Counter()
+        for oid, step in resumed.items():
+            o = orders.get(oid) or {}
+            ends[(step, f"{o.get('status')}:{(o.get('result') or {}).get('code')}")] += 1
+        log(f"daemon A's log: calls handed over {handed}, resumed {len(resumed)} "
+            f"(step -> end: {dict(sorted(ends.items()))}), digits keyed before a resumed prompt discarded {discarded}")
 
     def run(self):
         a = self.a
@@ -230,6 +257,7 @@ class Restart(drill.Drill):
             else:
                 split[f"other ({o.get('status')}:{code})"] += 1
         log(f"daemon A's calls mid-payment at the signal: {len(inflight)}: {dict(split)}")
+        self.resumes(orders, pays)
         doubles = self.check_money_and_hooks(orders, hooks)
         # The lab carried the payments: the calls the restart did not touch pay.
         untouched = [oid for oid in pays if oid not in inflight]
