@@ -40,7 +40,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -75,41 +74,25 @@ class Restart(drill.Drill):
             return False
 
     def handsets(self):
-        """SIPp as the handsets: tests/sipp/uas_answer.xml, keys 1 and the
-        PIN after the answer, and, like a person who hears the question
-        again, the keys again every --rekey-secs until the call ends: 1,
-        a pause longer than ivr.inter_digit_timeout_secs (so that a 1 at
-        the PIN step is a short entry the IVR asks again, never a wrong
-        PIN sent to the bank), then the PIN. A resumed call re-prompts
-        its step and ignores digits keyed before that. A call that is not
-        restarted ends before the first repeat."""
+        """SIPp as the handsets (tests/sipp/uas_answer.xml): after the
+        answer, keys 1 and the PIN; then, like a person who hears the
+        question again, 1 and the PIN again at about 14 s and 30 s: 1, a
+        pause longer than ivr.inter_digit_timeout_secs (so that a 1 at the
+        PIN step is a short entry the IVR asks again, never a wrong PIN
+        sent to the bank), then the PIN. A call that is not restarted has
+        ended by the first repeat; a resumed call re-prompts its step and
+        drops the digits keyed before that. One recording with one RTP
+        timeline: a second recording would reuse the first one's RTP
+        timestamps, and Asterisk takes a key event with a timestamp it has
+        seen for a repeat of it (RFC 4733 2.5) and drops it."""
         a = self.a
-        folder = os.path.join(self.work, "handsets")
-        xml_dir = os.path.join(self.work, "xml")
-        os.makedirs(xml_dir, exist_ok=True)
-        xml = open(os.path.join(a.sipp_xml, "uas_answer.xml")).read()
-        wait = '<recv request="BYE"/>'
-        assert xml.count(wait) == 1, "tests/sipp/uas_answer.xml: one BYE wait expected"
-        xml = xml.replace(wait, f"""<label id="wait"/>
-  <recv request="BYE" timeout="{int(a.rekey_secs * 1000)}" ontimeout="rekey" next="bye"/>
-  <label id="rekey"/>
-  <nop next="wait">
-    <action>
-      <exec play_pcap_audio="rekey.pcap"/>
-    </action>
-  </nop>
-  <label id="bye"/>""")
-        with open(os.path.join(xml_dir, "uas_rekey.xml"), "w") as f:
-            f.write(xml)
-        again = tempfile.mkdtemp(prefix="rekey-", dir=self.work)
-        subprocess.run([sys.executable, a.keys_pcap, REKEYS, again], check=True, stdout=subprocess.DEVNULL)
-        os.makedirs(folder, exist_ok=True)
-        os.replace(os.path.join(again, "keys.pcap"), os.path.join(folder, "rekey.pcap"))
-        sipp_xml, a.sipp_xml = a.sipp_xml, xml_dir
+        keys = drill.KEYS
+        drill.KEYS = keys + "W" * 9 + REKEYS + "W" * 7 + REKEYS
         try:
-            return self.sipp("uas_rekey.xml", 5060, 16000, a.payments * 4, a.seconds, [], folder)
+            return self.sipp("uas_answer.xml", 5060, 16000, a.payments * 4, a.seconds, [],
+                             os.path.join(self.work, "handsets"))
         finally:
-            a.sipp_xml = sipp_xml
+            drill.KEYS = keys
 
     def resumes(self, orders, pays):
         """What daemon A's log says about the hand-over and the resume
@@ -296,8 +279,6 @@ def main():
                    help="daemon A's calls mid-payment at the signal (default: a fifth of --payments)")
     p.add_argument("--spread", type=float, default=6.0,
                    help="seconds over which the payments are created")
-    p.add_argument("--rekey-secs", type=float, default=14.0,
-                   help="seconds without a hang-up after which a handset keys 1 and the PIN again")
     p.add_argument("--term-wait", type=float, default=60.0,
                    help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
     p.add_argument("--seconds", type=int, default=300, help="bound on the whole run")
