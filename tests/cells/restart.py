@@ -33,6 +33,7 @@ not final, or a failed check; 2 on a usage error.
 
 import argparse
 import collections
+import datetime
 import json
 import os
 import re
@@ -103,6 +104,7 @@ class Restart(drill.Drill):
             return
         handed = discarded = 0
         resumed = {}
+        first = None
         with open(path, errors="replace") as f:
             for line in f:
                 m = re.search(r"order=(ord_[0-9a-f]+)", line)
@@ -113,12 +115,16 @@ class Restart(drill.Drill):
                 elif "resuming the call after a restart" in line and m:
                     step = re.search(r'step="?([a-z_]+)', line)
                     resumed[m.group(1)] = step.group(1) if step else "?"
+                    ts = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+                    first = ts if first is None else min(first, ts)
         ends = collections.Counter()
         for oid, step in resumed.items():
             o = orders.get(oid) or {}
             ends[(step, f"{o.get('status')}:{(o.get('result') or {}).get('code')}")] += 1
         log(f"daemon A's log: calls handed over {handed}, resumed {len(resumed)} "
             f"(step -> end: {dict(sorted(ends.items()))}), digits keyed before a resumed prompt discarded {discarded}")
+        if first is not None:
+            log(f"first call resumed {first - self.signal_wall:.1f} s after the signal")
 
     def run(self):
         a = self.a
@@ -161,6 +167,7 @@ class Restart(drill.Drill):
         sig = signal.SIGTERM if a.signal == "term" else signal.SIGKILL
         os.kill(pid, sig)
         at = time.monotonic()
+        self.signal_wall = time.time()
         log(f"SIG{a.signal.upper()} daemon A (pid {pid}, ari.websocket = {a.websocket}) with "
             f"{up_at_signal} of its calls up, {len(inflight)} of them mid-payment {dict(steps)}")
         # Gone: a SIGTERM'd daemon finishes its shutdown first (bounded).
