@@ -20,6 +20,7 @@ mod dtmf_carrier_e2e;
 mod machine_e2e;
 mod masquerade_e2e;
 mod no_secret_e2e;
+mod outbound_e2e;
 mod payments_e2e;
 mod transfer_inbound_e2e;
 mod webhooks_e2e;

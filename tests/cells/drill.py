@@ -421,6 +421,7 @@ class Drill:
         self.check_money_and_hooks(orders, hooks)
 
     def check_money_and_hooks(self, orders, hooks):
+        """Checks the issuer's ledger and the webhooks; returns how many orders were debited twice."""
         a = self.a
         # The issuer's ledger.
         approved = collections.defaultdict(list)
@@ -467,6 +468,7 @@ class Drill:
             self.fail(f"events never received: {[e.get('id') for e in lost[:5]]}")
         if listed.returncode != 0:
             self.fail(f"voicepay webhooks list failed: {listed.stderr.strip()[:200]}")
+        return doubles
 
     def db_env(self):
         env = dict(os.environ)
