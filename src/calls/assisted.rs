@@ -579,6 +579,7 @@ impl<'d, M: Matcher> Room<'d, M> {
             matcher: desk.matcher.as_ref(),
             store: &desk.store,
             order_id: &self.order.id,
+            node: &desk.node,
             via: &self.via,
             lang: lang.as_str(),
             end: CallEnd::ReturnToDialplan,

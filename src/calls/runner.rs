@@ -42,6 +42,9 @@ pub struct CallRunner<'a, A, M> {
     pub store: &'a Store,
     /// The order paid on this call.
     pub order_id: &'a str,
+    /// This node's name (`ari.app`), the order's `claimed_by` while the
+    /// call runs.
+    pub node: &'a str,
     /// How the call reached the order; the matcher checks it.
     pub via: &'a Via,
     /// Prompt language for ARI's `lang` play parameter (`zh`, `en`).
@@ -480,19 +483,20 @@ impl<A: AriCommands, M: Matcher> CallRunner<'_, A, M> {
             .await
         {
             tracing::warn!(error = %e, "cannot settle the order; trying again in the background");
-            tokio::spawn(
-                settle_when_the_store_answers(self.store.clone(), self.order_id.to_owned(), code)
-                    .in_current_span(),
+            let (store, order, node) = (
+                self.store.clone(),
+                self.order_id.to_owned(),
+                self.node.to_owned(),
             );
+            tokio::spawn(settle_when_the_store_answers(store, order, node, code).in_current_span());
         }
     }
 }
 
 /// How long a call that ended while the database failed keeps trying to
-/// settle its order: inside the claim's margin over the longest call (60 s,
-/// `calls::desk`), so the claim this node took is still its own; after
-/// that the claim runs out and whichever node takes it over settles the
-/// order as a lost call.
+/// settle its order. Each try moves the order only while this node still
+/// holds its claim: once the claim has run out and another node took it
+/// over, that node settles the order as a lost call and this one leaves it.
 const SETTLE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(45);
 /// Pause between two tries.
 const SETTLE_RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -509,14 +513,20 @@ fn failed_with(code: ResultCode) -> Transition<'static> {
 
 /// Moves the order `in_call` → `failed` with `code`, trying every
 /// [`SETTLE_RETRY_EVERY`] for [`SETTLE_RETRY_FOR`] until the store
-/// answers. The move is conditional: an order another node settled
+/// answers. The move is conditional on the status and on `node` still
+/// holding the claim: an order another node settled or took over
 /// meanwhile is left as it is.
-async fn settle_when_the_store_answers(store: Store, order_id: String, code: ResultCode) {
+async fn settle_when_the_store_answers(
+    store: Store,
+    order_id: String,
+    node: String,
+    code: ResultCode,
+) {
     let until = Instant::now() + SETTLE_RETRY_FOR;
     while Instant::now() < until {
         tokio::time::sleep(SETTLE_RETRY_EVERY).await;
         match store
-            .transition(&order_id, failed_with(code), now_ms())
+            .transition_claimed(&order_id, &node, failed_with(code), now_ms())
             .await
         {
             Ok(moved) => {

@@ -190,6 +190,7 @@ async fn run_kept<M: Matcher>(
         matcher: desk.matcher.as_ref(),
         store: &desk.store,
         order_id,
+        node: &desk.node,
         via,
         lang: lang.as_str(),
         end,

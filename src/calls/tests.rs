@@ -71,6 +71,7 @@ impl Rig {
             matcher: &self.matcher,
             store: &self.store,
             order_id: &self.order_id,
+            node: "voicepay",
             via: &Via::Callback,
             lang: "zh",
             end,

@@ -41,7 +41,43 @@ impl Store {
             let (store, id, detail) = (store.clone(), id.clone(), detail.clone());
             Box::pin(async move {
                 store
-                    .transition_in(tx, &id, (from, to, result), detail.as_deref(), now)
+                    .transition_in(tx, &id, (from, to, result), (detail.as_deref(), None), now)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// [`Store::transition`], made only while `node` holds the order's
+    /// claim (`orders.claimed_by`): a node settling its own call late (the
+    /// database was away when the call ended) never moves an order another
+    /// node has taken over since. Returns whether the order moved.
+    ///
+    /// # Errors
+    /// As [`Store::transition`].
+    pub async fn transition_claimed(
+        &self,
+        order_id: &str,
+        node: &str,
+        t: Transition<'_>,
+        now: i64,
+    ) -> Result<bool> {
+        if !t.from.can_become(t.to) || t.to == OrderStatus::Authorizing {
+            return Err(StoreError::IllegalTransition {
+                from: t.from,
+                to: t.to,
+            });
+        }
+        let detail = t.result.map(|r| r.code().to_owned());
+        let (from, to, result) = (t.from, t.to, t.result);
+        let (store, id, node) = (self.clone(), order_id.to_owned(), node.to_owned());
+        self.write_tx(move |tx| {
+            let (store, id, detail, node) =
+                (store.clone(), id.clone(), detail.clone(), node.clone());
+            Box::pin(async move {
+                let only = (detail.as_deref(), Some(node.as_str()));
+                store
+                    .transition_in(tx, &id, (from, to, result), only, now)
                     .await
             })
         })
@@ -49,13 +85,14 @@ impl Store {
     }
 
     /// [`Store::transition`]'s statements in `tx`: the conditional update
-    /// and, when it moved the order, its event and webhook.
+    /// (on the status, and on the claim's holder when `claimed_by` is
+    /// given) and, when it moved the order, its event and webhook.
     async fn transition_in(
         &self,
         tx: &mut Tx,
         order_id: &str,
         (from, to, result): (OrderStatus, OrderStatus, Option<ResultCode>),
-        detail: Option<&str>,
+        (detail, claimed_by): (Option<&str>, Option<&str>),
         now: i64,
     ) -> Result<bool> {
         let moved = sqlx::query(&format!(
@@ -63,7 +100,8 @@ impl Store {
                 result_code = COALESCE($3, result_code), resp_code = COALESCE($4, resp_code), \
                 result_message = COALESCE($5, result_message), \
                 call_code = CASE WHEN $6 = 1 THEN NULL ELSE call_code END \
-             WHERE id = $7 AND status = $8 RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}"
+             WHERE id = $7 AND status = $8 AND ($9 IS NULL OR claimed_by = $9) \
+             RETURNING {ORDER_COLUMNS}, {MOVED_COLUMNS}"
         ))
         .bind(to.as_str())
         .bind(now)
@@ -73,6 +111,7 @@ impl Store {
         .bind(i64::from(to.is_final()))
         .bind(order_id)
         .bind(from.as_str())
+        .bind(claimed_by)
         .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = moved else {

@@ -383,7 +383,58 @@ async fn the_move_into_authorizing_counts_the_attempt_and_writes_its_note(app: T
     assert_eq!(notes, ["authorize attempt 1", "authorize attempt 2"]);
 }
 
+/// A node settling its own call late (the database was away when the call
+/// ended) moves the order only while it still holds the claim: once
+/// another node took the claim over, the late move changes nothing.
+async fn a_late_settle_moves_the_order_only_while_the_node_holds_its_claim(app: TestApp) {
+    use voicepay::domain::ResultCode;
+    use voicepay::store::Transition;
+    let failed = || Transition {
+        from: OrderStatus::InCall,
+        to: OrderStatus::Failed,
+        result: Some(ResultCode::InputTimeout),
+        detail: None,
+    };
+    // Taken over: node-a's claim ran out, node-b took it.
+    let (store, id) = new_order(&app, "L1").await;
+    let now = now_ms();
+    let channel = first_call(&store, &id, now).await;
+    store.answer_callback(&id, &channel, now + 5).await.unwrap();
+    let claim = store
+        .stale_claims(now + 3_600_000, 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(claim.call.order_id, id);
+    assert!(store
+        .take_over_claim(&claim, "node-b", now + 3_700_000, now + 3_600_000)
+        .await
+        .unwrap());
+    assert!(!store
+        .transition_claimed(&id, "node-a", failed(), now + 3_600_001)
+        .await
+        .unwrap());
+    let order = store.order(&id).await.unwrap().unwrap();
+    assert_eq!(order.status(), OrderStatus::InCall);
+    assert_eq!(claim_of(&app, &id).await.0.as_deref(), Some("node-b"));
+    // Still its own: the late move settles it, with its result.
+    let (store, mine) = new_order(&app, "L2").await;
+    let channel = first_call(&store, &mine, now).await;
+    store
+        .answer_callback(&mine, &channel, now + 5)
+        .await
+        .unwrap();
+    assert!(store
+        .transition_claimed(&mine, "node-a", failed(), now + 10)
+        .await
+        .unwrap());
+    let order = store.order(&mine).await.unwrap().unwrap();
+    assert_eq!(order.status(), OrderStatus::Failed);
+    assert_eq!(order.result_code.as_deref(), Some("input_timeout"));
+}
+
 on_both_stores!(
+    a_late_settle_moves_the_order_only_while_the_node_holds_its_claim,
     an_answered_callback_moves_the_order_and_its_attempt_in_one_write,
     the_move_into_authorizing_counts_the_attempt_and_writes_its_note,
     a_due_order_is_claimed_once_and_retried_on_schedule,
