@@ -101,7 +101,7 @@ class Restart(drill.Drill):
         order ended), digits discarded."""
         path = os.path.join(self.a.run, "daemon-a.log")
         if not os.path.exists(path):
-            return
+            return 0
         handed = discarded = 0
         resumed = {}
         first = None
@@ -125,6 +125,7 @@ class Restart(drill.Drill):
             f"(step -> end: {dict(sorted(ends.items()))}), digits keyed before a resumed prompt discarded {discarded}")
         if first is not None:
             log(f"first call resumed {first - self.signal_wall:.1f} s after the signal")
+        return len(resumed)
 
     def run(self):
         a = self.a
@@ -247,7 +248,16 @@ class Restart(drill.Drill):
             else:
                 split[f"other ({o.get('status')}:{code})"] += 1
         log(f"daemon A's calls mid-payment at the signal: {len(inflight)}: {dict(split)}")
-        self.resumes(orders, pays)
+        resumed = self.resumes(orders, pays)
+        # The aims: a SIGTERM (drain, or hand-over) and any restart in
+        # outbound mode (resume) cost none of A's calls a second call or
+        # the payment; outbound mode resumes at least one of them.
+        if a.signal == "term" or a.websocket == "outbound":
+            again = split["retried"] + split["call_failed"]
+            if again:
+                self.fail(f"{again} of daemon A's {len(inflight)} calls mid-payment were called again or lost")
+        if a.websocket == "outbound" and inflight and not resumed:
+            self.fail("outbound mode, and daemon A resumed none of its calls")
         doubles = self.check_money_and_hooks(orders, hooks)
         # The lab carried the payments: the calls the restart did not touch pay.
         untouched = [oid for oid in pays if oid not in inflight]
