@@ -29,6 +29,12 @@ pub struct IvrSettings {
     /// dropped (`ivr::repeat`; default 60, 0 to 500; 0 drops only
     /// overlapping reports).
     pub dtmf_repeat_guard_ms: u64,
+    /// Milliseconds: after a wrong key at the confirmation (a single-key
+    /// menu), each further key less than this after the one before is the
+    /// same entry and is discarded, so a burst (a PIN keyed too early)
+    /// costs one try (`ivr::confirm`; default 1500, 0 to 5000; 0: every
+    /// key is an answer).
+    pub burst_gap_ms: u64,
 }
 
 impl Default for IvrSettings {
@@ -45,6 +51,7 @@ impl Default for IvrSettings {
                 crate::ivr::repeat::DEFAULT_REPEAT_GUARD.as_millis(),
             )
             .unwrap_or(60),
+            burst_gap_ms: u64::try_from(d.burst_gap.as_millis()).unwrap_or(1500),
         }
     }
 }
@@ -59,6 +66,7 @@ impl From<&IvrSettings> for crate::ivr::IvrConfig {
             max_call: Duration::from_secs(s.max_call_secs),
             secret_tries: s.secret_tries,
             final_prompt_limit: Duration::from_secs(s.final_prompt_limit_secs),
+            burst_gap: Duration::from_millis(s.burst_gap_ms),
         }
     }
 }
@@ -95,6 +103,10 @@ impl IvrSettings {
         if self.dtmf_repeat_guard_ms > 500 {
             return invalid("ivr.dtmf_repeat_guard_ms", "must be 0 to 500");
         }
+        // Longer, and a caller's deliberate second answer would be eaten.
+        if self.burst_gap_ms > 5000 {
+            return invalid("ivr.burst_gap_ms", "must be 0 to 5000");
+        }
         Ok(())
     }
 }
@@ -118,5 +130,22 @@ mod tests {
         // Read from the `[ivr]` table like every other key.
         let s: IvrSettings = toml::from_str("dtmf_repeat_guard_ms = 80").unwrap();
         assert_eq!(s.dtmf_repeat_guard_ms, 80);
+    }
+
+    #[test]
+    fn the_burst_gap_defaults_to_1500_ms_and_is_bounded() {
+        let mut s = IvrSettings::default();
+        assert_eq!(s.burst_gap_ms, 1500);
+        s.validate().unwrap();
+        for ok in [0, 5000] {
+            s.burst_gap_ms = ok;
+            s.validate().unwrap();
+        }
+        s.burst_gap_ms = 5001;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("ivr.burst_gap_ms"), "{err}");
+        let s: IvrSettings = toml::from_str("burst_gap_ms = 800").unwrap();
+        let c = crate::ivr::IvrConfig::from(&s);
+        assert_eq!(c.burst_gap, std::time::Duration::from_millis(800));
     }
 }

@@ -24,6 +24,12 @@ pub struct IvrConfig {
     /// The longest the closing prompt may take before we hang up anyway, in
     /// case its `PlaybackFinished` never arrives.
     pub final_prompt_limit: Duration,
+    /// After a wrong key at a single-key menu (the confirmation), further
+    /// keys each less than this after the one before are the same entry
+    /// (a burst, e.g. a PIN keyed too early): discarded, no further failed
+    /// attempt. A key after a longer pause is a fresh answer. Zero: every
+    /// key is an answer of its own.
+    pub burst_gap: Duration,
 }
 
 impl Default for IvrConfig {
@@ -35,6 +41,7 @@ impl Default for IvrConfig {
             max_call: Duration::from_secs(180),
             secret_tries: 3,
             final_prompt_limit: Duration::from_secs(30),
+            burst_gap: Duration::from_millis(1500),
         }
     }
 }

@@ -30,6 +30,7 @@ impl Ivr {
             finished: false,
             bank_tries_left: None,
             resume: None,
+            burst_last: None,
         }
     }
 
@@ -65,7 +66,7 @@ impl Ivr {
             Event::PlaybackFinished { playback_id } => {
                 self.on_playback_finished(&playback_id, &mut out)
             }
-            Event::Digit(c) => self.on_digit(c, &mut out),
+            Event::Digit(c) => self.on_digit(c, now, &mut out),
             Event::TalkStarted => self.on_talk_started(&mut out),
             Event::TalkFinished { duration } => self.on_talk_finished(duration, &mut out),
             Event::TimerFired { timer } => self.on_timer(timer, &mut out),
@@ -107,7 +108,7 @@ impl Ivr {
         }
     }
 
-    fn on_digit(&mut self, c: char, out: &mut Vec<Action>) {
+    fn on_digit(&mut self, c: char, now: Duration, out: &mut Vec<Action>) {
         if !(c.is_ascii_digit() || c == '*' || c == '#') {
             return;
         }
@@ -122,6 +123,11 @@ impl Ivr {
             // change. The confirmation never buffers, so it always ignores `#`.
             return;
         }
+        if self.phase == Phase::Confirm && self.in_wrong_burst(now) {
+            // The rest of a wrong entry already counted: it neither counts
+            // again nor cuts the "invalid input" prompt short.
+            return;
+        }
         if let Some(p) = self.prompt.as_mut().filter(|p| !p.stopping) {
             p.stopping = true;
             out.push(Action::StopPlayback {
@@ -130,7 +136,7 @@ impl Ivr {
         }
         self.cancel_input_timer(out);
         match self.phase {
-            Phase::Confirm => self.on_confirm_digit(c, out),
+            Phase::Confirm => self.on_confirm_digit(c, now, out),
             Phase::Entry(field) => self.on_entry_digit(field, c, out),
             _ => {}
         }

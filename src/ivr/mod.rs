@@ -145,4 +145,8 @@ pub struct Ivr {
     bank_tries_left: Option<u8>,
     /// Where a resumed call starts ([`Ivr::resumed`]).
     resume: Option<Resume>,
+    /// When the last key of a wrong confirmation entry came (`confirm`):
+    /// keys within [`IvrConfig::burst_gap`] of it belong to that entry.
+    /// A time, never the key.
+    burst_last: Option<Duration>,
 }

@@ -121,6 +121,26 @@ impl Call {
         self
     }
 
+    fn after_ms(&mut self, ms: u64) -> &mut Self {
+        self.now += Duration::from_millis(ms);
+        self
+    }
+
+    /// Keys `digits` one by one, `gap_ms` apart (the first at once), as a
+    /// caller's burst; returns what each key did.
+    fn burst(&mut self, digits: &str, gap_ms: u64) -> Vec<Vec<Action>> {
+        digits
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i > 0 {
+                    self.after_ms(gap_ms);
+                }
+                self.ev(Event::Digit(c))
+            })
+            .collect()
+    }
+
     /// Started, confirmation heard to the end and confirmed with 1: the
     /// secret's prompt is p2; the next timer id is 3.
     fn confirmed(kind: CardKind) -> Self {
@@ -358,10 +378,11 @@ fn three_invalid_confirmation_keys_end_the_call() {
     let mut again = vec!["invalid-input", "tries-you-have", "number:2", "tries-left"];
     again.extend(CONFIRM);
     assert_eq!(call.key("5"), [cancel(2), play("p2", &again)]);
-    // 9 and * are just wrong keys here, and barge in like any other.
-    assert_eq!(call.key("9")[..1], [stop("p2")]);
+    // 9 and * are just wrong keys here, and barge in like any other; each
+    // comes after a pause longer than the burst gap, so each is an answer.
+    assert_eq!(call.after(2).key("9")[..1], [stop("p2")]);
     assert_eq!(
-        call.key("*"),
+        call.after(2).key("*"),
         [
             stop("p3"),
             play("p4", &["invalid-input", "fail-input_timeout", "goodbye"]),
@@ -369,6 +390,90 @@ fn three_invalid_confirmation_keys_end_the_call() {
             start(3, 30),
         ]
     );
+}
+
+/// "Invalid input, N tries left" and the confirmation again.
+fn confirm_again(tries_left: &str) -> Vec<&str> {
+    let mut again = vec!["invalid-input", "tries-you-have", tries_left, "tries-left"];
+    again.extend(CONFIRM);
+    again
+}
+
+#[test]
+fn a_burst_of_keys_at_the_confirmation_costs_one_try_and_the_call_goes_on() {
+    let mut call = Call::new(info(CardKind::Debit));
+    call.ev(Event::Start);
+    call.done("p1");
+    // A PIN keyed too early: six keys 200 ms apart. The first is the wrong
+    // answer; the other five are the same entry: no try, no barge-in.
+    let keys = call.burst("987654", 200);
+    assert_eq!(keys[0], [cancel(2), play("p2", &confirm_again("number:2"))]);
+    assert!(keys[1..].iter().all(Vec::is_empty), "{keys:?}");
+    // The caller hears the prompt to its end; the step goes on.
+    assert_eq!(call.done("p2"), [start(3, 10)]);
+    assert_eq!(call.ivr.attempts, 1);
+    // A second wrong key after a pause is a second try, and says so.
+    assert_eq!(
+        call.after(3).key("5"),
+        [cancel(3), play("p3", &confirm_again("number:1"))]
+    );
+    assert_eq!(call.ivr.attempts, 2);
+}
+
+#[test]
+fn a_1_after_the_burst_gap_confirms_even_during_the_invalid_prompt() {
+    let mut call = Call::new(info(CardKind::Debit));
+    call.ev(Event::Start);
+    call.done("p1");
+    call.burst("987654", 200);
+    // Within the gap of the burst's last key a 1 is still that entry…
+    assert!(call.after_ms(1000).key("1").is_empty());
+    // …a 1 a whole gap (1500 ms) after the last key is an answer: it cuts
+    // the "invalid input" prompt short and asks for the PIN.
+    assert_eq!(
+        call.after_ms(1500).key("1"),
+        [stop("p2"), play("p3", &["enter-pin"])]
+    );
+    let actions = call.key("123456");
+    assert_eq!(actions.last(), Some(&pin("123456")));
+}
+
+#[test]
+fn two_wrong_keys_apart_at_the_confirmation_cost_two_tries() {
+    let mut call = Call::new(info(CardKind::Debit));
+    call.ev(Event::Start);
+    call.done("p1");
+    assert_eq!(
+        call.key("3"),
+        [cancel(2), play("p2", &confirm_again("number:2"))]
+    );
+    assert_eq!(
+        call.after_ms(1500).key("4"),
+        [stop("p2"), play("p3", &confirm_again("number:1"))]
+    );
+}
+
+#[test]
+fn a_burst_on_the_last_try_at_the_confirmation_ends_the_call() {
+    let mut call = Call::new(info(CardKind::Debit));
+    call.ev(Event::Start);
+    call.done("p1");
+    call.after(10).fire(2);
+    call.done("p2");
+    call.after(10).fire(3);
+    call.done("p3");
+    let keys = call.burst("987654", 200);
+    assert_eq!(
+        keys[0],
+        [
+            cancel(4),
+            play("p4", &["invalid-input", "fail-input_timeout", "goodbye"]),
+            failed(ResultCode::InputTimeout),
+            start(5, 30),
+        ]
+    );
+    assert!(keys[1..].iter().all(Vec::is_empty), "{keys:?}");
+    assert_eq!(call.done("p4"), [Action::Hangup, cancel(1), cancel(5)]);
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Keys as real networks deliver them (issue #12, faults 1 and 2), against
 //! the scripted fake ARI server: one press reported twice by a relay that
 //! re-stamps RFC 4733 end packets, and the `#` a caller adds after an entry
-//! that was already complete at its fixed length. What the caller heard is
-//! read from the `play` requests the fake saw, in order.
+//! that was already complete at its fixed length; and (issue #15) a burst of
+//! keys at the confirmation, a PIN keyed too early, which is one wrong
+//! entry. What the caller heard is read from the `play` requests the fake
+//! saw, in order.
 
 use super::common::{
     daemon_on, dial_in, finished, hung_up, inbound_order, media, settled, up, wait_plays, CALLER,
@@ -224,6 +226,61 @@ async fn a_credit_card_keyed_as_mmyy_hash_then_cvn2_hash_pays() {
         "{h:#?}"
     );
     assert_eq!(h.len(), 5, "{h:#?}");
+    assert_eq!(wrong_secrets_counted(&app).await, 0);
+    closing_heard(&fake, &ch, 5).await;
+}
+
+#[tokio::test]
+async fn a_pin_keyed_at_the_confirmation_costs_one_try_then_1_and_the_pin_pay_once() {
+    let fake = FakeAri::start().await;
+    let app = daemon(&fake).await;
+    let (id, ch) = answered_callback(&app, &fake, "D4", "6222000000000017").await;
+    wait_heard(&fake, &ch, 1).await;
+    // The PIN keyed while "press 1 to pay" plays: six keys at once. Before
+    // the fix each was a wrong answer and the third ended the call.
+    fake.press(&up(&ch), "805137");
+    let h = wait_heard(&fake, &ch, 2).await;
+    assert_eq!(
+        h[1][..2],
+        media(&["invalid-input", "tries-you-have"]),
+        "{h:#?}"
+    );
+    // The caller listens, then answers after a pause longer than the burst
+    // gap (ivr.burst_gap_ms, 1500 ms) and keys the PIN.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    fake.press(&up(&ch), "1");
+    wait_heard(&fake, &ch, 3).await;
+    fake.press(&up(&ch), "805137");
+    let v = settled(&app, &id).await;
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["result"]["code"], "approved", "{v:#}");
+    let h = wait_heard(&fake, &ch, 5).await;
+    assert_eq!(
+        firsts(&h),
+        [
+            "sound:voicepay/welcome",
+            "sound:voicepay/invalid-input",
+            "sound:voicepay/enter-pin",
+            "sound:voicepay/please-wait",
+            "sound:voicepay/success",
+        ],
+        "{h:#?}"
+    );
+    // One "invalid input" only: the burst cost one try, and it says 2 are left.
+    let invalid = h
+        .iter()
+        .filter(|m| m[0].ends_with("/invalid-input"))
+        .count();
+    assert_eq!(invalid, 1, "{h:#?}");
+    // Paid once, and no wrong PIN ever reached the bank.
+    let paid: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events WHERE order_id = $1 AND to_status = 'succeeded'",
+    )
+    .bind(&id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(paid, 1);
     assert_eq!(wrong_secrets_counted(&app).await, 0);
     closing_heard(&fake, &ch, 5).await;
 }
