@@ -300,9 +300,8 @@ def main():
                    help="seconds a SIGTERM'd daemon may take to exit before it is SIGKILLed")
     p.add_argument("--seconds", type=int, default=300, help="bound on the whole run")
     p.add_argument("--probes", type=int, default=0, help=argparse.SUPPRESS)
-    for k in ("run", "bin", "api-a", "api-b", "asterisk-pid-a", "asterisk-pid-b", "kamailio", "carrier",
-              "webhook", "sipp-xml", "keys-pcap", "restart-b", "restart-a", "database-url", "kamcmd-socket"):
-        p.add_argument("--" + k, required=True)
+    drill.add_lab_args(p)
+    p.add_argument("--restart-a", required=True)
     a = p.parse_args()
     if not 1 <= a.payments <= 200:
         p.error("--payments must be 1 to 200")
@@ -310,14 +309,7 @@ def main():
         a.kill_after = max(1, a.payments // 5)
     log(f"load at the start: {uptime()}")
     d = Restart(a)
-    try:
-        d.run()
-    finally:
-        d.cleanup()
-    if d.failures:
-        log(f"daemon-restart: FAILED ({len(d.failures)} checks)")
-        sys.exit(1)
-    log("daemon-restart: ok")
+    drill.run_drill("daemon-restart", d, d.run)
 
 
 if __name__ == "__main__":

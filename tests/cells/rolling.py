@@ -37,7 +37,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from drill import ARI_AUTH, FINAL, Drill, Hooks, http_json, log  # noqa: E402
+from drill import ARI_AUTH, FINAL, Drill, Hooks, http_json, log, run_drill  # noqa: E402
 
 
 class Rolling(Drill):
@@ -221,14 +221,7 @@ def main():
     # SIGTERM (a timeout, scripts/cells' caller): still stop our SIPp processes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     d = Rolling(a)
-    try:
-        d.run()
-    finally:
-        d.cleanup()
-    if d.failures:
-        log(f"rolling-restart: FAILED ({len(d.failures)} checks)")
-        sys.exit(1)
-    log("rolling-restart: ok")
+    run_drill("rolling-restart", d, d.run)
 
 
 if __name__ == "__main__":
