@@ -20,9 +20,8 @@
 
 use super::transfer_inbound_e2e::{daemon, phone, wait_app};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::time::Duration;
-use voicepay_testkit::lab::{self, secs, Lab};
+use voicepay_testkit::lab::assisted::{global_set, host_path};
+use voicepay_testkit::lab::{self, secs};
 use voicepay_testkit::{wait_for, TestApp};
 
 /// DTMF frequency pairs (Hz), ITU-T Q.23.
@@ -56,22 +55,7 @@ fn tones_wav(keys: &str) -> Vec<u8> {
         }
         samples.extend(std::iter::repeat_n(0, 2000));
     }
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk length
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&data);
-    wav
+    lab::assisted::pcm_wav(&samples)
 }
 
 /// The 16-bit samples of a PCM WAV and its rate.
@@ -134,35 +118,6 @@ pub(super) fn decoded_samples_keys(samples: &[i16], rate: u32) -> String {
         .lines()
         .filter_map(|l| l.strip_prefix("DTMF: "))
         .collect()
-}
-
-/// Where a file Asterisk sees at `path` is on this host (the lab's chroot,
-/// unless Asterisk runs on the host).
-fn host_path(path: &str) -> PathBuf {
-    let root = std::env::var("VOICEPAY_ASTERISK_ROOT")
-        .unwrap_or_else(|_| "/var/cache/voicepay/asterisk-sid".into());
-    let chroot = std::env::var("VOICEPAY_ASTERISK_USE_CHROOT").as_deref() == Ok("1")
-        || std::process::Command::new("asterisk")
-            .arg("-V")
-            .output()
-            .is_err();
-    if chroot {
-        PathBuf::from(format!("{root}{path}"))
-    } else {
-        PathBuf::from(path)
-    }
-}
-
-async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
-    wait_for(within, async || {
-        let v = lab.global(name).await.expect("global");
-        if v.is_empty() {
-            Err(format!("{name} still unset"))
-        } else {
-            Ok(v)
-        }
-    })
-    .await
 }
 
 /// Asks for the capture until both legs are in the bridge (409

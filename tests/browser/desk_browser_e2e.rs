@@ -18,9 +18,9 @@
 use crate::chromium::{require_browser, Browser};
 use fantoccini::Locator;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::Duration;
-use voicepay_testkit::lab::{self, secs, Lab};
+use voicepay_testkit::lab::assisted::{global_set, host_path};
+use voicepay_testkit::lab::{self, secs};
 use voicepay_testkit::{poll_until, spawn_app_with, wait_for, Db, TestApp};
 
 const CARD: &str = "6222000000000017";
@@ -41,42 +41,10 @@ async fn desk_daemon(app: &str) -> TestApp {
     .expect("sqlite app")
 }
 
-/// Where a file Asterisk sees at `path` is on this host (the lab's chroot,
-/// unless Asterisk runs on the host), as in tests/asterisk/assisted_e2e.rs.
-fn host_path(path: &str) -> PathBuf {
-    let root = std::env::var("VOICEPAY_ASTERISK_ROOT")
-        .unwrap_or_else(|_| "/var/cache/voicepay/asterisk-sid".into());
-    let chroot = std::env::var("VOICEPAY_ASTERISK_USE_CHROOT").as_deref() == Ok("1")
-        || std::process::Command::new("asterisk")
-            .arg("-V")
-            .output()
-            .is_err();
-    if chroot {
-        PathBuf::from(format!("{root}{path}"))
-    } else {
-        PathBuf::from(path)
-    }
-}
-
 /// 200 ms of silence as a WAV (8 kHz, 16-bit mono): the lab phone's
 /// "tones" files, which this test does not need.
 fn silence_wav() -> Vec<u8> {
-    let data = vec![0u8; 3200];
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes());
-    wav.extend_from_slice(&8000u32.to_le_bytes());
-    wav.extend_from_slice(&16000u32.to_le_bytes());
-    wav.extend_from_slice(&2u16.to_le_bytes());
-    wav.extend_from_slice(&16u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    wav.extend_from_slice(&data);
-    wav
+    lab::assisted::pcm_wav(&[0; 1600])
 }
 
 async fn type_into(b: &Browser, css: &str, text: &str) {
@@ -122,18 +90,6 @@ async fn press(b: &Browser, button: &str) -> (Value, String) {
     })
     .await
     .expect("the desk answers the button")
-}
-
-async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
-    wait_for(within, async || {
-        let v = lab.global(name).await.expect("global");
-        if v.is_empty() {
-            Err(format!("{name} still unset"))
-        } else {
-            Ok(v)
-        }
-    })
-    .await
 }
 
 /// What the desk shows: the log lines, the result, and whether any

@@ -3,6 +3,9 @@
 //! `-agent`), shared by the real-Asterisk and the Chromium tests.
 
 use super::{unique, Lab, Originate};
+use crate::wait_for;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// What the cardholder's lab phone does (inherited channel variables of
 /// `voicepay-lab-assisted-phone`): keys `pre` and plays the tones file
@@ -76,4 +79,60 @@ pub async fn originate_legs(
     lab.originate(&phone_leg)
         .await
         .expect("the cardholder's leg");
+}
+
+/// Where a file Asterisk sees at `path` is on this host: under the lab's
+/// chroot (`VOICEPAY_ASTERISK_ROOT`, default `/var/cache/voicepay/asterisk-sid`)
+/// unless Asterisk runs on the host.
+pub fn host_path(path: &str) -> PathBuf {
+    let root = std::env::var("VOICEPAY_ASTERISK_ROOT")
+        .unwrap_or_else(|_| "/var/cache/voicepay/asterisk-sid".into());
+    let chroot = std::env::var("VOICEPAY_ASTERISK_USE_CHROOT").as_deref() == Ok("1")
+        || std::process::Command::new("asterisk")
+            .arg("-V")
+            .output()
+            .is_err();
+    if chroot {
+        PathBuf::from(format!("{root}{path}"))
+    } else {
+        PathBuf::from(path)
+    }
+}
+
+/// `samples` as a WAV file (8 kHz, 16-bit PCM, mono), as the lab phones
+/// play them.
+pub fn pcm_wav(samples: &[i16]) -> Vec<u8> {
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes()); // fmt chunk length
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes()); // bytes a second
+    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    wav
+}
+
+/// The lab global `name` once the dialplan has set it (not empty), waiting
+/// at most `within`.
+///
+/// # Panics
+/// When Asterisk refuses the read, or `name` stays unset (a test helper).
+pub async fn global_set(lab: &Lab, name: &str, within: Duration) -> String {
+    wait_for(within, async || {
+        let v = lab.global(name).await.expect("global");
+        if v.is_empty() {
+            Err(format!("{name} still unset"))
+        } else {
+            Ok(v)
+        }
+    })
+    .await
 }
