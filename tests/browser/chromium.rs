@@ -6,7 +6,7 @@
 //! missing, and fails it under `CI=true`.
 
 use anyhow::{bail, Context, Result};
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -164,4 +164,28 @@ async fn wait_ready(url: &str) -> Result<()> {
         bail!("chromedriver at {url} did not become ready")
     })
     .await
+}
+
+/// Clears the field at CSS selector `css` and types `text` into it.
+///
+/// # Panics
+/// When the page has no such field (a test helper).
+pub async fn type_into(b: &Browser, css: &str, text: &str) {
+    let field = b.client.find(Locator::Css(css)).await.expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Clicks the element at CSS selector `css`.
+///
+/// # Panics
+/// When the page has no such element (a test helper).
+pub async fn click(b: &Browser, css: &str) {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .expect(css)
+        .click()
+        .await
+        .expect("click");
 }

@@ -12,7 +12,7 @@
 //! is on the demo's own listener (`demo.listen`), never the API's; what it
 //! refuses to strangers is tested in `tests/api/demo.rs`.
 
-use crate::chromium::{require_browser, Browser};
+use crate::chromium::{click, require_browser, type_into, Browser};
 use fantoccini::Locator;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -170,22 +170,6 @@ async fn stored_outcome(app: &TestApp, phone: &str) -> Vec<(String, Option<Strin
     .fetch_all(&app.pool)
     .await
     .expect("orders")
-}
-
-async fn type_into(b: &Browser, css: &str, text: &str) {
-    let field = b.client.find(Locator::Css(css)).await.expect(css);
-    field.clear().await.expect("clear");
-    field.send_keys(text).await.expect("type");
-}
-
-async fn click(b: &Browser, css: &str) {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .expect(css)
-        .click()
-        .await
-        .expect("click");
 }
 
 async fn value_of(b: &Browser, css: &str) -> String {

@@ -15,8 +15,7 @@
 //! skips without them and fails under `CI=true`. Saves `desk-*.png` under
 //! `$CARGO_TARGET_TMPDIR/demo/`.
 
-use crate::chromium::{require_browser, Browser};
-use fantoccini::Locator;
+use crate::chromium::{click, require_browser, type_into, Browser};
 use serde_json::Value;
 use std::time::Duration;
 use voicepay_testkit::lab::assisted::{global_set, host_path};
@@ -45,22 +44,6 @@ async fn desk_daemon(app: &str) -> TestApp {
 /// "tones" files, which this test does not need.
 fn silence_wav() -> Vec<u8> {
     lab::assisted::pcm_wav(&[0; 1600])
-}
-
-async fn type_into(b: &Browser, css: &str, text: &str) {
-    let field = b.client.find(Locator::Css(css)).await.expect(css);
-    field.clear().await.expect("clear");
-    field.send_keys(text).await.expect("type");
-}
-
-async fn click(b: &Browser, css: &str) {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .expect(css)
-        .click()
-        .await
-        .expect("click");
 }
 
 async fn js(b: &Browser, script: &str) -> Value {
