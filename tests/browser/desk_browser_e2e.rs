@@ -50,6 +50,18 @@ async fn js(b: &Browser, script: &str) -> Value {
     b.client.execute(script, vec![]).await.expect("script runs")
 }
 
+/// The assisted call's code once the desk shows it (8 digits).
+async fn desk_code(b: &Browser) -> String {
+    wait_for(secs(15), async || {
+        let v = js(b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
+        v.as_str()
+            .filter(|c| c.len() == 8 && c.bytes().all(|d| d.is_ascii_digit()))
+            .map(str::to_owned)
+            .ok_or(format!("no code on the desk yet: {v}"))
+    })
+    .await
+}
+
 /// Clicks `button` and waits until its request is answered (the desk
 /// disables the buttons meanwhile); returns (the error code shown or
 /// null, the status line).
@@ -119,14 +131,7 @@ async fn the_agent_desk_follows_an_assisted_capture_in_counts_only() {
     type_into(&b, "#id_number", ID_NUMBER).await;
     type_into(&b, "#phone", &phone).await;
     click(&b, "#pay").await;
-    let code = wait_for(secs(15), async || {
-        let v = js(&b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
-        v.as_str()
-            .filter(|c| c.len() == 8 && c.bytes().all(|d| d.is_ascii_digit()))
-            .map(str::to_owned)
-            .ok_or(format!("no code on the desk yet: {v}"))
-    })
-    .await;
+    let code = desk_code(&b).await;
     let dialplan = js(
         &b,
         "return document.getElementById('desk-dialplan').textContent;",
@@ -342,14 +347,7 @@ async fn the_agent_desk_shows_a_wrong_pin_in_words_then_the_success() {
     type_into(&b, "#id_number", ID_NUMBER).await;
     type_into(&b, "#phone", "13600140001").await;
     click(&b, "#pay").await;
-    let code = wait_for(secs(15), async || {
-        let v = js(&b, "return document.getElementById('desk-view').hidden ? null : document.getElementById('desk-code').textContent;").await;
-        v.as_str()
-            .filter(|c| c.len() == 8)
-            .map(str::to_owned)
-            .ok_or(format!("no code on the desk yet: {v}"))
-    })
-    .await;
+    let code = desk_code(&b).await;
     for (ch, party) in [("vp-desk-agent", "agent"), ("vp-desk-holder", "cardholder")] {
         fake.push(event(
             "StasisStart",
