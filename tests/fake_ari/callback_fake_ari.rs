@@ -251,15 +251,7 @@ async fn a_stopped_nodes_call_is_taken_over_and_retried() {
     assert_eq!(hangup.path, format!("/ari/channels/{orphan}"));
     // The second attempt is placed by node A, under its own claim.
     request(&fake, originate_of(format!("vp-{id}-2"))).await;
-    let v: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/orders/{id}"))
-        .bearer_auth(&api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = super::common::get_order(&reqwest::Client::new(), &base, &api_key, &id).await;
     assert_eq!(v["status"], "calling", "{v:#}");
     let (by, until): (String, i64) =
         sqlx::query_as("SELECT claimed_by, claim_until FROM orders WHERE id = $1")
