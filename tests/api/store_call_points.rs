@@ -2,21 +2,9 @@
 //! and PostgreSQL: written at each step change, listed per node, taken
 //! once for a resume, deleted when the call ends. No digit is stored.
 
-use voicepay::store::{now_ms, CallPoint, ResumeStep, Store};
-use voicepay_testkit::{on_both_stores, order_body, TestApp};
-
-async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
-    let resp = app.create_order(&order_body(reference)).await;
-    assert_eq!(resp.status(), 201);
-    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let store = Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
-        .await
-        .unwrap();
-    (store, id)
-}
+use crate::store_lifecycle::new_order;
+use voicepay::store::{now_ms, CallPoint, ResumeStep};
+use voicepay_testkit::{on_both_stores, TestApp};
 
 fn point(order_id: &str, step: ResumeStep) -> CallPoint {
     CallPoint {

@@ -2,24 +2,10 @@
 //! a due order is claimed once, however many workers ask; a retry waits for
 //! its time; attempts are recorded per channel.
 
+use crate::store_lifecycle::new_order;
 use voicepay::domain::OrderStatus;
 use voicepay::store::{now_ms, Store};
-use voicepay_testkit::{on_both_stores, order_body, TestApp};
-
-async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
-    let resp = app.create_order(&order_body(reference)).await;
-    assert_eq!(resp.status(), 201);
-    let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (
-        Store::connect(&app.settings.database.url, 4, voicepay::views::webhook_body)
-            .await
-            .unwrap(),
-        id,
-    )
-}
+use voicepay_testkit::{on_both_stores, TestApp};
 
 /// Node `node-a` claims the due callback (that of `id`) and places its
 /// first call at `now`: attempt 1 on channel `vp-{id}-1`, returned.

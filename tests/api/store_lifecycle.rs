@@ -5,7 +5,10 @@ use voicepay::domain::{OrderStatus, ResultCode};
 use voicepay::store::{now_ms, Store, StoreError, Transition};
 use voicepay_testkit::{on_both_stores, order_body, TestApp};
 
-async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
+/// Creates an order (`reference`) through the API of `app`, and a second
+/// store on its database: the store as the daemons' workers see it, and
+/// the order's id. Shared by the store tests.
+pub(crate) async fn new_order(app: &TestApp, reference: &str) -> (Store, String) {
     let resp = app.create_order(&order_body(reference)).await;
     assert_eq!(resp.status(), 201);
     let id = resp.json::<serde_json::Value>().await.unwrap()["id"]
