@@ -207,13 +207,7 @@ class Restart(drill.Drill):
             time.sleep(2)
         final_at = time.monotonic() - at
         orders = {oid: self.get(oid) or {} for oid in pays}
-        want = {oid for oid, o in orders.items() if o.get("status") in FINAL}
-        for _ in range(30):
-            got = {e.get("data", {}).get("id") for e in hooks.events()
-                   if e.get("type") in ("order.succeeded", "order.failed", "order.cancelled", "order.expired")}
-            if want <= got:
-                break
-            time.sleep(1)
+        self.wait_final_hooks(orders, hooks)
         self.report(orders, pays, inflight, hooks, final_at, gone, ready)
 
     def report(self, orders, pays, inflight, hooks, final_at, gone, ready):
